@@ -1,0 +1,94 @@
+"""Which implementation runs an op: "torch" (reference), "triton", "cuda" (ganfast._C), or "auto".
+
+Order of precedence: the call's `backend=` argument, then `set_backend()` / GANFAST_BACKEND,
+then "auto". "auto" takes, for CUDA tensors, the first available backend in the op's order
+from ops/auto_backends.json (written from GPU measurements, see benchmarks/results), and
+"torch" for CPU tensors. Asking for a backend that cannot run raises BackendUnavailable
+saying why.
+"""
+
+import functools
+import importlib
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from . import _extension
+
+BACKENDS = ("auto", "cuda", "triton", "torch")
+AUTO_TABLE = Path(__file__).parent / "ops" / "auto_backends.json"
+
+_selected = None  # set_backend()'s choice; None defers to the environment
+
+
+class BackendUnavailable(RuntimeError):
+    """A backend was asked for by name and cannot run here."""
+
+
+def _check_name(name: str, source: str) -> str:
+    if name not in BACKENDS:
+        raise ValueError(f"{source} must be one of {', '.join(BACKENDS)}; got {name!r}")
+    return name
+
+
+def set_backend(name: str | None) -> None:
+    """Pick the backend for every op from now on; None defers to GANFAST_BACKEND again."""
+    global _selected
+    _selected = None if name is None else _check_name(name, "set_backend(name)")
+
+
+def get_backend() -> str:
+    """The global choice: set_backend()'s, else GANFAST_BACKEND, else "auto"."""
+    if _selected is not None:
+        return _selected
+    return _check_name(os.environ.get("GANFAST_BACKEND", "auto"), "GANFAST_BACKEND")
+
+
+@functools.cache
+def _triton_reason() -> str:
+    try:
+        importlib.import_module("triton")
+    except ImportError as error:
+        return f"triton is not installed ({error})"
+    return ""
+
+
+def unavailable_reason(name: str, device: torch.device) -> str:
+    """Why backend `name` cannot run on `device`, or "" when it can."""
+    if name == "torch":
+        return ""
+    if device.type != "cuda":
+        return f"it needs CUDA tensors, got tensors on {device.type}"
+    if name == "triton":
+        return _triton_reason()
+    if name == "cuda":
+        loaded, why = _extension.load()
+        return "" if loaded else why
+    raise ValueError(f"unknown backend {name!r}")
+
+
+@functools.cache
+def auto_table() -> dict:
+    """Per op: the backend order "auto" tries on CUDA, and whether it was measured."""
+    return json.loads(AUTO_TABLE.read_text())
+
+
+def auto_order(op: str) -> list[str]:
+    return auto_table()[op]["order"]
+
+
+def resolve(op: str, backend: str, device: torch.device) -> str:
+    """The concrete backend that runs `op` for tensors on `device`."""
+    requested = _check_name(backend, "backend")
+    if requested == "auto":
+        requested = get_backend()
+    if requested != "auto":
+        why = unavailable_reason(requested, device)
+        if why:
+            raise BackendUnavailable(f"ganfast backend {requested!r} cannot run {op}: {why}")
+        return requested
+    if device.type != "cuda":
+        return "torch"
+    return next(name for name in auto_order(op) if not unavailable_reason(name, device))

@@ -1,0 +1,102 @@
+"""Gradient penalties: WGAN-GP (Gulrajani et al. 2017) and R1/R2 (Mescheder et al. 2018).
+
+Both follow the code users already run, so values are comparable with it:
+
+    # WGAN-GP                                       # R1 (R2: pass the fakes)
+    alpha = torch.rand(B)                           x.requires_grad_(True)
+    x_hat = alpha*real + (1-alpha)*fake             g = grad(critic(x).sum(), x, create_graph=True)
+    g = grad(critic(x_hat).sum(), x_hat, create_graph=True)
+    weight * ((g.flatten(1).norm(dim=1) - center)**2).mean()      gamma/2 * g.flatten(1).norm(dim=1).pow(2).mean()
+
+ganfast fuses the passes over the big tensors (the interpolation, the per-sample norm and its
+backward); the critic runs as the user wrote it.
+
+Mixed precision: with a critic under torch.autocast, its input gradients are computed in half
+precision and can underflow to zero or overflow. Pass the GradScaler you train with as
+`scaler=`: the inner gradient is taken of the scaled output and unscaled before the norm (the
+recipe in PyTorch's AMP docs, "Gradient penalty"). An overflow then shows up as inf in the
+critic's gradients and `scaler.step` skips that step, as for any other loss.
+"""
+
+import torch
+
+from .ops.gradient_penalty import interpolate, per_sample_norm
+
+
+def _check_float_tensor(t, name: str) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if not t.is_floating_point():
+        raise TypeError(f"{name} must have a floating-point dtype, got {t.dtype}")
+    if t.dim() == 0 or t.shape[0] == 0:
+        raise ValueError(f"{name} must have a non-empty batch dimension [B, ...], got shape "
+                         f"{list(t.shape)}")
+
+
+def _check_critic_output(out, batch: int) -> torch.Tensor:
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) not in ((batch,), (batch, 1)):
+        shape = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"critic output must have shape [B] or [B, 1] with B={batch}, got {shape}")
+    return out
+
+
+def _input_gradient(critic, x: torch.Tensor, scaler) -> torch.Tensor:
+    """d sum(critic(x)) / dx, kept differentiable (create_graph) for the penalty's backward."""
+    out = _check_critic_output(critic(x), x.shape[0]).sum()
+    if scaler is not None:
+        out = scaler.scale(out)
+    (grad,) = torch.autograd.grad(out, x, create_graph=True)
+    if scaler is not None:
+        grad = grad * (1.0 / scaler.get_scale())
+    return grad
+
+
+def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, *, weight: float = 10.0,
+                     center: float = 1.0, alpha: torch.Tensor | None = None,
+                     backend: str = "auto", scaler=None) -> torch.Tensor:
+    """WGAN-GP: weight * mean_b (||grad_x critic(x_hat)_b|| - center)^2.
+
+    x_hat = alpha[b] * real + (1 - alpha[b]) * fake with alpha ~ U(0, 1) per sample unless
+    given (shape [B]). The critic must return [B] or [B, 1]. Returns a scalar in fp32 (fp64
+    for fp64 inputs) whose backward reaches the critic's parameters, and real/fake when they
+    require grad.
+    """
+    _check_float_tensor(real, "real")
+    _check_float_tensor(fake, "fake")
+    if real.shape != fake.shape:
+        raise ValueError(f"real and fake must have the same shape, got real {list(real.shape)} "
+                         f"and fake {list(fake.shape)}")
+    if real.device != fake.device:
+        raise ValueError(f"real and fake must be on the same device, got real on {real.device} "
+                         f"and fake on {fake.device}")
+    if real.dtype != fake.dtype:
+        raise TypeError(f"real and fake must have the same dtype, got {real.dtype} and {fake.dtype}")
+    batch = real.shape[0]
+    if alpha is None:
+        alpha = torch.rand(batch, device=real.device)
+    else:
+        _check_float_tensor(alpha, "alpha")
+        if tuple(alpha.shape) != (batch,):
+            raise ValueError(f"alpha must have shape [B] = [{batch}], got {list(alpha.shape)}")
+        if alpha.device != real.device:
+            raise ValueError(f"alpha must be on {real.device} like real, got {alpha.device}")
+
+    x_hat = interpolate(real, fake, alpha, backend)
+    if not x_hat.requires_grad:  # real and fake are data: x_hat is the leaf we differentiate at
+        x_hat.requires_grad_(True)
+    grad = _input_gradient(critic, x_hat, scaler)
+    norms = per_sample_norm(grad, backend)
+    return weight * (norms - center).square().mean()
+
+
+def r1_penalty(critic, x: torch.Tensor, *, gamma: float = 10.0, backend: str = "auto",
+               scaler=None) -> torch.Tensor:
+    """R1: gamma / 2 * mean_b ||grad_x critic(x)_b||^2 at the reals (R2: pass the fakes).
+
+    `x` is detached: the penalty's backward reaches the critic's parameters only.
+    """
+    _check_float_tensor(x, "x")
+    x = x.detach().requires_grad_(True)
+    grad = _input_gradient(critic, x, scaler)
+    norms = per_sample_norm(grad, backend)
+    return gamma / 2 * norms.square().mean()

@@ -1,0 +1,303 @@
+"""Gradient penalty on CPU: the reference path against float64 canonical code, the ops'
+autograd (gradcheck, gradgradcheck), registration (opcheck, torch.compile), edge cases, AMP,
+and input validation."""
+
+import copy
+
+import pytest
+import torch
+
+import ganfast
+from ganfast.ops.gradient_penalty import (
+    _interpolate,
+    _per_sample_norm,
+    _per_sample_norm_backward,
+    interpolate,
+    per_sample_norm,
+)
+
+from . import canonical
+
+ODD_SHAPES = [(1, 3), (3, 7), (2, 3, 5, 7), (5, 1, 9, 3), (3, 2, 3, 4, 5)]
+# dtype: tolerance of ganfast's result against the float64 canonical value
+DTYPE_TOL = [(torch.float64, 1e-10), (torch.float32, 2e-5), (torch.bfloat16, 5e-2)]
+
+
+def _pair(shape, dtype=torch.float64):
+    return torch.randn(shape, dtype=dtype), torch.randn(shape, dtype=dtype)
+
+
+# ---------------------------------------------------------------- against canonical code
+
+@pytest.mark.parametrize("shape", ODD_SHAPES)
+@pytest.mark.parametrize("dtype,tol", DTYPE_TOL)
+def test_gradient_penalty_matches_canonical_float64(shape, dtype, tol):
+    critic64 = canonical.critic_for(shape, torch.float64)
+    critic = copy.deepcopy(critic64).to(dtype)
+    real, fake = _pair(shape)
+    alpha = torch.rand(shape[0], dtype=torch.float64)
+
+    expected = canonical.wgan_gp(critic64, real, fake, alpha, weight=7.0, center=0.5)
+    expected.backward()
+    got = ganfast.gradient_penalty(critic, real.to(dtype), fake.to(dtype), alpha=alpha,
+                                   weight=7.0, center=0.5)
+    got.backward()
+
+    torch.testing.assert_close(got.double(), expected, rtol=tol, atol=tol)
+    # double backward: the penalty's gradient reaches the critic's parameters
+    expected_grads = canonical.param_grads(critic64)
+    assert sum(e.abs().sum() for e in expected_grads) > 0
+    for g, e in zip(canonical.param_grads(critic), expected_grads):
+        torch.testing.assert_close(g.double(), e, rtol=tol, atol=tol * max(e.abs().max().item(), 1))
+
+
+@pytest.mark.parametrize("shape", ODD_SHAPES)
+@pytest.mark.parametrize("dtype,tol", DTYPE_TOL)
+def test_r1_penalty_matches_canonical_float64(shape, dtype, tol):
+    critic64 = canonical.critic_for(shape, torch.float64)
+    critic = copy.deepcopy(critic64).to(dtype)
+    x = torch.randn(shape, dtype=torch.float64)
+
+    expected = canonical.r1(critic64, x, gamma=3.0)
+    expected.backward()
+    got = ganfast.r1_penalty(critic, x.to(dtype), gamma=3.0)
+    got.backward()
+
+    torch.testing.assert_close(got.double(), expected, rtol=tol, atol=tol)
+    for g, e in zip(canonical.param_grads(critic), canonical.param_grads(critic64)):
+        torch.testing.assert_close(g.double(), e, rtol=tol, atol=tol * max(e.abs().max().item(), 1))
+
+
+def test_default_alpha_is_uniform_per_sample():
+    # Same seed, same draw: the default alpha is torch.rand(B), as in the canonical code.
+    shape = (6, 2, 5, 5)
+    critic = canonical.critic_for(shape, torch.float64)
+    real, fake = _pair(shape)
+    torch.manual_seed(123)
+    got = ganfast.gradient_penalty(critic, real, fake)
+    torch.manual_seed(123)
+    alpha = torch.rand(shape[0])
+    expected = canonical.wgan_gp(critic, real, fake, alpha.double())
+    torch.testing.assert_close(got, expected)
+
+
+def test_gradients_reach_real_and_fake_when_they_require_grad():
+    shape = (3, 4, 5)
+    critic = canonical.critic_for(shape, torch.float64)
+    real, fake = (t.requires_grad_(True) for t in _pair(shape))
+    alpha = torch.rand(3, dtype=torch.float64)
+    ganfast.gradient_penalty(critic, real, fake, alpha=alpha).backward()
+
+    real2, fake2 = (t.detach().clone().requires_grad_(True) for t in (real, fake))
+    a = alpha.view(-1, 1, 1)
+    x_hat = a * real2 + (1 - a) * fake2  # canonical, with the graph kept to real and fake
+    (g,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
+    (10 * ((g.flatten(1).norm(dim=1) - 1) ** 2).mean()).backward()
+    torch.testing.assert_close(real.grad, real2.grad)
+    torch.testing.assert_close(fake.grad, fake2.grad)
+
+
+# ---------------------------------------------------------------- layouts
+
+@pytest.mark.parametrize("make_layout", [
+    lambda t: t.contiguous(memory_format=torch.channels_last),
+    lambda t: t.transpose(2, 3),                       # non-contiguous, dense
+    lambda t: torch.stack([t, -t], dim=-1)[..., 0],    # non-contiguous, not dense
+], ids=["channels_last", "transposed", "strided"])
+def test_layouts_give_the_contiguous_result(make_layout):
+    real, fake = _pair((3, 4, 6, 6))
+    alpha = torch.rand(3, dtype=torch.float64)
+    x_hat = interpolate(make_layout(real), make_layout(fake), alpha)
+    torch.testing.assert_close(x_hat, canonical.interpolation(make_layout(real),
+                                                              make_layout(fake), alpha))
+    assert x_hat.stride() == torch.empty_like(make_layout(real)).stride()
+    g = make_layout(real).requires_grad_(True)
+    norms = per_sample_norm(g)
+    torch.testing.assert_close(norms, real.flatten(1).norm(dim=1))  # order-free per sample
+    (grad,) = torch.autograd.grad(norms.sum(), g)
+    torch.testing.assert_close(grad, make_layout(real) / per_sample_norm(real).view(-1, 1, 1, 1))
+
+
+# ---------------------------------------------------------------- zero gradients
+
+def test_zero_gradient_gives_finite_penalty_and_gradients():
+    # A critic whose output does not depend on its input: ||grad|| = 0 for every sample.
+    class ConstantCritic(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bias = torch.nn.Parameter(torch.ones(1))
+            self.scale = torch.nn.Parameter(torch.ones(1))
+
+        def forward(self, x):
+            return self.scale * (x * 0).flatten(1).sum(1) + self.bias
+
+    critic = ConstantCritic()
+    real, fake = _pair((4, 3, 5), torch.float32)
+    penalty = ganfast.gradient_penalty(critic, real, fake, weight=10.0, center=1.0)
+    penalty.backward()
+    assert penalty.item() == pytest.approx(10.0)
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in critic.parameters())
+
+    r1 = ganfast.r1_penalty(critic, real)
+    assert r1.item() == 0.0
+
+
+def test_per_sample_norm_gradient_at_zero_is_zero():
+    x = torch.zeros(3, 5, dtype=torch.float64, requires_grad=True)
+    norms = per_sample_norm(x)
+    ((norms - 1) ** 2).sum().backward()
+    assert torch.equal(x.grad, torch.zeros_like(x))
+
+
+# ---------------------------------------------------------------- autograd of the ops
+
+def test_gradcheck_interpolate():
+    real, fake = (t.requires_grad_(True) for t in _pair((3, 2, 5)))
+    alpha = torch.rand(3, dtype=torch.float64, requires_grad=True)
+    fn = lambda r, f, a: _interpolate(r, f, a, "torch")  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (real, fake, alpha))
+    assert torch.autograd.gradgradcheck(fn, (real, fake, alpha))
+
+
+def test_gradcheck_per_sample_norm():
+    x = torch.randn(4, 3, 5, dtype=torch.float64, requires_grad=True)
+    fn = lambda t: _per_sample_norm(t, "torch")  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (x,))
+    assert torch.autograd.gradgradcheck(fn, (x,))
+
+
+def test_gradcheck_per_sample_norm_backward():
+    x = torch.randn(4, 7, dtype=torch.float64, requires_grad=True)
+    gn = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    norm = (torch.rand(4, dtype=torch.float64) + 0.5).requires_grad_(True)
+    fn = lambda g, t, n: _per_sample_norm_backward(g, t, n, "torch")  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (gn, x, norm))
+    assert torch.autograd.gradgradcheck(fn, (gn, x, norm))
+
+
+def test_gradgradcheck_penalty_through_critic():
+    # The whole WGAN-GP as a function of the critic's weight: its second derivative
+    # (differentiating the penalty's gradient again) matches finite differences.
+    real, fake = _pair((3, 5))
+    alpha = torch.rand(3, dtype=torch.float64)
+    weight = torch.randn(4, 5, dtype=torch.float64, requires_grad=True)
+
+    def penalty(w):
+        critic = lambda x: torch.tanh(x @ w.t()).sum(1)  # noqa: E731
+        return ganfast.gradient_penalty(critic, real, fake, alpha=alpha)
+
+    assert torch.autograd.gradcheck(penalty, (weight,))
+    assert torch.autograd.gradgradcheck(penalty, (weight,))
+
+
+# ---------------------------------------------------------------- registration
+
+def _op_samples():
+    real, fake = _pair((3, 4, 5), torch.float32)
+    alpha = torch.rand(3)
+    x = torch.randn(2, 3, 7, requires_grad=True)
+    cl = torch.randn(2, 3, 4, 5).to(memory_format=torch.channels_last).requires_grad_(True)
+    yield _interpolate, (real.requires_grad_(True), fake, alpha.requires_grad_(True), "torch")
+    yield _per_sample_norm, (x, "torch")
+    yield _per_sample_norm, (cl, "torch")
+    yield _per_sample_norm_backward, (torch.randn(2), x, torch.rand(2) + 0.1, "torch")
+
+
+@pytest.mark.parametrize("op,args", list(_op_samples()),
+                         ids=["interpolate", "norm", "norm_channels_last", "norm_backward"])
+def test_opcheck(op, args):
+    torch.library.opcheck(op, args)
+
+
+@pytest.mark.slow
+def test_compiles_fullgraph_and_matches_eager():
+    def penalty_from(real, fake, alpha, g):
+        x_hat = interpolate(real, fake, alpha)
+        return x_hat.square().mean() + 10 * ((per_sample_norm(g) - 1) ** 2).mean()
+
+    real, fake = _pair((4, 3, 5, 5), torch.float32)
+    alpha = torch.rand(4)
+    g = torch.randn(4, 3, 5, 5, requires_grad=True)
+    compiled = torch.compile(penalty_from, fullgraph=True, backend="aot_eager")
+    got = compiled(real, fake, alpha, g)
+    (grad_got,) = torch.autograd.grad(got, g)
+    expected = penalty_from(real, fake, alpha, g)
+    (grad_expected,) = torch.autograd.grad(expected, g)
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(grad_got, grad_expected)
+
+
+# ---------------------------------------------------------------- mixed precision
+
+def test_autocast_recipe_with_grad_scaler_is_finite_and_close():
+    shape = (4, 3, 8, 8)
+    critic = canonical.critic_for(shape)
+    real, fake = _pair(shape, torch.float32)
+    alpha = torch.rand(4)
+    expected = ganfast.gradient_penalty(critic, real, fake, alpha=alpha)
+
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**12)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = ganfast.gradient_penalty(critic, real, fake, alpha=alpha, scaler=scaler)
+    scaler.scale(got).backward()
+    assert torch.isfinite(got)
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in critic.parameters())
+    torch.testing.assert_close(got.float(), expected, rtol=5e-2, atol=5e-3)
+
+
+# ---------------------------------------------------------------- bad input
+
+def _mlp():
+    return canonical.MLPCritic(12)
+
+
+@pytest.mark.parametrize("kwargs,error,match", [
+    (dict(real=torch.randn(2, 12), fake=torch.randn(3, 12)), ValueError, "real and fake must have the same shape"),
+    (dict(real=torch.randn(2, 12), fake=torch.randn(2, 12, device="meta")), ValueError, "same device"),
+    (dict(real=torch.ones(2, 12, dtype=torch.int64), fake=torch.ones(2, 12, dtype=torch.int64)), TypeError, "real must have a floating-point dtype"),
+    (dict(real=torch.randn(0, 12), fake=torch.randn(0, 12)), ValueError, "real must have a non-empty batch"),
+    (dict(real=torch.randn(2, 12), fake=torch.randn(2, 12), alpha=torch.rand(2, 1)), ValueError, r"alpha must have shape \[B\] = \[2\]"),
+    (dict(real=torch.randn(2, 12), fake=torch.randn(2, 12, dtype=torch.float64)), TypeError, "same dtype"),
+    (dict(real=torch.randn(2, 12), fake=torch.randn(2, 12), backend="fast"), ValueError, "backend must be one of"),
+])
+def test_gradient_penalty_rejects_bad_input(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        ganfast.gradient_penalty(_mlp(), **kwargs)
+
+
+@pytest.mark.parametrize("critic", [
+    lambda x: x.flatten(1).sum(1, keepdim=True).expand(-1, 2),
+    lambda x: x.sum(),
+    lambda x: (x.flatten(1).sum(1),),
+], ids=["[B,2]", "scalar", "tuple"])
+def test_critic_output_must_be_per_sample(critic):
+    with pytest.raises(ValueError, match=r"critic output must have shape \[B\] or \[B, 1\]"):
+        ganfast.gradient_penalty(critic, torch.randn(3, 4), torch.randn(3, 4))
+    with pytest.raises(ValueError, match=r"critic output must have shape \[B\] or \[B, 1\]"):
+        ganfast.r1_penalty(critic, torch.randn(3, 4))
+
+
+# ---------------------------------------------------------------- backends
+
+def test_unavailable_backend_says_why():
+    x = torch.randn(2, 3)
+    for name in ("cuda", "triton"):
+        with pytest.raises(ganfast.BackendUnavailable, match=f"'{name}' cannot run .*CUDA tensors"):
+            per_sample_norm(x, backend=name)
+
+
+def test_global_backend_setting_and_environment(monkeypatch):
+    x = torch.randn(2, 3)
+    ganfast.set_backend("cuda")
+    with pytest.raises(ganfast.BackendUnavailable):
+        per_sample_norm(x)
+    assert per_sample_norm(x, backend="torch").shape == (2,)  # per call beats global
+    ganfast.set_backend(None)  # back to the environment's choice
+    monkeypatch.setenv("GANFAST_BACKEND", "triton")
+    with pytest.raises(ganfast.BackendUnavailable):
+        per_sample_norm(x)
+    monkeypatch.setenv("GANFAST_BACKEND", "nope")
+    with pytest.raises(ValueError, match="GANFAST_BACKEND must be one of"):
+        per_sample_norm(x)
+    with pytest.raises(ValueError, match=r"set_backend\(name\) must be one of"):
+        ganfast.set_backend("fastest")
