@@ -116,6 +116,7 @@ setup(
         "ganfast.nn",
         "ganfast.bench",
         "ganfast.metrics",
+        "ganfast.train",
         "ganfast.kernels",
     ],
     package_dir={"ganfast.kernels": "kernels"},

@@ -16,7 +16,7 @@ import triton.language as tl
 # so that the partial-sum buffer stays small next to the input.
 BLOCK = 1024
 SUM_STEPS = 8
-MAX_GRID_Y = 65535  # CUDA's limit on grid dims 1 and 2; kernels loop over samples beyond it
+MAX_GRID_Y = 65535  # CUDA's limit on grid dim 1; launchers split bigger batches
 
 
 def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -24,57 +24,59 @@ def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 @triton.jit
-def _interpolate_kernel(real_ptr, fake_ptr, alpha_ptr, out_ptr, batch, row, BLOCK: tl.constexpr):
-    # Sample b's row starts at b * row; int64 offsets keep rows past 2^31 elements correct.
+def _interpolate_kernel(real_ptr, fake_ptr, alpha_ptr, out_ptr, row, BLOCK: tl.constexpr):
+    # Program (c, b): block c of sample b's row, which starts at b * row; int64 offsets keep
+    # tensors past 2^31 elements correct.
+    b = tl.program_id(1)
     cols = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = cols < row
-    for b in range(tl.program_id(1), batch, tl.num_programs(1)):
-        offs = b.to(tl.int64) * row + cols
-        alpha = tl.load(alpha_ptr + b)
-        real = tl.load(real_ptr + offs, mask=mask).to(alpha.dtype)
-        fake = tl.load(fake_ptr + offs, mask=mask).to(alpha.dtype)
-        x_hat = fake + alpha * (real - fake)
-        tl.store(out_ptr + offs, x_hat.to(out_ptr.dtype.element_ty), mask=mask)
+    offs = b.to(tl.int64) * row + cols
+    alpha = tl.load(alpha_ptr + b)
+    real = tl.load(real_ptr + offs, mask=mask).to(alpha.dtype)
+    fake = tl.load(fake_ptr + offs, mask=mask).to(alpha.dtype)
+    x_hat = fake + alpha * (real - fake)
+    tl.store(out_ptr + offs, x_hat.to(out_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
-def _sum_squares_kernel(x_ptr, partial_ptr, batch, row, n_chunks,
+def _sum_squares_kernel(x_ptr, partial_ptr, row, n_chunks,
                         BLOCK: tl.constexpr, STEPS: tl.constexpr):
     # Program (c, b) writes sum(x[b, chunk c]^2) to partial[b, c]; the caller adds the
     # partials (deterministic, unlike atomics).
+    b = tl.program_id(1).to(tl.int64)
     chunk = tl.program_id(0).to(tl.int64)
-    for b in range(tl.program_id(1), batch, tl.num_programs(1)):
-        row_start = b.to(tl.int64) * row
-        acc = tl.zeros([BLOCK], dtype=partial_ptr.dtype.element_ty)
-        for step in range(STEPS):
-            cols = (chunk * STEPS + step) * BLOCK + tl.arange(0, BLOCK)
-            x = tl.load(x_ptr + row_start + cols, mask=cols < row, other=0.0).to(acc.dtype)
-            acc += x * x
-        tl.store(partial_ptr + b.to(tl.int64) * n_chunks + chunk, tl.sum(acc, axis=0))
+    acc = tl.zeros([BLOCK], dtype=partial_ptr.dtype.element_ty)
+    for step in range(STEPS):
+        cols = (chunk * STEPS + step) * BLOCK + tl.arange(0, BLOCK)
+        x = tl.load(x_ptr + b * row + cols, mask=cols < row, other=0.0).to(acc.dtype)
+        acc += x * x
+    tl.store(partial_ptr + b * n_chunks + chunk, tl.sum(acc, axis=0))
 
 
 @triton.jit
-def _scale_kernel(x_ptr, coef_ptr, out_ptr, batch, row, BLOCK: tl.constexpr):
+def _scale_kernel(x_ptr, coef_ptr, out_ptr, row, BLOCK: tl.constexpr):
+    b = tl.program_id(1)
     cols = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = cols < row
-    for b in range(tl.program_id(1), batch, tl.num_programs(1)):
-        offs = b.to(tl.int64) * row + cols
-        coef = tl.load(coef_ptr + b)
-        x = tl.load(x_ptr + offs, mask=mask).to(coef.dtype)
-        tl.store(out_ptr + offs, (coef * x).to(out_ptr.dtype.element_ty), mask=mask)
+    offs = b.to(tl.int64) * row + cols
+    coef = tl.load(coef_ptr + b)
+    x = tl.load(x_ptr + offs, mask=mask).to(coef.dtype)
+    tl.store(out_ptr + offs, (coef * x).to(out_ptr.dtype.element_ty), mask=mask)
 
 
-def _row_grid(batch: int, row: int, per_program: int) -> tuple:
-    return (max(1, triton.cdiv(row, per_program)), max(1, min(batch, MAX_GRID_Y)))
+def _batch_slices(batch: int):
+    """Sample ranges of at most MAX_GRID_Y, one launch each (grid dim 1 holds the sample)."""
+    return [slice(start, min(start + MAX_GRID_Y, batch)) for start in range(0, batch, MAX_GRID_Y)]
 
 
 def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     """real, fake: [B, N] contiguous, same dtype; alpha: [B] in the accumulation dtype."""
     out = torch.empty_like(real)
-    if real.numel():
-        batch, row = real.shape
-        _interpolate_kernel[_row_grid(batch, row, BLOCK)](real, fake, alpha, out, batch, row,
-                                                           BLOCK=BLOCK)
+    batch, row = real.shape
+    if out.numel():
+        for s in _batch_slices(batch):
+            grid = (triton.cdiv(row, BLOCK), s.stop - s.start)
+            _interpolate_kernel[grid](real[s], fake[s], alpha[s], out[s], row, BLOCK=BLOCK)
     return out
 
 
@@ -84,16 +86,20 @@ def sum_squares_per_sample(x: torch.Tensor) -> torch.Tensor:
     acc_dtype = _acc_dtype(x.dtype)
     if x.numel() == 0:
         return torch.zeros(batch, dtype=acc_dtype, device=x.device)
-    grid = _row_grid(batch, row, BLOCK * SUM_STEPS)
-    partial = torch.empty(batch, grid[0], dtype=acc_dtype, device=x.device)
-    _sum_squares_kernel[grid](x, partial, batch, row, grid[0], BLOCK=BLOCK, STEPS=SUM_STEPS)
+    n_chunks = triton.cdiv(row, BLOCK * SUM_STEPS)
+    partial = torch.empty(batch, n_chunks, dtype=acc_dtype, device=x.device)
+    for s in _batch_slices(batch):
+        _sum_squares_kernel[(n_chunks, s.stop - s.start)](x[s], partial[s], row, n_chunks,
+                                                          BLOCK=BLOCK, STEPS=SUM_STEPS)
     return partial.sum(dim=1)
 
 
 def scale_per_sample(x: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
     """x: [B, N] contiguous; coef: [B] in the accumulation dtype -> coef[b] * x[b]."""
     out = torch.empty_like(x)
-    if x.numel():
-        batch, row = x.shape
-        _scale_kernel[_row_grid(batch, row, BLOCK)](x, coef, out, batch, row, BLOCK=BLOCK)
+    batch, row = x.shape
+    if out.numel():
+        for s in _batch_slices(batch):
+            grid = (triton.cdiv(row, BLOCK), s.stop - s.start)
+            _scale_kernel[grid](x[s], coef[s], out[s], row, BLOCK=BLOCK)
     return out

@@ -1,0 +1,90 @@
+"""A benchmark case, the run that times a list of them, and the rows it writes.
+
+Row fields (DESIGN.md): op, mode, shape, dtype, backend, median_ms, gbps, frac_of_copy,
+speedup (vs the eager canonical code of the same mode/shape/dtype), speedup_vs_compile,
+device, torch, triton, cuda, date.
+"""
+
+import dataclasses
+import datetime
+import importlib.metadata
+import json
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from .timing import copy_bandwidth_gbps, median_ms
+
+
+@dataclasses.dataclass
+class Case:
+    mode: str
+    key: dict  # shape, dtype
+    backend: str  # "eager" / "compile" (the canonical code) or a ganfast backend
+    fn: object
+    bytes_moved: int | None  # the minimum traffic of the mode, for GB/s; None: time only
+
+
+def environment(device: torch.device) -> dict:
+    try:
+        triton_version = importlib.metadata.version("triton")
+    except importlib.metadata.PackageNotFoundError:
+        triton_version = None
+    return {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "triton": triton_version,
+        "cuda": torch.version.cuda,
+        "date": datetime.date.today().isoformat(),
+    }
+
+
+def run(op: str, cases, device: torch.device, skip=lambda case: "") -> list[dict]:
+    """Time every case; a case `skip` gives a reason for is recorded with that reason."""
+    env = environment(device)
+    copy_gbps = copy_bandwidth_gbps(device)
+    rows, baselines = [], {}
+    for case in tqdm(list(cases), desc=f"bench {op}", unit="case", leave=False):
+        group = (case.mode, json.dumps(case.key))
+        row = {"op": op, "mode": case.mode, **case.key, "backend": case.backend}
+        reason = skip(case)
+        if reason:
+            rows.append({**row, "skipped": reason, **env})
+            continue
+        ms = median_ms(case.fn, device)
+        baselines.setdefault(group, {})[case.backend] = ms
+        eager, compiled = baselines[group].get("eager"), baselines[group].get("compile")
+        gbps = case.bytes_moved / (ms * 1e-3) / 1e9 if case.bytes_moved else None
+        rows.append({
+            **row,
+            "median_ms": round(ms, 4),
+            "gbps": round(gbps, 1) if gbps else None,
+            "frac_of_copy": round(gbps / copy_gbps, 3) if gbps else None,
+            "speedup": round(eager / ms, 2) if eager else None,
+            "speedup_vs_compile": round(compiled / ms, 2) if compiled else None,
+            "copy_gbps": round(copy_gbps, 1),
+            **env,
+        })
+    return rows
+
+
+def write_jsonl(rows: list[dict], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+
+
+def markdown_table(rows: list[dict]) -> str:
+    columns = ["mode", "shape", "dtype", "backend", "median_ms", "gbps", "frac_of_copy",
+               "speedup", "speedup_vs_compile"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        if "skipped" in row:
+            cells = [str(row[c]) for c in columns[:4]] + [f"skipped: {row['skipped']}"]
+            cells += [""] * (len(columns) - len(cells))
+        else:
+            cells = ["" if row.get(c) is None else str(row[c]) for c in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

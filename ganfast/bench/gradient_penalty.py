@@ -1,0 +1,96 @@
+"""Benchmark cases for the gradient penalty: ganfast's backends beside the canonical PyTorch
+code users run today and torch.compile of it.
+
+Modes:
+  interp   x_hat = alpha*real + (1-alpha)*fake               bytes: read 2, write 1 tensor
+  fwd      10 * mean((||g_b|| - 1)^2) from a gradient g       bytes: read g once
+  fwd+bwd  the same and its gradient w.r.t. g                 bytes: read g twice, write dg
+  step     a full WGAN-GP on a DCGAN-64 critic, with backward (time only: the critic dominates)
+"""
+
+import torch
+
+from ..losses import gradient_penalty
+from ..ops.gradient_penalty import interpolate, per_sample_norm
+from ..train.models import DCGANCritic
+from .cases import Case
+
+BACKENDS = ("cuda", "triton", "torch")
+
+
+def canonical_interp(real, fake, alpha):
+    a = alpha.view(-1, *([1] * (real.dim() - 1)))
+    return a * real + (1 - a) * fake
+
+
+def canonical_penalty(g):
+    return 10 * ((g.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
+
+
+def ganfast_penalty(backend):
+    return lambda g: 10 * ((per_sample_norm(g, backend) - 1) ** 2).mean()
+
+
+def canonical_wgan_gp(critic, real, fake):
+    alpha = torch.rand(real.shape[0], device=real.device, dtype=real.dtype)
+    x_hat = canonical_interp(real, fake, alpha).requires_grad_(True)
+    (g,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
+    return canonical_penalty(g)
+
+
+def _forward_backward(penalty, g):
+    return lambda: torch.autograd.grad(penalty(g), g)
+
+
+def cases(shapes, dtypes, device, backends, with_compile=True):
+    """Yield Case objects; each group (mode, shape, dtype) starts with its eager baseline."""
+    for shape in shapes:
+        for dtype in dtypes:
+            real = torch.randn(shape, device=device, dtype=dtype)
+            fake = torch.randn(shape, device=device, dtype=dtype)
+            alpha = torch.rand(shape[0], device=device)
+            g = torch.randn(shape, device=device, dtype=dtype, requires_grad=True)
+            size = real.numel() * real.element_size()
+            key = dict(shape=list(shape), dtype=str(dtype).removeprefix("torch."))
+
+            compiled_interp = torch.compile(canonical_interp) if with_compile else None
+            compiled_penalty = torch.compile(canonical_penalty) if with_compile else None
+
+            yield Case("interp", key, "eager", lambda: canonical_interp(real, fake, alpha), 3 * size)
+            if with_compile:
+                yield Case("interp", key, "compile",
+                           lambda f=compiled_interp: f(real, fake, alpha), 3 * size)
+            for b in backends:
+                yield Case("interp", key, b, lambda b=b: interpolate(real, fake, alpha, b), 3 * size)
+
+            yield Case("fwd", key, "eager", lambda: canonical_penalty(g), size)
+            if with_compile:
+                yield Case("fwd", key, "compile", lambda f=compiled_penalty: f(g), size)
+            for b in backends:
+                yield Case("fwd", key, b, lambda b=b: ganfast_penalty(b)(g), size)
+
+            yield Case("fwd+bwd", key, "eager", _forward_backward(canonical_penalty, g), 3 * size)
+            if with_compile:
+                yield Case("fwd+bwd", key, "compile", _forward_backward(compiled_penalty, g),
+                           3 * size)
+            for b in backends:
+                yield Case("fwd+bwd", key, b, _forward_backward(ganfast_penalty(b), g), 3 * size)
+
+
+def step_cases(batch, dtype, device, backends):
+    """A full WGAN-GP with backward on a DCGAN-64 critic."""
+    critic = DCGANCritic().to(device=device, dtype=dtype)
+    real = torch.randn(batch, 3, 64, 64, device=device, dtype=dtype)
+    fake = torch.randn(batch, 3, 64, 64, device=device, dtype=dtype)
+    key = dict(shape=[batch, 3, 64, 64], dtype=str(dtype).removeprefix("torch."))
+
+    def run(penalty_fn):
+        def step():
+            critic.zero_grad(set_to_none=True)
+            penalty_fn().backward()
+        return step
+
+    yield Case("step", key, "eager", run(lambda: canonical_wgan_gp(critic, real, fake)), None)
+    for b in backends:
+        yield Case("step", key, b,
+                   run(lambda b=b: gradient_penalty(critic, real, fake, backend=b)), None)

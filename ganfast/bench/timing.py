@@ -1,0 +1,54 @@
+"""Timing and the machine's limits: medians of many runs, warm-up excluded.
+
+On CUDA, device time from triton.testing.do_bench (CUDA events, L2 flushed between runs);
+on CPU, wall time from perf_counter. Absolute CPU times say little; ratios taken side by side
+in one run are what the benchmarks report.
+"""
+
+import statistics
+import time
+
+import torch
+
+
+def median_ms(fn, device: torch.device, *, warmup: int = 3, reps: int = 20) -> float:
+    """Median milliseconds of fn() on `device`."""
+    if device.type == "cuda":
+        try:
+            from triton.testing import do_bench
+        except ImportError:
+            return _cuda_events_ms(fn, warmup, reps)
+        return float(do_bench(fn, warmup=25, rep=100, return_mode="median"))
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def _cuda_events_ms(fn, warmup: int, reps: int) -> float:
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(reps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def copy_bandwidth_gbps(device: torch.device) -> float:
+    """Measured device-to-device copy bandwidth (read + write bytes per second), the
+    ceiling for the memory-bound passes of the gradient penalty."""
+    numel = (256 if device.type == "cuda" else 32) * 2**20
+    src = torch.randn(numel, device=device)
+    dst = torch.empty_like(src)
+    ms = median_ms(lambda: dst.copy_(src), device)
+    return 2 * src.numel() * src.element_size() / (ms * 1e-3) / 1e9

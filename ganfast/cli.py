@@ -1,0 +1,108 @@
+"""The `ganfast` command: `ganfast info`, `ganfast bench`."""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+# (GPU, CPU) shapes: a DCGAN-64 batch, then feature-map gradients large enough to be
+# bandwidth-bound on a GPU; the CPU set stays small so a laptop run takes seconds.
+GP_SHAPES = {
+    "cuda": [(64, 3, 64, 64), (256, 128, 32, 32), (64, 256, 64, 64)],
+    "cpu": [(16, 3, 64, 64), (8, 64, 32, 32)],
+}
+
+
+def _print_info(args) -> int:
+    from .info import info
+
+    report = info()
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    ext = report["extension"]
+    print(f"ganfast {report['ganfast']}  torch {report['torch']} (CUDA {report['torch_cuda']})"
+          f"  triton {report['triton']}  python {report['python']}")
+    print(f"device: {report['device']}")
+    print(f"backend setting: {report['backend_setting']}")
+    print(f"extension ganfast._C: {'loaded' if ext['loaded'] else 'not loaded: ' + ext['reason']}"
+          + (f" (archs {ext['cuda_archs']}; {len(ext['registered_ops'])} ops)" if ext["loaded"] else ""))
+    for op, entry in report["ops"].items():
+        measured = "measured" if entry["auto_order_measured"] else "default order, not yet measured"
+        print(f"  {op}: auto -> {entry['auto']} ({measured})")
+        for name, status in entry["available"].items():
+            print(f"    {name:7s} {status}")
+    return 0
+
+
+def _parse_shape(text: str) -> tuple:
+    try:
+        return tuple(int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shape takes sizes like 64x3x64x64, got {text!r}") from None
+
+
+def _bench(args) -> int:
+    from . import backends
+    from .bench import cases as bench_cases
+    from .bench import gradient_penalty as gp_bench
+
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("ganfast bench: --device cuda asked for, but torch sees no CUDA device", file=sys.stderr)
+        return 2
+    dtypes = [DTYPES[d] for d in args.dtype.split(",")] if args.dtype else (
+        list(DTYPES.values()) if device.type == "cuda" else [torch.float32])
+    shapes = args.shape or GP_SHAPES[device.type][: 1 if args.quick else None]
+    names = [b for b in gp_bench.BACKENDS if device.type == "cuda" or b == "torch"]
+
+    def skip(case):
+        return "" if case.backend in ("eager", "compile") else backends.unavailable_reason(
+            case.backend, device)
+
+    all_cases = list(gp_bench.cases(shapes, dtypes, device, names, with_compile=not args.no_compile))
+    all_cases += list(gp_bench.step_cases(16 if device.type == "cpu" else 64, dtypes[0], device, names))
+    rows = bench_cases.run("gradient_penalty", all_cases, device, skip)
+    env = rows[0]
+    print(f"gradient_penalty on {env['device']} (torch {env['torch']}, triton {env['triton']}); "
+          f"copy bandwidth {rows[0].get('copy_gbps', '?')} GB/s")
+    print(bench_cases.markdown_table(rows))
+    if args.out:
+        bench_cases.write_jsonl(rows, Path(args.out))
+        print(f"rows appended to {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ganfast", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    info = sub.add_parser("info", help="versions, device, extension status, backend per op")
+    info.add_argument("--json", action="store_true", help="print the report as JSON")
+    info.set_defaults(func=_print_info)
+
+    bench = sub.add_parser("bench", help="time ganfast's kernels against canonical PyTorch")
+    bench.add_argument("--op", choices=["gradient_penalty"], default="gradient_penalty")
+    bench.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
+    bench.add_argument("--dtype", help="comma-separated from fp32,fp16,bf16 "
+                                       "(default: all on GPU, fp32 on CPU)")
+    bench.add_argument("--shape", type=_parse_shape, action="append",
+                       help="a gradient shape such as 64x3x64x64 (repeatable)")
+    bench.add_argument("--quick", action="store_true", help="the first default shape only")
+    bench.add_argument("--no-compile", action="store_true",
+                       help="leave out torch.compile of the canonical code")
+    bench.add_argument("--out", help="append the rows as JSON lines to this file")
+    bench.set_defaults(func=_bench)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

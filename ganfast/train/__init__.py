@@ -1,0 +1,1 @@
+"""The thin GAN training loop's pieces: models (more to come: data, Trainer)."""
