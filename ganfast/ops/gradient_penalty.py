@@ -53,7 +53,8 @@ def _interpolate_cuda(real, fake, alpha, backend):
     if backend == "torch":
         return interpolate_reference(real, fake, alpha)
     order = row_order(real)
-    rows = _row_kernels(backend).interpolate(to_rows(real, order), to_rows(fake, order), alpha)
+    rows = _row_kernels(backend).interpolate(to_rows(real, order), to_rows(fake, order),
+                                             alpha.contiguous())
     return from_rows(rows, real, order)
 
 

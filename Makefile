@@ -1,0 +1,68 @@
+SHELL := /bin/bash
+# The commands the README names. Everything installs into .venv on first use.
+#   make demo       ganfast info + a CPU gradient-penalty benchmark
+#   make test       the whole CPU suite (Triton kernels under the interpreter included)
+#   make bench      pytest-benchmark files (CPU) and `ganfast bench`
+#   make gpu-check OUT=dir   on a GPU machine: build in place, gpu tests, benchmarks, logs
+
+PYTHON ?= python3
+TORCH_SPEC ?= torch==2.14.1
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.ganfast-installed
+OUT ?= out/gpu-check
+GPU_PY ?= python3
+
+.PHONY: install demo test bench gpu-check cmake-check lint clean
+
+install: $(STAMP)
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "setuptools>=64" wheel ninja $(TORCH_SPEC)
+
+# Re-installs (and rebuilds ganfast._C) when the build or the CUDA sources change.
+$(STAMP): $(VENV)/bin/python setup.py pyproject.toml $(wildcard csrc/*)
+	$(PY) -m pip install -q -e ".[test,bench]" --no-build-isolation
+	touch $@
+
+demo: install
+	$(VENV)/bin/ganfast info
+	$(VENV)/bin/ganfast bench --op gradient_penalty --device cpu --quick
+
+test: install
+	$(PY) -m pytest -m "not gpu and not interpreter"
+	TRITON_INTERPRET=1 $(PY) -m pytest -m interpreter
+
+bench: install
+	$(PY) -m pytest benchmarks --benchmark-columns=median,iqr,rounds --benchmark-sort=name
+	$(VENV)/bin/ganfast bench --op gradient_penalty
+
+# For the device machine (no network, its own python with torch, triton, pytest, ninja).
+gpu-check:
+	mkdir -p $(OUT)
+	$(GPU_PY) -m pip install -e . --no-build-isolation --no-deps > $(OUT)/build.log 2>&1 \
+	  || (tail -50 $(OUT)/build.log; exit 1)
+	$(GPU_PY) -m ganfast info --json > $(OUT)/info.json; cat $(OUT)/info.json
+	$(GPU_PY) -m pytest -m gpu -v --junitxml=$(OUT)/gpu-tests.xml 2>&1 | tee $(OUT)/gpu-tests.log; \
+	  test $${PIPESTATUS[0]} -eq 0
+	$(GPU_PY) -m ganfast bench --op gradient_penalty --out $(OUT)/results.jsonl 2>&1 \
+	  | tee $(OUT)/bench.log
+
+# The same csrc/ through CMake and find_package(Torch): keeps the C++ tooling path building.
+# torch 2.14 needs C++20 in nvcc, which CMake knows from 3.31 on: take cmake from PyPI.
+cmake-check: install
+	$(PY) -m pip install -q "cmake>=3.31"
+	TORCH_CUDA_ARCH_LIST="$$(echo $${GANFAST_CUDA_ARCHS:-90} | sed -E 's/([0-9])([0-9a]+)/\1.\2/g')" \
+	  $(VENV)/bin/cmake -S . -B build/cmake -G Ninja -DCMAKE_MAKE_PROGRAM=$(abspath $(VENV)/bin/ninja) \
+	  -DPython_EXECUTABLE=$(abspath $(PY)) \
+	  -DCMAKE_PREFIX_PATH="$$($(PY) -c 'import torch; print(torch.utils.cmake_prefix_path)')"
+	$(VENV)/bin/cmake --build build/cmake
+
+lint: install
+	$(PY) -m pip install -q ruff
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf build out ganfast/_C*.so ganfast/_build_info.json

@@ -1,0 +1,190 @@
+"""Gradient penalty on a CUDA device: every backend against the reference in every dtype,
+odd shapes and layouts, the full penalty with double backward, compile, opcheck, and a
+tensor past 2^31 elements. Skipped without CUDA (see conftest.py)."""
+
+import copy
+
+import pytest
+import torch
+
+import ganfast
+from ganfast import backends
+from ganfast.ops.gradient_penalty import (
+    _interpolate,
+    _per_sample_norm,
+    _per_sample_norm_backward,
+    interpolate_reference,
+    per_sample_norm_backward_reference,
+)
+
+from . import canonical
+
+pytestmark = pytest.mark.gpu
+
+GPU_BACKENDS = ["cuda", "triton"]
+SHAPES = [(1, 1), (3, 7), (5, 3, 17, 13), (2, 1023), (7, 4097), (64, 3, 64, 64), (3, 2, 3, 5, 7)]
+DTYPE_TOL = [(torch.float32, 1e-5), (torch.float16, 2e-3), (torch.bfloat16, 1.6e-2),
+             (torch.float64, 1e-12)]
+
+
+def _require(backend):
+    why = backends.unavailable_reason(backend, torch.device("cuda"))
+    if why:
+        pytest.fail(f"backend {backend} unavailable on this GPU machine: {why}")
+
+
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype,tol", DTYPE_TOL)
+def test_interpolate_matches_reference(backend, shape, dtype, tol):
+    _require(backend)
+    real = torch.randn(shape, device="cuda", dtype=dtype)
+    fake = torch.randn(shape, device="cuda", dtype=dtype)
+    alpha = torch.rand(shape[0], device="cuda", dtype=torch.float64 if dtype == torch.float64
+                       else torch.float32)
+    got = _interpolate(real, fake, alpha, backend)
+    expected = interpolate_reference(real.double(), fake.double(), alpha.double())
+    assert got.dtype == dtype
+    torch.testing.assert_close(got.double(), expected, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype,tol", DTYPE_TOL)
+def test_per_sample_norm_and_backward_match_reference(backend, shape, dtype, tol):
+    _require(backend)
+    x = torch.randn(shape, device="cuda", dtype=dtype)
+    norm = _per_sample_norm(x, backend)
+    expected = x.double().flatten(1).norm(dim=1)
+    torch.testing.assert_close(norm.double(), expected, rtol=1e-5 if dtype != torch.float64
+                               else 1e-12, atol=0)
+
+    grad_norm = torch.randn(shape[0], device="cuda", dtype=norm.dtype)
+    got = _per_sample_norm_backward(grad_norm, x, norm, backend)
+    ref = per_sample_norm_backward_reference(grad_norm.double(), x.double(), norm.double())
+    assert got.dtype == dtype
+    torch.testing.assert_close(got.double(), ref, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+@pytest.mark.parametrize("layout", ["channels_last", "transposed", "strided"])
+def test_layouts(backend, layout):
+    _require(backend)
+    make = {
+        "channels_last": lambda t: t.contiguous(memory_format=torch.channels_last),
+        "transposed": lambda t: t.transpose(2, 3),
+        "strided": lambda t: torch.stack([t, -t], dim=-1)[..., 0],
+    }[layout]
+    real, fake = (make(torch.randn(4, 6, 9, 5, device="cuda")) for _ in range(2))
+    alpha = torch.rand(4, device="cuda")
+    x_hat = _interpolate(real, fake, alpha, backend)
+    torch.testing.assert_close(x_hat, canonical.interpolation(real, fake, alpha))
+    assert x_hat.stride() == torch.empty_like(real).stride()
+    norm = _per_sample_norm(real, backend)
+    torch.testing.assert_close(norm, real.flatten(1).norm(dim=1))
+    back = _per_sample_norm_backward(torch.ones(4, device="cuda"), real, norm, backend)
+    torch.testing.assert_close(back, real / norm.view(-1, 1, 1, 1))
+    assert back.stride() == torch.empty_like(real).stride()
+
+
+@pytest.mark.parametrize("backend", GPU_BACKENDS + ["torch"])
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.float64, 1e-10)])
+def test_gradient_penalty_end_to_end(backend, dtype, tol):
+    _require(backend) if backend != "torch" else None
+    shape = (6, 3, 16, 16)
+    critic64 = canonical.critic_for(shape, torch.float64, "cuda")
+    critic = copy.deepcopy(critic64).to(dtype)
+    real = torch.randn(shape, device="cuda", dtype=torch.float64)
+    fake = torch.randn(shape, device="cuda", dtype=torch.float64)
+    alpha = torch.rand(shape[0], device="cuda", dtype=torch.float64)
+    expected = canonical.wgan_gp(critic64, real, fake, alpha)
+    expected.backward()
+    got = ganfast.gradient_penalty(critic, real.to(dtype), fake.to(dtype), alpha=alpha,
+                                   backend=backend)
+    got.backward()
+    torch.testing.assert_close(got.double(), expected, rtol=tol, atol=tol)
+    for g, e in zip(canonical.param_grads(critic), canonical.param_grads(critic64)):
+        torch.testing.assert_close(g.double(), e, rtol=tol, atol=tol * max(e.abs().max().item(), 1))
+
+    r1_expected = canonical.r1(critic64, real)
+    r1_got = ganfast.r1_penalty(critic, real.to(dtype), backend=backend)
+    torch.testing.assert_close(r1_got.double(), r1_expected, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+def test_gradgradcheck_on_gpu(backend):
+    _require(backend)
+    x = torch.randn(3, 5, 7, device="cuda", dtype=torch.float64, requires_grad=True)
+    fn = lambda t: _per_sample_norm(t, backend)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (x,))
+    assert torch.autograd.gradgradcheck(fn, (x,))
+
+
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+def test_zero_gradient_is_finite(backend):
+    _require(backend)
+    x = torch.zeros(3, 4, 5, device="cuda", requires_grad=True)
+    norm = _per_sample_norm(x, backend)
+    ((norm - 1) ** 2).sum().backward()
+    assert torch.equal(x.grad, torch.zeros_like(x))
+
+
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+def test_opcheck_on_gpu(backend):
+    _require(backend)
+    x = torch.randn(3, 4, 5, device="cuda", requires_grad=True)
+    real, fake = torch.randn(3, 4, 5, device="cuda"), torch.randn(3, 4, 5, device="cuda")
+    torch.library.opcheck(_per_sample_norm, (x, backend))
+    torch.library.opcheck(_interpolate, (real, fake, torch.rand(3, device="cuda"), backend))
+    torch.library.opcheck(_per_sample_norm_backward,
+                          (torch.randn(3, device="cuda"), x, torch.rand(3, device="cuda") + 0.1,
+                           backend))
+
+
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+def test_compile_fullgraph_inductor(backend):
+    _require(backend)
+    from ganfast.ops import interpolate, per_sample_norm
+
+    def penalty(real, fake, alpha, g):
+        return interpolate(real, fake, alpha, backend).mean() + (
+            (per_sample_norm(g, backend) - 1) ** 2).mean()
+
+    real, fake = torch.randn(4, 3, 8, 8, device="cuda"), torch.randn(4, 3, 8, 8, device="cuda")
+    alpha = torch.rand(4, device="cuda")
+    g = torch.randn(4, 3, 8, 8, device="cuda", requires_grad=True)
+    got = torch.compile(penalty, fullgraph=True)(real, fake, alpha, g)
+    expected = penalty(real, fake, alpha, g)
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(torch.autograd.grad(got, g)[0], torch.autograd.grad(expected, g)[0])
+
+
+def test_auto_picks_an_available_gpu_backend():
+    x = torch.randn(2, 3, device="cuda")
+    chosen = backends.resolve("gradient_penalty", "auto", x.device)
+    assert chosen in backends.auto_order("gradient_penalty")
+    assert not backends.unavailable_reason(chosen, x.device)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+def test_tensor_past_int32_indexing(backend):
+    # 2 samples x 2^30 + 3 elements: offsets past 2^31 in both kernels (fp16: 4 GiB a tensor).
+    _require(backend)
+    free, _ = torch.cuda.mem_get_info()
+    row = 2**30 + 3
+    if free < 5 * 2 * row * 2:
+        pytest.skip(f"needs ~{5 * 2 * row * 2 / 2**30:.0f} GiB free on the GPU, has {free / 2**30:.0f}")
+    x = torch.empty(2, row, device="cuda", dtype=torch.float16).uniform_(-1, 1)
+    x[1, -5:] = 7.0  # the very end of the tensor must be read
+    norm = _per_sample_norm(x, backend)
+    expected = torch.stack([torch.linalg.vector_norm(x[i], dtype=torch.float64) for i in range(2)])
+    torch.testing.assert_close(norm.double(), expected, rtol=1e-4, atol=0)
+    back = _per_sample_norm_backward(torch.ones(2, device="cuda"), x, norm, backend)
+    torch.testing.assert_close(back[1, -5:].float(), (7.0 / norm[1]).expand(5).float(),
+                               rtol=2e-3, atol=0)
+    torch.testing.assert_close(back[0, :1000].float(), x[0, :1000].float() / norm[0],
+                               rtol=2e-3, atol=1e-6)
+    del back
+    y = _interpolate(x, torch.zeros_like(x), torch.tensor([0.5, 0.25], device="cuda"), backend)
+    torch.testing.assert_close(y[1, -5:].float(), torch.full((5,), 1.75, device="cuda"))
