@@ -20,7 +20,7 @@ install: $(STAMP)
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "setuptools>=64" wheel ninja $(TORCH_SPEC)
+	$(PY) -m pip install -q "setuptools>=64" wheel ninja numpy $(TORCH_SPEC)
 
 # Re-installs (and rebuilds ganfast._C) when the build or the CUDA sources change.
 $(STAMP): $(VENV)/bin/python setup.py pyproject.toml $(wildcard csrc/*)

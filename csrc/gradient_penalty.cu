@@ -2,7 +2,7 @@
 //
 //   interpolate:            x_hat[b, i] = fake[b, i] + alpha[b] * (real[b, i] - fake[b, i])
 //   sum_squares_per_sample: s[b]        = sum_i g[b, i]^2            (fp32 or fp64 accumulation)
-//   scale_per_sample:       y[b, i]     = coef[b] * g[b, i]
+//   norm_backward:          y[b, i]     = gn[b] / norm[b] * g[b, i]   (0 where norm[b] == 0)
 //
 // Every tensor arrives as a contiguous [B, N] view in memory order (ganfast/ops prepares it,
 // so channels_last needs no copy: the per-sample norm does not care about element order).
@@ -73,11 +73,15 @@ __global__ void sum_squares_kernel(const scalar_t* __restrict__ x, acc_t* __rest
 }
 
 template <typename scalar_t, typename acc_t, int VEC>
-__global__ void scale_kernel(const scalar_t* __restrict__ x, const acc_t* __restrict__ coef,
-                             scalar_t* __restrict__ out, int64_t batch, int64_t row) {
+__global__ void norm_backward_kernel(const scalar_t* __restrict__ x,
+                                     const acc_t* __restrict__ grad_norm,
+                                     const acc_t* __restrict__ norm, scalar_t* __restrict__ out,
+                                     int64_t batch, int64_t row) {
   const int64_t vec_row = row / VEC;
   for (int64_t b = blockIdx.y; b < batch; b += gridDim.y) {
-    const acc_t c = coef[b];
+    // d||x||/dx = x / ||x||, taken as 0 at x = 0 (as torch does): a zero gradient gives a
+    // finite penalty gradient instead of 0/0.
+    const acc_t c = norm[b] > acc_t(0) ? grad_norm[b] / norm[b] : acc_t(0);
     const int64_t base = b * row;
     const auto* x_v = reinterpret_cast<const AlignedVector<scalar_t, VEC>*>(x + base);
     auto* out_v = reinterpret_cast<AlignedVector<scalar_t, VEC>*>(out + base);
@@ -151,21 +155,23 @@ at::Tensor sum_squares_per_sample(const at::Tensor& x) {
   return sums;
 }
 
-at::Tensor scale_per_sample(const at::Tensor& x, const at::Tensor& coef) {
+at::Tensor norm_backward(const at::Tensor& grad_norm, const at::Tensor& x, const at::Tensor& norm) {
   check_rows(x, "x");
-  check_per_sample(coef, x, "coef");
+  check_per_sample(grad_norm, x, "grad_norm");
+  check_per_sample(norm, x, "norm");
   const c10::cuda::CUDAGuard guard(x.device());
   auto out = at::empty_like(x);
   if (x.numel() == 0) return out;
   const int64_t batch = x.size(0), row = x.size(1);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "scale_per_sample", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "norm_backward", [&] {
     using acc_t = at::acc_type<scalar_t, true>;
     const auto stream = at::cuda::getCurrentCUDAStream();
     dispatch_vec_width<scalar_t>(row, {x.data_ptr(), out.data_ptr()}, [&](auto vec) {
       constexpr int VEC = decltype(vec)::value;
       const dim3 grid = row_grid(batch, row / VEC);
-      scale_kernel<scalar_t, acc_t, VEC><<<grid, kThreads, 0, stream>>>(
-          x.data_ptr<scalar_t>(), coef.data_ptr<acc_t>(), out.data_ptr<scalar_t>(), batch, row);
+      norm_backward_kernel<scalar_t, acc_t, VEC><<<grid, kThreads, 0, stream>>>(
+          x.data_ptr<scalar_t>(), grad_norm.data_ptr<acc_t>(), norm.data_ptr<acc_t>(),
+          out.data_ptr<scalar_t>(), batch, row);
     });
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
@@ -177,7 +183,7 @@ at::Tensor scale_per_sample(const at::Tensor& x, const at::Tensor& coef) {
 TORCH_LIBRARY_IMPL(ganfast_C, CUDA, m) {
   m.impl("interpolate", &interpolate);
   m.impl("sum_squares_per_sample", &sum_squares_per_sample);
-  m.impl("scale_per_sample", &scale_per_sample);
+  m.impl("norm_backward", &norm_backward);
 }
 
 }  // namespace ganfast

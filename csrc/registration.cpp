@@ -7,7 +7,7 @@ TORCH_LIBRARY(ganfast_C, m) {
   // Gradient penalty (csrc/gradient_penalty.cu). All take contiguous [B, N] rows.
   m.def("interpolate(Tensor real, Tensor fake, Tensor alpha) -> Tensor");
   m.def("sum_squares_per_sample(Tensor x) -> Tensor");
-  m.def("scale_per_sample(Tensor x, Tensor coef) -> Tensor");
+  m.def("norm_backward(Tensor grad_norm, Tensor x, Tensor norm) -> Tensor");
 }
 
 // An importable, empty Python module: importing ganfast._C loads the library, which runs the

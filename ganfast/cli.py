@@ -64,7 +64,7 @@ def _bench(args) -> int:
             case.backend, device)
 
     all_cases = list(gp_bench.cases(shapes, dtypes, device, names, with_compile=not args.no_compile))
-    all_cases += list(gp_bench.step_cases(16 if device.type == "cpu" else 64, dtypes[0], device, names))
+    all_cases += list(gp_bench.full_cases(16 if device.type == "cpu" else 64, dtypes[0], device, names))
     rows = bench_cases.run("gradient_penalty", all_cases, device, skip)
     env = rows[0]
     print(f"gradient_penalty on {env['device']} (torch {env['torch']}, triton {env['triton']}); "

@@ -2,7 +2,7 @@
 
     interpolate:            x_hat[b, i] = fake[b, i] + alpha[b] * (real[b, i] - fake[b, i])
     sum_squares_per_sample: s[b]        = sum_i g[b, i]^2      (fp32 accumulation; fp64 for fp64)
-    scale_per_sample:       y[b, i]     = coef[b] * g[b, i]
+    norm_backward:          y[b, i]     = gn[b] / norm[b] * g[b, i]   (0 where norm[b] == 0)
 
 Launchers take contiguous [B, N] rows (ganfast/ops prepares them) and return new tensors.
 Pure kernels and launchers only: which backend runs is decided in ganfast/ops.
@@ -54,12 +54,14 @@ def _sum_squares_kernel(x_ptr, partial_ptr, row, n_chunks,
 
 
 @triton.jit
-def _scale_kernel(x_ptr, coef_ptr, out_ptr, row, BLOCK: tl.constexpr):
+def _norm_backward_kernel(x_ptr, grad_norm_ptr, norm_ptr, out_ptr, row, BLOCK: tl.constexpr):
     b = tl.program_id(1)
     cols = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = cols < row
     offs = b.to(tl.int64) * row + cols
-    coef = tl.load(coef_ptr + b)
+    # d||x||/dx = x / ||x||, taken as 0 at x = 0 (as torch does): no 0/0 for a zero gradient.
+    norm = tl.load(norm_ptr + b)
+    coef = tl.where(norm > 0, tl.load(grad_norm_ptr + b) / tl.where(norm > 0, norm, 1), 0)
     x = tl.load(x_ptr + offs, mask=mask).to(coef.dtype)
     tl.store(out_ptr + offs, (coef * x).to(out_ptr.dtype.element_ty), mask=mask)
 
@@ -94,12 +96,12 @@ def sum_squares_per_sample(x: torch.Tensor) -> torch.Tensor:
     return partial.sum(dim=1)
 
 
-def scale_per_sample(x: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
-    """x: [B, N] contiguous; coef: [B] in the accumulation dtype -> coef[b] * x[b]."""
+def norm_backward(grad_norm: torch.Tensor, x: torch.Tensor, norm: torch.Tensor) -> torch.Tensor:
+    """x: [B, N] contiguous; grad_norm, norm: [B] in the accumulation dtype."""
     out = torch.empty_like(x)
     batch, row = x.shape
     if out.numel():
         for s in _batch_slices(batch):
             grid = (triton.cdiv(row, BLOCK), s.stop - s.start)
-            _scale_kernel[grid](x[s], coef[s], out[s], row, BLOCK=BLOCK)
+            _norm_backward_kernel[grid](x[s], grad_norm[s], norm[s], out[s], row, BLOCK=BLOCK)
     return out

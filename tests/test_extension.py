@@ -13,7 +13,7 @@ from ganfast import _extension
 
 EXPECTED_OPS = [
     "ganfast_C::interpolate",
-    "ganfast_C::scale_per_sample",
+    "ganfast_C::norm_backward",
     "ganfast_C::sum_squares_per_sample",
 ]
 
@@ -38,8 +38,8 @@ def test_extension_imports_and_registers_cuda_kernels(extension):
 def test_extension_ops_have_the_expected_schemas(extension):
     schema = torch.ops.ganfast_C.interpolate.default._schema
     assert [a.name for a in schema.arguments] == ["real", "fake", "alpha"]
-    schema = torch.ops.ganfast_C.scale_per_sample.default._schema
-    assert [a.name for a in schema.arguments] == ["x", "coef"]
+    schema = torch.ops.ganfast_C.norm_backward.default._schema
+    assert [a.name for a in schema.arguments] == ["grad_norm", "x", "norm"]
 
 
 def test_extension_kernels_refuse_cpu_tensors(extension):

@@ -210,7 +210,8 @@ def test_opcheck(op, args):
 
 
 @pytest.mark.slow
-def test_compiles_fullgraph_and_matches_eager():
+@pytest.mark.parametrize("compiler", ["aot_eager", "inductor"])
+def test_compiles_fullgraph_and_matches_eager(compiler):
     def penalty_from(real, fake, alpha, g):
         x_hat = interpolate(real, fake, alpha)
         return x_hat.square().mean() + 10 * ((per_sample_norm(g) - 1) ** 2).mean()
@@ -218,7 +219,7 @@ def test_compiles_fullgraph_and_matches_eager():
     real, fake = _pair((4, 3, 5, 5), torch.float32)
     alpha = torch.rand(4)
     g = torch.randn(4, 3, 5, 5, requires_grad=True)
-    compiled = torch.compile(penalty_from, fullgraph=True, backend="aot_eager")
+    compiled = torch.compile(penalty_from, fullgraph=True, backend=compiler)
     got = compiled(real, fake, alpha, g)
     (grad_got,) = torch.autograd.grad(got, g)
     expected = penalty_from(real, fake, alpha, g)

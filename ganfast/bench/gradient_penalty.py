@@ -4,8 +4,9 @@ code users run today and torch.compile of it.
 Modes:
   interp   x_hat = alpha*real + (1-alpha)*fake               bytes: read 2, write 1 tensor
   fwd      10 * mean((||g_b|| - 1)^2) from a gradient g       bytes: read g once
-  fwd+bwd  the same and its gradient w.r.t. g                 bytes: read g twice, write dg
-  step     a full WGAN-GP on a DCGAN-64 critic, with backward (time only: the critic dominates)
+  bwd      the gradient of that penalty w.r.t. g (graph kept)   bytes: read g, write dg
+  fwd+bwd  both                                               bytes: read g twice, write dg
+  full     a whole WGAN-GP on a DCGAN-64 critic, with backward (time only: the critic dominates)
 """
 
 import torch
@@ -42,6 +43,17 @@ def _forward_backward(penalty, g):
     return lambda: torch.autograd.grad(penalty(g), g)
 
 
+def _backward_only(penalty, g):
+    graph = {}  # built on the first (warm-up) call: a skipped backend never builds one
+
+    def backward():
+        if "value" not in graph:
+            graph["value"] = penalty(g)
+        return torch.autograd.grad(graph["value"], g, retain_graph=True)
+
+    return backward
+
+
 def cases(shapes, dtypes, device, backends, with_compile=True):
     """Yield Case objects; each group (mode, shape, dtype) starts with its eager baseline."""
     for shape in shapes:
@@ -69,6 +81,12 @@ def cases(shapes, dtypes, device, backends, with_compile=True):
             for b in backends:
                 yield Case("fwd", key, b, lambda b=b: ganfast_penalty(b)(g), size)
 
+            yield Case("bwd", key, "eager", _backward_only(canonical_penalty, g), 2 * size)
+            if with_compile:
+                yield Case("bwd", key, "compile", _backward_only(compiled_penalty, g), 2 * size)
+            for b in backends:
+                yield Case("bwd", key, b, _backward_only(ganfast_penalty(b), g), 2 * size)
+
             yield Case("fwd+bwd", key, "eager", _forward_backward(canonical_penalty, g), 3 * size)
             if with_compile:
                 yield Case("fwd+bwd", key, "compile", _forward_backward(compiled_penalty, g),
@@ -77,7 +95,7 @@ def cases(shapes, dtypes, device, backends, with_compile=True):
                 yield Case("fwd+bwd", key, b, _forward_backward(ganfast_penalty(b), g), 3 * size)
 
 
-def step_cases(batch, dtype, device, backends):
+def full_cases(batch, dtype, device, backends):
     """A full WGAN-GP with backward on a DCGAN-64 critic."""
     critic = DCGANCritic().to(device=device, dtype=dtype)
     real = torch.randn(batch, 3, 64, 64, device=device, dtype=dtype)
@@ -90,7 +108,7 @@ def step_cases(batch, dtype, device, backends):
             penalty_fn().backward()
         return step
 
-    yield Case("step", key, "eager", run(lambda: canonical_wgan_gp(critic, real, fake)), None)
+    yield Case("full", key, "eager", run(lambda: canonical_wgan_gp(critic, real, fake)), None)
     for b in backends:
-        yield Case("step", key, b,
+        yield Case("full", key, b,
                    run(lambda b=b: gradient_penalty(critic, real, fake, backend=b)), None)

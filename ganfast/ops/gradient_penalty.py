@@ -156,8 +156,9 @@ def _per_sample_norm_backward_cuda(grad_norm, x, norm, backend):
     if backend == "torch":
         return per_sample_norm_backward_reference(grad_norm, x, norm)
     order = row_order(x)
-    coef = _safe_inverse_scale(grad_norm, norm).to(acc_dtype(x.dtype)).contiguous()
-    rows = _row_kernels(backend).scale_per_sample(to_rows(x, order), coef)
+    acc = acc_dtype(x.dtype)
+    rows = _row_kernels(backend).norm_backward(grad_norm.to(acc).contiguous(), to_rows(x, order),
+                                               norm.to(acc).contiguous())
     return from_rows(rows, x, order)
 
 
