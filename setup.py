@@ -78,7 +78,7 @@ def extension_modules():
         return [], {}
     cuda_home, why_not = find_nvcc()
     if cuda_home is None:
-        warnings.warn(f"ganfast: building without the CUDA extension: {why_not}")
+        warnings.warn(f"ganfast: building without the CUDA extension: {why_not}", stacklevel=1)
         write_build_info(False, why_not)
         return [], {}
     os.environ["CUDA_HOME"] = cuda_home

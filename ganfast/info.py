@@ -37,7 +37,8 @@ def info() -> dict:
         "torch": torch.__version__,
         "torch_cuda": torch.version.cuda,
         "triton": _version("triton"),
-        "device": torch.cuda.get_device_name() if cuda else f"cpu ({platform.processor() or platform.machine()})",
+        "device": (torch.cuda.get_device_name() if cuda
+                   else f"cpu ({platform.processor() or platform.machine()})"),
         "backend_setting": backends.get_backend(),
         "extension": {
             "built": bool(build.get("extension_built")),

@@ -2,11 +2,16 @@
 
 Both follow the code users already run, so values are comparable with it:
 
-    # WGAN-GP                                       # R1 (R2: pass the fakes)
-    alpha = torch.rand(B)                           x.requires_grad_(True)
-    x_hat = alpha*real + (1-alpha)*fake             g = grad(critic(x).sum(), x, create_graph=True)
+    # WGAN-GP
+    alpha = torch.rand(B)
+    x_hat = alpha*real + (1-alpha)*fake
     g = grad(critic(x_hat).sum(), x_hat, create_graph=True)
-    weight * ((g.flatten(1).norm(dim=1) - center)**2).mean()      gamma/2 * g.flatten(1).norm(dim=1).pow(2).mean()
+    weight * ((g.flatten(1).norm(dim=1) - center)**2).mean()
+
+    # R1 (R2: pass the fakes)
+    x.requires_grad_(True)
+    g = grad(critic(x).sum(), x, create_graph=True)
+    gamma/2 * g.flatten(1).norm(dim=1).pow(2).mean()
 
 ganfast fuses the passes over the big tensors (the interpolation, the per-sample norm and its
 backward); the critic runs as the user wrote it.

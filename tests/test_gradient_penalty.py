@@ -47,7 +47,7 @@ def test_gradient_penalty_matches_canonical_float64(shape, dtype, tol):
     # double backward: the penalty's gradient reaches the critic's parameters
     expected_grads = canonical.param_grads(critic64)
     assert sum(e.abs().sum() for e in expected_grads) > 0
-    for g, e in zip(canonical.param_grads(critic), expected_grads):
+    for g, e in zip(canonical.param_grads(critic), expected_grads, strict=True):
         torch.testing.assert_close(g.double(), e, rtol=tol, atol=tol * max(e.abs().max().item(), 1))
 
 
@@ -64,7 +64,7 @@ def test_r1_penalty_matches_canonical_float64(shape, dtype, tol):
     got.backward()
 
     torch.testing.assert_close(got.double(), expected, rtol=tol, atol=tol)
-    for g, e in zip(canonical.param_grads(critic), canonical.param_grads(critic64)):
+    for g, e in zip(canonical.param_grads(critic), canonical.param_grads(critic64), strict=True):
         torch.testing.assert_close(g.double(), e, rtol=tol, atol=tol * max(e.abs().max().item(), 1))
 
 
@@ -252,14 +252,22 @@ def _mlp():
     return canonical.MLPCritic(12)
 
 
+def _two(*shape, **kw):
+    return dict(real=torch.randn(*shape, **kw), fake=torch.randn(*shape, **kw))
+
+
 @pytest.mark.parametrize("kwargs,error,match", [
-    (dict(real=torch.randn(2, 12), fake=torch.randn(3, 12)), ValueError, "real and fake must have the same shape"),
-    (dict(real=torch.randn(2, 12), fake=torch.randn(2, 12, device="meta")), ValueError, "same device"),
-    (dict(real=torch.ones(2, 12, dtype=torch.int64), fake=torch.ones(2, 12, dtype=torch.int64)), TypeError, "real must have a floating-point dtype"),
-    (dict(real=torch.randn(0, 12), fake=torch.randn(0, 12)), ValueError, "real must have a non-empty batch"),
-    (dict(real=torch.randn(2, 12), fake=torch.randn(2, 12), alpha=torch.rand(2, 1)), ValueError, r"alpha must have shape \[B\] = \[2\]"),
-    (dict(real=torch.randn(2, 12), fake=torch.randn(2, 12, dtype=torch.float64)), TypeError, "same dtype"),
-    (dict(real=torch.randn(2, 12), fake=torch.randn(2, 12), backend="fast"), ValueError, "backend must be one of"),
+    (dict(real=torch.randn(2, 12), fake=torch.randn(3, 12)), ValueError,
+     "real and fake must have the same shape"),
+    (dict(real=torch.randn(2, 12), fake=torch.randn(2, 12, device="meta")), ValueError,
+     "same device"),
+    (dict(real=torch.ones(2, 12, dtype=torch.int64), fake=torch.ones(2, 12, dtype=torch.int64)),
+     TypeError, "real must have a floating-point dtype"),
+    (_two(0, 12), ValueError, "real must have a non-empty batch"),
+    (dict(**_two(2, 12), alpha=torch.rand(2, 1)), ValueError, r"alpha must have shape \[B\] = \[2\]"),
+    (dict(real=torch.randn(2, 12), fake=torch.randn(2, 12, dtype=torch.float64)), TypeError,
+     "same dtype"),
+    (dict(**_two(2, 12), backend="fast"), ValueError, "backend must be one of"),
 ])
 def test_gradient_penalty_rejects_bad_input(kwargs, error, match):
     with pytest.raises(error, match=match):

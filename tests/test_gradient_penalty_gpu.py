@@ -103,7 +103,7 @@ def test_gradient_penalty_end_to_end(backend, dtype, tol):
                                    backend=backend)
     got.backward()
     torch.testing.assert_close(got.double(), expected, rtol=tol, atol=tol)
-    for g, e in zip(canonical.param_grads(critic), canonical.param_grads(critic64)):
+    for g, e in zip(canonical.param_grads(critic), canonical.param_grads(critic64), strict=True):
         torch.testing.assert_close(g.double(), e, rtol=tol, atol=tol * max(e.abs().max().item(), 1))
 
     r1_expected = canonical.r1(critic64, real)

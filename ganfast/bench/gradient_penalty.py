@@ -55,44 +55,37 @@ def _backward_only(penalty, g):
 
 
 def cases(shapes, dtypes, device, backends, with_compile=True):
-    """Yield Case objects; each group (mode, shape, dtype) starts with its eager baseline."""
+    """Every (mode, shape, dtype) group; each starts with its eager baseline."""
     for shape in shapes:
         for dtype in dtypes:
-            real = torch.randn(shape, device=device, dtype=dtype)
-            fake = torch.randn(shape, device=device, dtype=dtype)
-            alpha = torch.rand(shape[0], device=device)
-            g = torch.randn(shape, device=device, dtype=dtype, requires_grad=True)
-            size = real.numel() * real.element_size()
-            key = dict(shape=list(shape), dtype=str(dtype).removeprefix("torch."))
+            yield from _group_cases(shape, dtype, device, backends, with_compile)
 
-            compiled_interp = torch.compile(canonical_interp) if with_compile else None
-            compiled_penalty = torch.compile(canonical_penalty) if with_compile else None
 
-            yield Case("interp", key, "eager", lambda: canonical_interp(real, fake, alpha), 3 * size)
-            if with_compile:
-                yield Case("interp", key, "compile",
-                           lambda f=compiled_interp: f(real, fake, alpha), 3 * size)
-            for b in backends:
-                yield Case("interp", key, b, lambda b=b: interpolate(real, fake, alpha, b), 3 * size)
+def _group_cases(shape, dtype, device, backends, with_compile):
+    # A function of its own so that each group's closures hold that group's tensors.
+    real = torch.randn(shape, device=device, dtype=dtype)
+    fake = torch.randn(shape, device=device, dtype=dtype)
+    alpha = torch.rand(shape[0], device=device)
+    g = torch.randn(shape, device=device, dtype=dtype, requires_grad=True)
+    size = real.numel() * real.element_size()
+    key = dict(shape=list(shape), dtype=str(dtype).removeprefix("torch."))
+    interp = {"eager": canonical_interp}
+    penalty = {"eager": canonical_penalty}
+    if with_compile:
+        interp["compile"] = torch.compile(canonical_interp)
+        penalty["compile"] = torch.compile(canonical_penalty)
+    for b in backends:
+        interp[b] = lambda r, f, a, b=b: interpolate(r, f, a, b)
+        penalty[b] = ganfast_penalty(b)
 
-            yield Case("fwd", key, "eager", lambda: canonical_penalty(g), size)
-            if with_compile:
-                yield Case("fwd", key, "compile", lambda f=compiled_penalty: f(g), size)
-            for b in backends:
-                yield Case("fwd", key, b, lambda b=b: ganfast_penalty(b)(g), size)
-
-            yield Case("bwd", key, "eager", _backward_only(canonical_penalty, g), 2 * size)
-            if with_compile:
-                yield Case("bwd", key, "compile", _backward_only(compiled_penalty, g), 2 * size)
-            for b in backends:
-                yield Case("bwd", key, b, _backward_only(ganfast_penalty(b), g), 2 * size)
-
-            yield Case("fwd+bwd", key, "eager", _forward_backward(canonical_penalty, g), 3 * size)
-            if with_compile:
-                yield Case("fwd+bwd", key, "compile", _forward_backward(compiled_penalty, g),
-                           3 * size)
-            for b in backends:
-                yield Case("fwd+bwd", key, b, _forward_backward(ganfast_penalty(b), g), 3 * size)
+    for name, fn in interp.items():
+        yield Case("interp", key, name, lambda fn=fn: fn(real, fake, alpha), 3 * size)
+    for name, fn in penalty.items():
+        yield Case("fwd", key, name, lambda fn=fn: fn(g), size)
+    for name, fn in penalty.items():
+        yield Case("bwd", key, name, _backward_only(fn, g), 2 * size)
+    for name, fn in penalty.items():
+        yield Case("fwd+bwd", key, name, _forward_backward(fn, g), 3 * size)
 
 
 def full_cases(batch, dtype, device, backends):
