@@ -81,7 +81,8 @@ __global__ void norm_backward_kernel(const scalar_t* __restrict__ x,
   for (int64_t b = blockIdx.y; b < batch; b += gridDim.y) {
     // d||x||/dx = x / ||x||, taken as 0 at x = 0 (as torch does): a zero gradient gives a
     // finite penalty gradient instead of 0/0.
-    const acc_t c = norm[b] > acc_t(0) ? grad_norm[b] / norm[b] : acc_t(0);
+    // (A NaN norm is != 0 and propagates, as in torch.)
+    const acc_t c = norm[b] != acc_t(0) ? grad_norm[b] / norm[b] : acc_t(0);
     const int64_t base = b * row;
     const auto* x_v = reinterpret_cast<const AlignedVector<scalar_t, VEC>*>(x + base);
     auto* out_v = reinterpret_cast<AlignedVector<scalar_t, VEC>*>(out + base);
@@ -103,9 +104,10 @@ void check_rows(const at::Tensor& t, const char* name) {
 }
 
 void check_per_sample(const at::Tensor& v, const at::Tensor& rows, const char* name) {
-  TORCH_CHECK(v.is_cuda() && v.dim() == 1 && v.size(0) == rows.size(0) && v.is_contiguous(),
-              "ganfast_C: ", name, " must be a contiguous CUDA tensor of shape [", rows.size(0),
-              "], got ", v.sizes());
+  TORCH_CHECK(v.device() == rows.device() && v.dim() == 1 && v.size(0) == rows.size(0) &&
+                  v.is_contiguous(),
+              "ganfast_C: ", name, " must be a contiguous tensor of shape [", rows.size(0),
+              "] on ", rows.device(), ", got ", v.sizes(), " on ", v.device());
   TORCH_CHECK(v.scalar_type() == at::toAccumulateType(rows.scalar_type(), true), "ganfast_C: ",
               name, " must have the accumulation dtype of the rows");
 }
@@ -113,8 +115,9 @@ void check_per_sample(const at::Tensor& v, const at::Tensor& rows, const char* n
 at::Tensor interpolate(const at::Tensor& real, const at::Tensor& fake, const at::Tensor& alpha) {
   check_rows(real, "real");
   check_rows(fake, "fake");
-  TORCH_CHECK(real.sizes() == fake.sizes() && real.scalar_type() == fake.scalar_type(),
-              "ganfast_C: real and fake must match in shape and dtype");
+  TORCH_CHECK(real.sizes() == fake.sizes() && real.scalar_type() == fake.scalar_type() &&
+                  real.device() == fake.device(),
+              "ganfast_C: real and fake must match in shape, dtype and device");
   check_per_sample(alpha, real, "alpha");
   const c10::cuda::CUDAGuard guard(real.device());
   auto out = at::empty_like(real);

@@ -79,6 +79,10 @@ def auto_order(op: str) -> list[str]:
     return auto_table()[op]["order"]
 
 
+# Under torch.compile the choice is made once, at trace time, and baked into the graph
+# (availability checks read files and import modules, which dynamo cannot trace): a later
+# set_backend() applies to code compiled after it.
+@torch.compiler.assume_constant_result
 def resolve(op: str, backend: str, device: torch.device) -> str:
     """The concrete backend that runs `op` for tensors on `device`."""
     requested = _check_name(backend, "backend")

@@ -60,8 +60,9 @@ def _norm_backward_kernel(x_ptr, grad_norm_ptr, norm_ptr, out_ptr, row, BLOCK: t
     mask = cols < row
     offs = b.to(tl.int64) * row + cols
     # d||x||/dx = x / ||x||, taken as 0 at x = 0 (as torch does): no 0/0 for a zero gradient.
+    # A NaN norm is != 0 and propagates.
     norm = tl.load(norm_ptr + b)
-    coef = tl.where(norm > 0, tl.load(grad_norm_ptr + b) / tl.where(norm > 0, norm, 1), 0)
+    coef = tl.where(norm != 0, tl.load(grad_norm_ptr + b) / tl.where(norm != 0, norm, 1), 0)
     x = tl.load(x_ptr + offs, mask=mask).to(coef.dtype)
     tl.store(out_ptr + offs, (coef * x).to(out_ptr.dtype.element_ty), mask=mask)
 

@@ -142,6 +142,12 @@ def test_zero_gradient_gives_finite_penalty_and_gradients():
     assert r1.item() == 0.0
 
 
+def test_nan_gradient_propagates_instead_of_vanishing():
+    x = torch.tensor([[float("nan"), 1.0], [3.0, 4.0]], requires_grad=True)
+    ((per_sample_norm(x) - 1) ** 2).sum().backward()
+    assert torch.isnan(x.grad[0]).all() and torch.isfinite(x.grad[1]).all()
+
+
 def test_per_sample_norm_gradient_at_zero_is_zero():
     x = torch.zeros(3, 5, dtype=torch.float64, requires_grad=True)
     norms = per_sample_norm(x)
@@ -226,6 +232,20 @@ def test_compiles_fullgraph_and_matches_eager(compiler):
     (grad_expected,) = torch.autograd.grad(expected, g)
     torch.testing.assert_close(got, expected)
     torch.testing.assert_close(grad_got, grad_expected)
+
+
+def test_backend_resolution_traces_under_compile():
+    # On a GPU the ops resolve "auto"/"cuda"/"triton" inside compiled code; that resolution
+    # reads files and imports modules, so it must be a constant to dynamo, not a graph break.
+    from ganfast import backends
+
+    cuda = torch.device("cuda")
+
+    def f(x):
+        return x * len(backends.resolve("gradient_penalty", "auto", cuda))
+
+    x = torch.randn(3)
+    torch.testing.assert_close(torch.compile(f, fullgraph=True, backend="eager")(x), f(x))
 
 
 # ---------------------------------------------------------------- mixed precision

@@ -70,3 +70,19 @@ def test_non_dense_input_is_handled():
     torch.testing.assert_close(norm, x.flatten(1).norm(dim=1))
     back = gp._per_sample_norm_backward_cuda(torch.ones(4), x, norm, "triton")
     torch.testing.assert_close(back, x / norm.view(-1, 1, 1))
+
+
+def test_batches_past_the_grid_limit_are_split(monkeypatch):
+    # The launchers split batches over MAX_GRID_Y (65535) samples; a small limit exercises
+    # the same path in the interpreter.
+    from ganfast.kernels import gradient_penalty as kernels
+
+    monkeypatch.setattr(kernels, "MAX_GRID_Y", 2)
+    x, y = torch.randn(5, 37), torch.randn(5, 37)
+    alpha, gn = torch.rand(5), torch.randn(5)
+    torch.testing.assert_close(gp._interpolate_cuda(x, y, alpha, "triton"),
+                               gp.interpolate_reference(x, y, alpha))
+    norm = gp._per_sample_norm_cuda(x, "triton")
+    torch.testing.assert_close(norm, x.norm(dim=1))
+    torch.testing.assert_close(gp._per_sample_norm_backward_cuda(gn, x, norm, "triton"),
+                               gp.per_sample_norm_backward_reference(gn, x, norm))

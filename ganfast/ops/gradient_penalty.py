@@ -17,7 +17,7 @@ differentiated again (gradgradcheck) with any backend.
 
 import torch
 
-from .. import backends
+from .. import _extension, backends
 from .layout import acc_dtype, from_rows, per_sample, row_order, to_rows
 
 OP = "gradient_penalty"  # the name backends and the auto table know these ops by
@@ -30,6 +30,9 @@ def _row_kernels(backend: str):
 
         return triton_kernels
     if backend == "cuda":
+        loaded, why = _extension.load()  # registers torch.ops.ganfast_C
+        if not loaded:
+            raise backends.BackendUnavailable(f"ganfast backend 'cuda' cannot run: {why}")
         return torch.ops.ganfast_C
     raise ValueError(f"no row kernels for backend {backend!r}")
 
@@ -101,8 +104,9 @@ def per_sample_norm_reference(x):
 
 def _safe_inverse_scale(grad_norm, norm):
     """gn / norm with 0 where norm == 0: the gradient of ||x|| at x = 0 is taken as 0 (as torch
-    does), so a zero gradient gives a finite penalty gradient instead of 0/0."""
-    nonzero = norm > 0
+    does), so a zero gradient gives a finite penalty gradient instead of 0/0. A NaN norm
+    propagates."""
+    nonzero = norm != 0
     return torch.where(nonzero, grad_norm / torch.where(nonzero, norm, 1), 0)
 
 

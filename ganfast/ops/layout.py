@@ -6,6 +6,8 @@ permuting its non-batch dims by decreasing stride gives a contiguous view, no co
 tensor that is not dense with the batch outermost (a slice, an expanded view) is copied.
 """
 
+import math
+
 import torch
 
 
@@ -16,7 +18,7 @@ def row_order(t: torch.Tensor) -> list[int]:
 
 def to_rows(t: torch.Tensor, order: list[int]) -> torch.Tensor:
     """`t` as a contiguous [B, N] tensor whose rows follow `order` (a view when it can be)."""
-    return t.permute(0, *order).contiguous().view(t.shape[0], -1)
+    return t.permute(0, *order).contiguous().view(t.shape[0], math.prod(t.shape[1:]))
 
 
 def from_rows(rows: torch.Tensor, like: torch.Tensor, order: list[int]) -> torch.Tensor:
