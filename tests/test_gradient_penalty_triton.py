@@ -86,3 +86,16 @@ def test_batches_past_the_grid_limit_are_split(monkeypatch):
     torch.testing.assert_close(norm, x.norm(dim=1))
     torch.testing.assert_close(gp._per_sample_norm_backward_cuda(gn, x, norm, "triton"),
                                gp.per_sample_norm_backward_reference(gn, x, norm))
+
+
+def test_contiguous_with_odd_size_one_strides_keeps_empty_like_layout():
+    # Contiguous, but the size-1 dim carries stride 1: outputs must match empty_like (what the
+    # fake impls promise torch.compile), not just be contiguous.
+    x = torch.randn(4, 3, 5, 1).permute(0, 3, 1, 2)
+    assert x.is_contiguous() and x.stride() == (15, 1, 5, 1)
+    norm = gp._per_sample_norm_cuda(x, "triton")
+    back = gp._per_sample_norm_backward_cuda(torch.ones(4), x, norm, "triton")
+    assert back.stride() == torch.empty_like(x).stride()
+    torch.testing.assert_close(back, x / norm.view(-1, 1, 1, 1))
+    y = gp._interpolate_cuda(x, -x, torch.rand(4), "triton")
+    assert y.stride() == torch.empty_like(x).stride()

@@ -18,16 +18,21 @@ def row_order(t: torch.Tensor) -> list[int]:
 
 def to_rows(t: torch.Tensor, order: list[int]) -> torch.Tensor:
     """`t` as a contiguous [B, N] tensor whose rows follow `order` (a view when it can be)."""
+    if t.is_contiguous():  # the common case, without the permute round trip
+        return t.view(t.shape[0], math.prod(t.shape[1:]))
     return t.permute(0, *order).contiguous().view(t.shape[0], math.prod(t.shape[1:]))
 
 
 def from_rows(rows: torch.Tensor, like: torch.Tensor, order: list[int]) -> torch.Tensor:
     """Undo to_rows: `rows` back to the shape of `like`, with `like`'s memory layout."""
-    permuted_shape = [like.shape[0]] + [like.shape[d] for d in order]
-    inverse = [0] * like.dim()
-    for position, dim in enumerate([0, *order]):
-        inverse[dim] = position
-    result = rows.view(permuted_shape).permute(inverse)
+    if like.is_contiguous():  # to_rows took the plain view
+        result = rows.view(like.shape)
+    else:
+        permuted_shape = [like.shape[0]] + [like.shape[d] for d in order]
+        inverse = [0] * like.dim()
+        for position, dim in enumerate([0, *order]):
+            inverse[dim] = position
+        result = rows.view(permuted_shape).permute(inverse)
     if result.stride() != torch.empty_like(like, device="meta").stride():
         # `like` was not dense; hand back the layout empty_like promises (what fake impls say).
         result = torch.empty_like(like).copy_(result)
