@@ -113,9 +113,7 @@ setup(
     packages=[
         "ganfast",
         "ganfast.ops",
-        "ganfast.nn",
         "ganfast.bench",
-        "ganfast.metrics",
         "ganfast.train",
         "ganfast.kernels",
     ],

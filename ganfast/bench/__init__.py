@@ -1,0 +1,1 @@
+"""The benchmark harness behind `ganfast bench`: cases, timing, rows."""
