@@ -222,3 +222,22 @@ def test_tensor_past_int32_indexing(backend):
     del back
     y = _interpolate(x, torch.zeros_like(x), torch.tensor([0.5, 0.25], device="cuda"), backend)
     torch.testing.assert_close(y[1, -5:].float(), torch.full((5,), 1.75, device="cuda"))
+
+
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+def test_autocast_fp16_recipe_is_finite_and_close(backend, monkeypatch):
+    _require(backend)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    shape = (8, 3, 16, 16)
+    critic = canonical.critic_for(shape, device="cuda")
+    real, fake = torch.randn(shape, device="cuda"), torch.randn(shape, device="cuda")
+    alpha = torch.rand(8, device="cuda")
+    expected = ganfast.gradient_penalty(critic, real, fake, alpha=alpha, backend="torch")
+    scaler = torch.amp.GradScaler("cuda")
+    with torch.autocast("cuda", dtype=torch.float16):
+        got = ganfast.gradient_penalty(critic, real, fake, alpha=alpha, backend=backend,
+                                       scaler=scaler)
+    scaler.scale(got).backward()
+    assert torch.isfinite(got)
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in critic.parameters())
+    torch.testing.assert_close(got.float(), expected, rtol=5e-2, atol=5e-3)
