@@ -233,7 +233,7 @@ def test_autocast_fp16_recipe_is_finite_and_close(backend, monkeypatch):
     real, fake = torch.randn(shape, device="cuda"), torch.randn(shape, device="cuda")
     alpha = torch.rand(8, device="cuda")
     expected = ganfast.gradient_penalty(critic, real, fake, alpha=alpha, backend="torch")
-    scaler = torch.amp.GradScaler("cuda")
+    scaler = torch.amp.GradScaler("cuda", init_scale=2.0**10)  # no overflow on step one
     with torch.autocast("cuda", dtype=torch.float16):
         got = ganfast.gradient_penalty(critic, real, fake, alpha=alpha, backend=backend,
                                        scaler=scaler)
