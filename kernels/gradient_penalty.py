@@ -12,15 +12,13 @@ import torch
 import triton
 import triton.language as tl
 
+from ..ops.layout import acc_dtype
+
 # One program moves BLOCK elements per step; a sum-of-squares program folds STEPS of them
 # so that the partial-sum buffer stays small next to the input.
 BLOCK = 1024
 SUM_STEPS = 8
 MAX_GRID_Y = 65535  # CUDA's limit on grid dim 1; launchers split bigger batches
-
-
-def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 @triton.jit
@@ -86,11 +84,11 @@ def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor) -> 
 def sum_squares_per_sample(x: torch.Tensor) -> torch.Tensor:
     """x: [B, N] contiguous -> [B] sums of squares in the accumulation dtype."""
     batch, row = x.shape
-    acc_dtype = _acc_dtype(x.dtype)
+    acc = acc_dtype(x.dtype)
     if x.numel() == 0:
-        return torch.zeros(batch, dtype=acc_dtype, device=x.device)
+        return torch.zeros(batch, dtype=acc, device=x.device)
     n_chunks = triton.cdiv(row, BLOCK * SUM_STEPS)
-    partial = torch.empty(batch, n_chunks, dtype=acc_dtype, device=x.device)
+    partial = torch.empty(batch, n_chunks, dtype=acc, device=x.device)
     for s in _batch_slices(batch):
         _sum_squares_kernel[(n_chunks, s.stop - s.start)](x[s], partial[s], row, n_chunks,
                                                           BLOCK=BLOCK, STEPS=SUM_STEPS)

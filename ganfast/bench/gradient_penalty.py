@@ -9,6 +9,8 @@ Modes:
   full     a whole WGAN-GP on a DCGAN-64 critic, with backward (time only: the critic dominates)
 """
 
+import functools
+
 import torch
 
 from ..losses import gradient_penalty
@@ -75,7 +77,7 @@ def _group_cases(shape, dtype, device, backends, with_compile):
         interp["compile"] = torch.compile(canonical_interp)
         penalty["compile"] = torch.compile(canonical_penalty)
     for b in backends:
-        interp[b] = lambda r, f, a, b=b: interpolate(r, f, a, b)
+        interp[b] = functools.partial(interpolate, backend=b)
         penalty[b] = ganfast_penalty(b)
 
     for name, fn in interp.items():

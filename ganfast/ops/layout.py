@@ -18,9 +18,8 @@ def row_order(t: torch.Tensor) -> list[int]:
 
 def to_rows(t: torch.Tensor, order: list[int]) -> torch.Tensor:
     """`t` as a contiguous [B, N] tensor whose rows follow `order` (a view when it can be)."""
-    if t.is_contiguous():  # the common case, without the permute round trip
-        return t.view(t.shape[0], math.prod(t.shape[1:]))
-    return t.permute(0, *order).contiguous().view(t.shape[0], math.prod(t.shape[1:]))
+    dense = t if t.is_contiguous() else t.permute(0, *order).contiguous()
+    return dense.view(t.shape[0], math.prod(t.shape[1:]))
 
 
 def from_rows(rows: torch.Tensor, like: torch.Tensor, order: list[int]) -> torch.Tensor:
