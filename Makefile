@@ -4,6 +4,7 @@ SHELL := /bin/bash
 #   make test       the whole CPU suite (Triton kernels under the interpreter included)
 #   make bench      pytest-benchmark files (CPU) and `ganfast bench`
 #   make gpu-check OUT=dir   on a GPU machine: build in place, gpu tests, benchmarks, logs
+#   make report     README's performance section and the auto table from benchmarks/results
 
 PYTHON ?= python3
 TORCH_SPEC ?= torch==2.14.1
@@ -13,7 +14,7 @@ STAMP := $(VENV)/.ganfast-installed
 OUT ?= out/gpu-check
 GPU_PY ?= python3
 
-.PHONY: install demo test bench gpu-check cmake-check lint clean
+.PHONY: install demo test test-min-torch bench gpu-check report cmake-check lint clean
 
 install: $(STAMP)
 
@@ -35,6 +36,26 @@ test: install
 	$(PY) -m pytest -m "not gpu and not interpreter"
 	TRITON_INTERPRET=1 $(PY) -m pytest -m interpreter
 
+# The oldest torch ganfast supports (the GPU machines run it: torch 2.11 with triton 3.6):
+# the CPU suite and the Triton interpreter tests again, in a venv of their own, on a copy of
+# the tracked files installed without the extension (this tree's ganfast._C is built against
+# the newer torch and must not be loaded by the older one; CI compiles it in `make test`).
+MIN_TORCH_SPEC ?= torch==2.11.0
+MIN_DIR := build/min-torch
+MIN_PY := $(abspath $(MIN_DIR))/venv/bin/python
+
+test-min-torch:
+	rm -rf $(MIN_DIR)/src && mkdir -p $(MIN_DIR)/src
+	git ls-files -z | xargs -0 cp --parents -t $(MIN_DIR)/src
+	test -x $(MIN_PY) || $(PYTHON) -m venv $(MIN_DIR)/venv
+	$(MIN_PY) -m pip install -q --upgrade pip
+	$(MIN_PY) -m pip install -q "setuptools>=64" wheel numpy "$(MIN_TORCH_SPEC)"
+	cd $(MIN_DIR)/src && GANFAST_SKIP_CUDA_BUILD=1 $(MIN_PY) -m pip install -q -e ".[test,bench]" \
+	  --no-build-isolation
+	cd $(MIN_DIR)/src && $(MIN_PY) -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
+	cd $(MIN_DIR)/src && $(MIN_PY) -m pytest -m "not gpu and not interpreter" -p no:cacheprovider
+	cd $(MIN_DIR)/src && TRITON_INTERPRET=1 $(MIN_PY) -m pytest -m interpreter -p no:cacheprovider
+
 bench: install
 	$(PY) -m pytest benchmarks --benchmark-columns=median,iqr,rounds --benchmark-sort=name
 	$(VENV)/bin/ganfast bench --op gradient_penalty
@@ -49,6 +70,12 @@ gpu-check:
 	  test $${PIPESTATUS[0]} -eq 0
 	$(GPU_PY) -m ganfast bench --op gradient_penalty --out $(OUT)/results.jsonl 2>&1 \
 	  | tee $(OUT)/bench.log
+	$(GPU_PY) -m ganfast bench --report $(OUT)/results.jsonl --out $(OUT)/report
+
+# Committed GPU results -> README's performance section, docs/perf plots, the auto table.
+report: install
+	$(VENV)/bin/ganfast bench --report benchmarks/results/*.jsonl --out docs/perf \
+	  --readme README.md --auto-table
 
 # The same csrc/ through CMake and find_package(Torch): keeps the C++ tooling path building.
 # torch 2.14 needs C++20 in nvcc, which CMake knows from 3.31 on: take cmake from PyPI.

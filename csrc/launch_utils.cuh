@@ -1,12 +1,15 @@
 // Shared launch helpers for ganfast's row-wise ([B, N]) memory-bound kernels.
 #pragma once
 
+#include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <initializer_list>
 #include <type_traits>
+#include <utility>
+#include <vector>
 
 namespace ganfast {
 namespace launch {
@@ -19,16 +22,16 @@ struct alignas(sizeof(T) * VEC) AlignedVector {
   T val[VEC];
 };
 
-// Sum over the block; the result is valid in thread 0.
-template <typename acc_t>
+// Sum over a block of kBlock threads; the result is valid in thread 0.
+template <int kBlock, typename acc_t>
 __device__ __forceinline__ acc_t block_reduce_sum(acc_t v) {
-  __shared__ acc_t warp_sums[kThreads / 32];
+  __shared__ acc_t warp_sums[kBlock / 32];
 #pragma unroll
   for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffff, v, offset);
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   if (lane == 0) warp_sums[warp] = v;
   __syncthreads();
-  v = threadIdx.x < kThreads / 32 ? warp_sums[threadIdx.x] : acc_t(0);
+  v = threadIdx.x < kBlock / 32 ? warp_sums[threadIdx.x] : acc_t(0);
   if (warp == 0) {
 #pragma unroll
     for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffff, v, offset);
@@ -60,6 +63,39 @@ void dispatch_vec_width(int64_t row, std::initializer_list<const void*> ptrs, F&
     if (aligned) return f(std::integral_constant<int, kMaxVec>{});
   }
   f(std::integral_constant<int, 1>{});
+}
+
+// The per-sample layout rule of ganfast/ops/layout.py: a [B, ...] tensor whose samples are
+// each one block of memory (contiguous, channels_last, any dense layout with the batch
+// outermost) is read as [B, N] rows in memory order, no copy; anything else is copied.
+inline bool samples_are_blocks(const at::Tensor& t) {
+  if (t.is_contiguous()) return true;
+  const int64_t batch = t.size(0);
+  if (batch > 1 && t.stride(0) != t.numel() / batch) return false;
+  std::vector<std::pair<int64_t, int64_t>> inner;  // (stride, size) of the non-batch dims
+  for (int64_t d = 1; d < t.dim(); ++d) {
+    if (t.size(d) != 1) inner.emplace_back(t.stride(d), t.size(d));
+  }
+  std::sort(inner.begin(), inner.end());
+  int64_t expected = 1;
+  for (const auto& [stride, size] : inner) {
+    if (stride != expected) return false;
+    expected *= size;
+  }
+  return true;
+}
+
+inline at::Tensor as_rows(const at::Tensor& t) {
+  return samples_are_blocks(t) ? t : t.contiguous();
+}
+
+// `t` with the strides of the rows tensor `like`, copied only when they differ.
+inline at::Tensor matching_layout(const at::Tensor& t, const at::Tensor& like) {
+  return t.strides() == like.strides() ? t : at::empty_like(like).copy_(t);
+}
+
+inline int64_t row_length(const at::Tensor& t) {
+  return t.size(0) ? t.numel() / t.size(0) : 0;
 }
 
 }  // namespace launch

@@ -1,13 +1,14 @@
 // Schemas of the ops ganfast._C provides. Kernels register per op file (TORCH_LIBRARY_IMPL in
-// csrc/<op>.cu); the public ops in ganfast/ops/ call these from their CUDA kernels.
+// csrc/<op>.cu); the autograd.Functions in ganfast/ops/ call them directly.
 #include <Python.h>
 #include <torch/library.h>
 
 TORCH_LIBRARY(ganfast_C, m) {
-  // Gradient penalty (csrc/gradient_penalty.cu). All take contiguous [B, N] rows.
+  // Gradient penalty (csrc/gradient_penalty.cu); the same schemas as ganfast::<name>
+  // (ganfast/ops/gradient_penalty.py), which attaches their CPU reference and fake impls.
   m.def("interpolate(Tensor real, Tensor fake, Tensor alpha) -> Tensor");
-  m.def("sum_squares_per_sample(Tensor x) -> Tensor");
-  m.def("norm_backward(Tensor grad_norm, Tensor x, Tensor norm) -> Tensor");
+  m.def("norm_penalty(Tensor x, float weight, float center) -> (Tensor, Tensor)");
+  m.def("norm_backward(Tensor grad, Tensor x, Tensor norm, float slope, float offset) -> Tensor");
 }
 
 // An importable, empty Python module: importing ganfast._C loads the library, which runs the

@@ -79,12 +79,26 @@ def auto_order(op: str) -> list[str]:
     return auto_table()[op]["order"]
 
 
+_resolved: dict = {}  # (op, backend, device type, global choice) -> the backend that runs
+
+
 # Under torch.compile the choice is made once, at trace time, and baked into the graph
 # (availability checks read files and import modules, which dynamo cannot trace): a later
 # set_backend() applies to code compiled after it.
 @torch.compiler.assume_constant_result
 def resolve(op: str, backend: str, device: torch.device) -> str:
-    """The concrete backend that runs `op` for tensors on `device`."""
+    """The concrete backend that runs `op` for tensors on `device`.
+
+    Called once per public call, so it is a dictionary lookup after the first call with the
+    same arguments and settings; refusals are never cached (they raise every time)."""
+    key = (op, backend, device.type, _selected, os.environ.get("GANFAST_BACKEND"))
+    name = _resolved.get(key)
+    if name is None:
+        name = _resolved[key] = _resolve(op, backend, device)
+    return name
+
+
+def _resolve(op: str, backend: str, device: torch.device) -> str:
     requested = _check_name(backend, "backend")
     if requested == "auto":
         requested = get_backend()

@@ -46,9 +46,12 @@ def _parse_shape(text: str) -> tuple:
 
 
 def _bench(args) -> int:
+    if args.report:
+        return _bench_report(args)
     from . import backends
     from .bench import cases as bench_cases
     from .bench import gradient_penalty as gp_bench
+    from .bench import overhead
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -59,20 +62,45 @@ def _bench(args) -> int:
     shapes = args.shape or GP_SHAPES[device.type][: 1 if args.quick else None]
     names = [b for b in gp_bench.BACKENDS if device.type == "cuda" or b == "torch"]
 
-    def skip(case):
-        return "" if case.backend in ("eager", "compile") else backends.unavailable_reason(
-            case.backend, device)
+    def unavailable(backend):
+        return "" if backend in ("eager", "compile") else backends.unavailable_reason(backend, device)
 
-    all_cases = list(gp_bench.cases(shapes, dtypes, device, names, with_compile=not args.no_compile))
-    all_cases += list(gp_bench.full_cases(16 if device.type == "cpu" else 64, dtypes[0], device, names))
-    rows = bench_cases.run("gradient_penalty", all_cases, device, skip)
-    first = rows[0]  # the eager baseline: never skipped
-    print(f"gradient_penalty on {first['device']} (torch {first['torch']}, triton {first['triton']}); "
-          f"copy bandwidth {first['copy_gbps']} GB/s")
+    rows = []
+    if args.mode in ("all", "kernels"):
+        all_cases = list(gp_bench.cases(shapes, dtypes, device, names,
+                                        with_compile=not args.no_compile))
+        all_cases += list(gp_bench.full_cases(16 if device.type == "cpu" else 64, dtypes[0], device,
+                                              names))
+        rows += bench_cases.run("gradient_penalty", all_cases, device,
+                                lambda case: unavailable(case.backend))
+    if args.mode in ("all", "overhead"):
+        rows += overhead.run(device, names, unavailable)
+    first = next(row for row in rows if "skipped" not in row)  # an eager baseline
+    copy = f"; copy bandwidth {first['copy_gbps']} GB/s" if "copy_gbps" in first else ""
+    print(f"gradient_penalty on {first['device']} (torch {first['torch']}, triton {first['triton']})"
+          + copy)
     print(bench_cases.markdown_table(rows))
     if args.out:
         bench_cases.write_jsonl(rows, Path(args.out))
         print(f"rows appended to {args.out}")
+    return 0
+
+
+def _bench_report(args) -> int:
+    from .bench import report
+
+    if not args.out:
+        print("ganfast bench --report: --out DIR is required (where report.md and the plots go)",
+              file=sys.stderr)
+        return 2
+    written = report.write_report(args.report, Path(args.out), readme=args.readme)
+    print(f"wrote {written['markdown']} and {len(written['plots'])} plot(s)"
+          + (f"; updated {args.readme}" if args.readme else ""))
+    if args.auto_table:
+        from .bench import auto_table
+
+        for op, entry in auto_table.write(report.load_rows(args.report)).items():
+            print(f"auto order for {op}: {', '.join(entry['order'])}")
     return 0
 
 
@@ -94,7 +122,18 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="the first default shape only")
     bench.add_argument("--no-compile", action="store_true",
                        help="leave out torch.compile of the canonical code")
-    bench.add_argument("--out", help="append the rows as JSON lines to this file")
+    bench.add_argument("--mode", choices=["all", "kernels", "overhead"], default="all",
+                       help="kernels: device time per pass and a full step; overhead: host time "
+                            "per public call on tiny inputs (default: both)")
+    bench.add_argument("--out", help="append the rows as JSON lines to this file "
+                                     "(with --report: the directory for report.md and plots)")
+    bench.add_argument("--report", nargs="+", metavar="FILE",
+                       help="instead of timing: a markdown table and plots from result files")
+    bench.add_argument("--readme", help="with --report: also splice the table into this file, "
+                                        "between its bench-report markers")
+    bench.add_argument("--auto-table", action="store_true",
+                       help="with --report: rank the backends by the GPU rows and write the "
+                            "order auto uses (ganfast/ops/auto_backends.json)")
     bench.set_defaults(func=_bench)
     return parser
 

@@ -13,8 +13,9 @@ Both follow the code users already run, so values are comparable with it:
     g = grad(critic(x).sum(), x, create_graph=True)
     gamma/2 * g.flatten(1).norm(dim=1).pow(2).mean()
 
-ganfast fuses the passes over the big tensors (the interpolation, the per-sample norm and its
-backward); the critic runs as the user wrote it.
+ganfast fuses the passes over the big tensors (the interpolation, the per-sample norm with the
+penalty's tail, and its backward); the critic runs as the user wrote it. The backend is
+resolved once per call and used for every op of it.
 
 Mixed precision: with a critic under torch.autocast, its input gradients are computed in half
 precision and can underflow to zero or overflow. Pass the GradScaler you train with as
@@ -25,7 +26,8 @@ critic's gradients and `scaler.step` skips that step, as for any other loss.
 
 import torch
 
-from .ops.gradient_penalty import interpolate, per_sample_norm
+from . import backends
+from .ops.gradient_penalty import OP, interpolate_with, norm_penalty_with
 
 
 def _check_float_tensor(t, name: str) -> None:
@@ -77,6 +79,7 @@ def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, *, weight: 
     if real.dtype != fake.dtype:
         raise TypeError(f"real and fake must have the same dtype, got {real.dtype} and {fake.dtype}")
     batch = real.shape[0]
+    backend = backends.resolve(OP, backend, real.device)
     if alpha is None:
         alpha = torch.rand(batch, device=real.device)
     else:
@@ -86,12 +89,11 @@ def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, *, weight: 
         if alpha.device != real.device:
             raise ValueError(f"alpha must be on {real.device} like real, got {alpha.device}")
 
-    x_hat = interpolate(real, fake, alpha, backend)
+    x_hat = interpolate_with(backend, real, fake, alpha)
     if not x_hat.requires_grad:  # real and fake are data: x_hat is the leaf we differentiate at
         x_hat.requires_grad_(True)
     grad = _input_gradient(critic, x_hat, scaler)
-    norms = per_sample_norm(grad, backend)
-    return weight * (norms - center).square().mean()
+    return norm_penalty_with(backend, grad, weight, center)
 
 
 def r1_penalty(critic, x: torch.Tensor, *, gamma: float = 10.0, backend: str = "auto",
@@ -101,7 +103,7 @@ def r1_penalty(critic, x: torch.Tensor, *, gamma: float = 10.0, backend: str = "
     `x` is detached: the penalty's backward reaches the critic's parameters only.
     """
     _check_float_tensor(x, "x")
+    backend = backends.resolve(OP, backend, x.device)
     x = x.detach().requires_grad_(True)
     grad = _input_gradient(critic, x, scaler)
-    norms = per_sample_norm(grad, backend)
-    return gamma / 2 * norms.square().mean()
+    return norm_penalty_with(backend, grad, gamma / 2, 0.0)

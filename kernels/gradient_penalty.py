@@ -1,24 +1,36 @@
-"""Triton kernels for the gradient penalty: the three memory-bound passes of WGAN-GP / R1.
+"""Triton kernels for the gradient penalty: the memory-bound passes of WGAN-GP / R1.
 
-    interpolate:            x_hat[b, i] = fake[b, i] + alpha[b] * (real[b, i] - fake[b, i])
-    sum_squares_per_sample: s[b]        = sum_i g[b, i]^2      (fp32 accumulation; fp64 for fp64)
-    norm_backward:          y[b, i]     = gn[b] / norm[b] * g[b, i]   (0 where norm[b] == 0)
+    interpolate:   x_hat[b, i] = fake[b, i] + alpha[b] * (real[b, i] - fake[b, i])
+    norm_penalty:  n[b] = sqrt(sum_i x[b, i]^2),  p = weight * mean_b (n[b] - center)^2
+    norm_backward: y[b, i] = grad[b] * (slope + offset / n[b]) * x[b, i]   (0 where n[b] == 0)
 
-Launchers take contiguous [B, N] rows (ganfast/ops prepares them) and return new tensors.
-Pure kernels and launchers only: which backend runs is decided in ganfast/ops.
+norm_backward is the gradient of sum_b grad[b] * f(n[b]) for any f with f'(n) = slope * n +
+offset: (slope, offset) = (0, 1) is the plain norm's backward, (2w/B, -2wc/B) the penalty's, so
+the penalty's scalar backward folds into the one pass over x.
+
+The launchers are the CUDA implementations of the ganfast:: ops (ganfast/ops registers them)
+and take [B, ...] tensors in any layout: a sample that is one block of memory (contiguous,
+channels_last, ...) is read in memory order without a copy. Kernels and launchers only: which
+backend runs is decided in ganfast/ops.
 """
 
 import torch
 import triton
 import triton.language as tl
 
-from ..ops.layout import acc_dtype
+from ganfast.ops.layout import acc_dtype, as_rows, matching_layout
 
-# One program moves BLOCK elements per step; a sum-of-squares program folds STEPS of them
+# One program moves BLOCK elements per step; a sum-of-squares program folds SUM_STEPS of them
 # so that the partial-sum buffer stays small next to the input.
 BLOCK = 1024
 SUM_STEPS = 8
 MAX_GRID_Y = 65535  # CUDA's limit on grid dim 1; launchers split bigger batches
+# The norms-and-penalty program walks [B, columns] in tiles of this size.
+FINAL_BLOCK_B = 64
+FINAL_BLOCK_C = 32
+# Up to this many elements, one program reads the whole input: there the launch, not the
+# bytes, is the cost, and a second launch would double it.
+SMALL_INPUT = 1 << 16
 
 
 @triton.jit
@@ -39,8 +51,8 @@ def _interpolate_kernel(real_ptr, fake_ptr, alpha_ptr, out_ptr, row, BLOCK: tl.c
 @triton.jit
 def _sum_squares_kernel(x_ptr, partial_ptr, row, n_chunks,
                         BLOCK: tl.constexpr, STEPS: tl.constexpr):
-    # Program (c, b) writes sum(x[b, chunk c]^2) to partial[b, c]; the caller adds the
-    # partials (deterministic, unlike atomics).
+    # Program (c, b) writes sum(x[b, chunk c]^2) to partial[b, c]; the finalize program adds
+    # the partials in a fixed order (deterministic, unlike atomics).
     b = tl.program_id(1).to(tl.int64)
     chunk = tl.program_id(0).to(tl.int64)
     acc = tl.zeros([BLOCK], dtype=partial_ptr.dtype.element_ty)
@@ -52,15 +64,47 @@ def _sum_squares_kernel(x_ptr, partial_ptr, row, n_chunks,
 
 
 @triton.jit
-def _norm_backward_kernel(x_ptr, grad_norm_ptr, norm_ptr, out_ptr, row, BLOCK: tl.constexpr):
+def _norms_and_penalty_kernel(values_ptr, norm_ptr, penalty_ptr, batch, n_cols,
+                              weight: tl.float64, center: tl.float64, SQUARE: tl.constexpr,
+                              BLOCK_B: tl.constexpr, BLOCK_C: tl.constexpr):
+    # One program: sums each row of a [B, n_cols] matrix (squared first when SQUARE: a small
+    # input itself; else the partial sums of squares), then the [B]-sized tail (sqrt, minus
+    # center, square, mean, weight) that eager code spends five launches on. The deviations
+    # are summed in fp64: the mean loses nothing to rounding, and fp64 inputs keep their
+    # precision.
+    total = tl.zeros([BLOCK_B], dtype=tl.float64)
+    for b0 in range(0, batch, BLOCK_B):
+        rows = b0 + tl.arange(0, BLOCK_B)
+        sums = tl.zeros([BLOCK_B], dtype=norm_ptr.dtype.element_ty)
+        for c0 in range(0, n_cols, BLOCK_C):
+            cols = c0 + tl.arange(0, BLOCK_C)
+            tile = tl.load(values_ptr + rows[:, None].to(tl.int64) * n_cols + cols[None, :],
+                           mask=(rows[:, None] < batch) & (cols[None, :] < n_cols),
+                           other=0.0).to(sums.dtype)
+            if SQUARE:
+                tile = tile * tile
+            sums += tl.sum(tile, axis=1)
+        norms = tl.sqrt(sums)
+        tl.store(norm_ptr + rows, norms, mask=rows < batch)
+        deviation = tl.where(rows < batch, norms.to(tl.float64) - center, 0.0)
+        total += deviation * deviation
+    penalty = weight * tl.sum(total, axis=0) / batch
+    tl.store(penalty_ptr, penalty.to(penalty_ptr.dtype.element_ty))
+
+
+@triton.jit
+def _norm_backward_kernel(x_ptr, grad_ptr, grad_stride, norm_ptr, out_ptr, row,
+                          slope: tl.float64, offset: tl.float64, BLOCK: tl.constexpr):
     b = tl.program_id(1)
     cols = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = cols < row
     offs = b.to(tl.int64) * row + cols
-    # d||x||/dx = x / ||x||, taken as 0 at x = 0 (as torch does): no 0/0 for a zero gradient.
-    # A NaN norm is != 0 and propagates.
+    # d n/dx = x / n, taken as 0 at x = 0 (as torch does): no 0/0 for a zero gradient.
+    # A NaN norm is != 0 and propagates. grad may be a broadcast scalar (stride 0).
     norm = tl.load(norm_ptr + b)
-    coef = tl.where(norm != 0, tl.load(grad_norm_ptr + b) / tl.where(norm != 0, norm, 1), 0)
+    safe_norm = tl.where(norm != 0, norm, 1.0)
+    coef = tl.load(grad_ptr + b * grad_stride) * (slope + offset / safe_norm)
+    coef = tl.where(norm != 0, coef, 0.0).to(norm.dtype)
     x = tl.load(x_ptr + offs, mask=mask).to(coef.dtype)
     tl.store(out_ptr + offs, (coef * x).to(out_ptr.dtype.element_ty), mask=mask)
 
@@ -70,37 +114,59 @@ def _batch_slices(batch: int):
     return [slice(start, min(start + MAX_GRID_Y, batch)) for start in range(0, batch, MAX_GRID_Y)]
 
 
+def _row_length(x: torch.Tensor) -> int:
+    return x.numel() // x.shape[0] if x.shape[0] else 0
+
+
 def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    """real, fake: [B, N] contiguous, same dtype; alpha: [B] in the accumulation dtype."""
+    """real, fake: [B, ...] of one dtype; alpha: [B] in the accumulation dtype."""
+    real = as_rows(real)
+    fake = matching_layout(fake, real)
+    alpha = alpha.contiguous()
     out = torch.empty_like(real)
-    batch, row = real.shape
+    row = _row_length(real)
     if out.numel():
-        for s in _batch_slices(batch):
+        for s in _batch_slices(real.shape[0]):
             grid = (triton.cdiv(row, BLOCK), s.stop - s.start)
             _interpolate_kernel[grid](real[s], fake[s], alpha[s], out[s], row, BLOCK=BLOCK)
     return out
 
 
-def sum_squares_per_sample(x: torch.Tensor) -> torch.Tensor:
-    """x: [B, N] contiguous -> [B] sums of squares in the accumulation dtype."""
-    batch, row = x.shape
+def norm_penalty(x: torch.Tensor, weight: float, center: float):
+    """x: [B, ...] -> (norms [B], weight * mean((norms - center)^2) as a 0-dim tensor), both in
+    the accumulation dtype. One launch for a small input; else two: partial sums of squares,
+    then the program that adds them and computes the tail."""
+    x = as_rows(x)
+    batch, row = x.shape[0], _row_length(x)
     acc = acc_dtype(x.dtype)
-    if x.numel() == 0:
-        return torch.zeros(batch, dtype=acc, device=x.device)
+    norms = torch.empty(batch, dtype=acc, device=x.device)
+    penalty = torch.empty((), dtype=acc, device=x.device)
+    final = dict(BLOCK_B=FINAL_BLOCK_B, BLOCK_C=FINAL_BLOCK_C)
+    if x.numel() <= SMALL_INPUT:
+        _norms_and_penalty_kernel[(1,)](x, norms, penalty, batch, row, weight, center,
+                                        SQUARE=True, **final)
+        return norms, penalty
     n_chunks = triton.cdiv(row, BLOCK * SUM_STEPS)
     partial = torch.empty(batch, n_chunks, dtype=acc, device=x.device)
     for s in _batch_slices(batch):
         _sum_squares_kernel[(n_chunks, s.stop - s.start)](x[s], partial[s], row, n_chunks,
                                                           BLOCK=BLOCK, STEPS=SUM_STEPS)
-    return partial.sum(dim=1)
+    _norms_and_penalty_kernel[(1,)](partial, norms, penalty, batch, n_chunks, weight, center,
+                                    SQUARE=False, **final)
+    return norms, penalty
 
 
-def norm_backward(grad_norm: torch.Tensor, x: torch.Tensor, norm: torch.Tensor) -> torch.Tensor:
-    """x: [B, N] contiguous; grad_norm, norm: [B] in the accumulation dtype."""
+def norm_backward(grad: torch.Tensor, x: torch.Tensor, norm: torch.Tensor, slope: float,
+                  offset: float) -> torch.Tensor:
+    """grad, norm: [B] in the accumulation dtype (grad may be a stride-0 broadcast);
+    x: [B, ...]. Returns grad[b] * (slope + offset / norm[b]) * x[b] in x's dtype and layout."""
+    x = as_rows(x)
     out = torch.empty_like(x)
-    batch, row = x.shape
+    row = _row_length(x)
     if out.numel():
-        for s in _batch_slices(batch):
+        norm = norm.contiguous()
+        for s in _batch_slices(x.shape[0]):
             grid = (triton.cdiv(row, BLOCK), s.stop - s.start)
-            _norm_backward_kernel[grid](x[s], grad_norm[s], norm[s], out[s], row, BLOCK=BLOCK)
+            _norm_backward_kernel[grid](x[s], grad[s], grad.stride(0), norm[s], out[s], row,
+                                        slope, offset, BLOCK=BLOCK)
     return out

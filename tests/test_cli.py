@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 
 def test_info_prints_json_with_every_op_backend():
     out = subprocess.run([sys.executable, "-m", "ganfast", "info", "--json"], check=True,
@@ -25,7 +27,7 @@ def test_bench_writes_rows_side_by_side(tmp_path):
 
     out = tmp_path / "rows.jsonl"
     assert main(["bench", "--device", "cpu", "--shape", "3x2x5x5", "--no-compile",
-                 "--out", str(out)]) == 0
+                 "--mode", "kernels", "--out", str(out)]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     modes = {(r["mode"], r["backend"]) for r in rows}
     for mode in ("interp", "fwd", "bwd", "fwd+bwd", "full"):
@@ -35,3 +37,40 @@ def test_bench_writes_rows_side_by_side(tmp_path):
         if row["backend"] == "eager":
             assert row["speedup"] == 1.0
         assert (row["gbps"] is None) == (row["mode"] == "full")  # full: time only
+
+
+def test_bench_overhead_mode_times_host_calls(tmp_path):
+    from ganfast.cli import main
+
+    out = tmp_path / "rows.jsonl"
+    assert main(["bench", "--device", "cpu", "--mode", "overhead", "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    cases = {(r["case"], tuple(r["shape"]), r["backend"]) for r in rows}
+    for case, shape in [("per_sample_norm", (4, 3, 4, 4)), ("interpolate", (4, 3, 4, 4)),
+                        ("penalty fwd+bwd", (4, 3, 4, 4)), ("wgan-gp step", (4, 3, 8, 8)),
+                        ("wgan-gp step", (16, 3, 32, 32))]:
+        assert {(case, shape, "eager"), (case, shape, "torch")} <= cases
+    for row in rows:
+        assert row["mode"] == "overhead" and row["us_per_call"] > 0
+        assert row["speedup"] == pytest.approx(
+            next(r["us_per_call"] for r in rows if r["case"] == row["case"]
+                 and r["shape"] == row["shape"] and r["backend"] == "eager") / row["us_per_call"],
+            rel=0.02)
+
+
+def test_auto_table_ranks_backends_by_measured_speedup():
+    from ganfast.bench import auto_table
+
+    def row(backend, speedup, mode="fwd+bwd", shape=(64, 256, 64, 64)):
+        return dict(op="gradient_penalty", mode=mode, shape=list(shape), dtype="float32",
+                    backend=backend, speedup=speedup, device="NVIDIA H100", date="2026-11-22")
+
+    rows = [row("eager", 1.0), row("cuda", 2.0), row("triton", 3.0), row("torch", 1.0),
+            row("cuda", 2.0, "overhead", (4, 3, 4, 4)), row("triton", 0.5, "overhead", (4, 3, 4, 4)),
+            row("torch", 1.0, "overhead", (4, 3, 4, 4)),
+            dict(row("cuda", 9.0), device="cpu")]  # CPU rows never rank GPU backends
+    entry = auto_table.table(rows)["gradient_penalty"]
+    assert entry["by_shape_class"] == {"small": ["cuda", "torch", "triton"],
+                                       "large": ["triton", "cuda", "torch"]}
+    assert entry["order"] == ["cuda", "triton", "torch"]  # geometric means: 2, 1.22, 1
+    assert entry["measured"] is True and entry["device"] == ["NVIDIA H100"]

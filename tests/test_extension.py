@@ -14,7 +14,7 @@ from ganfast import _extension
 EXPECTED_OPS = [
     "ganfast_C::interpolate",
     "ganfast_C::norm_backward",
-    "ganfast_C::sum_squares_per_sample",
+    "ganfast_C::norm_penalty",
 ]
 
 
@@ -39,13 +39,23 @@ def test_extension_ops_have_the_expected_schemas(extension):
     schema = torch.ops.ganfast_C.interpolate.default._schema
     assert [a.name for a in schema.arguments] == ["real", "fake", "alpha"]
     schema = torch.ops.ganfast_C.norm_backward.default._schema
-    assert [a.name for a in schema.arguments] == ["grad_norm", "x", "norm"]
+    assert [a.name for a in schema.arguments] == ["grad", "x", "norm", "slope", "offset"]
 
 
-def test_extension_kernels_refuse_cpu_tensors(extension):
+def test_extension_schemas_match_the_python_ops(extension):
+    # The two namespaces are one op each: the Functions call either with the same arguments.
+    for name in ("interpolate", "norm_penalty", "norm_backward"):
+        ours = getattr(torch.ops.ganfast, name).default._schema
+        theirs = getattr(torch.ops.ganfast_C, name).default._schema
+        assert str(ours).replace("ganfast::", "") == str(theirs).replace("ganfast_C::", "")
+
+
+def test_extension_ops_run_the_reference_on_cpu(extension):
+    # ganfast/ops attaches the PyTorch reference as their CPU kernel (opcheck and compile on CPU).
     x = torch.randn(2, 3)
-    with pytest.raises(NotImplementedError):  # no CPU kernel: torch's CPU path is the reference
-        torch.ops.ganfast_C.sum_squares_per_sample(x)
+    norms, penalty = torch.ops.ganfast_C.norm_penalty(x, 2.0, 1.0)
+    torch.testing.assert_close(norms, x.norm(dim=1))
+    torch.testing.assert_close(penalty, 2.0 * ((x.norm(dim=1) - 1) ** 2).mean())
 
 
 def test_info_reports_a_reason_whenever_the_extension_is_missing():

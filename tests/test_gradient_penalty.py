@@ -3,18 +3,17 @@ autograd (gradcheck, gradgradcheck), registration (opcheck, torch.compile), edge
 and input validation."""
 
 import copy
+import functools
 
 import pytest
 import torch
+import torch.utils._python_dispatch
 
 import ganfast
-from ganfast.ops.gradient_penalty import (
-    _interpolate,
-    _per_sample_norm,
-    _per_sample_norm_backward,
-    interpolate,
-    per_sample_norm,
-)
+from ganfast import _extension
+from ganfast.ops import _library
+from ganfast.ops import gradient_penalty as gp
+from ganfast.ops.gradient_penalty import interpolate, per_sample_norm
 
 from . import canonical
 
@@ -155,30 +154,83 @@ def test_per_sample_norm_gradient_at_zero_is_zero():
     assert torch.equal(x.grad, torch.zeros_like(x))
 
 
-# ---------------------------------------------------------------- autograd of the ops
+# ---------------------------------------------------------------- the kernel path on CPU
+#
+# With backend "cuda" or "triton", the public functions run a torch.autograd.Function around
+# the kernel ops. On CPU the same Function runs through the dispatcher: ganfast_C's ops (when
+# the extension is built) and ganfast's ops (as under torch.compile) have the PyTorch reference
+# as their CPU kernel, so the autograd, the registration and the layouts of the GPU path are
+# tested here; tests/test_gradient_penalty_gpu.py checks the kernels themselves.
 
-def test_gradcheck_interpolate():
+def _kernel_backends():
+    yield pytest.param("triton", id="ganfast-ops")
+    yield pytest.param("cuda", id="ganfast_C-ops", marks=pytest.mark.skipif(
+        not _extension.load()[0], reason="ganfast._C not built"))
+
+
+@pytest.fixture(params=list(_kernel_backends()))
+def kernel_backend(request, monkeypatch):
+    # "triton" outside torch.compile calls the launcher directly; make it take the registered
+    # op instead, as it does under compile.
+    monkeypatch.setattr(_library, "is_compiling", lambda: True)
+    return request.param
+
+
+def test_kernel_path_matches_canonical(kernel_backend):
+    shape = (5, 3, 4, 6)
+    critic64 = canonical.critic_for(shape, torch.float64)
+    real, fake = _pair(shape)
+    alpha = torch.rand(shape[0], dtype=torch.float64)
+    expected = canonical.wgan_gp(critic64, real, fake, alpha, weight=3.0, center=0.5)
+    expected.backward()
+    expected_grads = canonical.param_grads(critic64)
+    critic64.zero_grad()
+    # gradient_penalty resolves its backend for CPU tensors; the _with functions take it as is.
+    x_hat = gp.interpolate_with(kernel_backend, real, fake, alpha).requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic64(x_hat).sum(), x_hat, create_graph=True)
+    got = gp.norm_penalty_with(kernel_backend, grad, 3.0, 0.5)
+    got.backward()
+    torch.testing.assert_close(got, expected)
+    for g, e in zip(canonical.param_grads(critic64), expected_grads, strict=True):
+        torch.testing.assert_close(g, e)
+
+
+def test_gradcheck_interpolate(kernel_backend):
     real, fake = (t.requires_grad_(True) for t in _pair((3, 2, 5)))
     alpha = torch.rand(3, dtype=torch.float64, requires_grad=True)
-    fn = lambda r, f, a: _interpolate(r, f, a, "torch")  # noqa: E731
-    assert torch.autograd.gradcheck(fn, (real, fake, alpha))
-    assert torch.autograd.gradgradcheck(fn, (real, fake, alpha))
+    for backend in ("torch", kernel_backend):
+        fn = functools.partial(gp.interpolate_with, backend)
+        assert torch.autograd.gradcheck(fn, (real, fake, alpha))
+        assert torch.autograd.gradgradcheck(fn, (real, fake, alpha))
 
 
-def test_gradcheck_per_sample_norm():
+def test_gradcheck_per_sample_norm(kernel_backend):
     x = torch.randn(4, 3, 5, dtype=torch.float64, requires_grad=True)
-    fn = lambda t: _per_sample_norm(t, "torch")  # noqa: E731
-    assert torch.autograd.gradcheck(fn, (x,))
-    assert torch.autograd.gradgradcheck(fn, (x,))
+    for backend in ("torch", kernel_backend):
+        fn = functools.partial(gp.per_sample_norm_with, backend)
+        assert torch.autograd.gradcheck(fn, (x,))
+        assert torch.autograd.gradgradcheck(fn, (x,))
 
 
-def test_gradcheck_per_sample_norm_backward():
-    x = torch.randn(4, 7, dtype=torch.float64, requires_grad=True)
-    gn = torch.randn(4, dtype=torch.float64, requires_grad=True)
-    norm = (torch.rand(4, dtype=torch.float64) + 0.5).requires_grad_(True)
-    fn = lambda g, t, n: _per_sample_norm_backward(g, t, n, "torch")  # noqa: E731
-    assert torch.autograd.gradcheck(fn, (gn, x, norm))
-    assert torch.autograd.gradgradcheck(fn, (gn, x, norm))
+@pytest.mark.parametrize("center", [1.0, 0.0, -0.3])
+def test_gradcheck_norm_penalty(kernel_backend, center):
+    x = torch.randn(4, 3, 5, dtype=torch.float64, requires_grad=True)
+    for backend in ("torch", kernel_backend):
+        fn = lambda t, b=backend: gp.norm_penalty_with(b, t, 7.0, center)  # noqa: E731
+        assert torch.autograd.gradcheck(fn, (x,))
+        assert torch.autograd.gradgradcheck(fn, (x,))
+
+
+def test_norm_backward_reference_matches_autograd():
+    # The kernels' backward formula, grad * (slope + offset / n) * x, against autograd of the
+    # function it claims to differentiate: sum_b grad_b * f(n_b) with f'(n) = slope*n + offset.
+    x = torch.randn(5, 2, 7, dtype=torch.float64, requires_grad=True)
+    grad = torch.randn(5, dtype=torch.float64)
+    slope, offset = 0.7, -1.3
+    n = x.flatten(1).norm(dim=1)
+    (expected,) = torch.autograd.grad((grad * (slope * n**2 / 2 + offset * n)).sum(), x)
+    got = gp.norm_backward_reference(grad, x.detach(), n.detach(), slope, offset)
+    torch.testing.assert_close(got, expected)
 
 
 def test_gradgradcheck_penalty_through_critic():
@@ -196,31 +248,92 @@ def test_gradgradcheck_penalty_through_critic():
     assert torch.autograd.gradgradcheck(penalty, (weight,))
 
 
+def test_penalty_ops_and_launches_are_counted(kernel_backend):
+    # The kernel path's penalty forward + backward is two ganfast ops (one launch each way on
+    # a GPU, plus the finalize program of norm_penalty; docs/ops.md) and no ATen compute op:
+    # the [B]-sized tail is inside the kernels. This must not grow unnoticed.
+    g = torch.randn(4, 3, 5, 5, requires_grad=True)
+    with _RecordOps() as ops:
+        torch.autograd.grad(gp.norm_penalty_with(kernel_backend, g, 10.0, 1.0), g)
+    namespace = "ganfast_C" if kernel_backend == "cuda" else "ganfast"
+    kernels = [name for name in ops.names if name.split("::")[0] in ("ganfast", "ganfast_C")]
+    assert kernels == [f"{namespace}::norm_penalty", f"{namespace}::norm_backward"]
+    # autograd's seed (ones_like) is the only other op that computes anything
+    assert [n for n in ops.names if n not in kernels and n not in _VIEW_OPS] == ["aten::ones_like"]
+
+
+def test_torch_backend_runs_no_more_ops_than_canonical():
+    g = torch.randn(4, 3, 5, 5, requires_grad=True)
+    with _RecordOps() as ours:
+        torch.autograd.grad(gp.norm_penalty_with("torch", g, 10.0, 1.0), g)
+    with _RecordOps() as theirs:
+        torch.autograd.grad(10 * ((g.flatten(1).norm(2, dim=1) - 1) ** 2).mean(), g)
+    assert len(ours.compute_ops()) <= len(theirs.compute_ops())
+
+
+# Ops that only make views: no kernel runs for them.
+_VIEW_OPS = {"aten::expand", "aten::view", "aten::as_strided", "aten::detach", "aten::alias",
+             "aten::unsqueeze"}
+
+
+class _RecordOps(torch.utils._python_dispatch.TorchDispatchMode):
+    """The qualified names of the ops that reach the dispatcher's Python mode, in order."""
+
+    def __init__(self):
+        super().__init__()
+        self.names = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.append(func._schema.name)
+        return func(*args, **(kwargs or {}))
+
+    def compute_ops(self):
+        return [name for name in self.names if name not in _VIEW_OPS]
+
+
 # ---------------------------------------------------------------- registration
 
 def _op_samples():
     real, fake = _pair((3, 4, 5), torch.float32)
     alpha = torch.rand(3)
-    x = torch.randn(2, 3, 7, requires_grad=True)
-    cl = torch.randn(2, 3, 4, 5).to(memory_format=torch.channels_last).requires_grad_(True)
-    yield _interpolate, (real.requires_grad_(True), fake, alpha.requires_grad_(True), "torch")
-    yield _per_sample_norm, (x, "torch")
-    yield _per_sample_norm, (cl, "torch")
-    yield _per_sample_norm_backward, (torch.randn(2), x, torch.rand(2) + 0.1, "torch")
+    x = torch.randn(2, 3, 7)
+    cl = torch.randn(2, 3, 4, 5).to(memory_format=torch.channels_last)
+    sliced = torch.randn(2, 3, 8)[:, :, ::2]
+    yield "interpolate", (real, fake, alpha)
+    yield "interpolate", (real.to(memory_format=torch.contiguous_format), fake.transpose(1, 2)
+                          .contiguous().transpose(1, 2), alpha)
+    yield "norm_penalty", (x, 10.0, 1.0)
+    yield "norm_penalty", (cl, 10.0, 1.0)
+    yield "norm_penalty", (sliced, 0.5, 0.0)
+    yield "norm_backward", (torch.randn(2), x, torch.rand(2) + 0.1, 0.0, 1.0)
+    yield "norm_backward", (torch.randn(()).expand(2), cl, torch.rand(2) + 0.1, 0.3, -0.2)
+    yield "norm_backward", (torch.randn(2), sliced, torch.rand(2) + 0.1, 0.0, 1.0)
 
 
-@pytest.mark.parametrize("op,args", list(_op_samples()),
-                         ids=["interpolate", "norm", "norm_channels_last", "norm_backward"])
-def test_opcheck(op, args):
-    torch.library.opcheck(op, args)
+def _namespaces():
+    yield "ganfast"
+    if _extension.load()[0]:
+        yield "ganfast_C"
+
+
+@pytest.mark.parametrize("namespace", list(_namespaces()))
+@pytest.mark.parametrize("name,args", list(_op_samples()))
+def test_opcheck(namespace, name, args):
+    # The ops have no autograd kernel by design (autograd lives in the Functions): opcheck
+    # them with inputs that do not require grad.
+    torch.library.opcheck(getattr(getattr(torch.ops, namespace), name).default, args)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("compiler", ["aot_eager", "inductor"])
-def test_compiles_fullgraph_and_matches_eager(compiler):
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_compiles_fullgraph_and_matches_eager(compiler, backend):
+    # Under compile, "triton" goes through the registered ganfast:: ops; on CPU tensors their
+    # CPU kernel is the reference, so this checks the Function + op + fake impl path.
     def penalty_from(real, fake, alpha, g):
-        x_hat = interpolate(real, fake, alpha)
-        return x_hat.square().mean() + 10 * ((per_sample_norm(g) - 1) ** 2).mean()
+        x_hat = gp.interpolate_with(backend, real, fake, alpha)
+        return x_hat.square().mean() + gp.norm_penalty_with(backend, g, 10.0, 1.0) + \
+            gp.per_sample_norm_with(backend, g).sum()
 
     real, fake = _pair((4, 3, 5, 5), torch.float32)
     alpha = torch.rand(4)
@@ -228,7 +341,10 @@ def test_compiles_fullgraph_and_matches_eager(compiler):
     compiled = torch.compile(penalty_from, fullgraph=True, backend=compiler)
     got = compiled(real, fake, alpha, g)
     (grad_got,) = torch.autograd.grad(got, g)
-    expected = penalty_from(real, fake, alpha, g)
+    eager_backend = "torch"
+    expected = (gp.interpolate_with(eager_backend, real, fake, alpha).square().mean()
+                + gp.norm_penalty_with(eager_backend, g, 10.0, 1.0)
+                + gp.per_sample_norm_with(eager_backend, g).sum())
     (grad_expected,) = torch.autograd.grad(expected, g)
     torch.testing.assert_close(got, expected)
     torch.testing.assert_close(grad_got, grad_expected)

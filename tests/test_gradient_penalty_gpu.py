@@ -9,12 +9,13 @@ import torch
 
 import ganfast
 from ganfast import backends
+from ganfast.ops._library import kernel
 from ganfast.ops.gradient_penalty import (
-    _interpolate,
-    _per_sample_norm,
-    _per_sample_norm_backward,
     interpolate_reference,
-    per_sample_norm_backward_reference,
+    interpolate_with,
+    norm_backward_reference,
+    norm_penalty_with,
+    per_sample_norm_with,
 )
 
 from . import canonical
@@ -25,6 +26,22 @@ GPU_BACKENDS = ["cuda", "triton"]
 SHAPES = [(5,), (1, 1), (3, 7), (5, 3, 17, 13), (2, 1023), (7, 4097), (64, 3, 64, 64), (3, 2, 3, 5, 7)]
 DTYPE_TOL = [(torch.float32, 1e-5), (torch.float16, 2e-3), (torch.bfloat16, 1.6e-2),
              (torch.float64, 1e-12)]
+
+
+def _interpolate(real, fake, alpha, backend):
+    return interpolate_with(backend, real, fake, alpha)
+
+
+def _per_sample_norm(x, backend):
+    return per_sample_norm_with(backend, x)
+
+
+def _per_sample_norm_backward(grad_norm, x, norm, backend):
+    return kernel(backend, "norm_backward")(grad_norm, x, norm, 0.0, 1.0)
+
+
+def per_sample_norm_backward_reference(grad_norm, x, norm):
+    return norm_backward_reference(grad_norm, x, norm, 0.0, 1.0)
 
 
 def _require(backend):
@@ -166,13 +183,73 @@ def test_zero_gradient_is_finite(backend):
 @pytest.mark.parametrize("backend", GPU_BACKENDS)
 def test_opcheck_on_gpu(backend):
     _require(backend)
-    x = torch.randn(3, 4, 5, device="cuda", requires_grad=True)
+    ops = torch.ops.ganfast_C if backend == "cuda" else torch.ops.ganfast
+    x = torch.randn(3, 4, 5, device="cuda")
+    cl = torch.randn(3, 4, 5, 6, device="cuda").to(memory_format=torch.channels_last)
     real, fake = torch.randn(3, 4, 5, device="cuda"), torch.randn(3, 4, 5, device="cuda")
-    torch.library.opcheck(_per_sample_norm, (x, backend))
-    torch.library.opcheck(_interpolate, (real, fake, torch.rand(3, device="cuda"), backend))
-    torch.library.opcheck(_per_sample_norm_backward,
+    torch.library.opcheck(ops.norm_penalty.default, (x, 10.0, 1.0))
+    torch.library.opcheck(ops.norm_penalty.default, (cl, 2.0, 0.0))
+    torch.library.opcheck(ops.interpolate.default, (real, fake, torch.rand(3, device="cuda")))
+    torch.library.opcheck(ops.norm_backward.default,
                           (torch.randn(3, device="cuda"), x, torch.rand(3, device="cuda") + 0.1,
-                           backend))
+                           0.0, 1.0))
+    torch.library.opcheck(ops.norm_backward.default,
+                          (torch.randn((), device="cuda").expand(3), cl,
+                           torch.rand(3, device="cuda") + 0.1, 0.5, -0.5))
+
+
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+@pytest.mark.parametrize("shape", [(1, 5), (6, 3, 17, 13), (64, 3, 64, 64), (70000, 8), (2, 2**20 + 3)])
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 2e-6), (torch.bfloat16, 2e-6),
+                                       (torch.float64, 1e-12)])
+@pytest.mark.parametrize("weight,center", [(10.0, 1.0), (5.0, 0.0), (0.1, 0.7)])
+def test_norm_penalty_and_its_backward_match_reference(backend, shape, dtype, tol, weight, center):
+    # The fused tail: norms and the penalty out of the kernels, the penalty's scalar gradient
+    # folded into norm_backward, against float64 PyTorch on the same (rounded) input.
+    _require(backend)
+    g = torch.randn(shape, device="cuda", dtype=dtype, requires_grad=True)
+    got = norm_penalty_with(backend, g, weight, center)
+    (grad_got,) = torch.autograd.grad(got * 1.7, g)
+    g64 = g.detach().double().requires_grad_(True)
+    expected = weight * ((g64.reshape(shape[0], -1).norm(dim=1) - center) ** 2).mean()
+    (grad_expected,) = torch.autograd.grad(expected * 1.7, g64)
+    assert got.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
+    torch.testing.assert_close(got.double(), expected, rtol=max(tol, 1e-5), atol=0)
+    grad_tol = {torch.float32: 1e-5, torch.bfloat16: 1.6e-2, torch.float64: 1e-12}[dtype]
+    torch.testing.assert_close(grad_got.double(), grad_expected, rtol=grad_tol,
+                               atol=grad_tol * grad_expected.abs().max().item())
+
+
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+def test_kernel_launches_per_penalty(backend):
+    # Launch count is a budget (docs/ops.md): interpolate 1; penalty forward 1 on a small
+    # input, else 2 (partial sums, then one program for the tail); backward 1. Canonical
+    # eager code takes many more.
+    _require(backend)
+    from torch.profiler import ProfilerActivity, profile
+
+    real, fake = torch.randn(8, 3, 16, 16, device="cuda"), torch.randn(8, 3, 16, 16, device="cuda")
+    alpha = torch.rand(8, device="cuda")
+    small = torch.randn(8, 3, 16, 16, device="cuda", requires_grad=True)
+    large = torch.randn(64, 3, 64, 64, device="cuda", requires_grad=True)
+    seed = torch.ones((), device="cuda")
+
+    def launches(fn):
+        fn()  # compile/warm caches outside the trace
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            fn()
+            torch.cuda.synchronize()
+        return sum(1 for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA)
+
+    assert launches(lambda: interpolate_with(backend, real, fake, alpha)) == 1
+    for g, expected in ((small, 2), (large, 3)):
+        ours = launches(lambda g=g: torch.autograd.grad(norm_penalty_with(backend, g, 10.0, 1.0),
+                                                        g, seed))
+        assert ours == expected
+        canonical_count = launches(lambda g=g: torch.autograd.grad(
+            10 * ((g.flatten(1).norm(2, dim=1) - 1) ** 2).mean(), g, seed))
+        assert canonical_count > ours
 
 
 @pytest.mark.parametrize("backend", GPU_BACKENDS)

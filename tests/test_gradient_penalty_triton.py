@@ -1,9 +1,11 @@
 """The Triton gradient-penalty kernels on CPU tensors under TRITON_INTERPRET=1 (small shapes:
-the interpreter runs each program instance in Python), through the same layout handling the
-ops use on GPU, against the PyTorch reference."""
+the interpreter runs each program instance in Python), through their launchers (the layout
+handling the ops use on GPU) and the public functions' eager path, against the PyTorch
+reference."""
 
 import pytest
 import torch
+from ganfast.kernels import gradient_penalty as kernels
 
 from ganfast.ops import gradient_penalty as gp
 
@@ -20,7 +22,7 @@ DTYPE_TOL = [(torch.float32, 1e-6), (torch.float16, 1e-3)]
 def test_interpolate_kernel(shape, dtype, tol):
     real, fake = torch.randn(shape, dtype=dtype), torch.randn(shape, dtype=dtype)
     alpha = torch.rand(shape[0])
-    got = gp._interpolate_cuda(real, fake, alpha, "triton")
+    got = kernels.interpolate(real, fake, alpha)
     expected = gp.interpolate_reference(real.double(), fake.double(), alpha.double())
     torch.testing.assert_close(got.double(), expected, rtol=tol, atol=tol)
     assert got.dtype == dtype
@@ -30,7 +32,7 @@ def test_interpolate_kernel(shape, dtype, tol):
 @pytest.mark.parametrize("dtype,tol", DTYPE_TOL)
 def test_per_sample_norm_kernel(shape, dtype, tol):
     x = torch.randn(shape, dtype=dtype)
-    got = gp._per_sample_norm_cuda(x, "triton")
+    got = kernels.norm_penalty(x, 0.0, 0.0)[0]
     assert got.dtype == torch.float32
     torch.testing.assert_close(got.double(), x.double().reshape(shape[0], -1).norm(dim=1), rtol=1e-5, atol=0)
 
@@ -42,8 +44,8 @@ def test_per_sample_norm_backward_kernel(shape, dtype, tol):
     grad_norm = torch.randn(shape[0])
     norm = x.float().reshape(shape[0], -1).norm(dim=1)
     norm[0] = 0.0  # a zero norm must give a zero gradient, not 0/0
-    got = gp._per_sample_norm_backward_cuda(grad_norm, x, norm, "triton")
-    expected = gp.per_sample_norm_backward_reference(grad_norm.double(), x.double(), norm.double())
+    got = kernels.norm_backward(grad_norm, x, norm, 0.0, 1.0)
+    expected = gp.norm_backward_reference(grad_norm.double(), x.double(), norm.double(), 0.0, 1.0)
     assert got.dtype == dtype and torch.isfinite(got).all()
     torch.testing.assert_close(got.double(), expected, rtol=tol, atol=tol)
 
@@ -52,40 +54,38 @@ def test_channels_last_runs_without_copy_and_keeps_layout():
     real = torch.randn(3, 5, 4, 6).to(memory_format=torch.channels_last)
     fake = torch.randn(3, 5, 4, 6).to(memory_format=torch.channels_last)
     alpha = torch.rand(3)
-    got = gp._interpolate_cuda(real, fake, alpha, "triton")
+    got = kernels.interpolate(real, fake, alpha)
     assert got.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(got, gp.interpolate_reference(real, fake, alpha))
     grad_norm = torch.randn(3)
-    norm = gp._per_sample_norm_cuda(real, "triton")
+    norm = kernels.norm_penalty(real, 0.0, 0.0)[0]
     torch.testing.assert_close(norm, real.flatten(1).norm(dim=1))
-    back = gp._per_sample_norm_backward_cuda(grad_norm, real, norm, "triton")
+    back = kernels.norm_backward(grad_norm, real, norm, 0.0, 1.0)
     assert back.is_contiguous(memory_format=torch.channels_last)
-    torch.testing.assert_close(back, gp.per_sample_norm_backward_reference(grad_norm, real, norm))
+    torch.testing.assert_close(back, gp.norm_backward_reference(grad_norm, real, norm, 0.0, 1.0))
 
 
 def test_non_dense_input_is_handled():
     base = torch.randn(4, 3, 10)
     x = base[:, :, ::3]  # strided view: copied to rows, result in empty_like's layout
-    norm = gp._per_sample_norm_cuda(x, "triton")
+    norm = kernels.norm_penalty(x, 0.0, 0.0)[0]
     torch.testing.assert_close(norm, x.flatten(1).norm(dim=1))
-    back = gp._per_sample_norm_backward_cuda(torch.ones(4), x, norm, "triton")
+    back = kernels.norm_backward(torch.ones(4), x, norm, 0.0, 1.0)
     torch.testing.assert_close(back, x / norm.view(-1, 1, 1))
 
 
 def test_batches_past_the_grid_limit_are_split(monkeypatch):
     # The launchers split batches over MAX_GRID_Y (65535) samples; a small limit exercises
     # the same path in the interpreter.
-    from ganfast.kernels import gradient_penalty as kernels
-
     monkeypatch.setattr(kernels, "MAX_GRID_Y", 2)
     x, y = torch.randn(5, 37), torch.randn(5, 37)
     alpha, gn = torch.rand(5), torch.randn(5)
-    torch.testing.assert_close(gp._interpolate_cuda(x, y, alpha, "triton"),
+    torch.testing.assert_close(kernels.interpolate(x, y, alpha),
                                gp.interpolate_reference(x, y, alpha))
-    norm = gp._per_sample_norm_cuda(x, "triton")
+    norm = kernels.norm_penalty(x, 0.0, 0.0)[0]
     torch.testing.assert_close(norm, x.norm(dim=1))
-    torch.testing.assert_close(gp._per_sample_norm_backward_cuda(gn, x, norm, "triton"),
-                               gp.per_sample_norm_backward_reference(gn, x, norm))
+    torch.testing.assert_close(kernels.norm_backward(gn, x, norm, 0.0, 1.0),
+                               gp.norm_backward_reference(gn, x, norm, 0.0, 1.0))
 
 
 def test_contiguous_with_odd_size_one_strides_keeps_empty_like_layout():
@@ -93,9 +93,56 @@ def test_contiguous_with_odd_size_one_strides_keeps_empty_like_layout():
     # fake impls promise torch.compile), not just be contiguous.
     x = torch.randn(4, 3, 5, 1).permute(0, 3, 1, 2)
     assert x.is_contiguous() and x.stride() == (15, 1, 5, 1)
-    norm = gp._per_sample_norm_cuda(x, "triton")
-    back = gp._per_sample_norm_backward_cuda(torch.ones(4), x, norm, "triton")
+    norm = kernels.norm_penalty(x, 0.0, 0.0)[0]
+    back = kernels.norm_backward(torch.ones(4), x, norm, 0.0, 1.0)
     assert back.stride() == torch.empty_like(x).stride()
     torch.testing.assert_close(back, x / norm.view(-1, 1, 1, 1))
-    y = gp._interpolate_cuda(x, -x, torch.rand(4), "triton")
+    y = kernels.interpolate(x, -x, torch.rand(4))
     assert y.stride() == torch.empty_like(x).stride()
+
+
+@pytest.fixture(autouse=True, params=["one program", "partial sums"])
+def small_input_limit(request, monkeypatch):
+    # Small inputs take one program, larger ones partial sums first: test both on the same
+    # (interpreter-sized) shapes.
+    if request.param == "partial sums":
+        monkeypatch.setattr(kernels, "SMALL_INPUT", 0)
+
+
+@pytest.mark.parametrize("shape", [(3, 7), (5, 2, 3, 3), (2, 8193), (70, 5), (2, 0)])
+@pytest.mark.parametrize("weight,center", [(10.0, 1.0), (1.5, 0.0), (0.1, 0.7)])
+def test_norm_penalty_folds_the_tail(shape, weight, center):
+    # Norms and the penalty come out of the kernels; the last program walks [B, columns] in
+    # tiles (70 samples > FINAL_BLOCK_B, 8193 elements > one chunk and > FINAL_BLOCK_C).
+    x = torch.randn(shape)
+    norms, penalty = kernels.norm_penalty(x, weight, center)
+    expected = x.double().reshape(shape[0], -1).norm(dim=1)
+    torch.testing.assert_close(norms.double(), expected, rtol=1e-6, atol=0)
+    torch.testing.assert_close(penalty.double(), weight * ((expected - center) ** 2).mean(),
+                               rtol=1e-6, atol=0)
+    assert penalty.shape == () and penalty.dtype == torch.float32
+
+
+def test_penalty_backward_with_a_broadcast_scalar_gradient():
+    x = torch.randn(4, 3, 5)
+    norm = x.reshape(4, -1).norm(dim=1)
+    norm[1] = 0.0
+    grad = torch.tensor(0.75).expand(4)  # the penalty's scalar gradient, stride 0
+    got = kernels.norm_backward(grad, x, norm, 2 * 10 / 4, -2 * 10 * 1.0 / 4)
+    expected = gp.norm_backward_reference(grad.double(), x.double(), norm.double(), 5.0, -5.0)
+    torch.testing.assert_close(got.double(), expected, rtol=1e-6, atol=1e-6)
+    assert torch.equal(got[1], torch.zeros_like(got[1]))
+
+
+def test_eager_penalty_through_the_launchers_matches_canonical():
+    # The public path with backend "triton" outside compile calls the launchers directly.
+    g = torch.randn(6, 3, 7, 5, requires_grad=True)
+    got = gp.norm_penalty_with("triton", g, 10.0, 1.0)
+    (grad_got,) = torch.autograd.grad(got, g)
+    expected = 10 * ((g.flatten(1).norm(dim=1) - 1) ** 2).mean()
+    (grad_expected,) = torch.autograd.grad(expected, g)
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(grad_got, grad_expected)
+    real, fake, alpha = torch.randn(6, 4), torch.randn(6, 4), torch.rand(6)
+    torch.testing.assert_close(gp.interpolate_with("triton", real, fake, alpha),
+                               gp.interpolate_reference(real, fake, alpha))

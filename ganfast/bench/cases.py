@@ -77,12 +77,12 @@ def write_jsonl(rows: list[dict], path: Path) -> None:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    columns = ["mode", "shape", "dtype", "backend", "median_ms", "gbps", "frac_of_copy",
-               "speedup", "speedup_vs_compile"]
+    columns = ["mode", "case", "shape", "dtype", "backend", "median_ms", "us_per_call", "gbps",
+               "frac_of_copy", "speedup", "speedup_vs_compile"]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
         if "skipped" in row:
-            cells = [str(row[c]) for c in columns[:4]] + [f"skipped: {row['skipped']}"]
+            cells = [str(row.get(c, "")) for c in columns[:5]] + [f"skipped: {row['skipped']}"]
             cells += [""] * (len(columns) - len(cells))
         else:
             cells = ["" if row.get(c) is None else str(row[c]) for c in columns]

@@ -14,7 +14,7 @@ import functools
 import torch
 
 from ..losses import gradient_penalty
-from ..ops.gradient_penalty import interpolate, per_sample_norm
+from ..ops.gradient_penalty import interpolate, norm_penalty
 from ..train.models import DCGANCritic
 from .cases import Case
 
@@ -31,7 +31,7 @@ def canonical_penalty(g):
 
 
 def ganfast_penalty(backend):
-    return lambda g: 10 * ((per_sample_norm(g, backend) - 1) ** 2).mean()
+    return lambda g: norm_penalty(g, 10.0, 1.0, backend)
 
 
 def canonical_wgan_gp(critic, real, fake):

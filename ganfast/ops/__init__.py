@@ -1,5 +1,6 @@
-"""ganfast's custom ops (torch.ops.ganfast.*): one module per op, see DESIGN.md."""
+"""ganfast's ops (torch.ops.ganfast.*, torch.ops.ganfast_C.*): one module per op, see
+docs/ops.md."""
 
-from .gradient_penalty import interpolate, per_sample_norm
+from .gradient_penalty import interpolate, norm_penalty, per_sample_norm
 
-__all__ = ["interpolate", "per_sample_norm"]
+__all__ = ["interpolate", "norm_penalty", "per_sample_norm"]

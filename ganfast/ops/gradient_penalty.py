@@ -1,203 +1,200 @@
-"""Gradient-penalty ops: the interpolation x_hat and the per-sample gradient norm.
+"""Gradient-penalty ops: the interpolation x_hat and the per-sample gradient norm with the
+penalty's [B]-sized tail folded in.
 
-    ganfast::interpolate(real, fake, alpha)  x_hat = fake + alpha[b] * (real - fake)
-    ganfast::per_sample_norm(x)              ||x[b]||_2 over all non-batch dims, [B], fp32/fp64
-    ganfast::per_sample_norm_backward(gn, x, norm)
-                                             gn[b] / norm[b] * x[b], 0 where norm[b] == 0
+Kernels (ganfast::<name> with Triton on CUDA, ganfast_C::<name> from csrc/; see _library.py):
+    interpolate(real, fake, alpha)           x_hat = fake + alpha[b] * (real - fake)
+    norm_penalty(x, weight, center)          (n = ||x[b]||, weight * mean_b (n[b] - center)^2)
+    norm_backward(grad, x, norm, slope, offset)
+                                             grad[b] * (slope + offset / n[b]) * x[b]
 
-Each is a torch.library custom op whose default implementation is the PyTorch reference (the
-CPU path and the test oracle); the CUDA kernel dispatches to Triton (kernels/) or ganfast._C
-(csrc/) by the `backend` argument, already resolved by the caller (ganfast.backends).
+Public functions (the backend is resolved once, by the caller or here):
+    interpolate(real, fake, alpha)     per_sample_norm(x)     norm_penalty(grad, weight, center)
 
-The penalty itself, weight * mean((norm - center)^2), is a handful of [B]-sized ops in
-ganfast/losses.py: the passes over the gradient tensor (one forward, one backward) are here.
-The backward is an op of its own with registered autograd, so the penalty can be
-differentiated again (gradgradcheck) with any backend.
+With the "torch" backend they run the PyTorch code a user would write, no op boundary and
+autograd as usual. With "cuda"/"triton" a torch.autograd.Function calls the kernels: forward
+is one launch (interpolate) or two (norm_penalty: partial sums, then one program for the
+tail; one for a small input), backward one. A backward asked to build a graph (create_graph=True, for a double
+backward) runs the reference expressions instead, which autograd can differentiate again.
 """
 
 import torch
 
-from .. import _extension, backends
-from .layout import acc_dtype, from_rows, per_sample, row_order, to_rows
+from .. import backends
+from ._library import define, kernel
+from .layout import acc_dtype, as_rows, matching_layout, per_sample
 
 OP = "gradient_penalty"  # the name backends and the auto table know these ops by
+TRITON_MODULE = "ganfast.kernels.gradient_penalty"
 
 
-def _row_kernels(backend: str):
-    """The module of [B, N] row kernels for a GPU backend (same names in both)."""
-    if backend == "triton":
-        from ..kernels import gradient_penalty as triton_kernels
-
-        return triton_kernels
-    if backend == "cuda":
-        loaded, why = _extension.load()  # registers torch.ops.ganfast_C
-        if not loaded:
-            raise backends.BackendUnavailable(f"ganfast backend 'cuda' cannot run: {why}")
-        return torch.ops.ganfast_C
-    raise ValueError(f"no row kernels for backend {backend!r}")
-
-
-# ---------------------------------------------------------------- interpolate
+# ---------------------------------------------------------------- references (CPU and oracle)
 
 def interpolate_reference(real, fake, alpha):
-    a = per_sample(alpha, real)
-    x_hat = fake.to(alpha.dtype) + a * (real.to(alpha.dtype) - fake.to(alpha.dtype))
-    return torch.empty_like(real).copy_(x_hat)
+    # lerp is one pass (fake + alpha * (real - fake)) where the textbook expression takes four.
+    return torch.lerp(fake, real, per_sample(alpha, real).to(real.dtype))
 
 
-@torch.library.custom_op("ganfast::interpolate", mutates_args=())
-def _interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor,
-                 backend: str) -> torch.Tensor:
-    return interpolate_reference(real, fake, alpha)
+def per_sample_norm_reference(x):
+    acc = acc_dtype(x.dtype)
+    if x.dim() == 1:
+        return x.abs().to(acc)
+    # The norm over all non-batch dims in place: no flatten, so channels_last is not copied.
+    return torch.linalg.vector_norm(x, dim=tuple(range(1, x.dim())), dtype=acc)
 
 
-@_interpolate.register_kernel("cuda")
-def _interpolate_cuda(real, fake, alpha, backend):
-    if backend == "torch":
-        return interpolate_reference(real, fake, alpha)
-    order = row_order(real)
-    rows = _row_kernels(backend).interpolate(to_rows(real, order), to_rows(fake, order),
-                                             alpha.contiguous())
-    return from_rows(rows, real, order)
+def norm_penalty_reference(x, weight, center):
+    norms = per_sample_norm_reference(x)
+    deviation = norms if center == 0 else norms - center
+    return norms, weight * deviation.square().mean()
 
 
-@_interpolate.register_fake
-def _(real, fake, alpha, backend):
-    return torch.empty_like(real)
+def norm_backward_reference(grad, x, norm, slope, offset):
+    # grad * (slope + offset / n) * x, 0 where n == 0 (the gradient of ||x|| at x = 0 is taken
+    # as 0, as torch does). The inner where keeps 1/n finite so that its own gradient is too;
+    # a NaN norm is != 0 and propagates.
+    nonzero = norm != 0
+    inverse = torch.where(nonzero, 1 / torch.where(nonzero, norm, 1), 0)
+    coef = torch.where(nonzero, grad * (slope + offset * inverse), 0)
+    return (per_sample(coef, x) * x.to(coef.dtype)).to(x.dtype)
 
 
-def _interpolate_setup(ctx, inputs, output):
-    real, fake, alpha, _ = inputs
-    ctx.save_for_backward(real, fake, alpha)
+# ---------------------------------------------------------------- the ops' fake impls
+
+def _interpolate_fake(real, fake, alpha):
+    return torch.empty_like(as_rows(real))
 
 
-def _interpolate_backward(ctx, grad):
-    real, fake, alpha = ctx.saved_tensors
-    need_real, need_fake, need_alpha, _ = ctx.needs_input_grad
-    a = per_sample(alpha, grad)
-    grad_acc = grad.to(alpha.dtype)
-    grad_real = (grad_acc * a).to(real.dtype) if need_real else None
-    grad_fake = (grad_acc * (1 - a)).to(fake.dtype) if need_fake else None
-    grad_alpha = None
-    if need_alpha:
-        diff = real.to(alpha.dtype) - fake.to(alpha.dtype)
-        grad_alpha = (grad_acc * diff).flatten(1).sum(1)
-    return grad_real, grad_fake, grad_alpha, None
+def _norm_penalty_fake(x, weight, center):
+    acc = acc_dtype(x.dtype)
+    return x.new_empty(x.shape[0], dtype=acc), x.new_empty((), dtype=acc)
 
 
-_interpolate.register_autograd(_interpolate_backward, setup_context=_interpolate_setup)
+def _norm_backward_fake(grad, x, norm, slope, offset):
+    return torch.empty_like(as_rows(x))
 
+
+def _interpolate_cpu(real, fake, alpha):
+    # The op's outputs follow the kernels' layout rule, like the fake impl says.
+    real = as_rows(real)
+    return interpolate_reference(real, matching_layout(fake, real), alpha)
+
+
+def _norm_penalty_cpu(x, weight, center):
+    return norm_penalty_reference(x, weight, center)
+
+
+def _norm_backward_cpu(grad, x, norm, slope, offset):
+    x = as_rows(x)
+    return torch.empty_like(x).copy_(norm_backward_reference(grad, x, norm, slope, offset))
+
+
+define("interpolate", "(Tensor real, Tensor fake, Tensor alpha) -> Tensor",
+       reference=_interpolate_cpu, fake=_interpolate_fake, triton_module=TRITON_MODULE)
+define("norm_penalty", "(Tensor x, float weight, float center) -> (Tensor, Tensor)",
+       reference=_norm_penalty_cpu, fake=_norm_penalty_fake, triton_module=TRITON_MODULE)
+define("norm_backward",
+       "(Tensor grad, Tensor x, Tensor norm, float slope, float offset) -> Tensor",
+       reference=_norm_backward_cpu, fake=_norm_backward_fake, triton_module=TRITON_MODULE)
+
+
+# ---------------------------------------------------------------- autograd
+
+class _Interpolate(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, real, fake, alpha, backend):
+        ctx.save_for_backward(real, fake, alpha)
+        return kernel(backend, "interpolate")(real, fake, alpha)
+
+    @staticmethod
+    def backward(ctx, grad):
+        # Rarely run (real and fake are usually data): plain PyTorch, differentiable as is.
+        real, fake, alpha = ctx.saved_tensors
+        need_real, need_fake, need_alpha, _ = ctx.needs_input_grad
+        a = per_sample(alpha, grad)
+        grad_acc = grad.to(alpha.dtype)
+        grad_real = (grad_acc * a).to(real.dtype) if need_real else None
+        grad_fake = (grad_acc * (1 - a)).to(fake.dtype) if need_fake else None
+        grad_alpha = None
+        if need_alpha:
+            diff = real.to(alpha.dtype) - fake.to(alpha.dtype)
+            grad_alpha = (grad_acc * diff).flatten(1).sum(1)
+        return grad_real, grad_fake, grad_alpha, None
+
+
+class _NormPenalty(torch.autograd.Function):
+    """weight * mean_b (||x[b]|| - center)^2, or the norms themselves (penalty=False)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, center, backend, penalty):
+        norms, value = kernel(backend, "norm_penalty")(x, weight, center)
+        ctx.save_for_backward(x, norms)
+        batch = x.shape[0]
+        # f'(n) = slope * n + offset: 2w/B * (n - c) for the penalty, 1 for the norm.
+        ctx.slope, ctx.offset = (2 * weight / batch, -2 * weight * center / batch) if penalty \
+            else (0.0, 1.0)
+        ctx.backend = backend
+        return value if penalty else norms
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, norms = ctx.saved_tensors
+        grad = grad.expand(x.shape[0])  # the penalty's scalar gradient, read per sample
+        if torch.is_grad_enabled():  # create_graph: a backward that can be differentiated
+            norms = per_sample_norm_reference(x)
+            grad_x = norm_backward_reference(grad, x, norms, ctx.slope, ctx.offset)
+        else:
+            grad_x = kernel(ctx.backend, "norm_backward")(grad, x, norms, ctx.slope, ctx.offset)
+        return grad_x, None, None, None, None
+
+
+def _tracks_grad(*tensors) -> bool:
+    return any(t.requires_grad for t in tensors) and torch.is_grad_enabled()
+
+
+# ---------------------------------------------------------------- public functions
 
 def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor,
                 backend: str = "auto") -> torch.Tensor:
     """x_hat = alpha[b] * real + (1 - alpha[b]) * fake; alpha is [B] (any float dtype)."""
-    name = backends.resolve(OP, backend, real.device)
-    return _interpolate(real, fake, alpha.to(acc_dtype(real.dtype)), name)
+    return interpolate_with(backends.resolve(OP, backend, real.device), real, fake, alpha)
 
 
-# ---------------------------------------------------------------- per-sample norm
-
-def per_sample_norm_reference(x):
-    return torch.linalg.vector_norm(x.reshape(x.shape[0], -1), ord=2, dim=1,
-                                    dtype=acc_dtype(x.dtype))
-
-
-def _safe_inverse_scale(grad_norm, norm):
-    """gn / norm with 0 where norm == 0: the gradient of ||x|| at x = 0 is taken as 0 (as torch
-    does), so a zero gradient gives a finite penalty gradient instead of 0/0. A NaN norm
-    propagates."""
-    nonzero = norm != 0
-    return torch.where(nonzero, grad_norm / torch.where(nonzero, norm, 1), 0)
-
-
-@torch.library.custom_op("ganfast::per_sample_norm", mutates_args=())
-def _per_sample_norm(x: torch.Tensor, backend: str) -> torch.Tensor:
-    return per_sample_norm_reference(x)
-
-
-@_per_sample_norm.register_kernel("cuda")
-def _per_sample_norm_cuda(x, backend):
+def interpolate_with(backend: str, real, fake, alpha):
+    """interpolate() with the backend already resolved."""
     if backend == "torch":
-        return per_sample_norm_reference(x)
-    rows = to_rows(x, row_order(x))
-    return _row_kernels(backend).sum_squares_per_sample(rows).sqrt()
-
-
-@_per_sample_norm.register_fake
-def _(x, backend):
-    return x.new_empty(x.shape[0], dtype=acc_dtype(x.dtype))
-
-
-def _per_sample_norm_setup(ctx, inputs, output):
-    x, backend = inputs
-    ctx.backend = backend
-    ctx.save_for_backward(x, output)
-
-
-def _per_sample_norm_grad(ctx, grad_norm):
-    x, norm = ctx.saved_tensors
-    return _per_sample_norm_backward(grad_norm, x, norm, ctx.backend), None
-
-
-_per_sample_norm.register_autograd(_per_sample_norm_grad, setup_context=_per_sample_norm_setup)
-
-
-# ---------------------------------------------------------------- its backward
-
-def per_sample_norm_backward_reference(grad_norm, x, norm):
-    coef = per_sample(_safe_inverse_scale(grad_norm, norm), x)
-    return torch.empty_like(x).copy_(coef * x.to(coef.dtype))
-
-
-@torch.library.custom_op("ganfast::per_sample_norm_backward", mutates_args=())
-def _per_sample_norm_backward(grad_norm: torch.Tensor, x: torch.Tensor, norm: torch.Tensor,
-                              backend: str) -> torch.Tensor:
-    return per_sample_norm_backward_reference(grad_norm, x, norm)
-
-
-@_per_sample_norm_backward.register_kernel("cuda")
-def _per_sample_norm_backward_cuda(grad_norm, x, norm, backend):
-    if backend == "torch":
-        return per_sample_norm_backward_reference(grad_norm, x, norm)
-    order = row_order(x)
-    acc = acc_dtype(x.dtype)
-    rows = _row_kernels(backend).norm_backward(grad_norm.to(acc).contiguous(), to_rows(x, order),
-                                               norm.to(acc).contiguous())
-    return from_rows(rows, x, order)
-
-
-@_per_sample_norm_backward.register_fake
-def _(grad_norm, x, norm, backend):
-    return torch.empty_like(x)
-
-
-def _per_sample_norm_backward_setup(ctx, inputs, output):
-    grad_norm, x, norm, backend = inputs
-    ctx.backend = backend
-    ctx.save_for_backward(grad_norm, x, norm)
-
-
-def _per_sample_norm_backward_grad(ctx, grad_out):
-    # out = (gn / n) * x, with n = ||x|| an input of its own (autograd carries its dependence
-    # on x through per_sample_norm's backward). Partials, 0 where n == 0:
-    #   d/dx = (gn / n) * v,   d/dgn = <v, x> / n,   d/dn = -gn <v, x> / n^2
-    grad_norm, x, norm = ctx.saved_tensors
-    need_gn, need_x, need_norm, _ = ctx.needs_input_grad
-    grad_x = (_per_sample_norm_backward(grad_norm, grad_out, norm, ctx.backend)
-              if need_x else None)
-    grad_gn = grad_n = None
-    if need_gn or need_norm:
-        inner = (grad_out.to(norm.dtype) * x.to(norm.dtype)).flatten(1).sum(1)
-        inner_over_n = _safe_inverse_scale(inner, norm)
-        grad_gn = inner_over_n if need_gn else None
-        grad_n = -_safe_inverse_scale(grad_norm * inner_over_n, norm) if need_norm else None
-    return grad_gn, grad_x, grad_n, None
-
-
-_per_sample_norm_backward.register_autograd(_per_sample_norm_backward_grad,
-                                            setup_context=_per_sample_norm_backward_setup)
+        return interpolate_reference(real, fake, alpha)
+    alpha = alpha.to(acc_dtype(real.dtype))
+    if _tracks_grad(real, fake, alpha):
+        return _Interpolate.apply(real, fake, alpha, backend)
+    return kernel(backend, "interpolate")(real, fake, alpha)
 
 
 def per_sample_norm(x: torch.Tensor, backend: str = "auto") -> torch.Tensor:
     """||x[b]||_2 over all non-batch dims: [B] in fp32 (fp64 for fp64 input)."""
-    return _per_sample_norm(x, backends.resolve(OP, backend, x.device))
+    return per_sample_norm_with(backends.resolve(OP, backend, x.device), x)
+
+
+def per_sample_norm_with(backend: str, x):
+    """per_sample_norm() with the backend already resolved."""
+    if backend == "torch":
+        return per_sample_norm_reference(x)
+    if x.requires_grad and torch.is_grad_enabled():
+        return _NormPenalty.apply(x, 0.0, 0.0, backend, False)
+    return kernel(backend, "norm_penalty")(x, 0.0, 0.0)[0]
+
+
+def norm_penalty(grad: torch.Tensor, weight: float = 10.0, center: float = 1.0,
+                 backend: str = "auto") -> torch.Tensor:
+    """weight * mean_b (||grad[b]||_2 - center)^2, the tail of WGAN-GP (R1: center=0,
+    weight=gamma/2). A 0-dim tensor in fp32 (fp64 for fp64 input)."""
+    return norm_penalty_with(backends.resolve(OP, backend, grad.device), grad, weight, center)
+
+
+def norm_penalty_with(backend: str, grad, weight, center):
+    """norm_penalty() with the backend already resolved."""
+    weight, center = float(weight), float(center)
+    if backend == "torch":
+        return norm_penalty_reference(grad, weight, center)[1]
+    if grad.requires_grad and torch.is_grad_enabled():
+        return _NormPenalty.apply(grad, weight, center, backend, True)
+    return kernel(backend, "norm_penalty")(grad, weight, center)[1]

@@ -1,41 +1,42 @@
-"""Viewing [B, ...] tensors as [B, N] rows in memory order, and back.
+"""Per-sample memory layout: when a [B, ...] tensor can be read as B rows without a copy.
 
 Per-sample ops (interpolation, per-sample norms, per-sample scaling) do not care about the
-order of elements inside a sample, so a channels_last tensor is as good as a contiguous one:
-permuting its non-batch dims by decreasing stride gives a contiguous view, no copy. Only a
-tensor that is not dense with the batch outermost (a slice, an expanded view) is copied.
+order of elements inside a sample, only that each sample is one block of memory. Contiguous
+and channels_last tensors (any dense tensor with the batch outermost) qualify as they are;
+anything else (a slice, a tensor with the batch not outermost) is copied once. Outputs take
+`torch.empty_like` of the rows tensor, so they keep the input's layout, and the fake impls
+promise exactly that. csrc/launch_utils.cuh holds the same rule in C++.
 """
-
-import math
 
 import torch
 
 
-def row_order(t: torch.Tensor) -> list[int]:
-    """Non-batch dims of `t` from outermost to innermost in memory."""
-    return sorted(range(1, t.dim()), key=lambda d: -t.stride(d))
+def samples_are_blocks(t: torch.Tensor) -> bool:
+    """Whether each sample of `t` fills one block of memory with nothing in between."""
+    if t.is_contiguous():
+        return True
+    batch = t.shape[0]
+    if batch > 1 and t.stride(0) != t.numel() // batch:
+        return False
+    # The other dims, innermost first, must tile their block exactly: each stride is the
+    # product of the sizes inside it (size-1 dims take any stride).
+    expected = 1
+    for stride, size in sorted((t.stride(d), t.shape[d]) for d in range(1, t.dim())
+                               if t.shape[d] != 1):
+        if stride != expected:
+            return False
+        expected *= size
+    return True
 
 
-def to_rows(t: torch.Tensor, order: list[int]) -> torch.Tensor:
-    """`t` as a contiguous [B, N] tensor whose rows follow `order` (a view when it can be)."""
-    dense = t if t.is_contiguous() else t.permute(0, *order).contiguous()
-    return dense.view(t.shape[0], math.prod(t.shape[1:]))
+def as_rows(t: torch.Tensor) -> torch.Tensor:
+    """`t` itself when its samples are blocks of memory, else a contiguous copy."""
+    return t if samples_are_blocks(t) else t.contiguous()
 
 
-def from_rows(rows: torch.Tensor, like: torch.Tensor, order: list[int]) -> torch.Tensor:
-    """Undo to_rows: `rows` back to the shape of `like`, with `like`'s memory layout."""
-    if like.is_contiguous():  # to_rows took the plain view
-        result = rows.view(like.shape)
-    else:
-        permuted_shape = [like.shape[0]] + [like.shape[d] for d in order]
-        inverse = [0] * like.dim()
-        for position, dim in enumerate([0, *order]):
-            inverse[dim] = position
-        result = rows.view(permuted_shape).permute(inverse)
-    if result.stride() != torch.empty_like(like, device="meta").stride():
-        # `like` was not dense; hand back the layout empty_like promises (what fake impls say).
-        result = torch.empty_like(like).copy_(result)
-    return result
+def matching_layout(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """`t` with the strides of `like` (a rows tensor), copied only when they differ."""
+    return t if t.stride() == like.stride() else torch.empty_like(like, dtype=t.dtype).copy_(t)
 
 
 def per_sample(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -19,3 +19,16 @@ class DCGANCritic(nn.Module):
 
     def forward(self, x):
         return self.net(x).flatten()
+
+
+class TinyCritic(nn.Module):
+    """A small conv critic (one 3x3 conv, a smooth activation, pooled, one score per sample):
+    cheap enough that host time per call dominates, for overhead measurements."""
+
+    def __init__(self, channels: int = 3, width: int = 8):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, width, 3, padding=1)
+        self.head = nn.Linear(width, 1)
+
+    def forward(self, x):
+        return self.head(nn.functional.softplus(self.conv(x)).mean((2, 3))).flatten()

@@ -1,0 +1,61 @@
+"""The backend order that "auto" tries on CUDA, decided by measurement.
+
+`ganfast bench --report FILES --auto-table` ranks each op's ganfast backends by the geometric
+mean of their speedup over eager canonical code across every GPU row of the op (device time
+per pass and host time per call alike), and writes ganfast/ops/auto_backends.json, which the
+package ships and ganfast.backends reads. The ranking per shape class (small inputs, where
+host time decides, and large ones, where bandwidth does) is recorded beside it, so a
+disagreement between the classes is visible in the table.
+"""
+
+import json
+import math
+from pathlib import Path
+
+from ..backends import AUTO_TABLE
+
+GPU_BACKENDS = ("cuda", "triton", "torch")
+SMALL_NUMEL = 1 << 20  # below this many elements a pass costs less than its launch
+
+
+def _shape_class(row) -> str:
+    return "small" if row["mode"] == "overhead" or math.prod(row["shape"]) < SMALL_NUMEL \
+        else "large"
+
+
+def _ranking(rows) -> list[str]:
+    logs = {}
+    for row in rows:
+        if row.get("speedup"):
+            logs.setdefault(row["backend"], []).append(math.log(row["speedup"]))
+    scores = {b: sum(v) / len(v) for b, v in logs.items()}
+    ranked = sorted(scores, key=lambda b: -scores[b])
+    return ranked + [b for b in GPU_BACKENDS if b not in ranked]
+
+
+def table(rows) -> dict:
+    """{op: {"order": [...], "by_shape_class": {...}, "measured": True, "device", "date"}}."""
+    result = {}
+    gpu = [r for r in rows if r["device"] != "cpu" and r["backend"] in GPU_BACKENDS
+           and "skipped" not in r]
+    for op in sorted({r["op"] for r in gpu}):
+        mine = [r for r in gpu if r["op"] == op]
+        result[op] = {
+            "order": _ranking(mine),
+            "by_shape_class": {c: _ranking([r for r in mine if _shape_class(r) == c])
+                               for c in ("small", "large")},
+            "measured": True,
+            "device": sorted({r["device"] for r in mine}),
+            "date": max(r["date"] for r in mine),
+            "note": "ranked by the geometric mean speedup over eager canonical code "
+                    "(ganfast bench --report ... --auto-table)",
+        }
+    return result
+
+
+def write(rows, path: Path = AUTO_TABLE) -> dict:
+    """Merge the measured ops into the shipped table (ops without GPU rows keep their entry)."""
+    current = json.loads(path.read_text()) if path.exists() else {}
+    current.update(table(rows))
+    path.write_text(json.dumps(current, indent=2) + "\n")
+    return current

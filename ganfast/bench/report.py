@@ -1,0 +1,263 @@
+"""Turn `ganfast bench` JSON lines into a markdown report, bar charts, and a README section.
+
+The report sets each ganfast backend beside the canonical PyTorch code it replaces: the
+eager and torch.compile rows are the baselines, so they appear as columns (eager ms, the
+speedups) rather than as rows of their own.
+"""
+
+import json
+import os
+import re
+from pathlib import Path
+
+BASELINES = ("eager", "compile")
+MODE_ORDER = ("overhead", "interp", "fwd", "bwd", "fwd+bwd", "full")
+DTYPE_ORDER = ("float32", "float16", "bfloat16")
+BACKEND_ORDER = ("cuda", "triton", "torch")
+CPU_LABEL = "CPU: the fallback path only, not a GPU figure"
+BEGIN, END = "<!-- bench-report:begin -->", "<!-- bench-report:end -->"
+REQUIRED = ("op", "mode", "shape", "dtype", "backend", "device")
+DASH = "–"
+
+
+def load_rows(paths) -> list[dict]:
+    """Every row of the JSONL files, in file order; blank lines are allowed."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    rows = []
+    for path in map(Path, paths):
+        with path.open() as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+                if not isinstance(row, dict):
+                    raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+                missing = [k for k in REQUIRED if k not in row]
+                if missing:
+                    raise ValueError(f"{path}:{lineno}: row lacks {', '.join(missing)}")
+                rows.append(row)
+    return rows
+
+
+def _rank(order, value):
+    # Known values in their stated order, anything new after them, alphabetically.
+    return (order.index(value), "") if value in order else (len(order), str(value))
+
+
+def _group_key(row):
+    """(mode, case, shape, dtype): the rows timed against one eager baseline, sortable."""
+    return (_rank(MODE_ORDER, row["mode"]), row.get("case") or "", tuple(row["shape"]),
+            _rank(DTYPE_ORDER, row["dtype"]))
+
+
+def _sections(rows):
+    """{(device, op): {"timed": {group: {backend: row}}, "skipped": [row], "all": [row]}}.
+
+    bench --out appends, so one file can hold several runs of the same case: the later
+    row wins, as a re-run is meant to supersede the one before it.
+    """
+    sections = {}
+    for row in rows:
+        s = sections.setdefault((row["device"], row["op"]), {"timed": {}, "skipped": [], "all": []})
+        s["all"].append(row)
+        if "skipped" in row:
+            s["skipped"].append(row)
+        else:
+            s["timed"].setdefault(_group_key(row), {})[row["backend"]] = row
+    # GPU figures first: they are what the project is about; the CPU fallback comes last.
+    order = sorted(sections, key=lambda k: (k[0] == "cpu", k[0].lower(), k[1]))
+    return {k: sections[k] for k in order}
+
+
+def _ganfast_backends(group):
+    return sorted((b for b in group if b not in BASELINES), key=lambda b: _rank(BACKEND_ORDER, b))
+
+
+def _distinct(rows, field):
+    return ", ".join(sorted({str(r[field]) for r in rows if r.get(field) is not None})) or "none"
+
+
+def _shape(shape):
+    return "x".join(str(n) for n in shape)
+
+
+def _number(x):
+    return f"{x:.4g}" if abs(x) < 1e4 else f"{x:.0f}"
+
+
+def _time(row):
+    """The row's time as shown: host us per call for overhead rows, device ms otherwise."""
+    if row is None:
+        return DASH
+    if row["mode"] == "overhead":
+        us = row.get("us_per_call")
+        return DASH if us is None else f"{_number(us)} us"
+    ms = row.get("median_ms")
+    return DASH if ms is None else _number(ms)
+
+
+def _times(x):
+    return DASH if x is None else f"{x:.2f}x"
+
+
+def _percent(x):
+    return DASH if x is None else f"{100 * x:.1f}%"
+
+
+def _label(row):
+    return f"{row['mode']}: {row['case']}" if row.get("case") else row["mode"]
+
+
+def _heading(device, op, rows) -> str:
+    where = f"{device} ({CPU_LABEL})" if device == "cpu" else device
+    return (f"### {op} · {where} · torch {_distinct(rows, 'torch')} · triton {_distinct(rows, 'triton')}"
+            f" · CUDA {_distinct(rows, 'cuda')} · {_distinct(rows, 'date')}")
+
+
+def markdown(rows, *, images=None) -> str:
+    """One section per (device, op). `images` maps (device, op) to a link for its plot."""
+    out = []
+    for (device, op), s in _sections(rows).items():
+        out += [_heading(device, op, s["all"]), ""]
+        if images and (device, op) in images:
+            out += [f"![{op} speedup on {device}]({images[device, op]})", ""]
+        if s["timed"]:
+            out += ["| mode | shape | dtype | backend | median ms | eager ms | vs eager | vs torch.compile "
+                    "| of copy bandwidth |",
+                    "|---|---|---|---|---:|---:|---:|---:|---:|"]
+        for key in sorted(s["timed"]):
+            group = s["timed"][key]
+            for backend in _ganfast_backends(group):
+                row = group[backend]
+                cells = [_label(row), _shape(row["shape"]), row["dtype"], backend, _time(row),
+                         _time(group.get("eager")), _times(row.get("speedup")),
+                         _times(row.get("speedup_vs_compile")), _percent(row.get("frac_of_copy"))]
+                out.append("| " + " | ".join(cells) + " |")
+        if s["timed"]:
+            out.append("")
+        if any(r["mode"] == "overhead" for r in s["all"]):
+            out += ["Overhead rows: host microseconds per call on a tiny input, not device time.", ""]
+        if s["skipped"]:
+            seen = sorted({(_group_key(r), r["backend"], _label(r), _shape(r["shape"]), r["dtype"],
+                            str(r["skipped"])) for r in s["skipped"]},
+                          key=lambda t: (t[0], _rank(BASELINES + BACKEND_ORDER, t[1]), t[5]))
+            out.append("Skipped:")
+            out += [f"- {label} {shape} {dtype} {backend}: {reason}"
+                    for _, backend, label, shape, dtype, reason in seen]
+            out.append("")
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def slug(*parts) -> str:
+    return "-".join(re.sub(r"[^a-z0-9_]+", "-", str(p).lower()).strip("-") for p in parts)
+
+
+def _png_name(device, op) -> str:
+    return f"{slug(op, device)}.png"
+
+
+def plot(rows, out_dir) -> list[Path]:
+    """One PNG per (device, op) of speedup vs eager: a bar per ganfast backend per group."""
+    try:
+        import matplotlib
+    except ImportError as e:
+        raise ImportError("plots need matplotlib: pip install 'ganfast[bench]'") from e
+    matplotlib.use("Agg")  # files only: no display on a GPU box or in CI
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    paths = []
+    for (device, op), s in _sections(rows).items():
+        groups = [s["timed"][k] for k in sorted(s["timed"]) if _ganfast_backends(s["timed"][k])]
+        if not groups:
+            continue
+        backends = sorted({b for g in groups for b in _ganfast_backends(g)},
+                          key=lambda b: _rank(BACKEND_ORDER, b))
+        height = 0.8 / len(backends)
+        # Grows with the groups so that labels never overlap, however many shapes were run.
+        fig, ax = plt.subplots(figsize=(9, 1.5 + 0.45 * len(groups) * max(1, len(backends) / 2)))
+        values, labelled = [1.0], set()  # one legend entry per series, however many groups
+        for i, group in enumerate(groups):
+            for j, backend in enumerate(backends):
+                speedup = group.get(backend, {}).get("speedup")
+                if speedup is None:
+                    continue
+                y = i - 0.4 + height * (j + 0.5)
+                # Bars grow from 1x, so a slowdown points left rather than hiding below the axis.
+                ax.barh(y, speedup - 1, left=1, height=height * 0.9, color=colours[j % len(colours)],
+                        label=None if backend in labelled else backend)
+                labelled.add(backend)
+                ax.text(speedup, y, f" {speedup:.2f}x ", va="center", fontsize=7,
+                        ha="left" if speedup >= 1 else "right")
+                values.append(speedup)
+            compiled = group.get("compile", {}).get("speedup")
+            if compiled is not None:
+                ax.plot(compiled, i, marker="D", color="black", linestyle="none", markersize=6,
+                        label=None if "compile" in labelled else "torch.compile")
+                labelled.add("compile")
+                values.append(compiled)
+        ax.axvline(1, color="grey", linestyle="--", linewidth=1)
+        ax.set_xscale("log")
+        ax.set_xlim(min(values) / 1.6, max(values) * 1.6)
+        ax.set_yticks(range(len(groups)))
+        firsts = [next(iter(g.values())) for g in groups]
+        ax.set_yticklabels([f"{_label(r)} {_shape(r['shape'])} {r['dtype']}" for r in firsts], fontsize=8)
+        ax.invert_yaxis()  # the table's order, top to bottom
+        # Plain "2x" ticks: the default 2x10^0 reads badly for ratios near 1.
+        ticks = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}x")
+        ax.xaxis.set_major_formatter(ticks)
+        ax.xaxis.set_minor_formatter(ticks)
+        ax.tick_params(axis="x", which="minor", labelsize=7)
+        ax.set_xlabel("speedup vs eager PyTorch (log scale; overhead rows: host time per call)")
+        where = f"{device} — CPU fallback path only, not a GPU figure" if device == "cpu" else device
+        ax.set_title(f"{op} on {where}\n{_distinct(s['all'], 'date')}", fontsize=10)
+        ax.legend(loc="best", fontsize=8)
+        ax.grid(axis="x", which="both", alpha=0.3)
+        fig.tight_layout()
+        path = out_dir / _png_name(device, op)
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def splice_readme(readme_path, text: str) -> None:
+    """Replace the lines between the bench-report markers, keeping the markers themselves."""
+    path = Path(readme_path)
+    lines = path.read_text().splitlines(keepends=True)
+    stripped = [line.strip() for line in lines]
+    if stripped.count(BEGIN) != 1 or stripped.count(END) != 1 or stripped.index(BEGIN) > stripped.index(END):
+        raise ValueError(f"{path}: the markers {BEGIN} and {END} are missing "
+                         "(each must appear once, on a line of its own, begin before end)")
+    begin, end = stripped.index(BEGIN), stripped.index(END)
+    body = text if text.endswith("\n") or not text else text + "\n"
+    path.write_text("".join(lines[:begin + 1]) + body + "".join(lines[end:]))
+
+
+def write_report(paths, out_dir, readme=None) -> dict:
+    """report.md and the plots in out_dir; the same markdown spliced into `readme` if given."""
+    rows = load_rows(paths)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plots = plot(rows, out_dir)
+    # A section of skipped rows only has no plot, so it gets no link.
+    by_section = {(d, op): out_dir / _png_name(d, op) for d, op in _sections(rows)
+                  if out_dir / _png_name(d, op) in plots}
+
+    def links(base):
+        # Links relative to the file that holds them, so the report and README both render on GitHub.
+        return {k: Path(os.path.relpath(p.resolve(), Path(base).resolve())).as_posix()
+                for k, p in by_section.items()}
+
+    report = out_dir / "report.md"
+    report.write_text("# ganfast benchmark report\n\n" + markdown(rows, images=links(out_dir)))
+    if readme is not None:
+        splice_readme(readme, markdown(rows, images=links(Path(readme).parent)))
+    return {"markdown": report, "plots": plots}

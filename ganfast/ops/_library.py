@@ -1,0 +1,57 @@
+"""How an op's kernels are registered and found: the part of the op pattern (docs/ops.md) that
+every op shares.
+
+Each kernel has one schema in two namespaces:
+  ganfast::<name>    defined here: CPU = the PyTorch reference, CUDA = the Triton launcher,
+                     plus a fake impl for torch.compile;
+  ganfast_C::<name>  defined in C++ (csrc/registration.cpp) with its CUDA kernel; the same
+                     reference and fake impl are attached here when the extension loads, so
+                     opcheck and torch.compile run on it without a GPU.
+Autograd is not in the ops: each op module wraps them in a torch.autograd.Function.
+
+`kernel(backend, name)` gives the callable for a resolved GPU backend. For "triton" in eager
+mode that is the launcher itself: the dispatcher hop into a Python impl costs more host time
+than a small kernel runs, and an op boundary has to earn its cost. Under torch.compile the
+registered op is used, so the graph holds an opaque node with a fake impl.
+"""
+
+import functools
+import importlib
+
+import torch
+from torch.compiler import is_compiling
+
+from .. import _extension
+from ..backends import BackendUnavailable
+
+_TRITON_MODULES = {}  # kernel name -> module path of its Triton launcher
+
+
+def define(name: str, schema: str, *, reference, fake, triton_module: str) -> None:
+    """Define ganfast::<name> and, when ganfast._C is loaded, complete ganfast_C::<name>."""
+    qualname = f"ganfast::{name}"
+    torch.library.define(qualname, schema)
+    torch.library.impl(qualname, "CPU")(reference)
+    torch.library.impl(qualname, "CUDA")(
+        lambda *args: getattr(_import(triton_module), name)(*args))
+    torch.library.register_fake(qualname)(fake)
+    _TRITON_MODULES[name] = triton_module
+    if _extension.load()[0]:
+        torch.library.impl(f"ganfast_C::{name}", "CPU")(reference)
+        torch.library.register_fake(f"ganfast_C::{name}")(fake)
+
+
+@functools.cache
+def _import(module: str):
+    return importlib.import_module(module)
+
+
+def kernel(backend: str, name: str):
+    """The callable that runs kernel `name` on CUDA tensors for backend "cuda" or "triton"."""
+    if backend == "cuda":
+        return getattr(torch.ops.ganfast_C, name).default
+    if backend == "triton":
+        if is_compiling():
+            return getattr(torch.ops.ganfast, name).default
+        return getattr(_import(_TRITON_MODULES[name]), name)
+    raise BackendUnavailable(f"backend {backend!r} has no GPU kernels")

@@ -1,0 +1,195 @@
+"""The benchmark report: markdown tables, plots and the README splice, from synthetic rows."""
+
+import json
+import random
+import struct
+
+import pytest
+
+from ganfast.bench import report
+
+GPU = "NVIDIA H100 80GB HBM3"
+ENV_GPU = {"device": GPU, "torch": "2.11.0", "triton": "3.5.0", "cuda": "12.8", "date": "2026-01-02"}
+ENV_CPU = {"device": "cpu", "torch": "2.11.0", "triton": None, "cuda": None, "date": "2026-01-03"}
+
+
+def row(mode, backend, ms, env=ENV_GPU, shape=(64, 3, 64, 64), dtype="float16", eager_ms=None,
+        compile_ms=None, frac=None, **extra):
+    return {"op": "gradient_penalty", "mode": mode, "shape": list(shape), "dtype": dtype,
+            "backend": backend, "median_ms": ms, "gbps": None if frac is None else frac * 3000,
+            "frac_of_copy": frac, "speedup": round(eager_ms / ms, 2) if eager_ms else None,
+            "speedup_vs_compile": round(compile_ms / ms, 2) if compile_ms else None,
+            "copy_gbps": 3000.0, **env, **extra}
+
+
+def overhead(backend, us, eager_us):
+    return {**row("overhead", backend, None, shape=(4, 3, 8, 8), dtype="float32"),
+            "case": "per_sample_norm", "us_per_call": us, "speedup": round(eager_us / us, 2)}
+
+
+def synthetic_rows():
+    return [
+        row("fwd", "eager", 0.5, eager_ms=0.5),
+        row("fwd", "compile", 0.25, eager_ms=0.5, compile_ms=0.25),
+        row("fwd", "triton", 0.2, eager_ms=0.5, compile_ms=0.25, frac=0.873),
+        row("fwd", "cuda", 0.125, eager_ms=0.5, compile_ms=0.25, frac=0.9),
+        row("interp", "eager", 1.0, dtype="float32", eager_ms=1.0),
+        row("interp", "triton", 0.4, dtype="float32", eager_ms=1.0, frac=0.75),
+        row("interp", "cuda", 0.5, dtype="float32", eager_ms=1.0, frac=0.6),
+        overhead("eager", 30.0, 30.0),
+        overhead("cuda", 12.5, 30.0),
+        {k: v for k, v in row("bwd", "triton", 0).items() if k in ("op", "mode", "shape", "dtype",
+                                                                  "backend", *ENV_GPU)}
+        | {"skipped": "triton is not installed"},
+        row("fwd", "eager", 0.05, env=ENV_CPU, shape=(4, 3, 8, 8), dtype="float32", eager_ms=0.05),
+        row("fwd", "torch", 0.04, env=ENV_CPU, shape=(4, 3, 8, 8), dtype="float32", eager_ms=0.05),
+    ]
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def table_lines(text):
+    return [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| mode")]
+
+
+def test_gpu_table_rows_in_order_with_speedups_and_eager_time():
+    text = report.markdown(synthetic_rows())
+    gpu = text[:text.index("### gradient_penalty · cpu")]
+    assert table_lines(gpu) == [
+        "| overhead: per_sample_norm | 4x3x8x8 | float32 | cuda | 12.5 us | 30 us | 2.40x | – | – |",
+        "| interp | 64x3x64x64 | float32 | cuda | 0.5 | 1 | 2.00x | – | 60.0% |",
+        "| interp | 64x3x64x64 | float32 | triton | 0.4 | 1 | 2.50x | – | 75.0% |",
+        "| fwd | 64x3x64x64 | float16 | cuda | 0.125 | 0.5 | 4.00x | 2.00x | 90.0% |",
+        "| fwd | 64x3x64x64 | float16 | triton | 0.2 | 0.5 | 2.50x | 1.25x | 87.3% |",
+    ]
+    # The baselines are columns, never rows of their own.
+    assert not any(" eager |" in line or " compile |" in line for line in table_lines(text))
+
+
+def test_headings_name_device_versions_and_date_and_label_cpu():
+    text = report.markdown(synthetic_rows())
+    headings = [line for line in text.splitlines() if line.startswith("### ")]
+    assert headings == [
+        f"### gradient_penalty · {GPU} · torch 2.11.0 · triton 3.5.0 · CUDA 12.8 · 2026-01-02",
+        "### gradient_penalty · cpu (CPU: the fallback path only, not a GPU figure) · torch 2.11.0 "
+        "· triton none · CUDA none · 2026-01-03",
+    ]
+    cpu = text[text.index("### gradient_penalty · cpu"):]
+    assert table_lines(cpu) == ["| fwd | 4x3x8x8 | float32 | torch | 0.04 | 0.05 | 1.25x | – | – |"]
+
+
+def test_skipped_rows_are_listed_not_tabled():
+    text = report.markdown(synthetic_rows())
+    assert "Skipped:\n- bwd 64x3x64x64 float16 triton: triton is not installed\n" in text
+    assert not any("| bwd |" in line for line in text.splitlines())
+
+
+def test_ordering_does_not_depend_on_row_order():
+    rows = synthetic_rows()
+    expected = report.markdown(rows)
+    for seed in range(5):
+        shuffled = rows[:]
+        random.Random(seed).shuffle(shuffled)
+        assert report.markdown(shuffled) == expected
+
+
+def test_a_later_run_supersedes_an_earlier_one():
+    rows = synthetic_rows() + [row("fwd", "cuda", 0.1, eager_ms=0.5, compile_ms=0.25, frac=0.95,
+                                   date="2026-02-01")]
+    text = report.markdown(rows)
+    assert "| fwd | 64x3x64x64 | float16 | cuda | 0.1 | 0.5 | 5.00x | 2.50x | 95.0% |" in text
+    assert "| cuda | 0.125 |" not in text
+    assert "· 2026-01-02, 2026-02-01\n" in text
+
+
+def test_load_rows_reads_files_in_order(tmp_path):
+    rows = synthetic_rows()
+    a = write_jsonl(tmp_path / "a.jsonl", rows[:3])
+    b = tmp_path / "b.jsonl"
+    b.write_text("\n".join(json.dumps(r) for r in rows[3:]) + "\n\n")  # a trailing blank line is fine
+    assert report.load_rows([a, b]) == rows
+
+
+@pytest.mark.parametrize("bad, message", [
+    ('{"op": "gradient_penalty", "mode": ', "not valid JSON"),
+    ("[1, 2]", "expected a JSON object"),
+    ('{"op": "gradient_penalty"}', "row lacks mode, shape, dtype, backend, device"),
+])
+def test_load_rows_names_file_and_line_of_a_malformed_row(tmp_path, bad, message):
+    path = tmp_path / "rows.jsonl"
+    path.write_text(json.dumps(synthetic_rows()[0]) + "\n\n" + bad + "\n")
+    with pytest.raises(ValueError, match=rf"rows\.jsonl:3: {message}") as info:
+        report.load_rows([path])
+    assert str(info.value).startswith(f"{path}:3: ")
+
+
+def png_size(path):
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_plot_writes_one_png_per_device_and_op(tmp_path):
+    pytest.importorskip("matplotlib")
+    paths = report.plot(synthetic_rows(), tmp_path / "plots")
+    assert [p.name for p in paths] == ["gradient_penalty-nvidia-h100-80gb-hbm3.png",
+                                       "gradient_penalty-cpu.png"]
+    for path in paths:
+        width, height = png_size(path)
+        assert width > 0 and height > 0
+        import matplotlib.image
+
+        assert matplotlib.image.imread(path).shape[:2] == (height, width)
+    # More groups make a taller figure, so labels stay readable.
+    assert png_size(paths[0])[1] > png_size(paths[1])[1]
+
+
+README = ("# ganfast\n\nintro\n\n<!-- bench-report:begin -->\nold table\nold plot\n"
+          "<!-- bench-report:end -->\n\ntail\n")
+
+
+def test_splice_readme_replaces_only_between_markers(tmp_path):
+    path = tmp_path / "README.md"
+    path.write_text(README)
+    report.splice_readme(path, "new section")
+    assert path.read_text() == ("# ganfast\n\nintro\n\n<!-- bench-report:begin -->\nnew section\n"
+                                "<!-- bench-report:end -->\n\ntail\n")
+    report.splice_readme(path, "again\n")  # the markers survive, so a second splice works
+    assert path.read_text() == README.replace("old table\nold plot\n", "again\n")
+
+
+@pytest.mark.parametrize("text", [
+    "# no markers\n",
+    "<!-- bench-report:begin -->\nonly the start\n",
+    "<!-- bench-report:end -->\nx\n<!-- bench-report:begin -->\n",
+])
+def test_splice_readme_refuses_without_both_markers_in_order(tmp_path, text):
+    path = tmp_path / "README.md"
+    path.write_text(text)
+    with pytest.raises(ValueError, match="markers .* are missing"):
+        report.splice_readme(path, "new")
+    assert path.read_text() == text
+
+
+def test_write_report_links_plots_relative_to_each_file(tmp_path):
+    pytest.importorskip("matplotlib")
+    rows = write_jsonl(tmp_path / "rows.jsonl", synthetic_rows())
+    readme = tmp_path / "README.md"
+    readme.write_text(README)
+    out = report.write_report([rows], tmp_path / "benchmarks" / "results", readme=readme)
+
+    png = "gradient_penalty-nvidia-h100-80gb-hbm3.png"
+    assert out["markdown"] == tmp_path / "benchmarks" / "results" / "report.md"
+    assert [p.name for p in out["plots"]] == [png, "gradient_penalty-cpu.png"]
+    md = out["markdown"].read_text()
+    assert md.startswith("# ganfast benchmark report\n")
+    assert f"![gradient_penalty speedup on {GPU}]({png})" in md
+    spliced = readme.read_text()
+    assert f"![gradient_penalty speedup on {GPU}](benchmarks/results/{png})" in spliced
+    assert "| fwd | 64x3x64x64 | float16 | cuda | 0.125 | 0.5 | 4.00x | 2.00x | 90.0% |" in spliced
+    assert spliced.startswith("# ganfast\n\nintro\n\n<!-- bench-report:begin -->\n### gradient_penalty")
+    assert spliced.endswith("<!-- bench-report:end -->\n\ntail\n")
