@@ -74,7 +74,7 @@ def _bench(args) -> int:
         rows += bench_cases.run("gradient_penalty", all_cases, device,
                                 lambda case: unavailable(case.backend))
     if args.mode in ("all", "overhead"):
-        rows += overhead.run(device, names, unavailable)
+        rows += overhead.run(device, names, unavailable, quick=args.quick)
     first = next(row for row in rows if "skipped" not in row)  # an eager baseline
     copy = f"; copy bandwidth {first['copy_gbps']} GB/s" if "copy_gbps" in first else ""
     print(f"gradient_penalty on {first['device']} (torch {first['torch']}, triton {first['triton']})"
@@ -119,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
                                        "(default: all on GPU, fp32 on CPU)")
     bench.add_argument("--shape", type=_parse_shape, action="append",
                        help="a gradient shape such as 64x3x64x64 (repeatable)")
-    bench.add_argument("--quick", action="store_true", help="the first default shape only")
+    bench.add_argument("--quick", action="store_true",
+                       help="the first default shape only, fewer calls per overhead case")
     bench.add_argument("--no-compile", action="store_true",
                        help="leave out torch.compile of the canonical code")
     bench.add_argument("--mode", choices=["all", "kernels", "overhead"], default="all",

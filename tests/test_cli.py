@@ -43,7 +43,7 @@ def test_bench_overhead_mode_times_host_calls(tmp_path):
     from ganfast.cli import main
 
     out = tmp_path / "rows.jsonl"
-    assert main(["bench", "--device", "cpu", "--mode", "overhead", "--out", str(out)]) == 0
+    assert main(["bench", "--device", "cpu", "--mode", "overhead", "--quick", "--out", str(out)]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     cases = {(r["case"], tuple(r["shape"]), r["backend"]) for r in rows}
     for case, shape in [("per_sample_norm", (4, 3, 4, 4)), ("interpolate", (4, 3, 4, 4)),

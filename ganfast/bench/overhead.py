@@ -69,8 +69,10 @@ def _step_fns(shape, device, backends):
                for b in backends}}
 
 
-def run(device: torch.device, backends, skip=lambda backend: "") -> list[dict]:
-    """One row per (case, backend), speedup = eager us / this us (same run)."""
+def run(device: torch.device, backends, skip=lambda backend: "", quick: bool = False) -> list[dict]:
+    """One row per (case, backend), speedup = eager us / this us (same run). quick: fewer
+    calls per repetition (a smoke run; the figures are noisier)."""
+    calls, repeats = (CALLS // 10, 3) if quick else (CALLS, REPEATS)
     env = environment(device)
     rows = []
     all_cases = list(cases(device, backends))
@@ -83,7 +85,7 @@ def run(device: torch.device, backends, skip=lambda backend: "") -> list[dict]:
             if reason:
                 rows.append({**row, "skipped": reason, **env})
                 continue
-            us = host_us(fn, device)
+            us = host_us(fn, device, calls, repeats)
             eager_us = eager_us or us
             rows.append({**row, "us_per_call": round(us, 2), "median_ms": round(us / 1e3, 5),
                          "gbps": None, "frac_of_copy": None, "speedup": round(eager_us / us, 2),

@@ -11,7 +11,7 @@ import time
 import torch
 
 
-def median_ms(fn, device: torch.device, *, warmup: int = 3, reps: int = 20) -> float:
+def median_ms(fn, device: torch.device, *, warmup: int = 5, reps: int = 60) -> float:
     """Median milliseconds of fn() on `device`."""
     if device.type == "cuda":
         try:
