@@ -29,6 +29,30 @@ def median_ms(fn, device: torch.device, *, warmup: int = 5, reps: int = 60) -> f
     return statistics.median(times)
 
 
+def device_ms(fn, device: torch.device) -> float | None:
+    """Median milliseconds of fn()'s kernels alone: fn is captured once in a CUDA graph and
+    the graph replayed, so host time (Python, dispatch, launches) drops out. This is the time
+    to set against the bandwidth limit; median_ms, which includes whatever host time the
+    device could not hide, is what eager code sees. None off CUDA, or when fn cannot be
+    captured (the caller then reports bandwidth from median_ms)."""
+    if device.type != "cuda":
+        return None
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    try:
+        with torch.cuda.stream(side):  # warm-up outside the capture: caches, compilation
+            for _ in range(3):
+                fn()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            fn()
+    except RuntimeError:
+        torch.cuda.synchronize()
+        return None
+    return median_ms(graph.replay, device)
+
+
 def _cuda_events_ms(fn, warmup: int, reps: int) -> float:
     for _ in range(warmup):
         fn()
