@@ -2,7 +2,7 @@
 //
 //   interpolate:   x_hat[b, i] = fake[b, i] + alpha[b] * (real[b, i] - fake[b, i])
 //   norm_penalty:  n[b] = sqrt(sum_i x[b, i]^2),  p = weight * mean_b (n[b] - center)^2
-//                  (one launch up to kSmallInput elements, else partial sums + finalize)
+//                  (one launch for small inputs, else partial sums + finalize)
 //   norm_backward: y[b, i] = grad[b] * (slope + offset / n[b]) * x[b, i]   (0 where n[b] == 0)
 //
 // norm_backward is the gradient of sum_b grad[b] * f(n[b]) for any f with f'(n) = slope * n +
@@ -35,9 +35,11 @@ constexpr int kUnroll = 4;
 // The finalize program is one block: wide, so that large batches of tiny rows still finish
 // in a few iterations.
 constexpr int kFinalizeThreads = 1024;
-// Up to this many elements, one block reads the whole input for norm_penalty: there the
-// launch, not the bytes, is the cost, and a second launch would double it.
+// Up to this many elements (and rows this short, so that no warp loops long over one
+// sample), one block reads the whole input for norm_penalty: there the launch, not the
+// bytes, is the cost, and a second launch would double it.
 constexpr int64_t kSmallInput = int64_t(1) << 16;
+constexpr int64_t kSmallRow = int64_t(1) << 12;
 
 template <typename scalar_t, typename acc_t, int VEC>
 __global__ void interpolate_kernel(const scalar_t* __restrict__ real,
@@ -111,7 +113,7 @@ __global__ void sum_squares_kernel(const scalar_t* __restrict__ x, acc_t* __rest
 // `lanes` threads (a power of two up to 32) add one sample's partials; every thread runs the
 // same number of iterations so the shuffles see whole warps. Deviations add up in double.
 template <typename acc_t>
-__global__ void norm_penalty_finalize_kernel(const acc_t* __restrict__ partial,
+__global__ void __launch_bounds__(kFinalizeThreads) norm_penalty_finalize_kernel(const acc_t* __restrict__ partial,
                                              acc_t* __restrict__ norms,
                                              acc_t* __restrict__ penalty, int64_t batch,
                                              int64_t chunks, int lanes, double weight,
@@ -142,7 +144,7 @@ __global__ void norm_penalty_finalize_kernel(const acc_t* __restrict__ partial,
 // norm_penalty of a small input in one launch: warp w adds the squares of samples w, w + 32,
 // ... (all lanes of a warp on one sample, so the shuffles see whole warps), then the tail.
 template <typename scalar_t, typename acc_t>
-__global__ void norm_penalty_small_kernel(const scalar_t* __restrict__ x,
+__global__ void __launch_bounds__(kFinalizeThreads) norm_penalty_small_kernel(const scalar_t* __restrict__ x,
                                           acc_t* __restrict__ norms, acc_t* __restrict__ penalty,
                                           int64_t batch, int64_t row, double weight,
                                           double center) {
@@ -262,7 +264,7 @@ std::tuple<at::Tensor, at::Tensor> norm_penalty(const at::Tensor& x_in, double w
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "norm_penalty", [&] {
     using acc_t = at::acc_type<scalar_t, true>;
     const auto stream = at::cuda::getCurrentCUDAStream();
-    if (x.numel() <= kSmallInput) {
+    if (x.numel() <= kSmallInput && row <= kSmallRow) {
       norm_penalty_small_kernel<scalar_t, acc_t><<<1, kFinalizeThreads, 0, stream>>>(
           x.data_ptr<scalar_t>(), norms.data_ptr<acc_t>(), penalty.data_ptr<acc_t>(), batch, row,
           weight, center);

@@ -28,9 +28,11 @@ MAX_GRID_Y = 65535  # CUDA's limit on grid dim 1; launchers split bigger batches
 # The norms-and-penalty program walks [B, columns] in tiles of this size.
 FINAL_BLOCK_B = 64
 FINAL_BLOCK_C = 32
-# Up to this many elements, one program reads the whole input: there the launch, not the
-# bytes, is the cost, and a second launch would double it.
+# Up to this many elements (and rows this short, so that no sample is a long serial loop),
+# one program reads the whole input: there the launch, not the bytes, is the cost, and a
+# second launch would double it.
 SMALL_INPUT = 1 << 16
+SMALL_ROW = 1 << 12
 
 
 @triton.jit
@@ -118,8 +120,19 @@ def _row_length(x: torch.Tensor) -> int:
     return x.numel() // x.shape[0] if x.shape[0] else 0
 
 
+def _check_per_sample(v: torch.Tensor, x: torch.Tensor, name: str) -> None:
+    # The kernels index v[b] for every sample: a shorter v would be read past its end.
+    if v.dim() != 1 or v.shape[0] != x.shape[0] or v.device != x.device:
+        raise ValueError(f"ganfast triton: {name} must have shape [{x.shape[0]}] on {x.device}, "
+                         f"got {list(v.shape)} on {v.device}")
+
+
 def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     """real, fake: [B, ...] of one dtype; alpha: [B] in the accumulation dtype."""
+    if real.shape != fake.shape or real.dtype != fake.dtype or real.device != fake.device:
+        raise ValueError("ganfast triton: real and fake must match in shape, dtype and device, "
+                         f"got {list(real.shape)} {real.dtype} and {list(fake.shape)} {fake.dtype}")
+    _check_per_sample(alpha, real, "alpha")
     real = as_rows(real)
     fake = matching_layout(fake, real)
     alpha = alpha.contiguous()
@@ -142,7 +155,7 @@ def norm_penalty(x: torch.Tensor, weight: float, center: float):
     norms = torch.empty(batch, dtype=acc, device=x.device)
     penalty = torch.empty((), dtype=acc, device=x.device)
     final = dict(BLOCK_B=FINAL_BLOCK_B, BLOCK_C=FINAL_BLOCK_C)
-    if x.numel() <= SMALL_INPUT:
+    if x.numel() <= SMALL_INPUT and row <= SMALL_ROW:
         _norms_and_penalty_kernel[(1,)](x, norms, penalty, batch, row, weight, center,
                                         SQUARE=True, **final)
         return norms, penalty
@@ -160,6 +173,8 @@ def norm_backward(grad: torch.Tensor, x: torch.Tensor, norm: torch.Tensor, slope
                   offset: float) -> torch.Tensor:
     """grad, norm: [B] in the accumulation dtype (grad may be a stride-0 broadcast);
     x: [B, ...]. Returns grad[b] * (slope + offset / norm[b]) * x[b] in x's dtype and layout."""
+    _check_per_sample(grad, x, "grad")
+    _check_per_sample(norm, x, "norm")
     x = as_rows(x)
     out = torch.empty_like(x)
     row = _row_length(x)

@@ -446,3 +446,20 @@ def test_global_backend_setting_and_environment(monkeypatch):
         per_sample_norm(x)
     with pytest.raises(ValueError, match=r"set_backend\(name\) must be one of"):
         ganfast.set_backend("fastest")
+
+
+def test_kernel_path_edge_shapes(kernel_backend):
+    # 1-D samples with a gradient on alpha, and an empty batch: the Function path gives what
+    # the torch backend gives.
+    real, fake = torch.randn(5, dtype=torch.float64), torch.randn(5, dtype=torch.float64)
+    alpha = torch.rand(5, dtype=torch.float64, requires_grad=True)
+    for backend in ("torch", kernel_backend):
+        (grad_alpha,) = torch.autograd.grad(gp.interpolate_with(backend, real, fake, alpha).sum(),
+                                            alpha)
+        torch.testing.assert_close(grad_alpha, real - fake)
+    empty = torch.randn(0, 3, requires_grad=True)
+    for backend in ("torch", kernel_backend):
+        penalty = gp.norm_penalty_with(backend, empty, 10.0, 1.0)
+        assert torch.isnan(penalty)
+        (grad,) = torch.autograd.grad(penalty, empty)
+        assert grad.shape == (0, 3)

@@ -146,3 +146,15 @@ def test_eager_penalty_through_the_launchers_matches_canonical():
     real, fake, alpha = torch.randn(6, 4), torch.randn(6, 4), torch.rand(6)
     torch.testing.assert_close(gp.interpolate_with("triton", real, fake, alpha),
                                gp.interpolate_reference(real, fake, alpha))
+
+
+def test_launchers_refuse_mismatched_inputs():
+    # The kernels index alpha[b], grad[b], norm[b] and fake at real's offsets: a mismatch
+    # would be read out of bounds on a GPU, so the launchers refuse it, naming the argument.
+    x = torch.randn(4, 6)
+    with pytest.raises(ValueError, match=r"alpha must have shape \[4\]"):
+        kernels.interpolate(x, x.clone(), torch.rand(3))
+    with pytest.raises(ValueError, match="real and fake must match"):
+        kernels.interpolate(x, torch.randn(3, 6), torch.rand(4))
+    with pytest.raises(ValueError, match=r"norm must have shape \[4\]"):
+        kernels.norm_backward(torch.ones(4), x, torch.ones(2), 0.0, 1.0)

@@ -41,7 +41,7 @@ def per_sample_norm_reference(x):
     # dtype= only where it changes something: passing it anyway takes a slower path.
     dtype = None if x.dtype == acc else acc
     if x.is_contiguous():  # [B, N] rows, as the canonical flatten(1) gives: its fastest path
-        return torch.linalg.vector_norm(x.view(x.shape[0], -1), dim=1, dtype=dtype)
+        return torch.linalg.vector_norm(x.flatten(1), dim=1, dtype=dtype)
     # Otherwise over the non-batch dims in place: a channels_last tensor is not copied.
     return torch.linalg.vector_norm(x, dim=tuple(range(1, x.dim())), dtype=dtype)
 
@@ -121,7 +121,7 @@ class _Interpolate(torch.autograd.Function):
         grad_alpha = None
         if need_alpha:
             diff = real.to(alpha.dtype) - fake.to(alpha.dtype)
-            grad_alpha = (grad_acc * diff).flatten(1).sum(1)
+            grad_alpha = (grad_acc * diff).reshape(grad.shape[0], -1).sum(1)
         return grad_real, grad_fake, grad_alpha, None
 
 
@@ -132,7 +132,7 @@ class _NormPenalty(torch.autograd.Function):
     def forward(ctx, x, weight, center, backend, penalty):
         norms, value = kernel(backend, "norm_penalty")(x, weight, center)
         ctx.save_for_backward(x, norms)
-        batch = x.shape[0]
+        batch = max(x.shape[0], 1)  # an empty batch has an empty gradient; no 0/0 here
         # f'(n) = slope * n + offset: 2w/B * (n - c) for the penalty, 1 for the norm.
         ctx.slope, ctx.offset = (2 * weight / batch, -2 * weight * center / batch) if penalty \
             else (0.0, 1.0)
