@@ -29,8 +29,7 @@ namespace {
 
 using namespace launch;
 
-// Independent vector loads each thread keeps in flight: a memory-bound pass needs several per
-// thread to cover HBM latency at the occupancy row_grid gives.
+// Independent vector loads each thread keeps in flight (launch::for_each_vector).
 constexpr int kUnroll = 4;
 // The finalize program is one block: wide, so that large batches of tiny rows still finish
 // in a few iterations.
@@ -73,33 +72,17 @@ __global__ void interpolate_kernel(const scalar_t* __restrict__ real,
 template <typename scalar_t, typename acc_t, int VEC>
 __global__ void sum_squares_kernel(const scalar_t* __restrict__ x, acc_t* __restrict__ partial,
                                    int64_t batch, int64_t row) {
-  const int64_t vec_row = row / VEC;
-  const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+  using Vec = AlignedVector<scalar_t, VEC>;
   for (int64_t b = blockIdx.y; b < batch; b += gridDim.y) {
-    const auto* x_v = reinterpret_cast<const AlignedVector<scalar_t, VEC>*>(x + b * row);
-    acc_t acc[kUnroll] = {};
-    int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
-    for (; i + (kUnroll - 1) * stride < vec_row; i += kUnroll * stride) {
-      AlignedVector<scalar_t, VEC> v[kUnroll];
+    acc_t acc[kUnroll] = {};  // one accumulator per load slot: no dependency between loads
+    for_each_vector<kUnroll>(reinterpret_cast<const Vec*>(x + b * row), row / VEC,
+                             [&](const Vec& v, int64_t, int u) {
 #pragma unroll
-      for (int u = 0; u < kUnroll; ++u) v[u] = x_v[i + u * stride];
-#pragma unroll
-      for (int u = 0; u < kUnroll; ++u) {
-#pragma unroll
-        for (int k = 0; k < VEC; ++k) {
-          const acc_t e = static_cast<acc_t>(v[u].val[k]);
-          acc[u] += e * e;
-        }
-      }
-    }
-    for (; i < vec_row; i += stride) {
-      const auto v = x_v[i];
-#pragma unroll
-      for (int k = 0; k < VEC; ++k) {
-        const acc_t e = static_cast<acc_t>(v.val[k]);
-        acc[0] += e * e;
-      }
-    }
+                               for (int k = 0; k < VEC; ++k) {
+                                 const acc_t e = static_cast<acc_t>(v.val[k]);
+                                 acc[u] += e * e;
+                               }
+                             });
     acc_t sum = 0;
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) sum += acc[u];
@@ -174,37 +157,23 @@ __global__ void norm_backward_kernel(const acc_t* __restrict__ grad, int64_t gra
                                      const scalar_t* __restrict__ x,
                                      const acc_t* __restrict__ norm, scalar_t* __restrict__ out,
                                      int64_t batch, int64_t row, acc_t slope, acc_t offset) {
-  const int64_t vec_row = row / VEC;
-  const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+  using Vec = AlignedVector<scalar_t, VEC>;
   for (int64_t b = blockIdx.y; b < batch; b += gridDim.y) {
     // d n/dx = x / n, taken as 0 at x = 0 (as torch does): a zero gradient gives a finite
     // penalty gradient instead of 0/0. A NaN norm is != 0 and propagates, as in torch.
     // grad may be a broadcast scalar (stride 0): the penalty's gradient.
     const acc_t n = norm[b];
     const acc_t c = n != acc_t(0) ? grad[b * grad_stride] * (slope + offset / n) : acc_t(0);
-    const int64_t base = b * row;
-    const auto* x_v = reinterpret_cast<const AlignedVector<scalar_t, VEC>*>(x + base);
-    auto* out_v = reinterpret_cast<AlignedVector<scalar_t, VEC>*>(out + base);
-    int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
-    for (; i + (kUnroll - 1) * stride < vec_row; i += kUnroll * stride) {
-      AlignedVector<scalar_t, VEC> v[kUnroll];
+    auto* out_v = reinterpret_cast<Vec*>(out + b * row);
+    for_each_vector<kUnroll>(reinterpret_cast<const Vec*>(x + b * row), row / VEC,
+                             [&](const Vec& v, int64_t i, int) {
+                               Vec y;
 #pragma unroll
-      for (int u = 0; u < kUnroll; ++u) v[u] = x_v[i + u * stride];
-#pragma unroll
-      for (int u = 0; u < kUnroll; ++u) {
-#pragma unroll
-        for (int k = 0; k < VEC; ++k) {
-          v[u].val[k] = static_cast<scalar_t>(c * static_cast<acc_t>(v[u].val[k]));
-        }
-        out_v[i + u * stride] = v[u];
-      }
-    }
-    for (; i < vec_row; i += stride) {
-      auto v = x_v[i];
-#pragma unroll
-      for (int k = 0; k < VEC; ++k) v.val[k] = static_cast<scalar_t>(c * static_cast<acc_t>(v.val[k]));
-      out_v[i] = v;
-    }
+                               for (int k = 0; k < VEC; ++k) {
+                                 y.val[k] = static_cast<scalar_t>(c * static_cast<acc_t>(v.val[k]));
+                               }
+                               out_v[i] = y;
+                             });
   }
 }
 

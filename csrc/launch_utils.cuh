@@ -22,6 +22,28 @@ struct alignas(sizeof(T) * VEC) AlignedVector {
   T val[VEC];
 };
 
+// Calls f(v, i, u) for every vector v = row_v[i] of a row this thread owns in the grid-stride
+// walk over grid dim x. kUnroll independent loads are in flight before any is used (u is the
+// load's slot, 0..kUnroll-1): a memory-bound pass needs several per thread to cover HBM
+// latency at the occupancy row_grid gives.
+template <int kUnroll, typename Vec, typename F>
+__device__ __forceinline__ void for_each_vector(const Vec* __restrict__ row_v, int64_t vec_row,
+                                                F&& f) {
+  const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+  int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+  for (; i + (kUnroll - 1) * stride < vec_row; i += kUnroll * stride) {
+    Vec v[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) v[u] = row_v[i + u * stride];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) f(v[u], i + u * stride, u);
+  }
+  for (; i < vec_row; i += stride) {
+    const Vec v = row_v[i];  // one vector load; passing row_v[i] by reference splits it
+    f(v, i, 0);
+  }
+}
+
 // Sum over a block of kBlock threads; the result is valid in thread 0.
 template <int kBlock, typename acc_t>
 __device__ __forceinline__ acc_t block_reduce_sum(acc_t v) {

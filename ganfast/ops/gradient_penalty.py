@@ -11,10 +11,11 @@ Public functions (the backend is resolved once, by the caller or here):
     interpolate(real, fake, alpha)     per_sample_norm(x)     norm_penalty(grad, weight, center)
 
 With the "torch" backend they run the PyTorch code a user would write, no op boundary and
-autograd as usual. With "cuda"/"triton" a torch.autograd.Function calls the kernels: forward
-is one launch (interpolate) or two (norm_penalty: partial sums, then one program for the
-tail; one for a small input), backward one. A backward asked to build a graph (create_graph=True, for a double
-backward) runs the reference expressions instead, which autograd can differentiate again.
+autograd as usual. With "cuda"/"triton" a torch.autograd.Function calls the kernels (and is
+skipped when nothing needs a gradient): forward is one launch (interpolate; norm_penalty of a
+small input) or two (norm_penalty: partial sums, then one program for the tail), backward
+one. A backward asked to build a graph (create_graph=True, for a double backward) runs the
+reference expressions instead, which autograd can differentiate again.
 """
 
 import torch
@@ -151,10 +152,6 @@ class _NormPenalty(torch.autograd.Function):
         return grad_x, None, None, None, None
 
 
-def _tracks_grad(*tensors) -> bool:
-    return any(t.requires_grad for t in tensors) and torch.is_grad_enabled()
-
-
 # ---------------------------------------------------------------- public functions
 
 def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor,
@@ -168,7 +165,7 @@ def interpolate_with(backend: str, real, fake, alpha):
     if backend == "torch":
         return interpolate_reference(real, fake, alpha)
     alpha = alpha.to(acc_dtype(real.dtype))
-    if _tracks_grad(real, fake, alpha):
+    if (real.requires_grad or fake.requires_grad or alpha.requires_grad) and torch.is_grad_enabled():
         return _Interpolate.apply(real, fake, alpha, backend)
     return kernel(backend, "interpolate")(real, fake, alpha)
 
