@@ -74,3 +74,29 @@ def test_auto_table_ranks_backends_by_measured_speedup():
                                        "large": ["triton", "cuda", "torch"]}
     assert entry["order"] == ["cuda", "triton", "torch"]  # geometric means: 2, 1.22, 1
     assert entry["measured"] is True and entry["device"] == ["NVIDIA H100"]
+
+
+def test_bench_records_out_of_memory_and_goes_on(monkeypatch):
+    # One case running out of device memory must not lose the rows of the others.
+    import torch
+
+    from ganfast.bench import cases
+
+    def timed(fn, device):
+        if fn is failing:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 256.00 MiB.")
+        return 1.0
+
+    def failing():
+        pass
+
+    monkeypatch.setattr(cases, "median_ms", timed)
+    monkeypatch.setattr(cases, "copy_bandwidth_gbps", lambda device: 10.0)
+    key = dict(shape=[2, 3], dtype="float32")
+    rows = cases.run("gradient_penalty", [cases.Case("fwd", key, "eager", lambda: None, 24),
+                                          cases.Case("fwd", key, "triton", failing, 24),
+                                          cases.Case("fwd", key, "torch", lambda: None, 24)],
+                     torch.device("cpu"))
+    assert [r["backend"] for r in rows] == ["eager", "triton", "torch"]
+    assert rows[1]["skipped"] == "out of memory: CUDA out of memory. Tried to allocate 256.00 MiB."
+    assert rows[2]["median_ms"] == 1.0 and rows[2]["speedup"] == 1.0

@@ -54,7 +54,12 @@ def run(op: str, cases, device: torch.device, skip=lambda case: "") -> list[dict
         if reason:
             rows.append({**row, "skipped": reason, **env})
             continue
-        ms = median_ms(case.fn, device)
+        try:
+            ms = median_ms(case.fn, device)
+        except torch.OutOfMemoryError as error:  # record it and go on: the other rows stand
+            torch.cuda.empty_cache()
+            rows.append({**row, "skipped": f"out of memory: {str(error).splitlines()[0]}", **env})
+            continue
         baselines.setdefault(group, {})[case.backend] = ms
         eager, compiled = baselines[group].get("eager"), baselines[group].get("compile")
         # Bandwidth is the kernels' figure: device time when the call can be graph-captured.

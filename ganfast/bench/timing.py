@@ -5,6 +5,7 @@ on CPU, wall time from perf_counter. Absolute CPU times say little; ratios taken
 in one run are what the benchmarks report.
 """
 
+import gc
 import statistics
 import time
 
@@ -50,7 +51,15 @@ def device_ms(fn, device: torch.device) -> float | None:
     except RuntimeError:
         torch.cuda.synchronize()
         return None
-    return median_ms(graph.replay, device)
+    try:
+        return median_ms(graph.replay, device)
+    finally:
+        # A graph's private memory pool stays reserved while the graph lives, and is handed
+        # back only by empty_cache: drop both now, or a run of many cases fills the device.
+        del graph
+        gc.collect()
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
 
 
 def _cuda_events_ms(fn, warmup: int, reps: int) -> float:
