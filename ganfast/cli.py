@@ -59,6 +59,8 @@ def _bench(args) -> int:
         return 2
     dtypes = [DTYPES[d] for d in args.dtype.split(",")] if args.dtype else (
         list(DTYPES.values()) if device.type == "cuda" else [torch.float32])
+    if args.op == "train_step":
+        return _bench_train_step(args, device, dtypes)
     shapes = args.shape or GP_SHAPES[device.type][: 1 if args.quick else None]
     names = [b for b in gp_bench.BACKENDS if device.type == "cuda" or b == "torch"]
 
@@ -79,10 +81,36 @@ def _bench(args) -> int:
     copy = f"; copy bandwidth {first['copy_gbps']} GB/s" if "copy_gbps" in first else ""
     print(f"gradient_penalty on {first['device']} (torch {first['torch']}, triton {first['triton']})"
           + copy)
+    _print_and_save(rows, args)
+    return 0
+
+
+def _print_and_save(rows, args) -> None:
+    from .bench import cases as bench_cases
+
     print(bench_cases.markdown_table(rows))
     if args.out:
         bench_cases.write_jsonl(rows, Path(args.out))
         print(f"rows appended to {args.out}")
+
+
+def _bench_train_step(args, device, dtypes) -> int:
+    from .bench import cases as bench_cases
+    from .bench import train_step
+
+    # GPU: the batch sizes of the issue; CPU: small enough for a 2-core machine.
+    batches = args.batch or ([64, 256] if device.type == "cuda" else [16])
+    models = list(train_step.MODELS)
+    backends = [b for b in train_step.BACKENDS if not (args.no_compile and "compile" in b)]
+    if args.quick:
+        batches = [2 if device.type == "cpu" else batches[0]]
+    all_cases = train_step.cases(models, batches, dtypes, device, backends)
+    rows = train_step.add_steps_per_s(
+        bench_cases.run("train_step", all_cases, device, train_step.first_call_fails))
+    first = next(row for row in rows if "skipped" not in row)
+    print(f"train_step on {first['device']} (torch {first['torch']}); one step = one D and one G "
+          "update")
+    _print_and_save(rows, args)
     return 0
 
 
@@ -113,12 +141,16 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(func=_print_info)
 
     bench = sub.add_parser("bench", help="time ganfast's kernels against canonical PyTorch")
-    bench.add_argument("--op", choices=["gradient_penalty"], default="gradient_penalty")
+    bench.add_argument("--op", choices=["gradient_penalty", "train_step"],
+                       default="gradient_penalty")
     bench.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
     bench.add_argument("--dtype", help="comma-separated from fp32,fp16,bf16 "
                                        "(default: all on GPU, fp32 on CPU)")
     bench.add_argument("--shape", type=_parse_shape, action="append",
                        help="a gradient shape such as 64x3x64x64 (repeatable)")
+    bench.add_argument("--batch", type=int, action="append",
+                       help="train_step: a batch size (repeatable; default 64 and 256 on GPU, 16 "
+                            "on CPU)")
     bench.add_argument("--quick", action="store_true",
                        help="the first default shape only, fewer calls per overhead case")
     bench.add_argument("--no-compile", action="store_true",

@@ -26,6 +26,7 @@ class Case:
     backend: str  # "eager" / "compile" (the canonical code) or a ganfast backend
     fn: object
     bytes_moved: int | None  # the minimum traffic of the mode, for GB/s; None: time only
+    reps: int = 60  # timed calls on CPU (a GPU times by duration); fewer for whole training steps
 
 
 def environment(device: torch.device) -> dict:
@@ -55,7 +56,7 @@ def run(op: str, cases, device: torch.device, skip=lambda case: "") -> list[dict
             rows.append({**row, "skipped": reason, **env})
             continue
         try:
-            ms = median_ms(case.fn, device)
+            ms = median_ms(case.fn, device, reps=case.reps)
         except torch.OutOfMemoryError as error:  # record it and go on: the other rows stand
             torch.cuda.empty_cache()
             rows.append({**row, "skipped": f"out of memory: {str(error).splitlines()[0]}", **env})
@@ -87,8 +88,8 @@ def write_jsonl(rows: list[dict], path: Path) -> None:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    columns = ["mode", "case", "shape", "dtype", "backend", "median_ms", "us_per_call", "gbps",
-               "frac_of_copy", "speedup", "speedup_vs_compile"]
+    columns = ["mode", "case", "shape", "dtype", "backend", "median_ms", "us_per_call",
+               "steps_per_s", "gbps", "frac_of_copy", "speedup", "speedup_vs_compile"]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
         if "skipped" in row:

@@ -1,0 +1,174 @@
+"""`ganfast.accelerate(model)`: swap stock layers for ganfast's in place, results unchanged.
+
+What it converts (everything else is left alone):
+- nn.Upsample(scale_factor=2, mode="nearest") followed, in an nn.Sequential (nested ones too),
+  by a 3x3, stride-1, padding-1, dilation-1, ungrouped, zero-padded nn.Conv2d becomes one
+  ganfast.nn.UpsampleConv2d. It takes the conv's place (the Upsample's becomes nn.Identity), so
+  the state_dict keys do not move, and it holds the conv's own Parameter objects, so an optimizer
+  created before the call keeps training them.
+- Spectral norm of either PyTorch API (torch.nn.utils.parametrizations.spectral_norm or the
+  legacy hook torch.nn.utils.spectral_norm) becomes ganfast.nn.spectral_norm with the same
+  weight Parameter, u, v, n_power_iterations, eps and dim. A legacy layer keeps the legacy update
+  order (v from u, then u from v) so its outputs stay the same; its state_dict then uses the
+  parametrization keys, and ganfast's spectral norm still loads the legacy keys.
+
+The converted model computes the same function (to float rounding) in eval and training mode,
+with the same gradients: tests/test_accelerate.py checks this in float64.
+"""
+
+import dataclasses
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+
+@dataclasses.dataclass(frozen=True)
+class Change:
+    path: str
+    before: str
+    after: str
+
+
+def accelerate(model: nn.Module, *, spectral_norm: bool = True, upsample_conv: bool = True,
+               verbose: bool = True) -> nn.Module:
+    """Convert `model` in place (see the module docstring) and return it. With verbose, print a
+    table of what changed (module path, before, after), or a line saying nothing did; the same
+    list stays on the model as `model.ganfast_changes`."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"accelerate: model must be a torch.nn.Module, got {type(model).__name__}")
+    changes = []
+    if upsample_conv:
+        changes += _fuse_upsample_conv(model)
+    if spectral_norm:
+        changes += _convert_spectral_norm(model)
+    model.ganfast_changes = changes
+    if verbose:
+        print(report(changes, type(model).__name__))
+    return model
+
+
+def report(changes: list[Change], model_name: str = "model") -> str:
+    if not changes:
+        return f"ganfast.accelerate: nothing to convert in {model_name}; it is unchanged."
+    rows = [("module", "before", "after")] + [(c.path, c.before, c.after) for c in changes]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = [f"ganfast.accelerate: {len(changes)} change(s) in {model_name}"]
+    for i, row in enumerate(rows):
+        lines.append("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        if i == 0:
+            lines.append("  " + "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+# --- Upsample + Conv2d -> UpsampleConv2d ---------------------------------------------------------
+
+def _is_nearest_2x(module: nn.Module) -> bool:
+    if type(module) is not nn.Upsample or module.mode != "nearest" or module.size is not None:
+        return False
+    scale = module.scale_factor
+    scales = scale if isinstance(scale, tuple) else (scale, scale)
+    return len(scales) == 2 and all(float(s) == 2.0 for s in scales)
+
+
+def _is_plain_3x3(module: nn.Module) -> bool:
+    return (type(module) is nn.Conv2d and module.kernel_size == (3, 3) and module.stride == (1, 1)
+            and module.padding in ((1, 1), "same") and module.dilation == (1, 1)
+            and module.groups == 1 and module.padding_mode == "zeros"
+            and not parametrize.is_parametrized(module)
+            and not module._forward_hooks and not module._forward_pre_hooks)
+
+
+def _fuse_upsample_conv(model: nn.Module) -> list[Change]:
+    from .nn import UpsampleConv2d
+
+    changes = []
+    for path, container in list(model.named_modules()):
+        if not isinstance(container, nn.Sequential):
+            continue
+        names = list(container._modules)
+        for up_name, conv_name in zip(names, names[1:]):
+            upsample, conv = container._modules[up_name], container._modules[conv_name]
+            if not (_is_nearest_2x(upsample) and _is_plain_3x3(conv)):
+                continue
+            fused = UpsampleConv2d(conv.in_channels, conv.out_channels, 3, padding=1,
+                                   bias=conv.bias is not None, device="meta")
+            fused.weight = conv.weight  # the same Parameters: optimizers keep training them
+            fused.bias = conv.bias
+            fused.train(conv.training)
+            container._modules[up_name] = nn.Identity()
+            container._modules[conv_name] = fused
+            prefix = f"{path}." if path else ""
+            changes.append(Change(f"{prefix}{up_name}+{conv_name}",
+                                  f"Upsample(2, nearest) + Conv2d({conv.in_channels}, "
+                                  f"{conv.out_channels}, 3, padding=1)",
+                                  f"UpsampleConv2d({conv.in_channels}, {conv.out_channels})"))
+    return changes
+
+
+# --- spectral norm: PyTorch's (either API) -> ganfast's -------------------------------------------
+
+def _convert_spectral_norm(model: nn.Module) -> list[Change]:
+    from torch.nn.utils.parametrizations import _SpectralNorm
+    from torch.nn.utils.spectral_norm import SpectralNorm as LegacySpectralNorm
+
+    changes = []
+    for path, module in list(model.named_modules()):
+        if parametrize.is_parametrized(module):
+            for name in list(module.parametrizations):
+                chain = module.parametrizations[name]
+                if len(chain) == 1 and type(chain[0]) is _SpectralNorm:
+                    _replace_parametrized(module, name, chain[0])
+                    changes.append(_sn_change(path, module, name, "parametrizations.spectral_norm"))
+        for key, hook in list(module._forward_pre_hooks.items()):
+            if isinstance(hook, LegacySpectralNorm):
+                _replace_legacy(module, key, hook)
+                changes.append(_sn_change(path, module, hook.name, "utils.spectral_norm (legacy)"))
+    return changes
+
+
+def _sn_change(path: str, module: nn.Module, name: str, before: str) -> Change:
+    return Change(f"{path}.{name}" if path else name,
+                  f"{type(module).__name__} + torch {before}", "ganfast.nn.spectral_norm")
+
+
+def _replace_parametrized(module: nn.Module, name: str, torch_sn) -> None:
+    from .nn import spectral_norm
+
+    u, v = torch_sn._u, torch_sn._v
+    # leave_parametrized=False puts the original Parameter back as module.<name>, the same object.
+    parametrize.remove_parametrizations(module, name, leave_parametrized=False)
+    spectral_norm(module, name, n_power_iterations=torch_sn.n_power_iterations,
+                  eps=torch_sn.eps, dim=torch_sn.dim)
+    _copy_uv(module, name, u, v)
+
+
+def _replace_legacy(module: nn.Module, hook_key: int, hook) -> None:
+    from .nn import spectral_norm
+
+    name = hook.name
+    weight = module._parameters.pop(f"{name}_orig")
+    u, v = module._buffers.pop(f"{name}_u"), module._buffers.pop(f"{name}_v")
+    del module._forward_pre_hooks[hook_key]
+    # The legacy API also registered a state_dict hook and a load pre-hook bound to it.
+    for hooks in (module._state_dict_hooks, module._load_state_dict_pre_hooks):
+        for key in [k for k, h in hooks.items() if _belongs_to(h, hook)]:
+            del hooks[key]
+    if name in module.__dict__:  # the last normalized weight, set as a plain attribute
+        delattr(module, name)
+    module.register_parameter(name, weight)
+    spectral_norm(module, name, n_power_iterations=hook.n_power_iterations, eps=hook.eps,
+                  dim=hook.dim, legacy_update_order=True)
+    _copy_uv(module, name, u, v)
+
+
+def _belongs_to(state_hook, legacy_hook) -> bool:
+    fn = getattr(state_hook, "hook", state_hook)  # load pre-hooks are wrapped
+    return getattr(fn, "fn", None) is legacy_hook
+
+
+def _copy_uv(module: nn.Module, name: str, u: torch.Tensor, v: torch.Tensor) -> None:
+    sn = module.parametrizations[name][0]
+    with torch.no_grad():
+        sn._u.copy_(u)
+        sn._v.copy_(v)

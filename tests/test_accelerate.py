@@ -1,0 +1,130 @@
+"""ganfast.accelerate: stock models keep their outputs and gradients (float64) once converted."""
+
+import copy
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import ganfast
+from ganfast.bench import stock_gans
+from ganfast.train.models import DCGANCritic
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def _pair(model):
+    """(original, converted copy), both float64."""
+    model = model.double()
+    return model, ganfast.accelerate(copy.deepcopy(model), verbose=False)
+
+
+def _param_name(name: str) -> str:
+    """A converted legacy layer's weight lives under the parametrization's key."""
+    return name.replace("weight_orig", "parametrizations.weight.original")
+
+
+def _assert_same_steps(original, converted, make_input, steps=3):
+    """Outputs and every gradient agree over `steps` training-mode forward+backward passes
+    (each pass also advances BN statistics and the spectral norms' u and v)."""
+    grads_of = {}
+    for step in range(steps):
+        torch.manual_seed(step)
+        x = make_input().requires_grad_(True)
+        x_converted = x.detach().clone().requires_grad_(True)
+        out, out_converted = original(x), converted(x_converted)
+        torch.testing.assert_close(out_converted, out, rtol=1e-10, atol=1e-10)
+        weights = torch.randn_like(out)
+        (out * weights).sum().backward()
+        (out_converted * weights).sum().backward()
+        torch.testing.assert_close(x_converted.grad, x.grad, rtol=1e-10, atol=1e-10)
+        grads_of = dict(converted.named_parameters())
+        for name, p in original.named_parameters():
+            torch.testing.assert_close(grads_of[_param_name(name)].grad, p.grad,
+                                       rtol=1e-10, atol=1e-10, msg=lambda m, n=name: f"{n}: {m}")
+        original.zero_grad()
+        converted.zero_grad()
+    original.eval()
+    converted.eval()
+    x = make_input()
+    torch.testing.assert_close(converted(x), original(x), rtol=1e-10, atol=1e-10)
+
+
+def test_dcgan_generator_up_blocks_are_fused_and_unchanged():
+    original, converted = _pair(stock_gans.DCGANGenerator(z_dim=8, width=4))
+    assert len(converted.ganfast_changes) == 4
+    assert all(isinstance(block[1], ganfast.nn.UpsampleConv2d) for block in converted.blocks)
+    assert all(isinstance(block[0], nn.Identity) for block in converted.blocks)
+    assert converted.state_dict().keys() == original.state_dict().keys()
+    _assert_same_steps(original, converted, lambda: torch.randn(3, 8, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("api", ["parametrizations", "legacy"])
+def test_sngan_models_are_converted_and_unchanged(api):
+    torch.manual_seed(0)
+    original, converted = _pair(stock_gans.SNGANDiscriminator(width=8, spectral_norm=api))
+    # 4 residual blocks: 2 convs each, 1x1 shortcuts on the first two, plus the head.
+    assert len(converted.ganfast_changes) == 11
+    _assert_same_steps(original, converted, lambda: torch.randn(2, 3, 32, 32, dtype=torch.float64))
+
+    original, converted = _pair(stock_gans.SNGANGenerator(z_dim=8, width=8))
+    assert len(converted.ganfast_changes) == 3  # one Upsample + 3x3 conv per residual block
+    _assert_same_steps(original, converted, lambda: torch.randn(2, 8, dtype=torch.float64))
+
+
+def test_parametrized_state_dict_keys_and_optimizer_parameters_are_kept():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(2, 3, 3, padding=1),
+                          nn.utils.parametrizations.spectral_norm(nn.Conv2d(3, 3, 3, padding=1)))
+    params_before = {id(p) for p in model.parameters()}
+    keys_before = model.state_dict().keys()
+    ganfast.accelerate(model, verbose=False)
+    assert {id(p) for p in model.parameters()} == params_before  # an optimizer keeps working
+    assert model.state_dict().keys() == keys_before
+
+
+def test_nothing_to_convert_is_reported_and_left_alone(capsys):
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        DCGANCritic(channels=1, width=4),
+        nn.Upsample(scale_factor=2, mode="bilinear"), nn.Conv2d(1, 1, 3, padding=1),
+    )
+    other = nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(1, 1, 5, padding=2),
+                          nn.Upsample(scale_factor=3), nn.Conv2d(1, 1, 3, padding=1),
+                          nn.Upsample(scale_factor=2), nn.Conv2d(1, 1, 3, padding=1, stride=2))
+    for m in (model, other):
+        before = copy.deepcopy(m)
+        assert ganfast.accelerate(m) is m
+        assert m.ganfast_changes == []
+        assert "nothing to convert" in capsys.readouterr().out
+        assert [type(x) for x in m.modules()] == [type(x) for x in before.modules()]
+
+
+def test_report_names_each_change(capsys):
+    ganfast.accelerate(stock_gans.SNGANGenerator(z_dim=4, width=4))
+    out = capsys.readouterr().out
+    assert "3 change(s)" in out
+    assert "blocks.0.residual.2+3" in out and "UpsampleConv2d(4, 4)" in out
+
+
+def test_accelerate_rejects_a_non_module():
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+        ganfast.accelerate(lambda x: x)
+
+
+def _load_example(name):
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_example_scripts_agree_over_the_first_steps():
+    pytest.importorskip("sklearn")
+    plain = _load_example("wgan_gp_dcgan").train(steps=3, batch_size=8, n_critic=2, width=4,
+                                                 log_every=0)
+    fast = _load_example("wgan_gp_dcgan_ganfast").train(steps=3, batch_size=8, n_critic=2, width=4,
+                                                        log_every=0)
+    torch.testing.assert_close(torch.tensor(fast), torch.tensor(plain), rtol=1e-4, atol=1e-4)
