@@ -9,11 +9,12 @@ layers (same weights, same function) and the gradient penalty becomes ganfast's 
 
 import argparse
 
-import ganfast  # ganfast
 import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_digits
 from torch import nn
+
+import ganfast  # ganfast
 
 
 def up_block(c_in, c_out):

@@ -55,7 +55,7 @@ def report(changes: list[Change], model_name: str = "model") -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = [f"ganfast.accelerate: {len(changes)} change(s) in {model_name}"]
     for i, row in enumerate(rows):
-        lines.append("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        lines.append("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
         if i == 0:
             lines.append("  " + "  ".join("-" * w for w in widths))
     return "\n".join(lines)
@@ -87,7 +87,7 @@ def _fuse_upsample_conv(model: nn.Module) -> list[Change]:
         if not isinstance(container, nn.Sequential):
             continue
         names = list(container._modules)
-        for up_name, conv_name in zip(names, names[1:]):
+        for up_name, conv_name in zip(names, names[1:], strict=False):
             upsample, conv = container._modules[up_name], container._modules[conv_name]
             if not (_is_nearest_2x(upsample) and _is_plain_3x3(conv)):
                 continue
