@@ -18,8 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                          "2-D points, dcgan for images)")
     parser.add_argument("--loss", default=d.loss, help="nonsaturating | hinge | wasserstein")
     parser.add_argument("--penalty", default=d.penalty,
-                        help="auto | none | wgan-gp | r1 | r2 (auto: r1 for images, none for points)")
-    parser.add_argument("--penalty-weight", type=float, help="default: 10 for wgan-gp, 1 for r1/r2")
+                        help="none | wgan-gp | r1 | r2")
+    parser.add_argument("--penalty-weight", type=float,
+                        help="default: 10 for wgan-gp, 1 for r1/r2 (0.1 on 2-D points)")
     parser.add_argument("--penalty-every", type=int, default=d.penalty_every,
                         help="lazy regularization: apply the penalty every k-th D step, times k")
     parser.add_argument("--steps", type=int, help="generator steps (default per dataset)")
@@ -63,8 +64,17 @@ def run(args) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    finally:
+        _leave_process_group()
     if trainer.writer:
         shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "steps_per_s")
         print(f"done: {shown}\noutputs in {trainer.out}: samples_final.png, metrics.jsonl, "
               "metrics.png, checkpoint.pt")
     return 0
+
+
+def _leave_process_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

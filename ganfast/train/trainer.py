@@ -81,10 +81,14 @@ class Trainer:
             raise TrainingError(f"--conditional needs labelled data: {config.data} has no classes "
                                 "(use digits, or a folder with one subfolder per class)")
         for key, value in _preset(self.dataset).items():
+            if key == "penalty_weight" and config.penalty not in ("r1", "r2"):
+                continue
             if getattr(config, key) is None:
                 setattr(config, key, value)
-        if config.penalty == "auto":
-            config.penalty = "r1" if self.dataset.is_image else "none"
+        if self.dataset.x.dim() == 2 and self.device.type == "cpu":
+            # An MLP on 2-D points is made of tiny matmuls: splitting them across threads costs
+            # more than it saves (and much more on a busy machine).
+            torch.set_num_threads(1)
         if config.penalty_weight is None:
             config.penalty_weight = objectives.default_penalty_weight(config.penalty)
         config.log_every = config.log_every or max(1, config.steps // 100)
@@ -102,7 +106,7 @@ class Trainer:
         c = self.config
         try:
             objectives.check_choice("loss", c.loss, objectives.LOSSES)
-            objectives.check_choice("penalty", c.penalty, ("auto",) + objectives.PENALTIES)
+            objectives.check_choice("penalty", c.penalty, objectives.PENALTIES)
             objectives.check_choice("model", c.model, model_zoo.MODELS)
             objectives.check_choice("amp", c.amp, AMP_MODES)
             objectives.check_choice("backend", c.backend, ("auto", "torch", "triton", "cuda"))
