@@ -172,6 +172,8 @@ class Trainer:
         self.fixed_y = (torch.arange(rows).repeat_interleave(cols).to(self.device)
                         if self.num_classes else None)
         self.grid_rows = rows
+        if saved is not None:  # last: building the pieces above may draw from the global RNG
+            checkpoint.restore_rng(saved["rng"], self.sampler)
 
     def _restore(self, saved) -> None:
         self.G.load_state_dict(saved["G"])
@@ -182,7 +184,6 @@ class Trainer:
         self.scaler_d.load_state_dict(saved["scaler_d"])
         self.scaler_g.load_state_dict(saved["scaler_g"])
         self.step = int(saved["step"])
-        checkpoint.restore_rng(saved["rng"], self.sampler)
         self._say(f"resuming {self.out} at step {self.step} of {self.config.steps}")
 
     # -- one iteration ----------------------------------------------------------------------
