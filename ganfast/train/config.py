@@ -44,7 +44,7 @@ class TrainConfig:
 
 # Per-dataset defaults, chosen so each finishes in minutes on 2 CPU cores.
 PRESETS = {
-    "digits": {"steps": 1500, "batch_size": 64, "lr_g": 2e-4, "lr_d": 2e-4},
+    "digits": {"steps": 800, "batch_size": 64, "lr_g": 2e-4, "lr_d": 2e-4},
     # A weak R1 keeps the MLP pair from oscillating around the narrow modes.
     "ring8": {"steps": 3000, "batch_size": 256, "lr_g": 1e-3, "lr_d": 1e-3, "penalty_weight": 0.1},
     "grid25": {"steps": 4000, "batch_size": 256, "lr_g": 1e-3, "lr_d": 1e-3, "penalty_weight": 0.1},

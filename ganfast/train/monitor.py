@@ -76,6 +76,8 @@ def plot_metrics(rows: list, path: Path) -> None:
     for ax, key in zip(axes[1:], metric_names):
         pts = [(r["step"], r[key]) for r in rows if key in r]
         ax.plot(*zip(*pts), marker="o")
+        if key.startswith("fd_") and all(v > 0 for _, v in pts):
+            ax.set_yscale("log")  # distances fall by orders of magnitude
         ax.set_xlabel("step")
         ax.set_title(key)
     fig.tight_layout()

@@ -85,9 +85,10 @@ class Trainer:
                 continue
             if getattr(config, key) is None:
                 setattr(config, key, value)
-        if self.dataset.x.dim() == 2 and self.device.type == "cpu":
-            # An MLP on 2-D points is made of tiny matmuls: splitting them across threads costs
-            # more than it saves (and much more on a busy machine).
+        if self.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+            # These models' ops are small: splitting each across threads saves little on an idle
+            # machine and costs up to 10x on a busy one (measured on 2 shared cores). Set
+            # OMP_NUM_THREADS to choose otherwise.
             torch.set_num_threads(1)
         if config.penalty_weight is None:
             config.penalty_weight = objectives.default_penalty_weight(config.penalty)
