@@ -177,3 +177,38 @@ def test_torchrun_trains_with_ddp_on_gloo(tmp_path, dataset, model):
 
 def test_trainer_module_names_its_public_pieces():
     assert trainer_module.Trainer is Trainer
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_mixed_precision_trains_with_finite_losses(tmp_path, amp):
+    t = make(tmp_path, data="digits", steps=4, batch_size=8, amp=amp, loss="wasserstein",
+             penalty="wgan-gp", penalty_every=1, log_every=1, eval_every=100)
+    t.run()
+    table = [r for r in rows(tmp_path) if "loss_d" in r]
+    assert len(table) == 4
+    assert all(abs(r["loss_d"]) < 1e4 for r in table)  # finite (NaN would have stopped the run)
+    assert (t.scaler_d.is_enabled(), t.scaler_g.is_enabled()) == ((amp == "fp16",) * 2)
+
+
+def test_conditional_image_folder_draws_one_grid_row_per_class(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b", "c"):
+        (tmp_path / "data" / cls).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)).save(
+                tmp_path / "data" / cls / f"{i}.png")
+    t = make(tmp_path / "run", data=str(tmp_path / "data"), conditional=True, steps=2, batch_size=4)
+    t.run()
+    assert t.fixed_y.tolist() == [c for c in range(3) for _ in range(10)]
+    with Image.open(tmp_path / "run" / "samples_final.png") as grid:  # 8x8 images drawn 8x larger
+        assert grid.size == ((10 * 9 + 1) * 8, (3 * 9 + 1) * 8)  # 3 rows of 10, 1-pixel borders
+
+
+@pytest.mark.slow
+def test_compiled_models_train(tmp_path):
+    t = make(tmp_path, data="ring8", steps=3, batch_size=8, compile=True, log_every=1)
+    t.run()
+    assert len([r for r in rows(tmp_path) if "loss_d" in r]) == 3

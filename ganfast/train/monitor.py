@@ -71,7 +71,8 @@ def plot_metrics(rows: list, path: Path) -> None:
         if pts:
             axes[0].plot(*zip(*pts), label=key)
     axes[0].set_xlabel("step")
-    axes[0].legend()
+    if axes[0].lines:
+        axes[0].legend()
     axes[0].set_title("losses")
     for ax, key in zip(axes[1:], metric_names):
         pts = [(r["step"], r[key]) for r in rows if key in r]

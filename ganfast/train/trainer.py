@@ -210,7 +210,8 @@ class Trainer:
         real, real_y = self._batch()
         z, fake_y = self._latents(len(real))
         with torch.no_grad(), self._autocast():
-            fake = self.G(z, fake_y)
+            fake = self.G(z, fake_y).to(real.dtype)  # autocast's bf16/fp16 output: the penalty
+            # mixes real and fake, which must share a dtype (D under autocast casts as it needs)
         with self._autocast():
             # One forward for both halves: one DDP synchronisation, and D has no batch norm.
             scores, logits = self.D_train(torch.cat([real, fake]), with_classes=True)
