@@ -137,5 +137,5 @@ def test_digits_metrics_see_real_digits_and_mode_collapse(tmp_path, monkeypatch)
     assert collapsed["classes_covered"] <= 2 and collapsed["class_kl"] > 1.5
     assert collapsed["fd_digits"] > 5 * real["fd_digits"]
     again = quality.DigitsQuality(data.DIGITS_SIZE)  # from the cache: the same network
-    for p, p2 in zip(q.net.parameters(), again.net.parameters()):
+    for p, p2 in zip(q.net.parameters(), again.net.parameters(), strict=True):
         assert torch.equal(p, p2)

@@ -14,7 +14,6 @@ from ganfast.train import NonFiniteLoss, TrainConfig, Trainer, TrainingError
 from ganfast.train import trainer as trainer_module
 
 
-
 def make(out, resume=False, **settings) -> Trainer:
     """A quiet Trainer (no messages, no TensorBoard)."""
     return Trainer(TrainConfig(tensorboard=False, **settings), out=out, resume=resume,
@@ -93,6 +92,7 @@ def test_a_folder_holding_a_run_is_never_overwritten(tmp_path, capsys):
     (["--model", "vgg"], "auto, mlp, dcgan, sngan"),
     (["--loss", "lsgan"], "nonsaturating, hinge, wasserstein"),
     (["--penalty", "gp"], "none, wgan-gp, r1, r2"),
+    (["--backend", "cuda", "--device", "cpu"], "--backend cuda:"),
     (["--data", "ring8", "--conditional", "--data", "EMPTY"], "no images found"),
 ])
 def test_bad_input_is_a_message_not_a_traceback(tmp_path, capsys, args, message):

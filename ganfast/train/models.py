@@ -90,7 +90,7 @@ class DCGANGenerator(nn.Module):
         self.project = nn.Linear(z_dim + self.cond.out_dim, widths[0] * base * base)
         self.start = (widths[0], base, base)
         blocks = [nn.BatchNorm2d(widths[0]), nn.ReLU()]
-        for c_in, c_out in zip(widths, widths[1:]):
+        for c_in, c_out in zip(widths, widths[1:], strict=False):
             blocks += [UpsampleConv2d(c_in, c_out), nn.BatchNorm2d(c_out), nn.ReLU()]
         self.blocks = nn.Sequential(*blocks, nn.Conv2d(widths[-1], channels, 3, padding=1), nn.Tanh())
 

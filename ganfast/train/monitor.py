@@ -69,14 +69,14 @@ def plot_metrics(rows: list, path: Path) -> None:
     for key in ("loss_d", "loss_g"):
         pts = [(r["step"], r[key]) for r in rows if key in r]
         if pts:
-            axes[0].plot(*zip(*pts), label=key)
+            axes[0].plot(*zip(*pts, strict=True), label=key)
     axes[0].set_xlabel("step")
     if axes[0].lines:
         axes[0].legend()
     axes[0].set_title("losses")
-    for ax, key in zip(axes[1:], metric_names):
+    for ax, key in zip(axes[1:], metric_names, strict=True):
         pts = [(r["step"], r[key]) for r in rows if key in r]
-        ax.plot(*zip(*pts), marker="o")
+        ax.plot(*zip(*pts, strict=True), marker="o")
         if key.startswith("fd_") and all(v > 0 for _, v in pts):
             ax.set_yscale("log")  # distances fall by orders of magnitude
         ax.set_xlabel("step")

@@ -19,10 +19,9 @@ import torch.distributed as dist
 
 import ganfast
 
-from . import checkpoint, quality
+from . import checkpoint, objectives, quality
 from . import data as datasets
 from . import models as model_zoo
-from . import objectives
 from .config import AMP_MODES, PRESETS, TrainConfig
 from .monitor import Monitor, read_metrics, save_image_grid, save_points
 
@@ -96,6 +95,10 @@ class Trainer:
         config.sample_every = config.sample_every or max(1, config.steps // 5)
         config.eval_every = config.eval_every or max(1, config.steps // 5)
         ganfast.set_backend(config.backend)
+        if config.backend not in ("auto", "torch"):
+            why_not = ganfast.backends.unavailable_reason(config.backend, self.device)
+            if why_not:
+                raise TrainingError(f"--backend {config.backend}: {why_not} (use auto or torch)")
         self._build(saved)
 
     # -- setup -----------------------------------------------------------------------------
@@ -252,9 +255,9 @@ class Trainer:
     def _update_ema(self) -> None:
         # Warm-up as in StyleGAN's ema_rampup: early weights are not averaged over a long past.
         decay = min(self.config.ema, (1 + self.step) / (10 + self.step))
-        for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
+        for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters(), strict=True):
             p_ema.lerp_(p, 1 - decay)
-        for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
+        for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers(), strict=True):
             b_ema.copy_(b)
 
     # -- outputs ----------------------------------------------------------------------------
@@ -307,7 +310,7 @@ class Trainer:
             dist.all_reduce(losses)
             losses /= self.world
         values = losses.cpu().tolist()
-        for step, (loss_d, loss_g) in zip(steps, values):
+        for step, (loss_d, loss_g) in zip(steps, values, strict=True):
             if not (math.isfinite(loss_d) and math.isfinite(loss_g)):
                 name, value = ("loss_d", loss_d) if not math.isfinite(loss_d) else ("loss_g", loss_g)
                 raise NonFiniteLoss(f"step {step}: {name} is {value}; stopping (last checkpoint "
