@@ -1,6 +1,6 @@
 SHELL := /bin/bash
 # The commands the README names. Everything installs into .venv on first use.
-#   make demo       ganfast info + a CPU gradient-penalty benchmark
+#   make demo       ganfast info + `ganfast train` on the default (digits, minutes on a CPU)
 #   make test       the whole CPU suite (Triton kernels under the interpreter included)
 #   make bench      pytest-benchmark files (CPU) and `ganfast bench`
 #   make gpu-check OUT=dir   on a GPU machine: build in place, gpu tests, benchmarks, logs
@@ -25,12 +25,13 @@ $(VENV)/bin/python:
 
 # Re-installs (and rebuilds ganfast._C) when the build or the CUDA sources change.
 $(STAMP): $(VENV)/bin/python setup.py pyproject.toml $(wildcard csrc/*)
-	$(PY) -m pip install -q -e ".[test,bench]" --no-build-isolation
+	$(PY) -m pip install -q -e ".[test,bench,train]" --no-build-isolation
 	touch $@
 
+# A GAN trains on scikit-learn's bundled digits (no download); outputs in runs/digits-<time>.
 demo: install
 	$(VENV)/bin/ganfast info
-	$(VENV)/bin/ganfast bench --op gradient_penalty --device cpu --quick
+	$(VENV)/bin/ganfast train
 
 test: install
 	$(PY) -m pytest -m "not gpu and not interpreter"

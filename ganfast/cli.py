@@ -1,4 +1,4 @@
-"""The `ganfast` command: `ganfast info`, `ganfast bench`."""
+"""The `ganfast` command: `ganfast info`, `ganfast bench`, `ganfast train`."""
 
 import argparse
 import json
@@ -168,6 +168,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="with --report: rank the backends by the GPU rows and write the "
                             "order auto uses (ganfast/ops/auto_backends.json)")
     bench.set_defaults(func=_bench)
+
+    from .train import cli as train_cli
+
+    train = sub.add_parser("train", help="train a GAN (default: digits, minutes on a CPU)",
+                           description=train_cli.DESCRIPTION)
+    train_cli.add_arguments(train)
+    train.set_defaults(func=train_cli.run)
     return parser
 
 

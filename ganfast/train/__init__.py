@@ -1,1 +1,10 @@
-"""The thin GAN training loop's pieces: models (more to come: data, Trainer)."""
+"""The thin GAN training loop: data, models, losses, Trainer, quality metrics.
+
+    from ganfast.train import Trainer, TrainConfig
+    Trainer(TrainConfig(data="ring8", steps=500), out="runs/ring8").run()
+"""
+
+from .config import TrainConfig
+from .trainer import NonFiniteLoss, Trainer, TrainingError, train
+
+__all__ = ["NonFiniteLoss", "TrainConfig", "Trainer", "TrainingError", "train"]

@@ -1,0 +1,44 @@
+"""Checkpoints: everything a run needs to continue exactly, in one file loadable with
+torch.load(weights_only=True); the generator's EMA weights also as safetensors when installed."""
+
+import os
+from pathlib import Path
+
+import torch
+
+CHECKPOINT = "checkpoint.pt"
+GENERATOR_WEIGHTS = "generator_ema.safetensors"
+
+
+def save(out: Path, state: dict, generator_state: dict) -> Path:
+    """Write the checkpoint (temp file, then rename: a crash never leaves half a file)."""
+    path = out / CHECKPOINT
+    tmp = out / f".{CHECKPOINT}.tmp{os.getpid()}"
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+    try:
+        from safetensors.torch import save_file
+    except ImportError:
+        return path
+    tmp = out / f".{GENERATOR_WEIGHTS}.tmp{os.getpid()}"
+    save_file({k: v.detach().cpu().contiguous() for k, v in generator_state.items()}, str(tmp))
+    os.replace(tmp, out / GENERATOR_WEIGHTS)
+    return path
+
+
+def load(out: Path) -> dict:
+    return torch.load(out / CHECKPOINT, map_location="cpu", weights_only=True)
+
+
+def rng_state(generator: torch.Generator) -> dict:
+    state = {"torch": torch.get_rng_state(), "sampler": generator.get_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict, generator: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["sampler"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,80 @@
+"""`ganfast train`: the command line of the training loop."""
+
+import argparse
+import sys
+
+from .config import AMP_MODES, TrainConfig
+
+DESCRIPTION = """Train a GAN. With no arguments: a DCGAN on scikit-learn's bundled digits (no
+download), a few minutes on a laptop CPU, writing sample grids, metrics.jsonl, a plot and a
+checkpoint under --out. Built-in data: digits, ring8, grid25; or a folder of images (one
+subfolder per class for --conditional) or a .npy array."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d = TrainConfig()
+    parser.add_argument("--data", default=d.data, help="digits | ring8 | grid25 | FOLDER | FILE.npy")
+    parser.add_argument("--model", default=d.model, help="auto | mlp | dcgan | sngan (auto: mlp for "
+                                                         "2-D points, dcgan for images)")
+    parser.add_argument("--loss", default=d.loss, help="nonsaturating | hinge | wasserstein")
+    parser.add_argument("--penalty", default=d.penalty,
+                        help="none | wgan-gp | r1 | r2")
+    parser.add_argument("--penalty-weight", type=float,
+                        help="default: 10 for wgan-gp, 1 for r1/r2 (0.1 on 2-D points)")
+    parser.add_argument("--penalty-every", type=int, default=d.penalty_every,
+                        help="lazy regularization: apply the penalty every k-th D step, times k")
+    parser.add_argument("--steps", type=int, help="generator steps (default per dataset)")
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--lr-g", type=float)
+    parser.add_argument("--lr-d", type=float)
+    parser.add_argument("--n-critic", type=int, default=d.n_critic, help="D steps per G step")
+    parser.add_argument("--ema", type=float, default=d.ema, help="generator EMA decay")
+    parser.add_argument("--conditional", action="store_true",
+                        help="AC-GAN: class-conditional G, D with an auxiliary classifier")
+    parser.add_argument("--width", type=int, help="model width (channels / hidden units)")
+    parser.add_argument("--image-size", type=int, help="image folders: resize to this side")
+    parser.add_argument("--amp", default=d.amp, help=" | ".join(AMP_MODES))
+    parser.add_argument("--compile", action="store_true", help="torch.compile the models")
+    parser.add_argument("--backend", default=d.backend, help="ganfast backend: auto | torch | triton | cuda")
+    parser.add_argument("--device", default=d.device, help="auto | cpu | cuda")
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--out", help="run folder (default: runs/<data>-<time>)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("--log-every", type=int)
+    parser.add_argument("--sample-every", type=int, help="also where checkpoints are written")
+    parser.add_argument("--eval-every", type=int)
+    parser.add_argument("--no-tensorboard", action="store_true")
+
+
+def run(args) -> int:
+    from .data import DataError
+    from .trainer import Trainer, TrainingError
+
+    settings = {k: v for k, v in vars(args).items()
+                if k in TrainConfig.__dataclass_fields__}
+    settings["tensorboard"] = not args.no_tensorboard
+    if args.resume and not args.out:
+        print("ganfast train: --resume needs --out, the run folder to continue", file=sys.stderr)
+        return 2
+    try:
+        trainer = Trainer(TrainConfig(**settings), out=args.out, resume=args.resume)
+        row = trainer.run()
+    except (TrainingError, DataError) as err:
+        print(f"ganfast train: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        _leave_process_group()
+    if trainer.writer:
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "steps_per_s")
+        print(f"done: {shown}\noutputs in {trainer.out}: samples_final.png, metrics.jsonl, "
+              "metrics.png, checkpoint.pt")
+    return 0
+
+
+def _leave_process_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,148 @@
+"""What a run shows and writes: progress bar, metrics.jsonl, TensorBoard, sample grids, plots."""
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def atomic_write_bytes(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def image_grid(images: torch.Tensor, rows: int) -> np.ndarray:
+    """[N, C, H, W] in [-1, 1] -> uint8 [rows*(H+1)+1, cols*(W+1)+1, C] with 1-pixel borders."""
+    x = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    n, c, h, w = x.shape
+    cols = math.ceil(n / rows)
+    grid = torch.zeros(rows * (h + 1) + 1, cols * (w + 1) + 1, c, dtype=torch.uint8)
+    for i in range(n):
+        r, q = divmod(i, cols)
+        grid[1 + r * (h + 1):1 + r * (h + 1) + h, 1 + q * (w + 1):1 + q * (w + 1) + w] = x[i].permute(1, 2, 0)
+    return grid.numpy()
+
+
+def save_image_grid(images: torch.Tensor, rows: int, path: Path, scale: int = 1) -> None:
+    from PIL import Image
+
+    grid = image_grid(images, rows)
+    picture = Image.fromarray(grid[..., 0] if grid.shape[2] == 1 else grid[..., :3])
+    if scale > 1:
+        picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
+    atomic_write_bytes(path, lambda tmp: picture.save(tmp, format="PNG"))
+
+
+def save_points(points: torch.Tensor, centers, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4, 4))
+    p = points.detach().float().cpu().numpy()
+    ax.scatter(p[:, 0], p[:, 1], s=2, alpha=0.5, label="samples")
+    if centers is not None:
+        ax.scatter(centers[:, 0], centers[:, 1], s=30, c="red", marker="x", label="modes")
+    ax.set_title(title)
+    ax.set_aspect("equal")
+    fig.tight_layout()
+    atomic_write_bytes(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+
+
+def plot_metrics(rows: list, path: Path) -> None:
+    """Losses on the left, each quality metric in its own panel."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metric_names = [k for k in dict.fromkeys(k for r in rows for k in r)
+                    if k not in ("step", "loss_d", "loss_g", "steps_per_s", "penalty")]
+    fig, axes = plt.subplots(1, 1 + len(metric_names), figsize=(4 * (1 + len(metric_names)), 3.2))
+    axes = np.atleast_1d(axes)
+    for key in ("loss_d", "loss_g"):
+        pts = [(r["step"], r[key]) for r in rows if key in r]
+        if pts:
+            axes[0].plot(*zip(*pts, strict=True), label=key)
+    axes[0].set_xlabel("step")
+    if axes[0].lines:
+        axes[0].legend()
+    axes[0].set_title("losses")
+    for ax, key in zip(axes[1:], metric_names, strict=True):
+        pts = [(r["step"], r[key]) for r in rows if key in r]
+        ax.plot(*zip(*pts, strict=True), marker="o")
+        if key.startswith("fd_") and all(v > 0 for _, v in pts):
+            ax.set_yscale("log")  # distances fall by orders of magnitude
+        ax.set_xlabel("step")
+        ax.set_title(key)
+    fig.tight_layout()
+    atomic_write_bytes(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+
+
+def read_metrics(path: Path) -> list:
+    if not path.exists():
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+class Monitor:
+    """Progress bar and outputs; on processes other than the writer, the bar and files are off."""
+
+    def __init__(self, out: Path, total_steps: int, start_step: int, writer: bool,
+                 tensorboard: bool = True):
+        self.out, self.writer = out, writer
+        self.metrics_path = out / "metrics.jsonl"
+        self.bar = self.board = None
+        if not writer:
+            return
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True)
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # tensorboard is optional
+                SummaryWriter = None
+            if SummaryWriter is not None:
+                self.board = SummaryWriter(str(out / "tensorboard"))
+
+    def advance(self, steps: int, postfix: dict) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix({k: f"{v:.3g}" for k, v in postfix.items()}, refresh=False)
+            self.bar.update(steps)
+
+    def log(self, row: dict) -> None:
+        if not self.writer:
+            return
+        with open(self.metrics_path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        if self.board is not None:
+            for key, value in row.items():
+                if key != "step":
+                    self.board.add_scalar(key, value, row["step"])
+
+    def message(self, text: str) -> None:
+        if not self.writer:
+            return
+        if self.bar is not None:
+            self.bar.write(text)
+        else:
+            print(text)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.board is not None:
+            self.board.close()
+        if self.writer:
+            rows = read_metrics(self.metrics_path)
+            if rows:
+                plot_metrics(rows, self.out / "metrics.png")

@@ -1,0 +1,156 @@
+"""Quality and mode-collapse metrics that need no download.
+
+2-D mixtures (VEEGAN / PacGAN protocol): a sample is high quality when it lies within 3
+standard deviations of its nearest mode; a mode is covered when it holds at least 0.8% of the
+samples as high-quality ones (20 of 2,500, PacGAN's threshold for its grid).
+
+Digits: a small classifier trained once on scikit-learn's digits, deterministically, in a few
+seconds, cached as `digits_classifier_<size>px.pt` in $GANFAST_CACHE, else
+$XDG_CACHE_HOME/ganfast, else ~/.cache/ganfast. Its penultimate layer gives a Frechet distance
+("FD-digits": the FID formula in this network's 64-d feature space; not comparable with
+published FIDs, which use Inception features of natural images), the class coverage of the
+samples (classes predicted for at least a quarter of their uniform share) with the KL divergence
+of the predicted class histogram to uniform (mode collapse shows here), and for a conditional
+generator the fraction of samples classified as the class asked for.
+
+Under torch.distributed every process measures its share of the samples; the sums are reduced,
+so the figures are those of all samples together.
+"""
+
+import os
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from . import data as datasets
+from .layers import frechet_distance
+
+MIXTURE_SAMPLES = 2500
+DIGITS_SAMPLES = 2000
+HIGH_QUALITY_STDS = 3.0
+MODE_COVERED_FRACTION = 20 / 2500
+
+
+def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(t)
+    return t
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("GANFAST_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "ganfast")
+    return Path(root)
+
+
+class MixtureQuality:
+    def __init__(self, centers: torch.Tensor, std: float):
+        self.centers, self.std = centers.double(), std
+
+    def measure(self, points: torch.Tensor, labels=None) -> dict:
+        points = points.detach().double().cpu()
+        dist_to_modes = torch.cdist(points, self.centers)
+        nearest_dist, nearest = dist_to_modes.min(1)
+        good = nearest_dist < HIGH_QUALITY_STDS * self.std
+        per_mode = torch.bincount(nearest[good], minlength=len(self.centers)).double()
+        totals = all_reduce_sum(torch.cat([per_mode, torch.tensor([float(len(points))])]))
+        per_mode, n = totals[:-1], totals[-1].item()
+        return {"modes_covered": int((per_mode >= MODE_COVERED_FRACTION * n).sum()),
+                "high_quality": per_mode.sum().item() / n}
+
+
+class DigitsClassifier(nn.Module):
+    def __init__(self, size: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(size * size, 256), nn.ReLU(),
+                                  nn.Linear(256, 64), nn.ReLU())
+        self.head = nn.Linear(64, 10)
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+def train_digits_classifier(size: int, steps: int = 400) -> DigitsClassifier:
+    """Full-batch Adam on all 1797 digits with light noise and 1-pixel shifts (so generated
+    digits slightly off the data still classify); seeded, its own RNG, CPU."""
+    data = datasets.digits(size)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = DigitsClassifier(size)
+        opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+        for _ in range(steps):
+            shift = torch.randint(-1, 2, (2,)).tolist()
+            x = torch.roll(data.x, shifts=shift, dims=(2, 3)) + 0.1 * torch.randn_like(data.x)
+            loss = nn.functional.cross_entropy(net(x), data.labels)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return net.eval()
+
+
+def load_digits_classifier(size: int, log=print) -> DigitsClassifier:
+    path = cache_dir() / f"digits_classifier_{size}px.pt"
+    net = DigitsClassifier(size)
+    if path.exists():
+        try:
+            net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            return net.eval()
+        except (RuntimeError, OSError, KeyError) as err:
+            log(f"the cached digits classifier {path} is unreadable ({err}); training it again")
+    net = train_digits_classifier(size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save(net.state_dict(), tmp)
+    os.replace(tmp, path)
+    return net
+
+
+def moments(features: torch.Tensor) -> torch.Tensor:
+    """[count, sum, sum of outer products] flattened, float64: all-reducible statistics."""
+    f = features.double()
+    return torch.cat([torch.tensor([float(len(f))]), f.sum(0), (f.T @ f).flatten()])
+
+
+def mean_and_covariance(m: torch.Tensor, dim: int):
+    n, s, outer = m[0], m[1:1 + dim], m[1 + dim:].view(dim, dim)
+    mean = s / n
+    cov = (outer - n * torch.outer(mean, mean)) / (n - 1)  # unbiased, as pytorch-fid
+    return mean.numpy(), cov.numpy()
+
+
+class DigitsQuality:
+    def __init__(self, size: int, log=print):
+        self.net = load_digits_classifier(size, log)
+        self.dim = self.net.head.in_features
+        with torch.no_grad():
+            real = self.net.body(datasets.digits(size).x)
+        self.real_stats = mean_and_covariance(moments(real), self.dim)
+
+    @torch.no_grad()
+    def measure(self, images: torch.Tensor, labels=None) -> dict:
+        images = images.detach().float().cpu()
+        features = self.net.body(images)
+        predicted = self.net.head(features).argmax(1)
+        counts = torch.bincount(predicted, minlength=10).double()
+        correct = float((predicted == labels.cpu()).sum()) if labels is not None else 0.0
+        totals = all_reduce_sum(torch.cat([moments(features), counts, torch.tensor([correct])]))
+        m, counts, correct = totals[:-11], totals[-11:-1], totals[-1].item()
+        p = counts / counts.sum()
+        row = {"fd_digits": frechet_distance(*mean_and_covariance(m, self.dim), *self.real_stats),
+               "classes_covered": int((p >= 0.25 / 10).sum()),
+               "class_kl": float((p[p > 0] * (p[p > 0] * 10).log()).sum())}
+        if labels is not None:
+            row["class_accuracy"] = correct / counts.sum().item()
+        return row
+
+
+def for_dataset(dataset: datasets.Dataset, log=print):
+    """The evaluator for this data (None when there is no built-in measure for it) and the
+    number of samples it measures."""
+    if dataset.centers is not None:
+        return MixtureQuality(dataset.centers, dataset.std), MIXTURE_SAMPLES
+    if dataset.name == "digits":
+        return DigitsQuality(dataset.x.shape[-1], log), DIGITS_SAMPLES
+    return None, 0

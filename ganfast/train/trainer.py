@@ -1,0 +1,381 @@
+"""The thin GAN training loop: `ganfast.train.Trainer(TrainConfig(...)).run()`.
+
+One iteration: n_critic discriminator steps (the loss, the AC-GAN class term, every k-th step
+the lazy penalty times k), then one generator step and the EMA update. Losses stay on the device
+between logged steps (one synchronization per log interval, where NaN/Inf is also caught).
+Randomness comes from torch's global RNG (penalty interpolation) and a sampler generator (data
+indices, latents, fake labels), both checkpointed, so a resumed run repeats an uninterrupted one.
+"""
+
+import contextlib
+import copy
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+import ganfast
+
+from . import checkpoint, objectives, quality
+from . import data as datasets
+from . import models as model_zoo
+from .config import AMP_MODES, PRESETS, TrainConfig
+from .monitor import Monitor, read_metrics, save_image_grid, save_points
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot start or continue; the message says why and what to do."""
+
+
+class NonFiniteLoss(TrainingError):
+    pass
+
+
+def _distributed_setup(device_name: str):
+    """(rank, world, device): torchrun's environment starts a process group (gloo on CPU)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    use_cuda = device_name == "cuda" or (device_name == "auto" and torch.cuda.is_available())
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    if use_cuda:
+        if not torch.cuda.is_available():
+            raise TrainingError("--device cuda: torch sees no CUDA device")
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return rank, world, torch.device("cuda", local)
+    if device_name not in ("auto", "cpu"):
+        raise TrainingError(f"--device {device_name!r}: expected auto, cpu or cuda")
+    return rank, world, torch.device("cpu")
+
+
+def _preset(dataset: datasets.Dataset) -> dict:
+    if dataset.name in PRESETS:
+        return PRESETS[dataset.name]
+    return PRESETS["images" if dataset.is_image else "points"]
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig | None = None, out: str | Path | None = None,
+                 resume: bool = False, log=print, **overrides):
+        config = config or TrainConfig()
+        for key, value in overrides.items():
+            setattr(config, key, value)
+        self.out = Path(out) if out else Path("runs") / f"{config.data}-{time.strftime('%Y%m%d-%H%M%S')}"
+        self.log = log
+        self.rank, self.world, self.device = _distributed_setup(config.device)
+        self.writer = self.rank == 0
+        saved = self._claim_run_folder(resume)
+        if saved is not None:  # the stored settings win; only the length can grow
+            steps = config.steps
+            config = TrainConfig.from_dict(saved["config"])
+            config.steps = steps or config.steps
+        self.config = config
+        self._check_names()
+        self.dataset = datasets.load(config.data, config.image_size, self._say)
+        if config.conditional and self.dataset.labels is None:
+            raise TrainingError(f"--conditional needs labelled data: {config.data} has no classes "
+                                "(use digits, or a folder with one subfolder per class)")
+        for key, value in _preset(self.dataset).items():
+            if key == "penalty_weight" and config.penalty not in ("r1", "r2"):
+                continue
+            if getattr(config, key) is None:
+                setattr(config, key, value)
+        if self.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+            # These models' ops are small: splitting each across threads saves little on an idle
+            # machine and costs up to 10x on a busy one (measured on 2 shared cores). Set
+            # OMP_NUM_THREADS to choose otherwise.
+            torch.set_num_threads(1)
+        if config.penalty_weight is None:
+            config.penalty_weight = objectives.default_penalty_weight(config.penalty)
+        config.log_every = config.log_every or max(1, config.steps // 100)
+        config.sample_every = config.sample_every or max(1, config.steps // 5)
+        config.eval_every = config.eval_every or max(1, config.steps // 5)
+        ganfast.set_backend(config.backend)
+        if config.backend not in ("auto", "torch"):
+            why_not = ganfast.backends.unavailable_reason(config.backend, self.device)
+            if why_not:
+                raise TrainingError(f"--backend {config.backend}: {why_not} (use auto or torch)")
+        self._build(saved)
+
+    # -- setup -----------------------------------------------------------------------------
+    def _say(self, text: str) -> None:
+        if self.writer:
+            self.log(text)
+
+    def _check_names(self) -> None:
+        c = self.config
+        try:
+            objectives.check_choice("loss", c.loss, objectives.LOSSES)
+            objectives.check_choice("penalty", c.penalty, objectives.PENALTIES)
+            objectives.check_choice("model", c.model, model_zoo.MODELS)
+            objectives.check_choice("amp", c.amp, AMP_MODES)
+            objectives.check_choice("backend", c.backend, ("auto", "torch", "triton", "cuda"))
+        except ValueError as err:
+            raise TrainingError(str(err)) from None
+        for name in ("n_critic", "penalty_every"):
+            if getattr(c, name) < 1:
+                raise TrainingError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(c, name)}")
+
+    def _claim_run_folder(self, resume: bool):
+        """The saved state when resuming; refuses a folder that holds another run."""
+        has_run = (self.out / checkpoint.CHECKPOINT).exists() or (self.out / "metrics.jsonl").exists()
+        if resume:
+            if not (self.out / checkpoint.CHECKPOINT).exists():
+                raise TrainingError(f"--resume: {self.out} holds no {checkpoint.CHECKPOINT} to resume from")
+            return checkpoint.load(self.out)
+        if has_run:
+            raise TrainingError(f"{self.out} already holds a run: continue it with --resume, or "
+                                "choose another --out (nothing was overwritten)")
+        if self.writer:
+            self.out.mkdir(parents=True, exist_ok=True)
+        return None
+
+    def _build(self, saved) -> None:
+        c, ds = self.config, self.dataset
+        torch.manual_seed(c.seed)  # the same initial weights in every process
+        self.sampler = torch.Generator().manual_seed(c.seed * 1000 + self.rank)
+        self.num_classes = ds.num_classes if c.conditional else 0
+        try:
+            self.G, self.D = model_zoo.build(c.model, tuple(ds.x.shape[1:]), self.num_classes, c.width)
+        except ValueError as err:
+            raise TrainingError(str(err)) from None
+        self.G, self.D = self.G.to(self.device), self.D.to(self.device)
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        betas = (0.0, 0.9) if c.loss == "wasserstein" else (0.5, 0.999)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=c.lr_g, betas=betas)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=c.lr_d, betas=betas)
+        fp16 = c.amp == "fp16"
+        self.scaler_d = torch.amp.GradScaler(self.device.type, enabled=fp16)
+        self.scaler_g = torch.amp.GradScaler(self.device.type, enabled=fp16)
+        self.step = 0
+        self.data_x = ds.x.to(self.device)
+        self.data_y = ds.labels.to(self.device) if ds.labels is not None else None
+        if saved is not None:
+            self._restore(saved)
+        # Training copies: DDP syncs the gradients of the steps that update them; the penalty's
+        # inner gradient runs on the plain D (double backward through DDP is not supported; its
+        # gradients join the same backward, so they are reduced with the loss's).
+        self.G_train, self.D_train = self.G, self.D
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.G_train = DDP(self.G, device_ids=ids)
+            self.D_train = DDP(self.D, device_ids=ids)
+        if c.compile:
+            self.G_train, self.D_train = torch.compile(self.G_train), torch.compile(self.D_train)
+        self.evaluator, self.eval_samples = quality.for_dataset(ds, self._say)
+        fixed = torch.Generator().manual_seed(12345)
+        rows = max(self.num_classes, 1) if self.num_classes else 8
+        cols = 10 if self.num_classes else 8
+        self.fixed_z = torch.randn(rows * cols, self.G.z_dim, generator=fixed).to(self.device)
+        self.fixed_y = (torch.arange(rows).repeat_interleave(cols).to(self.device)
+                        if self.num_classes else None)
+        self.grid_rows = rows
+        if saved is not None:  # last: building the pieces above may draw from the global RNG
+            checkpoint.restore_rng(saved["rng"], self.sampler)
+
+    def _restore(self, saved) -> None:
+        self.G.load_state_dict(saved["G"])
+        self.D.load_state_dict(saved["D"])
+        self.G_ema.load_state_dict(saved["G_ema"])
+        self.opt_g.load_state_dict(saved["opt_g"])
+        self.opt_d.load_state_dict(saved["opt_d"])
+        self.scaler_d.load_state_dict(saved["scaler_d"])
+        self.scaler_g.load_state_dict(saved["scaler_g"])
+        self.step = int(saved["step"])
+        self._say(f"resuming {self.out} at step {self.step} of {self.config.steps}")
+
+    # -- one iteration ----------------------------------------------------------------------
+    def _autocast(self):
+        if self.config.amp == "none":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.config.amp == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def _batch(self):
+        idx = torch.randint(len(self.data_x), (self.config.batch_size,), generator=self.sampler)
+        idx = idx.to(self.device)
+        return self.data_x[idx], (self.data_y[idx] if self.data_y is not None else None)
+
+    def _latents(self, n: int):
+        z = torch.randn(n, self.G.z_dim, generator=self.sampler).to(self.device)
+        y = (torch.randint(self.num_classes, (n,), generator=self.sampler).to(self.device)
+             if self.num_classes else None)
+        return z, y
+
+    def _discriminator_step(self, d_step: int):
+        c = self.config
+        real, real_y = self._batch()
+        z, fake_y = self._latents(len(real))
+        with torch.no_grad(), self._autocast():
+            fake = self.G(z, fake_y).to(real.dtype)  # autocast's bf16/fp16 output: the penalty
+            # mixes real and fake, which must share a dtype (D under autocast casts as it needs)
+        with self._autocast():
+            # One forward for both halves: one DDP synchronisation, and D has no batch norm.
+            scores, logits = self.D_train(torch.cat([real, fake]), with_classes=True)
+            real_scores, fake_scores = scores.chunk(2)
+            real_logits, fake_logits = logits.chunk(2) if logits is not None else (None, None)
+            loss = objectives.discriminator_loss(c.loss, real_scores, fake_scores)
+            if self.num_classes:
+                loss = loss + c.ac_weight * (objectives.auxiliary_classifier_loss(real_logits, real_y)
+                                             + objectives.auxiliary_classifier_loss(fake_logits, fake_y))
+            total = loss
+            if c.penalty != "none" and d_step % c.penalty_every == 0:
+                penalty = objectives.penalty(c.penalty, self.D, real, fake, c.penalty_weight,
+                                             c.backend, self.scaler_d if c.amp == "fp16" else None)
+                total = loss + c.penalty_every * penalty
+        self.opt_d.zero_grad(set_to_none=True)
+        self.scaler_d.scale(total).backward()
+        self.scaler_d.step(self.opt_d)
+        self.scaler_d.update()
+        return loss.detach()
+
+    def _generator_step(self):
+        c = self.config
+        z, fake_y = self._latents(c.batch_size)
+        self.D.requires_grad_(False)  # no weight gradients for D here (and no DDP sync for it)
+        with self._autocast():
+            scores, logits = self.D(self.G_train(z, fake_y), with_classes=True)
+            loss = objectives.generator_loss(c.loss, scores)
+            if self.num_classes:
+                loss = loss + c.ac_weight * objectives.auxiliary_classifier_loss(logits, fake_y)
+        self.opt_g.zero_grad(set_to_none=True)
+        self.scaler_g.scale(loss).backward()
+        self.scaler_g.step(self.opt_g)
+        self.scaler_g.update()
+        self.D.requires_grad_(True)
+        return loss.detach()
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        # Warm-up as in StyleGAN's ema_rampup: early weights are not averaged over a long past.
+        decay = min(self.config.ema, (1 + self.step) / (10 + self.step))
+        for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters(), strict=True):
+            p_ema.lerp_(p, 1 - decay)
+        for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers(), strict=True):
+            b_ema.copy_(b)
+
+    # -- outputs ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, n: int, generator: torch.Generator, labels=None, batch: int = 500):
+        out = []
+        for start in range(0, n, batch):
+            m = min(batch, n - start)
+            z = torch.randn(m, self.G.z_dim, generator=generator).to(self.device)
+            y = labels[start:start + m].to(self.device) if labels is not None else None
+            out.append(self.G_ema(z, y).float().cpu())
+        return torch.cat(out)
+
+    def evaluate(self) -> dict:
+        if self.evaluator is None:
+            return {}
+        n = self.eval_samples // self.world
+        gen = torch.Generator().manual_seed(777 + self.rank)
+        labels = torch.randint(self.num_classes, (n,), generator=gen) if self.num_classes else None
+        return self.evaluator.measure(self.generate(n, gen, labels), labels)
+
+    def save_samples(self, name: str) -> None:
+        if not self.writer:
+            return
+        if self.dataset.is_image:
+            with torch.no_grad():
+                images = self.G_ema(self.fixed_z, self.fixed_y)
+            save_image_grid(images, self.grid_rows, self.out / name, scale=max(1, 64 // images.shape[-1]))
+        else:
+            points = self.generate(2000, torch.Generator().manual_seed(4242))
+            save_points(points, self.dataset.centers, self.out / name, f"step {self.step}")
+
+    def save_checkpoint(self) -> None:
+        if not self.writer:
+            return
+        state = {"G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(),
+                 "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+                 "scaler_d": self.scaler_d.state_dict(), "scaler_g": self.scaler_g.state_dict(),
+                 "step": self.step, "config": self.config.to_dict(),
+                 "rng": checkpoint.rng_state(self.sampler)}
+        checkpoint.save(self.out, state, self.G_ema.state_dict())
+
+    def _flush(self, monitor: Monitor, pending: list, started: float, started_step: int) -> None:
+        """Log the mean losses since the last row; stop on the first non-finite one."""
+        if not pending:
+            return
+        steps = [s for s, _, _ in pending]
+        losses = torch.stack([torch.stack([d, g]) for _, d, g in pending]).float()
+        if self.world > 1:
+            dist.all_reduce(losses)
+            losses /= self.world
+        values = losses.cpu().tolist()
+        for step, (loss_d, loss_g) in zip(steps, values, strict=True):
+            if not (math.isfinite(loss_d) and math.isfinite(loss_g)):
+                name, value = ("loss_d", loss_d) if not math.isfinite(loss_d) else ("loss_g", loss_g)
+                raise NonFiniteLoss(f"step {step}: {name} is {value}; stopping (last checkpoint "
+                                    f"kept in {self.out}; try a lower learning rate or a penalty)")
+        mean_d = sum(v[0] for v in values) / len(values)
+        mean_g = sum(v[1] for v in values) / len(values)
+        rate = (self.step - started_step) / max(time.perf_counter() - started, 1e-9)
+        row = {"step": self.step, "loss_d": mean_d, "loss_g": mean_g, "steps_per_s": rate}
+        pending.clear()
+        if self.step % self.config.eval_every == 0 or self.step == self.config.steps:
+            row.update(self.evaluate())
+        monitor.log(row)
+        monitor.advance(0, {k: v for k, v in row.items() if k not in ("step", "steps_per_s")})
+
+    def run(self) -> dict:
+        """Train to config.steps; returns the last metrics row. Ctrl-C saves a checkpoint."""
+        c = self.config
+        monitor = Monitor(self.out, c.steps, self.step, self.writer, c.tensorboard)
+        if self.step == 0:
+            self._say(f"training {c.model} ({type(self.G).__name__}) on {c.data} "
+                      f"{list(self.dataset.x.shape)}, loss {c.loss}, penalty {c.penalty}, "
+                      f"{c.steps} steps, batch {c.batch_size} x {self.world} process(es), "
+                      f"device {self.device}, writing {self.out}")
+            monitor.log({"step": 0, **self.evaluate()})
+            self.save_samples("samples_0000000.png")
+        started, started_step, pending = time.perf_counter(), self.step, []
+        try:
+            while self.step < c.steps:
+                for k in range(c.n_critic):
+                    loss_d = self._discriminator_step(self.step * c.n_critic + k)
+                loss_g = self._generator_step()
+                self._update_ema()
+                self.step += 1
+                pending.append((self.step, loss_d, loss_g))
+                monitor.advance(1, {})
+                if self.step % c.log_every == 0 or self.step == c.steps:
+                    self._flush(monitor, pending, started, started_step)
+                if self.step % c.sample_every == 0 and self.step != c.steps:
+                    self.save_samples(f"samples_{self.step:07d}.png")
+                    self.save_checkpoint()
+        except KeyboardInterrupt:
+            self._flush_quietly(monitor, pending, started, started_step)
+            self.save_checkpoint()
+            self._say(f"interrupted at step {self.step}: checkpoint saved in {self.out}; "
+                      "continue with --resume")
+            raise
+        finally:
+            monitor.close()
+        self.save_samples("samples_final.png")
+        self.save_checkpoint()
+        rows = read_metrics(self.out / "metrics.jsonl") if self.writer else []
+        return rows[-1] if rows else {}
+
+    def _flush_quietly(self, monitor, pending, started, started_step) -> None:
+        try:
+            self._flush(monitor, pending, started, started_step)
+        except NonFiniteLoss:
+            pass
+
+
+def train(**settings) -> dict:
+    """Python shortcut: ganfast.train.train(data="ring8", steps=500, out="runs/x")."""
+    out = settings.pop("out", None)
+    resume = settings.pop("resume", False)
+    return Trainer(TrainConfig(**settings), out=out, resume=resume).run()
+
+
+__all__ = ["Trainer", "TrainConfig", "TrainingError", "NonFiniteLoss", "train"]
