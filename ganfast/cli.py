@@ -48,6 +48,8 @@ def _parse_shape(text: str) -> tuple:
 def _bench(args) -> int:
     if args.report:
         return _bench_report(args)
+    if args.op == "upsample_conv":
+        return _bench_upsample_conv(args)
     from . import backends
     from .bench import cases as bench_cases
     from .bench import gradient_penalty as gp_bench
@@ -114,6 +116,29 @@ def _bench_train_step(args, device, dtypes) -> int:
     return 0
 
 
+def _bench_upsample_conv(args) -> int:
+    from .bench import cases as bench_cases
+    from .bench import upsample_conv as uc_bench
+
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtypes = [DTYPES[d] for d in args.dtype.split(",")] if args.dtype else (
+        [torch.float32, torch.bfloat16] if device.type == "cuda" else [torch.float32])
+    blocks = list(uc_bench.BLOCKS)[: 1 if args.quick else None]
+    all_cases = uc_bench.cases(blocks, dtypes, device, ["nchw", "channels_last"],
+                               uc_bench.BACKENDS, with_compile=not args.no_compile)
+    rows = bench_cases.run("upsample_conv", all_cases, device)
+    for row in rows:  # effective TFLOP/s: the unfused conv's FLOPs over the time
+        if row.get("median_ms"):
+            passes = {"fwd": 1, "bwd": 2, "fwd+bwd": 3}[row["mode"]]  # bwd: grad x + grad w
+            row["tflops"] = round(passes * row["gflop"] / row["median_ms"], 4)
+    print(f"upsample_conv on {rows[0]['device']} (torch {rows[0]['torch']})")
+    print(bench_cases.markdown_table(rows, uc_bench.COLUMNS))
+    if args.out:
+        bench_cases.write_jsonl(rows, Path(args.out))
+        print(f"rows appended to {args.out}")
+    return 0
+
+
 def _bench_report(args) -> int:
     from .bench import report
 
@@ -141,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(func=_print_info)
 
     bench = sub.add_parser("bench", help="time ganfast's kernels against canonical PyTorch")
-    bench.add_argument("--op", choices=["gradient_penalty", "train_step"],
+    bench.add_argument("--op", choices=["gradient_penalty", "upsample_conv", "train_step"],
                        default="gradient_penalty")
     bench.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
     bench.add_argument("--dtype", help="comma-separated from fp32,fp16,bf16 "

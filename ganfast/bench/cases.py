@@ -87,9 +87,9 @@ def write_jsonl(rows: list[dict], path: Path) -> None:
             f.write(json.dumps(row) + "\n")
 
 
-def markdown_table(rows: list[dict]) -> str:
-    columns = ["mode", "case", "shape", "dtype", "backend", "median_ms", "us_per_call",
-               "steps_per_s", "gbps", "frac_of_copy", "speedup", "speedup_vs_compile"]
+def markdown_table(rows: list[dict], columns: list[str] | None = None) -> str:
+    columns = columns or ["mode", "case", "shape", "dtype", "backend", "median_ms", "us_per_call",
+                          "steps_per_s", "gbps", "frac_of_copy", "speedup", "speedup_vs_compile"]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
         if "skipped" in row:

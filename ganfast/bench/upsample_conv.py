@@ -1,0 +1,83 @@
+"""Benchmark cases for the fused upsample + conv: ganfast's folded form beside the block users
+run today (nn.Upsample(2, nearest) + Conv2d(3, padding=1)) and torch.compile of it.
+
+Shapes are generator blocks [B, Cin, H, W] -> Cout (output [B, Cout, 2H, 2W]):
+DCGAN-64 (512->256 at 4, 256->128 at 8, 128->64 at 16), SNGAN-32 (256->256 at 4, 8, 16) and a
+BigGAN-128 block (256->128 at 64; batch 4 on CPU). Modes: fwd, bwd (graph kept), fwd+bwd.
+Layouts: NCHW and channels_last (input and the conv's weight).
+"""
+
+import torch
+
+from ..ops.upsample_conv import upsample_conv2d, upsample_conv2d_unfused
+from .cases import Case
+
+BACKENDS = ("torch",)
+COLUMNS = ["mode", "block", "shape", "cout", "dtype", "layout", "backend", "median_ms", "tflops",
+           "speedup", "speedup_vs_compile"]  # the GPU kernels join here when they exist
+
+# name: (batch on CUDA, batch on CPU, Cin, Cout, H)
+BLOCKS = {
+    "dcgan64-512-4": (64, 16, 512, 256, 4),
+    "dcgan64-256-8": (64, 16, 256, 128, 8),
+    "dcgan64-128-16": (64, 16, 128, 64, 16),
+    "sngan32-256-4": (64, 16, 256, 256, 4),
+    "sngan32-256-8": (64, 16, 256, 256, 8),
+    "sngan32-256-16": (64, 16, 256, 256, 16),
+    "biggan128-256-64": (32, 4, 256, 128, 64),
+}
+
+
+def unfused_flops(batch, cin, cout, h, w) -> int:
+    """Multiply-adds x 2 of the unfused conv (9 taps on the 2H x 2W grid): the work the block
+    stands for. The folded form does 4/9 of it, so its TFLOP/s on this count is 'effective'."""
+    return 2 * batch * cout * cin * 9 * (2 * h) * (2 * w)
+
+
+def cases(blocks, dtypes, device, layouts, backends, with_compile=True):
+    for name in blocks:
+        for dtype in dtypes:
+            for layout in layouts:
+                yield from _group_cases(name, dtype, layout, device, backends, with_compile)
+
+
+def _group_cases(name, dtype, layout, device, backends, with_compile):
+    gpu_batch, cpu_batch, cin, cout, h = BLOCKS[name]
+    batch = gpu_batch if device.type == "cuda" else cpu_batch
+    memory_format = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    x = torch.randn(batch, cin, h, h, device=device, dtype=dtype)
+    x = x.to(memory_format=memory_format).requires_grad_(True)
+    weight = (torch.randn(cout, cin, 3, 3, device=device, dtype=dtype) / (3 * cin**0.5))
+    weight = weight.to(memory_format=memory_format).requires_grad_(True)
+    bias = torch.randn(cout, device=device, dtype=dtype, requires_grad=True)
+    grad_out = torch.randn(batch, cout, 2 * h, 2 * h, device=device, dtype=dtype)
+    grad_out = grad_out.to(memory_format=memory_format)
+    key = dict(shape=[batch, cin, h, h], cout=cout, block=name,
+               dtype=str(dtype).removeprefix("torch."), layout=layout,
+               gflop=round(unfused_flops(batch, cin, cout, h, h) / 1e9, 3))
+    impls = {"eager": upsample_conv2d_unfused}
+    if with_compile:
+        impls["compile"] = torch.compile(upsample_conv2d_unfused)
+    for b in backends:
+        impls[b] = lambda x, w, bias, b=b: upsample_conv2d(x, w, bias, backend=b)
+    inputs = (x, weight, bias)
+
+    for impl, fn in impls.items():
+        yield Case("fwd", key, impl, lambda fn=fn: fn(*inputs), None)
+    for impl, fn in impls.items():
+        if impl != "compile":  # a compiled backward cannot be replayed with retain_graph
+            yield Case("bwd", key, impl, _backward_only(fn, inputs, grad_out), None)
+    for impl, fn in impls.items():
+        yield Case("fwd+bwd", key, impl,
+                   lambda fn=fn: torch.autograd.grad(fn(*inputs), inputs, grad_out), None)
+
+
+def _backward_only(fn, inputs, grad_out):
+    graph = {}  # built on the first (warm-up) call
+
+    def backward():
+        if "out" not in graph:
+            graph["out"] = fn(*inputs)
+        return torch.autograd.grad(graph["out"], inputs, grad_out, retain_graph=True)
+
+    return backward

@@ -1,0 +1,225 @@
+"""Fused upsample + conv on CPU: the folded form against the unfused PyTorch code
+(nn.Upsample + nn.Conv2d) in float64, every gradient, gradcheck/gradgradcheck, layouts,
+state_dict compatibility, torch.compile, saved-tensor memory and input validation."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import ganfast
+from ganfast.nn import UpsampleConv2d
+from ganfast.nn.functional import upsample_conv2d
+from ganfast.ops import upsample_conv as uc
+
+ACTIVATIONS = [(None, 0.01), ("relu", 0.01), ("leaky_relu", 0.2)]
+
+
+def unfused(x, weight, bias, activation=None, negative_slope=0.01):
+    """The canonical block, written with torch.nn only (the oracle, independent of ganfast)."""
+    out = nn.functional.conv2d(nn.Upsample(scale_factor=2, mode="nearest")(x), weight, bias,
+                               padding=1)
+    if activation == "relu":
+        return torch.relu(out)
+    if activation == "leaky_relu":
+        return nn.functional.leaky_relu(out, negative_slope)
+    return out
+
+
+def _inputs(b, cin, cout, h, w, dtype=torch.float64, bias=True):
+    x = torch.randn(b, cin, h, w, dtype=dtype, requires_grad=True)
+    weight = torch.randn(cout, cin, 3, 3, dtype=dtype, requires_grad=True)
+    b_ = torch.randn(cout, dtype=dtype, requires_grad=True) if bias else None
+    return x, weight, b_
+
+
+def _check_against_unfused(x, weight, bias, activation=None, slope=0.01, tol=1e-12):
+    got = upsample_conv2d(x, weight, bias, activation=activation, negative_slope=slope)
+    expected = unfused(x, weight, bias, activation, slope)
+    torch.testing.assert_close(got, expected, rtol=tol, atol=tol)
+    grad_out = torch.randn_like(expected)
+    leaves = [t for t in (x, weight, bias) if t is not None]
+    got_grads = torch.autograd.grad(got, leaves, grad_out)
+    expected_grads = torch.autograd.grad(expected, leaves, grad_out)
+    for g, e in zip(got_grads, expected_grads, strict=True):
+        assert e.abs().sum() > 0
+        torch.testing.assert_close(g, e, rtol=tol, atol=tol)
+
+
+# ---------------------------------------------------------------- the same function
+
+@pytest.mark.parametrize("h", [1, 3, 7])
+@pytest.mark.parametrize("w", [1, 3, 7])
+@pytest.mark.parametrize("cin,cout", [(1, 1), (3, 1), (1, 3), (3, 3)])
+def test_matches_unfused_float64_odd_sizes(h, w, cin, cout):
+    _check_against_unfused(*_inputs(1, cin, cout, h, w))
+
+
+@pytest.mark.parametrize("activation,slope", ACTIVATIONS)
+@pytest.mark.parametrize("bias", [True, False])
+def test_epilogue_matches_unfused(activation, slope, bias):
+    _check_against_unfused(*_inputs(2, 3, 5, 7, 3, bias=bias), activation, slope)
+
+
+def test_fold_weight_sums_the_taps_on_each_source_pixel():
+    # Checked tap by tap against the rule in words (independent of the folding matrix): output
+    # phase (dy, dx) reads source offset (oy, ox) with the sum of the 3x3 taps (ky, kx) for
+    # which floor((d + k - 1) / 2) == o on each axis.
+    weight = torch.randn(2, 3, 3, 3, dtype=torch.float64)
+    folded = uc.fold_weight(weight)  # [Cin, Cout, 4, 4]; tap t <-> (phase d, offset o)
+    tap = {(0, -1): 3, (0, 0): 1, (1, 0): 2, (1, 1): 0}  # output row 2j + t - 1 = 2(j+o) + d
+    for (dy, oy), ty in tap.items():
+        for (dx, ox), tx in tap.items():
+            expected = sum(weight[:, :, ky, kx]
+                           for ky in range(3) if (dy + ky - 1) // 2 == oy
+                           for kx in range(3) if (dx + kx - 1) // 2 == ox)
+            torch.testing.assert_close(folded[:, :, ty, tx], expected.t())
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.bfloat16, 6e-2)])
+def test_lower_precision_close_to_float64(dtype, tol):
+    x, weight, bias = _inputs(2, 8, 4, 5, 6)
+    expected = unfused(x, weight, bias)
+    got = upsample_conv2d(x.to(dtype), weight.to(dtype), bias.to(dtype))
+    assert got.dtype == dtype
+    scale = expected.abs().max().item()
+    torch.testing.assert_close(got.double(), expected, rtol=tol, atol=tol * scale)
+
+
+@settings(max_examples=25, deadline=None)
+@given(b=st.integers(1, 3), cin=st.integers(1, 5), cout=st.integers(1, 5),
+       h=st.integers(1, 9), w=st.integers(1, 9), bias=st.booleans(),
+       act=st.sampled_from(ACTIVATIONS))
+def test_matches_unfused_hypothesis_shapes(b, cin, cout, h, w, bias, act):
+    _check_against_unfused(*_inputs(b, cin, cout, h, w, bias=bias), *act)
+
+
+@pytest.mark.parametrize("activation,slope", ACTIVATIONS)
+def test_gradcheck_and_gradgradcheck(activation, slope):
+    x, weight, bias = _inputs(2, 2, 3, 3, 4)
+
+    def fn(x, weight, bias):
+        return upsample_conv2d(x, weight, bias, activation=activation, negative_slope=slope)
+
+    assert torch.autograd.gradcheck(fn, (x, weight, bias))
+    assert torch.autograd.gradgradcheck(fn, (x, weight, bias))
+
+
+# ---------------------------------------------------------------- layouts
+
+def test_channels_last_input_and_output():
+    x, weight, bias = _inputs(2, 3, 4, 5, 7)
+    x_cl = x.detach().to(memory_format=torch.channels_last).requires_grad_(True)
+    _check_against_unfused(x_cl, weight, bias)
+    out = upsample_conv2d(x_cl, weight, bias)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("view", ["sliced", "transposed_hw", "expanded_batch"])
+def test_non_contiguous_inputs(view):
+    base = torch.randn(3, 6, 9, 8, dtype=torch.float64)
+    x = {"sliced": base[::2, 1::2, 1:8, ::2],
+         "transposed_hw": base.transpose(2, 3),
+         "expanded_batch": base[:1].expand(2, -1, -1, -1)}[view]
+    assert not x.is_contiguous()
+    x = x.detach().requires_grad_(True)
+    weight = torch.randn(5, x.shape[1], 3, 3, dtype=torch.float64).transpose(2, 3)
+    weight = weight.requires_grad_(True)  # a non-contiguous weight too
+    _check_against_unfused(x, weight, torch.randn(5, dtype=torch.float64, requires_grad=True))
+
+
+# ---------------------------------------------------------------- the module
+
+def test_module_loads_conv2d_state_dict_both_ways():
+    conv = nn.Conv2d(3, 4, 3, padding=1).double()
+    fused = UpsampleConv2d(3, 4).double()
+    fused.load_state_dict(conv.state_dict())
+    x = torch.randn(2, 3, 5, 3, dtype=torch.float64)
+    reference = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), conv)
+    torch.testing.assert_close(fused(x), reference(x), rtol=1e-12, atol=1e-12)
+    back = nn.Conv2d(3, 4, 3, padding=1).double()
+    back.load_state_dict(fused.state_dict())
+    assert set(fused.state_dict()) == {"weight", "bias"}
+
+
+def test_module_without_bias_and_with_activation():
+    fused = UpsampleConv2d(3, 2, bias=False, activation="leaky_relu", negative_slope=0.2).double()
+    assert fused.bias is None
+    x = torch.randn(1, 3, 3, 3, dtype=torch.float64)
+    torch.testing.assert_close(fused(x), unfused(x, fused.weight, None, "leaky_relu", 0.2))
+    assert "leaky_relu" in repr(fused) and "scale_factor=2" in repr(fused)
+
+
+def test_public_names():
+    assert ganfast.nn.UpsampleConv2d is UpsampleConv2d
+    assert ganfast.nn.functional.upsample_conv2d is upsample_conv2d
+
+
+@pytest.mark.parametrize("backend_compiler", ["aot_eager", "inductor"])
+def test_compiles_fullgraph(backend_compiler):
+    fused = UpsampleConv2d(3, 4, activation="relu")
+    compiled = torch.compile(fused, backend=backend_compiler, fullgraph=True)
+    x = torch.randn(2, 3, 5, 7, requires_grad=True)
+    got = compiled(x)
+    expected = unfused(x, fused.weight, fused.bias, "relu")
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    got.sum().backward()
+
+
+# ---------------------------------------------------------------- memory
+
+def test_backward_saves_no_upsampled_tensor():
+    # Every tensor autograd keeps for backward is at most the size of the block's output
+    # ([B, Cout, 2H, 2W]); the unfused block keeps the 4x input [B, Cin, 2H, 2W] as well.
+    x, weight, bias = _inputs(2, 16, 4, 6, 5, dtype=torch.float32)
+    upsampled_numel = x.numel() * 4
+    for activation in (None, "relu"):
+        saved = []
+        with torch.autograd.graph.saved_tensors_hooks(
+                lambda t: saved.append(t) or t, lambda t: t):
+            out = upsample_conv2d(x, weight, bias, activation=activation)
+        assert saved, "autograd saved nothing: the hook did not see the graph"
+        assert all(t.numel() < upsampled_numel for t in saved), [t.shape for t in saved]
+        # Activations are the batch-sized tensors (batch 2 here; weights lead with 4 or 16).
+        activations = [t for t in saved if t.shape[0] == x.shape[0]]
+        # the input, plus the output itself when the epilogue's backward needs it
+        assert sum(t.numel() for t in activations) == x.numel() + (out.numel() if activation else 0)
+
+
+# ---------------------------------------------------------------- bad input
+
+@pytest.mark.parametrize("kwargs,name", [({"kernel_size": 1}, "kernel_size"),
+                                         ({"padding": 0}, "padding"),
+                                         ({"scale_factor": 4}, "scale_factor"),
+                                         ({"kernel_size": (3, 5)}, "kernel_size"),
+                                         ({"activation": "gelu"}, "activation")])
+def test_module_rejects_unsupported_configuration(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        UpsampleConv2d(3, 4, **kwargs)
+
+
+def test_supported_configuration_is_named_in_the_error():
+    with pytest.raises(ValueError, match="kernel_size=3, padding=1, scale_factor=2"):
+        UpsampleConv2d(3, 4, scale_factor=3)
+
+
+@pytest.mark.parametrize("x_shape,w_shape,b_shape,match", [
+    ((2, 3, 5), (4, 3, 3, 3), (4,), "x must be a 4-D"),
+    ((2, 5, 5, 5), (4, 3, 3, 3), (4,), "in_channels=3"),
+    ((2, 3, 5, 5), (4, 3, 5, 5), (4,), "weight must be"),
+    ((2, 3, 5, 5), (4, 3, 3, 3), (3,), "bias must be"),
+])
+def test_functional_rejects_bad_shapes(x_shape, w_shape, b_shape, match):
+    with pytest.raises(ValueError, match=match):
+        upsample_conv2d(torch.randn(x_shape), torch.randn(w_shape), torch.randn(b_shape))
+
+
+def test_module_rejects_wrong_channel_count():
+    with pytest.raises(ValueError, match="channels"):
+        UpsampleConv2d(3, 4)(torch.randn(1, 5, 4, 4))
+
+
+def test_gpu_backend_by_name_is_refused_with_reason():
+    with pytest.raises(ganfast.BackendUnavailable, match="upsample_conv"):
+        upsample_conv2d(torch.randn(1, 3, 4, 4), torch.randn(2, 3, 3, 3), backend="triton")

@@ -1,0 +1,76 @@
+"""Fused upsample + conv on CUDA: every dtype and layout against the float64 unfused block,
+and the peak memory of forward + backward against the unfused block's."""
+
+import pytest
+import torch
+from torch import nn
+
+from ganfast.nn.functional import upsample_conv2d
+from ganfast.ops.upsample_conv import upsample_conv2d_unfused
+
+pytestmark = [pytest.mark.gpu,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
+
+DTYPE_TOL = [(torch.float32, 1e-4), (torch.float16, 1e-2), (torch.bfloat16, 4e-2)]
+
+
+@pytest.fixture(autouse=True)
+def _no_tf32():
+    old = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False  # fp32 means fp32 in the comparison
+    yield
+    torch.backends.cudnn.allow_tf32 = old
+
+
+@pytest.mark.parametrize("dtype,tol", DTYPE_TOL)
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("shape", [(1, 3, 1, 7), (3, 5, 7, 3), (4, 64, 9, 11)])
+@pytest.mark.parametrize("activation", [None, "leaky_relu"])
+def test_matches_unfused_float64(dtype, tol, channels_last, shape, activation):
+    b, cin, h, w = shape
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x64 = torch.randn(shape, dtype=torch.float64, device="cuda")
+    w64 = torch.randn(6, cin, 3, 3, dtype=torch.float64, device="cuda") / (3 * cin**0.5)
+    b64 = torch.randn(6, dtype=torch.float64, device="cuda")
+    leaves64 = [t.requires_grad_(True) for t in (x64, w64, b64)]
+    leaves = [t.detach().to(dtype).requires_grad_(True) for t in leaves64]
+    leaves[0] = leaves[0].detach().to(memory_format=fmt).requires_grad_(True)
+    expected = nn.functional.conv2d(nn.Upsample(scale_factor=2)(x64), w64, b64, padding=1)
+    if activation:
+        expected = nn.functional.leaky_relu(expected, 0.2)
+    got = upsample_conv2d(*leaves, activation=activation, negative_slope=0.2)
+    assert got.dtype == dtype
+    scale = expected.abs().max().item()
+    torch.testing.assert_close(got.double(), expected, rtol=tol, atol=tol * scale)
+    grad_out = torch.randn_like(expected)
+    expected_grads = torch.autograd.grad(expected, leaves64, grad_out)
+    got_grads = torch.autograd.grad(got, leaves, grad_out.to(dtype))
+    for g, e in zip(got_grads, expected_grads, strict=True):
+        torch.testing.assert_close(g.double(), e, rtol=tol, atol=tol * e.abs().max().item())
+
+
+def _peak_bytes(fn, x, weight, bias):
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    start = torch.cuda.memory_allocated()
+    out = fn(x, weight, bias)
+    forward_peak = torch.cuda.max_memory_allocated() - start
+    out.backward(torch.ones_like(out))
+    torch.cuda.synchronize()
+    return forward_peak, torch.cuda.max_memory_allocated() - start, out.numel() * out.element_size()
+
+
+def test_peak_activation_memory_is_the_output():
+    # A generator block (SNGAN-32, 256 -> 256 at 8x8, batch 64, bf16): the fused forward holds
+    # the output and the small folded weight only; the unfused one the upsampled input too.
+    x = torch.randn(64, 256, 8, 8, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    weight = torch.randn(256, 256, 3, 3, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    bias = torch.randn(256, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    fused_fwd, fused_total, out_bytes = _peak_bytes(upsample_conv2d, x, weight, bias)
+    x.grad = weight.grad = bias.grad = None
+    unfused_fwd, unfused_total, _ = _peak_bytes(upsample_conv2d_unfused, x, weight, bias)
+    folded_bytes = weight.numel() * 16 // 9 * weight.element_size()
+    print(f"peak forward: fused {fused_fwd} B, unfused {unfused_fwd} B (output {out_bytes} B)")
+    assert fused_fwd <= out_bytes + 3 * folded_bytes  # folding's temporaries are weight-sized
+    assert fused_fwd < unfused_fwd
+    assert fused_total <= unfused_total
