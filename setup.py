@@ -113,6 +113,7 @@ setup(
     packages=[
         "ganfast",
         "ganfast.ops",
+        "ganfast.nn",
         "ganfast.bench",
         "ganfast.train",
         "ganfast.kernels",
