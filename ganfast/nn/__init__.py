@@ -1,6 +1,8 @@
-"""Layers users put in their models: drop-in replacements of the stock ones."""
+"""Layers users put in their models: drop-in replacements of the stock ones, same parameters,
+same state_dict, same results."""
 
 from . import functional
+from .spectral_norm import SpectralNorm, remove_spectral_norm, spectral_norm
 from .upsample_conv import UpsampleConv2d
 
-__all__ = ["UpsampleConv2d", "functional"]
+__all__ = ["SpectralNorm", "UpsampleConv2d", "functional", "remove_spectral_norm", "spectral_norm"]

@@ -1,0 +1,120 @@
+"""Spectral normalization as a drop-in for torch.nn.utils.parametrizations.spectral_norm.
+
+Built on torch.nn.utils.parametrize with the same buffers (`_u`, `_v`), the same
+initialisation (normal u, v, normalized, then 15 power iterations: with the same RNG state, the
+same u and v), the same update order (in training, n_power_iterations steps in place on every
+access to the weight, then W / sigma) and the same eval behaviour (no update). State dicts
+therefore use PyTorch's keys and load both ways; checkpoints of the legacy
+torch.nn.utils.spectral_norm (weight_orig, weight_u, weight_v) load through a pre-hook.
+"""
+
+import functools
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrize
+
+from ..ops import spectral_norm as ops
+
+_TRANSPOSED_CONVS = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+
+
+class SpectralNorm(nn.Module):
+    """The parametrization: weight -> weight / sigma(weight)."""
+
+    def __init__(self, weight: torch.Tensor, n_power_iterations: int = 1, dim: int = 0,
+                 eps: float = 1e-12) -> None:
+        super().__init__()
+        ndim = weight.ndim
+        if not -ndim <= dim < ndim:
+            raise IndexError(f"spectral_norm: dim must be in [-{ndim}, {ndim - 1}] for a "
+                             f"{ndim}-d weight, got dim={dim}")
+        self.dim = dim if dim >= 0 else dim + ndim
+        self.eps = eps
+        self.n_power_iterations = n_power_iterations
+        if ndim > 1:  # a 1-d weight is normalized exactly, with no u, v (as PyTorch)
+            weight_mat = ops.weight_to_matrix(weight, self.dim)
+            h, w = weight_mat.size()
+            u = weight_mat.new_empty(h).normal_(0, 1)
+            v = weight_mat.new_empty(w).normal_(0, 1)
+            self.register_buffer("_u", F.normalize(u, dim=0, eps=eps))
+            self.register_buffer("_v", F.normalize(v, dim=0, eps=eps))
+            ops.power_iteration_(weight_mat, self._u, self._v, 15, eps)
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        if weight.ndim == 1:
+            return F.normalize(weight, dim=0, eps=self.eps)
+        if self.training:
+            ops.power_iteration_(ops.weight_to_matrix(weight.detach(), self.dim), self._u,
+                                 self._v, self.n_power_iterations, self.eps)
+        return ops.normalize_by_sigma(weight, self._u, self._v, self.dim)
+
+    def right_inverse(self, value: torch.Tensor) -> torch.Tensor:
+        return value
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, n_power_iterations={self.n_power_iterations}, eps={self.eps}"
+
+
+def _is_spectral_norm(parametrization) -> bool:
+    return type(parametrization).__name__ in ("SpectralNorm", "_SpectralNorm")
+
+
+def spectral_norm(module: nn.Module, name: str = "weight", n_power_iterations: int = 1,
+                  eps: float = 1e-12, dim: int = None) -> nn.Module:
+    """Apply spectral normalization to `module.<name>`; returns the module (as PyTorch's)."""
+    weight = getattr(module, name, None)
+    if not isinstance(weight, torch.Tensor):
+        raise ValueError(f"spectral_norm: module {type(module).__name__} has no parameter or "
+                         f"buffer named name={name!r}")
+    if weight.ndim < 1:
+        raise ValueError(f"spectral_norm: the weight {name!r} must have at least 1 dimension, "
+                         f"got a {weight.ndim}-d tensor")
+    if isinstance(n_power_iterations, bool) or not isinstance(n_power_iterations, int) \
+            or n_power_iterations < 1:
+        raise ValueError("spectral_norm: n_power_iterations must be an int >= 1, got "
+                         f"{n_power_iterations!r}")
+    if not eps > 0:
+        raise ValueError(f"spectral_norm: eps must be > 0, got eps={eps!r}")
+    if parametrize.is_parametrized(module, name) and any(
+            _is_spectral_norm(p) for p in module.parametrizations[name]):
+        raise ValueError(f"spectral_norm: {type(module).__name__}.{name} is already "
+                         "spectral-normalized (applied twice)")
+    if dim is None:
+        dim = 1 if isinstance(module, _TRANSPOSED_CONVS) else 0
+    parametrize.register_parametrization(
+        module, name, SpectralNorm(weight, n_power_iterations, dim, eps))
+    module._register_load_state_dict_pre_hook(functools.partial(_load_legacy_keys, name))
+    return module
+
+
+def remove_spectral_norm(module: nn.Module, name: str = "weight") -> nn.Module:
+    """Leave a plain layer whose `name` is the normalized weight (as remove_parametrizations)."""
+    if not (parametrize.is_parametrized(module, name) and any(
+            _is_spectral_norm(p) for p in module.parametrizations[name])):
+        raise ValueError(f"remove_spectral_norm: {type(module).__name__}.{name} is not "
+                         "spectral-normalized")
+    parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+    hooks = module._load_state_dict_pre_hooks
+    for key, hook in list(hooks.items()):
+        inner = getattr(hook, "hook", hook)
+        if isinstance(inner, functools.partial) and inner.func is _load_legacy_keys \
+                and inner.args == (name,):
+            del hooks[key]
+    return module
+
+
+def _load_legacy_keys(name, state_dict, prefix, local_metadata, strict, missing_keys,
+                      unexpected_keys, error_msgs) -> None:
+    """Rename torch.nn.utils.spectral_norm's keys to the parametrization's, in place."""
+    renames = {
+        f"{prefix}{name}_orig": f"{prefix}parametrizations.{name}.original",
+        f"{prefix}{name}_u": f"{prefix}parametrizations.{name}.0._u",
+        f"{prefix}{name}_v": f"{prefix}parametrizations.{name}.0._v",
+    }
+    if renames.keys().isdisjoint(state_dict.keys()):
+        return
+    for old, new in renames.items():
+        if old in state_dict:
+            state_dict[new] = state_dict.pop(old)

@@ -1,0 +1,95 @@
+"""Spectral-normalization ops: the power iteration and W / sigma with sigma = u^T W_mat v.
+
+W_mat is the weight with dimension `dim` moved to the front and the rest flattened ([h, w]);
+u [h] and v [w] are the current estimates of its first singular vectors.
+
+Public functions:
+    power_iteration_(weight_mat, u, v, n_power_iterations, eps)
+        u <- normalize(W_mat v), v <- normalize(W_mat^T u), n times, in place, no grad
+        (the exact expressions of torch.nn.utils.parametrizations.spectral_norm).
+    normalize_by_sigma(weight, u, v, dim)
+        W / sigma with sigma = vdot(u, W_mat v): u and v are constants for autograd.
+
+Backward of y = W / sigma (u, v constant, G = dL/dy, <.,.> the Frobenius product):
+    dsigma/dW = u v^T (in W_mat's layout), so
+    gW = G / sigma - (<G, W> / sigma^2) u v^T = (G - <G, y> u v^T) / sigma.
+The torch backend runs this in a torch.autograd.Function that saves u and v, the two small
+copies being the only clones: PyTorch's parametrization clones u and v before every forward and
+lets autograd record mv, vdot and the division (three backward nodes and an accumulation).
+When the weight needs no gradient there is no Function and no copy at all.
+A backward asked to build a graph (create_graph=True) differentiates the reference instead.
+"""
+
+import torch
+import torch.nn.functional as F
+
+OP = "spectral_norm"
+
+
+# ---------------------------------------------------------------- references (CPU and oracle)
+
+def weight_to_matrix(weight: torch.Tensor, dim: int) -> torch.Tensor:
+    """[h, w] view (or copy) of the weight with `dim` first, as PyTorch's parametrization."""
+    if dim != 0:
+        weight = weight.permute(dim, *(d for d in range(weight.dim()) if d != dim))
+    return weight.flatten(1)
+
+
+def matrix_to_weight(mat: torch.Tensor, weight: torch.Tensor, dim: int) -> torch.Tensor:
+    """Inverse of weight_to_matrix: an [h, w] matrix back in the weight's shape and dim order."""
+    if dim == 0:
+        return mat.view(weight.shape)
+    order = [dim] + [d for d in range(weight.dim()) if d != dim]
+    permuted = mat.view([weight.shape[d] for d in order])
+    inverse = [order.index(d) for d in range(weight.dim())]
+    return permuted.permute(inverse)
+
+
+@torch.no_grad()
+def power_iteration_(weight_mat, u, v, n_power_iterations: int, eps: float) -> None:
+    # In place (out=): DataParallel replicas share the buffers' storage, see PyTorch's note in
+    # torch/nn/utils/spectral_norm.py. Same expressions as PyTorch, so the same rounding.
+    for _ in range(n_power_iterations):
+        F.normalize(torch.mv(weight_mat, v), dim=0, eps=eps, out=u)
+        F.normalize(torch.mv(weight_mat.H, u), dim=0, eps=eps, out=v)
+
+
+def sigma_reference(weight_mat, u, v):
+    return torch.vdot(u, torch.mv(weight_mat, v))
+
+
+def normalize_by_sigma_reference(weight, u, v, dim: int):
+    """W / sigma, differentiable in W (u and v detached): the oracle of the Function."""
+    return weight / sigma_reference(weight_to_matrix(weight, dim), u.detach(), v.detach())
+
+
+# ---------------------------------------------------------------- autograd
+
+class _NormalizeBySigma(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, weight, u, v, dim):
+        sigma = sigma_reference(weight_to_matrix(weight, dim), u, v)
+        out = weight / sigma
+        # u and v are buffers that the next training forward updates in place: keep copies.
+        ctx.save_for_backward(weight, out, sigma, u.clone(), v.clone())
+        ctx.dim = dim
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        weight, out, sigma, u, v = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: let autograd differentiate the reference
+            y = normalize_by_sigma_reference(weight, u, v, ctx.dim)
+            (gw,) = torch.autograd.grad(y, weight, grad, create_graph=True)
+            return gw, None, None, None
+        coeff = torch.vdot(grad.reshape(-1), out.reshape(-1))
+        rank_one = matrix_to_weight(torch.outer(u, v), weight, ctx.dim)
+        return (grad - coeff * rank_one) / sigma, None, None, None
+
+
+def normalize_by_sigma(weight, u, v, dim: int):
+    """W / sigma(W, u, v); the gradient flows to W only."""
+    if not (torch.is_grad_enabled() and weight.requires_grad):
+        with torch.no_grad():  # no graph: no Function, no copies of u and v
+            return weight / sigma_reference(weight_to_matrix(weight, dim), u, v)
+    return _NormalizeBySigma.apply(weight, u, v, dim)

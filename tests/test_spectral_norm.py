@@ -1,0 +1,213 @@
+"""ganfast.nn.spectral_norm against torch.nn.utils.parametrizations.spectral_norm (the oracle)."""
+
+import copy
+import io
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import parametrizations, parametrize
+
+import ganfast
+from ganfast.ops import spectral_norm as ops
+
+MODULES = {
+    "linear": (lambda: nn.Linear(7, 5), (3, 7)),
+    "conv1d": (lambda: nn.Conv1d(3, 6, 3), (2, 3, 9)),
+    "conv2d": (lambda: nn.Conv2d(3, 5, 3, padding=1), (2, 3, 6, 7)),
+    "conv3d": (lambda: nn.Conv3d(2, 4, 2), (2, 2, 4, 5, 3)),
+    "convT1d": (lambda: nn.ConvTranspose1d(3, 6, 3), (2, 3, 5)),
+    "convT2d": (lambda: nn.ConvTranspose2d(4, 3, 3, stride=2), (2, 4, 3, 5)),
+    "convT3d": (lambda: nn.ConvTranspose3d(2, 5, 2), (2, 2, 3, 3, 2)),
+    "embedding": (lambda: nn.Embedding(11, 6), None),
+}
+TOL = {torch.float64: 1e-12, torch.float32: 1e-6}
+
+
+def make_pair(kind, dtype, seed=0, n_power_iterations=1):
+    """The same layer twice, normalized by PyTorch and by ganfast from the same RNG state."""
+    factory, _ = MODULES[kind]
+    torch.manual_seed(seed)
+    base = factory().to(dtype)
+    theirs, ours = copy.deepcopy(base), copy.deepcopy(base)
+    torch.manual_seed(seed + 1)
+    parametrizations.spectral_norm(theirs, n_power_iterations=n_power_iterations)
+    torch.manual_seed(seed + 1)
+    ganfast.nn.spectral_norm(ours, n_power_iterations=n_power_iterations)
+    return theirs, ours
+
+
+def make_input(kind, dtype, seed):
+    _, shape = MODULES[kind]
+    g = torch.Generator().manual_seed(seed)
+    if shape is None:
+        return torch.randint(0, 11, (4, 3), generator=g)
+    return torch.randn(shape, generator=g, dtype=dtype)
+
+
+def assert_close(a, b, dtype):
+    torch.testing.assert_close(a, b, atol=TOL[dtype], rtol=TOL[dtype])
+
+
+def sn_state(m):
+    p = m.parametrizations.weight
+    return p.original, p[0]._u, p[0]._v
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("kind", list(MODULES))
+@pytest.mark.parametrize("n_power_iterations", [1, 3])
+def test_training_steps_equal_pytorch(kind, dtype, n_power_iterations):
+    theirs, ours = make_pair(kind, dtype, n_power_iterations=n_power_iterations)
+    for a, b in zip(sn_state(theirs), sn_state(ours)):
+        assert_close(b, a, dtype)  # same initial u, v from the same RNG state
+    opt_t = torch.optim.SGD(theirs.parameters(), lr=0.05)
+    opt_o = torch.optim.SGD(ours.parameters(), lr=0.05)
+    for step in range(4):
+        x = make_input(kind, dtype, step)
+        outs = []
+        for m, opt in ((theirs, opt_t), (ours, opt_o)):
+            opt.zero_grad()
+            y = m(x)
+            (y.square().mean() + y.mean()).backward()
+            opt.step()
+            outs.append(y)
+        assert_close(outs[1], outs[0], dtype)
+        for a, b in zip(sn_state(theirs), sn_state(ours)):
+            assert_close(b, a, dtype)
+    theirs.eval(), ours.eval()
+    u_before = sn_state(ours)[1].clone()
+    x = make_input(kind, dtype, 99)
+    assert_close(ours(x), theirs(x), dtype)
+    assert torch.equal(sn_state(ours)[1], u_before)  # eval does not update u
+
+
+def test_one_dimensional_weight_is_normalized_exactly():
+    m = nn.Module()
+    m.weight = nn.Parameter(torch.randn(9, dtype=torch.float64))
+    ganfast.nn.spectral_norm(m)
+    torch.testing.assert_close(m.weight.norm(), torch.tensor(1.0, dtype=torch.float64))
+
+
+def test_state_dicts_load_both_ways():
+    theirs, ours = make_pair("conv2d", torch.float32)
+    x = make_input("conv2d", torch.float32, 0)
+    theirs(x), ours(x)
+    assert list(theirs.state_dict()) == list(ours.state_dict())
+    fresh_ours = ganfast.nn.spectral_norm(nn.Conv2d(3, 5, 3, padding=1))
+    fresh_ours.load_state_dict(theirs.state_dict())
+    fresh_theirs = parametrizations.spectral_norm(nn.Conv2d(3, 5, 3, padding=1))
+    fresh_theirs.load_state_dict(ours.state_dict())
+    buf = io.BytesIO()
+    torch.save(ours.state_dict(), buf)
+    buf.seek(0)
+    reloaded = ganfast.nn.spectral_norm(nn.Conv2d(3, 5, 3, padding=1))
+    reloaded.load_state_dict(torch.load(buf, weights_only=True))
+    for m in (fresh_ours, fresh_theirs, reloaded):
+        m.eval()
+    theirs.eval(), ours.eval()
+    assert_close(fresh_ours(x), theirs(x), torch.float32)
+    assert_close(fresh_theirs(x), ours(x), torch.float32)
+    assert_close(reloaded(x), ours(x), torch.float32)
+
+
+def test_legacy_checkpoint_loads_in_a_parent_module():
+    torch.manual_seed(3)
+    legacy = nn.Sequential(nn.Linear(4, 6), nn.utils.spectral_norm(nn.Linear(6, 5)))
+    x = torch.randn(3, 4)
+    legacy(x)
+    legacy.eval()
+    ours = nn.Sequential(nn.Linear(4, 6), ganfast.nn.spectral_norm(nn.Linear(6, 5)))
+    ours.load_state_dict(legacy.state_dict())
+    ours.eval()
+    torch.testing.assert_close(ours(x), legacy(x), atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(ours[1].parametrizations.weight[0]._u, legacy[1].weight_u)
+
+
+def test_double_use_then_one_backward():
+    theirs, ours = make_pair("conv2d", torch.float64)
+    real, fake = make_input("conv2d", torch.float64, 1), make_input("conv2d", torch.float64, 2)
+    for m in (theirs, ours):
+        (m(real).mean() - m(fake).mean()).backward()
+    for a, b in zip(sn_state(theirs), sn_state(ours)):
+        assert_close(b, a, torch.float64)
+    assert_close(ours.parametrizations.weight.original.grad,
+                 theirs.parametrizations.weight.original.grad, torch.float64)
+
+
+def test_deepcopy_keeps_state_and_hook():
+    _, ours = make_pair("linear", torch.float32)
+    twin = copy.deepcopy(ours)
+    for a, b in zip(sn_state(ours), sn_state(twin)):
+        assert torch.equal(a, b) and a.data_ptr() != b.data_ptr()
+    x = make_input("linear", torch.float32, 0)
+    torch.testing.assert_close(twin(x), ours(x))
+    legacy = nn.utils.spectral_norm(nn.Linear(7, 5))
+    twin.load_state_dict(legacy.state_dict())  # the copied pre-hook still renames the keys
+
+
+def test_remove_leaves_the_normalized_weight():
+    _, ours = make_pair("convT2d", torch.float64)
+    ours.eval()
+    expected = ours.weight.detach().clone()
+    ganfast.nn.remove_spectral_norm(ours)
+    assert not parametrize.is_parametrized(ours)
+    assert isinstance(ours.weight, nn.Parameter)
+    assert torch.equal(ours.weight.detach(), expected)
+    assert not ours._load_state_dict_pre_hooks
+    with pytest.raises(ValueError, match="not spectral-normalized"):
+        ganfast.nn.remove_spectral_norm(ours)
+
+
+@pytest.mark.parametrize("dim", [0, 1, 2])
+def test_gradcheck(dim):
+    g = torch.Generator().manual_seed(dim)
+    w = torch.randn(3, 4, 2, dtype=torch.float64, generator=g, requires_grad=True)
+    h, wd = ops.weight_to_matrix(w, dim).shape
+    u = torch.nn.functional.normalize(torch.randn(h, dtype=torch.float64, generator=g), dim=0)
+    v = torch.nn.functional.normalize(torch.randn(wd, dtype=torch.float64, generator=g), dim=0)
+    f = lambda w: ops.normalize_by_sigma(w, u, v, dim)  # noqa: E731
+    assert torch.autograd.gradcheck(f, (w,))
+    assert torch.autograd.gradgradcheck(f, (w,))
+    grad = torch.randn(w.shape, dtype=torch.float64, generator=g)
+    (ours,) = torch.autograd.grad(f(w), w, grad)
+    (ref,) = torch.autograd.grad(ops.normalize_by_sigma_reference(w, u, v, dim), w, grad)
+    torch.testing.assert_close(ours, ref, atol=1e-12, rtol=1e-12)
+
+
+def test_compile_fullgraph_matches_eager():
+    theirs, ours = make_pair("conv2d", torch.float32)
+    compiled = torch.compile(ours, fullgraph=True, backend="aot_eager")
+    for step in range(2):
+        x = make_input("conv2d", torch.float32, step)
+        y_c, y_t = compiled(x), theirs(x)
+        y_c.sum().backward(), y_t.sum().backward()
+        torch.testing.assert_close(y_c, y_t, atol=1e-6, rtol=1e-6)
+    for a, b in zip(sn_state(theirs), sn_state(ours)):
+        torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(ours.parametrizations.weight.original.grad,
+                               theirs.parametrizations.weight.original.grad,
+                               atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(name="nope"), "name='nope'"),
+    (dict(n_power_iterations=0), "n_power_iterations"),
+    (dict(eps=0.0), "eps"),
+    (dict(eps=-1e-3), "eps"),
+])
+def test_bad_arguments_are_named(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ganfast.nn.spectral_norm(nn.Linear(3, 4), **kwargs)
+
+
+def test_scalar_weight_and_applying_twice_are_rejected():
+    m = nn.Module()
+    m.weight = nn.Parameter(torch.tensor(2.0))
+    with pytest.raises(ValueError, match="at least 1 dimension"):
+        ganfast.nn.spectral_norm(m)
+    lin = ganfast.nn.spectral_norm(nn.Linear(3, 4))
+    with pytest.raises(ValueError, match="applied twice"):
+        ganfast.nn.spectral_norm(lin)
+    with pytest.raises(ValueError, match="applied twice"):
+        ganfast.nn.spectral_norm(parametrizations.spectral_norm(nn.Linear(3, 4)))
