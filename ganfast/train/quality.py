@@ -76,6 +76,16 @@ def train_digits_classifier(size: int, steps: int = 400) -> DigitsClassifier:
     """Full-batch Adam on all 1797 digits with light noise and 1-pixel shifts (so generated
     digits slightly off the data still classify); seeded, its own RNG, CPU."""
     data = datasets.digits(size)
+    threads = torch.get_num_threads()
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(1)  # as the trainer: small ops, often a shared machine
+    try:
+        return _fit_classifier(size, data, steps)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit_classifier(size: int, data, steps: int) -> DigitsClassifier:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         net = DigitsClassifier(size)
