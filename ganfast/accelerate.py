@@ -17,6 +17,7 @@ with the same gradients: tests/test_accelerate.py checks this in float64.
 """
 
 import dataclasses
+import functools
 
 import torch
 from torch import nn
@@ -133,14 +134,18 @@ def _sn_change(path: str, module: nn.Module, name: str, before: str) -> Change:
 
 
 def _replace_parametrized(module: nn.Module, name: str, torch_sn) -> None:
-    from .nn import spectral_norm
+    from .nn.spectral_norm import SpectralNorm, _load_legacy_keys
 
-    u, v = torch_sn._u, torch_sn._v
-    # leave_parametrized=False puts the original Parameter back as module.<name>, the same object.
-    parametrize.remove_parametrizations(module, name, leave_parametrized=False)
-    spectral_norm(module, name, n_power_iterations=torch_sn.n_power_iterations,
-                  eps=torch_sn.eps, dim=torch_sn.dim)
-    _copy_uv(module, name, u, v)
+    # Swap the parametrization in its list rather than remove and re-register: removal edits
+    # the module's class, which a deepcopy of the module (an EMA copy, say) shares.
+    chain = module.parametrizations[name]
+    with _rng_untouched(chain.original.device):  # the constructor's random u, v are replaced
+        ours = SpectralNorm(chain.original.detach(), torch_sn.n_power_iterations, torch_sn.dim,
+                            torch_sn.eps)
+    _copy_uv(ours, torch_sn._u, torch_sn._v)
+    ours.train(torch_sn.training)
+    chain[0] = ours
+    module._register_load_state_dict_pre_hook(functools.partial(_load_legacy_keys, name))
 
 
 def _replace_legacy(module: nn.Module, hook_key: int, hook) -> None:
@@ -157,9 +162,12 @@ def _replace_legacy(module: nn.Module, hook_key: int, hook) -> None:
     if name in module.__dict__:  # the last normalized weight, set as a plain attribute
         delattr(module, name)
     module.register_parameter(name, weight)
-    spectral_norm(module, name, n_power_iterations=hook.n_power_iterations, eps=hook.eps,
-                  dim=hook.dim, legacy_update_order=True)
-    _copy_uv(module, name, u, v)
+    with _rng_untouched(weight.device):
+        spectral_norm(module, name, n_power_iterations=hook.n_power_iterations, eps=hook.eps,
+                      dim=hook.dim)
+    ours = module.parametrizations[name][0]
+    ours.legacy_update_order = True
+    _copy_uv(ours, u, v)
 
 
 def _belongs_to(state_hook, legacy_hook) -> bool:
@@ -167,8 +175,12 @@ def _belongs_to(state_hook, legacy_hook) -> bool:
     return getattr(fn, "fn", None) is legacy_hook
 
 
-def _copy_uv(module: nn.Module, name: str, u: torch.Tensor, v: torch.Tensor) -> None:
-    sn = module.parametrizations[name][0]
+def _copy_uv(sn: nn.Module, u: torch.Tensor, v: torch.Tensor) -> None:
     with torch.no_grad():
         sn._u.copy_(u)
         sn._v.copy_(v)
+
+
+def _rng_untouched(device: torch.device):
+    """Converting must not move the random streams the user's code goes on to draw from."""
+    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
