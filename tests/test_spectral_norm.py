@@ -211,3 +211,23 @@ def test_scalar_weight_and_applying_twice_are_rejected():
         ganfast.nn.spectral_norm(lin)
     with pytest.raises(ValueError, match="applied twice"):
         ganfast.nn.spectral_norm(parametrizations.spectral_norm(nn.Linear(3, 4)))
+
+
+def test_sngan32_discriminator_steps_equal_pytorch():
+    from ganfast.bench.spectral_norm import SNGANDiscriminator32, discriminator_step
+
+    models = []
+    for sn in (parametrizations.spectral_norm, ganfast.nn.spectral_norm):
+        torch.manual_seed(0)
+        models.append(SNGANDiscriminator32(sn, channels=8).double())
+    real = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    fake = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    for _ in range(2):
+        for m in models:
+            discriminator_step(m, real, fake)
+    theirs, ours = (dict(m.named_parameters()) for m in models)
+    assert list(theirs) == list(ours)
+    for key in theirs:
+        assert_close(ours[key].grad, theirs[key].grad, torch.float64)
+    for (k, a), (_, b) in zip(models[0].state_dict().items(), models[1].state_dict().items()):
+        assert_close(b, a, torch.float64)
