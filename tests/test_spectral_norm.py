@@ -231,3 +231,16 @@ def test_sngan32_discriminator_steps_equal_pytorch():
         assert_close(ours[key].grad, theirs[key].grad, torch.float64)
     for (k, a), (_, b) in zip(models[0].state_dict().items(), models[1].state_dict().items()):
         assert_close(b, a, torch.float64)
+
+
+def test_compiled_double_use_matches_eager_pytorch():
+    theirs, ours = make_pair("conv2d", torch.float32)
+    compiled = torch.compile(ours, fullgraph=True, backend="aot_eager")
+    real, fake = make_input("conv2d", torch.float32, 1), make_input("conv2d", torch.float32, 2)
+    (compiled(real).mean() - compiled(fake).mean()).backward()
+    (theirs(real).mean() - theirs(fake).mean()).backward()
+    for a, b in zip(sn_state(theirs), sn_state(ours)):
+        torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(ours.parametrizations.weight.original.grad,
+                               theirs.parametrizations.weight.original.grad,
+                               atol=1e-6, rtol=1e-6)
