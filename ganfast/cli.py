@@ -50,6 +50,8 @@ def _bench(args) -> int:
         return _bench_report(args)
     if args.op == "upsample_conv":
         return _bench_upsample_conv(args)
+    if args.op == "spectral_norm":
+        return _bench_spectral_norm(args)
     from . import backends
     from .bench import cases as bench_cases
     from .bench import gradient_penalty as gp_bench
@@ -139,6 +141,17 @@ def _bench_upsample_conv(args) -> int:
     return 0
 
 
+def _bench_spectral_norm(args) -> int:
+    from .bench import spectral_norm as sn_bench
+
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    rows = sn_bench.run(device, mode=args.mode, quick=args.quick,
+                        with_compile=not args.no_compile)
+    print(f"spectral_norm on {device} (torch {torch.__version__})")
+    print(sn_bench.markdown_table(rows))
+    return 0
+
+
 def _bench_report(args) -> int:
     from .bench import report
 
@@ -166,8 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(func=_print_info)
 
     bench = sub.add_parser("bench", help="time ganfast's kernels against canonical PyTorch")
-    bench.add_argument("--op", choices=["gradient_penalty", "upsample_conv", "train_step"],
-                       default="gradient_penalty")
+    bench.add_argument("--op", default="gradient_penalty",
+                       choices=["gradient_penalty", "spectral_norm", "upsample_conv", "train_step"])
     bench.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
     bench.add_argument("--dtype", help="comma-separated from fp32,fp16,bf16 "
                                        "(default: all on GPU, fp32 on CPU)")

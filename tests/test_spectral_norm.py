@@ -59,7 +59,7 @@ def sn_state(m):
 @pytest.mark.parametrize("n_power_iterations", [1, 3])
 def test_training_steps_equal_pytorch(kind, dtype, n_power_iterations):
     theirs, ours = make_pair(kind, dtype, n_power_iterations=n_power_iterations)
-    for a, b in zip(sn_state(theirs), sn_state(ours)):
+    for a, b in zip(sn_state(theirs), sn_state(ours), strict=True):
         assert_close(b, a, dtype)  # same initial u, v from the same RNG state
     opt_t = torch.optim.SGD(theirs.parameters(), lr=0.05)
     opt_o = torch.optim.SGD(ours.parameters(), lr=0.05)
@@ -73,7 +73,7 @@ def test_training_steps_equal_pytorch(kind, dtype, n_power_iterations):
             opt.step()
             outs.append(y)
         assert_close(outs[1], outs[0], dtype)
-        for a, b in zip(sn_state(theirs), sn_state(ours)):
+        for a, b in zip(sn_state(theirs), sn_state(ours), strict=True):
             assert_close(b, a, dtype)
     theirs.eval(), ours.eval()
     u_before = sn_state(ours)[1].clone()
@@ -129,7 +129,7 @@ def test_double_use_then_one_backward():
     real, fake = make_input("conv2d", torch.float64, 1), make_input("conv2d", torch.float64, 2)
     for m in (theirs, ours):
         (m(real).mean() - m(fake).mean()).backward()
-    for a, b in zip(sn_state(theirs), sn_state(ours)):
+    for a, b in zip(sn_state(theirs), sn_state(ours), strict=True):
         assert_close(b, a, torch.float64)
     assert_close(ours.parametrizations.weight.original.grad,
                  theirs.parametrizations.weight.original.grad, torch.float64)
@@ -138,7 +138,7 @@ def test_double_use_then_one_backward():
 def test_deepcopy_keeps_state_and_hook():
     _, ours = make_pair("linear", torch.float32)
     twin = copy.deepcopy(ours)
-    for a, b in zip(sn_state(ours), sn_state(twin)):
+    for a, b in zip(sn_state(ours), sn_state(twin), strict=True):
         assert torch.equal(a, b) and a.data_ptr() != b.data_ptr()
     x = make_input("linear", torch.float32, 0)
     torch.testing.assert_close(twin(x), ours(x))
@@ -183,7 +183,7 @@ def test_compile_fullgraph_matches_eager():
         y_c, y_t = compiled(x), theirs(x)
         y_c.sum().backward(), y_t.sum().backward()
         torch.testing.assert_close(y_c, y_t, atol=1e-6, rtol=1e-6)
-    for a, b in zip(sn_state(theirs), sn_state(ours)):
+    for a, b in zip(sn_state(theirs), sn_state(ours), strict=True):
         torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-6)
     torch.testing.assert_close(ours.parametrizations.weight.original.grad,
                                theirs.parametrizations.weight.original.grad,
@@ -211,3 +211,48 @@ def test_scalar_weight_and_applying_twice_are_rejected():
         ganfast.nn.spectral_norm(lin)
     with pytest.raises(ValueError, match="applied twice"):
         ganfast.nn.spectral_norm(parametrizations.spectral_norm(nn.Linear(3, 4)))
+
+
+def test_sngan32_discriminator_steps_equal_pytorch():
+    from ganfast.bench.spectral_norm import SNGANDiscriminator32, discriminator_step
+
+    models = []
+    for sn in (parametrizations.spectral_norm, ganfast.nn.spectral_norm):
+        torch.manual_seed(0)
+        models.append(SNGANDiscriminator32(sn, channels=8).double())
+    real = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    fake = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    for _ in range(2):
+        for m in models:
+            discriminator_step(m, real, fake)
+    theirs, ours = (dict(m.named_parameters()) for m in models)
+    assert list(theirs) == list(ours)
+    for key in theirs:
+        assert_close(ours[key].grad, theirs[key].grad, torch.float64)
+    for (_, a), (_, b) in zip(models[0].state_dict().items(), models[1].state_dict().items(), strict=True):
+        assert_close(b, a, torch.float64)
+
+
+def test_compiled_double_use_matches_eager_pytorch():
+    theirs, ours = make_pair("conv2d", torch.float32)
+    compiled = torch.compile(ours, fullgraph=True, backend="aot_eager")
+    real, fake = make_input("conv2d", torch.float32, 1), make_input("conv2d", torch.float32, 2)
+    (compiled(real).mean() - compiled(fake).mean()).backward()
+    (theirs(real).mean() - theirs(fake).mean()).backward()
+    for a, b in zip(sn_state(theirs), sn_state(ours), strict=True):
+        torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(ours.parametrizations.weight.original.grad,
+                               theirs.parametrizations.weight.original.grad,
+                               atol=1e-6, rtol=1e-6)
+
+
+def test_autocast_matches_pytorch():
+    theirs, ours = make_pair("linear", torch.float32)
+    x = make_input("linear", torch.float32, 0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y_t, y_o = theirs(x), ours(x)
+    assert y_o.dtype == y_t.dtype
+    torch.testing.assert_close(y_o, y_t)
+    y_t.float().sum().backward(), y_o.float().sum().backward()
+    torch.testing.assert_close(ours.parametrizations.weight.original.grad,
+                               theirs.parametrizations.weight.original.grad)

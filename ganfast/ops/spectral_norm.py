@@ -82,9 +82,11 @@ class _NormalizeBySigma(torch.autograd.Function):
             y = normalize_by_sigma_reference(weight, u, v, ctx.dim)
             (gw,) = torch.autograd.grad(y, weight, grad, create_graph=True)
             return gw, None, None, None
-        coeff = torch.vdot(grad.reshape(-1), out.reshape(-1))
-        rank_one = matrix_to_weight(torch.outer(u, v), weight, ctx.dim)
-        return (grad - coeff * rank_one) / sigma, None, None, None
+        # The scalars go into the small vector u: two passes over the weight, not three.
+        u_scaled = u * (torch.vdot(grad.reshape(-1), out.reshape(-1)) / sigma)
+        grad_weight = grad / sigma
+        grad_weight.sub_(matrix_to_weight(torch.outer(u_scaled, v), weight, ctx.dim))
+        return grad_weight, None, None, None
 
 
 def normalize_by_sigma(weight, u, v, dim: int):
