@@ -236,8 +236,10 @@ def test_bench_cases_run_and_compute_the_same_block(monkeypatch):
                                 ["nchw", "channels_last"], uc_bench.BACKENDS, with_compile=False))
     fwd = {(c.key["layout"], c.backend): c.fn() for c in cases if c.mode == "fwd"}
     for layout in ("nchw", "channels_last"):
-        torch.testing.assert_close(fwd[layout, "torch"], fwd[layout, "eager"])
+        # fp32: the folded sums round differently from the 9-tap sums
+        torch.testing.assert_close(fwd[layout, "torch"], fwd[layout, "eager"],
+                                   rtol=1e-4, atol=1e-4)
     rows = bench_cases.run("upsample_conv", cases, torch.device("cpu"))
     assert {(r["mode"], r["backend"]) for r in rows} == {
         (m, b) for m in ("fwd", "bwd", "fwd+bwd") for b in ("eager", "torch")}
-    assert all(r["median_ms"] > 0 and r["speedup"] for r in rows)
+    assert all(r["median_ms"] > 0 and r["speedup"] is not None for r in rows)
