@@ -63,6 +63,7 @@ test-min-torch:
 bench: install
 	$(PY) -m pytest benchmarks --benchmark-columns=median,iqr,rounds --benchmark-sort=name
 	$(VENV)/bin/ganfast bench --op gradient_penalty
+	$(VENV)/bin/ganfast bench --op upsample_conv --device cpu --no-compile
 
 # For the device machine (no network, its own python with torch, triton, pytest, ninja).
 gpu-check:
@@ -74,6 +75,8 @@ gpu-check:
 	  test $${PIPESTATUS[0]} -eq 0
 	$(GPU_PY) -m ganfast bench --op gradient_penalty --out $(OUT)/results.jsonl 2>&1 \
 	  | tee $(OUT)/bench.log
+	$(GPU_PY) -m ganfast bench --op upsample_conv --out $(OUT)/upsample_conv.jsonl 2>&1 \
+	  | tee $(OUT)/bench-upsample_conv.log
 	$(GPU_PY) -m ganfast bench --report $(OUT)/results.jsonl --out $(OUT)/report
 
 # Committed GPU results -> README's performance section, docs/perf plots, the auto table.

@@ -223,3 +223,23 @@ def test_module_rejects_wrong_channel_count():
 def test_gpu_backend_by_name_is_refused_with_reason():
     with pytest.raises(ganfast.BackendUnavailable, match="upsample_conv"):
         upsample_conv2d(torch.randn(1, 3, 4, 4), torch.randn(2, 3, 3, 3), backend="triton")
+
+
+# ---------------------------------------------------------------- benchmark cases
+
+def test_bench_cases_run_and_compute_the_same_block(monkeypatch):
+    from ganfast.bench import cases as bench_cases
+    from ganfast.bench import upsample_conv as uc_bench
+
+    monkeypatch.setitem(uc_bench.BLOCKS, "tiny", (2, 2, 3, 4, 5))
+    cases = list(uc_bench.cases(["tiny"], [torch.float32], torch.device("cpu"),
+                                ["nchw", "channels_last"], uc_bench.BACKENDS, with_compile=False))
+    fwd = {(c.key["layout"], c.backend): c.fn() for c in cases if c.mode == "fwd"}
+    for layout in ("nchw", "channels_last"):
+        # fp32: the folded sums round differently from the 9-tap sums
+        torch.testing.assert_close(fwd[layout, "torch"], fwd[layout, "eager"],
+                                   rtol=1e-4, atol=1e-4)
+    rows = bench_cases.run("upsample_conv", cases, torch.device("cpu"))
+    assert {(r["mode"], r["backend"]) for r in rows} == {
+        (m, b) for m in ("fwd", "bwd", "fwd+bwd") for b in ("eager", "torch")}
+    assert all(r["median_ms"] > 0 and r["speedup"] is not None for r in rows)
