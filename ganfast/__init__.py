@@ -7,8 +7,10 @@
 
 __version__ = "0.1.0"
 
-from . import ops  # noqa: E402,F401  (registers the torch.ops.ganfast custom ops)
-from . import nn  # noqa: E402,F401
+from . import (
+    nn,  # noqa: E402,F401
+    ops,  # noqa: E402,F401  (registers the torch.ops.ganfast custom ops)
+)
 from .accelerate import accelerate  # noqa: E402
 from .backends import BackendUnavailable, get_backend, set_backend  # noqa: E402
 from .info import info  # noqa: E402

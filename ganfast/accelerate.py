@@ -122,7 +122,8 @@ def _convert_spectral_norm(model: nn.Module) -> list[Change]:
                     _replace_parametrized(module, name, chain[0])
                     changes.append(_sn_change(path, module, name, "parametrizations.spectral_norm"))
         for key, hook in list(module._forward_pre_hooks.items()):
-            if isinstance(hook, LegacySpectralNorm):
+            # (a 1-d weight has no u, v to carry over: rare, and left as it is)
+            if isinstance(hook, LegacySpectralNorm) and getattr(module, f"{hook.name}_orig").ndim > 1:
                 _replace_legacy(module, key, hook)
                 changes.append(_sn_change(path, module, hook.name, "utils.spectral_norm (legacy)"))
     return changes

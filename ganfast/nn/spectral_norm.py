@@ -21,7 +21,14 @@ _TRANSPOSED_CONVS = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
 
 class SpectralNorm(nn.Module):
-    """The parametrization: weight -> weight / sigma(weight)."""
+    """The parametrization: weight -> weight / sigma(weight).
+
+    legacy_update_order: update v from u, then u from v, as the hook-based
+    torch.nn.utils.spectral_norm does (the parametrization updates u first). ganfast.accelerate
+    sets it on the layers it converts from that API, so their outputs do not change.
+    """
+
+    legacy_update_order = False
 
     def __init__(self, weight: torch.Tensor, n_power_iterations: int = 1, dim: int = 0,
                  eps: float = 1e-12) -> None:
@@ -46,8 +53,13 @@ class SpectralNorm(nn.Module):
         if weight.ndim == 1:
             return F.normalize(weight, dim=0, eps=self.eps)
         if self.training:
-            ops.power_iteration_(ops.weight_to_matrix(weight.detach(), self.dim), self._u,
-                                 self._v, self.n_power_iterations, self.eps)
+            weight_mat = ops.weight_to_matrix(weight.detach(), self.dim)
+            if self.legacy_update_order:  # v from u, then u from v: the same steps on W^T
+                ops.power_iteration_(weight_mat.t(), self._v, self._u, self.n_power_iterations,
+                                     self.eps)
+            else:
+                ops.power_iteration_(weight_mat, self._u, self._v, self.n_power_iterations,
+                                     self.eps)
         return ops.normalize_by_sigma(weight, self._u, self._v, self.dim)
 
     def right_inverse(self, value: torch.Tensor) -> torch.Tensor:

@@ -27,6 +27,11 @@ from .. import backends
 OP = "upsample_conv"
 KERNEL_SIZE, PADDING, SCALE_FACTOR = 3, 1, 2  # the configuration the folding is exact for
 ACTIVATIONS = (None, "relu", "leaky_relu")
+# oneDNN's transposed convolution loses to the unfused pair on tiny source maps (4x4, 512->256:
+# 0.56-0.64x fwd+bwd; 8x8 and larger: 1.1-2.3x, fp32, benchmarks/NOTES.md), so on CPU the
+# public function runs the unfused pair below 8x8 sources: the fallback is never slower than the
+# code it replaces, and an upsampled 4x4 map is small.
+CPU_MIN_FOLDED_PIXELS = 64
 
 # F[a, k]: which 3x3 taps (k) fold into tap a of the stride-2 transposed conv (module doc).
 _FOLD_ROWS = ((0, 0, 1), (0, 1, 1), (1, 1, 0), (1, 0, 0))
@@ -116,8 +121,9 @@ def upsample_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
     x [B, Cin, H, W], weight [Cout, Cin, 3, 3] and bias [Cout] as in nn.Conv2d; the result is
     [B, Cout, 2H, 2W]. activation: None, "relu" or "leaky_relu" (with negative_slope)."""
     check_inputs(x, weight, bias, activation)
-    resolved = resolve(backend, x.device)
-    assert resolved == "torch"
+    resolve(backend, x.device)  # "torch" is the only backend so far (or a refusal)
+    if x.device.type == "cpu" and x.shape[-2] * x.shape[-1] < CPU_MIN_FOLDED_PIXELS:
+        return upsample_conv2d_unfused(x, weight, bias, activation, negative_slope)
     return upsample_conv2d_reference(x, weight, bias, activation, negative_slope)
 
 
