@@ -19,6 +19,7 @@ from torch.nn.utils import parametrizations
 
 from .. import nn as gnn
 from .overhead import host_us
+from .stock_gans import SNGANDiscriminator
 from .timing import median_ms
 
 SPECTRAL_NORMS = {"pytorch": parametrizations.spectral_norm, "ganfast": gnn.spectral_norm}
@@ -26,47 +27,9 @@ SPECTRAL_NORMS = {"pytorch": parametrizations.spectral_norm, "ganfast": gnn.spec
 
 # ---------------------------------------------------------------- SNGAN-32 discriminator
 
-class _DBlock(nn.Module):
-    """Residual block of Miyato et al.'s CIFAR ResNet discriminator (mimicry's DBlock)."""
-
-    def __init__(self, sn, cin, cout, downsample, first):
-        super().__init__()
-        self.c1 = sn(nn.Conv2d(cin, cout, 3, 1, 1))
-        self.c2 = sn(nn.Conv2d(cout, cout, 3, 1, 1))
-        self.first, self.downsample = first, downsample
-        self.c_sc = sn(nn.Conv2d(cin, cout, 1)) if (cin != cout or downsample) else None
-
-    def forward(self, x):
-        h = x if self.first else F.relu(x)  # the optimized first block starts with the conv
-        h = self.c2(F.relu(self.c1(h)))
-        if self.downsample:
-            h = F.avg_pool2d(h, 2)
-        sc = x
-        if self.c_sc is not None:
-            if self.first:  # pool, then 1x1 conv (DBlockOptimized)
-                sc = self.c_sc(F.avg_pool2d(x, 2))
-            else:
-                sc = self.c_sc(x)
-                sc = F.avg_pool2d(sc, 2) if self.downsample else sc
-        return h + sc
-
-
-class SNGANDiscriminator32(nn.Module):
-    """ResNet discriminator for 32x32 images, 128 channels (SNGAN, Miyato et al. 2018)."""
-
-    def __init__(self, spectral_norm=gnn.spectral_norm, channels=128):
-        super().__init__()
-        self.blocks = nn.Sequential(
-            _DBlock(spectral_norm, 3, channels, downsample=True, first=True),
-            _DBlock(spectral_norm, channels, channels, downsample=True, first=False),
-            _DBlock(spectral_norm, channels, channels, downsample=False, first=False),
-            _DBlock(spectral_norm, channels, channels, downsample=False, first=False),
-        )
-        self.l5 = spectral_norm(nn.Linear(channels, 1))
-
-    def forward(self, x):
-        h = F.relu(self.blocks(x))
-        return self.l5(h.sum(dim=(2, 3)))
+def SNGANDiscriminator32(spectral_norm=gnn.spectral_norm, channels=128):  # noqa: N802
+    """The SNGAN ResNet-32 discriminator (Miyato et al. 2018) under the given spectral norm."""
+    return SNGANDiscriminator(width=channels, spectral_norm=spectral_norm)
 
 
 def discriminator_step(model, real, fake):

@@ -8,7 +8,8 @@
   generator, spectral norm on every layer of the discriminator.
 
 `spectral_norm` picks PyTorch's API: "parametrizations" (torch.nn.utils.parametrizations) or
-"legacy" (the hook-based torch.nn.utils.spectral_norm), so both conversions are exercised.
+"legacy" (the hook-based torch.nn.utils.spectral_norm), so both conversions are exercised; or
+is any function module -> module (ganfast.nn.spectral_norm, say).
 """
 
 import torch
@@ -17,7 +18,9 @@ from torch import nn
 from ..train.models import DCGANCritic
 
 
-def _sn(kind: str):
+def _sn(kind):
+    if callable(kind):
+        return kind
     if kind == "parametrizations":
         return nn.utils.parametrizations.spectral_norm
     if kind == "legacy":
