@@ -228,8 +228,9 @@ def plot(rows, out_dir) -> list[Path]:
     return paths
 
 
-def splice_readme(readme_path, text: str) -> None:
-    """Replace the lines between the bench-report markers, keeping the markers themselves."""
+def splice_readme(readme_path, text: str, markers=(BEGIN, END)) -> None:
+    """Replace the lines between the markers, keeping the markers themselves."""
+    BEGIN, END = markers  # noqa: N806 - the module's markers unless others are given
     path = Path(readme_path)
     lines = path.read_text().splitlines(keepends=True)
     stripped = [line.strip() for line in lines]
@@ -260,4 +261,43 @@ def write_report(paths, out_dir, readme=None) -> dict:
     report.write_text("# ganfast benchmark report\n\n" + markdown(rows, images=links(out_dir)))
     if readme is not None:
         splice_readme(readme, markdown(rows, images=links(Path(readme).parent)))
+        steps = [row for row in rows if row["op"] == "train_step"]
+        if steps:
+            splice_readme(readme, train_step_table(steps), TRAIN_STEP_MARKERS)
     return {"markdown": report, "plots": plots}
+
+
+TRAIN_STEP_MARKERS = ("<!-- train-step:begin -->", "<!-- train-step:end -->")
+
+
+def train_step_table(rows) -> str:
+    """Whole training steps per second, stock layers against ganfast.accelerate, eager and
+    compiled: the README's opening table (GPU rows first, CPU rows labelled)."""
+    runs = {}
+    for row in rows:  # later rows of the same case win, as in the sections above
+        runs.setdefault((row["device"], row["mode"], tuple(row["shape"]), row["dtype"]), {})[
+            row["backend"]] = row
+    lines = ["| device | model, loss | batch | dtype | stock steps/s | accelerated | speedup "
+             "| stock compiled | accelerated compiled | speedup |",
+             "|---|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for (device, mode, shape, dtype), by in sorted(runs.items(), key=lambda kv: (kv[0][0] == "cpu",
+                                                                                 kv[0])):
+        def rate(backend, by=by):
+            row = by.get(backend)
+            if row is None:
+                return DASH
+            if "skipped" in row:
+                return "fails"
+            return f"{1e3 / row['median_ms']:.2f}"
+
+        def ratio(backend, baseline, by=by):
+            a, b = by.get(backend), by.get(baseline)
+            if not a or not b or "skipped" in a or "skipped" in b:
+                return DASH
+            return f"{b['median_ms'] / a['median_ms']:.2f}x"
+
+        where = f"{device} ({CPU_LABEL})" if device == "cpu" else device
+        lines.append(f"| {where} | {mode} | {shape[0]} | {dtype} | {rate('eager')} | "
+                     f"{rate('ganfast')} | {ratio('ganfast', 'eager')} | {rate('compile')} | "
+                     f"{rate('ganfast+compile')} | {ratio('ganfast+compile', 'compile')} |")
+    return "\n".join(lines) + "\n"
