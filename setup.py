@@ -114,6 +114,7 @@ setup(
         "ganfast",
         "ganfast.ops",
         "ganfast.bench",
+        "ganfast.metrics",
         "ganfast.train",
         "ganfast.kernels",
     ],
