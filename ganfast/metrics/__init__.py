@@ -2,5 +2,6 @@
 
 from .frechet import frechet_distance
 from .reference import FrechetReference
+from .stats import FeatureStats
 
-__all__ = ["FrechetReference", "frechet_distance"]
+__all__ = ["FeatureStats", "FrechetReference", "frechet_distance"]
