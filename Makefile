@@ -11,6 +11,8 @@ TORCH_SPEC ?= torch==2.14.1
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ganfast-installed
+# Test peers (pytorch-fid, torch-fidelity) pull torchvision: the constraint keeps the torch installed above.
+PIN_TORCH := import torch; print('torch==' + torch.__version__.split('+')[0])
 OUT ?= out/gpu-check
 GPU_PY ?= python3
 
@@ -25,7 +27,8 @@ $(VENV)/bin/python:
 
 # Re-installs (and rebuilds ganfast._C) when the build or the CUDA sources change.
 $(STAMP): $(VENV)/bin/python setup.py pyproject.toml $(wildcard csrc/*)
-	$(PY) -m pip install -q -e ".[test,bench,train]" --no-build-isolation
+	$(PY) -m pip install -q -e ".[test,bench,train,peers]" --no-build-isolation \
+	  -c <($(PY) -c "$(PIN_TORCH)")
 	touch $@
 
 # A GAN trains on scikit-learn's bundled digits (no download); outputs in runs/digits-<time>.
@@ -53,8 +56,9 @@ test-min-torch:
 	# triton 3.6's interpreter turns scalar kernel arguments into 1-element arrays, which numpy
 	# 2.4 no longer converts to int (triton 3.8 handles it): numpy below 2.4 for these runs.
 	$(MIN_PY) -m pip install -q "setuptools>=64" wheel "numpy<2.4" "$(MIN_TORCH_SPEC)"
-	cd $(MIN_DIR)/src && GANFAST_SKIP_CUDA_BUILD=1 $(MIN_PY) -m pip install -q -e ".[test,bench]" \
-	  --no-build-isolation
+	cd $(MIN_DIR)/src && GANFAST_SKIP_CUDA_BUILD=1 $(MIN_PY) -m pip install -q -e ".[test,bench,train]" \
+	  --no-build-isolation -c <($(MIN_PY) -c "$(PIN_TORCH)")
+	# (no peers: their torchvision would want a newer torch; the main run compares with them)
 	cd $(MIN_DIR)/src && $(MIN_PY) -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
 	cd $(MIN_DIR)/src && GANFAST_REQUIRE_EXTENSION=0 $(MIN_PY) -m pytest -m "not gpu and not interpreter" \
 	  -p no:cacheprovider

@@ -115,6 +115,7 @@ setup(
         "ganfast.ops",
         "ganfast.nn",
         "ganfast.bench",
+        "ganfast.metrics",
         "ganfast.train",
         "ganfast.kernels",
     ],

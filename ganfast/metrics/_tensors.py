@@ -1,0 +1,27 @@
+"""Argument checks shared by the metrics: numpy or torch in, float64 torch tensors out."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def as_float64(value, name: str, ndim: int, device: torch.device | None = None) -> torch.Tensor:
+    """`value` (numpy array or tensor) as a float64 tensor with `ndim` dims, or a clear error."""
+    if isinstance(value, np.ndarray):
+        value = torch.from_numpy(value)
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a numpy array or a torch tensor, got {type(value).__name__}")
+    if value.dim() != ndim:
+        raise ValueError(f"{name} must have {ndim} dimension(s), got shape {tuple(value.shape)}")
+    if value.is_complex() or not (value.is_floating_point() or value.dtype in (torch.int32, torch.int64)):
+        raise TypeError(f"{name} must hold real numbers, got {value.dtype}")
+    return value.to(device=device if device is not None else value.device, dtype=torch.float64)
+
+
+def check_stats(mu: torch.Tensor, sigma: torch.Tensor, mu_name: str, sigma_name: str) -> None:
+    d = mu.shape[0]
+    if sigma.shape != (d, d):
+        raise ValueError(
+            f"{sigma_name} must be [{d}, {d}] to match {mu_name} of length {d}, got {tuple(sigma.shape)}"
+        )

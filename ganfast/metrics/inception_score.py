@@ -1,0 +1,28 @@
+"""Inception Score: exp(E_x KL(p(y|x) || p(y))) per split, torch-fidelity's computation.
+
+Splits are taken in the order the logits are given (torch-fidelity shuffles first by default;
+shuffle the rows yourself for that, e.g. with its permutation, to get its numbers).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ._tensors import as_float64
+
+
+def inception_score(logits, splits=10):
+    """(mean, std) of the per-split scores of [N, C] classifier logits, in float64."""
+    logits = as_float64(logits, "logits", 2)
+    n = logits.shape[0]
+    if not 1 <= splits <= n:
+        raise ValueError(f"splits must be in [1, N={n}], got {splits}")
+    log_p = logits.log_softmax(dim=1)
+    p = log_p.exp()
+    scores = []
+    for i in range(splits):
+        rows = slice(i * n // splits, (i + 1) * n // splits)
+        log_q = p[rows].mean(0, keepdim=True).log()
+        scores.append((p[rows] * (log_p[rows] - log_q)).sum(1).mean().exp())
+    scores = torch.stack(scores)
+    return float(scores.mean()), float(scores.std(unbiased=False))

@@ -1,0 +1,62 @@
+"""Fixed reference statistics for FID evaluated again and again (training-time monitoring).
+
+The reference's factor L (L L^T = S_r) is computed once. Against full statistics (mu, S) a
+distance then costs one D x D product pair and one eigvalsh. Against a small batch of n
+features (n << D) FastFID's observation (Mathiasen and Hvilshoj, 2020) applies: with X the
+centred batch, S_b = X^T X / (n - 1), and the non-zero eigenvalues of S_r S_b are those of the
+n x n symmetric matrix X S_r X^T / (n - 1) = (X L)(X L)^T / (n - 1). That is O(n D^2) work and an
+n x n eigenproblem, and it is exact: the same number as the full computation from the batch's
+mean and covariance.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ._tensors import as_float64, check_stats
+from .frechet import psd_factor, sum_sqrt_eigenvalues, trace_sqrt_product
+
+
+class FrechetReference:
+    """Reference statistics (mu, sigma) with their factorization cached; float64 on sigma's device."""
+
+    def __init__(self, mu, sigma):
+        device = sigma.device if isinstance(sigma, torch.Tensor) else None
+        self.mu = as_float64(mu, "mu", 1, device)
+        self.sigma = as_float64(sigma, "sigma", 2, device)
+        check_stats(self.mu, self.sigma, "mu", "sigma")
+        self.factor = psd_factor(self.sigma)
+        self.trace = self.sigma.trace()
+
+    @property
+    def num_features(self) -> int:
+        return self.mu.shape[0]
+
+    def _check_length(self, d: int, name: str) -> None:
+        if d != self.num_features:
+            raise ValueError(f"{name} has {d} features, the reference has {self.num_features}")
+
+    def distance(self, mu, sigma) -> float:
+        """FID of N(mu, sigma) against the reference (frechet_distance with the factor reused)."""
+        mu = as_float64(mu, "mu", 1, self.mu.device)
+        sigma = as_float64(sigma, "sigma", 2, self.mu.device)
+        check_stats(mu, sigma, "mu", "sigma")
+        self._check_length(mu.shape[0], "mu")
+        diff = mu - self.mu
+        fid = diff.dot(diff) + self.trace + sigma.trace() - 2 * trace_sqrt_product(self.factor, sigma)
+        return float(fid)
+
+    def distance_to_features(self, features) -> float:
+        """FID of a batch of features [n, D] (n >= 2) against the reference, in O(n D^2)."""
+        x = as_float64(features, "features", 2, self.mu.device)
+        n, d = x.shape
+        self._check_length(d, "features")
+        if n < 2:
+            raise ValueError(f"features needs at least 2 rows for a covariance, got {n}")
+        mean = x.mean(0)
+        centred = (x - mean) @ self.factor  # X L: [n, D]
+        gram = centred @ centred.mT / (n - 1)  # eigenvalues = the non-zero ones of S_r S_b
+        tr_covmean = sum_sqrt_eigenvalues(gram)
+        tr_batch = (x - mean).square().sum() / (n - 1)
+        diff = mean - self.mu
+        return float(diff.dot(diff) + self.trace + tr_batch - 2 * tr_covmean)

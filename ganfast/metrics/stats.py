@@ -1,0 +1,142 @@
+"""Streaming mean and covariance of features: O(D^2) memory whatever the number of samples.
+
+Each batch is centred on its own mean before its second moment is formed, and batches are
+folded in with Chan's parallel formula:
+
+    n = na + nb,  delta = mean_b - mean_a,  mean = mean_a + delta * nb / n
+    M2 = M2_a + M2_b + delta delta^T * na * nb / n
+
+so a large common offset (mean 1e3, std 1) costs no accuracy, unlike raw sums of x x^T.
+State is float64. The batch product X_c^T X_c is one GEMM, which is the right kernel for it
+(it runs on the matrix units; a fused kernel would add only the centring, an O(N D) pass):
+float64 features use a float64 GEMM (covariance to ~1e-15 relative); fp32/fp16/bf16 features
+are centred and multiplied in fp32 (~1e-7 relative per batch, far below FID's own noise), and
+the residual of the fp32-rounded batch mean is corrected in float64.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+import torch
+
+
+class FeatureStats:
+    """Running count, mean and unbiased covariance (as np.cov) of [N, D] feature batches."""
+
+    def __init__(self, num_features: int, device=None):
+        if not isinstance(num_features, int) or num_features < 1:
+            raise ValueError(f"num_features must be a positive int, got {num_features!r}")
+        self.num_features = num_features
+        self._count = 0
+        self._mean = torch.zeros(num_features, dtype=torch.float64, device=device)
+        self._m2 = torch.zeros(num_features, num_features, dtype=torch.float64, device=device)
+
+    def _fold(self, count: int, mean: torch.Tensor, m2: torch.Tensor) -> None:
+        """Chan's merge of (count, mean, m2) into the running state."""
+        if count == 0:
+            return
+        total = self._count + count
+        delta = mean.to(self._mean.device) - self._mean
+        self._m2 += m2.to(self._m2.device) + torch.outer(delta, delta) * (self._count * count / total)
+        self._mean += delta * (count / total)
+        self._count = total
+
+    def update(self, features: torch.Tensor) -> FeatureStats:
+        """Fold a batch [N, D] (any float dtype, any device) into the statistics."""
+        if isinstance(features, np.ndarray):
+            features = torch.from_numpy(features)
+        if not isinstance(features, torch.Tensor) or not features.is_floating_point():
+            raise TypeError(f"features must be a floating-point tensor, got {getattr(features, 'dtype', type(features))}")
+        if features.dim() != 2 or features.shape[1] != self.num_features:
+            raise ValueError(f"features must be [N, {self.num_features}], got {tuple(features.shape)}")
+        n = features.shape[0]
+        if n == 0:
+            return self
+        if self._count == 0:
+            self._mean = self._mean.to(features.device)
+            self._m2 = self._m2.to(features.device)
+        work_dtype = torch.float64 if features.dtype == torch.float64 else torch.float32
+        x = features.detach().to(work_dtype)
+        batch_mean = x.sum(0, dtype=torch.float64) / n
+        centred = x - batch_mean.to(work_dtype)
+        # the rounded mean leaves a residual r: sum (x-m)(x-m)^T = C^T C - n r r^T, exact
+        residual = centred.sum(0, dtype=torch.float64) / n
+        m2 = (centred.mT @ centred).double() - n * torch.outer(residual, residual)
+        self._fold(n, batch_mean, m2)
+        return self
+
+    def merge(self, other: FeatureStats) -> FeatureStats:
+        """Fold another FeatureStats (e.g. from another process or shard) into this one."""
+        if not isinstance(other, FeatureStats) or other.num_features != self.num_features:
+            raise ValueError(f"other must be a FeatureStats with {self.num_features} features")
+        self._fold(other._count, other._mean, other._m2)
+        return self
+
+    def all_reduce(self, group=None) -> FeatureStats:
+        """Merge the statistics of every process of torch.distributed (all end up equal)."""
+        import torch.distributed as dist
+
+        world = dist.get_world_size(group)
+        packed = torch.cat([torch.tensor([float(self._count)], dtype=torch.float64, device=self._mean.device),
+                            self._mean, self._m2.flatten()])
+        gathered = [torch.empty_like(packed) for _ in range(world)]
+        dist.all_gather(gathered, packed, group=group)
+        d = self.num_features
+        self._count = 0
+        self._mean = torch.zeros_like(self._mean)
+        self._m2 = torch.zeros_like(self._m2)
+        for part in gathered:  # the same order on every rank, so every rank gets identical bits
+            self._fold(int(part[0].item()), part[1 : d + 1], part[d + 1 :].view(d, d))
+        return self
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self._mean.clone()
+
+    @property
+    def covariance(self) -> torch.Tensor:
+        """Unbiased covariance (divides by count - 1), as np.cov and pytorch-fid."""
+        if self._count < 2:
+            raise ValueError(f"covariance needs at least 2 samples, got {self._count}")
+        return self._m2 / (self._count - 1)
+
+    def save(self, path) -> None:
+        """Write pytorch-fid's .npz (mu, sigma) plus count, atomically (temp file + rename)."""
+        path = os.fspath(path)
+        directory = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".npz.tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, mu=self._mean.cpu().numpy(), sigma=self.covariance.cpu().numpy(),
+                         count=np.int64(self._count))
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+
+    @classmethod
+    def load(cls, path, count: int | None = None) -> FeatureStats:
+        """Read an .npz with mu and sigma (pytorch-fid's format); count from the file or argument."""
+        with np.load(os.fspath(path)) as data:
+            missing = {"mu", "sigma"} - set(data.files)
+            if missing:
+                raise ValueError(f"{path} lacks {sorted(missing)}: expected pytorch-fid's .npz (mu, sigma)")
+            mu, sigma = data["mu"], data["sigma"]
+            if count is None:
+                count = int(data["count"]) if "count" in data.files else None
+        if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
+            raise ValueError(f"{path}: mu {mu.shape} and sigma {sigma.shape} do not form D and [D, D]")
+        if count is None:
+            raise ValueError(f"{path} stores no count: pass count= (the number of samples behind it)")
+        stats = cls(mu.shape[0])
+        stats._count = count
+        stats._mean = torch.from_numpy(mu).double()
+        stats._m2 = torch.from_numpy(sigma).double() * (count - 1)
+        return stats

@@ -1,0 +1,47 @@
+"""FrechetReference: cached factorization and FastFID's small-batch Gram form, both exact."""
+
+import numpy as np
+import pytest
+import torch
+
+from ganfast.metrics import FrechetReference, frechet_distance
+from tests.test_metrics_frechet import random_stats
+
+
+@pytest.mark.parametrize("n_ref", [300, 20])  # full-rank and singular reference covariances
+def test_distance_equals_frechet_distance(n_ref):
+    rng = np.random.default_rng(n_ref)
+    mu_r, s_r = random_stats(rng, 96, n_ref)
+    mu, s = random_stats(rng, 96, 150)
+    ref = FrechetReference(mu_r, s_r)
+    assert ref.distance(mu, s) == pytest.approx(frechet_distance(mu_r, s_r, mu, s), rel=1e-9)
+
+
+@pytest.mark.parametrize("n", [2, 17, 64, 130])
+def test_small_batch_equals_full_computation(n):
+    rng = np.random.default_rng(n)
+    mu_r, s_r = random_stats(rng, 120, 400)
+    feats = rng.standard_normal((n, 120)) * 2 + 0.5
+    ref = FrechetReference(torch.from_numpy(mu_r), torch.from_numpy(s_r))
+    expected = frechet_distance(mu_r, s_r, feats.mean(0), np.cov(feats, rowvar=False))
+    assert ref.distance_to_features(torch.from_numpy(feats)) == pytest.approx(expected, rel=1e-9)
+
+
+def test_small_batch_float32_features():
+    rng = np.random.default_rng(1)
+    ref = FrechetReference(np.zeros(8), np.eye(8))
+    feats = rng.standard_normal((64, 8)).astype(np.float32)
+    got = ref.distance_to_features(feats)  # float32 in, float64 inside
+    exact = feats.astype(np.float64)
+    expected = frechet_distance(np.zeros(8), np.eye(8), exact.mean(0), np.cov(exact, rowvar=False))
+    assert got == pytest.approx(expected, rel=1e-9)
+
+
+def test_bad_arguments():
+    ref = FrechetReference(np.zeros(4), np.eye(4))
+    with pytest.raises(ValueError, match="features has 5 features"):
+        ref.distance_to_features(np.zeros((3, 5)))
+    with pytest.raises(ValueError, match="at least 2 rows"):
+        ref.distance_to_features(np.zeros((1, 4)))
+    with pytest.raises(ValueError, match="sigma"):
+        FrechetReference(np.zeros(4), np.eye(3))

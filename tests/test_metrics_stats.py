@@ -1,0 +1,122 @@
+"""FeatureStats against np.cov (float64): streaming, offsets, dtypes, merge, all_reduce, .npz."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from ganfast.metrics import FeatureStats
+
+
+def features(n, d, seed, offset=0.0, scale=1.0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, d)) @ rng.standard_normal((d, d)) * scale + offset
+
+
+def rel_err(a, b):
+    return float(np.abs(np.asarray(a) - b).max() / np.abs(b).max())
+
+
+@pytest.mark.parametrize("chunks", [[300], [1, 2, 97, 200], [150, 0, 149, 1]])
+def test_uneven_chunks_equal_np_cov(chunks):
+    x = features(sum(chunks), 17, len(chunks))
+    stats = FeatureStats(17)
+    start = 0
+    for c in chunks:
+        stats.update(torch.from_numpy(x[start : start + c]))
+        start += c
+    assert stats.count == x.shape[0]
+    assert rel_err(stats.mean, x.mean(0)) < 1e-13
+    assert rel_err(stats.covariance, np.cov(x, rowvar=False)) < 1e-12
+
+
+def test_large_offset_float64():
+    x = features(1000, 32, 3, offset=1e3, scale=1 / np.sqrt(32))
+    stats = FeatureStats(32)
+    for part in np.array_split(x, 7):
+        stats.update(torch.from_numpy(part))
+    assert rel_err(stats.covariance, np.cov(x, rowvar=False)) < 1e-9
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float16, 1e-5), (torch.bfloat16, 1e-5)])
+def test_low_precision_inputs_with_offset(dtype, tol):
+    x = torch.from_numpy(features(500, 24, 4, offset=100.0)).to(dtype)
+    exact = x.double().numpy()  # the values as given; the error measured is the statistics' own
+    stats = FeatureStats(24)
+    for part in x.split(123):
+        stats.update(part)
+    assert rel_err(stats.covariance, np.cov(exact, rowvar=False)) < tol
+    assert rel_err(stats.mean, exact.mean(0)) < 1e-12
+
+
+def test_merge_equals_one_update():
+    x = torch.from_numpy(features(301, 9, 5))
+    a, b, whole = FeatureStats(9), FeatureStats(9), FeatureStats(9).update(x)
+    a.update(x[:100])
+    b.update(x[100:])
+    a.merge(b)
+    assert a.count == whole.count
+    torch.testing.assert_close(a.covariance, whole.covariance, rtol=1e-12, atol=0)
+    torch.testing.assert_close(a.mean, whole.mean, rtol=1e-12, atol=1e-14)
+
+
+def _all_reduce_worker(rank, world, port, x, out):
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    stats = FeatureStats(x.shape[1]).update(x[rank::world]).all_reduce()
+    torch.save({"count": stats.count, "mean": stats.mean, "cov": stats.covariance}, f"{out}/{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_all_reduce_gloo_two_processes(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    x = torch.from_numpy(features(101, 6, 6))
+    mp.spawn(_all_reduce_worker, args=(2, port, x, str(tmp_path)), nprocs=2)
+    for rank in range(2):
+        got = torch.load(tmp_path / f"{rank}.pt", weights_only=True)
+        assert got["count"] == 101
+        assert rel_err(got["cov"], np.cov(x.numpy(), rowvar=False)) < 1e-12
+        assert rel_err(got["mean"], x.numpy().mean(0)) < 1e-12
+
+
+def test_save_load_npz_readable_as_pytorch_fid_stats(tmp_path):
+    x = features(50, 5, 7)
+    stats = FeatureStats(5).update(torch.from_numpy(x))
+    path = tmp_path / "ref.npz"
+    stats.save(path)
+    with np.load(path) as f:  # what pytorch-fid reads: f["mu"], f["sigma"]
+        np.testing.assert_allclose(f["mu"], x.mean(0), rtol=1e-12)
+        np.testing.assert_allclose(f["sigma"], np.cov(x, rowvar=False), rtol=1e-12)
+    again = FeatureStats.load(path)
+    assert again.count == 50
+    torch.testing.assert_close(again.covariance, stats.covariance)
+    assert [p.name for p in tmp_path.iterdir()] == ["ref.npz"]  # no temp file left behind
+
+
+def test_load_without_count_and_bad_inputs(tmp_path):
+    np.savez(tmp_path / "plain.npz", mu=np.zeros(3), sigma=np.eye(3))
+    with pytest.raises(ValueError, match="count="):
+        FeatureStats.load(tmp_path / "plain.npz")
+    assert FeatureStats.load(tmp_path / "plain.npz", count=10).count == 10
+    stats = FeatureStats(4)
+    with pytest.raises(ValueError, match=r"\[N, 4\]"):
+        stats.update(torch.zeros(3, 5))
+    with pytest.raises(TypeError, match="features"):
+        stats.update(torch.zeros(3, 4, dtype=torch.int64))
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        stats.covariance
+
+
+@pytest.mark.gpu
+def test_gpu_update_matches_cpu():
+    x = torch.from_numpy(features(777, 64, 8, offset=50.0))
+    gpu = FeatureStats(64)
+    for part in x.float().cuda().split(100):
+        gpu.update(part)
+    assert rel_err(gpu.covariance.cpu(), np.cov(x.float().double().numpy(), rowvar=False)) < 1e-5
