@@ -82,7 +82,7 @@ def test_bench_records_out_of_memory_and_goes_on(monkeypatch):
 
     from ganfast.bench import cases
 
-    def timed(fn, device):
+    def timed(fn, device, **timing):
         if fn is failing:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 256.00 MiB.")
         return 1.0

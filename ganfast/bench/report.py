@@ -296,7 +296,7 @@ def train_step_table(rows) -> str:
                 return DASH
             return f"{b['median_ms'] / a['median_ms']:.2f}x"
 
-        where = f"{device} ({CPU_LABEL})" if device == "cpu" else device
+        where = "CPU (not a GPU figure)" if device == "cpu" else device
         lines.append(f"| {where} | {mode} | {shape[0]} | {dtype} | {rate('eager')} | "
                      f"{rate('ganfast')} | {ratio('ganfast', 'eager')} | {rate('compile')} | "
                      f"{rate('ganfast+compile')} | {ratio('ganfast+compile', 'compile')} |")
