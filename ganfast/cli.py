@@ -104,6 +104,8 @@ def _bench_train_step(args, device, dtypes) -> int:
 
     # GPU: the batch sizes of the issue; CPU: small enough for a 2-core machine.
     batches = args.batch or ([64, 256] if device.type == "cuda" else [16])
+    if not args.dtype:  # fp32 and bf16 autocast (fp16 would need a GradScaler in the loop)
+        dtypes = [torch.float32, torch.bfloat16] if device.type == "cuda" else [torch.float32]
     models = list(train_step.MODELS)
     backends = [b for b in train_step.BACKENDS if not (args.no_compile and "compile" in b)]
     if args.quick:
