@@ -1,6 +1,5 @@
 """kid and inception_score against torch-fidelity's functions on random features."""
 
-import numpy as np
 import pytest
 import torch
 
@@ -15,8 +14,16 @@ def test_kid_matches_torch_fidelity(subsets, subset_size, d):
     f1 = torch.randn(120, d, dtype=torch.float64) + 0.3
     f2 = torch.randn(90, d, dtype=torch.float64) * 1.2
     expected = metric_kid.kid_features_to_metric(
-        f1, f2, kid_subsets=subsets, kid_subset_size=subset_size, verbose=False, rng_seed=7,
-        kid_kernel="poly", kid_kernel_poly_degree=3, kid_kernel_poly_gamma=None, kid_kernel_poly_coef0=1.0,
+        f1,
+        f2,
+        kid_subsets=subsets,
+        kid_subset_size=subset_size,
+        verbose=False,
+        rng_seed=7,
+        kid_kernel="poly",
+        kid_kernel_poly_degree=3,
+        kid_kernel_poly_gamma=None,
+        kid_kernel_poly_coef0=1.0,
     )
     mean, std = kid(f1, f2, subsets=subsets, subset_size=subset_size, seed=7)
     assert mean == pytest.approx(expected["kernel_inception_distance_mean"], rel=1e-9)
@@ -47,5 +54,7 @@ def test_precision_recall_matches_torch_fidelity(n_fake, n_real, k, tile):
     fake = torch.randn(n_fake, 12, dtype=torch.float64) * 0.7
     real = torch.randn(n_real, 12, dtype=torch.float64) + 0.4
     expected = metric_prc.calculate_precision_recall_full(fake, real, neighborhood=k)
-    assert precision_recall(fake, real, k=k, tile=tile) == pytest.approx(expected, abs=1e-6)  # theirs is a float32 mean; one sample moves it >= 1/80
+    assert precision_recall(fake, real, k=k, tile=tile) == pytest.approx(
+        expected, abs=1e-6
+    )  # theirs is a float32 mean; one sample moves it >= 1/80
     assert 0 < expected[0] < 1 or 0 < expected[1] < 1  # the comparison discriminates

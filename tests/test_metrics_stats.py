@@ -1,6 +1,5 @@
 """FeatureStats against np.cov (float64): streaming, offsets, dtypes, merge, all_reduce, .npz."""
 
-import os
 
 import numpy as np
 import pytest
@@ -110,7 +109,7 @@ def test_load_without_count_and_bad_inputs(tmp_path):
     with pytest.raises(TypeError, match="features"):
         stats.update(torch.zeros(3, 4, dtype=torch.int64))
     with pytest.raises(ValueError, match="at least 2 samples"):
-        stats.covariance
+        _ = stats.covariance
 
 
 @pytest.mark.gpu

@@ -7,4 +7,11 @@ from .precision_recall import precision_recall
 from .reference import FrechetReference
 from .stats import FeatureStats
 
-__all__ = ["FeatureStats", "FrechetReference", "frechet_distance", "inception_score", "kid", "precision_recall"]
+__all__ = [
+    "FeatureStats",
+    "FrechetReference",
+    "frechet_distance",
+    "inception_score",
+    "kid",
+    "precision_recall",
+]

@@ -29,18 +29,22 @@ def kid(features1, features2, subsets=100, subset_size=1000, degree=3, gamma=Non
     f1 = as_float64(features1, "features1", 2, device)
     f2 = as_float64(features2, "features2", 2, device)
     if f1.shape[1] != f2.shape[1]:
-        raise ValueError(f"features1 and features2 must have the same width, got {f1.shape[1]} and {f2.shape[1]}")
+        raise ValueError(
+            f"features1 and features2 must have the same width, got {f1.shape[1]} and {f2.shape[1]}"
+        )
     if subset_size < 2 or subset_size > min(len(f1), len(f2)):
         raise ValueError(
-            f"subset_size must be in [2, min(len(features1), len(features2))] = [2, {min(len(f1), len(f2))}], "
-            f"got {subset_size}"
+            "subset_size must be in [2, min(len(features1), len(features2))] = "
+            f"[2, {min(len(f1), len(f2))}], got {subset_size}"
         )
     if subsets < 1:
         raise ValueError(f"subsets must be >= 1, got {subsets}")
     gamma = 1.0 / f1.shape[1] if gamma is None else gamma
     rng = np.random.RandomState(seed)
-    draws = [(rng.choice(len(f1), subset_size, replace=False), rng.choice(len(f2), subset_size, replace=False))
-             for _ in range(subsets)]
+    draws = [
+        (rng.choice(len(f1), subset_size, replace=False), rng.choice(len(f2), subset_size, replace=False))
+        for _ in range(subsets)
+    ]
     kernel = lambda a, b: (a @ b.mT * gamma + coef0) ** degree  # noqa: E731
     mmds = []
     for start in range(0, subsets, SUBSETS_PER_GEMM):

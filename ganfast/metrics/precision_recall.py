@@ -30,12 +30,14 @@ def _knn_radius(x: torch.Tensor, k: int, tile: int) -> torch.Tensor:
     return torch.cat(radii)
 
 
-def _inside_any_ball(queries: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor, tile: int) -> torch.Tensor:
+def _inside_any_ball(
+    queries: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor, tile: int
+) -> torch.Tensor:
     """Share of query rows within radii[j] of some centre j."""
     hits = []
     for rows in _tiles(queries, tile):
         inside = torch.zeros(len(rows), dtype=torch.bool, device=queries.device)
-        for cols, r in zip(_tiles(centres, tile), _tiles(radii, tile)):
+        for cols, r in zip(_tiles(centres, tile), _tiles(radii, tile), strict=True):
             inside |= (torch.cdist(rows, cols) <= r).any(dim=1)
         hits.append(inside)
     return torch.cat(hits).double().mean()
@@ -49,8 +51,10 @@ def precision_recall(fake_features, real_features, k=3, tile=TILE):
         if len(f) <= k:
             raise ValueError(f"{name} needs more than k={k} rows, got {len(f)}")
     if fake_features.shape[1] != real_features.shape[1]:
-        raise ValueError(f"fake_features and real_features must have the same width, got "
-                         f"{fake_features.shape[1]} and {real_features.shape[1]}")
+        raise ValueError(
+            f"fake_features and real_features must have the same width, got "
+            f"{fake_features.shape[1]} and {real_features.shape[1]}"
+        )
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     dtype = torch.promote_types(fake_features.dtype, torch.float32)

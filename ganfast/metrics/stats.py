@@ -49,7 +49,9 @@ class FeatureStats:
         if isinstance(features, np.ndarray):
             features = torch.from_numpy(features)
         if not isinstance(features, torch.Tensor) or not features.is_floating_point():
-            raise TypeError(f"features must be a floating-point tensor, got {getattr(features, 'dtype', type(features))}")
+            raise TypeError(
+                f"features must be a floating-point tensor, got {getattr(features, 'dtype', type(features))}"
+            )
         if features.dim() != 2 or features.shape[1] != self.num_features:
             raise ValueError(f"features must be [N, {self.num_features}], got {tuple(features.shape)}")
         n = features.shape[0]
@@ -80,8 +82,13 @@ class FeatureStats:
         import torch.distributed as dist
 
         world = dist.get_world_size(group)
-        packed = torch.cat([torch.tensor([float(self._count)], dtype=torch.float64, device=self._mean.device),
-                            self._mean, self._m2.flatten()])
+        packed = torch.cat(
+            [
+                torch.tensor([float(self._count)], dtype=torch.float64, device=self._mean.device),
+                self._mean,
+                self._m2.flatten(),
+            ]
+        )
         gathered = [torch.empty_like(packed) for _ in range(world)]
         dist.all_gather(gathered, packed, group=group)
         d = self.num_features
@@ -114,8 +121,12 @@ class FeatureStats:
         fd, tmp = tempfile.mkstemp(dir=directory, suffix=".npz.tmp")
         try:
             with os.fdopen(fd, "wb") as f:
-                np.savez(f, mu=self._mean.cpu().numpy(), sigma=self.covariance.cpu().numpy(),
-                         count=np.int64(self._count))
+                np.savez(
+                    f,
+                    mu=self._mean.cpu().numpy(),
+                    sigma=self.covariance.cpu().numpy(),
+                    count=np.int64(self._count),
+                )
             os.replace(tmp, path)
         except BaseException:
             os.unlink(tmp)
