@@ -21,6 +21,7 @@ A backward asked to build a graph (create_graph=True) differentiates the referen
 """
 
 import torch
+from torch.compiler import is_compiling
 import torch.nn.functional as F
 
 OP = "spectral_norm"
@@ -49,9 +50,18 @@ def matrix_to_weight(mat: torch.Tensor, weight: torch.Tensor, dim: int) -> torch
 def power_iteration_(weight_mat, u, v, n_power_iterations: int, eps: float) -> None:
     # In place (out=): DataParallel replicas share the buffers' storage, see PyTorch's note in
     # torch/nn/utils/spectral_norm.py. Same expressions as PyTorch, so the same rounding.
+    # Under torch.compile the products are matrix-matrix: inductor decomposes mv into pointwise
+    # work that its partitioner would rather recompute in the backward, from the u/v buffers as
+    # they were, which the next call of the same module has updated in place by then (D(real),
+    # D(fake), one backward fails that way, as PyTorch's spectral norm does). A matmul is saved.
+    mv = _mv_as_mm if is_compiling() else torch.mv
     for _ in range(n_power_iterations):
-        F.normalize(torch.mv(weight_mat, v), dim=0, eps=eps, out=u)
-        F.normalize(torch.mv(weight_mat.H, u), dim=0, eps=eps, out=v)
+        F.normalize(mv(weight_mat, v), dim=0, eps=eps, out=u)
+        F.normalize(mv(weight_mat.H, u), dim=0, eps=eps, out=v)
+
+
+def _mv_as_mm(matrix, vector):
+    return (matrix @ vector.unsqueeze(1)).squeeze(1)
 
 
 def sigma_reference(weight_mat, u, v):
