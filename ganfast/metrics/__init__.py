@@ -1,6 +1,7 @@
 """Evaluation metrics: Frechet distance (FID), feature statistics, KID, IS, precision/recall."""
 
 from .frechet import frechet_distance
+from .inception import fid_inception
 from .inception_score import inception_score
 from .kid import kid
 from .precision_recall import precision_recall
@@ -10,6 +11,7 @@ from .stats import FeatureStats
 __all__ = [
     "FeatureStats",
     "FrechetReference",
+    "fid_inception",
     "frechet_distance",
     "inception_score",
     "kid",

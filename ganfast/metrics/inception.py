@@ -1,0 +1,222 @@
+"""The FID Inception network (TensorFlow's 2015-12-05 InceptionV3 as FID defines it), written here.
+
+Same modules and state_dict keys as pytorch-fid's `fid_inception_v3()` (torchvision's
+Inception3 with num_classes=1008, no aux head, and the FID patches: average pools that do not
+count padding, max pooling in the last block), so its weight file
+`pt_inception-2015-12-05-6726825d.pth` loads as it is. Only what FID, KID, IS and
+precision/recall need: the 2048-d pool features and the 1008-way logits.
+
+Weights are never downloaded: `fid_inception(weights)` takes a path (.pth, loaded with
+weights_only=True, or .safetensors), else the GANFAST_INCEPTION_WEIGHTS environment variable.
+"""
+
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+WEIGHTS_ENV = "GANFAST_INCEPTION_WEIGHTS"
+WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
+               "pt_inception-2015-12-05-6726825d.pth")
+
+
+class BasicConv2d(nn.Module):
+    """conv (no bias) -> batch norm (eps 1e-3, TensorFlow's) -> ReLU."""
+
+    def __init__(self, c_in: int, c_out: int, kernel_size, stride=1, padding=0):
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, kernel_size, stride=stride, padding=padding, bias=False)
+        self.bn = nn.BatchNorm2d(c_out, eps=0.001)
+
+    def forward(self, x):
+        return F.relu(self.bn(self.conv(x)))
+
+
+def _tf_avg_pool(x):
+    # TensorFlow's average pool leaves the zero padding out of the average.
+    return F.avg_pool2d(x, kernel_size=3, stride=1, padding=1, count_include_pad=False)
+
+
+class InceptionA(nn.Module):
+    def __init__(self, c_in: int, pool_features: int):
+        super().__init__()
+        self.branch1x1 = BasicConv2d(c_in, 64, 1)
+        self.branch5x5_1 = BasicConv2d(c_in, 48, 1)
+        self.branch5x5_2 = BasicConv2d(48, 64, 5, padding=2)
+        self.branch3x3dbl_1 = BasicConv2d(c_in, 64, 1)
+        self.branch3x3dbl_2 = BasicConv2d(64, 96, 3, padding=1)
+        self.branch3x3dbl_3 = BasicConv2d(96, 96, 3, padding=1)
+        self.branch_pool = BasicConv2d(c_in, pool_features, 1)
+
+    def forward(self, x):
+        return torch.cat([
+            self.branch1x1(x),
+            self.branch5x5_2(self.branch5x5_1(x)),
+            self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
+            self.branch_pool(_tf_avg_pool(x)),
+        ], 1)
+
+
+class InceptionB(nn.Module):
+    def __init__(self, c_in: int):
+        super().__init__()
+        self.branch3x3 = BasicConv2d(c_in, 384, 3, stride=2)
+        self.branch3x3dbl_1 = BasicConv2d(c_in, 64, 1)
+        self.branch3x3dbl_2 = BasicConv2d(64, 96, 3, padding=1)
+        self.branch3x3dbl_3 = BasicConv2d(96, 96, 3, stride=2)
+
+    def forward(self, x):
+        return torch.cat([
+            self.branch3x3(x),
+            self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
+            F.max_pool2d(x, kernel_size=3, stride=2),
+        ], 1)
+
+
+class InceptionC(nn.Module):
+    def __init__(self, c_in: int, channels_7x7: int):
+        super().__init__()
+        c7 = channels_7x7
+        self.branch1x1 = BasicConv2d(c_in, 192, 1)
+        self.branch7x7_1 = BasicConv2d(c_in, c7, 1)
+        self.branch7x7_2 = BasicConv2d(c7, c7, (1, 7), padding=(0, 3))
+        self.branch7x7_3 = BasicConv2d(c7, 192, (7, 1), padding=(3, 0))
+        self.branch7x7dbl_1 = BasicConv2d(c_in, c7, 1)
+        self.branch7x7dbl_2 = BasicConv2d(c7, c7, (7, 1), padding=(3, 0))
+        self.branch7x7dbl_3 = BasicConv2d(c7, c7, (1, 7), padding=(0, 3))
+        self.branch7x7dbl_4 = BasicConv2d(c7, c7, (7, 1), padding=(3, 0))
+        self.branch7x7dbl_5 = BasicConv2d(c7, 192, (1, 7), padding=(0, 3))
+        self.branch_pool = BasicConv2d(c_in, 192, 1)
+
+    def forward(self, x):
+        double = x
+        for layer in (self.branch7x7dbl_1, self.branch7x7dbl_2, self.branch7x7dbl_3,
+                      self.branch7x7dbl_4, self.branch7x7dbl_5):
+            double = layer(double)
+        return torch.cat([
+            self.branch1x1(x),
+            self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x))),
+            double,
+            self.branch_pool(_tf_avg_pool(x)),
+        ], 1)
+
+
+class InceptionD(nn.Module):
+    def __init__(self, c_in: int):
+        super().__init__()
+        self.branch3x3_1 = BasicConv2d(c_in, 192, 1)
+        self.branch3x3_2 = BasicConv2d(192, 320, 3, stride=2)
+        self.branch7x7x3_1 = BasicConv2d(c_in, 192, 1)
+        self.branch7x7x3_2 = BasicConv2d(192, 192, (1, 7), padding=(0, 3))
+        self.branch7x7x3_3 = BasicConv2d(192, 192, (7, 1), padding=(3, 0))
+        self.branch7x7x3_4 = BasicConv2d(192, 192, 3, stride=2)
+
+    def forward(self, x):
+        seven = self.branch7x7x3_2(self.branch7x7x3_1(x))
+        return torch.cat([
+            self.branch3x3_2(self.branch3x3_1(x)),
+            self.branch7x7x3_4(self.branch7x7x3_3(seven)),
+            F.max_pool2d(x, kernel_size=3, stride=2),
+        ], 1)
+
+
+class InceptionE(nn.Module):
+    """`max_pool`: the FID network's last block pools by max where the paper averages."""
+
+    def __init__(self, c_in: int, max_pool: bool):
+        super().__init__()
+        self.max_pool = max_pool
+        self.branch1x1 = BasicConv2d(c_in, 320, 1)
+        self.branch3x3_1 = BasicConv2d(c_in, 384, 1)
+        self.branch3x3_2a = BasicConv2d(384, 384, (1, 3), padding=(0, 1))
+        self.branch3x3_2b = BasicConv2d(384, 384, (3, 1), padding=(1, 0))
+        self.branch3x3dbl_1 = BasicConv2d(c_in, 448, 1)
+        self.branch3x3dbl_2 = BasicConv2d(448, 384, 3, padding=1)
+        self.branch3x3dbl_3a = BasicConv2d(384, 384, (1, 3), padding=(0, 1))
+        self.branch3x3dbl_3b = BasicConv2d(384, 384, (3, 1), padding=(1, 0))
+        self.branch_pool = BasicConv2d(c_in, 192, 1)
+
+    def forward(self, x):
+        single = self.branch3x3_1(x)
+        double = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
+        pooled = (F.max_pool2d(x, kernel_size=3, stride=1, padding=1) if self.max_pool
+                  else _tf_avg_pool(x))
+        return torch.cat([
+            self.branch1x1(x),
+            self.branch3x3_2a(single), self.branch3x3_2b(single),
+            self.branch3x3dbl_3a(double), self.branch3x3dbl_3b(double),
+            self.branch_pool(pooled),
+        ], 1)
+
+
+class FIDInceptionV3(nn.Module):
+    """images [N, 3, H, W] in [0, 1] -> 2048-d pool features; `.logits` -> [N, 1008].
+
+    Images are resized to 299x299 (bilinear, align_corners=False, as pytorch-fid does) and
+    scaled to [-1, 1]. Built with random weights; `fid_inception()` loads the real ones.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.Conv2d_1a_3x3 = BasicConv2d(3, 32, 3, stride=2)
+        self.Conv2d_2a_3x3 = BasicConv2d(32, 32, 3)
+        self.Conv2d_2b_3x3 = BasicConv2d(32, 64, 3, padding=1)
+        self.Conv2d_3b_1x1 = BasicConv2d(64, 80, 1)
+        self.Conv2d_4a_3x3 = BasicConv2d(80, 192, 3)
+        self.Mixed_5b = InceptionA(192, pool_features=32)
+        self.Mixed_5c = InceptionA(256, pool_features=64)
+        self.Mixed_5d = InceptionA(288, pool_features=64)
+        self.Mixed_6a = InceptionB(288)
+        self.Mixed_6b = InceptionC(768, channels_7x7=128)
+        self.Mixed_6c = InceptionC(768, channels_7x7=160)
+        self.Mixed_6d = InceptionC(768, channels_7x7=160)
+        self.Mixed_6e = InceptionC(768, channels_7x7=192)
+        self.Mixed_7a = InceptionD(768)
+        self.Mixed_7b = InceptionE(1280, max_pool=False)
+        self.Mixed_7c = InceptionE(2048, max_pool=True)
+        self.fc = nn.Linear(2048, 1008)
+        self.eval()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"FID Inception: images must be [N, 3, H, W] in [0, 1], got "
+                             f"{list(images.shape)}")
+        x = F.interpolate(images, size=(299, 299), mode="bilinear", align_corners=False)
+        x = 2 * x - 1
+        x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
+        x = F.max_pool2d(x, kernel_size=3, stride=2)
+        x = F.max_pool2d(self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x)), kernel_size=3, stride=2)
+        for block in (self.Mixed_5b, self.Mixed_5c, self.Mixed_5d, self.Mixed_6a, self.Mixed_6b,
+                      self.Mixed_6c, self.Mixed_6d, self.Mixed_6e, self.Mixed_7a, self.Mixed_7b,
+                      self.Mixed_7c):
+            x = block(x)
+        return x.mean((2, 3))
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """The 1008-way logits (with the fc bias; torch-fidelity's Inception Score uses the
+        logits without it: `features @ net.fc.weight.T`)."""
+        return self.fc(self(images))
+
+
+def fid_inception(weights=None) -> FIDInceptionV3:
+    """The FID Inception network with pytorch-fid's weights from a local file: `weights`, else
+    the GANFAST_INCEPTION_WEIGHTS environment variable. Inference mode, fp32."""
+    path = weights if weights is not None else os.environ.get(WEIGHTS_ENV)
+    how = (f"download {WEIGHTS_URL} once (pytorch-fid's weights) and pass its path as "
+           f"weights= or set {WEIGHTS_ENV}; ganfast never downloads")
+    if path is None:
+        raise FileNotFoundError(f"fid_inception: no weights file given: {how}")
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"fid_inception: weights file {path} does not exist: {how}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    net = FIDInceptionV3()
+    net.load_state_dict(state)
+    return net.requires_grad_(False).eval()
