@@ -1,4 +1,4 @@
-"""The `ganfast` command: `ganfast info`, `ganfast bench`, `ganfast train`."""
+"""The `ganfast` command: `ganfast info`, `ganfast bench`, `ganfast train`, `ganfast fid`."""
 
 import argparse
 import json
@@ -215,6 +215,13 @@ def build_parser() -> argparse.ArgumentParser:
                            description=train_cli.DESCRIPTION)
     train_cli.add_arguments(train)
     train.set_defaults(func=train_cli.run)
+
+    from .metrics import cli as fid_cli
+
+    fid = sub.add_parser("fid", help="FID (and KID, IS, precision/recall) of two image folders",
+                         description=fid_cli.DESCRIPTION)
+    fid_cli.add_arguments(fid)
+    fid.set_defaults(func=fid_cli.run)
     return parser
 
 

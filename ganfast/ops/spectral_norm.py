@@ -21,8 +21,8 @@ A backward asked to build a graph (create_graph=True) differentiates the referen
 """
 
 import torch
-from torch.compiler import is_compiling
 import torch.nn.functional as F
+from torch.compiler import is_compiling
 
 OP = "spectral_norm"
 
