@@ -139,3 +139,24 @@ def test_digits_metrics_see_real_digits_and_mode_collapse(tmp_path, monkeypatch)
     again = quality.DigitsQuality(data.DIGITS_SIZE)  # from the cache: the same network
     for p, p2 in zip(q.net.parameters(), again.net.parameters(), strict=True):
         assert torch.equal(p, p2)
+
+
+def test_inception_fid_of_samples_against_the_training_images(tmp_path):
+    """With Inception weights the trainer's measure also reports the true FID: the Frechet
+    distance of the FID Inception network's features (random weights here: no download)."""
+    from ganfast.metrics import FeatureStats, fid_inception, frechet_distance
+    from ganfast.metrics.inception import FIDInceptionV3
+    from ganfast.train import quality
+
+    torch.manual_seed(0)
+    weights = tmp_path / "inception.pth"
+    torch.save(FIDInceptionV3().state_dict(), weights)
+    real, fake = torch.rand(5, 1, 16, 16) * 2 - 1, torch.rand(4, 1, 16, 16) * 2 - 1
+    row = quality.InceptionFID(weights, real, None, torch.device("cpu")).measure(fake)
+    net = fid_inception(weights)
+    with torch.no_grad():
+        stats = [FeatureStats(2048).update(net(((x + 1) / 2).expand(-1, 3, -1, -1)))
+                 for x in (fake, real)]
+    expected = frechet_distance(stats[0].mean, stats[0].covariance, stats[1].mean,
+                                stats[1].covariance)
+    assert row["fid_inception"] == pytest.approx(expected, rel=1e-9)

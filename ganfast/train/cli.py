@@ -44,6 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sample-every", type=int, help="also where checkpoints are written")
     parser.add_argument("--eval-every", type=int)
     parser.add_argument("--no-tensorboard", action="store_true")
+    parser.add_argument("--inception-weights",
+                        help="FID Inception weights (pytorch-fid's .pth): also log the true FID "
+                             "of image data (default: $GANFAST_INCEPTION_WEIGHTS when set)")
 
 
 def run(args) -> int:

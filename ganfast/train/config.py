@@ -32,6 +32,7 @@ class TrainConfig:
     sample_every: int | None = None
     eval_every: int | None = None
     tensorboard: bool = True
+    inception_weights: str | None = None  # FID Inception weights: true FID (else the env var)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -164,3 +164,37 @@ def for_dataset(dataset: datasets.Dataset, log=print):
     if dataset.name == "digits":
         return DigitsQuality(dataset.x.shape[-1], log), DIGITS_SAMPLES
     return None, 0
+
+
+class InceptionFID:
+    """The true FID (FID Inception network, pytorch-fid's weights) of samples against the
+    training images, beside what `inner` (the built-in measure, or None) reports: `fid_inception`.
+    Comparable with published FIDs only when the data and sample count are the published ones."""
+
+    def __init__(self, weights, real_images: torch.Tensor, inner, device, batch: int = 50):
+        from ..metrics import fid_inception
+
+        self.net, self.inner, self.device, self.batch = fid_inception(weights).to(device), inner, \
+            device, batch
+        self.real = self._stats(real_images, across_ranks=False)  # every rank holds all of it
+
+    @torch.no_grad()
+    def _stats(self, images: torch.Tensor, across_ranks: bool = True):
+        from ..metrics import FeatureStats
+
+        stats = FeatureStats(2048)
+        for start in range(0, len(images), self.batch):
+            x = (images[start:start + self.batch].float().to(self.device) + 1) / 2  # [-1, 1] -> [0, 1]
+            stats.update(self.net(x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x))
+        if across_ranks and torch.distributed.is_available() and torch.distributed.is_initialized():
+            stats.all_reduce()  # each rank measured its share of the samples
+        return stats
+
+    def measure(self, images: torch.Tensor, labels=None) -> dict:
+        from ..metrics import frechet_distance
+
+        row = self.inner.measure(images, labels) if self.inner is not None else {}
+        fake = self._stats(images)
+        row["fid_inception"] = frechet_distance(fake.mean, fake.covariance, self.real.mean,
+                                                self.real.covariance)
+        return row

@@ -169,6 +169,10 @@ class Trainer:
         if c.compile:
             self.G_train, self.D_train = torch.compile(self.G_train), torch.compile(self.D_train)
         self.evaluator, self.eval_samples = quality.for_dataset(ds, self._say)
+        weights = c.inception_weights or os.environ.get("GANFAST_INCEPTION_WEIGHTS")
+        if weights and ds.x.dim() == 4:
+            self.evaluator = quality.InceptionFID(weights, ds.x, self.evaluator, self.device)
+            self.eval_samples = self.eval_samples or quality.DIGITS_SAMPLES
         fixed = torch.Generator().manual_seed(12345)
         rows = max(self.num_classes, 1) if self.num_classes else 8
         cols = 10 if self.num_classes else 8
