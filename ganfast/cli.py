@@ -52,6 +52,12 @@ def _bench(args) -> int:
         return _bench_upsample_conv(args)
     if args.op == "spectral_norm":
         return _bench_spectral_norm(args)
+    if args.op == "fid":
+        from .bench import fid as fid_bench
+
+        quick = ["--dim", "256", "--stats-n", "2000", "--repeats", "1"] if args.quick else []
+        fid_bench.main((["--device", args.device] if args.device else []) + quick)
+        return 0
     from . import backends
     from .bench import cases as bench_cases
     from .bench import gradient_penalty as gp_bench
@@ -182,7 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="time ganfast's kernels against canonical PyTorch")
     bench.add_argument("--op", default="gradient_penalty",
-                       choices=["gradient_penalty", "spectral_norm", "upsample_conv", "train_step"])
+                       choices=["gradient_penalty", "spectral_norm", "upsample_conv", "train_step",
+                                "fid"])
     bench.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
     bench.add_argument("--dtype", help="comma-separated from fp32,fp16,bf16 "
                                        "(default: all on GPU, fp32 on CPU)")
