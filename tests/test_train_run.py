@@ -155,6 +155,7 @@ gathered = [torch.zeros_like(flat) for _ in range(2)]
 dist.all_gather(gathered, flat)
 assert torch.equal(gathered[0], gathered[1]), "the processes' models differ"
 print("rank", dist.get_rank(), "in sync")
+t.close()
 dist.destroy_process_group()
 """
 

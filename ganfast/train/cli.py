@@ -59,6 +59,7 @@ def run(args) -> int:
     if args.resume and not args.out:
         print("ganfast train: --resume needs --out, the run folder to continue", file=sys.stderr)
         return 2
+    trainer = None
     try:
         trainer = Trainer(TrainConfig(**settings), out=args.out, resume=args.resume)
         row = trainer.run()
@@ -68,6 +69,8 @@ def run(args) -> int:
     except KeyboardInterrupt:
         return 130
     finally:
+        if trainer is not None:
+            trainer.close()
         _leave_process_group()
     if trainer.writer:
         shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "steps_per_s")

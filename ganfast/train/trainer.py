@@ -368,6 +368,15 @@ class Trainer:
         rows = read_metrics(self.out / "metrics.jsonl") if self.writer else []
         return rows[-1] if rows else {}
 
+    def close(self) -> None:
+        """Drop the DistributedDataParallel wrappers: call before destroying the process group.
+        A DDP reducer that outlives its group can abort the process at exit (seen with gloo on
+        torch 2.11: "terminate called without an active exception")."""
+        self.G_train, self.D_train = self.G, self.D
+        import gc
+
+        gc.collect()
+
     def _flush_quietly(self, monitor, pending, started, started_step) -> None:
         try:
             self._flush(monitor, pending, started, started_step)
