@@ -34,22 +34,27 @@ ACTIVATIONS = (None, "relu", "leaky_relu")
 CPU_MIN_FOLDED_PIXELS = 64
 
 # F[a, k]: which 3x3 taps (k) fold into tap a of the stride-2 transposed conv (module doc).
-_FOLD_ROWS = ((0, 0, 1), (0, 1, 1), (1, 1, 0), (1, 0, 0))
+_FOLD_ROWS = torch.tensor(((0, 0, 1), (0, 1, 1), (1, 1, 0), (1, 0, 0)), dtype=torch.float64)
+# Both axes at once: [ky*3 + kx, a*4 + b] = F[a, ky] F[b, kx], so the fold is one matmul.
+_FOLD_2D = torch.einsum("ay,bx->yxab", _FOLD_ROWS, _FOLD_ROWS).reshape(9, 16)
+_FOLD_BY_DEVICE: dict = {}  # (dtype, device) -> _FOLD_2D there: made once, not per call
 
 
 def _fold_matrix(weight: torch.Tensor) -> torch.Tensor:
-    return torch.tensor(_FOLD_ROWS, dtype=weight.dtype, device=weight.device)
+    key = (weight.dtype, weight.device)
+    fold = _FOLD_BY_DEVICE.get(key)
+    if fold is None:
+        fold = _FOLD_BY_DEVICE[key] = _FOLD_2D.to(device=weight.device, dtype=weight.dtype)
+    return fold
 
 
 def fold_weight(weight: torch.Tensor) -> torch.Tensor:
     """Conv2d weight [Cout, Cin, 3, 3] -> conv_transpose2d weight [Cin, Cout, 4, 4].
 
-    Differentiable: the weight's gradient flows back through the two small matmuls."""
-    fold = _fold_matrix(weight)
-    # [Cout, Cin, 3, 3] -> rows folded -> columns folded -> [Cin, Cout, 4, 4]
-    rows = torch.matmul(fold, weight)                    # [Cout, Cin, 4, 3]
-    both = torch.matmul(rows, fold.t())                  # [Cout, Cin, 4, 4]
-    return both.transpose(0, 1)
+    Differentiable: the weight's gradient flows back through the one small matmul."""
+    c_out, c_in = weight.shape[:2]
+    folded = weight.reshape(c_out * c_in, 9) @ _fold_matrix(weight)  # [Cout*Cin, 16]
+    return folded.view(c_out, c_in, 4, 4).transpose(0, 1)
 
 
 # ---------------------------------------------------------------- references (CPU and oracle)
