@@ -25,8 +25,6 @@ def _sn(kind):
         return nn.utils.parametrizations.spectral_norm
     if kind == "legacy":
         return nn.utils.spectral_norm
-    if kind == "none":
-        return lambda module: module
     raise ValueError(f"spectral_norm must be 'parametrizations', 'legacy' or 'none', got {kind!r}")
 
 
