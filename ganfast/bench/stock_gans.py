@@ -25,7 +25,8 @@ def _sn(kind):
         return nn.utils.parametrizations.spectral_norm
     if kind == "legacy":
         return nn.utils.spectral_norm
-    raise ValueError(f"spectral_norm must be 'parametrizations', 'legacy' or 'none', got {kind!r}")
+    raise ValueError("spectral_norm must be 'parametrizations', 'legacy' or a function "
+                     f"module -> module, got {kind!r}")
 
 
 def up_block(c_in: int, c_out: int) -> nn.Sequential:
