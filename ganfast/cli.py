@@ -157,6 +157,12 @@ def _bench_spectral_norm(args) -> int:
                         with_compile=not args.no_compile)
     print(f"spectral_norm on {device} (torch {torch.__version__})")
     print(sn_bench.markdown_table(rows))
+    if args.out:
+        from .bench import cases as bench_cases
+
+        stamp = {"op": "spectral_norm", **bench_cases.environment(device)}
+        bench_cases.write_jsonl([{**stamp, **row} for row in rows], Path(args.out))
+        print(f"rows appended to {args.out}")
     return 0
 
 

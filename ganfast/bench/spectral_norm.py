@@ -2,10 +2,11 @@
 
 Each figure is measured side by side in one run: PyTorch's parametrization
 (torch.nn.utils.parametrizations.spectral_norm, "pytorch"), torch.compile of it ("compile"),
-and ganfast.nn.spectral_norm ("ganfast", the torch backend: the only one until the fused
-kernels land). Modes:
-  kernels   the normalization alone per layer size (weight access + backward), and the
-            SNGAN-32 discriminator's forward+backward step;
+ganfast.nn.spectral_norm ("ganfast": PyTorch's semantics, every access normalizes), and
+ganfast.nn.SpectralNormGroup ("ganfast once()": all layers normalized once per step, in one
+host call; "... triton": in one launch, on CUDA). Modes:
+  kernels   the normalization alone per layer size (weight access + backward), all layers of
+            the SNGAN-32 discriminator, and its forward+backward step;
   overhead  host time of one forward of a stack of N small SN layers, against N.
 """
 
@@ -66,15 +67,61 @@ def layer_cases(device, dtype, sizes=((128, 128, 3, 3), (128, 3, 3, 3), (1, 128)
         yield "normalize fwd+bwd", shape, fns
 
 
+def group_backends(device):
+    """SpectralNormGroup backends to measure: torch everywhere, triton on CUDA."""
+    return {"ganfast once()": "torch", **({"ganfast once() triton": "triton"}
+                                          if device.type == "cuda" else {})}
+
+
+def whole_model_fns(device, dtype=torch.float32):
+    """Every SN weight of an SNGAN-32 D normalized, then its backward (no convolutions)."""
+    fns = {}
+    for name, model in make_models(device, dtype, with_compile=False).items():
+        originals = [m.parametrizations.weight.original for m in _sn_layers(model)]
+        fns[name] = (lambda model=model: _backward_ones([m.weight for m in _sn_layers(model)]))
+    for name, backend in group_backends(device).items():
+        group = gnn.SpectralNormGroup(make_models(device, dtype, with_compile=False)["ganfast"],
+                                      backend=backend)
+        fns[name] = (lambda group=group: _backward_ones(group.normalize()))
+    return fns, sum(o.numel() for o in originals)
+
+
+def _sn_layers(model):
+    return [m for m in model.modules() if hasattr(m, "parametrizations")]
+
+
+def _backward_ones(weights):
+    torch.autograd.backward(weights, [torch.ones_like(w) for w in weights])
+
+
+def discriminator_step_once(model, group, real, fake):
+    """discriminator_step with both calls inside one SpectralNormGroup block."""
+    model.zero_grad(set_to_none=True)
+    with group.once():
+        loss = F.relu(1 - model(real)).mean() + F.relu(1 + model(fake)).mean()
+    loss.backward()
+
+
 def overhead_fns(device, n_layers):
-    """Forward of a stack of n tiny SN Linear layers, for each spectral norm."""
+    """Forward of a stack of n tiny SN Linear layers, for each spectral norm (for the groups:
+    the block's normalization of all layers, then the forward)."""
     x = torch.randn(2, 4, device=device)
     fns = {}
     for name, sn in SPECTRAL_NORMS.items():
         torch.manual_seed(0)
         stack = nn.Sequential(*[sn(nn.Linear(4, 4)) for _ in range(n_layers)]).to(device)
         fns[name] = (lambda stack=stack: stack(x))
+    for name, backend in group_backends(device).items():
+        torch.manual_seed(0)
+        stack = nn.Sequential(*[gnn.spectral_norm(nn.Linear(4, 4)) for _ in range(n_layers)])
+        group = gnn.SpectralNormGroup(stack.to(device), backend=backend)
+        fns[name] = (lambda stack=stack, group=group: _forward_once(stack, group, x))
     return fns
+
+
+def _forward_once(model, group, x):
+    with group.once():
+        return model(x)
 
 
 def run(device, mode="all", quick=False, with_compile=True):
@@ -83,11 +130,18 @@ def run(device, mode="all", quick=False, with_compile=True):
     if mode in ("all", "kernels"):
         for case, shape, fns in layer_cases(device, torch.float32):
             rows += _side_by_side(case, shape, fns, _timer(device, reps=100), "ms")
+        fns, numel = whole_model_fns(device)
+        rows += _side_by_side("SNGAN-32 D, all SN layers fwd+bwd", (numel,), fns,
+                              _timer(device, reps=20 if quick else 60), "ms")
         batch = 4 if device.type == "cpu" else 64
         real = torch.randn(batch, 3, 32, 32, device=device)
         fake = torch.randn(batch, 3, 32, 32, device=device)
         models = make_models(device, with_compile=with_compile)
         fns = {name: (lambda m=m: discriminator_step(m, real, fake)) for name, m in models.items()}
+        for name, backend in group_backends(device).items():
+            model = make_models(device, with_compile=False)["ganfast"]
+            group = gnn.SpectralNormGroup(model, backend=backend)
+            fns[name] = (lambda m=model, g=group: discriminator_step_once(m, g, real, fake))
         if "compile" in fns:
             try:  # torch.compile of PyTorch's SN fails on D(real), D(fake), one backward
                 fns["compile"]()

@@ -3,6 +3,8 @@ same state_dict, same results."""
 
 from . import functional
 from .spectral_norm import SpectralNorm, remove_spectral_norm, spectral_norm
+from .spectral_norm_group import SpectralNormGroup
 from .upsample_conv import UpsampleConv2d
 
-__all__ = ["SpectralNorm", "UpsampleConv2d", "functional", "remove_spectral_norm", "spectral_norm"]
+__all__ = ["SpectralNorm", "SpectralNormGroup", "UpsampleConv2d", "functional", "remove_spectral_norm",
+           "spectral_norm"]

@@ -13,8 +13,10 @@ import functools
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.compiler import is_compiling
 from torch.nn.utils import parametrize
 
+from ..backends import resolve
 from ..ops import spectral_norm as ops
 
 _TRANSPOSED_CONVS = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
@@ -29,6 +31,7 @@ class SpectralNorm(nn.Module):
     """
 
     legacy_update_order = False
+    _group_weight = None  # set by SpectralNormGroup.once(): the weight it normalized on entry
 
     def __init__(self, weight: torch.Tensor, n_power_iterations: int = 1, dim: int = 0,
                  eps: float = 1e-12) -> None:
@@ -50,8 +53,13 @@ class SpectralNorm(nn.Module):
             ops.power_iteration_(weight_mat, self._u, self._v, 15, eps)
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        if self._group_weight is not None:
+            return self._group_weight
         if weight.ndim == 1:
             return F.normalize(weight, dim=0, eps=self.eps)
+        if weight.is_cuda and not (self.legacy_update_order or is_compiling()) \
+                and resolve(ops.OP, "auto", weight.device) == "triton":
+            return self._normalize_with_triton(weight)
         if self.training:
             weight_mat = ops.weight_to_matrix(weight.detach(), self.dim)
             if self.legacy_update_order:  # v from u, then u from v: the same steps on W^T
@@ -61,6 +69,16 @@ class SpectralNorm(nn.Module):
                 ops.power_iteration_(weight_mat, self._u, self._v, self.n_power_iterations,
                                      self.eps)
         return ops.normalize_by_sigma(weight, self._u, self._v, self.dim)
+
+    def _normalize_with_triton(self, weight: torch.Tensor) -> torch.Tensor:
+        # The grouped kernel with a group of one: power iteration, sigma and W / sigma in one
+        # launch, the backward in one more. Under torch.compile the torch route is traced.
+        n_iter = self.n_power_iterations if self.training else 0
+        plans = self.__dict__.setdefault("_triton_plans", {})
+        plan = plans.get(n_iter)
+        if plan is None:
+            plan = plans[n_iter] = ops._kernels().GroupPlan([weight], [self.dim], [n_iter])
+        return ops.normalize_group(plan, [weight], [self._u], [self._v], self.eps)[0]
 
     def right_inverse(self, value: torch.Tensor) -> torch.Tensor:
         return value

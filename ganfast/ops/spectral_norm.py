@@ -105,3 +105,58 @@ def normalize_by_sigma(weight, u, v, dim: int):
         with torch.no_grad():  # no graph: no Function, no copies of u and v
             return weight / sigma_reference(weight_to_matrix(weight, dim), u, v)
     return _NormalizeBySigma.apply(weight, u, v, dim)
+
+
+# ---------------------------------------------------------------- all layers at once (grouped)
+
+def _kernels():
+    from ganfast.kernels import spectral_norm as kernels  # needs triton: imported on first use
+    return kernels
+
+
+class _NormalizeGroup(torch.autograd.Function):
+    """W / sigma for every layer of a plan, after each layer's power-iteration steps: one
+    forward launch, one backward launch (plus the concatenation of the incoming gradients)."""
+
+    @staticmethod
+    def forward(ctx, plan, us, vs, eps, *weights):
+        kernels = _kernels()
+        out, work, sigma = kernels.normalize_group(plan, weights, us, vs, eps)
+        ctx.plan = plan
+        ctx.save_for_backward(out, work, sigma, *weights)  # work: u, v as this forward used them
+        return tuple(kernels.split(out, plan))
+
+    @staticmethod
+    def backward(ctx, *grads):
+        out, work, sigma, *weights = ctx.saved_tensors
+        plan = ctx.plan
+        if torch.is_grad_enabled():  # create_graph: differentiate the reference, layer by layer
+            grad_weights = []
+            layers = zip(weights, grads, _split_uv(work, plan), plan.dims, strict=True)
+            for weight, grad, (u, v), dim in layers:
+                y = normalize_by_sigma_reference(weight, u.to(weight.dtype), v.to(weight.dtype), dim)
+                (gw,) = torch.autograd.grad(y, weight, grad, create_graph=True)
+                grad_weights.append(gw)
+            return (None, None, None, None, *grad_weights)
+        kernels = _kernels()
+        grad_flat = torch.cat([grad.reshape(-1) for grad in grads])
+        grad_weight = kernels.normalize_group_backward(plan, grad_flat, out, work, sigma)
+        return (None, None, None, None, *kernels.split(grad_weight, plan))
+
+
+def _split_uv(work, plan):
+    """(u, v) of each layer from the kernel's work buffer."""
+    parts = work.split(plan.uv_sizes)
+    return list(zip(parts[0::2], parts[1::2], strict=True))
+
+
+def normalize_group(plan, weights, us, vs, eps: float) -> list:
+    """W_i / sigma_i for every layer of `plan` after n_iters[i] power-iteration steps on
+    (us[i], vs[i]) in place: the Triton kernel, one launch for all layers (CUDA tensors, or CPU
+    tensors under TRITON_INTERPRET=1). The gradient flows to the weights only."""
+    if torch.is_grad_enabled() and any(w.requires_grad for w in weights):
+        return list(_NormalizeGroup.apply(plan, us, vs, eps, *weights))
+    kernels = _kernels()
+    with torch.no_grad():
+        out, _, _ = kernels.normalize_group(plan, weights, us, vs, eps)
+    return kernels.split(out, plan)

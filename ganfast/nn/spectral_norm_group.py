@@ -1,0 +1,108 @@
+"""All spectral-normalized layers of a model normalized together, once per block of code.
+
+PyTorch's spectral norm (and ganfast.nn.spectral_norm by default) normalizes a weight on every
+access: a discriminator called on reals and on fakes in one step runs the power iteration and
+W / sigma twice per layer, each a handful of small kernels and Python calls. Inside
+`group.once()` every layer is normalized once, on entry, in one host call (one Triton launch
+for all layers with backend "triton"), and each access returns that tensor:
+
+    sn = ganfast.nn.SpectralNormGroup(D)
+    with sn.once():
+        loss_d = d_loss(D(real), D(fake))     # both calls see the same W / sigma
+    loss_d.backward()
+
+What changes: in training, u and v take n_power_iterations steps per block instead of per
+access, so D(real) and D(fake) inside one block are normalized by the same sigma (as if D had
+been called once on the concatenated batch). Weights are read on entry: an optimizer step
+inside the block is not seen until the next block. Outside a block nothing changes.
+"""
+
+import contextlib
+
+from torch import nn
+from torch.nn.utils import parametrize
+
+from ..backends import resolve
+from ..ops import spectral_norm as ops
+from .spectral_norm import SpectralNorm
+
+
+class SpectralNormGroup:
+    """The ganfast spectral-norm layers of `model` (ganfast.nn.spectral_norm, or what
+    ganfast.accelerate converted), normalized together inside `once()`.
+
+    backend: "auto" (torch until GPU measurements say otherwise), "torch" (each layer's own
+    parametrization), or "triton" (one launch for all layers of a dtype).
+    """
+
+    def __init__(self, model: nn.Module, backend: str = "auto") -> None:
+        self.backend = backend
+        self.layers = []  # (module, tensor name, parametrization)
+        torch_sn = []
+        for path, module in model.named_modules():
+            if not parametrize.is_parametrized(module):
+                continue
+            for name, parametrizations in module.parametrizations.items():
+                for parametrization in parametrizations:
+                    if isinstance(parametrization, SpectralNorm):
+                        if len(parametrizations) != 1:
+                            raise ValueError(
+                                f"SpectralNormGroup: {path or type(module).__name__}.{name} has "
+                                f"{len(parametrizations)} parametrizations; a grouped layer must "
+                                "have spectral norm as its only one")
+                        self.layers.append((module, name, parametrization))
+                    elif type(parametrization).__name__ == "_SpectralNorm":
+                        torch_sn.append(f"{path}.{name}")
+        if torch_sn:
+            raise ValueError(
+                "SpectralNormGroup: these layers use PyTorch's spectral norm, not ganfast's: "
+                f"{', '.join(torch_sn)}; convert them first with ganfast.accelerate(model)")
+        if not self.layers:
+            raise ValueError("SpectralNormGroup: the model has no ganfast spectral-norm layer "
+                             "(apply ganfast.nn.spectral_norm or ganfast.accelerate first)")
+        self._plans = {}
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    @contextlib.contextmanager
+    def once(self):
+        """Normalize every layer now; inside the block each weight access returns that."""
+        weights = self.normalize()
+        for (_, _, parametrization), weight in zip(self.layers, weights, strict=True):
+            parametrization._group_weight = weight
+        try:
+            yield self
+        finally:
+            for _, _, parametrization in self.layers:
+                parametrization._group_weight = None
+
+    def normalize(self) -> list:
+        """W / sigma of every layer, after its power-iteration steps in training mode."""
+        originals = [module.parametrizations[name].original for module, name, _ in self.layers]
+        backend = resolve(ops.OP, self.backend, originals[0].device)
+        if backend != "triton":
+            return [parametrization(original) for (_, _, parametrization), original
+                    in zip(self.layers, originals, strict=True)]
+        weights = [None] * len(self.layers)
+        batches = {}  # one launch per (dtype, device, eps)
+        for i, ((_, _, p), original) in enumerate(zip(self.layers, originals, strict=True)):
+            if original.ndim == 1 or p.legacy_update_order:
+                weights[i] = p(original)  # exact 1-d normalization, legacy order: the torch route
+            else:
+                batches.setdefault((original.dtype, original.device, p.eps), []).append(i)
+        for (_, _, eps), indices in batches.items():
+            for i, weight in zip(indices, self._normalize_batch(indices, originals, eps), strict=True):
+                weights[i] = weight
+        return weights
+
+    def _normalize_batch(self, indices, originals, eps):
+        params = [self.layers[i][2] for i in indices]
+        n_iters = tuple(p.n_power_iterations if p.training else 0 for p in params)
+        key = (tuple(indices), n_iters)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = ops._kernels().GroupPlan(
+                [originals[i] for i in indices], [p.dim for p in params], n_iters)
+        return ops.normalize_group(plan, [originals[i] for i in indices],
+                                   [p._u for p in params], [p._v for p in params], eps)

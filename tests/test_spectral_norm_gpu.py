@@ -1,0 +1,74 @@
+"""Spectral norm on a GPU: the Triton route (per layer and grouped) against PyTorch's
+parametrization in every parameter dtype, and its launch counts."""
+
+import copy
+
+import pytest
+import torch
+from torch.nn.utils import parametrizations
+
+import ganfast
+from ganfast.bench.spectral_norm import SNGANDiscriminator32
+
+pytestmark = [pytest.mark.gpu,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+
+TOL = {torch.float64: 1e-12, torch.float32: 1e-5, torch.bfloat16: 3e-2, torch.float16: 5e-3}
+
+
+def models(dtype):
+    built = []
+    for sn in (parametrizations.spectral_norm, ganfast.nn.spectral_norm):
+        torch.manual_seed(0)
+        built.append(SNGANDiscriminator32(sn, channels=16).to("cuda", dtype))
+    return built
+
+
+def weights(model):
+    return [m.weight for m in model.modules() if hasattr(m, "parametrizations")]
+
+
+@pytest.mark.parametrize("dtype", list(TOL))
+def test_per_layer_triton_equals_pytorch(dtype):
+    theirs, ours = models(dtype)
+    ganfast.set_backend("triton")
+    try:
+        for _ in range(3):
+            for a, b in zip(weights(theirs), weights(ours), strict=True):
+                # math in fp32: compare in fp64 against PyTorch's (in the parameter dtype)
+                torch.testing.assert_close(b.double(), a.double(), rtol=TOL[dtype], atol=TOL[dtype])
+    finally:
+        ganfast.set_backend(None)
+
+
+@pytest.mark.parametrize("dtype", list(TOL))
+def test_group_triton_equals_group_torch(dtype):
+    _, ours = models(dtype)
+    other = copy.deepcopy(ours)
+    x = torch.randn(4, 3, 32, 32, device="cuda", dtype=dtype)
+    outputs = []
+    for model, backend in ((ours, "torch"), (other, "triton")):
+        group = ganfast.nn.SpectralNormGroup(model, backend=backend)
+        for _ in range(2):
+            model.zero_grad()
+            with group.once():
+                out = model(x).float().sum() + model(x.flip(0)).float().sum()
+            out.backward()
+        outputs.append([p.grad.double() for p in model.parameters()])
+    for a, b in zip(*outputs, strict=True):
+        torch.testing.assert_close(b, a, rtol=TOL[dtype] * 10, atol=TOL[dtype] * 10)
+
+
+def test_group_is_one_launch_forward_and_backward():
+    _, ours = models(torch.float32)
+    group = ganfast.nn.SpectralNormGroup(ours, backend="triton")
+    group.normalize()  # compile the kernels
+    torch.cuda.synchronize()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        weights = group.normalize()
+        torch.autograd.grad(weights, [m.parametrizations.weight.original for m, _, _ in group.layers],
+                            [torch.ones_like(w) for w in weights])
+        torch.cuda.synchronize()
+    names = [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    sn_kernels = [n for n in names if "normalize_group" in n]
+    assert len(sn_kernels) == 2, names  # forward + backward, for all layers

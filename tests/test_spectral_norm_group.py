@@ -1,0 +1,118 @@
+"""SpectralNormGroup (torch backend, CPU): every layer normalized once per block, which equals
+PyTorch's spectral norm with the discriminator called once per step; nothing changes outside
+a block; bad input is named."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrizations
+from torch.utils._python_dispatch import TorchDispatchMode
+
+import ganfast
+from ganfast.bench.spectral_norm import SNGANDiscriminator32
+
+
+def discriminators(dtype=torch.float64, channels=8):
+    """The same SNGAN-32 D (same weights, same u, v) with PyTorch's and with ganfast's SN."""
+    models = []
+    for sn in (parametrizations.spectral_norm, ganfast.nn.spectral_norm):
+        torch.manual_seed(0)
+        models.append(SNGANDiscriminator32(sn, channels=channels).to(dtype))
+    return models
+
+
+def hinge(d_real, d_fake):
+    return F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
+
+
+def sn_buffers(model):
+    return [b for name, b in model.named_buffers() if name.endswith(("_u", "_v"))]
+
+
+def test_once_equals_pytorch_with_one_call_per_step():
+    theirs, ours = discriminators()
+    group = ganfast.nn.SpectralNormGroup(ours, backend="torch")
+    assert len(group) == sum(1 for n, _ in ours.named_buffers() if n.endswith("_u"))
+    g = torch.Generator().manual_seed(1)
+    for _ in range(3):  # steps: D(real) and D(fake) share the normalization of the block
+        real = torch.randn(2, 3, 32, 32, dtype=torch.float64, generator=g)
+        fake = torch.randn(2, 3, 32, 32, dtype=torch.float64, generator=g)
+        for model in (theirs, ours):
+            model.zero_grad()
+        out = theirs(torch.cat([real, fake]))  # PyTorch: one access per layer per step
+        hinge(out[:2], out[2:]).backward()
+        with group.once():
+            loss = hinge(ours(real), ours(fake))
+        loss.backward()
+        for a, b in zip(theirs.parameters(), ours.parameters(), strict=True):
+            torch.testing.assert_close(b.grad, a.grad, rtol=1e-12, atol=1e-12)
+        for a, b in zip(sn_buffers(theirs), sn_buffers(ours), strict=True):
+            torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-12)
+        with torch.no_grad():  # an optimizer step between blocks is seen by the next block
+            for a, b in zip(theirs.parameters(), ours.parameters(), strict=True):
+                a.sub_(0.1 * a.grad)
+                b.sub_(0.1 * b.grad)
+
+
+def test_outside_a_block_every_access_updates_as_pytorch():
+    theirs, ours = discriminators()
+    group = ganfast.nn.SpectralNormGroup(ours, backend="torch")
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    with group.once():
+        ours(x)
+    theirs(x)
+    for _ in range(2):
+        torch.testing.assert_close(ours(x), theirs(x), rtol=1e-12, atol=1e-12)
+    for a, b in zip(sn_buffers(theirs), sn_buffers(ours), strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-12)
+
+
+def test_eval_block_does_not_update():
+    _, ours = discriminators()
+    ours.eval()
+    before = [b.clone() for b in sn_buffers(ours)]
+    reference = ours(torch.ones(1, 3, 32, 32, dtype=torch.float64))
+    with ganfast.nn.SpectralNormGroup(ours, backend="torch").once():
+        got = ours(torch.ones(1, 3, 32, 32, dtype=torch.float64))
+    torch.testing.assert_close(got, reference, rtol=1e-12, atol=1e-12)
+    for a, b in zip(before, sn_buffers(ours), strict=True):
+        assert torch.equal(a, b)
+
+
+class CountOps(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_forward_inside_a_block_runs_no_normalization_ops():
+    # The host cost of a D forward inside a block does not grow with its number of SN layers:
+    # the dispatcher sees exactly the ops of the same model without spectral norm.
+    _, ours = discriminators(torch.float32)
+    torch.manual_seed(0)
+    plain = SNGANDiscriminator32(lambda module: module, channels=8)
+    x = torch.randn(2, 3, 32, 32)
+    with ganfast.nn.SpectralNormGroup(ours, backend="torch").once():
+        with CountOps() as grouped:
+            ours(x)
+    with CountOps() as unnormalized:
+        plain(x)
+    assert grouped.count == unnormalized.count
+
+
+def test_bad_models_and_backends_are_named():
+    with pytest.raises(ValueError, match="no ganfast spectral-norm layer"):
+        ganfast.nn.SpectralNormGroup(nn.Linear(3, 4))
+    with pytest.raises(ValueError, match="PyTorch's spectral norm.*ganfast.accelerate"):
+        ganfast.nn.SpectralNormGroup(nn.Sequential(parametrizations.spectral_norm(nn.Linear(3, 4))))
+    group = ganfast.nn.SpectralNormGroup(ganfast.nn.spectral_norm(nn.Linear(3, 4)), backend="nope")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        group.normalize()
+    group = ganfast.nn.SpectralNormGroup(ganfast.nn.spectral_norm(nn.Linear(3, 4)), backend="triton")
+    with pytest.raises(ganfast.backends.BackendUnavailable, match="needs CUDA tensors"):
+        group.normalize()

@@ -1,0 +1,162 @@
+"""The Triton spectral-norm kernels on CPU tensors under TRITON_INTERPRET=1: one launch for
+several layers of every kind, against PyTorch's parametrization (same u, v, same steps) and
+the float64 reference gradient; SpectralNormGroup's triton route against its torch route."""
+
+import copy
+
+import pytest
+import torch
+from ganfast.kernels import spectral_norm as kernels
+from torch import nn
+from torch.nn.utils import parametrizations
+
+import ganfast
+from ganfast.nn import spectral_norm_group
+from ganfast.ops import spectral_norm as ops
+
+pytestmark = pytest.mark.interpreter
+
+# Odd sizes around the tiles (32 rows, 128 columns): D > 32, C > 128, dim = 1 layouts.
+LAYERS = [
+    lambda: nn.Linear(37, 19),
+    lambda: nn.Conv1d(2, 70, 5),
+    lambda: nn.Conv2d(15, 5, 3),
+    lambda: nn.Conv3d(2, 3, 2),
+    lambda: nn.ConvTranspose1d(3, 6, 3),
+    lambda: nn.ConvTranspose2d(4, 33, 3),
+    lambda: nn.Embedding(11, 6),
+]
+TOL = {torch.float64: 1e-12, torch.float32: 1e-6}
+
+
+def pytorch_layers(dtype, n_power_iterations=1, seed=0):
+    torch.manual_seed(seed)
+    return [parametrizations.spectral_norm(make(), n_power_iterations=n_power_iterations).to(dtype)
+            for make in LAYERS]
+
+
+def launch_inputs(layers):
+    """Weights, copies of u and v, dims, as the group launch takes them."""
+    params = [layer.parametrizations.weight for layer in layers]
+    weights = [p.original.detach() for p in params]
+    us = [p[0]._u.clone() for p in params]
+    vs = [p[0]._v.clone() for p in params]
+    return weights, us, vs, [p[0].dim for p in params]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("n_power_iterations", [1, 3])
+def test_training_steps_equal_pytorch(dtype, n_power_iterations):
+    layers = pytorch_layers(dtype, n_power_iterations)
+    weights, us, vs, dims = launch_inputs(layers)
+    plan = kernels.GroupPlan(weights, dims, [n_power_iterations] * len(layers))
+    for _ in range(2):
+        got = ops.normalize_group(plan, weights, us, vs, 1e-12)
+        for layer, y, u, v in zip(layers, got, us, vs, strict=True):
+            expected = layer.weight  # PyTorch's step: updates its u, v, returns W / sigma
+            sn = layer.parametrizations.weight[0]
+            torch.testing.assert_close(y, expected.detach(), rtol=TOL[dtype], atol=TOL[dtype])
+            torch.testing.assert_close(u, sn._u, rtol=TOL[dtype], atol=TOL[dtype])
+            torch.testing.assert_close(v, sn._v, rtol=TOL[dtype], atol=TOL[dtype])
+            assert y.dtype == dtype and y.shape == expected.shape
+
+
+def test_eval_computes_sigma_without_update():
+    layers = [layer.eval() for layer in pytorch_layers(torch.float64)]
+    weights, us, vs, dims = launch_inputs(layers)
+    before = [u.clone() for u in us]
+    got = ops.normalize_group(kernels.GroupPlan(weights, dims, [0] * len(layers)), weights, us, vs,
+                              1e-12)
+    for layer, y, u, u0 in zip(layers, got, us, before, strict=True):
+        torch.testing.assert_close(y, layer.weight.detach(), rtol=1e-12, atol=1e-12)
+        assert torch.equal(u, u0)
+
+
+def test_half_weights_use_float32_math():
+    layers = pytorch_layers(torch.float64)
+    weights, us, vs, dims = launch_inputs(layers)
+    half = [w.half() for w in weights]
+    us_h, vs_h = [u.half() for u in us], [v.half() for v in vs]
+    got = ops.normalize_group(kernels.GroupPlan(half, dims, [1] * len(layers)), half, us_h, vs_h,
+                              1e-12)
+    for layer, y in zip(layers, got, strict=True):  # oracle: float64 from the same (rounded) start
+        assert y.dtype == torch.float16
+        torch.testing.assert_close(y.double(), layer.weight.detach(), rtol=2e-2, atol=2e-3)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_backward_equals_the_reference_gradient(dtype):
+    layers = pytorch_layers(dtype)
+    weights, us, vs, dims = launch_inputs(layers)
+    weights = [w.clone().requires_grad_() for w in weights]
+    grads = [torch.randn_like(w) for w in weights]
+    got = ops.normalize_group(kernels.GroupPlan(weights, dims, [1] * len(layers)), weights, us, vs,
+                              1e-12)
+    got_grads = torch.autograd.grad(got, weights, grads)
+    for weight, u, v, dim, grad, got_grad in zip(weights, us, vs, dims, grads, got_grads, strict=True):
+        w = weight.detach().double().requires_grad_()
+        # u, v after the step (as the forward used them), constants: PyTorch's graph
+        y = ops.normalize_by_sigma_reference(w, u.double(), v.double(), dim)
+        (expected,) = torch.autograd.grad(y, w, grad.double())
+        torch.testing.assert_close(got_grad.double(), expected, rtol=TOL[dtype] * 10,
+                                   atol=TOL[dtype] * 10)
+
+
+def test_double_backward_through_create_graph():
+    layers = pytorch_layers(torch.float64)[:3]
+    weights, us, vs, dims = launch_inputs(layers)
+    weights = [w.clone().requires_grad_() for w in weights]
+    plan = kernels.GroupPlan(weights, dims, [0] * len(layers))  # eval: u, v fixed, comparable
+    y = ops.normalize_group(plan, weights, us, vs, 1e-12)
+    first = torch.autograd.grad(sum((t ** 3).sum() for t in y), weights, create_graph=True)
+    second = torch.autograd.grad(sum(g.square().sum() for g in first), weights)
+    for weight, u, v, dim, got in zip(weights, us, vs, dims, second, strict=True):
+        w = weight.detach().requires_grad_()
+        ref = ops.normalize_by_sigma_reference(w, u, v, dim)
+        (g,) = torch.autograd.grad((ref ** 3).sum(), w, create_graph=True)
+        (expected,) = torch.autograd.grad(g.square().sum(), w)
+        torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
+
+
+def test_group_triton_route_equals_torch_route(monkeypatch):
+    from ganfast.bench.spectral_norm import SNGANDiscriminator32
+
+    torch.manual_seed(0)
+    torch_model = SNGANDiscriminator32(ganfast.nn.spectral_norm, channels=4).double()
+    triton_model = copy.deepcopy(torch_model)
+    real, fake = torch.randn(2, 2, 3, 32, 32, dtype=torch.float64)
+    groups = {"torch": ganfast.nn.SpectralNormGroup(torch_model, backend="torch"),
+              "triton": ganfast.nn.SpectralNormGroup(triton_model, backend="triton")}
+    # The triton backend on CPU tensors: the interpreter runs it.
+    monkeypatch.setattr(spectral_norm_group, "resolve", lambda op, backend, device: backend)
+    for model, group in zip((torch_model, triton_model), groups.values(), strict=True):
+        for _ in range(2):
+            model.zero_grad()
+            with group.once():
+                loss = (1 - model(real)).relu().mean() + (1 + model(fake)).relu().mean()
+            loss.backward()
+    for a, b in zip(torch_model.parameters(), triton_model.parameters(), strict=True):
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-10, atol=1e-12)
+    for a, b in zip(torch_model.buffers(), triton_model.buffers(), strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("make", LAYERS[:6])
+def test_per_access_triton_route_equals_pytorch(make):
+    # What a layer's parametrization runs on CUDA with backend "triton": a group of one.
+    torch.manual_seed(0)
+    theirs = parametrizations.spectral_norm(make()).double()
+    torch.manual_seed(0)
+    ours = ganfast.nn.spectral_norm(make()).double()
+    sn = ours.parametrizations.weight[0]
+    original = ours.parametrizations.weight.original
+    for training in (True, True, False):
+        theirs.train(training)
+        sn.train(training)
+        got = sn._normalize_with_triton(original)
+        torch.testing.assert_close(got, theirs.weight, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(sn._u, theirs.parametrizations.weight[0]._u, rtol=1e-12, atol=1e-12)
+    (grad,) = torch.autograd.grad(got.square().sum(), original)
+    (expected,) = torch.autograd.grad(theirs.weight.square().sum(),
+                                      theirs.parametrizations.weight.original)
+    torch.testing.assert_close(grad, expected, rtol=1e-10, atol=1e-12)
