@@ -9,6 +9,13 @@ TORCH_LIBRARY(ganfast_C, m) {
   m.def("interpolate(Tensor real, Tensor fake, Tensor alpha) -> Tensor");
   m.def("norm_penalty(Tensor x, float weight, float center) -> (Tensor, Tensor)");
   m.def("norm_backward(Tensor grad, Tensor x, Tensor norm, float slope, float offset) -> Tensor");
+  // Spectral norm of a group of layers (csrc/spectral_norm.cu): multi-tensor launchers that
+  // reach the weights and their u, v buffers through address tables, the twin of the Triton
+  // launchers in kernels/spectral_norm.py; called by ganfast/ops/spectral_norm.py on CUDA only.
+  m.def("spectral_norm_group(Tensor weight_table, Tensor u_table, Tensor v_table, Tensor meta, "
+        "Tensor(a!) out, Tensor(b!) work, Tensor(c!) sigma, float eps) -> ()");
+  m.def("spectral_norm_group_backward(Tensor grad, Tensor out, Tensor work, Tensor sigma, "
+        "Tensor meta, Tensor(a!) grad_weight) -> ()");
 }
 
 // An importable, empty Python module: importing ganfast._C loads the library, which runs the

@@ -20,7 +20,6 @@ are one flat buffer (the launcher hands out views), and so are the incoming grad
 backward, so that only the forward's inputs need a table of pointers.
 """
 
-import torch
 import triton
 import triton.language as tl
 
@@ -170,69 +169,17 @@ def _normalize_group_backward_kernel(grad_ptr, out_ptr, work_ptr, sigma_ptr, met
 
 
 # ---------------------------------------------------------------- launchers
+# The plan (meta table, address tables) and the buffers come from ganfast/ops/spectral_norm.py,
+# which the CUDA launchers of csrc/spectral_norm.cu share.
 
-def acc_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
-class GroupPlan:
-    """What a launch needs that does not change from call to call: the meta table and the
-    pointer tables of weights, u and v (rebuilt only when an address changes)."""
-
-    def __init__(self, weights, dims, n_iters):
-        device = weights[0].device
-        rows, out_offset, work_offset = [], 0, 0
-        self.uv_sizes = []  # D, C of each layer: the work buffer's parts
-        for weight, dim, n_iter in zip(weights, dims, n_iters, strict=True):
-            D = weight.shape[dim]
-            C = weight.numel() // D
-            K = 1
-            for size in weight.shape[dim + 1:]:
-                K *= size
-            rows.append([D, C, K, out_offset, work_offset, n_iter])
-            self.uv_sizes += [D, C]
-            out_offset += D * C
-            work_offset += D + C
-        self.meta = torch.tensor(rows, dtype=torch.int64, device=device)
-        self.numel = out_offset
-        self.work_numel = work_offset
-        self.dims = list(dims)
-        self.shapes = [w.shape for w in weights]
-        self.sizes = [w.numel() for w in weights]
-        self.addresses = None
-        self.tables = None
-
-    def pointer_tables(self, weights, us, vs):
-        addresses = tuple(t.data_ptr() for t in (*weights, *us, *vs))
-        if addresses != self.addresses:
-            table = torch.tensor(addresses, dtype=torch.int64).view(3, -1)
-            self.tables = table.to(weights[0].device)
-            self.addresses = addresses
-        return self.tables
-
-
-def normalize_group(plan: GroupPlan, weights, us, vs, eps: float):
-    """y for every layer (views of one flat buffer), the work buffer (u, v as used), sigma."""
-    weights = [w if w.is_contiguous() else w.contiguous() for w in weights]
-    first = weights[0]
-    tables = plan.pointer_tables(weights, us, vs)
-    out = torch.empty(plan.numel, dtype=first.dtype, device=first.device)
-    work = torch.empty(plan.work_numel, dtype=acc_dtype(first.dtype), device=first.device)
-    sigma = torch.empty(len(weights), dtype=work.dtype, device=first.device)
-    _normalize_group_kernel[(len(weights),)](
-        tables[0], tables[1], tables[2], first, plan.meta, out, work, sigma, eps,
+def normalize_group(tables, first_weight, meta, out, work, sigma, eps: float) -> None:
+    """Fills out (y of every layer), work (u, v as used) and sigma; updates u, v in place."""
+    _normalize_group_kernel[(meta.shape[0],)](
+        tables[0], tables[1], tables[2], first_weight, meta, out, work, sigma, eps,
         BLOCK_R=BLOCK_R, BLOCK_C=BLOCK_C, BLOCK=BLOCK)
-    return out, work, sigma
 
 
-def normalize_group_backward(plan: GroupPlan, grad_flat, out, work, sigma):
-    """The flat gradient of every weight, in the layout of `out`."""
-    grad_weight = torch.empty_like(out)
-    _normalize_group_backward_kernel[(len(plan.shapes),)](
-        grad_flat, out, work, sigma, plan.meta, grad_weight, BLOCK=BLOCK)
-    return grad_weight
-
-
-def split(flat: torch.Tensor, plan: GroupPlan):
-    """Views of a flat buffer in the layers' shapes."""
-    return [part.view(shape) for part, shape in zip(flat.split(plan.sizes), plan.shapes, strict=True)]
+def normalize_group_backward(grad_flat, out, work, sigma, meta, grad_weight) -> None:
+    """Fills grad_weight, the flat gradient of every weight, in the layout of `out`."""
+    _normalize_group_backward_kernel[(meta.shape[0],)](
+        grad_flat, out, work, sigma, meta, grad_weight, BLOCK=BLOCK)

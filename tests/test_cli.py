@@ -100,3 +100,15 @@ def test_bench_records_out_of_memory_and_goes_on(monkeypatch):
     assert [r["backend"] for r in rows] == ["eager", "triton", "torch"]
     assert rows[1]["skipped"] == "out of memory: CUDA out of memory. Tried to allocate 256.00 MiB."
     assert rows[2]["median_ms"] == 1.0 and rows[2]["speedup"] == 1.0
+
+
+def test_bench_spectral_norm_overhead_rows(tmp_path):
+    from ganfast.cli import main
+
+    out = tmp_path / "sn.jsonl"
+    assert main(["bench", "--op", "spectral_norm", "--device", "cpu", "--mode", "overhead",
+                 "--quick", "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert {r["impl"] for r in rows} == {"pytorch", "ganfast", "ganfast once()"}
+    assert {r["shape"] for r in rows} == {"1", "4", "16"}
+    assert all(r["op"] == "spectral_norm" and r["us"] > 0 and r["speedup"] > 0 for r in rows)

@@ -15,6 +15,8 @@ EXPECTED_OPS = [
     "ganfast_C::interpolate",
     "ganfast_C::norm_backward",
     "ganfast_C::norm_penalty",
+    "ganfast_C::spectral_norm_group",
+    "ganfast_C::spectral_norm_group_backward",
 ]
 
 

@@ -260,3 +260,68 @@ def test_autocast_matches_pytorch():
     y_t.float().sum().backward(), y_o.float().sum().backward()
     torch.testing.assert_close(ours.parametrizations.weight.original.grad,
                                theirs.parametrizations.weight.original.grad)
+
+
+def test_ema_copy_tracks_pytorch():
+    # An EMA of D (AveragedModel averages parameters and, with use_buffers, u and v too) built on
+    # ganfast's spectral norm gives what the same EMA of PyTorch's gives.
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    theirs, ours = make_pair("conv2d", torch.float64)
+    emas = [AveragedModel(m, multi_avg_fn=get_ema_multi_avg_fn(0.9), use_buffers=True)
+            for m in (theirs, ours)]
+    optimizers = [torch.optim.SGD(m.parameters(), lr=0.1) for m in (theirs, ours)]
+    for step in range(3):
+        x = make_input("conv2d", torch.float64, step)
+        for m, ema, opt in zip((theirs, ours), emas, optimizers, strict=True):
+            opt.zero_grad()
+            m(x).square().mean().backward()
+            opt.step()
+            ema.update_parameters(m)
+    x = make_input("conv2d", torch.float64, 9)
+    for ema in emas:
+        ema.eval()
+    assert_close(emas[1](x), emas[0](x), torch.float64)
+    for (_, a), (_, b) in zip(emas[0].state_dict().items(), emas[1].state_dict().items(), strict=True):
+        assert_close(b, a, torch.float64)
+
+
+DDP_WORKER = """
+import sys, torch, torch.distributed as dist
+from torch import nn
+import ganfast
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+torch.manual_seed(rank)  # different u, v and weights per process: DDP must broadcast rank 0's
+model = nn.Sequential(ganfast.nn.spectral_norm(nn.Conv2d(3, 4, 3)), nn.Flatten(),
+                      ganfast.nn.spectral_norm(nn.Linear(4 * 4 * 4, 1))).double()
+ddp = nn.parallel.DistributedDataParallel(model)
+opt = torch.optim.SGD(ddp.parameters(), lr=0.1)
+for step in range(3):
+    g = torch.Generator().manual_seed(10 * step + rank)
+    x = torch.randn(2, 3, 6, 6, dtype=torch.float64, generator=g)
+    opt.zero_grad()
+    ddp(x).square().mean().backward()
+    opt.step()
+flat = torch.cat([t.detach().flatten() for t in list(model.parameters()) + list(model.buffers())])
+gathered = [torch.zeros_like(flat) for _ in range(2)]
+dist.all_gather(gathered, flat)
+assert torch.equal(gathered[0], gathered[1]), "the processes' parameters or u/v differ"
+print("in sync")
+dist.destroy_process_group()
+"""
+
+
+def test_ddp_broadcasts_u_and_v(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    worker = tmp_path / "worker.py"
+    worker.write_text(DDP_WORKER)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                             "--nproc_per_node", "2", str(worker)],
+                            capture_output=True, text=True, env=env, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("in sync") == 2

@@ -1,5 +1,5 @@
-"""Spectral norm on a GPU: the Triton route (per layer and grouped) against PyTorch's
-parametrization in every parameter dtype, and its launch counts."""
+"""Spectral norm on a GPU: the fused routes, Triton and CUDA (per layer and grouped), against
+PyTorch's parametrization in every parameter dtype, and their launch counts."""
 
 import copy
 
@@ -8,12 +8,22 @@ import torch
 from torch.nn.utils import parametrizations
 
 import ganfast
+from ganfast import backends
 from ganfast.bench.spectral_norm import SNGANDiscriminator32
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
 TOL = {torch.float64: 1e-12, torch.float32: 1e-5, torch.bfloat16: 3e-2, torch.float16: 5e-3}
+
+
+@pytest.fixture(params=["triton", "cuda"])
+def fused(request):
+    """A fused backend; the CUDA one must be built where CI asks for the extension."""
+    why = backends.unavailable_reason(request.param, torch.device("cuda"))
+    if why:
+        pytest.skip(why)
+    return request.param
 
 
 def models(dtype):
@@ -29,25 +39,32 @@ def weights(model):
 
 
 @pytest.mark.parametrize("dtype", list(TOL))
-def test_per_layer_triton_equals_pytorch(dtype):
+def test_per_layer_fused_equals_pytorch(dtype, fused):
     theirs, ours = models(dtype)
-    ganfast.set_backend("triton")
+    ganfast.set_backend(fused)
     try:
-        for _ in range(3):
+        for step in range(3):
             for a, b in zip(weights(theirs), weights(ours), strict=True):
                 # math in fp32: compare in fp64 against PyTorch's (in the parameter dtype)
                 torch.testing.assert_close(b.double(), a.double(), rtol=TOL[dtype], atol=TOL[dtype])
+                grad = torch.randn(a.shape, device="cuda", dtype=dtype,
+                                   generator=torch.Generator("cuda").manual_seed(step))
+                a.backward(grad), b.backward(grad)
+        for a, b in zip(theirs.parameters(), ours.parameters(), strict=True):
+            if a.grad is not None:
+                torch.testing.assert_close(b.grad.double(), a.grad.double(),
+                                           rtol=TOL[dtype] * 10, atol=TOL[dtype] * 10)
     finally:
         ganfast.set_backend(None)
 
 
 @pytest.mark.parametrize("dtype", list(TOL))
-def test_group_triton_equals_group_torch(dtype):
+def test_group_fused_equals_group_torch(dtype, fused):
     _, ours = models(dtype)
     other = copy.deepcopy(ours)
     x = torch.randn(4, 3, 32, 32, device="cuda", dtype=dtype)
     outputs = []
-    for model, backend in ((ours, "torch"), (other, "triton")):
+    for model, backend in ((ours, "torch"), (other, fused)):
         group = ganfast.nn.SpectralNormGroup(model, backend=backend)
         for _ in range(2):
             model.zero_grad()
@@ -59,9 +76,9 @@ def test_group_triton_equals_group_torch(dtype):
         torch.testing.assert_close(b, a, rtol=TOL[dtype] * 10, atol=TOL[dtype] * 10)
 
 
-def test_group_is_one_launch_forward_and_backward():
+def test_group_is_one_launch_forward_and_backward(fused):
     _, ours = models(torch.float32)
-    group = ganfast.nn.SpectralNormGroup(ours, backend="triton")
+    group = ganfast.nn.SpectralNormGroup(ours, backend=fused)
     group.normalize()  # compile the kernels
     torch.cuda.synchronize()
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:

@@ -6,7 +6,6 @@ import copy
 
 import pytest
 import torch
-from ganfast.kernels import spectral_norm as kernels
 from torch import nn
 from torch.nn.utils import parametrizations
 
@@ -49,7 +48,7 @@ def launch_inputs(layers):
 def test_training_steps_equal_pytorch(dtype, n_power_iterations):
     layers = pytorch_layers(dtype, n_power_iterations)
     weights, us, vs, dims = launch_inputs(layers)
-    plan = kernels.GroupPlan(weights, dims, [n_power_iterations] * len(layers))
+    plan = ops.GroupPlan(weights, dims, [n_power_iterations] * len(layers))
     for _ in range(2):
         got = ops.normalize_group(plan, weights, us, vs, 1e-12)
         for layer, y, u, v in zip(layers, got, us, vs, strict=True):
@@ -65,7 +64,7 @@ def test_eval_computes_sigma_without_update():
     layers = [layer.eval() for layer in pytorch_layers(torch.float64)]
     weights, us, vs, dims = launch_inputs(layers)
     before = [u.clone() for u in us]
-    got = ops.normalize_group(kernels.GroupPlan(weights, dims, [0] * len(layers)), weights, us, vs,
+    got = ops.normalize_group(ops.GroupPlan(weights, dims, [0] * len(layers)), weights, us, vs,
                               1e-12)
     for layer, y, u, u0 in zip(layers, got, us, before, strict=True):
         torch.testing.assert_close(y, layer.weight.detach(), rtol=1e-12, atol=1e-12)
@@ -77,7 +76,7 @@ def test_half_weights_use_float32_math():
     weights, us, vs, dims = launch_inputs(layers)
     half = [w.half() for w in weights]
     us_h, vs_h = [u.half() for u in us], [v.half() for v in vs]
-    got = ops.normalize_group(kernels.GroupPlan(half, dims, [1] * len(layers)), half, us_h, vs_h,
+    got = ops.normalize_group(ops.GroupPlan(half, dims, [1] * len(layers)), half, us_h, vs_h,
                               1e-12)
     for layer, y in zip(layers, got, strict=True):  # oracle: float64 from the same (rounded) start
         assert y.dtype == torch.float16
@@ -90,7 +89,7 @@ def test_backward_equals_the_reference_gradient(dtype):
     weights, us, vs, dims = launch_inputs(layers)
     weights = [w.clone().requires_grad_() for w in weights]
     grads = [torch.randn_like(w) for w in weights]
-    got = ops.normalize_group(kernels.GroupPlan(weights, dims, [1] * len(layers)), weights, us, vs,
+    got = ops.normalize_group(ops.GroupPlan(weights, dims, [1] * len(layers)), weights, us, vs,
                               1e-12)
     got_grads = torch.autograd.grad(got, weights, grads)
     for weight, u, v, dim, grad, got_grad in zip(weights, us, vs, dims, grads, got_grads, strict=True):
@@ -106,7 +105,7 @@ def test_double_backward_through_create_graph():
     layers = pytorch_layers(torch.float64)[:3]
     weights, us, vs, dims = launch_inputs(layers)
     weights = [w.clone().requires_grad_() for w in weights]
-    plan = kernels.GroupPlan(weights, dims, [0] * len(layers))  # eval: u, v fixed, comparable
+    plan = ops.GroupPlan(weights, dims, [0] * len(layers))  # eval: u, v fixed, comparable
     y = ops.normalize_group(plan, weights, us, vs, 1e-12)
     first = torch.autograd.grad(sum((t ** 3).sum() for t in y), weights, create_graph=True)
     second = torch.autograd.grad(sum(g.square().sum() for g in first), weights)
@@ -153,7 +152,7 @@ def test_per_access_triton_route_equals_pytorch(make):
     for training in (True, True, False):
         theirs.train(training)
         sn.train(training)
-        got = sn._normalize_with_triton(original)
+        got = sn._normalize_fused(original, "triton")
         torch.testing.assert_close(got, theirs.weight, rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(sn._u, theirs.parametrizations.weight[0]._u, rtol=1e-12, atol=1e-12)
     (grad,) = torch.autograd.grad(got.square().sum(), original)

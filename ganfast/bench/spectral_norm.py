@@ -4,9 +4,12 @@ Each figure is measured side by side in one run: PyTorch's parametrization
 (torch.nn.utils.parametrizations.spectral_norm, "pytorch"), torch.compile of it ("compile"),
 ganfast.nn.spectral_norm ("ganfast": PyTorch's semantics, every access normalizes), and
 ganfast.nn.SpectralNormGroup ("ganfast once()": all layers normalized once per step, in one
-host call; "... triton": in one launch, on CUDA). Modes:
+host call; "... triton", "... cuda": in one launch, on CUDA); on CUDA also the per-layer fused
+routes ("ganfast triton", "ganfast cuda": PyTorch's semantics, one launch per access). Modes:
   kernels   the normalization alone per layer size (weight access + backward), all layers of
             the SNGAN-32 discriminator, and its forward+backward step;
+            With compile (not --no-compile): seconds that torch.compile takes for the first
+            forward+backward of the discriminator with each spectral norm.
   overhead  host time of one forward of a stack of N small SN layers, against N.
 """
 
@@ -18,6 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils import parametrizations
 
+from .. import backends
 from .. import nn as gnn
 from .overhead import host_us
 from .stock_gans import SNGANDiscriminator
@@ -67,10 +71,26 @@ def layer_cases(device, dtype, sizes=((128, 128, 3, 3), (128, 3, 3, 3), (1, 128)
         yield "normalize fwd+bwd", shape, fns
 
 
+def fused_backends(device):
+    """The fused backends that can run on `device` (on CUDA: triton, cuda when built)."""
+    return [name for name in ("triton", "cuda") if not backends.unavailable_reason(name, device)]
+
+
 def group_backends(device):
-    """SpectralNormGroup backends to measure: torch everywhere, triton on CUDA."""
-    return {"ganfast once()": "torch", **({"ganfast once() triton": "triton"}
-                                          if device.type == "cuda" else {})}
+    """SpectralNormGroup backends to measure: torch everywhere, the fused ones on CUDA."""
+    return {"ganfast once()": "torch",
+            **{f"ganfast once() {name}": name for name in fused_backends(device)}}
+
+
+def with_backend(name, fn):
+    """fn run with ganfast's global backend set to `name` (the per-layer route's choice)."""
+    def run():
+        backends.set_backend(name)
+        try:
+            return fn()
+        finally:
+            backends.set_backend(None)
+    return run
 
 
 def whole_model_fns(device, dtype=torch.float32):
@@ -138,6 +158,9 @@ def run(device, mode="all", quick=False, with_compile=True):
         fake = torch.randn(batch, 3, 32, 32, device=device)
         models = make_models(device, with_compile=with_compile)
         fns = {name: (lambda m=m: discriminator_step(m, real, fake)) for name, m in models.items()}
+        for name in fused_backends(device):
+            model = make_models(device, with_compile=False)["ganfast"]
+            fns[f"ganfast {name}"] = with_backend(name, lambda m=model: discriminator_step(m, real, fake))
         for name, backend in group_backends(device).items():
             model = make_models(device, with_compile=False)["ganfast"]
             group = gnn.SpectralNormGroup(model, backend=backend)
@@ -150,12 +173,42 @@ def run(device, mode="all", quick=False, with_compile=True):
                 del fns["compile"]
         rows += _side_by_side("SNGAN-32 D step", (batch, 3, 32, 32), fns,
                               _timer(device, reps=10 if quick else 40), "ms")
+        if with_compile:
+            rows += _side_by_side("torch.compile time, SNGAN-32 D fwd+bwd", (batch, 3, 32, 32),
+                                  compile_fns(device, real), first_call_seconds, "s")
     if mode in ("all", "overhead"):
         for n in (1, 4, 16) if quick else (1, 2, 4, 8, 16, 32):
             rows += _side_by_side("host us, N SN layers fwd", (n,), overhead_fns(device, n),
                                   lambda fns: {k: host_us(fn, device, calls=50 if quick else 200)
                                                for k, fn in fns.items()}, "us")
     return rows
+
+
+def compile_fns(device, x):
+    """{name: fn}: torch.compile of a fresh SNGAN-32 D under each spectral norm, one forward
+    (a single use: PyTorch's fails on two) and backward. The first call is what compiles."""
+    fns = {}
+    for name, sn in SPECTRAL_NORMS.items():
+        torch.manual_seed(0)
+        compiled = torch.compile(SNGANDiscriminator32(sn).to(device))
+        fns[name] = (lambda m=compiled: m(x).mean().backward())
+    return fns
+
+
+def first_call_seconds(fns):
+    """{name: seconds of the first call}: a cold compile each, after a dynamo reset and with
+    inductor's caches off (a graph found in the on-disk cache from an earlier run would take a
+    fraction of the time, and only for whichever model happened to be cached)."""
+    import torch._inductor.config
+
+    seconds = {}
+    with torch._inductor.config.patch(force_disable_caches=True):
+        for name, fn in fns.items():
+            torch._dynamo.reset()
+            start = time.perf_counter()
+            fn()
+            seconds[name] = time.perf_counter() - start
+    return seconds
 
 
 def _timer(device, reps):
@@ -190,7 +243,7 @@ def _side_by_side(case, shape, fns, time_fn, unit):
 def markdown_table(rows) -> str:
     lines = ["| case | shape | impl | time | speedup vs pytorch |", "|---|---|---|---|---|"]
     for r in rows:
-        unit = "ms" if "ms" in r else "us"
+        unit = next(u for u in ("ms", "us", "s") if u in r)
         lines.append(f"| {r['case']} | {r['shape']} | {r['impl']} | {r[unit]} {unit} | "
                      f"{r['speedup']}x |")
     return "\n".join(lines)

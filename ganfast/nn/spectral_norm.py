@@ -57,9 +57,10 @@ class SpectralNorm(nn.Module):
             return self._group_weight
         if weight.ndim == 1:
             return F.normalize(weight, dim=0, eps=self.eps)
-        if weight.is_cuda and not (self.legacy_update_order or is_compiling()) \
-                and resolve(ops.OP, "auto", weight.device) == "triton":
-            return self._normalize_with_triton(weight)
+        if weight.is_cuda and not (self.legacy_update_order or is_compiling()):
+            backend = resolve(ops.OP, "auto", weight.device)
+            if backend != "torch":
+                return self._normalize_fused(weight, backend)
         if self.training:
             weight_mat = ops.weight_to_matrix(weight.detach(), self.dim)
             if self.legacy_update_order:  # v from u, then u from v: the same steps on W^T
@@ -70,15 +71,16 @@ class SpectralNorm(nn.Module):
                                      self.eps)
         return ops.normalize_by_sigma(weight, self._u, self._v, self.dim)
 
-    def _normalize_with_triton(self, weight: torch.Tensor) -> torch.Tensor:
-        # The grouped kernel with a group of one: power iteration, sigma and W / sigma in one
-        # launch, the backward in one more. Under torch.compile the torch route is traced.
+    def _normalize_fused(self, weight: torch.Tensor, backend: str) -> torch.Tensor:
+        # The grouped kernel (Triton or CUDA) with a group of one: power iteration, sigma and
+        # W / sigma in one launch, the backward in one more. Under torch.compile the torch route
+        # is traced.
         n_iter = self.n_power_iterations if self.training else 0
-        plans = self.__dict__.setdefault("_triton_plans", {})
+        plans = self.__dict__.setdefault("_fused_plans", {})
         plan = plans.get(n_iter)
         if plan is None:
-            plan = plans[n_iter] = ops._kernels().GroupPlan([weight], [self.dim], [n_iter])
-        return ops.normalize_group(plan, [weight], [self._u], [self._v], self.eps)[0]
+            plan = plans[n_iter] = ops.GroupPlan([weight], [self.dim], [n_iter])
+        return ops.normalize_group(plan, [weight], [self._u], [self._v], self.eps, backend)[0]
 
     def right_inverse(self, value: torch.Tensor) -> torch.Tensor:
         return value

@@ -4,7 +4,7 @@ PyTorch's spectral norm (and ganfast.nn.spectral_norm by default) normalizes a w
 access: a discriminator called on reals and on fakes in one step runs the power iteration and
 W / sigma twice per layer, each a handful of small kernels and Python calls. Inside
 `group.once()` every layer is normalized once, on entry, in one host call (one Triton launch
-for all layers with backend "triton"), and each access returns that tensor:
+for all layers with backend "triton" or "cuda"), and each access returns that tensor:
 
     sn = ganfast.nn.SpectralNormGroup(D)
     with sn.once():
@@ -32,7 +32,7 @@ class SpectralNormGroup:
     ganfast.accelerate converted), normalized together inside `once()`.
 
     backend: "auto" (torch until GPU measurements say otherwise), "torch" (each layer's own
-    parametrization), or "triton" (one launch for all layers of a dtype).
+    parametrization), "triton" or "cuda" (one launch for all layers of a dtype).
     """
 
     def __init__(self, model: nn.Module, backend: str = "auto") -> None:
@@ -81,7 +81,7 @@ class SpectralNormGroup:
         """W / sigma of every layer, after its power-iteration steps in training mode."""
         originals = [module.parametrizations[name].original for module, name, _ in self.layers]
         backend = resolve(ops.OP, self.backend, originals[0].device)
-        if backend != "triton":
+        if backend == "torch":
             return [parametrization(original) for (_, _, parametrization), original
                     in zip(self.layers, originals, strict=True)]
         weights = [None] * len(self.layers)
@@ -92,17 +92,18 @@ class SpectralNormGroup:
             else:
                 batches.setdefault((original.dtype, original.device, p.eps), []).append(i)
         for (_, _, eps), indices in batches.items():
-            for i, weight in zip(indices, self._normalize_batch(indices, originals, eps), strict=True):
+            normalized = self._normalize_batch(indices, originals, eps, backend)
+            for i, weight in zip(indices, normalized, strict=True):
                 weights[i] = weight
         return weights
 
-    def _normalize_batch(self, indices, originals, eps):
+    def _normalize_batch(self, indices, originals, eps, backend):
         params = [self.layers[i][2] for i in indices]
         n_iters = tuple(p.n_power_iterations if p.training else 0 for p in params)
         key = (tuple(indices), n_iters)
         plan = self._plans.get(key)
         if plan is None:
-            plan = self._plans[key] = ops._kernels().GroupPlan(
+            plan = self._plans[key] = ops.GroupPlan(
                 [originals[i] for i in indices], [p.dim for p in params], n_iters)
         return ops.normalize_group(plan, [originals[i] for i in indices],
-                                   [p._u for p in params], [p._v for p in params], eps)
+                                   [p._u for p in params], [p._v for p in params], eps, backend)

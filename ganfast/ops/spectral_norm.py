@@ -20,9 +20,13 @@ When the weight needs no gradient there is no Function and no copy at all.
 A backward asked to build a graph (create_graph=True) differentiates the reference instead.
 """
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch.compiler import is_compiling
+
+from .layout import acc_dtype
 
 OP = "spectral_norm"
 
@@ -108,10 +112,78 @@ def normalize_by_sigma(weight, u, v, dim: int):
 
 
 # ---------------------------------------------------------------- all layers at once (grouped)
+# One launch normalizes every layer of a group: Triton (kernels/spectral_norm.py) or CUDA
+# (csrc/spectral_norm.cu), the same tables and buffers for both.
 
 def _kernels():
     from ganfast.kernels import spectral_norm as kernels  # needs triton: imported on first use
     return kernels
+
+
+class GroupPlan:
+    """What a launch needs that does not change from call to call: the meta table (one row per
+    layer: D, C, K, offset of y in the flat output, offset of u (then v) in the work buffer,
+    n_iter) and the address tables of weights, u and v (rebuilt only when an address changes)."""
+
+    def __init__(self, weights, dims, n_iters):
+        device = weights[0].device
+        rows, out_offset, work_offset = [], 0, 0
+        self.uv_sizes = []  # D, C of each layer: the work buffer's parts
+        for weight, dim, n_iter in zip(weights, dims, n_iters, strict=True):
+            D = weight.shape[dim]
+            C = weight.numel() // D
+            K = math.prod(weight.shape[dim + 1:])
+            rows.append([D, C, K, out_offset, work_offset, n_iter])
+            self.uv_sizes += [D, C]
+            out_offset += D * C
+            work_offset += D + C
+        self.meta = torch.tensor(rows, dtype=torch.int64, device=device)
+        self.numel = out_offset
+        self.work_numel = work_offset
+        self.dims = list(dims)
+        self.shapes = [w.shape for w in weights]
+        self.sizes = [w.numel() for w in weights]
+        self.addresses = None
+        self.tables = None
+
+    def pointer_tables(self, weights, us, vs):
+        addresses = tuple(t.data_ptr() for t in (*weights, *us, *vs))
+        if addresses != self.addresses:
+            table = torch.tensor(addresses, dtype=torch.int64).view(3, -1)
+            self.tables = table.to(weights[0].device)
+            self.addresses = addresses
+        return self.tables
+
+
+def split(flat: torch.Tensor, plan: GroupPlan) -> list:
+    """Views of a flat buffer in the layers' shapes."""
+    return [part.view(shape) for part, shape in zip(flat.split(plan.sizes), plan.shapes, strict=True)]
+
+
+def _launch(backend: str, plan: GroupPlan, weights, us, vs, eps: float):
+    """y of every layer (flat), the work buffer (u, v as used) and sigma; u, v updated."""
+    weights = [w if w.is_contiguous() else w.contiguous() for w in weights]
+    first = weights[0]
+    tables = plan.pointer_tables(weights, us, vs)
+    out = torch.empty(plan.numel, dtype=first.dtype, device=first.device)
+    work = torch.empty(plan.work_numel, dtype=acc_dtype(first.dtype), device=first.device)
+    sigma = torch.empty(len(weights), dtype=work.dtype, device=first.device)
+    if backend == "cuda":
+        torch.ops.ganfast_C.spectral_norm_group(tables[0], tables[1], tables[2], plan.meta, out,
+                                                work, sigma, eps)
+    else:
+        _kernels().normalize_group(tables, first, plan.meta, out, work, sigma, eps)
+    return out, work, sigma
+
+
+def _launch_backward(backend: str, plan: GroupPlan, grad_flat, out, work, sigma):
+    grad_weight = torch.empty_like(out)
+    if backend == "cuda":
+        torch.ops.ganfast_C.spectral_norm_group_backward(grad_flat, out, work, sigma, plan.meta,
+                                                         grad_weight)
+    else:
+        _kernels().normalize_group_backward(grad_flat, out, work, sigma, plan.meta, grad_weight)
+    return grad_weight
 
 
 class _NormalizeGroup(torch.autograd.Function):
@@ -119,12 +191,11 @@ class _NormalizeGroup(torch.autograd.Function):
     forward launch, one backward launch (plus the concatenation of the incoming gradients)."""
 
     @staticmethod
-    def forward(ctx, plan, us, vs, eps, *weights):
-        kernels = _kernels()
-        out, work, sigma = kernels.normalize_group(plan, weights, us, vs, eps)
-        ctx.plan = plan
+    def forward(ctx, plan, backend, us, vs, eps, *weights):
+        out, work, sigma = _launch(backend, plan, weights, us, vs, eps)
+        ctx.plan, ctx.backend = plan, backend
         ctx.save_for_backward(out, work, sigma, *weights)  # work: u, v as this forward used them
-        return tuple(kernels.split(out, plan))
+        return tuple(split(out, plan))
 
     @staticmethod
     def backward(ctx, *grads):
@@ -137,11 +208,10 @@ class _NormalizeGroup(torch.autograd.Function):
                 y = normalize_by_sigma_reference(weight, u.to(weight.dtype), v.to(weight.dtype), dim)
                 (gw,) = torch.autograd.grad(y, weight, grad, create_graph=True)
                 grad_weights.append(gw)
-            return (None, None, None, None, *grad_weights)
-        kernels = _kernels()
+            return (None, None, None, None, None, *grad_weights)
         grad_flat = torch.cat([grad.reshape(-1) for grad in grads])
-        grad_weight = kernels.normalize_group_backward(plan, grad_flat, out, work, sigma)
-        return (None, None, None, None, *kernels.split(grad_weight, plan))
+        grad_weight = _launch_backward(ctx.backend, plan, grad_flat, out, work, sigma)
+        return (None, None, None, None, None, *split(grad_weight, plan))
 
 
 def _split_uv(work, plan):
@@ -150,13 +220,13 @@ def _split_uv(work, plan):
     return list(zip(parts[0::2], parts[1::2], strict=True))
 
 
-def normalize_group(plan, weights, us, vs, eps: float) -> list:
+def normalize_group(plan: GroupPlan, weights, us, vs, eps: float, backend: str = "triton") -> list:
     """W_i / sigma_i for every layer of `plan` after n_iters[i] power-iteration steps on
-    (us[i], vs[i]) in place: the Triton kernel, one launch for all layers (CUDA tensors, or CPU
-    tensors under TRITON_INTERPRET=1). The gradient flows to the weights only."""
+    (us[i], vs[i]) in place, in one launch for all layers: backend "triton" (CUDA tensors, or
+    CPU tensors under TRITON_INTERPRET=1) or "cuda" (ganfast._C). Weights, u and v share one
+    dtype; the gradient flows to the weights only."""
     if torch.is_grad_enabled() and any(w.requires_grad for w in weights):
-        return list(_NormalizeGroup.apply(plan, us, vs, eps, *weights))
-    kernels = _kernels()
+        return list(_NormalizeGroup.apply(plan, backend, us, vs, eps, *weights))
     with torch.no_grad():
-        out, _, _ = kernels.normalize_group(plan, weights, us, vs, eps)
-    return kernels.split(out, plan)
+        out, _, _ = _launch(backend, plan, weights, us, vs, eps)
+    return split(out, plan)
