@@ -161,8 +161,8 @@ def output_format(x: torch.Tensor) -> torch.memory_format:
 
 
 def _forward_fake(x, weight, bias, activation, negative_slope):
-    return x.new_empty(x.shape[0], weight.shape[0], 2 * x.shape[2], 2 * x.shape[3],
-                       memory_format=output_format(x))
+    return torch.empty(x.shape[0], weight.shape[0], 2 * x.shape[2], 2 * x.shape[3],
+                       dtype=x.dtype, device=x.device, memory_format=output_format(x))
 
 
 def _forward_cpu(x, weight, bias, activation, negative_slope):
