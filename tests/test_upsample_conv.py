@@ -269,7 +269,8 @@ def test_bench_cases_run_and_compute_the_same_block(monkeypatch):
 
     monkeypatch.setitem(uc_bench.BLOCKS, "tiny", (2, 2, 3, 4, 5))
     cases = list(uc_bench.cases(["tiny"], [torch.float32], torch.device("cpu"),
-                                ["nchw", "channels_last"], uc_bench.BACKENDS, with_compile=False))
+                                ["nchw", "channels_last"], uc_bench.backends_for(torch.device("cpu")),
+                                with_compile=False))
     fwd = {(c.key["layout"], c.backend): c.fn() for c in cases if c.mode == "fwd"}
     for layout in ("nchw", "channels_last"):
         # fp32: the folded sums round differently from the 9-tap sums
