@@ -7,6 +7,8 @@ every gradient and the double backward."""
 import pytest
 import torch
 from ganfast.kernels import upsample_conv as kernels
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ganfast.ops import upsample_conv as uc
 
@@ -74,6 +76,16 @@ def test_forward_several_tiles_in_every_dimension(monkeypatch):
     x, weight, bias = _inputs(2, 20, 20, 5, 7, torch.float32)
     got = kernels.upsample_conv_forward(x, weight, bias, "leaky_relu", 0.2)
     _assert_close(got, unfused64(x, weight, bias, "leaky_relu", 0.2), 1e-5)
+
+
+@settings(max_examples=15, deadline=None)
+@given(b=st.integers(1, 2), cin=st.integers(1, 5), cout=st.integers(1, 5),
+       h=st.integers(1, 7), w=st.integers(1, 7), bias=st.booleans(),
+       channels_last=st.booleans(), act=st.sampled_from(ACTIVATIONS))
+def test_forward_hypothesis_shapes(b, cin, cout, h, w, bias, channels_last, act):
+    x, weight, b_ = _inputs(b, cin, cout, h, w, torch.float32, channels_last, bias)
+    got = kernels.upsample_conv_forward(x, weight, b_, *act)
+    _assert_close(got, unfused64(x, weight, b_, *act), 1e-5)
 
 
 @pytest.mark.parametrize("view", ["sliced", "transposed_hw", "expanded_batch"])
