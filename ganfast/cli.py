@@ -135,7 +135,8 @@ def _bench_upsample_conv(args) -> int:
         [torch.float32, torch.bfloat16] if device.type == "cuda" else [torch.float32])
     blocks = list(uc_bench.BLOCKS)[: 1 if args.quick else None]
     all_cases = uc_bench.cases(blocks, dtypes, device, ["nchw", "channels_last"],
-                               uc_bench.BACKENDS, with_compile=not args.no_compile)
+                               uc_bench.backends_for(device),
+                               with_compile=not args.no_compile)
     rows = bench_cases.run("upsample_conv", all_cases, device)
     for row in rows:  # effective TFLOP/s: the unfused conv's FLOPs over the time
         if row.get("median_ms"):

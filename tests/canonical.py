@@ -1,5 +1,6 @@
-"""Independent oracles: the gradient penalties as users write them in plain PyTorch, and
-small critics with non-zero second derivatives (so double backward is really exercised)."""
+"""Independent oracles: the gradient penalties and the upsample + conv block as users write them
+in plain PyTorch, and small critics with non-zero second derivatives (so double backward is
+really exercised)."""
 
 import torch
 from torch import nn
@@ -22,6 +23,17 @@ def r1(critic, x, gamma=10.0):
     x = x.detach().requires_grad_(True)
     (grad,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
     return gamma / 2 * grad.pow(2).flatten(1).sum(1).mean()
+
+
+def upsample_conv(x, weight, bias, activation=None, negative_slope=0.01):
+    """nn.Upsample(2, nearest) + 3x3 Conv2d (padding 1) + activation, torch.nn only."""
+    out = nn.functional.conv2d(nn.Upsample(scale_factor=2, mode="nearest")(x), weight, bias,
+                               padding=1)
+    if activation == "relu":
+        return torch.relu(out)
+    if activation == "leaky_relu":
+        return nn.functional.leaky_relu(out, negative_slope)
+    return out
 
 
 class MLPCritic(nn.Module):

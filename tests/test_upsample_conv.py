@@ -13,18 +13,9 @@ from ganfast.nn import UpsampleConv2d
 from ganfast.nn.functional import upsample_conv2d
 from ganfast.ops import upsample_conv as uc
 
+from .canonical import upsample_conv as unfused  # the oracle, independent of ganfast
+
 ACTIVATIONS = [(None, 0.01), ("relu", 0.01), ("leaky_relu", 0.2)]
-
-
-def unfused(x, weight, bias, activation=None, negative_slope=0.01):
-    """The canonical block, written with torch.nn only (the oracle, independent of ganfast)."""
-    out = nn.functional.conv2d(nn.Upsample(scale_factor=2, mode="nearest")(x), weight, bias,
-                               padding=1)
-    if activation == "relu":
-        return torch.relu(out)
-    if activation == "leaky_relu":
-        return nn.functional.leaky_relu(out, negative_slope)
-    return out
 
 
 def _inputs(b, cin, cout, h, w, dtype=torch.float64, bias=True):
@@ -167,6 +158,50 @@ def test_compiles_fullgraph(backend_compiler):
     got.sum().backward()
 
 
+# ---------------------------------------------------------------- the triton backend's op
+
+def test_kernel_op_opcheck():
+    # ganfast::upsample_conv_forward: CPU kernel = the reference, fake impl with the kernel's
+    # output layout (channels_last in, channels_last out). No autograd kernel by design.
+    op = torch.ops.ganfast.upsample_conv_forward.default
+    x = torch.randn(2, 3, 5, 4)
+    weight, bias = torch.randn(4, 3, 3, 3), torch.randn(4)
+    for args in ((x, weight, bias, None, 0.01),
+                 (x.to(memory_format=torch.channels_last), weight, None, "leaky_relu", 0.2),
+                 (x[:, :, 1:, ::2], weight, bias, "relu", 0.01)):
+        torch.library.opcheck(op, args)
+    out = op(x.to(memory_format=torch.channels_last), weight, bias, None, 0.01)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("backend_compiler", ["aot_eager", "inductor"])
+def test_triton_backend_compiles_through_the_registered_op(backend_compiler):
+    # Under torch.compile the triton backend's Function calls the registered op (its CPU
+    # kernel is the reference here), so the graph and its backward are checked without a GPU.
+    def fn(x, weight, bias):
+        return uc.upsample_conv2d_with("triton", x, weight, bias, "leaky_relu", 0.2)
+
+    compiled = torch.compile(fn, backend=backend_compiler, fullgraph=True)
+    x, weight, bias = _inputs(2, 3, 4, 5, 7, dtype=torch.float32)
+    got = compiled(x, weight, bias)
+    expected = unfused(x, weight, bias, "leaky_relu", 0.2)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    grad_out = torch.randn_like(expected)
+    got_grads = torch.autograd.grad(got, (x, weight, bias), grad_out)
+    expected_grads = torch.autograd.grad(expected, (x, weight, bias), grad_out)
+    for g, e in zip(got_grads, expected_grads, strict=True):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-4)
+
+
+def test_global_cuda_choice_falls_back_to_torch():
+    # No CUDA C++ kernel for this op: set_backend("cuda") runs torch; naming it is refused.
+    ganfast.set_backend("cuda")
+    x, weight, bias = _inputs(1, 2, 3, 3, 3)
+    torch.testing.assert_close(upsample_conv2d(x, weight, bias), unfused(x, weight, bias))
+    with pytest.raises(ganfast.BackendUnavailable, match="no cuda kernel"):
+        upsample_conv2d(x, weight, bias, backend="cuda")
+
+
 # ---------------------------------------------------------------- memory
 
 def test_backward_saves_no_upsampled_tensor():
@@ -234,7 +269,8 @@ def test_bench_cases_run_and_compute_the_same_block(monkeypatch):
 
     monkeypatch.setitem(uc_bench.BLOCKS, "tiny", (2, 2, 3, 4, 5))
     cases = list(uc_bench.cases(["tiny"], [torch.float32], torch.device("cpu"),
-                                ["nchw", "channels_last"], uc_bench.BACKENDS, with_compile=False))
+                                ["nchw", "channels_last"], uc_bench.backends_for(torch.device("cpu")),
+                                with_compile=False))
     fwd = {(c.key["layout"], c.backend): c.fn() for c in cases if c.mode == "fwd"}
     for layout in ("nchw", "channels_last"):
         # fp32: the folded sums round differently from the 9-tap sums

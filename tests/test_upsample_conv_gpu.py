@@ -1,5 +1,8 @@
-"""Fused upsample + conv on CUDA: every dtype and layout against the float64 unfused block,
+"""Fused upsample + conv on CUDA: every backend (torch: folded transposed conv through cuDNN;
+triton: the fused forward kernel) in every dtype and layout against the float64 unfused block,
 and the peak memory of forward + backward against the unfused block's."""
+
+from functools import partial
 
 import pytest
 import torch
@@ -12,6 +15,7 @@ pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
 DTYPE_TOL = [(torch.float32, 1e-4), (torch.float16, 1e-2), (torch.bfloat16, 4e-2)]
+BACKENDS = ["torch", "triton"]
 
 
 @pytest.fixture(autouse=True)
@@ -26,7 +30,8 @@ def _no_tf32():
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("shape", [(1, 3, 1, 7), (3, 5, 7, 3), (4, 64, 9, 11)])
 @pytest.mark.parametrize("activation", [None, "leaky_relu"])
-def test_matches_unfused_float64(dtype, tol, channels_last, shape, activation):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_matches_unfused_float64(dtype, tol, channels_last, shape, activation, backend):
     b, cin, h, w = shape
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     x64 = torch.randn(shape, dtype=torch.float64, device="cuda")
@@ -38,8 +43,10 @@ def test_matches_unfused_float64(dtype, tol, channels_last, shape, activation):
     expected = nn.functional.conv2d(nn.Upsample(scale_factor=2)(x64), w64, b64, padding=1)
     if activation:
         expected = nn.functional.leaky_relu(expected, 0.2)
-    got = upsample_conv2d(*leaves, activation=activation, negative_slope=0.2)
+    got = upsample_conv2d(*leaves, activation=activation, negative_slope=0.2, backend=backend)
     assert got.dtype == dtype
+    if channels_last and cin > 1:
+        assert got.is_contiguous(memory_format=torch.channels_last)
     scale = expected.abs().max().item()
     torch.testing.assert_close(got.double(), expected, rtol=tol, atol=tol * scale)
     grad_out = torch.randn_like(expected)
@@ -60,13 +67,30 @@ def _peak_bytes(fn, x, weight, bias):
     return forward_peak, torch.cuda.max_memory_allocated() - start, out.numel() * out.element_size()
 
 
-def test_peak_activation_memory_is_the_output():
+@pytest.mark.parametrize("dtype,tol", DTYPE_TOL)
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
+@pytest.mark.parametrize("activation", [None, "relu"])
+def test_triton_generator_block_matches_the_torch_backend(dtype, tol, channels_last, activation):
+    # A DCGAN block (256 -> 128 at 8x8, batch 16): many tiles in M, N and K.
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(16, 256, 8, 8, device="cuda", dtype=dtype).to(memory_format=fmt)
+    weight = torch.randn(128, 256, 3, 3, device="cuda", dtype=dtype) / 48
+    bias = torch.randn(128, device="cuda", dtype=dtype)
+    expected = upsample_conv2d(x.double(), weight.double(), bias.double(), activation=activation)
+    got = upsample_conv2d(x, weight, bias, activation=activation, backend="triton")
+    scale = expected.abs().max().item()
+    torch.testing.assert_close(got.double(), expected, rtol=tol, atol=tol * scale)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_peak_activation_memory_is_the_output(backend):
     # A generator block (SNGAN-32, 256 -> 256 at 8x8, batch 64, bf16): the fused forward holds
     # the output and the small folded weight only; the unfused one the upsampled input too.
     x = torch.randn(64, 256, 8, 8, device="cuda", dtype=torch.bfloat16, requires_grad=True)
     weight = torch.randn(256, 256, 3, 3, device="cuda", dtype=torch.bfloat16, requires_grad=True)
     bias = torch.randn(256, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-    fused_fwd, fused_total, out_bytes = _peak_bytes(upsample_conv2d, x, weight, bias)
+    fused = partial(upsample_conv2d, backend=backend)
+    fused_fwd, fused_total, out_bytes = _peak_bytes(fused, x, weight, bias)
     x.grad = weight.grad = bias.grad = None
     unfused_fwd, unfused_total, _ = _peak_bytes(upsample_conv2d_unfused, x, weight, bias)
     folded_bytes = weight.numel() * 16 // 9 * weight.element_size()

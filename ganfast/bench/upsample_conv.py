@@ -4,7 +4,9 @@ run today (nn.Upsample(2, nearest) + Conv2d(3, padding=1)) and torch.compile of 
 Shapes are generator blocks [B, Cin, H, W] -> Cout (output [B, Cout, 2H, 2W]):
 DCGAN-64 (512->256 at 4, 256->128 at 8, 128->64 at 16), SNGAN-32 (256->256 at 4, 8, 16) and a
 BigGAN-128 block (256->128 at 64; batch 4 on CPU). Modes: fwd, bwd (graph kept), fwd+bwd.
-Layouts: NCHW and channels_last (input and the conv's weight).
+Layouts: NCHW and channels_last (input and the conv's weight). Backends: ganfast's torch backend
+(the folded transposed conv, cuDNN on CUDA) and, on CUDA, the triton backend (fused forward
+kernel, backward through cuDNN).
 """
 
 import torch
@@ -12,9 +14,16 @@ import torch
 from ..ops.upsample_conv import upsample_conv2d, upsample_conv2d_unfused
 from .cases import Case
 
-BACKENDS = ("torch",)
+BACKENDS = ("torch", "triton")
 COLUMNS = ["mode", "block", "shape", "cout", "dtype", "layout", "backend", "median_ms", "tflops",
-           "speedup", "speedup_vs_compile"]  # the GPU kernels join here when they exist
+           "speedup", "speedup_vs_compile"]
+
+
+def backends_for(device) -> tuple:
+    """ganfast backends to measure: torch everywhere, triton on CUDA (when triton imports)."""
+    from .. import backends
+
+    return tuple(b for b in BACKENDS if not backends.unavailable_reason(b, device))
 
 # name: (batch on CUDA, batch on CPU, Cin, Cout, H)
 BLOCKS = {

@@ -27,8 +27,10 @@ from ..backends import BackendUnavailable
 _TRITON_MODULES = {}  # kernel name -> module path of its Triton launcher
 
 
-def define(name: str, schema: str, *, reference, fake, triton_module: str) -> None:
-    """Define ganfast::<name> and, when ganfast._C is loaded, complete ganfast_C::<name>."""
+def define(name: str, schema: str, *, reference, fake, triton_module: str,
+           cuda_kernel: bool = True) -> None:
+    """Define ganfast::<name> and, when ganfast._C is loaded, complete ganfast_C::<name>
+    (cuda_kernel=False: an op with a Triton kernel only, no ganfast_C schema)."""
     qualname = f"ganfast::{name}"
     torch.library.define(qualname, schema)
     torch.library.impl(qualname, "CPU")(reference)
@@ -36,7 +38,7 @@ def define(name: str, schema: str, *, reference, fake, triton_module: str) -> No
         lambda *args: getattr(_import(triton_module), name)(*args))
     torch.library.register_fake(qualname)(fake)
     _TRITON_MODULES[name] = triton_module
-    if _extension.load()[0]:
+    if cuda_kernel and _extension.load()[0]:
         torch.library.impl(f"ganfast_C::{name}", "CPU")(reference)
         torch.library.register_fake(f"ganfast_C::{name}")(fake)
 

@@ -17,12 +17,24 @@ forward or backward (conv_transpose2d saves its input and weight, not its output
 Public function: upsample_conv2d(x, weight, bias, activation, negative_slope, backend).
 The "torch" backend is the folded transposed conv above (CPU, and valid on CUDA through
 cuDNN); it is what "auto" runs until a GPU kernel measures faster.
+
+The "triton" backend (kernels/upsample_conv.py) runs the forward as one kernel: an implicit
+GEMM per output phase over the folded 2x2 weights (phase_weights below), bias and activation
+fused, the interleaved output written directly. Kernel op: ganfast::upsample_conv_forward
+(CPU kernel = the reference, CUDA = the Triton launcher, plus a fake impl; no ganfast_C schema:
+there is no CUDA C++ kernel). Autograd: _UpsampleConv (torch.autograd.Function); its backward is
+the folded form's, through cuDNN: the activation's backward from the saved output, then one
+aten.convolution_backward of the stride-2 transposed conv (grad input, grad folded weight,
+grad bias) and the folded weight's gradient mapped back to the 3x3 weight by one small matmul.
+A backward asked to build a graph (create_graph=True) differentiates the reference instead.
+float64 inputs run the reference under every backend (the kernel takes fp32/fp16/bf16).
 """
 
 import torch
 import torch.nn.functional as F
 
 from .. import backends
+from ._library import define, kernel
 
 OP = "upsample_conv"
 KERNEL_SIZE, PADDING, SCALE_FACTOR = 3, 1, 2  # the configuration the folding is exact for
@@ -37,15 +49,34 @@ CPU_MIN_FOLDED_PIXELS = 64
 _FOLD_ROWS = torch.tensor(((0, 0, 1), (0, 1, 1), (1, 1, 0), (1, 0, 0)), dtype=torch.float64)
 # Both axes at once: [ky*3 + kx, a*4 + b] = F[a, ky] F[b, kx], so the fold is one matmul.
 _FOLD_2D = torch.einsum("ay,bx->yxab", _FOLD_ROWS, _FOLD_ROWS).reshape(9, 16)
-_FOLD_BY_DEVICE: dict = {}  # (dtype, device) -> _FOLD_2D there: made once, not per call
+# Column (dy*2 + dx)*4 + ty*2 + tx of the kernel's fold: column a*4 + b of _FOLD_2D with
+# a = 3 - dy - 2ty, b = 3 - dx - 2tx (tap t of the transposed conv <-> phase d, offset o).
+_PHASE_COLUMNS = torch.tensor([(3 - dy - 2 * ty) * 4 + 3 - dx - 2 * tx
+                               for dy in (0, 1) for dx in (0, 1) for ty in (0, 1) for tx in (0, 1)])
+_PHASE_FOLD_2D = _FOLD_2D[:, _PHASE_COLUMNS].t().contiguous()  # [16, 9]
+_FOLD_BY_DEVICE: dict = {}  # (dtype, device, phases) -> the fold there: made once, not per call
 
 
-def _fold_matrix(weight: torch.Tensor) -> torch.Tensor:
-    key = (weight.dtype, weight.device)
+def _fold_matrix(weight: torch.Tensor, phases: bool = False) -> torch.Tensor:
+    key = (weight.dtype, weight.device, phases)
     fold = _FOLD_BY_DEVICE.get(key)
     if fold is None:
-        fold = _FOLD_BY_DEVICE[key] = _FOLD_2D.to(device=weight.device, dtype=weight.dtype)
+        fold = _FOLD_BY_DEVICE[key] = (_PHASE_FOLD_2D if phases else _FOLD_2D).to(
+            device=weight.device, dtype=weight.dtype)
     return fold
+
+
+def phase_weights(weight: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Conv2d weight [Cout, Cin, 3, 3] -> the Triton kernel's [4 phases, 4 taps, Cout, Cin].
+
+    Phase dy*2 + dx is output pixel (2i + dy, 2j + dx); tap ty*2 + tx reads source pixel
+    (i + dy - 1 + ty, j + dx - 1 + tx), which is tap (3 - dy - 2ty, 3 - dx - 2tx) of the
+    transposed conv. One [16, 9] x [9, Cout*Cin] matmul on a view of the weight, in its dtype
+    (0/1 entries: each folded tap is a sum rounded once), then `dtype`. No gradient."""
+    c_out, c_in = weight.shape[:2]
+    with torch.no_grad():
+        folded = _fold_matrix(weight, phases=True) @ weight.reshape(c_out * c_in, 9).t()
+        return folded.to(dtype).view(4, 4, c_out, c_in)
 
 
 def fold_weight(weight: torch.Tensor) -> torch.Tensor:
@@ -116,6 +147,94 @@ def check_inputs(x, weight, bias, activation) -> None:
                          f"got {activation!r}")
 
 
+# ---------------------------------------------------------------- the kernel op
+
+TRITON_MODULE = "ganfast.kernels.upsample_conv"
+KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def output_format(x: torch.Tensor) -> torch.memory_format:
+    """The kernel op's output layout: channels_last when x is (and is not also contiguous)."""
+    if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def _forward_fake(x, weight, bias, activation, negative_slope):
+    return torch.empty(x.shape[0], weight.shape[0], 2 * x.shape[2], 2 * x.shape[3],
+                       dtype=x.dtype, device=x.device, memory_format=output_format(x))
+
+
+def _forward_cpu(x, weight, bias, activation, negative_slope):
+    # The op's output follows the kernel's layout rule, as the fake impl says.
+    out = upsample_conv2d_reference(x, weight, bias, activation, negative_slope)
+    return out.contiguous(memory_format=output_format(x))
+
+
+define("upsample_conv_forward",
+       "(Tensor x, Tensor weight, Tensor? bias, str? activation, float negative_slope) -> Tensor",
+       reference=_forward_cpu, fake=_forward_fake, triton_module=TRITON_MODULE,
+       cuda_kernel=False)
+
+
+# ---------------------------------------------------------------- autograd
+
+def _unfold_grad(grad_folded: torch.Tensor) -> torch.Tensor:
+    """Gradient of fold_weight: [Cin, Cout, 4, 4] (the folded weight's) -> [Cout, Cin, 3, 3]."""
+    c_in, c_out = grad_folded.shape[:2]
+    grad = grad_folded.transpose(0, 1).reshape(c_out * c_in, 16)
+    return (grad @ _fold_matrix(grad).t()).view(c_out, c_in, 3, 3)
+
+
+class _UpsampleConv(torch.autograd.Function):
+    """The fused forward kernel; the backward of the folded form through cuDNN (module doc)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, activation, negative_slope, backend):
+        out = kernel(backend, "upsample_conv_forward")(x, weight, bias, activation,
+                                                       negative_slope)
+        # The activation's backward reads the output (as the in-place epilogue of the reference
+        # does); the convolution's reads x and the weight. Nothing upsampled is kept.
+        ctx.save_for_backward(x, weight, bias, out if activation is not None else None)
+        ctx.activation, ctx.negative_slope = activation, negative_slope
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight, bias, out = ctx.saved_tensors
+        needs = ctx.needs_input_grad[:3]
+        if torch.is_grad_enabled():  # create_graph: let autograd differentiate the reference
+            y = upsample_conv2d_reference(x, weight, bias, ctx.activation, ctx.negative_slope)
+            wanted = [t for t, need in zip((x, weight, bias), needs, strict=True) if need]
+            grads = iter(torch.autograd.grad(y, wanted, grad, create_graph=True))
+            return (*(next(grads) if need else None for need in needs), None, None, None)
+        if ctx.activation == "relu":
+            grad = torch.ops.aten.threshold_backward(grad, out, 0)
+        elif ctx.activation == "leaky_relu":
+            grad = torch.ops.aten.leaky_relu_backward(grad, out, ctx.negative_slope, True)
+        bias_sizes = [weight.shape[0]] if bias is not None else None
+        grad_x, grad_folded, grad_bias = torch.ops.aten.convolution_backward(
+            grad, x, fold_weight(weight), bias_sizes, [2, 2], [1, 1], [1, 1], True, [0, 0], 1,
+            [needs[0], needs[1], needs[2] and bias is not None])
+        grad_weight = _unfold_grad(grad_folded) if needs[1] else None
+        return grad_x, grad_weight, grad_bias, None, None, None
+
+
+def upsample_conv2d_with(backend: str, x, weight, bias=None, activation=None,
+                         negative_slope=0.01) -> torch.Tensor:
+    """upsample_conv2d() with the backend already resolved ("torch" or "triton"); inputs
+    checked. The triton backend also runs on CPU tensors under TRITON_INTERPRET=1."""
+    if backend == "torch" or x.dtype not in KERNEL_DTYPES:
+        if x.device.type == "cpu" and x.shape[-2] * x.shape[-1] < CPU_MIN_FOLDED_PIXELS:
+            return upsample_conv2d_unfused(x, weight, bias, activation, negative_slope)
+        return upsample_conv2d_reference(x, weight, bias, activation, negative_slope)
+    negative_slope = float(negative_slope)
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad
+                                       for t in (x, weight, bias)):
+        return _UpsampleConv.apply(x, weight, bias, activation, negative_slope, backend)
+    return kernel(backend, "upsample_conv_forward")(x, weight, bias, activation, negative_slope)
+
+
 # ---------------------------------------------------------------- public function
 
 def upsample_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
@@ -124,27 +243,22 @@ def upsample_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
     """activation(conv2d(upsample_nearest_2x(x), weight, bias, padding=1)), fused.
 
     x [B, Cin, H, W], weight [Cout, Cin, 3, 3] and bias [Cout] as in nn.Conv2d; the result is
-    [B, Cout, 2H, 2W]. activation: None, "relu" or "leaky_relu" (with negative_slope)."""
+    [B, Cout, 2H, 2W]. activation: None, "relu" or "leaky_relu" (with negative_slope).
+    backend: "auto" (torch until GPU measurements choose, ops/auto_backends.json), "torch",
+    "triton" (CUDA tensors)."""
     check_inputs(x, weight, bias, activation)
-    resolve(backend, x.device)  # "torch" is the only backend so far (or a refusal)
-    if x.device.type == "cpu" and x.shape[-2] * x.shape[-1] < CPU_MIN_FOLDED_PIXELS:
-        return upsample_conv2d_unfused(x, weight, bias, activation, negative_slope)
-    return upsample_conv2d_reference(x, weight, bias, activation, negative_slope)
+    return upsample_conv2d_with(resolve(backend, x.device), x, weight, bias, activation,
+                                negative_slope)
 
 
 def resolve(backend: str, device: torch.device) -> str:
-    """Only the torch backend exists for this op so far: auto picks it everywhere."""
-    if backend == "auto" and backends.get_backend() in ("auto", "torch"):
+    """The backend that runs this op: ganfast.backends' rule, except that there is no CUDA C++
+    kernel: naming "cuda" on the call is refused with the reason, and a global choice of
+    "cuda" (set_backend, GANFAST_BACKEND) falls back to torch."""
+    if backend == "cuda":
+        raise backends.BackendUnavailable(
+            f"ganfast backend 'cuda' cannot run {OP}: it has no cuda kernel; use 'triton', "
+            f"'torch' or 'auto'")
+    if backend == "auto" and backends.get_backend() == "cuda":
         return "torch"
-    name = backends.get_backend() if backend == "auto" else backend
-    if name == "torch":
-        return "torch"
-    if name not in backends.BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(backends.BACKENDS)}; got {name!r}")
-    # A global choice of a GPU backend falls back to torch for an op that has no such kernel;
-    # asking for it by name on the call is refused with the reason.
-    if backend == "auto":
-        return "torch"
-    raise backends.BackendUnavailable(
-        f"ganfast backend {name!r} cannot run {OP}: it has no {name} kernel; use 'torch' or "
-        f"'auto'")
+    return backends.resolve(OP, backend, device)
