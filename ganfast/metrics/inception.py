@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .resize import check_resize, resize_299
+from ._tensors import check_choice
+from .resize import RESIZE_CHOICES, resize_299
 
 WEIGHTS_ENV = "GANFAST_INCEPTION_WEIGHTS"
 PRECISION_CHOICES = ("fp32", "bf16")
@@ -168,11 +169,8 @@ class FIDInceptionV3(nn.Module):
 
     def __init__(self, resize: str = "pytorch", precision: str = "fp32"):
         super().__init__()
-        self.resize = check_resize(resize)
-        if precision not in PRECISION_CHOICES:
-            raise ValueError(f"precision must be one of {', '.join(map(repr, PRECISION_CHOICES))}, "
-                             f"got {precision!r}")
-        self.precision = precision
+        self.resize = check_choice(resize, "resize", RESIZE_CHOICES)
+        self.precision = check_choice(precision, "precision", PRECISION_CHOICES)
         self.Conv2d_1a_3x3 = BasicConv2d(3, 32, 3, stride=2)
         self.Conv2d_2a_3x3 = BasicConv2d(32, 32, 3)
         self.Conv2d_2b_3x3 = BasicConv2d(32, 64, 3, padding=1)

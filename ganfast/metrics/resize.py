@@ -16,13 +16,6 @@ import torch.nn.functional as F
 RESIZE_CHOICES = ("pytorch", "tf1")
 
 
-def check_resize(resize: str, name: str = "resize") -> str:
-    if resize not in RESIZE_CHOICES:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, RESIZE_CHOICES))}, "
-                         f"got {resize!r}")
-    return resize
-
-
 def _tf1_source(in_size: int, out_size: int, device):
     """(lo, hi, frac) of each output index: src = dst * in / out, clamped at the far edge."""
     # The scale is rounded to float32 and multiplied in float32, as TensorFlow 1 does.
