@@ -206,6 +206,8 @@ def main(argv=None) -> None:
                              "between two sets of N random images (random weights unless "
                              "--weights)")
     parser.add_argument("--weights", help="with --precision-effect: the FID Inception weights")
+    parser.add_argument("--part", choices=["all", "frechet", "stats", "inception"], default="all",
+                        help="frechet: the Frechet distance and training-time FID rows only")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     if args.precision_effect:
@@ -214,19 +216,23 @@ def main(argv=None) -> None:
         return
     stats_n = args.stats_n or (50000 if device.type == "cuda" else 10000)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, D={args.dim}")
-    rows = frechet_rows(args.dim, args.repeats)
-    base, base_fid = rows[0][1], rows[0][2]
-    for name, seconds, value in rows:
-        print(f"{name:45s} {seconds * 1e3:10.1f} ms  {seconds / base:7.2f}x ganfast's time  "
-              f"FID {value:.9g} (relative to ganfast's: {abs(value - base_fid) / base_fid:.1e})")
-    for name, seconds, value in small_batch_rows(args.dim, args.batch, max(args.repeats, 10)):
-        print(f"{name:45s} {seconds * 1e3:10.1f} ms  FID {value:.9g}")
-    rows = stats_rows(stats_n, args.dim, device, args.repeats)
-    for name, seconds, value in rows:
-        print(f"{name:45s} {seconds * 1e3:10.1f} ms  {seconds / rows[0][1]:7.2f}x ganfast's time  "
-              f"trace {value:.9g}")
-    for name, seconds, _ in inception_rows(50 if device.type == "cuda" else 4, device, args.repeats):
-        print(f"{name:45s} {seconds * 1e3:10.1f} ms")
+    if args.part in ("all", "frechet"):
+        rows = frechet_rows(args.dim, args.repeats)
+        base, base_fid = rows[0][1], rows[0][2]
+        for name, seconds, value in rows:
+            print(f"{name:45s} {seconds * 1e3:10.1f} ms  {seconds / base:7.2f}x ganfast's time  "
+                  f"FID {value:.9g} (relative to ganfast's: {abs(value - base_fid) / base_fid:.1e})")
+        for name, seconds, value in small_batch_rows(args.dim, args.batch, max(args.repeats, 10)):
+            print(f"{name:45s} {seconds * 1e3:10.1f} ms  FID {value:.9g}")
+    if args.part in ("all", "stats"):
+        rows = stats_rows(stats_n, args.dim, device, args.repeats)
+        for name, seconds, value in rows:
+            print(f"{name:45s} {seconds * 1e3:10.1f} ms  {seconds / rows[0][1]:7.2f}x ganfast's "
+                  f"time  trace {value:.9g}")
+    if args.part in ("all", "inception"):
+        batch = 50 if device.type == "cuda" else 4
+        for name, seconds, _ in inception_rows(batch, device, args.repeats):
+            print(f"{name:45s} {seconds * 1e3:10.1f} ms")
 
 
 if __name__ == "__main__":
