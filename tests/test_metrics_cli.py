@@ -134,3 +134,6 @@ def test_bad_resize_names_the_flag_and_choices(tmp_path, extractor, capsys):
     assert main(["fid", str(a), str(a), "--resize", "tf1", "--features",
                  "fid_test_features:colour_features", "--device", "cpu"]) == 1
     assert "--resize sets up the Inception network" in capsys.readouterr().err
+    assert main(["fid", str(a), str(a), "--precision", "bf16", "--features",
+                 "fid_test_features:colour_features", "--device", "cpu"]) == 1
+    assert "--precision sets up the Inception network" in capsys.readouterr().err

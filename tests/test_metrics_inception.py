@@ -120,3 +120,22 @@ def test_bad_resize_and_precision_name_the_argument_and_choices(tmp_path):
         FIDInceptionV3(resize="tf2")
     with pytest.raises(ValueError, match="precision must be one of 'fp32', 'bf16', got 'fp16'"):
         fid_inception(tmp_path / "missing.pth", precision="fp16")
+
+
+@pytest.mark.gpu
+def test_gpu_resize_and_bf16_match_cpu():
+    state = _random_state(4)
+    images = torch.rand(2, 3, 45, 31)
+    torch.testing.assert_close(resize_bilinear_tf1(images.cuda(), (299, 299)).cpu(),
+                               resize_bilinear_tf1(images, (299, 299)), atol=1e-5, rtol=1e-5)
+    exact = FIDInceptionV3(resize="tf1")
+    exact.load_state_dict(state)
+    fast = FIDInceptionV3(resize="tf1", precision="bf16")
+    fast.load_state_dict(state)
+    with torch.no_grad():
+        reference = exact(images)
+        got = fast.cuda()(images.cuda()).cpu()
+        on_gpu = exact.cuda()(images.cuda()).cpu()
+    # cuDNN may run fp32 convolutions in TF32 (PyTorch's default): a norm bound, not 1e-6
+    assert float((on_gpu - reference).norm() / reference.norm()) < 1e-3
+    assert float((got - reference).norm() / reference.norm()) < BF16_FEATURE_TOLERANCE
