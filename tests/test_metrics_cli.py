@@ -102,3 +102,38 @@ def test_missing_inception_weights_say_how_to_get_them(tmp_path, monkeypatch, ca
     a = _folder(tmp_path / "a", 2, seed=0)
     assert main(["fid", str(a), str(a), "--device", "cpu"]) == 1
     assert "GANFAST_INCEPTION_WEIGHTS" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_resize_flag_reaches_the_inception_network(tmp_path, capsys):
+    from ganfast.bench.fid import random_inception
+    from ganfast.metrics import fid_inception
+
+    weights = tmp_path / "weights.pth"  # random, with features of a trained network's scale
+    torch.save(random_inception(calibration=2).state_dict(), weights)
+    a = _folder(tmp_path / "a", 2, seed=0, size=(9, 13))
+    b = _folder(tmp_path / "b", 2, seed=1, size=(9, 13), shift=30)
+    assert main(["fid", str(a), str(b), "--weights", str(weights), "--resize", "tf1",
+                 "--device", "cpu"]) == 0
+    printed = float(capsys.readouterr().out.split("FID: ")[1])
+    net = fid_inception(weights, resize="tf1")
+    with torch.no_grad():
+        fa, fb = (net(_features(f, lambda x: x).float()).double() for f in (a, b))
+    stats = [FeatureStats(2048).update(f) for f in (fa, fb)]
+    expected = frechet_distance(stats[0].mean, stats[0].covariance, stats[1].mean,
+                                stats[1].covariance)
+    assert expected > 1 and printed == pytest.approx(expected, rel=1e-4)
+
+
+def test_bad_resize_names_the_flag_and_choices(tmp_path, extractor, capsys):
+    a = _folder(tmp_path / "a", 2, seed=0)
+    with pytest.raises(SystemExit):
+        main(["fid", str(a), str(a), "--resize", "tf2"])
+    assert re.search(r"--resize: invalid choice: 'tf2' \(choose from '?pytorch'?, '?tf1'?\)",
+                     capsys.readouterr().err)
+    assert main(["fid", str(a), str(a), "--resize", "tf1", "--features",
+                 "fid_test_features:colour_features", "--device", "cpu"]) == 1
+    assert "--resize sets up the Inception network" in capsys.readouterr().err
+    assert main(["fid", str(a), str(a), "--precision", "bf16", "--features",
+                 "fid_test_features:colour_features", "--device", "cpu"]) == 1
+    assert "--precision sets up the Inception network" in capsys.readouterr().err

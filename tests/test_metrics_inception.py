@@ -5,6 +5,7 @@ import torch
 
 from ganfast.metrics import fid_inception
 from ganfast.metrics.inception import WEIGHTS_ENV, FIDInceptionV3
+from ganfast.metrics.resize import resize_bilinear_tf1
 
 
 def _random_state(seed=0):
@@ -58,3 +59,83 @@ def test_missing_weights_say_how_to_get_them(monkeypatch, tmp_path):
 def test_images_must_be_rgb_batches():
     with pytest.raises(ValueError, match=r"\[N, 3, H, W\]"):
         FIDInceptionV3()(torch.rand(3, 32, 32))
+
+
+@pytest.mark.parametrize("in_size,out_size", [
+    ((37, 50), (299, 299)),   # upsampling, odd sizes
+    ((331, 307), (299, 299)),  # downsampling
+    ((300, 20), (299, 299)),  # down in one axis, up in the other
+    ((13, 7), (5, 11)),
+    ((1, 3), (4, 2)),
+])
+def test_tf1_resize_equals_torch_fidelity(in_size, out_size):
+    compat = pytest.importorskip("torch_fidelity.interpolate_compat_tensorflow")
+    images = torch.rand(2, 3, *in_size) * 255
+    expected = compat.interpolate_bilinear_2d_like_tensorflow1x(images, size=out_size,
+                                                                align_corners=False)
+    got = resize_bilinear_tf1(images, out_size)
+    assert got.shape == (2, 3, *out_size)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-6)
+    # and it is not pytorch-fid's resize (half-pixel centres) under another name
+    if in_size != out_size:
+        half_pixel = torch.nn.functional.interpolate(images, size=out_size, mode="bilinear",
+                                                     align_corners=False)
+        assert not torch.allclose(got, half_pixel, atol=1e-3)
+
+
+def test_network_with_tf1_resize_equals_it_fed_torch_fidelity_resized_images():
+    compat = pytest.importorskip("torch_fidelity.interpolate_compat_tensorflow")
+    tf1 = FIDInceptionV3(resize="tf1")
+    tf1.load_state_dict(_random_state(2))
+    plain = FIDInceptionV3()  # pytorch's resize of a 299x299 image is the identity
+    plain.load_state_dict(_random_state(2))
+    images = torch.rand(2, 3, 45, 31)
+    resized = compat.interpolate_bilinear_2d_like_tensorflow1x(images, size=(299, 299),
+                                                               align_corners=False)
+    with torch.no_grad():
+        torch.testing.assert_close(tf1(images), plain(resized), atol=1e-6, rtol=1e-5)
+
+
+# bf16 features of this random network are 7.8e-4 (relative, in norm) off fp32's on the 2-core
+# CPU; the bound leaves room for other CPUs and GPUs. Random networks whose batch-norm statistics
+# are calibrated amplify the error far more: README gives that and its effect on FID.
+BF16_FEATURE_TOLERANCE = 1e-2
+
+
+def test_bf16_features_stay_near_fp32():
+    state = _random_state(3)
+    exact, fast = FIDInceptionV3(), FIDInceptionV3(precision="bf16")
+    exact.load_state_dict(state)
+    fast.load_state_dict(state)
+    images = torch.rand(3, 3, 40, 40)
+    with torch.no_grad():
+        reference, got = exact(images), fast(images)
+    assert got.dtype == torch.float32 and got.shape == (3, 2048)
+    error = float((got - reference).norm() / reference.norm())
+    assert 0 < error < BF16_FEATURE_TOLERANCE
+
+
+def test_bad_resize_and_precision_name_the_argument_and_choices(tmp_path):
+    with pytest.raises(ValueError, match="resize must be one of 'pytorch', 'tf1', got 'tf2'"):
+        FIDInceptionV3(resize="tf2")
+    with pytest.raises(ValueError, match="precision must be one of 'fp32', 'bf16', got 'fp16'"):
+        fid_inception(tmp_path / "missing.pth", precision="fp16")
+
+
+@pytest.mark.gpu
+def test_gpu_resize_and_bf16_match_cpu():
+    state = _random_state(4)
+    images = torch.rand(2, 3, 45, 31)
+    torch.testing.assert_close(resize_bilinear_tf1(images.cuda(), (299, 299)).cpu(),
+                               resize_bilinear_tf1(images, (299, 299)), atol=1e-5, rtol=1e-5)
+    exact = FIDInceptionV3(resize="tf1")
+    exact.load_state_dict(state)
+    fast = FIDInceptionV3(resize="tf1", precision="bf16")
+    fast.load_state_dict(state)
+    with torch.no_grad():
+        reference = exact(images)
+        got = fast.cuda()(images.cuda()).cpu()
+        on_gpu = exact.cuda()(images.cuda()).cpu()
+    # cuDNN may run fp32 convolutions in TF32 (PyTorch's default): a norm bound, not 1e-6
+    assert float((on_gpu - reference).norm() / reference.norm()) < 1e-3
+    assert float((got - reference).norm() / reference.norm()) < BF16_FEATURE_TOLERANCE

@@ -51,6 +51,20 @@ def test_low_precision_inputs_with_offset(dtype, tol):
     assert rel_err(stats.mean, exact.mean(0)) < 1e-12
 
 
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+def test_update_compiles_fullgraph(dtype, tol):
+    # FeatureStats.update is plain PyTorch (a GEMM is its kernel; see stats.py), so the compile
+    # check is that a training step calling it traces as one graph, Python-side state included.
+    x = torch.from_numpy(features(300, 17, 9, offset=50.0)).to(dtype)
+    stats = FeatureStats(17)
+    step = torch.compile(lambda s, f: s.update(f), fullgraph=True, backend="aot_eager")
+    for part in x.split([1, 50, 97, 152]):
+        step(stats, part)
+    assert stats.count == 300
+    assert rel_err(stats.covariance, np.cov(x.double().numpy(), rowvar=False)) < tol
+    assert rel_err(stats.mean, x.double().numpy().mean(0)) < 1e-12
+
+
 def test_merge_equals_one_update():
     x = torch.from_numpy(features(301, 9, 5))
     a, b, whole = FeatureStats(9), FeatureStats(9), FeatureStats(9).update(x)

@@ -7,7 +7,11 @@ Frechet distance: ganfast (Cholesky + eigvalsh) against pytorch-fid's calculate_
 (torchmetrics' way); the training-time FID of a 64-feature batch against a cached reference;
 the statistics of N features (FeatureStats.update in chunks) against numpy's float64 np.cov
 (pytorch-fid's way) and float64 raw sums (torchmetrics' way); FID Inception images per second
-(random weights: the time does not depend on them).
+(random weights: the time does not depend on them), fp32 and bf16.
+
+    python -m ganfast.bench.fid --precision-effect 64 [--weights pt_inception-....pth]
+
+measures instead what bf16 Inception inference does to the features and to the FID.
 """
 
 from __future__ import annotations
@@ -106,18 +110,87 @@ def stats_rows(n: int, dim: int, device: torch.device, repeats: int, chunk: int 
 def inception_rows(batch: int, device: torch.device, repeats: int):
     from ganfast.metrics.inception import FIDInceptionV3
 
-    net = FIDInceptionV3().to(device)
     images = torch.rand(batch, 3, 64, 64, device=device)
+    rows = []
+    for precision in ("fp32", "bf16"):
+        net = FIDInceptionV3(precision=precision).to(device)
 
-    @torch.no_grad()
-    def features():
-        out = net(images)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return float(out.mean())
+        @torch.no_grad()
+        def features(net=net):
+            out = net(images)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            return float(out.mean())
 
-    seconds = median_seconds(features, repeats)
-    return [(f"FID Inception, batch {batch}: {batch / seconds:.1f} images/s", seconds, features())]
+        seconds = median_seconds(features, repeats)
+        rows.append((f"FID Inception {precision}, batch {batch}: {batch / seconds:.1f} images/s",
+                     seconds, features()))
+    return rows
+
+
+def random_images(n: int, seed: int, smooth: bool) -> torch.Tensor:
+    """n images [3, 32, 32] in [0, 1]: uniform noise, or noise blurred into blobs (a second,
+    different distribution, so the FID between the two sets is far from 0)."""
+    g = torch.Generator().manual_seed(seed)
+    images = torch.rand(n, 3, 32, 32, generator=g)
+    if smooth:
+        images = torch.nn.functional.avg_pool2d(images, 5, stride=1, padding=2,
+                                                count_include_pad=False)
+        images = (images - 0.5) * 4 + 0.5
+    return images.clamp(0, 1)
+
+
+@torch.no_grad()
+def random_inception(seed: int = 0, calibration: int = 16):
+    """FIDInceptionV3 with random weights whose batch-norm statistics are taken from
+    `calibration` random images, so activations keep a trained network's scale (with the
+    default statistics they shrink to ~1e-8 by the last block)."""
+    from ganfast.metrics.inception import FIDInceptionV3
+
+    torch.manual_seed(seed)
+    net = FIDInceptionV3()
+    for module in net.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.momentum = None  # running statistics = this batch's
+    net.train()
+    net(torch.cat([random_images(calibration // 2, seed + 1, smooth=False),
+                   random_images(calibration - calibration // 2, seed + 2, smooth=True)]))
+    return net.eval()
+
+
+@torch.no_grad()
+def precision_effect(n: int, device: torch.device, weights=None, batch: int = 16) -> list[str]:
+    """bf16 (channels_last, autocast) against fp32 Inception features: their relative error and
+    the FID between two sets of n random images each way."""
+    from ganfast.metrics import FeatureStats
+    from ganfast.metrics.inception import FIDInceptionV3, fid_inception
+
+    state = (fid_inception(weights) if weights else random_inception()).state_dict()
+    sets = [random_images(n, 10, smooth=False), random_images(n, 11, smooth=True)]
+    features, seconds = {}, {}
+    for precision in ("fp32", "bf16"):
+        net = FIDInceptionV3(precision=precision)
+        net.load_state_dict(state)
+        net.to(device)
+        start = time.perf_counter()
+        features[precision] = [torch.cat([net(part.to(device)).double().cpu()
+                                          for part in images.split(batch)]) for images in sets]
+        seconds[precision] = time.perf_counter() - start
+    fid = {}
+    for precision, (fa, fb) in features.items():
+        a, b = FeatureStats(fa.shape[1]).update(fa), FeatureStats(fb.shape[1]).update(fb)
+        fid[precision] = frechet_distance(a.mean, a.covariance, b.mean, b.covariance)
+    exact, fast = torch.cat(features["fp32"]), torch.cat(features["bf16"])
+    spread = (exact - exact.mean(0)).norm()
+    label = f"weights {weights}" if weights else "random weights (batch-norm statistics calibrated)"
+    return [
+        f"Inception bf16 vs fp32 on {device.type}, {label}, 2 x {n} random 32x32 images:",
+        f"  features: |bf16 - fp32| / |fp32| = {float((fast - exact).norm() / exact.norm()):.3g}, "
+        f"/ |fp32 - its mean| = {float((fast - exact).norm() / spread):.3g}",
+        f"  FID fp32 {fid['fp32']:.6g}, bf16 {fid['bf16']:.6g}: relative difference "
+        f"{abs(fid['bf16'] - fid['fp32']) / fid['fp32']:.3g}",
+        f"  images/s fp32 {2 * n / seconds['fp32']:.2f}, bf16 {2 * n / seconds['bf16']:.2f}",
+    ]
 
 
 def main(argv=None) -> None:
@@ -128,20 +201,38 @@ def main(argv=None) -> None:
     parser.add_argument("--stats-n", type=int, default=None,
                         help="features for the statistics rows (default 50000 on GPU, 10000 on CPU)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--precision-effect", type=int, metavar="N", default=0,
+                        help="only measure bf16 against fp32 Inception features and the FID "
+                             "between two sets of N random images (random weights unless "
+                             "--weights)")
+    parser.add_argument("--weights", help="with --precision-effect: the FID Inception weights")
+    parser.add_argument("--part", choices=["all", "frechet", "stats", "inception"], default="all",
+                        help="frechet: the Frechet distance and training-time FID rows only")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
+    if args.precision_effect:
+        print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
+        print("\n".join(precision_effect(args.precision_effect, device, args.weights)))
+        return
     stats_n = args.stats_n or (50000 if device.type == "cuda" else 10000)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, D={args.dim}")
-    rows = frechet_rows(args.dim, args.repeats)
-    base = rows[0][1]
-    for name, seconds, value in rows + small_batch_rows(args.dim, args.batch, max(args.repeats, 10)):
-        print(f"{name:45s} {seconds * 1e3:10.1f} ms  {seconds / base:7.2f}x ganfast's time  FID {value:.9g}")
-    rows = stats_rows(stats_n, args.dim, device, args.repeats)
-    for name, seconds, value in rows:
-        print(f"{name:45s} {seconds * 1e3:10.1f} ms  {seconds / rows[0][1]:7.2f}x ganfast's time  "
-              f"trace {value:.9g}")
-    for name, seconds, _ in inception_rows(50 if device.type == "cuda" else 4, device, args.repeats):
-        print(f"{name:45s} {seconds * 1e3:10.1f} ms")
+    if args.part in ("all", "frechet"):
+        rows = frechet_rows(args.dim, args.repeats)
+        base, base_fid = rows[0][1], rows[0][2]
+        for name, seconds, value in rows:
+            print(f"{name:45s} {seconds * 1e3:10.1f} ms  {seconds / base:7.2f}x ganfast's time  "
+                  f"FID {value:.9g} (relative to ganfast's: {abs(value - base_fid) / base_fid:.1e})")
+        for name, seconds, value in small_batch_rows(args.dim, args.batch, max(args.repeats, 10)):
+            print(f"{name:45s} {seconds * 1e3:10.1f} ms  FID {value:.9g}")
+    if args.part in ("all", "stats"):
+        rows = stats_rows(stats_n, args.dim, device, args.repeats)
+        for name, seconds, value in rows:
+            print(f"{name:45s} {seconds * 1e3:10.1f} ms  {seconds / rows[0][1]:7.2f}x ganfast's "
+                  f"time  trace {value:.9g}")
+    if args.part in ("all", "inception"):
+        batch = 50 if device.type == "cuda" else 4
+        for name, seconds, _ in inception_rows(batch, device, args.repeats):
+            print(f"{name:45s} {seconds * 1e3:10.1f} ms")
 
 
 if __name__ == "__main__":

@@ -25,3 +25,10 @@ def check_stats(mu: torch.Tensor, sigma: torch.Tensor, mu_name: str, sigma_name:
         raise ValueError(
             f"{sigma_name} must be [{d}, {d}] to match {mu_name} of length {d}, got {tuple(sigma.shape)}"
         )
+
+
+def check_choice(value, name: str, choices: tuple[str, ...]) -> str:
+    """`value` if it is one of `choices`, else an error naming the argument and the choices."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value

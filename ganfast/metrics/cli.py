@@ -16,6 +16,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .inception import PRECISION_CHOICES
+from .resize import RESIZE_CHOICES
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 DESCRIPTION = __doc__
 
@@ -35,6 +38,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the feature extractor instead of the FID Inception network")
     parser.add_argument("--weights", help="the FID Inception weights file (pytorch-fid's "
                                           "pt_inception-2015-12-05-6726825d.pth or .safetensors)")
+    parser.add_argument("--resize", choices=RESIZE_CHOICES,
+                        help="how the Inception network resizes images to 299: pytorch "
+                             "(pytorch-fid's bilinear, the default) or tf1 (TensorFlow 1's, as "
+                             "the original FID code and torch-fidelity)")
+    parser.add_argument("--precision", choices=PRECISION_CHOICES,
+                        help="Inception inference: fp32 (the default) or bf16 (channels_last + "
+                             "bf16 autocast: faster, FID slightly off; see README)")
     parser.add_argument("--batch-size", type=int, default=50)
     parser.add_argument("--device", help="default: cuda when available")
     parser.add_argument("--save-stats", metavar="NPZ", nargs=2,
@@ -105,6 +115,10 @@ def _extractor(args, device):
     if args.features:
         if args.isc:
             raise FidError("--isc needs the Inception network's logits: leave out --features")
+        for option in ("resize", "precision"):
+            if getattr(args, option) is not None:
+                raise FidError(f"--{option} sets up the Inception network: leave it out with "
+                               "--features")
         module_name, _, attr = args.features.partition(":")
         try:
             fn = getattr(importlib.import_module(module_name), attr)
@@ -114,7 +128,8 @@ def _extractor(args, device):
         return fn, None
     from .inception import fid_inception
 
-    net = fid_inception(args.weights).to(device)
+    net = fid_inception(args.weights, resize=args.resize or "pytorch",
+                        precision=args.precision or "fp32").to(device)
     return net, (lambda images: net.fc(net(images)))
 
 

@@ -17,7 +17,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._tensors import check_choice
+from .resize import RESIZE_CHOICES, resize_299
+
 WEIGHTS_ENV = "GANFAST_INCEPTION_WEIGHTS"
+PRECISION_CHOICES = ("fp32", "bf16")
 WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
                "pt_inception-2015-12-05-6726825d.pth")
 
@@ -154,12 +158,19 @@ class InceptionE(nn.Module):
 class FIDInceptionV3(nn.Module):
     """images [N, 3, H, W] in [0, 1] -> 2048-d pool features; `.logits` -> [N, 1008].
 
-    Images are resized to 299x299 (bilinear, align_corners=False, as pytorch-fid does) and
-    scaled to [-1, 1]. Built with random weights; `fid_inception()` loads the real ones.
+    Images are resized to 299x299 and scaled to [-1, 1]. `resize="pytorch"` resizes as
+    pytorch-fid does (bilinear, align_corners=False, half-pixel centres), `resize="tf1"` as
+    TensorFlow 1 and torch-fidelity do (see ganfast.metrics.resize). `precision="fp32"` is the
+    reference; `precision="bf16"` runs the convolutions channels_last under bf16 autocast on the
+    images' device (features pooled and returned in fp32): faster where bf16 matrix units exist,
+    at the cost in FID measured in README. Built with random weights; `fid_inception()` loads
+    the real ones.
     """
 
-    def __init__(self):
+    def __init__(self, resize: str = "pytorch", precision: str = "fp32"):
         super().__init__()
+        self.resize = check_choice(resize, "resize", RESIZE_CHOICES)
+        self.precision = check_choice(precision, "precision", PRECISION_CHOICES)
         self.Conv2d_1a_3x3 = BasicConv2d(3, 32, 3, stride=2)
         self.Conv2d_2a_3x3 = BasicConv2d(32, 32, 3)
         self.Conv2d_2b_3x3 = BasicConv2d(32, 64, 3, padding=1)
@@ -177,14 +188,23 @@ class FIDInceptionV3(nn.Module):
         self.Mixed_7b = InceptionE(1280, max_pool=False)
         self.Mixed_7c = InceptionE(2048, max_pool=True)
         self.fc = nn.Linear(2048, 1008)
+        if precision == "bf16":
+            self.to(memory_format=torch.channels_last)
         self.eval()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"FID Inception: images must be [N, 3, H, W] in [0, 1], got "
                              f"{list(images.shape)}")
-        x = F.interpolate(images, size=(299, 299), mode="bilinear", align_corners=False)
-        x = 2 * x - 1
+        x = 2 * resize_299(images, self.resize) - 1
+        if self.precision == "bf16":
+            with torch.autocast(x.device.type, dtype=torch.bfloat16):
+                x = self._feature_map(x.contiguous(memory_format=torch.channels_last))
+        else:
+            x = self._feature_map(x)
+        return x.float().mean((2, 3))
+
+    def _feature_map(self, x):
         x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
         x = F.max_pool2d(x, kernel_size=3, stride=2)
         x = F.max_pool2d(self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x)), kernel_size=3, stride=2)
@@ -192,7 +212,7 @@ class FIDInceptionV3(nn.Module):
                       self.Mixed_6c, self.Mixed_6d, self.Mixed_6e, self.Mixed_7a, self.Mixed_7b,
                       self.Mixed_7c):
             x = block(x)
-        return x.mean((2, 3))
+        return x
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         """The 1008-way logits (with the fc bias; torch-fidelity's Inception Score uses the
@@ -200,9 +220,11 @@ class FIDInceptionV3(nn.Module):
         return self.fc(self(images))
 
 
-def fid_inception(weights=None) -> FIDInceptionV3:
+def fid_inception(weights=None, *, resize: str = "pytorch", precision: str = "fp32") -> FIDInceptionV3:
     """The FID Inception network with pytorch-fid's weights from a local file: `weights`, else
-    the GANFAST_INCEPTION_WEIGHTS environment variable. Inference mode, fp32."""
+    the GANFAST_INCEPTION_WEIGHTS environment variable. Inference mode; `resize` and `precision`
+    as in FIDInceptionV3 (defaults: pytorch-fid's resize, fp32)."""
+    net = FIDInceptionV3(resize=resize, precision=precision)  # bad choices fail before file I/O
     path = weights if weights is not None else os.environ.get(WEIGHTS_ENV)
     how = (f"download {WEIGHTS_URL} once (pytorch-fid's weights) and pass its path as "
            f"weights= or set {WEIGHTS_ENV}; ganfast never downloads")
@@ -217,6 +239,5 @@ def fid_inception(weights=None) -> FIDInceptionV3:
         state = load_file(str(path))
     else:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    net = FIDInceptionV3()
     net.load_state_dict(state)
     return net.requires_grad_(False).eval()
