@@ -162,7 +162,8 @@ def _bench_spectral_norm(args) -> int:
         from .bench import cases as bench_cases
 
         stamp = {"op": "spectral_norm", **bench_cases.environment(device)}
-        bench_cases.write_jsonl([{**stamp, **row} for row in rows], Path(args.out))
+        bench_cases.write_jsonl([{**stamp, **row} for row in sn_bench.report_rows(rows)],
+                                Path(args.out))
         print(f"rows appended to {args.out}")
     return 0
 

@@ -110,5 +110,11 @@ def test_bench_spectral_norm_overhead_rows(tmp_path):
                  "--quick", "--out", str(out)]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert {r["impl"] for r in rows} == {"pytorch", "ganfast", "ganfast once()"}
-    assert {r["shape"] for r in rows} == {"1", "4", "16"}
+    assert {tuple(r["shape"]) for r in rows} == {(1,), (4,), (16,)}
     assert all(r["op"] == "spectral_norm" and r["us"] > 0 and r["speedup"] > 0 for r in rows)
+    # the report's format: PyTorch's spectral norm is the eager baseline
+    assert {r["backend"] for r in rows} == {"eager", "torch", "torch once()"}
+    assert all(r["mode"] == "overhead" and r["us_per_call"] == r["us"] for r in rows)
+    from ganfast.bench.report import load_rows
+
+    assert len(load_rows(out)) == len(rows)

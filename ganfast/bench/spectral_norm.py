@@ -240,6 +240,33 @@ def _side_by_side(case, shape, fns, time_fn, unit):
              "speedup": round(base / t, 3)} for name, t in times.items()]
 
 
+def report_backend(impl: str) -> str:
+    """An impl name in the report's vocabulary (ganfast/bench/report.py): PyTorch's spectral
+    norm is the "eager" baseline; ganfast's routes are backends, "torch" for the per-access
+    parametrization, "<backend> once()" for SpectralNormGroup."""
+    if impl in ("pytorch", "compile"):
+        return "eager" if impl == "pytorch" else impl
+    route = impl.removeprefix("ganfast").strip()  # "", "once()", "triton", "once() cuda", ...
+    name = route.removeprefix("once()").strip() or "torch"
+    return f"{name} once()" if route.startswith("once()") else name
+
+
+def report_rows(rows, dtype=torch.float32) -> list[dict]:
+    """The rows in `ganfast bench --report`'s format: mode, backend, shape list, median_ms
+    (compile seconds as ms) or us_per_call for host-time rows; the original fields kept."""
+    out = []
+    for row in rows:
+        report = {**row, "backend": report_backend(row["impl"]),
+                  "dtype": str(dtype).removeprefix("torch."),
+                  "shape": [int(n) for n in row["shape"].split("x")]}
+        if "us" in row:
+            report.update(mode="overhead", us_per_call=row["us"])
+        else:
+            report.update(mode="fwd+bwd", median_ms=row["ms"] if "ms" in row else row["s"] * 1e3)
+        out.append(report)
+    return out
+
+
 def markdown_table(rows) -> str:
     lines = ["| case | shape | impl | time | speedup vs pytorch |", "|---|---|---|---|---|"]
     for r in rows:
