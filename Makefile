@@ -81,10 +81,12 @@ gpu-check:
 	  | tee $(OUT)/bench.log
 	$(GPU_PY) -m ganfast bench --op upsample_conv --out $(OUT)/upsample_conv.jsonl 2>&1 \
 	  | tee $(OUT)/bench-upsample_conv.log
-	$(GPU_PY) -m ganfast bench --op spectral_norm 2>&1 | tee $(OUT)/bench-spectral_norm.log
+	$(GPU_PY) -m ganfast bench --op spectral_norm --out $(OUT)/spectral_norm.jsonl 2>&1 \
+	  | tee $(OUT)/bench-spectral_norm.log
+	$(GPU_PY) -m ganfast bench --op fid 2>&1 | tee $(OUT)/bench-fid.log
 	$(GPU_PY) -m ganfast bench --op train_step --dtype fp32,bf16 --out $(OUT)/train_step.jsonl \
 	  2>&1 | tee $(OUT)/bench-train_step.log
-	$(GPU_PY) -m ganfast bench --report $(OUT)/results.jsonl --out $(OUT)/report
+	$(GPU_PY) -m ganfast bench --report $(OUT)/*.jsonl --out $(OUT)/report
 
 # Committed GPU results -> README's performance section, docs/perf plots, the auto table.
 report: install

@@ -174,7 +174,8 @@ normalize_group_backward_kernel(const scalar_t* __restrict__ grad, const scalar_
   }
 }
 
-void check_tables(const at::Tensor& meta, const at::Tensor& out, const at::Tensor& work) {
+void check_tables(const at::Tensor& meta, const at::Tensor& out, const at::Tensor& work,
+                  const at::Tensor& sigma) {
   TORCH_CHECK(meta.is_cuda() && meta.scalar_type() == at::kLong && meta.is_contiguous() &&
                   meta.dim() == 2 && meta.size(1) == kMetaColumns,
               "spectral_norm_group: meta must be a contiguous int64 CUDA tensor [layers, ",
@@ -183,6 +184,9 @@ void check_tables(const at::Tensor& meta, const at::Tensor& out, const at::Tenso
   const auto acc = out.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   TORCH_CHECK(work.scalar_type() == acc && work.is_contiguous(),
               "spectral_norm_group: work must be contiguous ", acc, ", got ", work.scalar_type());
+  TORCH_CHECK(sigma.scalar_type() == acc && sigma.is_contiguous() && sigma.numel() == meta.size(0),
+              "spectral_norm_group: sigma must be a contiguous ", acc, " tensor of ", meta.size(0),
+              " entries (one per layer)");
 }
 
 // Fills out (y of every layer, flat), work (u, v as used) and sigma; updates every layer's u
@@ -190,7 +194,7 @@ void check_tables(const at::Tensor& meta, const at::Tensor& out, const at::Tenso
 void spectral_norm_group(const at::Tensor& weight_table, const at::Tensor& u_table,
                          const at::Tensor& v_table, const at::Tensor& meta, at::Tensor& out,
                          at::Tensor& work, at::Tensor& sigma, double eps) {
-  check_tables(meta, out, work);
+  check_tables(meta, out, work, sigma);
   const int64_t layers = meta.size(0);
   for (const auto* table : {&weight_table, &u_table, &v_table}) {
     TORCH_CHECK(table->is_cuda() && table->scalar_type() == at::kLong && table->numel() == layers,
@@ -213,7 +217,7 @@ void spectral_norm_group(const at::Tensor& weight_table, const at::Tensor& u_tab
 void spectral_norm_group_backward(const at::Tensor& grad, const at::Tensor& out,
                                   const at::Tensor& work, const at::Tensor& sigma,
                                   const at::Tensor& meta, at::Tensor& grad_weight) {
-  check_tables(meta, out, work);
+  check_tables(meta, out, work, sigma);
   TORCH_CHECK(grad.sizes() == out.sizes() && grad.scalar_type() == out.scalar_type() &&
                   grad.is_contiguous() && grad_weight.sizes() == out.sizes() &&
                   grad_weight.is_contiguous(),

@@ -116,3 +116,13 @@ def test_bad_models_and_backends_are_named():
     group = ganfast.nn.SpectralNormGroup(ganfast.nn.spectral_norm(nn.Linear(3, 4)), backend="triton")
     with pytest.raises(ganfast.backends.BackendUnavailable, match="needs CUDA tensors"):
         group.normalize()
+
+
+def test_group_plan_refuses_mixed_dtypes():
+    # The fused kernels read u and v with the weight's dtype: a mismatch must not reach them.
+    from ganfast.ops import spectral_norm as ops
+
+    weight = torch.randn(4, 3)
+    plan = ops.GroupPlan([weight], [0], [1])
+    with pytest.raises(ValueError, match="share one dtype"):
+        plan.pointer_tables([weight], [torch.randn(4, dtype=torch.float64)], [torch.randn(3)])

@@ -149,6 +149,15 @@ class GroupPlan:
     def pointer_tables(self, weights, us, vs):
         addresses = tuple(t.data_ptr() for t in (*weights, *us, *vs))
         if addresses != self.addresses:
+            # The kernels read every address with the first weight's dtype: check once per
+            # change of tensors, not per call.
+            first = weights[0]
+            for t in (*weights, *us, *vs):
+                if t.dtype != first.dtype or t.device != first.device or not t.is_contiguous():
+                    raise ValueError(
+                        "spectral norm group: weights, u and v must be contiguous and share one "
+                        f"dtype and device ({first.dtype} on {first.device}); got a "
+                        f"{tuple(t.shape)} {t.dtype} tensor on {t.device}")
             table = torch.tensor(addresses, dtype=torch.int64).view(3, -1)
             self.tables = table.to(weights[0].device)
             self.addresses = addresses
