@@ -79,6 +79,11 @@ def auto_order(op: str) -> list[str]:
     return auto_table()[op]["order"]
 
 
+def kernels(op: str) -> list[str]:
+    """The backends `op` has a kernel for (every op has the torch one)."""
+    return auto_table()[op].get("kernels", list(BACKENDS[1:]))
+
+
 _resolved: dict = {}  # (op, backend, device type, global choice) -> the backend that runs
 
 

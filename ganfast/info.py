@@ -28,7 +28,8 @@ def info() -> dict:
         ops[op] = {
             "auto": backends.resolve(op, "auto", device),
             "auto_order_measured": entry.get("measured", False),
-            "available": {name: backends.unavailable_reason(name, device) or "yes"
+            "available": {name: (backends.unavailable_reason(name, device) or "yes")
+                          if name in backends.kernels(op) else f"{op} has no {name} kernel"
                           for name in backends.BACKENDS[1:]},
         }
     return {

@@ -76,6 +76,33 @@ def test_auto_table_ranks_backends_by_measured_speedup():
     assert entry["measured"] is True and entry["device"] == ["NVIDIA H100"]
 
 
+def test_auto_table_write_keeps_an_ops_kernels(tmp_path):
+    # An op without a cuda kernel never gets cuda in its measured order.
+    import json
+
+    from ganfast.bench import auto_table
+
+    path = tmp_path / "auto.json"
+    path.write_text(json.dumps({"upsample_conv": {"order": ["torch", "triton"],
+                                                  "kernels": ["triton", "torch"]}}))
+    rows = [dict(op="upsample_conv", mode="fwd+bwd", shape=[16, 256, 8, 8], dtype="bfloat16",
+                 backend=b, speedup=s, device="NVIDIA H100", date="2026-12-02")
+            for b, s in (("eager", 1.0), ("triton", 2.0), ("torch", 1.5))]
+    entry = auto_table.write(rows, path)["upsample_conv"]
+    assert entry["order"] == ["triton", "torch"] and entry["kernels"] == ["triton", "torch"]
+    assert entry["by_shape_class"] == {"small": ["triton", "torch"], "large": ["triton", "torch"]}
+    assert json.loads(path.read_text())["upsample_conv"] == entry
+
+
+def test_info_says_which_backends_an_op_has_no_kernel_for():
+    import ganfast
+
+    ops = ganfast.info()["ops"]
+    assert ops["upsample_conv"]["available"]["cuda"] == "upsample_conv has no cuda kernel"
+    assert "no cuda kernel" not in ops["spectral_norm"]["available"]["cuda"]
+    assert "no cuda kernel" not in ops["gradient_penalty"]["available"]["cuda"]
+
+
 def test_bench_records_out_of_memory_and_goes_on(monkeypatch):
     # One case running out of device memory must not lose the rows of the others.
     import torch

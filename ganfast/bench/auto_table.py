@@ -54,8 +54,17 @@ def table(rows) -> dict:
 
 
 def write(rows, path: Path = AUTO_TABLE) -> dict:
-    """Merge the measured ops into the shipped table (ops without GPU rows keep their entry)."""
+    """Merge the measured ops into the shipped table (ops without GPU rows keep their entry).
+    An op's "kernels" (the backends it has a kernel for) are kept, and its orders hold only
+    those."""
     current = json.loads(path.read_text()) if path.exists() else {}
-    current.update(table(rows))
+    for op, entry in table(rows).items():
+        known = current.get(op, {}).get("kernels")
+        if known:
+            entry["kernels"] = known
+            entry["order"] = [b for b in entry["order"] if b in known]
+            entry["by_shape_class"] = {c: [b for b in order if b in known]
+                                       for c, order in entry["by_shape_class"].items()}
+        current[op] = entry
     path.write_text(json.dumps(current, indent=2) + "\n")
     return current
