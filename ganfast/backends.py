@@ -105,8 +105,13 @@ def resolve(op: str, backend: str, device: torch.device) -> str:
 
 def _resolve(op: str, backend: str, device: torch.device) -> str:
     requested = _check_name(backend, "backend")
+    if requested not in ("auto", *kernels(op)):  # named on the call: refused with the reason
+        raise BackendUnavailable(f"ganfast backend {requested!r} cannot run {op}: it has no "
+                                 f"{requested} kernel; use one of {', '.join(kernels(op))} or 'auto'")
     if requested == "auto":
         requested = get_backend()
+        if requested not in ("auto", *kernels(op)):  # a global choice: auto for this op
+            requested = "auto"
     if requested != "auto":
         why = unavailable_reason(requested, device)
         if why:

@@ -89,3 +89,21 @@ def test_group_is_one_launch_forward_and_backward(fused):
     names = [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
     sn_kernels = [n for n in names if "normalize_group" in n]
     assert len(sn_kernels) == 2, names  # forward + backward, for all layers
+
+
+def test_per_access_fused_route_is_two_launches(fused):
+    _, ours = models(torch.float32)
+    layer = next(m for m in ours.modules() if hasattr(m, "parametrizations"))
+    grad = torch.randn_like(layer.weight)
+    ganfast.set_backend(fused)
+    try:
+        layer.weight.backward(grad)  # compile the kernels
+        torch.cuda.synchronize()
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+            layer.weight.backward(grad)
+            torch.cuda.synchronize()
+    finally:
+        ganfast.set_backend(None)
+    names = [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    assert len([n for n in names if "normalize_group" in n]) == 2, names  # forward + backward
+    assert not [n for n in names if "cat" in n.lower()], names  # one layer: no concatenation

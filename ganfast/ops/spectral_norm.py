@@ -197,7 +197,8 @@ def _launch_backward(backend: str, plan: GroupPlan, grad_flat, out, work, sigma)
 
 class _NormalizeGroup(torch.autograd.Function):
     """W / sigma for every layer of a plan, after each layer's power-iteration steps: one
-    forward launch, one backward launch (plus the concatenation of the incoming gradients)."""
+    forward launch, one backward launch (plus the concatenation of the incoming gradients when
+    there are several layers)."""
 
     @staticmethod
     def forward(ctx, plan, backend, us, vs, eps, *weights):
@@ -218,7 +219,9 @@ class _NormalizeGroup(torch.autograd.Function):
                 (gw,) = torch.autograd.grad(y, weight, grad, create_graph=True)
                 grad_weights.append(gw)
             return (None, None, None, None, None, *grad_weights)
-        grad_flat = torch.cat([grad.reshape(-1) for grad in grads])
+        # One layer (the per-access route): its gradient is the flat buffer, no cat launch.
+        grad_flat = (grads[0].contiguous().view(-1) if len(grads) == 1
+                     else torch.cat([grad.reshape(-1) for grad in grads]))
         grad_weight = _launch_backward(ctx.backend, plan, grad_flat, out, work, sigma)
         return (None, None, None, None, None, *split(grad_weight, plan))
 

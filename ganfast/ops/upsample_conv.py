@@ -247,18 +247,6 @@ def upsample_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
     backend: "auto" (torch until GPU measurements choose, ops/auto_backends.json), "torch",
     "triton" (CUDA tensors)."""
     check_inputs(x, weight, bias, activation)
-    return upsample_conv2d_with(resolve(backend, x.device), x, weight, bias, activation,
+    return upsample_conv2d_with(backends.resolve(OP, backend, x.device), x, weight, bias, activation,
                                 negative_slope)
 
-
-def resolve(backend: str, device: torch.device) -> str:
-    """The backend that runs this op: ganfast.backends' rule, except that there is no CUDA C++
-    kernel: naming "cuda" on the call is refused with the reason, and a global choice of
-    "cuda" (set_backend, GANFAST_BACKEND) falls back to torch."""
-    if backend == "cuda":
-        raise backends.BackendUnavailable(
-            f"ganfast backend 'cuda' cannot run {OP}: it has no cuda kernel; use 'triton', "
-            f"'torch' or 'auto'")
-    if backend == "auto" and backends.get_backend() == "cuda":
-        return "torch"
-    return backends.resolve(OP, backend, device)
