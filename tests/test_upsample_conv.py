@@ -2,6 +2,8 @@
 (nn.Upsample + nn.Conv2d) in float64, every gradient, gradcheck/gradgradcheck, layouts,
 state_dict compatibility, torch.compile, saved-tensor memory and input validation."""
 
+import itertools
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -16,6 +18,15 @@ from ganfast.ops import upsample_conv as uc
 from .canonical import upsample_conv as unfused  # the oracle, independent of ganfast
 
 ACTIVATIONS = [(None, 0.01), ("relu", 0.01), ("leaky_relu", 0.2)]
+SHIPPED_MIN_TAP_MACS = uc.CPU_MIN_TAP_MACS
+
+
+@pytest.fixture(autouse=True)
+def tap_products_at_every_size(monkeypatch):
+    # The CPU route runs the unfused pair below CPU_MIN_TAP_MACS (host time decides there);
+    # these tests check the tap-products form, so every size takes it
+    # (test_tiny_blocks_run_the_unfused_pair covers the threshold).
+    monkeypatch.setattr(uc, "CPU_MIN_TAP_MACS", 0)
 
 
 def _inputs(b, cin, cout, h, w, dtype=torch.float64, bias=True):
@@ -81,9 +92,71 @@ def test_lower_precision_close_to_float64(dtype, tol):
 @settings(max_examples=25, deadline=None)
 @given(b=st.integers(1, 3), cin=st.integers(1, 5), cout=st.integers(1, 5),
        h=st.integers(1, 9), w=st.integers(1, 9), bias=st.booleans(),
-       act=st.sampled_from(ACTIVATIONS))
-def test_matches_unfused_hypothesis_shapes(b, cin, cout, h, w, bias, act):
-    _check_against_unfused(*_inputs(b, cin, cout, h, w, bias=bias), *act)
+       act=st.sampled_from(ACTIVATIONS), channels_last=st.booleans())
+def test_matches_unfused_hypothesis_shapes(b, cin, cout, h, w, bias, act, channels_last):
+    x, weight, bias_ = _inputs(b, cin, cout, h, w, bias=bias)
+    if channels_last:
+        x = x.detach().to(memory_format=torch.channels_last).requires_grad_(True)
+    _check_against_unfused(x, weight, bias_, *act)
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.bfloat16, 6e-2)])
+def test_lower_precision_gradients_close_to_float64(dtype, tol):
+    # No activation: where a rounded output changes sign the activation's slope flips, which
+    # says nothing about the convolution's gradients.
+    x, weight, bias = _inputs(2, 8, 4, 5, 6)
+    grad_out = torch.randn(2, 4, 10, 12, dtype=torch.float64)
+    expected = torch.autograd.grad(unfused(x, weight, bias), (x, weight, bias), grad_out)
+    low = [t.detach().to(dtype).requires_grad_(True) for t in (x, weight, bias)]
+    got = torch.autograd.grad(upsample_conv2d(*low), low, grad_out.to(dtype))
+    for g, e in zip(got, expected, strict=True):
+        assert g.dtype == dtype
+        torch.testing.assert_close(g.double(), e, rtol=tol, atol=tol * e.abs().max().item())
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_autocast_runs_in_the_autocast_dtype_like_conv2d(dtype):
+    x, weight, bias = (t.detach().float().requires_grad_(True) for t in _inputs(2, 8, 4, 5, 6))
+    with torch.autocast("cpu", dtype=dtype):
+        got = upsample_conv2d(x, weight, bias, activation="relu")
+        expected = unfused(x, weight, bias, "relu")
+    assert got.dtype == expected.dtype == dtype
+    scale = expected.abs().max().item()
+    torch.testing.assert_close(got, expected, rtol=3e-2, atol=3e-2 * scale)
+    grads = torch.autograd.grad(got.float().square().sum(), (x, weight, bias))
+    assert [g.dtype for g in grads] == [torch.float32] * 3  # the leaves' own dtype
+    assert all(torch.isfinite(g).all() and g.abs().sum() > 0 for g in grads)
+
+
+@pytest.mark.parametrize("activation,slope", ACTIVATIONS)
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_inference_without_graph_matches_unfused(activation, slope, channels_last):
+    # Under no_grad (and for inputs that need no gradient) the CPU route skips autograd.
+    x, weight, bias = (t.detach() for t in _inputs(2, 3, 4, 5, 3))
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    expected = unfused(x, weight, bias, activation, slope)
+    for context in (torch.no_grad(), torch.enable_grad()):
+        with context:
+            got = upsample_conv2d(x, weight, bias, activation=activation, negative_slope=slope)
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+        assert got.is_contiguous(memory_format=torch.channels_last if channels_last
+                                 else torch.contiguous_format)
+
+
+@pytest.mark.parametrize("grad_layout", ["channels_last", "sliced", "expanded"])
+def test_output_gradient_in_any_layout(grad_layout):
+    x, weight, bias = _inputs(2, 3, 4, 5, 3)
+    out = upsample_conv2d(x, weight, bias, activation="relu")
+    base = torch.randn(2, 4, 20, 6, dtype=torch.float64)
+    grad_out = {"channels_last": base[:, :, ::2].contiguous(memory_format=torch.channels_last),
+                "sliced": base[:, :, ::2],
+                "expanded": base[:1, :, ::2].expand(2, -1, -1, -1)}[grad_layout]
+    expected = torch.autograd.grad(unfused(x, weight, bias, "relu"), (x, weight, bias),
+                                   grad_out.contiguous())
+    got = torch.autograd.grad(out, (x, weight, bias), grad_out)
+    for g, e in zip(got, expected, strict=True):
+        torch.testing.assert_close(g, e, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("activation,slope", ACTIVATIONS)
@@ -207,10 +280,10 @@ def test_global_cuda_choice_falls_back_to_torch():
 def test_backward_saves_no_upsampled_tensor():
     # Every tensor autograd keeps for backward is at most the size of the block's output
     # ([B, Cout, 2H, 2W]); the unfused block keeps the 4x input [B, Cin, 2H, 2W] as well.
-    # 9x8 sources: below 8x8 the CPU path runs the unfused pair on purpose (it is faster there).
-    x, weight, bias = _inputs(2, 16, 4, 9, 8, dtype=torch.float32)
-    upsampled_numel = x.numel() * 4
-    for activation in (None, "relu"):
+    for shape, activation in itertools.product(((2, 16, 4, 9, 8), (2, 16, 4, 4, 4)),
+                                               (None, "relu")):
+        x, weight, bias = _inputs(*shape, dtype=torch.float32)
+        upsampled_numel = x.numel() * 4
         saved = []
         with torch.autograd.graph.saved_tensors_hooks(
                 lambda t, saved=saved: saved.append(t) or t, lambda t: t):
@@ -221,6 +294,19 @@ def test_backward_saves_no_upsampled_tensor():
         activations = [t for t in saved if t.shape[0] == x.shape[0]]
         # the input, plus the output itself when the epilogue's backward needs it
         assert sum(t.numel() for t in activations) == x.numel() + (out.numel() if activation else 0)
+
+
+def test_tiny_blocks_run_the_unfused_pair(monkeypatch):
+    x, weight, bias = _inputs(2, 4, 3, 5, 3)  # 9 * 2*4*5*3 * 3 multiply-adds: far below it
+    for expect_taps, threshold in ((False, SHIPPED_MIN_TAP_MACS), (True, 0)):
+        monkeypatch.setattr(uc, "CPU_MIN_TAP_MACS", threshold)
+        saved = []
+        with torch.autograd.graph.saved_tensors_hooks(
+                lambda t, saved=saved: saved.append(t) or t, lambda t: t):
+            out = upsample_conv2d(x, weight, bias)
+        # The unfused pair saves the upsampled input [2, 4, 10, 6]; the taps route only x.
+        assert any(t.shape == (2, 4, 10, 6) for t in saved) is not expect_taps
+        torch.testing.assert_close(out, unfused(x, weight, bias), rtol=1e-12, atol=1e-12)
 
 
 # ---------------------------------------------------------------- bad input

@@ -15,8 +15,10 @@ interleaved by the convolution itself: no upsampled tensor and no pixel_shuffle 
 forward or backward (conv_transpose2d saves its input and weight, not its output).
 
 Public function: upsample_conv2d(x, weight, bias, activation, negative_slope, backend).
-The "torch" backend is the folded transposed conv above (CPU, and valid on CUDA through
-cuDNN); it is what "auto" runs until a GPU kernel measures faster.
+The "torch" backend is the folded transposed conv above on CUDA (through cuDNN; what "auto"
+runs until a GPU kernel measures faster) and under torch.compile. On CPU it runs the tap-products
+form of upsample_conv_taps.py (9 products per source pixel, 4x fewer multiply-adds than the
+unfused block), where oneDNN's transposed conv is slow on the small maps of generators.
 
 The "triton" backend (kernels/upsample_conv.py) runs the forward as one kernel: an implicit
 GEMM per output phase over the folded 2x2 weights (phase_weights below), bias and activation
@@ -35,15 +37,17 @@ import torch.nn.functional as F
 
 from .. import backends
 from ._library import define, kernel
+from .upsample_conv_taps import taps_backward, taps_forward
 
 OP = "upsample_conv"
 KERNEL_SIZE, PADDING, SCALE_FACTOR = 3, 1, 2  # the configuration the folding is exact for
 ACTIVATIONS = (None, "relu", "leaky_relu")
-# oneDNN's transposed convolution loses to the unfused pair on tiny source maps (4x4, 512->256:
-# 0.56-0.64x fwd+bwd; 8x8 and larger: 1.1-2.3x, fp32, benchmarks/NOTES.md), so on CPU the
-# public function runs the unfused pair below 8x8 sources: the fallback is never slower than the
-# code it replaces, and an upsampled 4x4 map is small.
-CPU_MIN_FOLDED_PIXELS = 64
+
+# Below this many multiply-adds (9 * B*H*W * Cin*Cout) host time decides on CPU, and the
+# unfused pair's three ATen ops beat the tap-products route's ~50 (and oneDNN's transposed
+# conv): fwd+bwd, 1 thread, [1, 2, 3, 3] -> 3: 95 us unfused vs 389 taps; [16, 32, 4, 4] -> 32
+# (2.4e6): 869 vs 878; [16, 64, 4, 4] -> 64 (9.4e6): 3010 vs 1653 (benchmarks/NOTES.md).
+CPU_MIN_TAP_MACS = 2_000_000
 
 # F[a, k]: which 3x3 taps (k) fold into tap a of the stride-2 transposed conv (module doc).
 _FOLD_ROWS = torch.tensor(((0, 0, 1), (0, 1, 1), (1, 1, 0), (1, 0, 0)), dtype=torch.float64)
@@ -187,16 +191,22 @@ def _unfold_grad(grad_folded: torch.Tensor) -> torch.Tensor:
 
 
 class _UpsampleConv(torch.autograd.Function):
-    """The fused forward kernel; the backward of the folded form through cuDNN (module doc)."""
+    """Autograd of both fused routes. backend "triton": the forward kernel, the backward of the
+    folded form through cuDNN (module doc). backend "torch" (CPU tensors only): the tap-products
+    form of upsample_conv_taps.py, forward and backward."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, activation, negative_slope, backend):
-        out = kernel(backend, "upsample_conv_forward")(x, weight, bias, activation,
-                                                       negative_slope)
+        if backend == "torch":
+            out = apply_activation(taps_forward(x, weight, bias), activation, negative_slope,
+                                   inplace=True)
+        else:
+            out = kernel(backend, "upsample_conv_forward")(x, weight, bias, activation,
+                                                           negative_slope)
         # The activation's backward reads the output (as the in-place epilogue of the reference
         # does); the convolution's reads x and the weight. Nothing upsampled is kept.
         ctx.save_for_backward(x, weight, bias, out if activation is not None else None)
-        ctx.activation, ctx.negative_slope = activation, negative_slope
+        ctx.activation, ctx.negative_slope, ctx.backend = activation, negative_slope, backend
         return out
 
     @staticmethod
@@ -212,6 +222,10 @@ class _UpsampleConv(torch.autograd.Function):
             grad = torch.ops.aten.threshold_backward(grad, out, 0)
         elif ctx.activation == "leaky_relu":
             grad = torch.ops.aten.leaky_relu_backward(grad, out, ctx.negative_slope, True)
+        if ctx.backend == "torch":
+            grad_x, grad_weight = taps_backward(grad, x, weight, needs)
+            grad_bias = grad.sum((0, 2, 3)) if needs[2] and bias is not None else None
+            return grad_x, grad_weight, grad_bias, None, None, None
         bias_sizes = [weight.shape[0]] if bias is not None else None
         grad_x, grad_folded, grad_bias = torch.ops.aten.convolution_backward(
             grad, x, fold_weight(weight), bias_sizes, [2, 2], [1, 1], [1, 1], True, [0, 0], 1,
@@ -220,17 +234,37 @@ class _UpsampleConv(torch.autograd.Function):
         return grad_x, grad_weight, grad_bias, None, None, None
 
 
+def _autocast_inputs(x, weight, bias):
+    """x, weight, bias in the autocast dtype of x's device (float64 tensors are left alone)."""
+    dtype = torch.get_autocast_dtype(x.device.type)
+    return tuple(t.to(dtype) if t is not None and t.dtype in KERNEL_DTYPES else t
+                 for t in (x, weight, bias))
+
+
 def upsample_conv2d_with(backend: str, x, weight, bias=None, activation=None,
                          negative_slope=0.01) -> torch.Tensor:
     """upsample_conv2d() with the backend already resolved ("torch" or "triton"); inputs
     checked. The triton backend also runs on CPU tensors under TRITON_INTERPRET=1."""
-    if backend == "torch" or x.dtype not in KERNEL_DTYPES:
-        if x.device.type == "cpu" and x.shape[-2] * x.shape[-1] < CPU_MIN_FOLDED_PIXELS:
-            return upsample_conv2d_unfused(x, weight, bias, activation, negative_slope)
-        return upsample_conv2d_reference(x, weight, bias, activation, negative_slope)
+    if torch.is_autocast_enabled(x.device.type):
+        # What autocast does for conv2d: inputs to its dtype, then the op without autocast (the
+        # fused routes' backward would otherwise meet a half gradient and float32 inputs).
+        x, weight, bias = _autocast_inputs(x, weight, bias)
+        with torch.autocast(x.device.type, enabled=False):
+            return upsample_conv2d_with(backend, x, weight, bias, activation, negative_slope)
     negative_slope = float(negative_slope)
-    if torch.is_grad_enabled() and any(t is not None and t.requires_grad
-                                       for t in (x, weight, bias)):
+    needs_graph = torch.is_grad_enabled() and any(t is not None and t.requires_grad
+                                                  for t in (x, weight, bias))
+    if backend == "torch" or x.dtype not in KERNEL_DTYPES:
+        # Under torch.compile the folded transposed conv is one graph node for the compiler.
+        if x.device.type != "cpu" or torch.compiler.is_compiling():
+            return upsample_conv2d_reference(x, weight, bias, activation, negative_slope)
+        if 9 * x.numel() * weight.shape[0] < CPU_MIN_TAP_MACS:
+            return upsample_conv2d_unfused(x, weight, bias, activation, negative_slope)
+        if needs_graph:
+            return _UpsampleConv.apply(x, weight, bias, activation, negative_slope, "torch")
+        out = taps_forward(x, weight, bias)
+        return apply_activation(out, activation, negative_slope, inplace=True)
+    if needs_graph:
         return _UpsampleConv.apply(x, weight, bias, activation, negative_slope, backend)
     return kernel(backend, "upsample_conv_forward")(x, weight, bias, activation, negative_slope)
 
