@@ -193,3 +193,14 @@ def test_write_report_links_plots_relative_to_each_file(tmp_path):
     assert "| fwd | 64x3x64x64 | float16 | cuda | 0.125 | 0.5 | 4.00x | 2.00x | 90.0% |" in spliced
     assert spliced.startswith("# ganfast\n\nintro\n\n<!-- bench-report:begin -->\n### gradient_penalty")
     assert spliced.endswith("<!-- bench-report:end -->\n\ntail\n")
+
+
+def test_layouts_are_separate_groups_with_their_activation_memory():
+    # upsample_conv rows differ only by layout; each layout keeps its own eager baseline.
+    rows = [row("fwd+bwd", backend, ms, eager_ms=eager, layout=layout, saved_mb=saved)
+            for layout, eager in (("nchw", 4.0), ("channels_last", 3.0))
+            for backend, ms, saved in (("eager", eager, 2.0), ("torch", 2.0, 0.0))]
+    assert table_lines(report.markdown(rows)) == [
+        "| fwd+bwd (channels_last) | 64x3x64x64 | float16 | torch | 2 | 3 | 1.50x | – | – | 0 | 2 |",
+        "| fwd+bwd (nchw) | 64x3x64x64 | float16 | torch | 2 | 4 | 2.00x | – | – | 0 | 2 |",
+    ]

@@ -353,7 +353,7 @@ def test_bench_cases_run_and_compute_the_same_block(monkeypatch):
     from ganfast.bench import cases as bench_cases
     from ganfast.bench import upsample_conv as uc_bench
 
-    monkeypatch.setitem(uc_bench.BLOCKS, "tiny", (2, 2, 3, 4, 5))
+    monkeypatch.setitem(uc_bench.BLOCKS, "tiny", (2, 2, 8, 4, 8))
     cases = list(uc_bench.cases(["tiny"], [torch.float32], torch.device("cpu"),
                                 ["nchw", "channels_last"], uc_bench.backends_for(torch.device("cpu")),
                                 with_compile=False))
@@ -366,3 +366,10 @@ def test_bench_cases_run_and_compute_the_same_block(monkeypatch):
     assert {(r["mode"], r["backend"]) for r in rows} == {
         (m, b) for m in ("fwd", "bwd", "fwd+bwd") for b in ("eager", "torch")}
     assert all(r["median_ms"] > 0 and r["speedup"] is not None for r in rows)
+    # Activation memory of fwd+bwd: the unfused pair keeps the upsampled input [2, 8, 16, 16]
+    # (16 KiB of fp32), ganfast's block nothing beyond its inputs; no peak on CPU.
+    saved = {(r["layout"], r["backend"]): r["saved_mb"] for r in rows if r["mode"] == "fwd+bwd"}
+    for layout in ("nchw", "channels_last"):
+        assert saved[layout, "eager"] == round(2 * 8 * 16 * 16 * 4 / 2**20, 3)
+        assert saved[layout, "torch"] == 0
+    assert all(r.get("peak_mb") is None for r in rows)

@@ -27,6 +27,7 @@ class Case:
     fn: object
     bytes_moved: int | None  # the minimum traffic of the mode, for GB/s; None: time only
     reps: int = 60  # timed calls on CPU (a GPU times by duration); fewer for whole training steps
+    extra: dict = dataclasses.field(default_factory=dict)  # more columns of its row (memory)
 
 
 def environment(device: torch.device) -> dict:
@@ -50,7 +51,7 @@ def run(op: str, cases, device: torch.device, skip=lambda case: "") -> list[dict
     rows, baselines = [], {}
     for case in tqdm(list(cases), desc=f"bench {op}", unit="case", leave=False):
         group = (case.mode, json.dumps(case.key))
-        row = {"op": op, "mode": case.mode, **case.key, "backend": case.backend}
+        row = {"op": op, "mode": case.mode, **case.key, "backend": case.backend, **case.extra}
         reason = skip(case)
         if reason:
             rows.append({**row, "skipped": reason, **env})

@@ -49,9 +49,9 @@ def _rank(order, value):
 
 
 def _group_key(row):
-    """(mode, case, shape, dtype): the rows timed against one eager baseline, sortable."""
+    """(mode, case, shape, dtype, layout): the rows timed against one eager baseline, sortable."""
     return (_rank(MODE_ORDER, row["mode"]), row.get("case") or "", tuple(row["shape"]),
-            _rank(DTYPE_ORDER, row["dtype"]))
+            _rank(DTYPE_ORDER, row["dtype"]), row.get("layout") or "")
 
 
 def _sections(rows):
@@ -109,7 +109,12 @@ def _percent(x):
 
 
 def _label(row):
-    return f"{row['mode']}: {row['case']}" if row.get("case") else row["mode"]
+    label = f"{row['mode']}: {row['case']}" if row.get("case") else row["mode"]
+    return f"{label} ({row['layout']})" if row.get("layout") else label
+
+
+def _megabytes(row):
+    return DASH if row is None or row.get("saved_mb") is None else f"{row['saved_mb']:.3g}"
 
 
 def _heading(device, op, rows) -> str:
@@ -125,10 +130,12 @@ def markdown(rows, *, images=None) -> str:
         out += [_heading(device, op, s["all"]), ""]
         if images and (device, op) in images:
             out += [f"![{op} speedup on {device}]({images[device, op]})", ""]
+        # Activation memory (saved for backward beyond the inputs) where the op's rows have it.
+        memory = any(r.get("saved_mb") is not None for r in s["all"])
         if s["timed"]:
             out += ["| mode | shape | dtype | backend | median ms | eager ms | vs eager | vs torch.compile "
-                    "| of copy bandwidth |",
-                    "|---|---|---|---|---:|---:|---:|---:|---:|"]
+                    "| of copy bandwidth |" + (" saved MB | eager saved MB |" if memory else ""),
+                    "|---|---|---|---|---:|---:|---:|---:|---:|" + ("---:|---:|" if memory else "")]
         for key in sorted(s["timed"]):
             group = s["timed"][key]
             for backend in _ganfast_backends(group):
@@ -136,6 +143,8 @@ def markdown(rows, *, images=None) -> str:
                 cells = [_label(row), _shape(row["shape"]), row["dtype"], backend, _time(row),
                          _time(group.get("eager")), _times(row.get("speedup")),
                          _times(row.get("speedup_vs_compile")), _percent(row.get("frac_of_copy"))]
+                if memory:
+                    cells += [_megabytes(row), _megabytes(group.get("eager"))]
                 out.append("| " + " | ".join(cells) + " |")
         if s["timed"]:
             out.append("")

@@ -5,8 +5,9 @@ Shapes are generator blocks [B, Cin, H, W] -> Cout (output [B, Cout, 2H, 2W]):
 DCGAN-64 (512->256 at 4, 256->128 at 8, 128->64 at 16), SNGAN-32 (256->256 at 4, 8, 16) and a
 BigGAN-128 block (256->128 at 64; batch 4 on CPU). Modes: fwd, bwd (graph kept), fwd+bwd.
 Layouts: NCHW and channels_last (input and the conv's weight). Backends: ganfast's torch backend
-(the folded transposed conv, cuDNN on CUDA) and, on CUDA, the triton backend (fused forward
-kernel, backward through cuDNN).
+(tap products on CPU, the folded transposed conv through cuDNN on CUDA) and, on CUDA, the
+triton backend (fused forward kernel, backward through cuDNN). fwd+bwd rows also carry the
+block's activation memory (activation_memory).
 """
 
 import torch
@@ -16,7 +17,7 @@ from .cases import Case
 
 BACKENDS = ("torch", "triton")
 COLUMNS = ["mode", "block", "shape", "cout", "dtype", "layout", "backend", "median_ms", "tflops",
-           "speedup", "speedup_vs_compile"]
+           "speedup", "speedup_vs_compile", "saved_mb", "peak_mb"]
 
 
 def backends_for(device) -> tuple:
@@ -78,7 +79,38 @@ def _group_cases(name, dtype, layout, device, backends, with_compile):
             yield Case("bwd", key, impl, _backward_only(fn, inputs, grad_out), None)
     for impl, fn in impls.items():
         yield Case("fwd+bwd", key, impl,
-                   lambda fn=fn: torch.autograd.grad(fn(*inputs), inputs, grad_out), None)
+                   lambda fn=fn: torch.autograd.grad(fn(*inputs), inputs, grad_out), None,
+                   extra=activation_memory(fn, inputs, grad_out))
+
+
+def activation_memory(fn, inputs, grad_out) -> dict:
+    """saved_mb: what autograd keeps from the forward for the backward beyond the block's own
+    inputs (x, weight, bias), the memory a generator holds per block until its backward.
+    peak_mb (CUDA): the allocator's peak over one forward+backward above what was allocated
+    before it (None on CPU, which has no allocator statistics)."""
+    inputs_storage = {t.untyped_storage().data_ptr() for t in inputs}
+    saved = {}
+
+    def pack(t):
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in inputs_storage:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn(*inputs)
+    del out
+    peak = None
+    device = grad_out.device
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        torch.autograd.grad(fn(*inputs), inputs, grad_out)
+        torch.cuda.synchronize(device)
+        peak = torch.cuda.max_memory_allocated(device) - before
+    return {"saved_mb": round(sum(saved.values()) / 2**20, 3),
+            "peak_mb": round(peak / 2**20, 3) if peak is not None else None}
 
 
 def _backward_only(fn, inputs, grad_out):
