@@ -197,10 +197,13 @@ def test_write_report_links_plots_relative_to_each_file(tmp_path):
 
 def test_layouts_are_separate_groups_with_their_activation_memory():
     # upsample_conv rows differ only by layout; each layout keeps its own eager baseline.
-    rows = [row("fwd+bwd", backend, ms, eager_ms=eager, layout=layout, saved_mb=saved)
+    # Two blocks with one input shape (different output channels) are separate groups too.
+    rows = [row("fwd+bwd", backend, ms, eager_ms=eager, layout=layout, saved_mb=saved, block=block)
+            for block in ("b-16", "b-32")
             for layout, eager in (("nchw", 4.0), ("channels_last", 3.0))
             for backend, ms, saved in (("eager", eager, 2.0), ("torch", 2.0, 0.0))]
-    assert table_lines(report.markdown(rows)) == [
-        "| fwd+bwd (channels_last) | 64x3x64x64 | float16 | torch | 2 | 3 | 1.50x | – | – | 0 | 2 |",
-        "| fwd+bwd (nchw) | 64x3x64x64 | float16 | torch | 2 | 4 | 2.00x | – | – | 0 | 2 |",
-    ]
+    expected = [f"| fwd+bwd: {block} ({layout}) | 64x3x64x64 | float16 | torch | 2 | {eager} | "
+                f"{speedup} | – | – | 0 | 2 |"
+                for block in ("b-16", "b-32")
+                for layout, eager, speedup in (("channels_last", 3, "1.50x"), ("nchw", 4, "2.00x"))]
+    assert table_lines(report.markdown(rows)) == expected

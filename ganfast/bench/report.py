@@ -49,9 +49,16 @@ def _rank(order, value):
 
 
 def _group_key(row):
-    """(mode, case, shape, dtype, layout): the rows timed against one eager baseline, sortable."""
-    return (_rank(MODE_ORDER, row["mode"]), row.get("case") or "", tuple(row["shape"]),
+    """(mode, case or block, shape, dtype, layout): the rows timed against one eager baseline,
+    sortable."""
+    return (_rank(MODE_ORDER, row["mode"]), _case(row), tuple(row["shape"]),
             _rank(DTYPE_ORDER, row["dtype"]), row.get("layout") or "")
+
+
+def _case(row):
+    """What the row measures beyond mode and shape: a case name, or a block (two blocks can
+    share an input shape and differ in their output channels)."""
+    return row.get("case") or row.get("block") or ""
 
 
 def _sections(rows):
@@ -109,7 +116,7 @@ def _percent(x):
 
 
 def _label(row):
-    label = f"{row['mode']}: {row['case']}" if row.get("case") else row["mode"]
+    label = f"{row['mode']}: {_case(row)}" if _case(row) else row["mode"]
     return f"{label} ({row['layout']})" if row.get("layout") else label
 
 
