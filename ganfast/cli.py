@@ -133,7 +133,11 @@ def _bench_upsample_conv(args) -> int:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtypes = [DTYPES[d] for d in args.dtype.split(",")] if args.dtype else (
         [torch.float32, torch.bfloat16] if device.type == "cuda" else [torch.float32])
-    blocks = list(uc_bench.BLOCKS)[: 1 if args.quick else None]
+    unknown = sorted(set(args.block or ()) - set(uc_bench.BLOCKS))
+    if unknown:
+        raise SystemExit(f"ganfast bench: --block {', '.join(unknown)} is not a known block; "
+                         f"known: {', '.join(uc_bench.BLOCKS)}")
+    blocks = args.block or list(uc_bench.BLOCKS)[: 1 if args.quick else None]
     all_cases = uc_bench.cases(blocks, dtypes, device, ["nchw", "channels_last"],
                                uc_bench.backends_for(device),
                                with_compile=not args.no_compile)
@@ -203,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
                                        "(default: all on GPU, fp32 on CPU)")
     bench.add_argument("--shape", type=_parse_shape, action="append",
                        help="a gradient shape such as 64x3x64x64 (repeatable)")
+    bench.add_argument("--block", action="append",
+                       help="upsample_conv: a generator block such as sngan32-256-4 (repeatable; "
+                            "default: all of ganfast.bench.upsample_conv.BLOCKS)")
     bench.add_argument("--batch", type=int, action="append",
                        help="train_step: a batch size (repeatable; default 64 and 256 on GPU, 16 "
                             "on CPU)")

@@ -145,3 +145,18 @@ def test_bench_spectral_norm_overhead_rows(tmp_path):
     from ganfast.bench.report import load_rows
 
     assert len(load_rows(out)) == len(rows)
+
+
+def test_bench_upsample_conv_runs_the_named_block_and_refuses_unknown_ones(tmp_path, monkeypatch):
+    from ganfast.bench import upsample_conv as uc_bench
+    from ganfast.cli import main
+
+    monkeypatch.setitem(uc_bench.BLOCKS, "tiny-3-4-5", (2, 2, 3, 4, 5))
+    out = tmp_path / "rows.jsonl"
+    assert main(["bench", "--op", "upsample_conv", "--device", "cpu", "--no-compile",
+                 "--block", "tiny-3-4-5", "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert {r["block"] for r in rows} == {"tiny-3-4-5"}
+    assert {r["layout"] for r in rows} == {"nchw", "channels_last"}
+    with pytest.raises(SystemExit, match="--block no-such-block is not a known block"):
+        main(["bench", "--op", "upsample_conv", "--device", "cpu", "--block", "no-such-block"])

@@ -18,15 +18,15 @@ from ganfast.ops import upsample_conv as uc
 from .canonical import upsample_conv as unfused  # the oracle, independent of ganfast
 
 ACTIVATIONS = [(None, 0.01), ("relu", 0.01), ("leaky_relu", 0.2)]
-SHIPPED_MIN_TAP_MACS = uc.CPU_MIN_TAP_MACS
+SHIPPED_CPU_ROUTE = uc.cpu_route
+CPU_ROUTES = ("taps", "folded", "unfused")
 
 
 @pytest.fixture(autouse=True)
 def tap_products_at_every_size(monkeypatch):
-    # The CPU route runs the unfused pair below CPU_MIN_TAP_MACS (host time decides there);
-    # these tests check the tap-products form, so every size takes it
-    # (test_tiny_blocks_run_the_unfused_pair covers the threshold).
-    monkeypatch.setattr(uc, "CPU_MIN_TAP_MACS", 0)
+    # On CPU the torch backend picks a formulation by size (cpu_route); these tests check the
+    # tap-products form, so every size takes it (test_every_cpu_route_* cover the others).
+    monkeypatch.setattr(uc, "cpu_route", lambda x, weight: "taps")
 
 
 def _inputs(b, cin, cout, h, w, dtype=torch.float64, bias=True):
@@ -296,17 +296,49 @@ def test_backward_saves_no_upsampled_tensor():
         assert sum(t.numel() for t in activations) == x.numel() + (out.numel() if activation else 0)
 
 
-def test_tiny_blocks_run_the_unfused_pair(monkeypatch):
-    x, weight, bias = _inputs(2, 4, 3, 5, 3)  # 9 * 2*4*5*3 * 3 multiply-adds: far below it
-    for expect_taps, threshold in ((False, SHIPPED_MIN_TAP_MACS), (True, 0)):
-        monkeypatch.setattr(uc, "CPU_MIN_TAP_MACS", threshold)
+def test_cpu_route_rule():
+    def route(b, cin, cout, h):
+        return SHIPPED_CPU_ROUTE(torch.empty(b, cin, h, h), torch.empty(cout, cin, 3, 3))
+
+    assert route(1, 2, 3, 3) == "unfused"  # tiny: host time decides
+    assert route(16, 512, 256, 4) == route(16, 256, 128, 8) == route(4, 256, 128, 64) == "taps"
+    assert route(16, 64, 64, 4) == "taps"  # 4x4 maps: oneDNN's transposed conv is slow there
+    assert route(16, 128, 64, 16) == route(16, 64, 64, 32) == "folded"
+
+
+@pytest.mark.parametrize("route", CPU_ROUTES)
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("activation,slope", ACTIVATIONS)
+def test_every_cpu_route_matches_unfused(monkeypatch, route, channels_last, activation, slope):
+    monkeypatch.setattr(uc, "cpu_route", lambda x, weight: route)
+    x, weight, bias = _inputs(2, 3, 4, 5, 3)
+    if channels_last:
+        x = x.detach().to(memory_format=torch.channels_last).requires_grad_(True)
+    _check_against_unfused(x, weight, bias, activation, slope)
+    out = upsample_conv2d(x, weight, bias, activation=activation, negative_slope=slope)
+    assert out.is_contiguous(memory_format=torch.channels_last if channels_last
+                             else torch.contiguous_format)
+
+
+@pytest.mark.parametrize("route", CPU_ROUTES)
+def test_every_cpu_route_double_backward(monkeypatch, route):
+    monkeypatch.setattr(uc, "cpu_route", lambda x, weight: route)
+    x, weight, bias = _inputs(1, 2, 2, 3, 2)
+    assert torch.autograd.gradgradcheck(
+        lambda *a: upsample_conv2d(*a, activation="leaky_relu", negative_slope=0.2),
+        (x, weight, bias))
+
+
+def test_fused_cpu_routes_save_no_upsampled_tensor(monkeypatch):
+    # taps saves x and the weight; folded x and the folded weight; only unfused the 4x input.
+    x, weight, bias = _inputs(2, 4, 3, 5, 3)
+    for route in CPU_ROUTES:
+        monkeypatch.setattr(uc, "cpu_route", lambda x, weight, route=route: route)
         saved = []
         with torch.autograd.graph.saved_tensors_hooks(
                 lambda t, saved=saved: saved.append(t) or t, lambda t: t):
-            out = upsample_conv2d(x, weight, bias)
-        # The unfused pair saves the upsampled input [2, 4, 10, 6]; the taps route only x.
-        assert any(t.shape == (2, 4, 10, 6) for t in saved) is not expect_taps
-        torch.testing.assert_close(out, unfused(x, weight, bias), rtol=1e-12, atol=1e-12)
+            upsample_conv2d(x, weight, bias)
+        assert any(t.shape == (2, 4, 10, 6) for t in saved) == (route == "unfused"), route
 
 
 # ---------------------------------------------------------------- bad input

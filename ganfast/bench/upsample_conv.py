@@ -2,7 +2,7 @@
 run today (nn.Upsample(2, nearest) + Conv2d(3, padding=1)) and torch.compile of it.
 
 Shapes are generator blocks [B, Cin, H, W] -> Cout (output [B, Cout, 2H, 2W]):
-DCGAN-64 (512->256 at 4, 256->128 at 8, 128->64 at 16), SNGAN-32 (256->256 at 4, 8, 16) and a
+DCGAN-64 (512->256 at 4, 256->128 at 8, 128->64 at 16, 64->64 at 32), SNGAN-32 (256->256 at 4, 8, 16) and a
 BigGAN-128 block (256->128 at 64; batch 4 on CPU). Modes: fwd, bwd (graph kept), fwd+bwd.
 Layouts: NCHW and channels_last (input and the conv's weight). Backends: ganfast's torch backend
 (tap products on CPU, the folded transposed conv through cuDNN on CUDA) and, on CUDA, the
@@ -31,6 +31,7 @@ BLOCKS = {
     "dcgan64-512-4": (64, 16, 512, 256, 4),
     "dcgan64-256-8": (64, 16, 256, 128, 8),
     "dcgan64-128-16": (64, 16, 128, 64, 16),
+    "dcgan64-64-32": (64, 16, 64, 64, 32),
     "sngan32-256-4": (64, 16, 256, 256, 4),
     "sngan32-256-8": (64, 16, 256, 256, 8),
     "sngan32-256-16": (64, 16, 256, 256, 16),

@@ -18,7 +18,9 @@ Public function: upsample_conv2d(x, weight, bias, activation, negative_slope, ba
 The "torch" backend is the folded transposed conv above on CUDA (through cuDNN; what "auto"
 runs until a GPU kernel measures faster) and under torch.compile. On CPU it runs the tap-products
 form of upsample_conv_taps.py (9 products per source pixel, 4x fewer multiply-adds than the
-unfused block), where oneDNN's transposed conv is slow on the small maps of generators.
+unfused block) where its GEMM dominates (many input channels, or 4x4 maps, where oneDNN's
+transposed conv is slow), the folded transposed conv elsewhere, and the unfused pair for tiny
+blocks (cpu_route).
 
 The "triton" backend (kernels/upsample_conv.py) runs the forward as one kernel: an implicit
 GEMM per output phase over the folded 2x2 weights (phase_weights below), bias and activation
@@ -43,11 +45,17 @@ OP = "upsample_conv"
 KERNEL_SIZE, PADDING, SCALE_FACTOR = 3, 1, 2  # the configuration the folding is exact for
 ACTIVATIONS = (None, "relu", "leaky_relu")
 
-# Below this many multiply-adds (9 * B*H*W * Cin*Cout) host time decides on CPU, and the
-# unfused pair's three ATen ops beat the tap-products route's ~50 (and oneDNN's transposed
-# conv): fwd+bwd, 1 thread, [1, 2, 3, 3] -> 3: 95 us unfused vs 389 taps; [16, 32, 4, 4] -> 32
-# (2.4e6): 869 vs 878; [16, 64, 4, 4] -> 64 (9.4e6): 3010 vs 1653 (benchmarks/NOTES.md).
+# Which CPU formulation runs a block (cpu_route; fwd+bwd on the 2-core machine, benchmarks/NOTES.md):
+# - below CPU_MIN_TAP_MACS multiply-adds (9 * B*H*W * Cin*Cout) host time decides, and the
+#   unfused pair's three ATen ops win ([1, 2, 3, 3] -> 3: 95 us unfused, 389 taps, 349 folded);
+# - tap products where their GEMM dominates their shifted additions (which grow with the
+#   output, not with Cin): Cin >= CPU_TAPS_MIN_CHANNELS, or 4x4 maps and smaller, where oneDNN's
+#   transposed conv is slow (512->256 at 4x4: taps 2.4x the unfused pair, folded 0.9x);
+# - the folded transposed conv otherwise (64->64 at 32x32: folded 1.9x, taps 0.9x; 128->64 at
+#   16x16: folded 2.9-3.6x, taps 2.1x).
 CPU_MIN_TAP_MACS = 2_000_000
+CPU_TAPS_MIN_CHANNELS = 256
+CPU_TAPS_MAX_PIXELS = 16
 
 # F[a, k]: which 3x3 taps (k) fold into tap a of the stride-2 transposed conv (module doc).
 _FOLD_ROWS = torch.tensor(((0, 0, 1), (0, 1, 1), (1, 1, 0), (1, 0, 0)), dtype=torch.float64)
@@ -234,6 +242,16 @@ class _UpsampleConv(torch.autograd.Function):
         return grad_x, grad_weight, grad_bias, None, None, None
 
 
+def cpu_route(x: torch.Tensor, weight: torch.Tensor) -> str:
+    """The CPU formulation for this block: "unfused", "taps" or "folded" (the rule above)."""
+    c_in, h, w = x.shape[1:]
+    if 9 * x.numel() * weight.shape[0] < CPU_MIN_TAP_MACS:
+        return "unfused"
+    if c_in >= CPU_TAPS_MIN_CHANNELS or h * w <= CPU_TAPS_MAX_PIXELS:
+        return "taps"
+    return "folded"
+
+
 def _autocast_inputs(x, weight, bias):
     """x, weight, bias in the autocast dtype of x's device (float64 tensors are left alone)."""
     dtype = torch.get_autocast_dtype(x.device.type)
@@ -258,8 +276,11 @@ def upsample_conv2d_with(backend: str, x, weight, bias=None, activation=None,
         # Under torch.compile the folded transposed conv is one graph node for the compiler.
         if x.device.type != "cpu" or torch.compiler.is_compiling():
             return upsample_conv2d_reference(x, weight, bias, activation, negative_slope)
-        if 9 * x.numel() * weight.shape[0] < CPU_MIN_TAP_MACS:
+        route = cpu_route(x, weight)
+        if route == "unfused":
             return upsample_conv2d_unfused(x, weight, bias, activation, negative_slope)
+        if route == "folded":
+            return upsample_conv2d_reference(x, weight, bias, activation, negative_slope)
         if needs_graph:
             return _UpsampleConv.apply(x, weight, bias, activation, negative_slope, "torch")
         out = taps_forward(x, weight, bias)
