@@ -1,13 +1,14 @@
-"""Benchmark cases for the fused upsample + conv: ganfast's folded form beside the block users
+"""Benchmark cases for the fused upsample + conv: ganfast's block beside the block users
 run today (nn.Upsample(2, nearest) + Conv2d(3, padding=1)) and torch.compile of it.
 
-Shapes are generator blocks [B, Cin, H, W] -> Cout (output [B, Cout, 2H, 2W]):
-DCGAN-64 (512->256 at 4, 256->128 at 8, 128->64 at 16, 64->64 at 32), SNGAN-32 (256->256 at 4, 8, 16) and a
-BigGAN-128 block (256->128 at 64; batch 4 on CPU). Modes: fwd, bwd (graph kept), fwd+bwd.
-Layouts: NCHW and channels_last (input and the conv's weight). Backends: ganfast's torch backend
-(tap products on CPU, the folded transposed conv through cuDNN on CUDA) and, on CUDA, the
-triton backend (fused forward kernel, backward through cuDNN). fwd+bwd rows also carry the
-block's activation memory (activation_memory).
+Shapes are generator blocks [B, Cin, H, W] -> Cout (output [B, Cout, 2H, 2W]): DCGAN-64
+(512->256 at 4, 256->128 at 8, 128->64 at 16, 64->64 at 32), SNGAN-32 (256->256 at 4, 8, 16)
+and a BigGAN-128 block (256->128 at 64; batch 4 on CPU). Modes: fwd, bwd (graph kept),
+fwd+bwd. Layouts: NCHW and channels_last (input and the conv's weight). Backends: ganfast's
+torch backend (on CPU the formulation ops.upsample_conv.cpu_route picks; on CUDA the folded
+transposed conv through cuDNN) and, on CUDA, the triton backend (fused forward kernel,
+backward through cuDNN). fwd+bwd rows also carry the block's activation memory
+(activation_memory).
 """
 
 import torch

@@ -18,8 +18,8 @@ Public function: upsample_conv2d(x, weight, bias, activation, negative_slope, ba
 The "torch" backend is the folded transposed conv above on CUDA (through cuDNN; what "auto"
 runs until a GPU kernel measures faster) and under torch.compile. On CPU it runs the tap-products
 form of upsample_conv_taps.py (9 products per source pixel, 4x fewer multiply-adds than the
-unfused block) where its GEMM dominates (many input channels, or 4x4 maps, where oneDNN's
-transposed conv is slow), the folded transposed conv elsewhere, and the unfused pair for tiny
+unfused block) where its GEMM dominates (many input channels, or maps of 8x8 and smaller, where
+oneDNN's transposed conv is slow), the folded transposed conv elsewhere, and the unfused pair for tiny
 blocks (cpu_route).
 
 The "triton" backend (kernels/upsample_conv.py) runs the forward as one kernel: an implicit
@@ -49,13 +49,14 @@ ACTIVATIONS = (None, "relu", "leaky_relu")
 # - below CPU_MIN_TAP_MACS multiply-adds (9 * B*H*W * Cin*Cout) host time decides, and the
 #   unfused pair's three ATen ops win ([1, 2, 3, 3] -> 3: 95 us unfused, 389 taps, 349 folded);
 # - tap products where their GEMM dominates their shifted additions (which grow with the
-#   output, not with Cin): Cin >= CPU_TAPS_MIN_CHANNELS, or 4x4 maps and smaller, where oneDNN's
-#   transposed conv is slow (512->256 at 4x4: taps 2.4x the unfused pair, folded 0.9x);
-# - the folded transposed conv otherwise (64->64 at 32x32: folded 1.9x, taps 0.9x; 128->64 at
-#   16x16: folded 2.9-3.6x, taps 2.1x).
+#   output, not with Cin): Cin >= CPU_TAPS_MIN_CHANNELS, or maps of 8x8 and smaller, where
+#   oneDNN's transposed conv is slow (512->256 at 4x4: taps 2.4x the unfused pair, folded 0.9x;
+#   128->64 at 8x8: taps 2.2x, folded 1.6-1.8x);
+# - the folded transposed conv otherwise (64->64 at 32x32: folded 1.9-2.0x, taps 1.0-1.2x;
+#   128->64 at 16x16: folded 2.1-3.2x, taps 1.7-3.0x).
 CPU_MIN_TAP_MACS = 2_000_000
 CPU_TAPS_MIN_CHANNELS = 256
-CPU_TAPS_MAX_PIXELS = 16
+CPU_TAPS_MAX_PIXELS = 64
 
 # F[a, k]: which 3x3 taps (k) fold into tap a of the stride-2 transposed conv (module doc).
 _FOLD_ROWS = torch.tensor(((0, 0, 1), (0, 1, 1), (1, 1, 0), (1, 0, 0)), dtype=torch.float64)
