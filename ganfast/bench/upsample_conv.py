@@ -87,7 +87,8 @@ def _group_cases(name, dtype, layout, device, backends, with_compile):
 
 def activation_memory(fn, inputs, grad_out) -> dict:
     """saved_mb: what autograd keeps from the forward for the backward beyond the block's own
-    inputs (x, weight, bias), the memory a generator holds per block until its backward.
+    inputs (x, weight, bias): activations, and weight-sized tensors such as a folded weight;
+    the memory a generator holds per block until its backward.
     peak_mb (CUDA): the allocator's peak over one forward+backward above what was allocated
     before it (None on CPU, which has no allocator statistics)."""
     inputs_storage = {t.untyped_storage().data_ptr() for t in inputs}

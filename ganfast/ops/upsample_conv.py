@@ -35,6 +35,7 @@ float64 inputs run the reference under every backend (the kernel takes fp32/fp16
 """
 
 import torch
+import torch.autograd.forward_ad as fwAD
 import torch.nn.functional as F
 
 from .. import backends
@@ -253,6 +254,16 @@ def cpu_route(x: torch.Tensor, weight: torch.Tensor) -> str:
     return "folded"
 
 
+def _transformed(x, weight, bias) -> bool:
+    """True under torch.func transforms (grad, vmap, jacrev, ...) or with forward-mode AD
+    tangents: the fused routes' autograd.Function has no vmap rule or jvp and their out=
+    additions carry no tangents, so these run the reference (differentiable ATen ops)."""
+    if torch._C._are_functorch_transforms_active():
+        return True
+    return fwAD._current_level >= 0 and any(
+        t is not None and fwAD.unpack_dual(t).tangent is not None for t in (x, weight, bias))
+
+
 def _autocast_inputs(x, weight, bias):
     """x, weight, bias in the autocast dtype of x's device (float64 tensors are left alone)."""
     dtype = torch.get_autocast_dtype(x.device.type)
@@ -270,7 +281,13 @@ def upsample_conv2d_with(backend: str, x, weight, bias=None, activation=None,
         x, weight, bias = _autocast_inputs(x, weight, bias)
         with torch.autocast(x.device.type, enabled=False):
             return upsample_conv2d_with(backend, x, weight, bias, activation, negative_slope)
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and t.dtype != x.dtype:  # as conv2d: no silent promotion
+            raise ValueError(f"upsample_conv2d: {name} is {t.dtype} but x is {x.dtype}; they "
+                             f"must match (or run under autocast)")
     negative_slope = float(negative_slope)
+    if not torch.compiler.is_compiling() and _transformed(x, weight, bias):
+        return upsample_conv2d_reference(x, weight, bias, activation, negative_slope)
     needs_graph = torch.is_grad_enabled() and any(t is not None and t.requires_grad
                                                   for t in (x, weight, bias))
     if backend == "torch" or x.dtype not in KERNEL_DTYPES:

@@ -97,6 +97,8 @@ def taps_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
 
 def taps_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, needs):
     """(grad of x, grad of weight) of taps_forward without its bias; needs: which are wanted."""
+    if not (needs[0] or needs[1]):
+        return None, None
     b, _, h, w = x.shape
     c_out = weight.shape[0]
     # Columns first (the forward's last step) into [B, kx, Cout, 2H, W], then rows into
