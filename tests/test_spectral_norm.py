@@ -307,8 +307,14 @@ flat = torch.cat([t.detach().flatten() for t in list(model.parameters()) + list(
 gathered = [torch.zeros_like(flat) for _ in range(2)]
 dist.all_gather(gathered, flat)
 assert torch.equal(gathered[0], gathered[1]), "the processes' parameters or u/v differ"
-print("in sync")
+print("in sync", flush=True)
 dist.destroy_process_group()
+# torch 2.11's gloo can abort at interpreter finalization ("terminate called without an active
+# exception", about 1 run in 3 on the 2-core machine) after everything above has finished: its
+# worker threads still hold work objects then (pytorch PR #179291 describes the crash). Leave
+# without finalization; the check is done and printed.
+import os
+os._exit(0)
 """
 
 
