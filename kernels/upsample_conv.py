@@ -28,7 +28,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ganfast.ops.upsample_conv import output_format, phase_weights
+from ganfast.ops.layout import image_format
+from ganfast.ops.upsample_conv import phase_weights
 
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 ACTIVATION_CODES = {None: 0, "relu": 1, "leaky_relu": 2}
@@ -107,7 +108,7 @@ def upsample_conv_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
     batch, c_in, h, w = x.shape
     c_out = weight.shape[0]
     out = torch.empty(batch, c_out, 2 * h, 2 * w, dtype=x.dtype, device=x.device,
-                      memory_format=output_format(x))
+                      memory_format=image_format(x))
     m = batch * h * w
     if out.numel() == 0:
         return out

@@ -47,3 +47,11 @@ def per_sample(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 def acc_dtype(dtype: torch.dtype) -> torch.dtype:
     """The dtype ganfast accumulates in: fp64 for fp64 inputs, fp32 for everything else."""
     return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def image_format(x: torch.Tensor) -> torch.memory_format:
+    """The memory format an image op's output takes from its input x [B, C, H, W]:
+    channels_last when x is channels_last (and not also contiguous), else contiguous."""
+    if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format

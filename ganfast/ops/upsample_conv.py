@@ -40,6 +40,7 @@ import torch.nn.functional as F
 
 from .. import backends
 from ._library import define, kernel
+from .layout import image_format
 from .upsample_conv_taps import taps_backward, taps_forward
 
 OP = "upsample_conv"
@@ -167,22 +168,15 @@ TRITON_MODULE = "ganfast.kernels.upsample_conv"
 KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
-def output_format(x: torch.Tensor) -> torch.memory_format:
-    """The kernel op's output layout: channels_last when x is (and is not also contiguous)."""
-    if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
-        return torch.channels_last
-    return torch.contiguous_format
-
-
 def _forward_fake(x, weight, bias, activation, negative_slope):
     return torch.empty(x.shape[0], weight.shape[0], 2 * x.shape[2], 2 * x.shape[3],
-                       dtype=x.dtype, device=x.device, memory_format=output_format(x))
+                       dtype=x.dtype, device=x.device, memory_format=image_format(x))
 
 
 def _forward_cpu(x, weight, bias, activation, negative_slope):
     # The op's output follows the kernel's layout rule, as the fake impl says.
     out = upsample_conv2d_reference(x, weight, bias, activation, negative_slope)
-    return out.contiguous(memory_format=output_format(x))
+    return out.contiguous(memory_format=image_format(x))
 
 
 define("upsample_conv_forward",
@@ -200,6 +194,14 @@ def _unfold_grad(grad_folded: torch.Tensor) -> torch.Tensor:
     return (grad @ _fold_matrix(grad).t()).view(c_out, c_in, 3, 3)
 
 
+def _fused_forward(backend, x, weight, bias, activation, negative_slope):
+    """The fused routes' forward: tap products ("torch", CPU) or the kernel op ("triton")."""
+    if backend == "torch":
+        return apply_activation(taps_forward(x, weight, bias), activation, negative_slope,
+                                inplace=True)
+    return kernel(backend, "upsample_conv_forward")(x, weight, bias, activation, negative_slope)
+
+
 class _UpsampleConv(torch.autograd.Function):
     """Autograd of both fused routes. backend "triton": the forward kernel, the backward of the
     folded form through cuDNN (module doc). backend "torch" (CPU tensors only): the tap-products
@@ -207,12 +209,7 @@ class _UpsampleConv(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, activation, negative_slope, backend):
-        if backend == "torch":
-            out = apply_activation(taps_forward(x, weight, bias), activation, negative_slope,
-                                   inplace=True)
-        else:
-            out = kernel(backend, "upsample_conv_forward")(x, weight, bias, activation,
-                                                           negative_slope)
+        out = _fused_forward(backend, x, weight, bias, activation, negative_slope)
         # The activation's backward reads the output (as the in-place epilogue of the reference
         # does); the convolution's reads x and the weight. Nothing upsampled is kept.
         ctx.save_for_backward(x, weight, bias, out if activation is not None else None)
@@ -275,11 +272,12 @@ def upsample_conv2d_with(backend: str, x, weight, bias=None, activation=None,
                          negative_slope=0.01) -> torch.Tensor:
     """upsample_conv2d() with the backend already resolved ("torch" or "triton"); inputs
     checked. The triton backend also runs on CPU tensors under TRITON_INTERPRET=1."""
-    if torch.is_autocast_enabled(x.device.type):
+    device_type = x.device.type
+    if torch.is_autocast_enabled(device_type):
         # What autocast does for conv2d: inputs to its dtype, then the op without autocast (the
         # fused routes' backward would otherwise meet a half gradient and float32 inputs).
         x, weight, bias = _autocast_inputs(x, weight, bias)
-        with torch.autocast(x.device.type, enabled=False):
+        with torch.autocast(device_type, enabled=False):
             return upsample_conv2d_with(backend, x, weight, bias, activation, negative_slope)
     for name, t in (("weight", weight), ("bias", bias)):
         if t is not None and t.dtype != x.dtype:  # as conv2d: no silent promotion
@@ -288,24 +286,20 @@ def upsample_conv2d_with(backend: str, x, weight, bias=None, activation=None,
     negative_slope = float(negative_slope)
     if not torch.compiler.is_compiling() and _transformed(x, weight, bias):
         return upsample_conv2d_reference(x, weight, bias, activation, negative_slope)
-    needs_graph = torch.is_grad_enabled() and any(t is not None and t.requires_grad
-                                                  for t in (x, weight, bias))
     if backend == "torch" or x.dtype not in KERNEL_DTYPES:
         # Under torch.compile the folded transposed conv is one graph node for the compiler.
-        if x.device.type != "cpu" or torch.compiler.is_compiling():
+        if device_type != "cpu" or torch.compiler.is_compiling():
             return upsample_conv2d_reference(x, weight, bias, activation, negative_slope)
         route = cpu_route(x, weight)
         if route == "unfused":
             return upsample_conv2d_unfused(x, weight, bias, activation, negative_slope)
         if route == "folded":
             return upsample_conv2d_reference(x, weight, bias, activation, negative_slope)
-        if needs_graph:
-            return _UpsampleConv.apply(x, weight, bias, activation, negative_slope, "torch")
-        out = taps_forward(x, weight, bias)
-        return apply_activation(out, activation, negative_slope, inplace=True)
-    if needs_graph:
+        backend = "torch"  # the tap products (float64 included)
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad
+                                       for t in (x, weight, bias)):
         return _UpsampleConv.apply(x, weight, bias, activation, negative_slope, backend)
-    return kernel(backend, "upsample_conv_forward")(x, weight, bias, activation, negative_slope)
+    return _fused_forward(backend, x, weight, bias, activation, negative_slope)
 
 
 # ---------------------------------------------------------------- public function
