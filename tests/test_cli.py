@@ -118,15 +118,40 @@ def test_bench_records_out_of_memory_and_goes_on(monkeypatch):
         pass
 
     monkeypatch.setattr(cases, "median_ms", timed)
+    monkeypatch.setattr(cases, "device_ms", lambda fn, device: None)
+    monkeypatch.setattr(cases, "environment", lambda device: {"device": "a GPU"})
     monkeypatch.setattr(cases, "copy_bandwidth_gbps", lambda device: 10.0)
     key = dict(shape=[2, 3], dtype="float32")
     rows = cases.run("gradient_penalty", [cases.Case("fwd", key, "eager", lambda: None, 24),
                                           cases.Case("fwd", key, "triton", failing, 24),
                                           cases.Case("fwd", key, "torch", lambda: None, 24)],
-                     torch.device("cpu"))
+                     torch.device("cuda"))
     assert [r["backend"] for r in rows] == ["eager", "triton", "torch"]
     assert rows[1]["skipped"] == "out of memory: CUDA out of memory. Tried to allocate 256.00 MiB."
     assert rows[2]["median_ms"] == 1.0 and rows[2]["speedup"] == 1.0
+
+
+def test_bench_on_cpu_times_a_group_in_turn():
+    # On CPU the backends of one group are called in turn, call by call, so a drifting load
+    # hits each figure alike; the speedup is against the group's eager row wherever it stands.
+    import torch
+
+    from ganfast.bench import cases
+
+    calls = []
+    key = dict(shape=[2, 3], dtype="float32")
+    other = dict(shape=[4, 3], dtype="float32")
+    group = [cases.Case("fwd", key, backend, lambda b=backend: calls.append(b), None, reps=4)
+             for backend in ("torch", "eager", "triton")]
+    rows = cases.run("gradient_penalty", [*group, cases.Case(
+        "fwd", other, "eager", lambda: calls.append("other"), None, reps=4)],
+        torch.device("cpu"), skip=lambda case: "no GPU" if case.backend == "triton" else "")
+    timed = [c for c in calls if c != "other"]
+    assert timed == ["torch", "eager"] * (len(timed) // 2) and len(timed) >= 8
+    assert calls.index("other") > len(timed) - 1  # the next group after this one
+    assert [r["backend"] for r in rows] == ["torch", "eager", "triton", "eager"]
+    assert rows[2]["skipped"] == "no GPU"
+    assert rows[1]["speedup"] == 1.0 and rows[0]["speedup"] > 0  # torch before eager: still set
 
 
 def test_bench_spectral_norm_overhead_rows(tmp_path):

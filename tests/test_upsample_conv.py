@@ -311,6 +311,13 @@ def test_cpu_route_rule():
     # maps of 8x8 and smaller: oneDNN's transposed conv is slow there
     assert route(16, 64, 64, 4) == route(16, 128, 64, 8) == "taps"
     assert route(16, 128, 64, 16) == route(16, 64, 64, 32) == "folded"
+    # channels_last from 64 channels: the shifted additions run in memory order
+    def route_cl(cin, h):
+        x = torch.empty(16, cin, h, h).to(memory_format=torch.channels_last)
+        return SHIPPED_CPU_ROUTE(x, torch.empty(64, cin, 3, 3))
+
+    assert route_cl(64, 32) == route_cl(128, 16) == "taps"
+    assert route_cl(32, 32) == "folded"
 
 
 @pytest.mark.parametrize("route", CPU_ROUTES)
@@ -325,6 +332,52 @@ def test_every_cpu_route_matches_unfused(monkeypatch, route, channels_last, acti
     out = upsample_conv2d(x, weight, bias, activation=activation, negative_slope=slope)
     assert out.is_contiguous(memory_format=torch.channels_last if channels_last
                              else torch.contiguous_format)
+
+
+def _products_bytes_per_row(cout, w, dtype=torch.float64):
+    return 9 * cout * w * torch.empty((), dtype=dtype).element_size()
+
+
+@pytest.mark.parametrize("b,h,rows_per_tile", [
+    (5, 7, 14),  # whole samples, at most 2 per tile: 1, 2 and 2 samples
+    (2, 7, 1),   # bands of one row: halo rows on both sides but at the edges
+    (3, 7, 3),   # uneven bands of a 7-row map: 2, 2 and 3 rows
+    (2, 7, 6),   # two bands of 3 and 4 rows
+])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("activation,slope", [(None, 0.01), ("leaky_relu", 0.2)])
+def test_tiled_tap_products_match_unfused(monkeypatch, b, h, rows_per_tile, channels_last,
+                                          activation, slope):
+    # The tap products run in tiles of samples or of row bands with halo rows (TILE_BYTES);
+    # a small budget makes these shapes take every kind of tile and edge.
+    from ganfast.ops import upsample_conv_taps as taps
+
+    cout, w = 4, 5
+    monkeypatch.setattr(taps, "TILE_BYTES", rows_per_tile * _products_bytes_per_row(cout, w))
+    assert len(list(taps.tiles(b, h, _products_bytes_per_row(cout, w)))) > 1
+    x, weight, bias = _inputs(b, 3, cout, h, w)
+    if channels_last:
+        x = x.detach().to(memory_format=torch.channels_last).requires_grad_(True)
+    _check_against_unfused(x, weight, bias, activation, slope)
+
+
+@given(batch=st.integers(0, 6), height=st.integers(1, 40), row_bytes=st.integers(1, 50),
+       budget=st.integers(1, 400))
+@settings(max_examples=200, deadline=None)
+def test_tiles_cover_every_row_of_every_sample_once(batch, height, row_bytes, budget):
+    from ganfast.ops import upsample_conv_taps as taps
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(taps, "TILE_BYTES", budget)
+        covered = [(s, r) for b0, b1, r0, r1 in taps.tiles(batch, height, row_bytes)
+                   for s in range(b0, b1) for r in range(r0, r1)]
+        found = list(taps.tiles(batch, height, row_bytes))
+    assert sorted(covered) == [(s, r) for s in range(batch) for r in range(height)]
+    # within the budget unless one row alone exceeds it, and split evenly
+    assert all((b1 - b0) * (r1 - r0) * row_bytes <= max(budget, row_bytes)
+               for b0, b1, r0, r1 in found)
+    for extent in ({b1 - b0 for b0, b1, _, _ in found}, {r1 - r0 for _, _, r0, r1 in found}):
+        assert max(extent, default=0) - min(extent, default=0) <= 1
 
 
 @pytest.mark.parametrize("route", CPU_ROUTES)

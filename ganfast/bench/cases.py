@@ -10,13 +10,14 @@ speedup_vs_compile, device, torch, triton, cuda, date.
 import dataclasses
 import datetime
 import importlib.metadata
+import itertools
 import json
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from .timing import copy_bandwidth_gbps, device_ms, median_ms
+from .timing import copy_bandwidth_gbps, device_ms, interleaved_ms, median_ms
 
 
 @dataclasses.dataclass
@@ -45,40 +46,71 @@ def environment(device: torch.device) -> dict:
 
 
 def run(op: str, cases, device: torch.device, skip=lambda case: "") -> list[dict]:
-    """Time every case; a case `skip` gives a reason for is recorded with that reason."""
+    """Time every case; a case `skip` gives a reason for is recorded with that reason.
+
+    On CPU the backends of one (mode, shape, ...) group are timed in turn, call by call
+    (interleaved_ms): the load of a shared machine drifts, and taking each figure over the same
+    stretch of time keeps the speedups honest. On CUDA each case is timed by itself."""
     env = environment(device)
     copy_gbps = copy_bandwidth_gbps(device)
-    rows, baselines = [], {}
-    for case in tqdm(list(cases), desc=f"bench {op}", unit="case", leave=False):
-        group = (case.mode, json.dumps(case.key))
-        row = {"op": op, "mode": case.mode, **case.key, "backend": case.backend, **case.extra}
-        reason = skip(case)
-        if reason:
-            rows.append({**row, "skipped": reason, **env})
-            continue
+    cases = list(cases)
+    rows, baselines_by_group = [], {}
+    with tqdm(total=len(cases), desc=f"bench {op}", unit="case", leave=False) as progress:
+        for group, members in itertools.groupby(cases, key=_group):
+            members = list(members)
+            timings = _time_group(members, device, skip)
+            baselines = baselines_by_group.setdefault(group, {})
+            baselines.update((case.backend, ms) for case, ms in zip(members, timings, strict=True)
+                             if not isinstance(ms, str))
+            for case, timing in zip(members, timings, strict=True):
+                row = {"op": op, "mode": case.mode, **case.key, "backend": case.backend,
+                       **case.extra}
+                if isinstance(timing, str):
+                    rows.append({**row, "skipped": timing, **env})
+                    continue
+                rows.append({**row, **_timing_columns(case, timing, baselines, device,
+                                                      copy_gbps), **env})
+            progress.update(len(members))
+    return rows
+
+
+def _group(case: Case) -> tuple:
+    return case.mode, json.dumps(case.key)
+
+
+def _time_group(members: list[Case], device: torch.device, skip) -> list:
+    """Median ms of each case, or the reason it was not timed (skipped, out of memory)."""
+    timings = [skip(case) or None for case in members]
+    todo = [i for i, reason in enumerate(timings) if reason is None]
+    if device.type == "cpu" and todo:
+        reps = min(members[i].reps for i in todo)
+        medians = interleaved_ms({i: members[i].fn for i in todo}, reps=reps)
+        for i in todo:
+            timings[i] = medians[i]
+        return timings
+    for i in todo:
         try:
-            ms = median_ms(case.fn, device, reps=case.reps)
+            timings[i] = median_ms(members[i].fn, device, reps=members[i].reps)
         except torch.OutOfMemoryError as error:  # record it and go on: the other rows stand
             torch.cuda.empty_cache()
-            rows.append({**row, "skipped": f"out of memory: {str(error).splitlines()[0]}", **env})
-            continue
-        baselines.setdefault(group, {})[case.backend] = ms
-        eager, compiled = baselines[group].get("eager"), baselines[group].get("compile")
-        # Bandwidth is the kernels' figure: device time when the call can be graph-captured.
-        kernels_ms = device_ms(case.fn, device) if case.bytes_moved else None
-        gbps = case.bytes_moved / ((kernels_ms or ms) * 1e-3) / 1e9 if case.bytes_moved else None
-        rows.append({
-            **row,
-            "median_ms": round(ms, 4),
-            "device_ms": round(kernels_ms, 4) if kernels_ms else None,
-            "gbps": round(gbps, 1) if gbps else None,
-            "frac_of_copy": round(gbps / copy_gbps, 3) if gbps else None,
-            "speedup": round(eager / ms, 2) if eager else None,
-            "speedup_vs_compile": round(compiled / ms, 2) if compiled else None,
-            "copy_gbps": round(copy_gbps, 1),
-            **env,
-        })
-    return rows
+            timings[i] = f"out of memory: {str(error).splitlines()[0]}"
+    return timings
+
+
+def _timing_columns(case: Case, ms: float, baselines: dict, device, copy_gbps: float) -> dict:
+    eager, compiled = baselines.get("eager"), baselines.get("compile")
+    # Bandwidth is the kernels' figure: device time when the call can be graph-captured.
+    kernels_ms = device_ms(case.fn, device) if case.bytes_moved else None
+    gbps = case.bytes_moved / ((kernels_ms or ms) * 1e-3) / 1e9 if case.bytes_moved else None
+    return {
+        "median_ms": round(ms, 4),
+        "device_ms": round(kernels_ms, 4) if kernels_ms else None,
+        "gbps": round(gbps, 1) if gbps else None,
+        "frac_of_copy": round(gbps / copy_gbps, 3) if gbps else None,
+        "speedup": round(eager / ms, 2) if eager else None,
+        "speedup_vs_compile": round(compiled / ms, 2) if compiled else None,
+        "copy_gbps": round(copy_gbps, 1),
+    }
 
 
 def write_jsonl(rows: list[dict], path: Path) -> None:

@@ -13,7 +13,6 @@ routes ("ganfast triton", "ganfast cuda": PyTorch's semantics, one launch per ac
   overhead  host time of one forward of a stack of N small SN layers, against N.
 """
 
-import statistics
 import time
 
 import torch
@@ -25,7 +24,7 @@ from .. import backends
 from .. import nn as gnn
 from .overhead import host_us
 from .stock_gans import SNGANDiscriminator
-from .timing import median_ms
+from .timing import interleaved_ms, median_ms
 
 SPECTRAL_NORMS = {"pytorch": parametrizations.spectral_norm, "ganfast": gnn.spectral_norm}
 
@@ -216,21 +215,6 @@ def _timer(device, reps):
     if device.type == "cuda":
         return lambda fns: {name: median_ms(fn, device) for name, fn in fns.items()}
     return lambda fns: interleaved_ms(fns, reps=reps)
-
-
-def interleaved_ms(fns, reps=30, warmup=3):
-    """Median ms per fn, the fns called in turn: on a shared CPU the load drifts, and taking
-    each figure over the same stretch of time keeps the ratios honest."""
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    times = {name: [] for name in fns}
-    for _ in range(reps):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append((time.perf_counter() - start) * 1e3)
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def _side_by_side(case, shape, fns, time_fn, unit):

@@ -30,6 +30,21 @@ def median_ms(fn, device: torch.device, *, warmup: int = 5, reps: int = 60) -> f
     return statistics.median(times)
 
 
+def interleaved_ms(fns, reps=30, warmup=3):
+    """Median ms per fn, the fns called in turn: on a shared CPU the load drifts, and taking
+    each figure over the same stretch of time keeps the ratios honest."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times = {name: [] for name in fns}
+    for _ in range(reps):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - start) * 1e3)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def device_ms(fn, device: torch.device) -> float | None:
     """Median milliseconds of fn()'s kernels alone: fn is captured once in a CUDA graph and
     the graph replayed, so host time (Python, dispatch, launches) drops out. This is the time

@@ -51,13 +51,16 @@ ACTIVATIONS = (None, "relu", "leaky_relu")
 # - below CPU_MIN_TAP_MACS multiply-adds (9 * B*H*W * Cin*Cout) host time decides, and the
 #   unfused pair's three ATen ops win ([1, 2, 3, 3] -> 3: 95 us unfused, 389 taps, 349 folded);
 # - tap products where their GEMM dominates their shifted additions (which grow with the
-#   output, not with Cin): Cin >= CPU_TAPS_MIN_CHANNELS, or maps of 8x8 and smaller, where
+#   output, not with Cin): Cin >= CPU_TAPS_MIN_CHANNELS, maps of 8x8 and smaller, where
 #   oneDNN's transposed conv is slow (512->256 at 4x4: taps 2.4x the unfused pair, folded 0.9x;
-#   128->64 at 8x8: taps 2.2x, folded 1.6-1.8x);
-# - the folded transposed conv otherwise (64->64 at 32x32: folded 1.9-2.0x, taps 1.0-1.2x;
-#   128->64 at 16x16: folded 2.1-3.2x, taps 1.7-3.0x).
+#   128->64 at 8x8: taps 2.2x, folded 1.6-1.8x), and channels_last inputs from
+#   CPU_TAPS_MIN_CHANNELS_LAST channels, whose additions run in memory order (tiled: 128->64
+#   at 16x16 2.1-2.2x against folded 1.7x; 64->64 at 32x32 1.7-2.8x against 1.5-2.4x);
+# - the folded transposed conv otherwise: NCHW inputs with fewer channels, whose additions
+#   write the output across its layout (128->64 at 16x16: folded 2.3-3.0x, taps 1.8-2.3x).
 CPU_MIN_TAP_MACS = 2_000_000
 CPU_TAPS_MIN_CHANNELS = 256
+CPU_TAPS_MIN_CHANNELS_LAST = 64
 CPU_TAPS_MAX_PIXELS = 64
 
 # F[a, k]: which 3x3 taps (k) fold into tap a of the stride-2 transposed conv (module doc).
@@ -196,9 +199,10 @@ def _unfold_grad(grad_folded: torch.Tensor) -> torch.Tensor:
 
 def _fused_forward(backend, x, weight, bias, activation, negative_slope):
     """The fused routes' forward: tap products ("torch", CPU) or the kernel op ("triton")."""
-    if backend == "torch":
-        return apply_activation(taps_forward(x, weight, bias), activation, negative_slope,
-                                inplace=True)
+    if backend == "torch":  # the activation on each output tile while it is in cache
+        epilogue = None if activation is None else (
+            lambda tile: apply_activation(tile, activation, negative_slope, inplace=True))
+        return taps_forward(x, weight, bias, epilogue)
     return kernel(backend, "upsample_conv_forward")(x, weight, bias, activation, negative_slope)
 
 
@@ -247,6 +251,8 @@ def cpu_route(x: torch.Tensor, weight: torch.Tensor) -> str:
     if 9 * x.numel() * weight.shape[0] < CPU_MIN_TAP_MACS:
         return "unfused"
     if c_in >= CPU_TAPS_MIN_CHANNELS or h * w <= CPU_TAPS_MAX_PIXELS:
+        return "taps"
+    if c_in >= CPU_TAPS_MIN_CHANNELS_LAST and image_format(x) == torch.channels_last:
         return "taps"
     return "folded"
 

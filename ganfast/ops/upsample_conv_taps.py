@@ -21,10 +21,21 @@ The backward is the adjoint: the gradient of P gathers the output gradient the s
 2i-1 and 2i), then one aten.convolution_backward of the 1x1 conv gives the input's and the
 weight's gradients. Nothing but x and the weight is needed, so autograd saves nothing upsampled.
 
+Tiles. The products are 2.25x the output; made whole for a BigGAN block they were 75 MB, which
+glibc's malloc maps fresh from the kernel on every call (above its 32 MB mmap threshold) and
+which no cache holds, so the additions ran from memory and page faults cost as much as the GEMM
+(forward 1.5x the unfused block at 64x64). Both passes therefore run tile by tile: samples, or
+bands of source rows of one sample, whose products take about TILE_BYTES. A band's products
+include one source row above and below it (the halo: out rows 2*r0 and 2*r1 - 1 read them), so
+banding recomputes 2 rows of products per band; the backward reads the output gradient's halo
+rows instead and computes each band's product gradient exactly once.
+
 The products are laid out channels_last whatever x's layout (oneDNN's 1x1 conv and the shifted
 additions are fastest so: measured 2.1-2.4x the unfused block against 1.7-2.0x keeping NCHW at
 16x16 and 64x64 maps); the output follows x's layout.
 """
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +43,11 @@ import torch.nn.functional as F
 from .layout import image_format
 
 CHANNELS_LAST = torch.channels_last
+# Products per tile: cache-sized on the 2-core machine (32 MB L3: the products and the row sums
+# of a tile stay in it) and below glibc's mmap threshold, so the buffers come back from the heap
+# on the next tile and the next call. 8 MB measured best among 2, 4, 8, 16 and 24 MB
+# (benchmarks/NOTES.md).
+TILE_BYTES = 8 << 20
 
 
 def _tap_weight(weight: torch.Tensor) -> torch.Tensor:
@@ -41,18 +57,32 @@ def _tap_weight(weight: torch.Tensor) -> torch.Tensor:
     return taps.contiguous(memory_format=CHANNELS_LAST)
 
 
-def _products(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """P as a [B, 3 (ky), 3 (kx), Cout, H, W] view of a channels_last 1x1 conv's output.
+def _tap_bias(bias: torch.Tensor | None, c_out: int) -> torch.Tensor | None:
+    """The bias on the centre tap's channels (index 4 of 9), zero elsewhere: every output pixel
+    adds exactly one centre product (ky = kx = 1 in both phases of both axes), so the 1x1 conv
+    adds the bias, not a pass over the output."""
+    return None if bias is None else F.pad(bias, (4 * c_out, 4 * c_out))
 
-    The bias rides on the centre tap's channels: every output pixel adds exactly one centre
-    product (ky = kx = 1 in both phases of both axes), so the conv adds it, not a pass over
-    the output."""
-    b, _, h, w = x.shape
-    c_out = weight.shape[0]
-    if bias is not None:
-        bias = F.pad(bias, (4 * c_out, 4 * c_out))  # zero but on tap (1, 1), index 4 of 9
-    p = F.conv2d(x.contiguous(memory_format=CHANNELS_LAST), _tap_weight(weight), bias)
-    return p.permute(0, 2, 3, 1).view(b, h, w, 3, 3, c_out).permute(0, 3, 4, 5, 1, 2)
+
+def tiles(batch: int, height: int, row_bytes: int):
+    """(b0, b1, r0, r1): samples b0:b1, source rows r0:r1, whose products (row_bytes per source
+    row) take about TILE_BYTES; whole samples where one fits, else bands of one sample's rows.
+    The split is even (sizes differ by at most one) rather than leaving a small last tile."""
+    sample_bytes = height * row_bytes
+    if sample_bytes <= TILE_BYTES:
+        for b0, b1 in _even_split(batch, max(1, TILE_BYTES // max(1, sample_bytes))):
+            yield b0, b1, 0, height
+        return
+    bands = list(_even_split(height, max(1, TILE_BYTES // row_bytes)))
+    for b0 in range(batch):
+        for r0, r1 in bands:
+            yield b0, b0 + 1, r0, r1
+
+
+def _even_split(n: int, most: int):
+    """[start, stop) ranges covering range(n) in ceil(n / most) parts of near-equal size."""
+    parts = math.ceil(n / most)
+    return ((i * n // parts, (i + 1) * n // parts) for i in range(parts))
 
 
 def _empty_channels_last(like: torch.Tensor, b, taps, c, h, w) -> torch.Tensor:
@@ -60,24 +90,35 @@ def _empty_channels_last(like: torch.Tensor, b, taps, c, h, w) -> torch.Tensor:
     return like.new_empty(b, h, w, taps, c).permute(0, 3, 4, 1, 2)
 
 
-def _sum_taps_along_rows(p, out):
-    """out[..., i, d, :] (row 2i + d) from the 3 row taps p[:, k] ([..., H, W] each).
+def _sum_taps_along_rows(p, out, first=0):
+    """out[..., i, d, :] (row 2i + d) from the 3 row taps p[:, k] ([..., rows, W] each).
 
-    p is [B, 3, ..., H, W] with the taps in dim 1; out is [B, ..., H, 2, W]."""
-    torch.add(p[:, 1], p[:, 2], out=out[..., 0, :])
-    out[..., 1:, 0, :].add_(p[:, 0, ..., :-1, :])
-    torch.add(p[:, 0], p[:, 1], out=out[..., 1, :])
-    out[..., :-1, 1, :].add_(p[:, 2, ..., 1:, :])
+    p is [B, 3, ..., rows, W] with the taps in dim 1; out is [B, ..., n, 2, W]. out's row i is
+    p's row first + i; p's rows before first (a halo row above, first = 1) and after
+    first + n - 1 (a halo row below) only feed the neighbouring phases; without them, zero."""
+    n = out.shape[-3]
+    core = p[..., first:first + n, :]
+    torch.add(core[:, 1], core[:, 2], out=out[..., 0, :])
+    top = 1 - first  # the first out row with a row above it in p
+    out[..., top:, 0, :].add_(p[:, 0, ..., first - 1 + top:first - 1 + n, :])
+    torch.add(core[:, 0], core[:, 1], out=out[..., 1, :])
+    below = min(n, p.shape[-2] - first - 1)  # how many out rows have a row below them in p
+    out[..., :below, 1, :].add_(p[:, 2, ..., first + 1:first + 1 + below, :])
 
 
-def _gather_rows(grad, out):
-    """The adjoint of _sum_taps_along_rows: out[:, k] from grad's rows (grad[..., i, d, :])."""
+def _gather_rows(grad, out, first=0):
+    """The adjoint of _sum_taps_along_rows: out[:, k] ([..., n, W]) from grad's rows
+    (grad[..., i, d, :], out's row i at grad's row first + i, halo rows as there)."""
+    n = out.shape[-2]
     even, odd = grad[..., 0, :], grad[..., 1, :]
-    torch.add(even, odd, out=out[:, 1])
-    out[:, 0].copy_(odd)
-    out[:, 0, ..., :-1, :].add_(even[..., 1:, :])
-    out[:, 2].copy_(even)
-    out[:, 2, ..., 1:, :].add_(odd[..., :-1, :])
+    core_even, core_odd = even[..., first:first + n, :], odd[..., first:first + n, :]
+    torch.add(core_even, core_odd, out=out[:, 1])
+    out[:, 0].copy_(core_odd)
+    below = min(n, grad.shape[-3] - first - 1)
+    out[:, 0, ..., :below, :].add_(even[..., first + 1:first + 1 + below, :])
+    out[:, 2].copy_(core_even)
+    top = 1 - first
+    out[:, 2, ..., top:, :].add_(odd[..., first - 1 + top:first - 1 + n, :])
 
 
 def _column_pairs(t: torch.Tensor, w: int) -> torch.Tensor:
@@ -85,18 +126,29 @@ def _column_pairs(t: torch.Tensor, w: int) -> torch.Tensor:
     return t.unflatten(3, (w, 2)).permute(0, 1, 3, 4, 2)
 
 
-def taps_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """conv2d(upsample_nearest_2x(x), weight, bias, padding=1), output in x's layout."""
+def taps_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                 epilogue=None) -> torch.Tensor:
+    """conv2d(upsample_nearest_2x(x), weight, bias, padding=1), output in x's layout;
+    epilogue(tile), if given, runs in place on each finished output tile while it is in cache."""
     b, _, h, w = x.shape
     c_out = weight.shape[0]
-    p = _products(x, weight, bias)  # [B, ky, kx, Cout, H, W]
-    # Rows first, into [B, kx, Cout, 2H, W]; then columns, written straight into the output.
-    rows = _empty_channels_last(p, b, 3, c_out, 2 * h, w)
-    _sum_taps_along_rows(p, rows.unflatten(3, (h, 2)))
-    del p  # 2.25x the output: freed before the output is allocated
-    out = torch.empty(b, c_out, 2 * h, 2 * w, dtype=rows.dtype, device=rows.device,
+    tap_weight, tap_bias = _tap_weight(weight), _tap_bias(bias, c_out)
+    out = torch.empty(b, c_out, 2 * h, 2 * w, dtype=x.dtype, device=x.device,
                       memory_format=image_format(x))
-    _sum_taps_along_rows(rows.transpose(-1, -2), _column_pairs(out, w))
+    x = x.contiguous(memory_format=CHANNELS_LAST)
+    for b0, b1, r0, r1 in tiles(b, h, 9 * c_out * w * x.element_size()):
+        lo, hi = max(r0 - 1, 0), min(r1 + 1, h)  # the band and its halo rows
+        p = F.conv2d(x[b0:b1, :, lo:hi], tap_weight, tap_bias)  # [b, 9*Cout, rows, W], CL
+        p = p.permute(0, 2, 3, 1).view(b1 - b0, hi - lo, w, 3, 3, c_out)
+        p = p.permute(0, 3, 4, 5, 1, 2)  # [b, ky, kx, Cout, rows, W]
+        # Rows first, into [b, kx, Cout, 2n, W]; then columns, straight into the output.
+        rows = _empty_channels_last(p, b1 - b0, 3, c_out, 2 * (r1 - r0), w)
+        _sum_taps_along_rows(p, rows.unflatten(3, (r1 - r0, 2)), first=r0 - lo)
+        del p
+        out_tile = out[b0:b1, :, 2 * r0:2 * r1]
+        _sum_taps_along_rows(rows.transpose(-1, -2), _column_pairs(out_tile, w))
+        if epilogue is not None:
+            epilogue(out_tile)
     return out
 
 
@@ -104,21 +156,41 @@ def taps_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, nee
     """(grad of x, grad of weight) of taps_forward without its bias; needs: which are wanted."""
     if not (needs[0] or needs[1]):
         return None, None
-    b, _, h, w = x.shape
+    b, c_in, h, w = x.shape
     c_out = weight.shape[0]
-    # Columns first (the forward's last step) into [B, kx, Cout, 2H, W], then rows into
-    # [B, ky, kx, Cout, H, W], stored as the 1x1 conv's channels_last output [B, H, W, 9*Cout].
-    rows = _empty_channels_last(grad, b, 3, c_out, 2 * h, w)
-    _gather_rows(_column_pairs(grad, w), rows.transpose(-1, -2))
-    grad_p = grad.new_empty(b, h, w, 3, 3, c_out)
-    _gather_rows(rows.unflatten(3, (h, 2)), grad_p.permute(0, 3, 4, 5, 1, 2))
-    grad_p = grad_p.view(b, h, w, 9 * c_out).permute(0, 3, 1, 2)
-    grad_x, grad_taps, _ = torch.ops.aten.convolution_backward(
-        grad_p, x.contiguous(memory_format=CHANNELS_LAST), _tap_weight(weight), None,
-        [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [needs[0], needs[1], False])
+    tap_weight = _tap_weight(weight)
+    layout = image_format(x)
+    x = x.contiguous(memory_format=CHANNELS_LAST)
+    grad_x = grad_taps = None
+    for b0, b1, r0, r1 in tiles(b, h, 9 * c_out * w * grad.element_size()):
+        lo, hi = max(r0 - 1, 0), min(r1 + 1, h)  # the band and its halo rows of the gradient
+        # Columns first (the forward's last step) into [b, kx, Cout, 2*rows, W], then rows into
+        # [b, ky, kx, Cout, n, W], stored as the 1x1 conv's channels_last output [b, n, W, 9*Cout].
+        rows = _empty_channels_last(grad, b1 - b0, 3, c_out, 2 * (hi - lo), w)
+        _gather_rows(_column_pairs(grad[b0:b1, :, 2 * lo:2 * hi], w), rows.transpose(-1, -2))
+        grad_p = grad.new_empty(b1 - b0, r1 - r0, w, 3, 3, c_out)
+        _gather_rows(rows.unflatten(3, (hi - lo, 2)), grad_p.permute(0, 3, 4, 5, 1, 2),
+                     first=r0 - lo)
+        del rows
+        grad_p = grad_p.view(b1 - b0, r1 - r0, w, 9 * c_out).permute(0, 3, 1, 2)
+        grad_x_tile, grad_taps_tile, _ = torch.ops.aten.convolution_backward(
+            grad_p, x[b0:b1, :, r0:r1], tap_weight, None,
+            [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [needs[0], needs[1], False])
+        if needs[0] and (b1 - b0, r1 - r0) == (b, h):  # one tile: no copy
+            grad_x = grad_x_tile
+        elif needs[0]:
+            if grad_x is None:
+                grad_x = torch.empty_like(x)
+            grad_x[b0:b1, :, r0:r1] = grad_x_tile
+        if needs[1]:
+            grad_taps = grad_taps_tile if grad_taps is None else grad_taps.add_(grad_taps_tile)
     grad_weight = None
     if needs[1]:
-        grad_weight = grad_taps.view(3, 3, c_out, weight.shape[1]).permute(2, 3, 0, 1)
-    if grad_x is not None:
-        grad_x = grad_x.contiguous(memory_format=image_format(x))
+        if grad_taps is None:  # an empty batch: no tile ran
+            grad_taps = torch.zeros_like(tap_weight)
+        grad_weight = grad_taps.view(3, 3, c_out, c_in).permute(2, 3, 0, 1)
+    if needs[0]:
+        if grad_x is None:  # an empty batch
+            grad_x = torch.empty_like(x)
+        grad_x = grad_x.contiguous(memory_format=layout)
     return grad_x, grad_weight
