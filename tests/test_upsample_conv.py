@@ -311,13 +311,13 @@ def test_cpu_route_rule():
     # maps of 8x8 and smaller: oneDNN's transposed conv is slow there
     assert route(16, 64, 64, 4) == route(16, 128, 64, 8) == "taps"
     assert route(16, 128, 64, 16) == route(16, 64, 64, 32) == "folded"
-    # channels_last from 64 channels: the shifted additions run in memory order
+    # channels_last from 128 channels: the shifted additions run in memory order
     def route_cl(cin, h):
         x = torch.empty(16, cin, h, h).to(memory_format=torch.channels_last)
         return SHIPPED_CPU_ROUTE(x, torch.empty(64, cin, 3, 3))
 
-    assert route_cl(64, 32) == route_cl(128, 16) == "taps"
-    assert route_cl(32, 32) == "folded"
+    assert route_cl(128, 16) == route_cl(128, 32) == "taps"
+    assert route_cl(64, 32) == route_cl(64, 16) == "folded"
 
 
 @pytest.mark.parametrize("route", CPU_ROUTES)

@@ -54,13 +54,14 @@ ACTIVATIONS = (None, "relu", "leaky_relu")
 #   output, not with Cin): Cin >= CPU_TAPS_MIN_CHANNELS, maps of 8x8 and smaller, where
 #   oneDNN's transposed conv is slow (512->256 at 4x4: taps 2.4x the unfused pair, folded 0.9x;
 #   128->64 at 8x8: taps 2.2x, folded 1.6-1.8x), and channels_last inputs from
-#   CPU_TAPS_MIN_CHANNELS_LAST channels, whose additions run in memory order (tiled: 128->64
-#   at 16x16 2.1-2.2x against folded 1.7x; 64->64 at 32x32 1.7-2.8x against 1.5-2.4x);
+#   CPU_TAPS_MIN_CHANNELS_LAST channels, whose additions run in memory order (128->64 at
+#   16x16: taps 2.4x against folded 1.8x; 64->64 at 32x32 a draw, 1.8-1.9x against 1.7x,
+#   with the forward alone 1.2-1.5x against 1.8-1.9x: a GEMM over 64 channels is too short);
 # - the folded transposed conv otherwise: NCHW inputs with fewer channels, whose additions
 #   write the output across its layout (128->64 at 16x16: folded 2.3-3.0x, taps 1.8-2.3x).
 CPU_MIN_TAP_MACS = 2_000_000
 CPU_TAPS_MIN_CHANNELS = 256
-CPU_TAPS_MIN_CHANNELS_LAST = 64
+CPU_TAPS_MIN_CHANNELS_LAST = 128
 CPU_TAPS_MAX_PIXELS = 64
 
 # F[a, k]: which 3x3 taps (k) fold into tap a of the stride-2 transposed conv (module doc).
