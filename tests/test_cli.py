@@ -131,7 +131,7 @@ def test_bench_records_out_of_memory_and_goes_on(monkeypatch):
     assert rows[2]["median_ms"] == 1.0 and rows[2]["speedup"] == 1.0
 
 
-def test_bench_on_cpu_times_a_group_in_turn():
+def test_bench_on_cpu_times_a_group_in_turn(monkeypatch):
     # On CPU the backends of one group are called in turn, call by call, so a drifting load
     # hits each figure alike; the speedup is against the group's eager row wherever it stands.
     import torch
@@ -141,17 +141,33 @@ def test_bench_on_cpu_times_a_group_in_turn():
     calls = []
     key = dict(shape=[2, 3], dtype="float32")
     other = dict(shape=[4, 3], dtype="float32")
-    group = [cases.Case("fwd", key, backend, lambda b=backend: calls.append(b), None, reps=4)
-             for backend in ("torch", "eager", "triton")]
-    rows = cases.run("gradient_penalty", [*group, cases.Case(
-        "fwd", other, "eager", lambda: calls.append("other"), None, reps=4)],
-        torch.device("cpu"), skip=lambda case: "no GPU" if case.backend == "triton" else "")
-    timed = [c for c in calls if c != "other"]
+
+    def case(key, backend, label=None):
+        return cases.Case("fwd", key, backend, lambda: calls.append(label or backend), None,
+                          reps=4)
+
+    monkeypatch.setattr(cases, "copy_bandwidth_gbps", lambda device: 10.0)
+    listed = [case(key, "torch"), case(key, "eager"), case(other, "eager", "other eager"),
+              case(key, "triton"), case(other, "torch", "other torch")]
+    rows = cases.run("gradient_penalty", listed, torch.device("cpu"),
+                     skip=lambda case: "no GPU" if case.backend == "triton" else "")
+    timed = [c for c in calls if not c.startswith("other")]
     assert timed == ["torch", "eager"] * (len(timed) // 2) and len(timed) >= 8
-    assert calls.index("other") > len(timed) - 1  # the next group after this one
-    assert [r["backend"] for r in rows] == ["torch", "eager", "triton", "eager"]
+    # the second group (its cases listed apart) is timed after the first, in turn as well
+    first_other = calls.index("other eager")
+    assert first_other >= len(timed) and "torch" not in calls[first_other:]
+    assert [(r["shape"], r["backend"]) for r in rows] == [
+        ([2, 3], "torch"), ([2, 3], "eager"), ([2, 3], "triton"), ([4, 3], "eager"),
+        ([4, 3], "torch")]
     assert rows[2]["skipped"] == "no GPU"
-    assert rows[1]["speedup"] == 1.0 and rows[0]["speedup"] > 0  # torch before eager: still set
+
+    # The speedups from the group's medians, eager listed first or not, and none without eager.
+    monkeypatch.setattr(cases, "interleaved_ms", lambda fns, reps: {
+        i: 2.0 if i == 0 else 5.0 for i in fns})
+    rows = cases.run("gradient_penalty", listed[:2], torch.device("cpu"))
+    assert [(r["median_ms"], r["speedup"]) for r in rows] == [(2.0, 2.5), (5.0, 1.0)]
+    rows = cases.run("gradient_penalty", listed[:1], torch.device("cpu"))
+    assert rows[0]["median_ms"] == 2.0 and rows[0]["speedup"] is None
 
 
 def test_bench_spectral_norm_overhead_rows(tmp_path):

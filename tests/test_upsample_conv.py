@@ -338,27 +338,63 @@ def _products_bytes_per_row(cout, w, dtype=torch.float64):
     return 9 * cout * w * torch.empty((), dtype=dtype).element_size()
 
 
-@pytest.mark.parametrize("b,h,rows_per_tile", [
-    (5, 7, 14),  # whole samples, at most 2 per tile: 1, 2 and 2 samples
-    (2, 7, 1),   # bands of one row: halo rows on both sides but at the edges
-    (3, 7, 3),   # uneven bands of a 7-row map: 2, 2 and 3 rows
-    (2, 7, 6),   # two bands of 3 and 4 rows
+@pytest.mark.parametrize("b,h,w,cout,budget_rows", [
+    (5, 7, 5, 4, 14),  # whole samples of 7 rows, at most 2 per tile: 1, 2 and 2 samples
+    (2, 7, 5, 4, 3),   # bands of one row (3 rows of budget less 2 halo rows)
+    (3, 7, 5, 4, 5),   # uneven bands of 3 rows at most: 2, 2 and 3 rows
+    (2, 7, 5, 4, 6),   # two bands of 3 and 4 rows
+    (2, 1, 5, 4, 0),   # one-row maps: bands without halo rows
+    (1, 2, 1, 4, 0),   # two one-row bands of a one-column map
+    (3, 7, 1, 1, 5),   # one output channel: an NCHW output is also channels_last
 ])
 @pytest.mark.parametrize("channels_last", [False, True])
-@pytest.mark.parametrize("activation,slope", [(None, 0.01), ("leaky_relu", 0.2)])
-def test_tiled_tap_products_match_unfused(monkeypatch, b, h, rows_per_tile, channels_last,
+@pytest.mark.parametrize("activation,slope", [(None, 0.01), ("leaky_relu", 0.2), ("relu", 0.01)])
+def test_tiled_tap_products_match_unfused(monkeypatch, b, h, w, cout, budget_rows, channels_last,
                                           activation, slope):
     # The tap products run in tiles of samples or of row bands with halo rows (TILE_BYTES);
     # a small budget makes these shapes take every kind of tile and edge.
+    _small_tiles(monkeypatch, budget_rows * _products_bytes_per_row(cout, w))
     from ganfast.ops import upsample_conv_taps as taps
 
-    cout, w = 4, 5
-    monkeypatch.setattr(taps, "TILE_BYTES", rows_per_tile * _products_bytes_per_row(cout, w))
     assert len(list(taps.tiles(b, h, _products_bytes_per_row(cout, w)))) > 1
     x, weight, bias = _inputs(b, 3, cout, h, w)
     if channels_last:
         x = x.detach().to(memory_format=torch.channels_last).requires_grad_(True)
     _check_against_unfused(x, weight, bias, activation, slope)
+
+
+def _small_tiles(monkeypatch, budget):
+    from ganfast.ops import upsample_conv_taps as taps
+
+    monkeypatch.setattr(taps, "TILE_BYTES", budget)
+
+
+def test_tiled_partial_gradients_and_inference(monkeypatch):
+    _small_tiles(monkeypatch, 3 * _products_bytes_per_row(4, 5))  # bands of one row
+    x, weight, bias = _inputs(2, 3, 4, 6, 5)
+    grad_out = torch.randn(2, 4, 12, 10, dtype=torch.float64)
+    expected = torch.autograd.grad(unfused(x, weight, bias, "relu"), (x, weight), grad_out)
+    for wanted, frozen in (((x,), weight), ((weight,), x)):
+        inputs = [t if t is not frozen else t.detach() for t in (x, weight, bias)]
+        got = torch.autograd.grad(upsample_conv2d(*inputs, activation="relu"), wanted, grad_out)
+        torch.testing.assert_close(got[0], expected[0 if wanted[0] is x else 1])
+    with torch.no_grad():
+        torch.testing.assert_close(upsample_conv2d(x, weight, bias, activation="relu"),
+                                   unfused(x, weight, bias, "relu"))
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.bfloat16, 6e-2), (torch.float16, 1e-2)])
+def test_tiled_lower_precision_gradients_close_to_float64(monkeypatch, dtype, tol):
+    # The weight's gradient is summed over the tiles (here 12 bands) in float32, rounded once.
+    _small_tiles(monkeypatch, 3 * _products_bytes_per_row(4, 6, dtype))
+    x, weight, bias = _inputs(2, 8, 4, 6, 6)
+    grad_out = torch.randn(2, 4, 12, 12, dtype=torch.float64)
+    expected = torch.autograd.grad(unfused(x, weight, bias), (x, weight, bias), grad_out)
+    low = [t.detach().to(dtype).requires_grad_(True) for t in (x, weight, bias)]
+    got = torch.autograd.grad(upsample_conv2d(*low), low, grad_out.to(dtype))
+    for g, e in zip(got, expected, strict=True):
+        assert g.dtype == dtype
+        torch.testing.assert_close(g.double(), e, rtol=tol, atol=tol * e.abs().max().item())
 
 
 @given(batch=st.integers(0, 6), height=st.integers(1, 40), row_bytes=st.integers(1, 50),
@@ -373,9 +409,12 @@ def test_tiles_cover_every_row_of_every_sample_once(batch, height, row_bytes, bu
                    for s in range(b0, b1) for r in range(r0, r1)]
         found = list(taps.tiles(batch, height, row_bytes))
     assert sorted(covered) == [(s, r) for s in range(batch) for r in range(height)]
-    # within the budget unless one row alone exceeds it, and split evenly
-    assert all((b1 - b0) * (r1 - r0) * row_bytes <= max(budget, row_bytes)
-               for b0, b1, r0, r1 in found)
+    # within the budget (a band with its 2 halo rows) unless one row and its halo exceed it,
+    # and split evenly
+    for b0, b1, r0, r1 in found:
+        rows = (b1 - b0) * height if r1 - r0 == height else r1 - r0 + 2
+        assert rows * row_bytes <= max(budget, 3 * row_bytes), (b0, b1, r0, r1)
+        assert b1 > b0 and r1 > r0
     for extent in ({b1 - b0 for b0, b1, _, _ in found}, {r1 - r0 for _, _, r0, r1 in found}):
         assert max(extent, default=0) - min(extent, default=0) <= 1
 

@@ -10,7 +10,6 @@ speedup_vs_compile, device, torch, triton, cuda, date.
 import dataclasses
 import datetime
 import importlib.metadata
-import itertools
 import json
 from pathlib import Path
 
@@ -27,7 +26,7 @@ class Case:
     backend: str  # "eager" / "compile" (the canonical code) or a ganfast backend
     fn: object
     bytes_moved: int | None  # the minimum traffic of the mode, for GB/s; None: time only
-    reps: int = 60  # timed calls on CPU (a GPU times by duration); fewer for whole training steps
+    reps: int = 60  # timed calls on CPU, the fewest of its group's (a GPU times by duration)
     extra: dict = dataclasses.field(default_factory=dict)  # more columns of its row (memory)
 
 
@@ -53,15 +52,16 @@ def run(op: str, cases, device: torch.device, skip=lambda case: "") -> list[dict
     stretch of time keeps the speedups honest. On CUDA each case is timed by itself."""
     env = environment(device)
     copy_gbps = copy_bandwidth_gbps(device)
-    cases = list(cases)
-    rows, baselines_by_group = [], {}
-    with tqdm(total=len(cases), desc=f"bench {op}", unit="case", leave=False) as progress:
-        for group, members in itertools.groupby(cases, key=_group):
-            members = list(members)
+    groups: dict[tuple, list[Case]] = {}
+    for case in cases:  # in order of first appearance, wherever a group's cases stand
+        groups.setdefault((case.mode, json.dumps(case.key)), []).append(case)
+    rows = []
+    total = sum(len(members) for members in groups.values())
+    with tqdm(total=total, desc=f"bench {op}", unit="case", leave=False) as progress:
+        for members in groups.values():
             timings = _time_group(members, device, skip)
-            baselines = baselines_by_group.setdefault(group, {})
-            baselines.update((case.backend, ms) for case, ms in zip(members, timings, strict=True)
-                             if not isinstance(ms, str))
+            baselines = {case.backend: ms for case, ms in zip(members, timings, strict=True)
+                         if not isinstance(ms, str)}
             for case, timing in zip(members, timings, strict=True):
                 row = {"op": op, "mode": case.mode, **case.key, "backend": case.backend,
                        **case.extra}
@@ -74,12 +74,9 @@ def run(op: str, cases, device: torch.device, skip=lambda case: "") -> list[dict
     return rows
 
 
-def _group(case: Case) -> tuple:
-    return case.mode, json.dumps(case.key)
-
-
 def _time_group(members: list[Case], device: torch.device, skip) -> list:
-    """Median ms of each case, or the reason it was not timed (skipped, out of memory)."""
+    """Median ms of each case, or the reason it was not timed (skipped; out of memory on
+    CUDA, where one case's failure must not lose the others' rows)."""
     timings = [skip(case) or None for case in members]
     todo = [i for i, reason in enumerate(timings) if reason is None]
     if device.type == "cpu" and todo:

@@ -18,9 +18,9 @@ Public function: upsample_conv2d(x, weight, bias, activation, negative_slope, ba
 The "torch" backend is the folded transposed conv above on CUDA (through cuDNN; what "auto"
 runs until a GPU kernel measures faster) and under torch.compile. On CPU it runs the tap-products
 form of upsample_conv_taps.py (9 products per source pixel, 4x fewer multiply-adds than the
-unfused block) where its GEMM dominates (many input channels, or maps of 8x8 and smaller, where
-oneDNN's transposed conv is slow), the folded transposed conv elsewhere, and the unfused pair for tiny
-blocks (cpu_route).
+unfused block) where its GEMM dominates (many input channels, maps of 8x8 and smaller, where
+oneDNN's transposed conv is slow, channels_last inputs from 128 channels), the folded transposed
+conv elsewhere, and the unfused pair for tiny blocks (cpu_route).
 
 The "triton" backend (kernels/upsample_conv.py) runs the forward as one kernel: an implicit
 GEMM per output phase over the folded 2x2 weights (phase_weights below), bias and activation
@@ -54,11 +54,12 @@ ACTIVATIONS = (None, "relu", "leaky_relu")
 #   output, not with Cin): Cin >= CPU_TAPS_MIN_CHANNELS, maps of 8x8 and smaller, where
 #   oneDNN's transposed conv is slow (512->256 at 4x4: taps 2.4x the unfused pair, folded 0.9x;
 #   128->64 at 8x8: taps 2.2x, folded 1.6-1.8x), and channels_last inputs from
-#   CPU_TAPS_MIN_CHANNELS_LAST channels, whose additions run in memory order (128->64 at
-#   16x16: taps 2.4x against folded 1.8x; 64->64 at 32x32 a draw, 1.8-1.9x against 1.7x,
-#   with the forward alone 1.2-1.5x against 1.8-1.9x: a GEMM over 64 channels is too short);
-# - the folded transposed conv otherwise: NCHW inputs with fewer channels, whose additions
-#   write the output across its layout (128->64 at 16x16: folded 2.3-3.0x, taps 1.8-2.3x).
+#   CPU_TAPS_MIN_CHANNELS_LAST channels, where the unfused pair's channels_last conv is
+#   slower to beat by its own means than by fewer multiply-adds (128->64 at 16x16: taps 2.4x
+#   against folded 1.8x; 64->64 at 32x32 a draw, 1.8-1.9x against 1.7x, with the forward
+#   alone 1.2-1.5x against 1.8-1.9x: a GEMM over 64 channels is too short for the additions);
+# - the folded transposed conv otherwise: fewer channels on maps over 8x8, in either layout
+#   (NCHW 128->64 at 16x16: folded 2.8x, taps 2.4-2.8x, the taps' NCHW output copy included).
 CPU_MIN_TAP_MACS = 2_000_000
 CPU_TAPS_MIN_CHANNELS = 256
 CPU_TAPS_MIN_CHANNELS_LAST = 128

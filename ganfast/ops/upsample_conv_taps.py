@@ -32,7 +32,10 @@ rows instead and computes each band's product gradient exactly once.
 
 The products are laid out channels_last whatever x's layout (oneDNN's 1x1 conv and the shifted
 additions are fastest so: measured 2.1-2.4x the unfused block against 1.7-2.0x keeping NCHW at
-16x16 and 64x64 maps); the output follows x's layout.
+16x16 and 64x64 maps; with a single input channel x and the products count as contiguous too,
+which gives the same values). The output follows x's layout: an NCHW output receives the
+column sums through a channels_last tile and one copy, and an NCHW output gradient is copied to
+channels_last per tile before the gather (across the products' order both ran 2-4x slower).
 """
 
 import math
@@ -66,14 +69,15 @@ def _tap_bias(bias: torch.Tensor | None, c_out: int) -> torch.Tensor | None:
 
 def tiles(batch: int, height: int, row_bytes: int):
     """(b0, b1, r0, r1): samples b0:b1, source rows r0:r1, whose products (row_bytes per source
-    row) take about TILE_BYTES; whole samples where one fits, else bands of one sample's rows.
-    The split is even (sizes differ by at most one) rather than leaving a small last tile."""
+    row) take at most TILE_BYTES (unless one row and its halo alone exceed it); whole samples
+    where one fits, else bands of one sample's rows, whose 2 halo rows count against the
+    budget. The split is even (sizes differ by at most one) rather than leaving a small tile."""
     sample_bytes = height * row_bytes
     if sample_bytes <= TILE_BYTES:
         for b0, b1 in _even_split(batch, max(1, TILE_BYTES // max(1, sample_bytes))):
             yield b0, b1, 0, height
         return
-    bands = list(_even_split(height, max(1, TILE_BYTES // row_bytes)))
+    bands = list(_even_split(height, max(1, TILE_BYTES // row_bytes - 2)))
     for b0 in range(batch):
         for r0, r1 in bands:
             yield b0, b0 + 1, r0, r1
@@ -141,7 +145,7 @@ def taps_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
         p = F.conv2d(x[b0:b1, :, lo:hi], tap_weight, tap_bias)  # [b, 9*Cout, rows, W], CL
         p = p.permute(0, 2, 3, 1).view(b1 - b0, hi - lo, w, 3, 3, c_out)
         p = p.permute(0, 3, 4, 5, 1, 2)  # [b, ky, kx, Cout, rows, W]
-        # Rows first, into [b, kx, Cout, 2n, W]; then columns, straight into the output.
+        # Rows first, into [b, kx, Cout, 2n, W]; then columns, into the output tile.
         rows = _empty_channels_last(p, b1 - b0, 3, c_out, 2 * (r1 - r0), w)
         _sum_taps_along_rows(p, rows.unflatten(3, (r1 - r0, 2)), first=r0 - lo)
         del p
@@ -168,6 +172,9 @@ def taps_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, nee
     layout = image_format(x)
     x = x.contiguous(memory_format=CHANNELS_LAST)
     grad_x = grad_taps = None
+    # The weight's gradient is a sum over tiles: in float32 at least, rounded to the weight's
+    # dtype once (each half-precision partial would add its own rounding).
+    accumulate_dtype = torch.float64 if weight.dtype == torch.float64 else torch.float32
     for b0, b1, r0, r1 in tiles(b, h, 9 * c_out * w * grad.element_size()):
         lo, hi = max(r0 - 1, 0), min(r1 + 1, h)  # the band and its halo rows of the gradient
         # Columns first (the forward's last step) into [b, kx, Cout, 2*rows, W], then rows into
@@ -192,11 +199,15 @@ def taps_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, nee
                 grad_x = torch.empty_like(x)
             grad_x[b0:b1, :, r0:r1] = grad_x_tile
         if needs[1]:
-            grad_taps = grad_taps_tile if grad_taps is None else grad_taps.add_(grad_taps_tile)
+            if grad_taps is None:
+                grad_taps = grad_taps_tile.to(accumulate_dtype)
+            else:
+                grad_taps.add_(grad_taps_tile)
     grad_weight = None
     if needs[1]:
         if grad_taps is None:  # an empty batch: no tile ran
             grad_taps = torch.zeros_like(tap_weight)
+        grad_taps = grad_taps.to(weight.dtype)
         grad_weight = grad_taps.view(3, 3, c_out, c_in).permute(2, 3, 0, 1)
     if needs[0]:
         if grad_x is None:  # an empty batch
