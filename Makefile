@@ -3,7 +3,8 @@ SHELL := /bin/bash
 #   make demo       ganfast info + `ganfast train` on the default (digits, minutes on a CPU)
 #   make test       the whole CPU suite (Triton kernels under the interpreter included)
 #   make bench      pytest-benchmark files (CPU) and `ganfast bench`
-#   make gpu-check OUT=dir   on a GPU machine: build in place, gpu tests, benchmarks, logs
+#   make gpu-check OUT=dir   on a GPU machine: build in place, gpu tests, benchmarks, logs, in
+#                            time-limited stages (scripts/gpu_check.sh)
 #   make report     README's performance section and the auto table from benchmarks/results
 
 PYTHON ?= python3
@@ -69,24 +70,12 @@ bench: install
 	$(VENV)/bin/ganfast bench --op gradient_penalty
 	$(VENV)/bin/ganfast bench --op upsample_conv --device cpu --no-compile
 
-# For the device machine (no network, its own python with torch, triton, pytest, ninja).
+# For the device machine (no network, its own python with torch, triton, pytest, ninja): build
+# in place, every gpu test, the benchmarks, in stages with time limits that fit a device
+# session (scripts/gpu_check.sh says how); STAGES="build tests" runs some of them.
+STAGES ?=
 gpu-check:
-	mkdir -p $(OUT)
-	$(GPU_PY) -m pip install -e . --no-build-isolation --no-deps > $(OUT)/build.log 2>&1 \
-	  || (tail -50 $(OUT)/build.log; exit 1)
-	$(GPU_PY) -m ganfast info --json > $(OUT)/info.json; cat $(OUT)/info.json
-	$(GPU_PY) -m pytest -m gpu -v --junitxml=$(OUT)/gpu-tests.xml 2>&1 | tee $(OUT)/gpu-tests.log; \
-	  test $${PIPESTATUS[0]} -eq 0
-	$(GPU_PY) -m ganfast bench --op gradient_penalty --out $(OUT)/results.jsonl 2>&1 \
-	  | tee $(OUT)/bench.log
-	$(GPU_PY) -m ganfast bench --op upsample_conv --out $(OUT)/upsample_conv.jsonl 2>&1 \
-	  | tee $(OUT)/bench-upsample_conv.log
-	$(GPU_PY) -m ganfast bench --op spectral_norm --out $(OUT)/spectral_norm.jsonl 2>&1 \
-	  | tee $(OUT)/bench-spectral_norm.log
-	$(GPU_PY) -m ganfast bench --op fid 2>&1 | tee $(OUT)/bench-fid.log
-	$(GPU_PY) -m ganfast bench --op train_step --dtype fp32,bf16 --out $(OUT)/train_step.jsonl \
-	  2>&1 | tee $(OUT)/bench-train_step.log
-	$(GPU_PY) -m ganfast bench --report $(OUT)/*.jsonl --out $(OUT)/report
+	GPU_PY=$(GPU_PY) scripts/gpu_check.sh $(OUT) $(STAGES)
 
 # Committed GPU results -> README's performance section, docs/perf plots, the auto table.
 report: install

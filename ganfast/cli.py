@@ -85,14 +85,22 @@ def _bench(args) -> int:
                                               names))
         rows += bench_cases.run("gradient_penalty", all_cases, device,
                                 lambda case: unavailable(case.backend))
-    if args.mode in ("all", "overhead"):
+    if args.mode in ("all", "overhead") and not bench_cases.last_run_interrupted:
         rows += overhead.run(device, names, unavailable, quick=args.quick)
-    first = next(row for row in rows if "skipped" not in row)  # an eager baseline
+    first = next((row for row in rows if "skipped" not in row), None)  # an eager baseline
+    if first is None:
+        return _nothing_timed("gradient_penalty")
     copy = f"; copy bandwidth {first['copy_gbps']} GB/s" if "copy_gbps" in first else ""
     print(f"gradient_penalty on {first['device']} (torch {first['torch']}, triton {first['triton']})"
           + copy)
     _print_and_save(rows, args)
     return 0
+
+
+def _nothing_timed(op: str) -> int:
+    print(f"ganfast bench: no {op} case was timed (interrupted, or every case skipped)",
+          file=sys.stderr)
+    return 1
 
 
 def _print_and_save(rows, args) -> None:
@@ -119,7 +127,9 @@ def _bench_train_step(args, device, dtypes) -> int:
     all_cases = train_step.cases(models, batches, dtypes, device, backends)
     rows = train_step.add_steps_per_s(
         bench_cases.run("train_step", all_cases, device, train_step.first_call_fails))
-    first = next(row for row in rows if "skipped" not in row)
+    first = next((row for row in rows if "skipped" not in row), None)
+    if first is None:
+        return _nothing_timed("train_step")
     print(f"train_step on {first['device']} (torch {first['torch']}); one step = one D and one G "
           "update")
     _print_and_save(rows, args)
@@ -142,6 +152,8 @@ def _bench_upsample_conv(args) -> int:
                                uc_bench.backends_for(device),
                                with_compile=not args.no_compile)
     rows = bench_cases.run("upsample_conv", all_cases, device)
+    if not rows:
+        return _nothing_timed("upsample_conv")
     for row in rows:  # effective TFLOP/s: the unfused conv's FLOPs over the time
         if row.get("median_ms"):
             passes = {"fwd": 1, "bwd": 2, "fwd+bwd": 3}[row["mode"]]  # bwd: grad x + grad w

@@ -170,6 +170,36 @@ def test_bench_on_cpu_times_a_group_in_turn(monkeypatch):
     assert rows[0]["median_ms"] == 2.0 and rows[0]["speedup"] is None
 
 
+def test_bench_interrupted_keeps_the_rows_timed_so_far(monkeypatch, tmp_path, capsys):
+    # `timeout --signal=INT` ends a stage of a device session's check: the groups timed before
+    # the interrupt are still printed and saved (scripts/gpu_check.sh relies on it).
+    from ganfast.bench import cases
+    from ganfast.cli import main
+
+    timed, groups_before_interrupt = [], [2]
+
+    def interleaved(fns, reps):
+        if len(timed) == groups_before_interrupt[0]:
+            raise KeyboardInterrupt
+        timed.append(len(fns))
+        return {i: 1.0 for i in fns}
+
+    monkeypatch.setattr(cases, "interleaved_ms", interleaved)
+    monkeypatch.setattr(cases, "copy_bandwidth_gbps", lambda device: 10.0)
+    out = tmp_path / "rows.jsonl"
+    assert main(["bench", "--op", "upsample_conv", "--device", "cpu", "--no-compile",
+                 "--block", "sngan32-256-4", "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == sum(timed) == 4  # fwd and bwd of the NCHW group: eager and torch each
+    assert {r["mode"] for r in rows} == {"fwd", "bwd"}
+    assert "interrupted; keeping the 4 rows" in capsys.readouterr().err and cases.last_run_interrupted
+
+    timed.clear()  # interrupted before the first group: nothing to save, exit status 1
+    groups_before_interrupt[0] = 0
+    assert main(["bench", "--op", "upsample_conv", "--device", "cpu", "--no-compile",
+                 "--block", "sngan32-256-4"]) == 1
+
+
 def test_bench_spectral_norm_overhead_rows(tmp_path):
     from ganfast.cli import main
 

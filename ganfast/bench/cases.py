@@ -11,6 +11,7 @@ import dataclasses
 import datetime
 import importlib.metadata
 import json
+import sys
 from pathlib import Path
 
 import torch
@@ -44,12 +45,21 @@ def environment(device: torch.device) -> dict:
     }
 
 
+# Whether the last run() was cut short by SIGINT: the CLI then saves what it has and stops.
+last_run_interrupted = False
+
+
 def run(op: str, cases, device: torch.device, skip=lambda case: "") -> list[dict]:
     """Time every case; a case `skip` gives a reason for is recorded with that reason.
 
     On CPU the backends of one (mode, shape, ...) group are timed in turn, call by call
     (interleaved_ms): the load of a shared machine drifts, and taking each figure over the same
-    stretch of time keeps the speedups honest. On CUDA each case is timed by itself."""
+    stretch of time keeps the speedups honest. On CUDA each case is timed by itself.
+
+    Interrupted (Ctrl-C, or SIGINT from `timeout` when a device session's time is short), it
+    returns the rows of the groups already timed, so that they are printed and saved."""
+    global last_run_interrupted
+    last_run_interrupted = False
     env = environment(device)
     copy_gbps = copy_bandwidth_gbps(device)
     groups: dict[tuple, list[Case]] = {}
@@ -59,7 +69,13 @@ def run(op: str, cases, device: torch.device, skip=lambda case: "") -> list[dict
     total = sum(len(members) for members in groups.values())
     with tqdm(total=total, desc=f"bench {op}", unit="case", leave=False) as progress:
         for members in groups.values():
-            timings = _time_group(members, device, skip)
+            try:
+                timings = _time_group(members, device, skip)
+            except KeyboardInterrupt:
+                last_run_interrupted = True
+                print(f"bench {op}: interrupted; keeping the {len(rows)} rows timed so far",
+                      file=sys.stderr)
+                break
             baselines = {case.backend: ms for case, ms in zip(members, timings, strict=True)
                          if not isinstance(ms, str)}
             for case, timing in zip(members, timings, strict=True):

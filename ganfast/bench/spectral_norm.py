@@ -13,6 +13,7 @@ routes ("ganfast triton", "ganfast cuda": PyTorch's semantics, one launch per ac
   overhead  host time of one forward of a stack of N small SN layers, against N.
 """
 
+import sys
 import time
 
 import torch
@@ -144,8 +145,18 @@ def _forward_once(model, group, x):
 
 
 def run(device, mode="all", quick=False, with_compile=True):
-    """Rows {case, shape, impl, ms or us, speedup vs pytorch}."""
+    """Rows {case, shape, impl, ms or us, speedup vs pytorch}; interrupted (SIGINT), the rows
+    of the cases already timed."""
     rows = []
+    try:
+        _run_into(rows, device, mode, quick, with_compile)
+    except KeyboardInterrupt:
+        print(f"bench spectral_norm: interrupted; keeping the {len(rows)} rows timed so far",
+              file=sys.stderr)
+    return rows
+
+
+def _run_into(rows, device, mode, quick, with_compile):
     if mode in ("all", "kernels"):
         for case, shape, fns in layer_cases(device, torch.float32):
             rows += _side_by_side(case, shape, fns, _timer(device, reps=100), "ms")
@@ -180,7 +191,6 @@ def run(device, mode="all", quick=False, with_compile=True):
             rows += _side_by_side("host us, N SN layers fwd", (n,), overhead_fns(device, n),
                                   lambda fns: {k: host_us(fn, device, calls=50 if quick else 200)
                                                for k, fn in fns.items()}, "us")
-    return rows
 
 
 def compile_fns(device, x):
