@@ -2,7 +2,9 @@
 
 import argparse
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import torch
@@ -48,6 +50,33 @@ def _parse_shape(text: str) -> tuple:
 def _bench(args) -> int:
     if args.report:
         return _bench_report(args)
+    from .bench import cases as bench_cases
+
+    bench_cases.last_run_interrupted = False
+    # `timeout --signal=INT` signals the process and then its group, so a second SIGINT can
+    # follow the first by microseconds: the first raises KeyboardInterrupt (the benchmark keeps
+    # the rows timed so far and saves them), any later one is ignored while they are saved.
+    previous = _sigint_once()
+    try:
+        return _bench_op(args)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _sigint_once():
+    """Install the SIGINT handler above; the previous handler (None off the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum, frame):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGINT, interrupt)
+
+
+def _bench_op(args) -> int:
     if args.op == "upsample_conv":
         return _bench_upsample_conv(args)
     if args.op == "spectral_norm":
@@ -86,7 +115,11 @@ def _bench(args) -> int:
         rows += bench_cases.run("gradient_penalty", all_cases, device,
                                 lambda case: unavailable(case.backend))
     if args.mode in ("all", "overhead") and not bench_cases.last_run_interrupted:
-        rows += overhead.run(device, names, unavailable, quick=args.quick)
+        try:
+            rows += overhead.run(device, names, unavailable, quick=args.quick)
+        except KeyboardInterrupt:
+            print("bench gradient_penalty: interrupted in the overhead cases; keeping the "
+                  f"{len(rows)} rows timed before them", file=sys.stderr)
     first = next((row for row in rows if "skipped" not in row), None)  # an eager baseline
     if first is None:
         return _nothing_timed("gradient_penalty")

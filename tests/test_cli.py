@@ -186,6 +186,7 @@ def test_bench_interrupted_keeps_the_rows_timed_so_far(monkeypatch, tmp_path, ca
 
     monkeypatch.setattr(cases, "interleaved_ms", interleaved)
     monkeypatch.setattr(cases, "copy_bandwidth_gbps", lambda device: 10.0)
+    monkeypatch.setattr(cases, "last_run_interrupted", False)
     out = tmp_path / "rows.jsonl"
     assert main(["bench", "--op", "upsample_conv", "--device", "cpu", "--no-compile",
                  "--block", "sngan32-256-4", "--out", str(out)]) == 0
@@ -198,6 +199,91 @@ def test_bench_interrupted_keeps_the_rows_timed_so_far(monkeypatch, tmp_path, ca
     groups_before_interrupt[0] = 0
     assert main(["bench", "--op", "upsample_conv", "--device", "cpu", "--no-compile",
                  "--block", "sngan32-256-4"]) == 1
+
+
+def test_bench_interrupted_while_measuring_device_time_keeps_finished_groups(monkeypatch):
+    # On CUDA each case is also graph-captured and replayed (device_ms): an interrupt there
+    # drops only the group under way.
+    import torch
+
+    from ganfast.bench import cases
+
+    def device_time(fn, device):
+        if fn is interrupted:
+            raise KeyboardInterrupt
+        return 0.5
+
+    def interrupted():
+        pass
+
+    monkeypatch.setattr(cases, "median_ms", lambda fn, device, **timing: 1.0)
+    monkeypatch.setattr(cases, "device_ms", device_time)
+    monkeypatch.setattr(cases, "environment", lambda device: {"device": "a GPU"})
+    monkeypatch.setattr(cases, "copy_bandwidth_gbps", lambda device: 10.0)
+    monkeypatch.setattr(cases, "last_run_interrupted", False)
+    first, second = dict(shape=[2, 3], dtype="float32"), dict(shape=[4, 3], dtype="float32")
+    rows = cases.run("gradient_penalty", [
+        cases.Case("fwd", first, "eager", lambda: None, 24),
+        cases.Case("fwd", first, "cuda", lambda: None, 24),
+        cases.Case("fwd", second, "eager", lambda: None, 24),
+        cases.Case("fwd", second, "cuda", interrupted, 24)], torch.device("cuda"))
+    assert [(r["shape"], r["backend"], r["device_ms"]) for r in rows] == [
+        ([2, 3], "eager", 0.5), ([2, 3], "cuda", 0.5)]
+    assert cases.last_run_interrupted
+
+
+def test_bench_sigint_saves_once_and_restores_the_handler(monkeypatch, tmp_path, capsys):
+    # A real SIGINT in the kernel cases of the penalty benchmark: the rows before it are saved,
+    # the overhead cases are not started, a second SIGINT while saving is ignored, and the
+    # process's own handler is back afterwards.
+    import os
+    import signal
+
+    from ganfast.bench import cases, overhead
+    from ganfast.cli import main
+
+    seen = []
+
+    def interleaved(fns, reps):
+        if seen:
+            try:
+                os.kill(os.getpid(), signal.SIGINT)  # the handler raises at once
+            except KeyboardInterrupt:
+                seen.append(signal.getsignal(signal.SIGINT))
+                os.kill(os.getpid(), signal.SIGINT)  # ignored now
+                raise
+        seen.append(len(fns))
+        return {i: 1.0 for i in fns}
+
+    monkeypatch.setattr(cases, "interleaved_ms", interleaved)
+    monkeypatch.setattr(cases, "copy_bandwidth_gbps", lambda device: 10.0)
+    monkeypatch.setattr(cases, "last_run_interrupted", False)
+    monkeypatch.setattr(overhead, "run", lambda *a, **k: pytest.fail("overhead after SIGINT"))
+    before = signal.getsignal(signal.SIGINT)
+    out = tmp_path / "rows.jsonl"
+    assert main(["bench", "--op", "gradient_penalty", "--device", "cpu", "--quick",
+                 "--no-compile", "--out", str(out)]) == 0
+    assert seen[1] is signal.SIG_IGN
+    assert len(out.read_text().splitlines()) == seen[0]  # the first group's rows
+    assert signal.getsignal(signal.SIGINT) is before
+    assert "interrupted; keeping" in capsys.readouterr().err
+
+
+def test_bench_interrupted_in_the_overhead_cases_keeps_the_kernel_rows(monkeypatch, tmp_path):
+    from ganfast.bench import cases, overhead
+    from ganfast.cli import main
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cases, "interleaved_ms", lambda fns, reps: {i: 1.0 for i in fns})
+    monkeypatch.setattr(cases, "copy_bandwidth_gbps", lambda device: 10.0)
+    monkeypatch.setattr(overhead, "run", interrupted)
+    out = tmp_path / "rows.jsonl"
+    assert main(["bench", "--op", "gradient_penalty", "--device", "cpu", "--quick",
+                 "--no-compile", "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows and all(row["mode"] != "overhead" for row in rows)
 
 
 def test_bench_spectral_norm_overhead_rows(tmp_path):

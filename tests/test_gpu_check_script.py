@@ -1,5 +1,6 @@
 """scripts/gpu_check.sh (`make gpu-check`), the device session's check, run here on the CPU:
-its stages, time limits and what it leaves in OUT (the device tool returns at most 8 files)."""
+its stages, time limits, deadline and what it leaves in OUT (the device tool returns at most
+8 files)."""
 
 import json
 import os
@@ -9,29 +10,76 @@ from pathlib import Path
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "gpu_check.sh"
 
+# Stands in for python3 in a stage: "import ..." checks fail (no xdist here), anything else
+# runs until SIGINT, which it either catches (writes the marker, exits) or ignores.
+FAKE_PYTHON = """#!/usr/bin/env bash
+case "$*" in *import*) exit 1 ;; esac
+if [ "$FAKE_MODE" = catch ]; then trap 'echo "$*" > "$MARK"; exit 0' INT; else trap '' INT; fi
+sleep 30 & wait $!
+"""
 
-def _run(out, *stages, scale="1"):
-    env = {**os.environ, "GPU_PY": sys.executable, "GPU_CHECK_SCALE": scale}
+
+def _run(out, *stages, python=sys.executable, **env):
+    env = {**os.environ, "GPU_PY": str(python), **env}
     return subprocess.run(["bash", str(SCRIPT), str(out), *stages], env=env, text=True,
                           capture_output=True, timeout=120)
 
 
-def test_stages_leave_at_most_eight_files_and_a_summary(tmp_path):
-    assert _run(tmp_path, "info").returncode == 0
-    result = _run(tmp_path, "bench-fid", scale="0.01")  # a second call; bench-fid limited to 1 s
-    assert result.returncode == 0, result.stderr
-    files = sorted(p.name for p in tmp_path.iterdir())
-    assert files == ["info.json", "logs.tar.gz", "summary.txt"]
-    assert json.loads((tmp_path / "info.json").read_text())["ops"]
-    summary = (tmp_path / "summary.txt").read_text().splitlines()
-    assert summary[0].startswith("info: exit 0")
-    assert summary[1].startswith("bench-fid: exit 124 (time limit)")
-    listing = subprocess.run(["tar", "tzf", str(tmp_path / "logs.tar.gz")], text=True,
+def _summary(out):
+    return (out / "summary.txt").read_text().splitlines()
+
+
+def _fake_python(tmp_path):
+    path = tmp_path / "fake-python"
+    path.write_text(FAKE_PYTHON)
+    path.chmod(0o755)
+    return path
+
+
+def test_stages_leave_few_files_and_a_summary(tmp_path):
+    out = tmp_path / "out"
+    assert _run(out, "info").returncode == 0
+    assert json.loads((out / "info.json").read_text())["ops"]
+    # a second call into the same OUT keeps the first one's logs in the one archive
+    assert _run(out, "info").returncode == 0
+    assert sorted(p.name for p in out.iterdir()) == ["info.json", "logs.tar.gz", "summary.txt"]
+    assert [line.split(",")[0] for line in _summary(out)] == ["info: exit 0"] * 2
+    listing = subprocess.run(["tar", "tzf", str(out / "logs.tar.gz")], text=True,
                              capture_output=True, check=True).stdout.split()
-    assert {"logs/info.log", "logs/bench-fid.log"} <= set(listing)
+    assert "logs/info.log" in listing
 
 
-def test_unknown_stage_is_refused_with_the_known_ones(tmp_path):
-    result = _run(tmp_path, "benchmarks")
+def test_a_stage_at_its_limit_gets_sigint_first(tmp_path):
+    out, mark = tmp_path / "out", tmp_path / "interrupted"
+    result = _run(out, "bench-sn", python=_fake_python(tmp_path), FAKE_MODE="catch",
+                  MARK=str(mark), GPU_CHECK_SCALE="0.04", GPU_CHECK_GRACE="5")  # a 2 s limit
+    assert result.returncode == 124
+    assert _summary(out)[0].startswith("bench-spectral_norm: exit 124 (time limit)")
+    # the benchmark got SIGINT (to save its rows), with its rows file named
+    assert f"--out {out}/spectral_norm.jsonl" in mark.read_text()
+
+
+def test_a_stage_ignoring_sigint_is_killed_after_the_grace(tmp_path):
+    out = tmp_path / "out"
+    result = _run(out, "bench-sn", python=_fake_python(tmp_path), FAKE_MODE="ignore",
+                  GPU_CHECK_SCALE="0.04", GPU_CHECK_GRACE="1")
+    assert result.returncode == 137
+    assert _summary(out)[0].startswith("bench-spectral_norm: exit 137 (killed 1 s after")
+
+
+def test_stages_past_the_deadline_are_skipped(tmp_path):
+    out = tmp_path / "out"
+    result = _run(out, "bench-sn", "bench-fid", python=_fake_python(tmp_path),
+                  FAKE_MODE="catch", MARK=str(tmp_path / "m"), GPU_CHECK_DEADLINE="20",
+                  GPU_CHECK_GRACE="1")
+    # 20 s less the grace and a 5 s margin leave 14 s: under the 15 s a stage needs
+    assert result.returncode == 0
+    assert [line.split(",")[0] for line in _summary(out)] == [
+        "bench-spectral_norm: skipped", "bench-fid: skipped"]
+
+
+def test_unknown_stage_is_refused_before_any_stage_runs(tmp_path):
+    result = _run(tmp_path / "out", "info", "benchmarks")
     assert result.returncode == 2
     assert "unknown stage benchmarks" in result.stderr and "bench-upsample" in result.stderr
+    assert not (tmp_path / "out").exists()

@@ -70,23 +70,28 @@ def run(op: str, cases, device: torch.device, skip=lambda case: "") -> list[dict
     with tqdm(total=total, desc=f"bench {op}", unit="case", leave=False) as progress:
         for members in groups.values():
             try:
-                timings = _time_group(members, device, skip)
-            except KeyboardInterrupt:
+                rows += _group_rows(op, members, device, skip, env, copy_gbps)
+            except KeyboardInterrupt:  # the group under way is dropped, the finished ones kept
                 last_run_interrupted = True
                 print(f"bench {op}: interrupted; keeping the {len(rows)} rows timed so far",
                       file=sys.stderr)
                 break
-            baselines = {case.backend: ms for case, ms in zip(members, timings, strict=True)
-                         if not isinstance(ms, str)}
-            for case, timing in zip(members, timings, strict=True):
-                row = {"op": op, "mode": case.mode, **case.key, "backend": case.backend,
-                       **case.extra}
-                if isinstance(timing, str):
-                    rows.append({**row, "skipped": timing, **env})
-                    continue
-                rows.append({**row, **_timing_columns(case, timing, baselines, device,
-                                                      copy_gbps), **env})
             progress.update(len(members))
+    return rows
+
+
+def _group_rows(op, members: list[Case], device, skip, env: dict, copy_gbps: float) -> list:
+    timings = _time_group(members, device, skip)
+    baselines = {case.backend: ms for case, ms in zip(members, timings, strict=True)
+                 if not isinstance(ms, str)}
+    rows = []
+    for case, timing in zip(members, timings, strict=True):
+        row = {"op": op, "mode": case.mode, **case.key, "backend": case.backend, **case.extra}
+        if isinstance(timing, str):
+            rows.append({**row, "skipped": timing, **env})
+            continue
+        rows.append({**row, **_timing_columns(case, timing, baselines, device, copy_gbps),
+                     **env})
     return rows
 
 
