@@ -50,9 +50,6 @@ def _parse_shape(text: str) -> tuple:
 def _bench(args) -> int:
     if args.report:
         return _bench_report(args)
-    from .bench import cases as bench_cases
-
-    bench_cases.last_run_interrupted = False
     # `timeout --signal=INT` signals the process and then its group, so a second SIGINT can
     # follow the first by microseconds: the first raises KeyboardInterrupt (the benchmark keeps
     # the rows timed so far and saves them), any later one is ignored while they are saved.
@@ -106,7 +103,7 @@ def _bench_op(args) -> int:
     def unavailable(backend):
         return "" if backend in ("eager", "compile") else backends.unavailable_reason(backend, device)
 
-    rows = []
+    rows, interrupted = [], False
     if args.mode in ("all", "kernels"):
         all_cases = list(gp_bench.cases(shapes, dtypes, device, names,
                                         with_compile=not args.no_compile))
@@ -114,7 +111,8 @@ def _bench_op(args) -> int:
                                               names))
         rows += bench_cases.run("gradient_penalty", all_cases, device,
                                 lambda case: unavailable(case.backend))
-    if args.mode in ("all", "overhead") and not bench_cases.last_run_interrupted:
+        interrupted = bench_cases.last_run_interrupted
+    if args.mode in ("all", "overhead") and not interrupted:
         try:
             rows += overhead.run(device, names, unavailable, quick=args.quick)
         except KeyboardInterrupt:

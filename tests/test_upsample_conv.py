@@ -406,12 +406,13 @@ def test_tiles_cover_every_row_of_every_sample_once(batch, height, row_bytes, bu
                    for s in range(b0, b1) for r in range(r0, r1)]
         found = list(taps.tiles(batch, height, row_bytes))
     assert sorted(covered) == [(s, r) for s in range(batch) for r in range(height)]
+    assert found  # at least one tile, an empty one for an empty batch
     # within the budget (a band with its 2 halo rows) unless one row and its halo exceed it,
     # and split evenly
     for b0, b1, r0, r1 in found:
         rows = (b1 - b0) * height if r1 - r0 == height else r1 - r0 + 2
         assert rows * row_bytes <= max(budget, 3 * row_bytes), (b0, b1, r0, r1)
-        assert b1 > b0 and r1 > r0
+        assert r1 > r0 and (b1 > b0 or batch == 0)  # an empty batch: one empty tile
     for extent in ({b1 - b0 for b0, b1, _, _ in found}, {r1 - r0 for _, _, r0, r1 in found}):
         assert max(extent, default=0) - min(extent, default=0) <= 1
 
@@ -437,7 +438,10 @@ def test_fused_cpu_routes_save_no_upsampled_tensor(monkeypatch):
         assert any(t.shape == (2, 4, 10, 6) for t in saved) == (route == "unfused"), route
 
 
-def test_empty_batch():
+@pytest.mark.parametrize("budget_rows", [None, 0])  # the shipped tiles; bands of one row
+def test_empty_batch(monkeypatch, budget_rows):
+    if budget_rows is not None:
+        _small_tiles(monkeypatch, budget_rows)
     x, weight, bias = _inputs(0, 3, 4, 5, 3)
     out = upsample_conv2d(x, weight, bias)
     assert out.shape == (0, 4, 10, 6)

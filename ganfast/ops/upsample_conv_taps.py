@@ -71,9 +71,10 @@ def tiles(batch: int, height: int, row_bytes: int):
     """(b0, b1, r0, r1): samples b0:b1, source rows r0:r1, whose products (row_bytes per source
     row) take at most TILE_BYTES (unless one row and its halo alone exceed it); whole samples
     where one fits, else bands of one sample's rows, whose 2 halo rows count against the
-    budget. The split is even (sizes differ by at most one) rather than leaving a small tile."""
+    budget. The split is even (sizes differ by at most one) rather than leaving a small tile.
+    An empty batch is one empty tile: the ops run once and give empty and zero gradients."""
     sample_bytes = height * row_bytes
-    if sample_bytes <= TILE_BYTES:
+    if sample_bytes <= TILE_BYTES or batch == 0:
         for b0, b1 in _even_split(batch, max(1, TILE_BYTES // max(1, sample_bytes))):
             yield b0, b1, 0, height
         return
@@ -84,8 +85,9 @@ def tiles(batch: int, height: int, row_bytes: int):
 
 
 def _even_split(n: int, most: int):
-    """[start, stop) ranges covering range(n) in ceil(n / most) parts of near-equal size."""
-    parts = math.ceil(n / most)
+    """[start, stop) ranges covering range(n) in ceil(n / most) parts of near-equal size (one
+    empty range for n = 0)."""
+    parts = max(1, math.ceil(n / most))
     return ((i * n // parts, (i + 1) * n // parts) for i in range(parts))
 
 
@@ -205,12 +207,7 @@ def taps_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, nee
                 grad_taps.add_(grad_taps_tile)
     grad_weight = None
     if needs[1]:
-        if grad_taps is None:  # an empty batch: no tile ran
-            grad_taps = torch.zeros_like(tap_weight)
-        grad_taps = grad_taps.to(weight.dtype)
-        grad_weight = grad_taps.view(3, 3, c_out, c_in).permute(2, 3, 0, 1)
+        grad_weight = grad_taps.to(weight.dtype).view(3, 3, c_out, c_in).permute(2, 3, 0, 1)
     if needs[0]:
-        if grad_x is None:  # an empty batch
-            grad_x = torch.empty_like(x)
         grad_x = grad_x.contiguous(memory_format=layout)
     return grad_x, grad_weight
