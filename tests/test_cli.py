@@ -103,6 +103,16 @@ def test_info_says_which_backends_an_op_has_no_kernel_for():
     assert "no cuda kernel" not in ops["gradient_penalty"]["available"]["cuda"]
 
 
+def _bench_machine(monkeypatch, cases, gpu=False):
+    """cases.run without the machine's copy-bandwidth measurement (and, gpu=True, as on a GPU
+    whose kernels are not graph-timed), its interrupt flag restored after the test."""
+    monkeypatch.setattr(cases, "copy_bandwidth_gbps", lambda device: 10.0)
+    monkeypatch.setattr(cases, "last_run_interrupted", False)
+    if gpu:
+        monkeypatch.setattr(cases, "device_ms", lambda fn, device: None)
+        monkeypatch.setattr(cases, "environment", lambda device: {"device": "a GPU"})
+
+
 def test_bench_records_out_of_memory_and_goes_on(monkeypatch):
     # One case running out of device memory must not lose the rows of the others.
     import torch
@@ -118,9 +128,7 @@ def test_bench_records_out_of_memory_and_goes_on(monkeypatch):
         pass
 
     monkeypatch.setattr(cases, "median_ms", timed)
-    monkeypatch.setattr(cases, "device_ms", lambda fn, device: None)
-    monkeypatch.setattr(cases, "environment", lambda device: {"device": "a GPU"})
-    monkeypatch.setattr(cases, "copy_bandwidth_gbps", lambda device: 10.0)
+    _bench_machine(monkeypatch, cases, gpu=True)
     key = dict(shape=[2, 3], dtype="float32")
     rows = cases.run("gradient_penalty", [cases.Case("fwd", key, "eager", lambda: None, 24),
                                           cases.Case("fwd", key, "triton", failing, 24),
@@ -146,7 +154,7 @@ def test_bench_on_cpu_times_a_group_in_turn(monkeypatch):
         return cases.Case("fwd", key, backend, lambda: calls.append(label or backend), None,
                           reps=4)
 
-    monkeypatch.setattr(cases, "copy_bandwidth_gbps", lambda device: 10.0)
+    _bench_machine(monkeypatch, cases)
     listed = [case(key, "torch"), case(key, "eager"), case(other, "eager", "other eager"),
               case(key, "triton"), case(other, "torch", "other torch")]
     rows = cases.run("gradient_penalty", listed, torch.device("cpu"),
@@ -185,8 +193,7 @@ def test_bench_interrupted_keeps_the_rows_timed_so_far(monkeypatch, tmp_path, ca
         return {i: 1.0 for i in fns}
 
     monkeypatch.setattr(cases, "interleaved_ms", interleaved)
-    monkeypatch.setattr(cases, "copy_bandwidth_gbps", lambda device: 10.0)
-    monkeypatch.setattr(cases, "last_run_interrupted", False)
+    _bench_machine(monkeypatch, cases)
     out = tmp_path / "rows.jsonl"
     assert main(["bench", "--op", "upsample_conv", "--device", "cpu", "--no-compile",
                  "--block", "sngan32-256-4", "--out", str(out)]) == 0
@@ -216,11 +223,9 @@ def test_bench_interrupted_while_measuring_device_time_keeps_finished_groups(mon
     def interrupted():
         pass
 
+    _bench_machine(monkeypatch, cases, gpu=True)
     monkeypatch.setattr(cases, "median_ms", lambda fn, device, **timing: 1.0)
     monkeypatch.setattr(cases, "device_ms", device_time)
-    monkeypatch.setattr(cases, "environment", lambda device: {"device": "a GPU"})
-    monkeypatch.setattr(cases, "copy_bandwidth_gbps", lambda device: 10.0)
-    monkeypatch.setattr(cases, "last_run_interrupted", False)
     first, second = dict(shape=[2, 3], dtype="float32"), dict(shape=[4, 3], dtype="float32")
     rows = cases.run("gradient_penalty", [
         cases.Case("fwd", first, "eager", lambda: None, 24),
@@ -256,8 +261,7 @@ def test_bench_sigint_saves_once_and_restores_the_handler(monkeypatch, tmp_path,
         return {i: 1.0 for i in fns}
 
     monkeypatch.setattr(cases, "interleaved_ms", interleaved)
-    monkeypatch.setattr(cases, "copy_bandwidth_gbps", lambda device: 10.0)
-    monkeypatch.setattr(cases, "last_run_interrupted", False)
+    _bench_machine(monkeypatch, cases)
     monkeypatch.setattr(overhead, "run", lambda *a, **k: pytest.fail("overhead after SIGINT"))
     before = signal.getsignal(signal.SIGINT)
     out = tmp_path / "rows.jsonl"
@@ -277,7 +281,7 @@ def test_bench_interrupted_in_the_overhead_cases_keeps_the_kernel_rows(monkeypat
         raise KeyboardInterrupt
 
     monkeypatch.setattr(cases, "interleaved_ms", lambda fns, reps: {i: 1.0 for i in fns})
-    monkeypatch.setattr(cases, "copy_bandwidth_gbps", lambda device: 10.0)
+    _bench_machine(monkeypatch, cases)
     monkeypatch.setattr(overhead, "run", interrupted)
     out = tmp_path / "rows.jsonl"
     assert main(["bench", "--op", "gradient_penalty", "--device", "cpu", "--quick",
