@@ -338,6 +338,38 @@ def test_every_cpu_route_matches_unfused(monkeypatch, route, channels_last, acti
                              else torch.contiguous_format)
 
 
+@pytest.mark.parametrize("route", ["taps", "folded"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fused_cpu_routes_partial_gradients_and_no_bias(monkeypatch, route, channels_last):
+    # Each subset of (x, weight, bias) asked for alone and in pairs, and a block without bias:
+    # the fused backward computes only what autograd asks for (the bias as the gradient's sum).
+    monkeypatch.setattr(uc, "cpu_route", lambda x, weight: route)
+    x, weight, bias = _inputs(2, 3, 4, 5, 3)
+    if channels_last:
+        x = x.detach().to(memory_format=torch.channels_last).requires_grad_(True)
+    grad_out = torch.randn(2, 4, 10, 6, dtype=torch.float64)
+    for with_bias in (True, False):
+        leaves = (x, weight, bias) if with_bias else (x, weight)
+        expected = torch.autograd.grad(unfused(*leaves[:2], leaves[2] if with_bias else None,
+                                               "leaky_relu", 0.2), leaves, grad_out)
+        for wanted in ((0,), (1,), (2,), (0, 2), (1, 2), (0, 1)):
+            if not with_bias and 2 in wanted:
+                continue
+            inputs = [t if i in wanted else t.detach() for i, t in enumerate(leaves)]
+            out = upsample_conv2d(*inputs[:2], inputs[2] if with_bias else None,
+                                  activation="leaky_relu", negative_slope=0.2)
+            got = torch.autograd.grad(out, [inputs[i] for i in wanted], grad_out)
+            for i, g in zip(wanted, got, strict=True):
+                torch.testing.assert_close(g, expected[i], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("route", ["taps", "folded"])
+@pytest.mark.parametrize("dtype,tol", [(torch.bfloat16, 6e-2), (torch.float16, 1e-2)])
+def test_fused_cpu_routes_lower_precision_gradients(monkeypatch, route, dtype, tol):
+    monkeypatch.setattr(uc, "cpu_route", lambda x, weight: route)
+    _check_lower_precision_gradients(dtype, tol, 2, 8, 4, 6, 5)
+
+
 def _products_bytes_per_row(cout, w, dtype=torch.float64):
     return 9 * cout * w * torch.empty((), dtype=dtype).element_size()
 
@@ -427,7 +459,7 @@ def test_every_cpu_route_double_backward(monkeypatch, route):
 
 
 def test_fused_cpu_routes_save_no_upsampled_tensor(monkeypatch):
-    # taps saves x and the weight; folded x and the folded weight; only unfused the 4x input.
+    # the fused routes save x and the weight; only unfused the 4x input.
     x, weight, bias = _inputs(2, 4, 3, 5, 3)
     for route in CPU_ROUTES:
         monkeypatch.setattr(uc, "cpu_route", lambda x, weight, route=route: route)

@@ -20,7 +20,8 @@ runs until a GPU kernel measures faster) and under torch.compile. On CPU it runs
 form of upsample_conv_taps.py (9 products per source pixel, 4x fewer multiply-adds than the
 unfused block) where its GEMM dominates (many input channels, maps of 8x8 and smaller, where
 oneDNN's transposed conv is slow, channels_last inputs from 128 channels), the folded transposed
-conv elsewhere, and the unfused pair for tiny blocks (cpu_route).
+conv elsewhere (its backward as the triton backend's, below), and the unfused pair for tiny
+blocks (cpu_route).
 
 The "triton" backend (kernels/upsample_conv.py) runs the forward as one kernel: an implicit
 GEMM per output phase over the folded 2x2 weights (phase_weights below), bias and activation
@@ -28,8 +29,9 @@ fused, the interleaved output written directly. Kernel op: ganfast::upsample_con
 (CPU kernel = the reference, CUDA = the Triton launcher, plus a fake impl; no ganfast_C schema:
 there is no CUDA C++ kernel). Autograd: _UpsampleConv (torch.autograd.Function); its backward is
 the folded form's, through cuDNN: the activation's backward from the saved output, then one
-aten.convolution_backward of the stride-2 transposed conv (grad input, grad folded weight,
-grad bias) and the folded weight's gradient mapped back to the 3x3 weight by one small matmul.
+aten.convolution_backward of the stride-2 transposed conv (grad input, grad folded weight) and
+the folded weight's gradient mapped back to the 3x3 weight by one small matmul; the bias's
+gradient is the output gradient's sum.
 A backward asked to build a graph (create_graph=True) differentiates the reference instead.
 float64 inputs run the reference under every backend (the kernel takes fp32/fp16/bf16).
 """
@@ -199,27 +201,33 @@ def _unfold_grad(grad_folded: torch.Tensor) -> torch.Tensor:
     return (grad @ _fold_matrix(grad).t()).view(c_out, c_in, 3, 3)
 
 
-def _fused_forward(backend, x, weight, bias, activation, negative_slope):
-    """The fused routes' forward: tap products ("torch", CPU) or the kernel op ("triton")."""
-    if backend == "torch":  # the activation on each output tile while it is in cache
+def _fused_forward(form, x, weight, bias, activation, negative_slope):
+    """The fused forms' forward: tap products or the folded transposed conv (CPU), or the
+    kernel op ("triton")."""
+    if form == "taps":  # the activation on each output tile while it is in cache
         epilogue = None if activation is None else (
             lambda tile: apply_activation(tile, activation, negative_slope, inplace=True))
         return taps_forward(x, weight, bias, epilogue)
-    return kernel(backend, "upsample_conv_forward")(x, weight, bias, activation, negative_slope)
+    if form == "folded":
+        return upsample_conv2d_reference(x, weight, bias, activation, negative_slope)
+    return kernel(form, "upsample_conv_forward")(x, weight, bias, activation, negative_slope)
 
 
 class _UpsampleConv(torch.autograd.Function):
-    """Autograd of both fused routes. backend "triton": the forward kernel, the backward of the
-    folded form through cuDNN (module doc). backend "torch" (CPU tensors only): the tap-products
-    form of upsample_conv_taps.py, forward and backward."""
+    """Autograd of the fused forms. "taps" (CPU): upsample_conv_taps.py, forward and backward.
+    "folded" (CPU) and "triton": the folded transposed conv's backward (module doc) after the
+    folded conv's or the kernel's forward. The bias's gradient is the output gradient's sum,
+    taken outside aten.convolution_backward: what ATen does for cuDNN, and on CPU oneDNN's
+    transposed-conv backward is slow with the bias for channels_last tensors (64->64 at 32x32,
+    fwd+bwd: 1.98x the unfused pair against 1.74x with the bias inside; docs/ops.md)."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, activation, negative_slope, backend):
-        out = _fused_forward(backend, x, weight, bias, activation, negative_slope)
+    def forward(ctx, x, weight, bias, activation, negative_slope, form):
+        out = _fused_forward(form, x, weight, bias, activation, negative_slope)
         # The activation's backward reads the output (as the in-place epilogue of the reference
         # does); the convolution's reads x and the weight. Nothing upsampled is kept.
         ctx.save_for_backward(x, weight, bias, out if activation is not None else None)
-        ctx.activation, ctx.negative_slope, ctx.backend = activation, negative_slope, backend
+        ctx.activation, ctx.negative_slope, ctx.form = activation, negative_slope, form
         return out
 
     @staticmethod
@@ -235,14 +243,13 @@ class _UpsampleConv(torch.autograd.Function):
             grad = torch.ops.aten.threshold_backward(grad, out, 0)
         elif ctx.activation == "leaky_relu":
             grad = torch.ops.aten.leaky_relu_backward(grad, out, ctx.negative_slope, True)
-        if ctx.backend == "torch":
+        grad_bias = grad.sum((0, 2, 3)) if needs[2] and bias is not None else None
+        if ctx.form == "taps":
             grad_x, grad_weight = taps_backward(grad, x, weight, needs)
-            grad_bias = grad.sum((0, 2, 3)) if needs[2] and bias is not None else None
             return grad_x, grad_weight, grad_bias, None, None, None
-        bias_sizes = [weight.shape[0]] if bias is not None else None
-        grad_x, grad_folded, grad_bias = torch.ops.aten.convolution_backward(
-            grad, x, fold_weight(weight), bias_sizes, [2, 2], [1, 1], [1, 1], True, [0, 0], 1,
-            [needs[0], needs[1], needs[2] and bias is not None])
+        grad_x, grad_folded, _ = torch.ops.aten.convolution_backward(
+            grad, x, fold_weight(weight), None, [2, 2], [1, 1], [1, 1], True, [0, 0], 1,
+            [needs[0], needs[1], False])
         grad_weight = _unfold_grad(grad_folded) if needs[1] else None
         return grad_x, grad_weight, grad_bias, None, None, None
 
@@ -294,20 +301,18 @@ def upsample_conv2d_with(backend: str, x, weight, bias=None, activation=None,
     negative_slope = float(negative_slope)
     if not torch.compiler.is_compiling() and _transformed(x, weight, bias):
         return upsample_conv2d_reference(x, weight, bias, activation, negative_slope)
+    form = backend  # "triton", or on CPU the formulation cpu_route picks
     if backend == "torch" or x.dtype not in KERNEL_DTYPES:
         # Under torch.compile the folded transposed conv is one graph node for the compiler.
         if device_type != "cpu" or torch.compiler.is_compiling():
             return upsample_conv2d_reference(x, weight, bias, activation, negative_slope)
-        route = cpu_route(x, weight)
-        if route == "unfused":
+        form = cpu_route(x, weight)  # float64 included
+        if form == "unfused":
             return upsample_conv2d_unfused(x, weight, bias, activation, negative_slope)
-        if route == "folded":
-            return upsample_conv2d_reference(x, weight, bias, activation, negative_slope)
-        backend = "torch"  # the tap products (float64 included)
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad
                                        for t in (x, weight, bias)):
-        return _UpsampleConv.apply(x, weight, bias, activation, negative_slope, backend)
-    return _fused_forward(backend, x, weight, bias, activation, negative_slope)
+        return _UpsampleConv.apply(x, weight, bias, activation, negative_slope, form)
+    return _fused_forward(form, x, weight, bias, activation, negative_slope)
 
 
 # ---------------------------------------------------------------- public function
