@@ -58,7 +58,20 @@ def sn_state(m):
 @pytest.mark.parametrize("kind", list(MODULES))
 @pytest.mark.parametrize("n_power_iterations", [1, 3])
 def test_training_steps_equal_pytorch(kind, dtype, n_power_iterations):
-    theirs, ours = make_pair(kind, dtype, n_power_iterations=n_power_iterations)
+    _assert_training_steps_equal(*make_pair(kind, dtype, n_power_iterations=n_power_iterations),
+                                 kind, dtype)
+
+
+@pytest.mark.parametrize("kind", ["conv2d", "convT2d"])
+def test_channels_last_weights_equal_pytorch(kind):
+    # model.to(memory_format=torch.channels_last) leaves the original weight channels_last.
+    theirs, ours = (m.to(memory_format=torch.channels_last)
+                    for m in make_pair(kind, torch.float64))
+    assert not sn_state(ours)[0].is_contiguous()
+    _assert_training_steps_equal(theirs, ours, kind, torch.float64)
+
+
+def _assert_training_steps_equal(theirs, ours, kind, dtype):
     for a, b in zip(sn_state(theirs), sn_state(ours), strict=True):
         assert_close(b, a, dtype)  # same initial u, v from the same RNG state
     opt_t = torch.optim.SGD(theirs.parameters(), lr=0.05)

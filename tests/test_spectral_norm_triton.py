@@ -117,11 +117,15 @@ def test_double_backward_through_create_graph():
         torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
 
 
-def test_group_triton_route_equals_torch_route(monkeypatch):
+@pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels_last"])
+def test_group_triton_route_equals_torch_route(monkeypatch, channels_last):
     from ganfast.bench.spectral_norm import SNGANDiscriminator32
 
     torch.manual_seed(0)
     torch_model = SNGANDiscriminator32(ganfast.nn.spectral_norm, channels=4).double()
+    if channels_last:  # conv weights channels_last: the launch reads contiguous copies
+        torch_model.to(memory_format=torch.channels_last)
+        assert not torch_model.blocks[0].residual[0].parametrizations.weight.original.is_contiguous()
     triton_model = copy.deepcopy(torch_model)
     real, fake = torch.randn(2, 2, 3, 32, 32, dtype=torch.float64)
     groups = {"torch": ganfast.nn.SpectralNormGroup(torch_model, backend="torch"),

@@ -338,6 +338,26 @@ def test_every_cpu_route_matches_unfused(monkeypatch, route, channels_last, acti
                              else torch.contiguous_format)
 
 
+@pytest.mark.parametrize("route", CPU_ROUTES)
+@pytest.mark.parametrize("weight_layout", ["channels_last", "sliced"])
+def test_every_cpu_route_takes_a_weight_in_any_layout(monkeypatch, route, weight_layout):
+    # model.to(memory_format=torch.channels_last) makes a conv's weight channels_last; a weight
+    # can also be a slice of a larger one. Values, gradients, and the module's own path.
+    monkeypatch.setattr(uc, "cpu_route", lambda x, weight: route)
+    x, _, bias = _inputs(2, 3, 4, 5, 3)
+    x = x.detach().to(memory_format=torch.channels_last).requires_grad_(True)
+    if weight_layout == "channels_last":
+        weight = torch.randn(4, 3, 3, 3, dtype=torch.float64).to(memory_format=torch.channels_last)
+    else:
+        weight = torch.randn(4, 6, 3, 3, dtype=torch.float64)[:, ::2]
+    assert not weight.is_contiguous()
+    _check_against_unfused(x, weight.requires_grad_(True), bias, "relu")
+    block = ganfast.nn.UpsampleConv2d(3, 4, activation="relu").double()
+    block.to(memory_format=torch.channels_last)
+    assert block.weight.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(block(x), unfused(x, block.weight, block.bias, "relu"))
+
+
 @pytest.mark.parametrize("route", ["taps", "folded"])
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_fused_cpu_routes_partial_gradients_and_no_bias(monkeypatch, route, channels_last):

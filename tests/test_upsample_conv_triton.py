@@ -145,6 +145,25 @@ def test_gradients_equal_the_reference(activation, slope, channels_last, bias):
         _assert_close(g, e, 1e-5)
 
 
+@pytest.mark.parametrize("weight_layout", ["channels_last", "sliced"])
+def test_a_weight_in_any_layout(weight_layout):
+    # A model moved to channels_last has channels_last conv weights; a weight can be a slice.
+    x, _, b = _inputs(2, 3, 2, 3, 5, torch.float32, channels_last=True)
+    weight = torch.randn(2, 6, 3, 3) / 9
+    weight = weight[:, ::2] if weight_layout == "sliced" else \
+        weight[:, :3].contiguous(memory_format=torch.channels_last)
+    assert not weight.is_contiguous()
+    x.requires_grad_(True), weight.requires_grad_(True)
+    got = uc.upsample_conv2d_with("triton", x, weight, b, "relu", 0.01)
+    x64, w64 = (t.detach().double().requires_grad_(True) for t in (x, weight))
+    expected = unfused64(x64, w64, b, "relu")
+    _assert_close(got, expected, 1e-5)
+    grad_out = torch.randn_like(expected)
+    for g, e in zip(torch.autograd.grad(got, (x, weight), grad_out.float()),
+                    torch.autograd.grad(expected, (x64, w64), grad_out), strict=True):
+        _assert_close(g, e, 1e-5)
+
+
 def test_gradient_of_the_weight_only():
     x, weight, bias = _inputs(1, 2, 3, 3, 3, torch.float32)
     weight.requires_grad_(True)
