@@ -26,11 +26,12 @@ def fused(request):
     return request.param
 
 
-def models(dtype):
+def models(dtype, memory_format=torch.contiguous_format):
     built = []
     for sn in (parametrizations.spectral_norm, ganfast.nn.spectral_norm):
         torch.manual_seed(0)
-        built.append(SNGANDiscriminator32(sn, channels=16).to("cuda", dtype))
+        built.append(SNGANDiscriminator32(sn, channels=16).to("cuda", dtype,
+                                                               memory_format=memory_format))
     return built
 
 
@@ -39,8 +40,10 @@ def weights(model):
 
 
 @pytest.mark.parametrize("dtype", list(TOL))
-def test_per_layer_fused_equals_pytorch(dtype, fused):
-    theirs, ours = models(dtype)
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last],
+                         ids=["contiguous", "channels_last"])
+def test_per_layer_fused_equals_pytorch(dtype, memory_format, fused):
+    theirs, ours = models(dtype, memory_format)
     ganfast.set_backend(fused)
     try:
         for step in range(3):
@@ -59,8 +62,10 @@ def test_per_layer_fused_equals_pytorch(dtype, fused):
 
 
 @pytest.mark.parametrize("dtype", list(TOL))
-def test_group_fused_equals_group_torch(dtype, fused):
-    _, ours = models(dtype)
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last],
+                         ids=["contiguous", "channels_last"])
+def test_group_fused_equals_group_torch(dtype, memory_format, fused):
+    _, ours = models(dtype, memory_format)
     other = copy.deepcopy(ours)
     x = torch.randn(4, 3, 32, 32, device="cuda", dtype=dtype)
     outputs = []

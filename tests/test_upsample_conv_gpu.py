@@ -27,12 +27,14 @@ def _no_tf32():
 
 
 @pytest.mark.parametrize("dtype,tol", DTYPE_TOL)
-@pytest.mark.parametrize("channels_last", [False, True])
+# "model": x and the weight channels_last, as after model.to(memory_format=torch.channels_last)
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "model"])
 @pytest.mark.parametrize("shape", [(1, 3, 1, 7), (3, 5, 7, 3), (4, 64, 9, 11)])
 @pytest.mark.parametrize("activation", [None, "leaky_relu"])
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_matches_unfused_float64(dtype, tol, channels_last, shape, activation, backend):
+def test_matches_unfused_float64(dtype, tol, layout, shape, activation, backend):
     b, cin, h, w = shape
+    channels_last = layout != "nchw"
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     x64 = torch.randn(shape, dtype=torch.float64, device="cuda")
     w64 = torch.randn(6, cin, 3, 3, dtype=torch.float64, device="cuda") / (3 * cin**0.5)
@@ -40,6 +42,8 @@ def test_matches_unfused_float64(dtype, tol, channels_last, shape, activation, b
     leaves64 = [t.requires_grad_(True) for t in (x64, w64, b64)]
     leaves = [t.detach().to(dtype).requires_grad_(True) for t in leaves64]
     leaves[0] = leaves[0].detach().to(memory_format=fmt).requires_grad_(True)
+    if layout == "model":
+        leaves[1] = leaves[1].detach().to(memory_format=fmt).requires_grad_(True)
     expected = nn.functional.conv2d(nn.Upsample(scale_factor=2)(x64), w64, b64, padding=1)
     if activation:
         expected = nn.functional.leaky_relu(expected, 0.2)
