@@ -1,7 +1,8 @@
 """`ganfast.accelerate(model)`: swap stock layers for ganfast's in place, results unchanged.
 
 What it converts (everything else is left alone):
-- nn.Upsample(scale_factor=2, mode="nearest") followed, in an nn.Sequential (nested ones too),
+- nn.Upsample(scale_factor=2, mode="nearest" or "nearest-exact", the same function at scale 2)
+  or nn.UpsamplingNearest2d(scale_factor=2), followed, in an nn.Sequential (nested ones too),
   by a 3x3, stride-1, padding-1, dilation-1, ungrouped, zero-padded nn.Conv2d becomes one
   ganfast.nn.UpsampleConv2d. It takes the conv's place (the Upsample's becomes nn.Identity), so
   the state_dict keys do not move, and it holds the conv's own Parameter objects, so an optimizer
@@ -64,8 +65,15 @@ def report(changes: list[Change], model_name: str = "model") -> str:
 
 # --- Upsample + Conv2d -> UpsampleConv2d ---------------------------------------------------------
 
+# At scale 2 "nearest-exact" reads source pixel floor((i + 0.5) / 2) = floor(i / 2), as
+# "nearest" does: the same function. nn.UpsamplingNearest2d is Upsample(mode="nearest").
+_NEAREST_UPSAMPLES = (nn.Upsample, nn.UpsamplingNearest2d)
+_NEAREST_MODES = ("nearest", "nearest-exact")
+
+
 def _is_nearest_2x(module: nn.Module) -> bool:
-    if type(module) is not nn.Upsample or module.mode != "nearest" or module.size is not None:
+    if (type(module) not in _NEAREST_UPSAMPLES or module.mode not in _NEAREST_MODES
+            or module.size is not None):
         return False
     scale = module.scale_factor
     scales = scale if isinstance(scale, tuple) else (scale, scale)

@@ -74,6 +74,19 @@ def test_sngan_models_are_converted_and_unchanged(api):
     _assert_same_steps(original, converted, lambda: torch.randn(2, 8, dtype=torch.float64))
 
 
+@pytest.mark.parametrize("upsample", [
+    lambda: nn.Upsample(scale_factor=2, mode="nearest-exact"),
+    lambda: nn.UpsamplingNearest2d(scale_factor=2),
+    lambda: nn.Upsample(scale_factor=(2.0, 2.0)),
+], ids=["nearest-exact", "UpsamplingNearest2d", "scale-pair"])
+def test_every_spelling_of_nearest_2x_is_fused_and_unchanged(upsample):
+    torch.manual_seed(0)
+    original, converted = _pair(nn.Sequential(upsample(), nn.Conv2d(3, 4, 3, padding=1),
+                                              nn.LeakyReLU(0.2)))
+    assert isinstance(converted[1], ganfast.nn.UpsampleConv2d) and len(converted.ganfast_changes) == 1
+    _assert_same_steps(original, converted, lambda: torch.randn(2, 3, 5, 7, dtype=torch.float64))
+
+
 def test_parametrized_state_dict_keys_and_optimizer_parameters_are_kept():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(2, 3, 3, padding=1),
@@ -91,10 +104,17 @@ def test_nothing_to_convert_is_reported_and_left_alone(capsys):
         DCGANCritic(channels=1, width=4),
         nn.Upsample(scale_factor=2, mode="bilinear"), nn.Conv2d(1, 1, 3, padding=1),
     )
+    class Blurred(nn.Upsample):  # a subclass may change forward: not ours to fuse
+        def forward(self, x):
+            return super().forward(x) * 0.5
+
+    blurred = nn.Sequential(Blurred(scale_factor=2), nn.Conv2d(1, 1, 3, padding=1),
+                            nn.Upsample(scale_factor=2, mode="nearest-exact", align_corners=None),
+                            nn.Conv2d(1, 1, 3, padding=1, padding_mode="reflect"))
     other = nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(1, 1, 5, padding=2),
                           nn.Upsample(scale_factor=3), nn.Conv2d(1, 1, 3, padding=1),
                           nn.Upsample(scale_factor=2), nn.Conv2d(1, 1, 3, padding=1, stride=2))
-    for m in (model, other):
+    for m in (model, other, blurred):
         before = copy.deepcopy(m)
         assert ganfast.accelerate(m) is m
         assert m.ganfast_changes == []
