@@ -1,5 +1,6 @@
 """pytest-benchmark: nearest-upsample + 3x3 conv on CPU, the unfused block (nn.Upsample +
-Conv2d) beside ganfast's torch backend (tap products on CPU), fwd / bwd / fwd+bwd, at
+Conv2d) beside ganfast's torch backend (on CPU tap products or the folded transposed conv,
+whichever cpu_route picks for the block), fwd / bwd / fwd+bwd, at
 generator block shapes (CPU batches of ganfast.bench.upsample_conv.BLOCKS). GPU figures come from
 `ganfast bench --op upsample_conv`. Run: make bench."""
 

@@ -17,6 +17,7 @@
 #include <ATen/Dispatch.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <initializer_list>
 #include <torch/library.h>
 
 #include "launch_utils.cuh"
@@ -174,6 +175,15 @@ normalize_group_backward_kernel(const scalar_t* __restrict__ grad, const scalar_
   }
 }
 
+// The kernels read every buffer and table from out's device: one left on another GPU (a plan
+// made before model.to("cuda:1")) would be read through the wrong address space.
+void check_same_device(const at::Tensor& out, std::initializer_list<const at::Tensor*> others) {
+  for (const auto* t : others) {
+    TORCH_CHECK(t->device() == out.device(), "spectral_norm_group: every tensor must be on ",
+                out.device(), " (out's device); got one on ", t->device());
+  }
+}
+
 void check_tables(const at::Tensor& meta, const at::Tensor& out, const at::Tensor& work,
                   const at::Tensor& sigma) {
   TORCH_CHECK(meta.is_cuda() && meta.scalar_type() == at::kLong && meta.is_contiguous() &&
@@ -187,6 +197,7 @@ void check_tables(const at::Tensor& meta, const at::Tensor& out, const at::Tenso
   TORCH_CHECK(sigma.scalar_type() == acc && sigma.is_contiguous() && sigma.numel() == meta.size(0),
               "spectral_norm_group: sigma must be a contiguous ", acc, " tensor of ", meta.size(0),
               " entries (one per layer)");
+  check_same_device(out, {&meta, &work, &sigma});
 }
 
 // Fills out (y of every layer, flat), work (u, v as used) and sigma; updates every layer's u
@@ -201,6 +212,7 @@ void spectral_norm_group(const at::Tensor& weight_table, const at::Tensor& u_tab
                 "spectral_norm_group: the address tables must be int64 CUDA tensors of ", layers,
                 " entries");
   }
+  check_same_device(out, {&weight_table, &u_table, &v_table});
   if (layers == 0) return;
   const c10::cuda::CUDAGuard guard(out.device());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, out.scalar_type(), "spectral_norm_group", [&] {
@@ -223,6 +235,7 @@ void spectral_norm_group_backward(const at::Tensor& grad, const at::Tensor& out,
                   grad_weight.is_contiguous(),
               "spectral_norm_group_backward: grad and grad_weight must be contiguous and shaped "
               "like out ", out.sizes());
+  check_same_device(out, {&grad, &grad_weight});
   const int64_t layers = meta.size(0);
   if (layers == 0) return;
   const c10::cuda::CUDAGuard guard(out.device());

@@ -126,3 +126,15 @@ def test_group_plan_refuses_mixed_dtypes():
     plan = ops.GroupPlan([weight], [0], [1])
     with pytest.raises(ValueError, match="share one dtype"):
         plan.pointer_tables([weight], [torch.randn(4, dtype=torch.float64)], [torch.randn(3)])
+
+
+def test_group_plan_refuses_tensors_on_another_device():
+    # A plan's meta table lives on the device it was made for; the layers and the group key their
+    # plans by device, so a model moved to another GPU gets new plans, never a stale table.
+    from ganfast.ops import spectral_norm as ops
+
+    weight = torch.randn(4, 3)
+    plan = ops.GroupPlan([weight], [0], [1])
+    plan.meta = plan.meta.to("meta")  # as if made on another device
+    with pytest.raises(ValueError, match="made for tensors on meta"):
+        plan.pointer_tables([weight], [torch.randn(4)], [torch.randn(3)])

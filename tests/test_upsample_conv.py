@@ -118,8 +118,10 @@ def _check_lower_precision_gradients(dtype, tol, b, cin, cout, h, w):
         torch.testing.assert_close(g.double(), e, rtol=tol, atol=tol * e.abs().max().item())
 
 
+@pytest.mark.parametrize("route", ["taps", "folded"])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_autocast_runs_in_the_autocast_dtype_like_conv2d(dtype):
+def test_autocast_runs_in_the_autocast_dtype_like_conv2d(monkeypatch, route, dtype):
+    monkeypatch.setattr(uc, "cpu_route", lambda x, weight: route)
     x, weight, bias = (t.detach().float().requires_grad_(True) for t in _inputs(2, 8, 4, 5, 6))
     # No activation: where the two roundings differ in sign its slope would flip.
     with torch.autocast("cpu", dtype=dtype):
@@ -355,6 +357,7 @@ def test_every_cpu_route_takes_a_weight_in_any_layout(monkeypatch, route, weight
     block = ganfast.nn.UpsampleConv2d(3, 4, activation="relu").double()
     block.to(memory_format=torch.channels_last)
     assert block.weight.is_contiguous(memory_format=torch.channels_last)
+    _check_against_unfused(x, block.weight, block.bias, "relu")
     torch.testing.assert_close(block(x), unfused(x, block.weight, block.bias, "relu"))
 
 
@@ -478,20 +481,28 @@ def test_every_cpu_route_double_backward(monkeypatch, route):
         (x, weight, bias))
 
 
-def test_fused_cpu_routes_save_no_upsampled_tensor(monkeypatch):
-    # the fused routes save x and the weight; only unfused the 4x input.
+def test_fused_cpu_routes_save_only_their_inputs(monkeypatch):
+    # The fused routes run in _UpsampleConv and save x and the weight (no folded weight, which
+    # their backward rebuilds); only the unfused pair keeps the 4x upsampled input.
     x, weight, bias = _inputs(2, 4, 3, 5, 3)
     for route in CPU_ROUTES:
         monkeypatch.setattr(uc, "cpu_route", lambda x, weight, route=route: route)
         saved = []
         with torch.autograd.graph.saved_tensors_hooks(
                 lambda t, saved=saved: saved.append(t) or t, lambda t: t):
-            upsample_conv2d(x, weight, bias)
-        assert any(t.shape == (2, 4, 10, 6) for t in saved) == (route == "unfused"), route
+            out = upsample_conv2d(x, weight, bias)
+        shapes = {tuple(t.shape) for t in saved}
+        if route == "unfused":
+            assert (2, 4, 10, 6) in shapes
+        else:
+            assert "UpsampleConv" in type(out.grad_fn).__name__, route
+            assert shapes <= {tuple(x.shape), tuple(weight.shape), tuple(bias.shape)}, route
 
 
-@pytest.mark.parametrize("budget_rows", [None, 0])  # the shipped tiles; bands of one row
-def test_empty_batch(monkeypatch, budget_rows):
+@pytest.mark.parametrize("route,budget_rows", [  # taps: the shipped tiles; bands of one row
+    ("taps", None), ("taps", 0), ("folded", None)])
+def test_empty_batch(monkeypatch, route, budget_rows):
+    monkeypatch.setattr(uc, "cpu_route", lambda x, weight: route)
     if budget_rows is not None:
         _small_tiles(monkeypatch, budget_rows)
     x, weight, bias = _inputs(0, 3, 4, 5, 3)

@@ -153,14 +153,14 @@ def test_a_weight_in_any_layout(weight_layout):
     weight = weight[:, ::2] if weight_layout == "sliced" else \
         weight[:, :3].contiguous(memory_format=torch.channels_last)
     assert not weight.is_contiguous()
-    x.requires_grad_(True), weight.requires_grad_(True)
+    leaves = [t.requires_grad_(True) for t in (x, weight, b)]
     got = uc.upsample_conv2d_with("triton", x, weight, b, "relu", 0.01)
-    x64, w64 = (t.detach().double().requires_grad_(True) for t in (x, weight))
-    expected = unfused64(x64, w64, b, "relu")
+    leaves64 = [t.detach().double().requires_grad_(True) for t in leaves]
+    expected = unfused64(*leaves64, "relu")
     _assert_close(got, expected, 1e-5)
     grad_out = torch.randn_like(expected)
-    for g, e in zip(torch.autograd.grad(got, (x, weight), grad_out.float()),
-                    torch.autograd.grad(expected, (x64, w64), grad_out), strict=True):
+    for g, e in zip(torch.autograd.grad(got, leaves, grad_out.float()),
+                    torch.autograd.grad(expected, leaves64, grad_out), strict=True):
         _assert_close(g, e, 1e-5)
 
 
@@ -203,7 +203,12 @@ def test_no_grad_inputs_skip_the_function():
     _assert_close(out, unfused64(x, weight, bias), 1e-5)
 
 
-def test_float64_runs_the_reference():
+def test_float64_never_reaches_the_kernel(monkeypatch):
+    # The kernel takes fp32/fp16/bf16: float64 runs the torch backend's formulation instead.
+    def no_kernel(*args):
+        raise AssertionError("the Triton kernel was called with float64 inputs")
+
+    monkeypatch.setattr(uc, "kernel", no_kernel)
     x, weight, bias = _inputs(1, 2, 2, 3, 3, torch.float64)
     out = uc.upsample_conv2d_with("triton", x, weight, bias, "relu", 0.01)
     torch.testing.assert_close(out, unfused64(x, weight, bias, "relu"), rtol=1e-12, atol=1e-12)

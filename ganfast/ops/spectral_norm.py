@@ -152,6 +152,10 @@ class GroupPlan:
             # The kernels read every address with the first weight's dtype: check once per
             # change of tensors, not per call.
             first = weights[0]
+            if first.device != self.meta.device:
+                raise ValueError(
+                    f"spectral norm group: this plan was made for tensors on {self.meta.device}, "
+                    f"got weights on {first.device}; make a plan per device")
             for t in (*weights, *us, *vs):
                 if t.dtype != first.dtype or t.device != first.device or not t.is_contiguous():
                     raise ValueError(

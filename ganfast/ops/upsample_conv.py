@@ -33,7 +33,8 @@ aten.convolution_backward of the stride-2 transposed conv (grad input, grad fold
 the folded weight's gradient mapped back to the 3x3 weight by one small matmul; the bias's
 gradient is the output gradient's sum.
 A backward asked to build a graph (create_graph=True) differentiates the reference instead.
-float64 inputs run the reference under every backend (the kernel takes fp32/fp16/bf16).
+float64 inputs never reach the kernel (it takes fp32/fp16/bf16): they run the torch backend's
+formulation, on CPU the one cpu_route picks.
 """
 
 import torch
@@ -218,8 +219,8 @@ class _UpsampleConv(torch.autograd.Function):
     "folded" (CPU) and "triton": the folded transposed conv's backward (module doc) after the
     folded conv's or the kernel's forward. The bias's gradient is the output gradient's sum,
     taken outside aten.convolution_backward: what ATen does for cuDNN, and on CPU oneDNN's
-    transposed-conv backward is slow with the bias for channels_last tensors (64->64 at 32x32,
-    fwd+bwd: 1.98x the unfused pair against 1.74x with the bias inside; docs/ops.md)."""
+    transposed-conv backward is slow with the bias for channels_last tensors (DCGAN-64's 64->64
+    block at 32x32: the backward 1.52x -> 1.85x the unfused pair's; benchmarks/NOTES.md)."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, activation, negative_slope, form):
@@ -244,6 +245,8 @@ class _UpsampleConv(torch.autograd.Function):
         elif ctx.activation == "leaky_relu":
             grad = torch.ops.aten.leaky_relu_backward(grad, out, ctx.negative_slope, True)
         grad_bias = grad.sum((0, 2, 3)) if needs[2] and bias is not None else None
+        if not (needs[0] or needs[1]):
+            return None, None, grad_bias, None, None, None
         if ctx.form == "taps":
             grad_x, grad_weight = taps_backward(grad, x, weight, needs)
             return grad_x, grad_weight, grad_bias, None, None, None
