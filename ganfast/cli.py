@@ -1,6 +1,7 @@
 """The `ganfast` command: `ganfast info`, `ganfast bench`, `ganfast train`, `ganfast fid`."""
 
 import argparse
+import functools
 import json
 import signal
 import sys
@@ -169,6 +170,7 @@ def _bench_train_step(args, device, dtypes) -> int:
 
 def _bench_upsample_conv(args) -> int:
     from .bench import cases as bench_cases
+    from .bench import timing as bench_timing
     from .bench import upsample_conv as uc_bench
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -185,10 +187,8 @@ def _bench_upsample_conv(args) -> int:
     rows = bench_cases.run("upsample_conv", all_cases, device)
     if not rows:
         return _nothing_timed("upsample_conv")
-    for row in rows:  # effective TFLOP/s: the unfused conv's FLOPs over the time
-        if row.get("median_ms"):
-            passes = {"fwd": 1, "bwd": 2, "fwd+bwd": 3}[row["mode"]]  # bwd: grad x + grad w
-            row["tflops"] = round(passes * row["gflop"] / row["median_ms"], 4)
+    uc_bench.add_throughput(rows, device, functools.cache(
+        lambda dtype: bench_timing.matrix_tflops(device, getattr(torch, dtype))))
     print(f"upsample_conv on {rows[0]['device']} (torch {rows[0]['torch']})")
     print(bench_cases.markdown_table(rows, uc_bench.COLUMNS))
     if args.out:

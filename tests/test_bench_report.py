@@ -207,3 +207,12 @@ def test_layouts_are_separate_groups_with_their_activation_memory():
                 for block in ("b-16", "b-32")
                 for layout, eager, speedup in (("channels_last", 3, "1.50x"), ("nchw", 4, "2.00x"))]
     assert table_lines(report.markdown(rows)) == expected
+
+
+def test_matrix_throughput_column_where_rows_have_it():
+    rows = [row("fwd", "eager", 4.0, eager_ms=4.0, frac_of_matrix=0.2),
+            row("fwd", "torch", 2.0, eager_ms=4.0, frac_of_matrix=0.175)]
+    md = report.markdown(rows)
+    assert "| of copy bandwidth | of matrix throughput |" in md
+    assert table_lines(md) == ["| fwd | 64x3x64x64 | float16 | torch | 2 | 4 | 2.00x | – | – | 17.5% |"]
+    assert "of matrix throughput" not in report.markdown([row("fwd", "torch", 2.0, eager_ms=4.0)])

@@ -106,7 +106,10 @@ def test_info_says_which_backends_an_op_has_no_kernel_for():
 def _bench_machine(monkeypatch, cases, gpu=False):
     """cases.run without the machine's copy-bandwidth measurement (and, gpu=True, as on a GPU
     whose kernels are not graph-timed), its interrupt flag restored after the test."""
+    from ganfast.bench import timing
+
     monkeypatch.setattr(cases, "copy_bandwidth_gbps", lambda device: 10.0)
+    monkeypatch.setattr(timing, "matrix_tflops", lambda device, dtype: 1.0)
     monkeypatch.setattr(cases, "last_run_interrupted", False)
     if gpu:
         monkeypatch.setattr(cases, "device_ms", lambda fn, device: None)
@@ -309,10 +312,12 @@ def test_bench_spectral_norm_overhead_rows(tmp_path):
 
 
 def test_bench_upsample_conv_runs_the_named_block_and_refuses_unknown_ones(tmp_path, monkeypatch):
+    from ganfast.bench import cases
     from ganfast.bench import upsample_conv as uc_bench
     from ganfast.cli import main
 
     monkeypatch.setitem(uc_bench.BLOCKS, "tiny-3-4-5", (2, 2, 3, 4, 5))
+    _bench_machine(monkeypatch, cases)
     out = tmp_path / "rows.jsonl"
     assert main(["bench", "--op", "upsample_conv", "--device", "cpu", "--no-compile",
                  "--block", "tiny-3-4-5", "--out", str(out)]) == 0

@@ -612,3 +612,39 @@ def test_bench_cases_run_and_compute_the_same_block(monkeypatch):
         assert saved[layout, "eager"] == round(2 * 8 * 16 * 16 * 4 / 2**20, 3)
         assert saved[layout, "torch"] == 0
     assert all(r.get("peak_mb") is None for r in rows)
+
+
+def test_bench_rows_name_the_form_and_its_share_of_matrix_throughput(monkeypatch):
+    # The fraction counts the multiply-adds the row's form performed (tap products 1/4 of the
+    # unfused conv's, the folded conv 4/9), over the time, against the measured ceiling.
+    from ganfast.bench import upsample_conv as uc_bench
+
+    monkeypatch.setattr(uc, "cpu_route", SHIPPED_CPU_ROUTE)  # the forms the shipped rule picks
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+
+    def row(backend, block, layout="nchw", mode="fwd", ms=2.0):
+        _, batch, cin, cout, h = uc_bench.BLOCKS[block]
+        return dict(backend=backend, block=block, layout=layout, mode=mode, median_ms=ms,
+                    shape=[batch, cin, h, h], cout=cout, dtype="float32", gflop=4.0)
+
+    assert uc_bench.form_of(row("eager", "sngan32-256-4"), cpu) == "unfused"
+    assert uc_bench.form_of(row("torch", "sngan32-256-4"), cpu) == "taps"
+    assert uc_bench.form_of(row("torch", "dcgan64-64-32"), cpu) == "folded"
+    assert uc_bench.form_of(row("torch", "dcgan64-128-16", "channels_last"), cpu) == "taps"
+    assert uc_bench.form_of(row("torch", "sngan32-256-4"), cuda) == "folded"
+    assert uc_bench.form_of(row("triton", "sngan32-256-4"), cuda) == "folded"
+    rows = [row("eager", "sngan32-256-4"), row("torch", "sngan32-256-4", mode="fwd+bwd", ms=3.0),
+            row("torch", "dcgan64-64-32", mode="bwd", ms=4.0), dict(row("torch", "dcgan64-64-32"),
+                                                                    median_ms=None)]
+    asked = []
+    uc_bench.add_throughput(rows, cpu, lambda dtype: asked.append(dtype) or 0.5)
+    assert [r.get("tflops") for r in rows] == [2.0, 4.0, 2.0, None]  # 1, 3 and 2 passes of 4 GFLOP
+    assert [r.get("frac_of_matrix") for r in rows] == [4.0, 2.0, round(2.0 * 4 / 9 / 0.5, 3), None]
+    assert set(asked) == {"float32"} and rows[0]["matrix_tflops"] == 0.5
+
+
+def test_matrix_throughput_is_measured_in_the_dtype():
+    from ganfast.bench.timing import matrix_tflops
+
+    tflops = matrix_tflops(torch.device("cpu"), torch.float32)
+    assert 1e-4 < tflops < 100  # a CPU's float32 matrix throughput, in TFLOP/s

@@ -137,12 +137,16 @@ def markdown(rows, *, images=None) -> str:
         out += [_heading(device, op, s["all"]), ""]
         if images and (device, op) in images:
             out += [f"![{op} speedup on {device}]({images[device, op]})", ""]
-        # Activation memory (saved for backward beyond the inputs) where the op's rows have it.
+        # Activation memory (saved for backward beyond the inputs) and the fraction of the
+        # matrix throughput reached, where the op's rows have them.
         memory = any(r.get("saved_mb") is not None for r in s["all"])
+        matrix = any(r.get("frac_of_matrix") is not None for r in s["all"])
         if s["timed"]:
             out += ["| mode | shape | dtype | backend | median ms | eager ms | vs eager | vs torch.compile "
-                    "| of copy bandwidth |" + (" saved MB | eager saved MB |" if memory else ""),
-                    "|---|---|---|---|---:|---:|---:|---:|---:|" + ("---:|---:|" if memory else "")]
+                    "| of copy bandwidth |" + (" of matrix throughput |" if matrix else "")
+                    + (" saved MB | eager saved MB |" if memory else ""),
+                    "|---|---|---|---|---:|---:|---:|---:|---:|" + ("---:|" if matrix else "")
+                    + ("---:|---:|" if memory else "")]
         for key in sorted(s["timed"]):
             group = s["timed"][key]
             for backend in _ganfast_backends(group):
@@ -150,6 +154,8 @@ def markdown(rows, *, images=None) -> str:
                 cells = [_label(row), _shape(row["shape"]), row["dtype"], backend, _time(row),
                          _time(group.get("eager")), _times(row.get("speedup")),
                          _times(row.get("speedup_vs_compile")), _percent(row.get("frac_of_copy"))]
+                if matrix:
+                    cells.append(_percent(row.get("frac_of_matrix")))
                 if memory:
                     cells += [_megabytes(row), _megabytes(group.get("eager"))]
                 out.append("| " + " | ".join(cells) + " |")

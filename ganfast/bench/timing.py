@@ -100,3 +100,22 @@ def copy_bandwidth_gbps(device: torch.device) -> float:
     dst = torch.empty_like(src)
     ms = median_ms(lambda: dst.copy_(src), device)
     return 2 * src.numel() * src.element_size() / (ms * 1e-3) / 1e9
+
+
+def matrix_tflops(device: torch.device, dtype: torch.dtype) -> float:
+    """Measured matrix throughput in `dtype` (TFLOP/s, 2 per multiply-add): the better of one
+    square matmul and the same GEMM as a channels_last 1x1 convolution (cuBLAS and cuDNN on
+    CUDA, MKL and oneDNN on CPU). Both, because a convolution's ceiling is its library's: on the
+    2-core development machine oneDNN's convolutions run about 2x MKL's matmul, and with
+    PyTorch's defaults cuDNN takes TF32 for float32 where a matmul does not."""
+    n = 8192 if device.type == "cuda" else 1024
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    image = a.view(1, n, n, 1).to(memory_format=torch.channels_last)  # n pixels x n channels
+    kernel = b.view(n, n, 1, 1)
+    reps = 60 if device.type == "cuda" else 10
+    with torch.no_grad():
+        best_ms = min(median_ms(lambda: torch.mm(a, b), device, warmup=2, reps=reps),
+                      median_ms(lambda: torch.nn.functional.conv2d(image, kernel), device,
+                                warmup=2, reps=reps))
+    return 2 * n**3 / (best_ms * 1e-3) / 1e12

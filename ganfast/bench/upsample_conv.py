@@ -4,7 +4,9 @@ run today (nn.Upsample(2, nearest) + Conv2d(3, padding=1)) and torch.compile of 
 Shapes are generator blocks [B, Cin, H, W] -> Cout (output [B, Cout, 2H, 2W]): DCGAN-64
 (512->256 at 4, 256->128 at 8, 128->64 at 16, 64->64 at 32), SNGAN-32 (256->256 at 4, 8, 16)
 and a BigGAN-128 block (256->128 at 64; batch 4 on CPU). Modes: fwd, bwd (graph kept),
-fwd+bwd. Layouts: NCHW and channels_last (input and the conv's weight). Backends: ganfast's
+fwd+bwd. Layouts: NCHW and channels_last (input and the conv's weight). Each row has the
+effective TFLOP/s and the fraction of the machine's matrix throughput its form reached
+(add_throughput). Backends: ganfast's
 torch backend (on CPU the formulation ops.upsample_conv.cpu_route picks; on CUDA the folded
 transposed conv through cuDNN) and, on CUDA, the triton backend (fused forward kernel,
 backward through cuDNN). fwd+bwd rows also carry the block's activation memory
@@ -13,12 +15,18 @@ backward through cuDNN). fwd+bwd rows also carry the block's activation memory
 
 import torch
 
+from ..ops import upsample_conv as ops
 from ..ops.upsample_conv import upsample_conv2d, upsample_conv2d_unfused
 from .cases import Case
 
 BACKENDS = ("torch", "triton")
-COLUMNS = ["mode", "block", "shape", "cout", "dtype", "layout", "backend", "median_ms", "tflops",
-           "speedup", "speedup_vs_compile", "saved_mb", "peak_mb"]
+COLUMNS = ["mode", "block", "shape", "cout", "dtype", "layout", "backend", "form", "median_ms",
+           "tflops", "frac_of_matrix", "speedup", "speedup_vs_compile", "saved_mb", "peak_mb"]
+# Multiply-adds each formulation performs, as a fraction of the unfused conv's (module doc of
+# ops/upsample_conv.py): 16 per 4 output pixels folded, 9 per source pixel as tap products,
+# against 36; forward and both gradients alike.
+PERFORMED_FRACTION = {"unfused": 1.0, "folded": 4 / 9, "taps": 1 / 4}
+PASSES = {"fwd": 1, "bwd": 2, "fwd+bwd": 3}  # bwd: the input's and the weight's gradients
 
 
 def backends_for(device) -> tuple:
@@ -44,6 +52,33 @@ def unfused_flops(batch, cin, cout, h, w) -> int:
     """Multiply-adds x 2 of the unfused conv (9 taps on the 2H x 2W grid): the work the block
     stands for. The folded form does 4/9 of it, so its TFLOP/s on this count is 'effective'."""
     return 2 * batch * cout * cin * 9 * (2 * h) * (2 * w)
+
+
+def form_of(row: dict, device: torch.device) -> str:
+    """The formulation a row's backend ran: the unfused pair for eager and torch.compile, on CPU
+    the torch backend's cpu_route pick, the folded form otherwise (cuDNN or the Triton kernel)."""
+    if row["backend"] in ("eager", "compile"):
+        return "unfused"
+    if row["backend"] == "torch" and device.type == "cpu":
+        layout = torch.channels_last if row["layout"] == "channels_last" else torch.contiguous_format
+        x = torch.empty(row["shape"], device="meta").to(memory_format=layout)
+        return ops.cpu_route(x, torch.empty(row["cout"], row["shape"][1], 3, 3, device="meta"))
+    return "folded"
+
+
+def add_throughput(rows: list, device: torch.device, matrix_tflops) -> None:
+    """tflops: the unfused conv's FLOPs over the time (effective: comparable across forms);
+    frac_of_matrix: the FLOPs the row's form performed over the time, as a fraction of the
+    machine's measured matrix throughput in its dtype (matrix_tflops(dtype name), kept in
+    matrix_tflops)."""
+    for row in rows:
+        if not row.get("median_ms"):
+            continue
+        row["tflops"] = round(PASSES[row["mode"]] * row["gflop"] / row["median_ms"], 4)
+        row["form"] = form_of(row, device)
+        peak = matrix_tflops(row["dtype"])
+        row["matrix_tflops"] = round(peak, 3)
+        row["frac_of_matrix"] = round(row["tflops"] * PERFORMED_FRACTION[row["form"]] / peak, 3)
 
 
 def cases(blocks, dtypes, device, layouts, backends, with_compile=True):
