@@ -6,6 +6,8 @@ reference."""
 import pytest
 import torch
 from ganfast.kernels import gradient_penalty as kernels
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ganfast.ops import gradient_penalty as gp
 
@@ -158,3 +160,47 @@ def test_launchers_refuse_mismatched_inputs():
         kernels.interpolate(x, torch.randn(3, 6), torch.rand(4))
     with pytest.raises(ValueError, match=r"norm must have shape \[4\]"):
         kernels.norm_backward(torch.ones(4), x, torch.ones(2), 0.0, 1.0)
+
+
+HYPOTHESIS_TOL = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
+
+
+@settings(max_examples=15, deadline=None)
+@given(batch=st.integers(1, 5), features=st.lists(st.integers(1, 11), min_size=1, max_size=3),
+       dtype=st.sampled_from(list(HYPOTHESIS_TOL)),
+       layout=st.sampled_from(["contiguous", "channels_last", "strided"]),
+       weight=st.floats(0.1, 10.0), center=st.floats(0.0, 1.0), seed=st.integers(0, 2**16))
+def test_kernels_on_drawn_shapes_layouts_and_dtypes(batch, features, dtype, layout, weight,
+                                                     center, seed):
+    # Interpolation, norms + penalty and the backward against float64 on one drawn input:
+    # odd row lengths, channels_last (4-D) or a strided view, every dtype the kernels take.
+    gen = torch.Generator().manual_seed(seed)
+    shape = [batch, *features]
+
+    def drawn():
+        t = torch.randn(shape[:-1] + [2 * shape[-1]], generator=gen).to(dtype)
+        if layout == "strided":
+            return t[..., ::2]
+        t = t[..., :shape[-1]].contiguous()
+        return t.to(memory_format=torch.channels_last) if layout == "channels_last" and t.dim() == 4 else t
+
+    real, fake, alpha = drawn(), drawn(), torch.rand(batch, generator=gen)
+    tol = HYPOTHESIS_TOL[dtype]
+    expected = gp.interpolate_reference(real.double(), fake.double(), alpha.double())
+    got = kernels.interpolate(real, fake, alpha)
+    assert got.dtype == dtype and got.shape == real.shape
+    torch.testing.assert_close(got.double(), expected, rtol=tol, atol=tol)
+
+    norms, penalty = kernels.norm_penalty(real, weight, center)
+    expected_norms = real.double().reshape(batch, -1).norm(dim=1)
+    torch.testing.assert_close(norms.double(), expected_norms, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(penalty.double(), weight * ((expected_norms - center) ** 2).mean(),
+                               rtol=1e-5, atol=1e-6)
+
+    grad = torch.randn(batch, generator=gen)
+    slope, offset = 2 * weight / batch, -2 * weight * center / batch  # the penalty's backward
+    back = kernels.norm_backward(grad, real, norms, slope, offset)
+    expected_back = gp.norm_backward_reference(grad.double(), real.double(), norms.double(),
+                                               slope, offset)
+    assert back.dtype == dtype and back.shape == real.shape
+    torch.testing.assert_close(back.double(), expected_back, rtol=tol, atol=tol * (1 + weight))

@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ganfast.metrics import frechet_distance
 
@@ -17,8 +19,11 @@ def random_stats(rng, d, n):
 
 
 def scipy_oracle(mu1, s1, mu2, s2):
-    """tr sqrt(S1 S2) via the symmetric form sqrt(S1) S2 sqrt(S1) in scipy float64."""
-    root = scipy_linalg.sqrtm(s1).real
+    """tr sqrt(S1 S2) via the symmetric form sqrt(S1) S2 sqrt(S1) in scipy float64, the root of
+    S1 from scipy's eigh (exact for a symmetric PSD matrix: sqrtm's Schur route lost 1e-3
+    relative on rank-1 covariances, against their closed form |a.b|)."""
+    w, v = scipy_linalg.eigh(s1)
+    root = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
     inner = root @ s2 @ root
     eig = np.clip(np.linalg.eigvalsh((inner + inner.T) / 2), 0, None)
     diff = mu1 - mu2
@@ -45,6 +50,32 @@ def test_singular_covariances(d, n1, n2):
     assert got == pytest.approx(scipy_oracle(mu1, s1, mu2, s2), rel=1e-6)
     # the distance is symmetric although the two factorizations differ
     assert frechet_distance(mu2, s2, mu1, s1) == pytest.approx(got, rel=1e-6)
+
+
+@settings(max_examples=40, deadline=None)
+@given(d=st.integers(1, 24), n1=st.integers(2, 50), n2=st.integers(2, 50), seed=st.integers(0, 2**16))
+def test_drawn_sizes_match_the_scipy_oracle(d, n1, n2, seed):
+    # Full-rank and singular covariances (n <= d) of any size: finite, symmetric in its
+    # arguments, equal to the float64 scipy oracle relative to the distance's terms.
+    rng = np.random.default_rng(seed)
+    mu1, s1 = random_stats(rng, d, n1)
+    mu2, s2 = random_stats(rng, d, n2)
+    s1, s2 = np.atleast_2d(s1), np.atleast_2d(s2)
+    got = frechet_distance(mu1, s1, mu2, s2)
+    scale = np.trace(s1) + np.trace(s2) + np.sum((mu1 - mu2) ** 2)
+    assert np.isfinite(got) and got >= -1e-9 * scale
+    assert got == pytest.approx(scipy_oracle(mu1, s1, mu2, s2), abs=1e-8 * scale)
+    assert frechet_distance(mu2, s2, mu1, s1) == pytest.approx(got, abs=1e-8 * scale)
+
+
+@pytest.mark.parametrize("d", [1, 2, 5, 64])
+def test_rank_one_covariances_have_a_closed_form(d):
+    # S1 = a a^T, S2 = b b^T: S1 S2 has one non-zero eigenvalue (a.b)^2, so tr sqrt = |a.b|.
+    rng = np.random.default_rng(d)
+    a, b, mu1, mu2 = rng.standard_normal((4, d))
+    expected = np.sum((mu1 - mu2) ** 2) + a @ a + b @ b - 2 * abs(a @ b)
+    got = frechet_distance(mu1, np.outer(a, a), mu2, np.outer(b, b))
+    assert got == pytest.approx(expected, rel=1e-9, abs=1e-9)
 
 
 @pytest.mark.parametrize("n", [5, 500])

@@ -2,6 +2,8 @@
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ganfast.metrics import inception_score, kid
 
@@ -58,3 +60,51 @@ def test_precision_recall_matches_torch_fidelity(n_fake, n_real, k, tile):
         expected, abs=1e-6
     )  # theirs is a float32 mean; one sample moves it >= 1/80
     assert 0 < expected[0] < 1 or 0 < expected[1] < 1  # the comparison discriminates
+
+
+@settings(max_examples=20, deadline=None)
+@given(n1=st.integers(2, 60), n2=st.integers(2, 60), d=st.integers(1, 20),
+       subsets=st.integers(1, 12), data=st.data())
+def test_kid_on_drawn_sizes_matches_torch_fidelity(n1, n2, d, subsets, data):
+    subset_size = data.draw(st.integers(2, min(n1, n2)), label="subset_size")
+    seed = data.draw(st.integers(0, 2**16), label="seed")
+    g = torch.Generator().manual_seed(seed)
+    f1 = torch.randn(n1, d, generator=g, dtype=torch.float64)
+    f2 = torch.randn(n2, d, generator=g, dtype=torch.float64) * 1.3 + 0.2
+    expected = metric_kid.kid_features_to_metric(
+        f1, f2, kid_subsets=subsets, kid_subset_size=subset_size, verbose=False, rng_seed=seed,
+        kid_kernel="poly", kid_kernel_poly_degree=3, kid_kernel_poly_gamma=None,
+        kid_kernel_poly_coef0=1.0)
+    mean, std = kid(f1, f2, subsets=subsets, subset_size=subset_size, seed=seed)
+    scale = abs(expected["kernel_inception_distance_mean"]) + 1e-12
+    assert mean == pytest.approx(expected["kernel_inception_distance_mean"], rel=1e-9, abs=1e-12)
+    assert std == pytest.approx(expected["kernel_inception_distance_std"], rel=1e-8, abs=1e-9 * scale)
+
+
+@settings(max_examples=20, deadline=None)
+@given(data=st.data(), classes=st.integers(2, 40), temperature=st.floats(0.1, 5.0))
+def test_inception_score_on_drawn_sizes_matches_torch_fidelity(data, classes, temperature):
+    splits = data.draw(st.integers(1, 8), label="splits")
+    n = data.draw(st.integers(splits, 80), label="n")
+    g = torch.Generator().manual_seed(data.draw(st.integers(0, 2**16), label="seed"))
+    logits = torch.randn(n, classes, generator=g, dtype=torch.float64) * temperature
+    expected = metric_isc.isc_features_to_metric(logits, splits=splits, shuffle=False)
+    mean, std = inception_score(logits, splits=splits)
+    assert mean == pytest.approx(expected["inception_score_mean"], rel=1e-9)
+    assert std == pytest.approx(expected["inception_score_std"], rel=1e-6, abs=1e-9)
+
+
+@settings(max_examples=20, deadline=None)
+@given(n_fake=st.integers(2, 50), n_real=st.integers(2, 50), d=st.integers(1, 10),
+       tile=st.integers(1, 64), data=st.data())
+def test_precision_recall_on_drawn_sizes_and_tiles_matches_torch_fidelity(n_fake, n_real, d,
+                                                                          tile, data):
+    from ganfast.metrics import precision_recall
+
+    metric_prc = pytest.importorskip("torch_fidelity.metric_prc")
+    k = data.draw(st.integers(1, min(n_fake, n_real) - 1), label="k")
+    g = torch.Generator().manual_seed(data.draw(st.integers(0, 2**16), label="seed"))
+    fake = torch.randn(n_fake, d, generator=g, dtype=torch.float64) * 0.7
+    real = torch.randn(n_real, d, generator=g, dtype=torch.float64) + 0.4
+    expected = metric_prc.calculate_precision_recall_full(fake, real, neighborhood=k)
+    assert precision_recall(fake, real, k=k, tile=tile) == pytest.approx(expected, abs=1e-6)

@@ -6,6 +6,8 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ganfast.metrics import FeatureStats
 
@@ -30,6 +32,29 @@ def test_uneven_chunks_equal_np_cov(chunks):
     assert stats.count == x.shape[0]
     assert rel_err(stats.mean, x.mean(0)) < 1e-13
     assert rel_err(stats.covariance, np.cov(x, rowvar=False)) < 1e-12
+
+
+@settings(max_examples=40, deadline=None)
+@given(d=st.integers(1, 12), chunks=st.lists(st.integers(0, 40), min_size=1, max_size=6),
+       offset=st.sampled_from([0.0, -7.5, 1e3]), dtype=st.sampled_from(["float64", "float32"]),
+       seed=st.integers(0, 2**16))
+def test_drawn_chunkings_equal_np_cov(d, chunks, offset, dtype, seed):
+    # Any split of the rows (empty and one-row batches included) gives np.cov of the values as
+    # given; float32 batches are folded with float32 products, so their tolerance is float32's.
+    x = torch.from_numpy(features(sum(chunks), d, seed, offset=offset)).to(getattr(torch, dtype))
+    exact = x.double().numpy()
+    stats = FeatureStats(d)
+    for part in x.split(chunks):
+        stats.update(part)
+    assert stats.count == sum(chunks)
+    if sum(chunks) == 0:
+        return
+    tol = 1e-9 if dtype == "float64" else 1e-5
+    assert rel_err(stats.mean, exact.mean(0)) < 1e-12
+    if sum(chunks) >= 2:
+        expected = np.atleast_2d(np.cov(exact, rowvar=False))
+        got = np.asarray(stats.covariance)
+        assert np.abs(got - expected).max() <= tol * max(np.abs(expected).max(), 1e-300)
 
 
 def test_large_offset_float64():

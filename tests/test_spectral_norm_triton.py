@@ -6,6 +6,8 @@ import copy
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 from torch.nn.utils import parametrizations
 
@@ -163,3 +165,43 @@ def test_per_access_triton_route_equals_pytorch(make):
     (expected,) = torch.autograd.grad(theirs.weight.square().sum(),
                                       theirs.parametrizations.weight.original)
     torch.testing.assert_close(grad, expected, rtol=1e-10, atol=1e-12)
+
+
+# A weight: 2 or 3 dims (with dim 1 and 3 dims, columns split into K-sized runs as in a
+# ConvTranspose), normalized along dim 0 or 1, sizes around the kernels' tiles (32 rows, 128
+# columns) and small enough for the interpreter.
+_WEIGHT = st.lists(st.integers(1, 40), min_size=2, max_size=3).flatmap(
+    lambda shape: st.tuples(st.just(tuple(shape)), st.integers(0, 1)))
+
+
+@settings(max_examples=12, deadline=None)
+@given(layers=st.lists(_WEIGHT, min_size=1, max_size=3), n_iter=st.integers(1, 3),
+       training=st.booleans(), dtype=st.sampled_from([torch.float64, torch.float32]),
+       seed=st.integers(0, 2**16))
+def test_one_launch_on_drawn_layers_equals_pytorch(layers, n_iter, training, dtype, seed):
+    # Each layer against PyTorch's own parametrization module from the same u, v: W / sigma,
+    # u and v after the step (training) or unchanged (eval), and the gradient of W / sigma.
+    from torch.nn.utils.parametrizations import _SpectralNorm
+
+    torch.manual_seed(seed)
+    weights = [torch.randn(shape, dtype=dtype) for shape, _ in layers]
+    dims = [dim for _, dim in layers]
+    theirs = [_SpectralNorm(w, n_iter, dim, 1e-12).train(training)
+              for w, dim in zip(weights, dims, strict=True)]
+    us = [sn._u.clone() for sn in theirs]
+    vs = [sn._v.clone() for sn in theirs]
+    leaves = [w.clone().requires_grad_(True) for w in weights]
+    plan = ops.GroupPlan(leaves, dims, [n_iter if training else 0] * len(layers))
+    got = ops.normalize_group(plan, leaves, us, vs, 1e-12)
+    tol = TOL[dtype]
+    for sn, w, y, u, v in zip(theirs, weights, got, us, vs, strict=True):
+        torch.testing.assert_close(y, sn(w), rtol=tol, atol=tol)  # sn(w): PyTorch's step
+        torch.testing.assert_close(u, sn._u, rtol=tol, atol=tol)
+        torch.testing.assert_close(v, sn._v, rtol=tol, atol=tol)
+    grads = [torch.randn_like(w) for w in weights]
+    for sn, leaf, dim, grad, g in zip(theirs, leaves, dims, grads,
+                                      torch.autograd.grad(got, leaves, grads), strict=True):
+        w = leaf.detach().double().requires_grad_(True)
+        y = ops.normalize_by_sigma_reference(w, sn._u.double(), sn._v.double(), dim)
+        (expected,) = torch.autograd.grad(y, w, grad.double())
+        torch.testing.assert_close(g.double(), expected, rtol=tol * 10, atol=tol * 10)
