@@ -128,13 +128,15 @@ def test_group_plan_refuses_mixed_dtypes():
         plan.pointer_tables([weight], [torch.randn(4, dtype=torch.float64)], [torch.randn(3)])
 
 
-def test_group_plan_refuses_tensors_on_another_device():
-    # A plan's meta table lives on the device it was made for; the layers and the group key their
-    # plans by device, so a model moved to another GPU gets new plans, never a stale table.
+def test_group_plan_follows_its_weights_to_another_device():
+    # A plan's meta table lives on one device; when the layers move (model.to("cuda:1")) the
+    # next launch's tables, meta included, are made on the weights' new device.
     from ganfast.ops import spectral_norm as ops
 
     weight = torch.randn(4, 3)
     plan = ops.GroupPlan([weight], [0], [1])
-    plan.meta = plan.meta.to("meta")  # as if made on another device
-    with pytest.raises(ValueError, match="made for tensors on meta"):
-        plan.pointer_tables([weight], [torch.randn(4)], [torch.randn(3)])
+    expected = plan.meta.clone()
+    plan.meta = torch.empty_like(plan.meta, device="meta")  # as if made on another device
+    tables = plan.pointer_tables([weight], [torch.randn(4)], [torch.randn(3)])
+    assert plan.meta.device == weight.device == tables.device
+    assert torch.equal(plan.meta, expected)

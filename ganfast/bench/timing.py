@@ -20,6 +20,11 @@ def median_ms(fn, device: torch.device, *, warmup: int = 5, reps: int = 60) -> f
         except ImportError:
             return _cuda_events_ms(fn, warmup, reps)
         return float(do_bench(fn, warmup=25, rep=100, return_mode="median"))
+    return statistics.median(_cpu_call_ms(fn, warmup, reps))
+
+
+def _cpu_call_ms(fn, warmup: int, reps: int) -> list:
+    """Wall milliseconds of each of `reps` calls of fn(), after `warmup` untimed ones."""
     for _ in range(warmup):
         fn()
     times = []
@@ -27,7 +32,7 @@ def median_ms(fn, device: torch.device, *, warmup: int = 5, reps: int = 60) -> f
         start = time.perf_counter()
         fn()
         times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+    return times
 
 
 def interleaved_ms(fns, reps=30, warmup=3):
@@ -120,21 +125,11 @@ def matrix_tflops(device: torch.device, dtype: torch.dtype) -> float:
     # A ceiling is what the machine does at its best: on CPU, whose neighbours come and go,
     # the fastest of the calls (the median moved 0.22-0.38 TFLOP/s between runs); on CUDA the
     # median, which is steady there.
-    timed = median_ms if cuda else _fastest_ms
+    def timed(fn):
+        return median_ms(fn, device, reps=reps) if cuda else min(_cpu_call_ms(fn, 2, reps))
+
     with torch.no_grad():
-        mm = 2 * n**3 / timed(lambda: torch.mm(a, b), device, warmup=2, reps=reps)
+        mm = 2 * n**3 / timed(lambda: torch.mm(a, b))
         conv = 2 * batch * 512 * 32 * 32 * 512 * 9 / timed(
-            lambda: torch.nn.functional.conv2d(image, kernel, padding=1), device, warmup=2,
-            reps=reps)
+            lambda: torch.nn.functional.conv2d(image, kernel, padding=1))
     return max(mm, conv) * 1e3 / 1e12
-
-
-def _fastest_ms(fn, device, *, warmup: int, reps: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    return min(times)

@@ -77,10 +77,9 @@ class SpectralNorm(nn.Module):
         # is traced.
         n_iter = self.n_power_iterations if self.training else 0
         plans = self.__dict__.setdefault("_fused_plans", {})
-        key = (n_iter, weight.device)  # a plan's meta table lives on one device
-        plan = plans.get(key)
+        plan = plans.get(n_iter)
         if plan is None:
-            plan = plans[key] = ops.GroupPlan([weight], [self.dim], [n_iter])
+            plan = plans[n_iter] = ops.GroupPlan([weight], [self.dim], [n_iter])
         return ops.normalize_group(plan, [weight], [self._u], [self._v], self.eps, backend)[0]
 
     def right_inverse(self, value: torch.Tensor) -> torch.Tensor:

@@ -123,7 +123,8 @@ def _kernels():
 class GroupPlan:
     """What a launch needs that does not change from call to call: the meta table (one row per
     layer: D, C, K, offset of y in the flat output, offset of u (then v) in the work buffer,
-    n_iter) and the address tables of weights, u and v (rebuilt only when an address changes)."""
+    n_iter) and the address tables of weights, u and v (rebuilt only when an address changes;
+    the meta table then follows the weights to their device)."""
 
     def __init__(self, weights, dims, n_iters):
         device = weights[0].device
@@ -137,6 +138,7 @@ class GroupPlan:
             self.uv_sizes += [D, C]
             out_offset += D * C
             work_offset += D + C
+        self.rows = rows
         self.meta = torch.tensor(rows, dtype=torch.int64, device=device)
         self.numel = out_offset
         self.work_numel = work_offset
@@ -152,10 +154,8 @@ class GroupPlan:
             # The kernels read every address with the first weight's dtype: check once per
             # change of tensors, not per call.
             first = weights[0]
-            if first.device != self.meta.device:
-                raise ValueError(
-                    f"spectral norm group: this plan was made for tensors on {self.meta.device}, "
-                    f"got weights on {first.device}; make a plan per device")
+            if first.device != self.meta.device:  # the layers moved (model.to("cuda:1"))
+                self.meta = torch.tensor(self.rows, dtype=torch.int64, device=first.device)
             for t in (*weights, *us, *vs):
                 if t.dtype != first.dtype or t.device != first.device or not t.is_contiguous():
                     raise ValueError(

@@ -165,9 +165,8 @@ def taps_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
 
 
 def taps_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, needs):
-    """(grad of x, grad of weight) of taps_forward without its bias; needs: which are wanted."""
-    if not (needs[0] or needs[1]):
-        return None, None
+    """(grad of x, grad of weight) of taps_forward without its bias; needs: which are wanted
+    (at least one of the two: _UpsampleConv returns before calling it otherwise)."""
     b, c_in, h, w = x.shape
     c_out = weight.shape[0]
     tap_weight = _tap_weight(weight)
