@@ -3,6 +3,14 @@ import zlib
 
 import pytest
 import torch
+from hypothesis import settings
+
+# Hypothesis draws the same examples on every run, derived from each test as the inputs below
+# are seeded by its name: a CI failure reproduces anywhere. HYPOTHESIS_PROFILE=explore draws
+# fresh examples on each run, to search for new failures.
+settings.register_profile("ganfast", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ganfast"))
 
 
 @pytest.fixture(autouse=True)
