@@ -81,6 +81,36 @@ def test_headings_name_device_versions_and_date_and_label_cpu():
     assert table_lines(cpu) == ["| fwd | 4x3x8x8 | float32 | torch | 0.04 | 0.05 | 1.25x | – | – |"]
 
 
+def test_each_cpu_machine_is_its_own_section_and_train_step_row():
+    # The same case timed on two CPUs: neither run supersedes the other (their speedups differ
+    # by machine), and rows from before the cpu field stay in a plain "cpu" section.
+    avx512 = {**ENV_CPU, "cpu": "Intel Xeon, AVX512, 2 threads"}
+    avx2 = {**ENV_CPU, "cpu": "AMD EPYC, AVX2, 2 threads"}
+    rows = synthetic_rows() + [
+        row("fwd", backend, ms, env=env, shape=(4, 3, 8, 8), dtype="float32", eager_ms=eager)
+        for env, eager, fast in ((avx512, 0.05, 0.025), (avx2, 0.09, 0.03))
+        for backend, ms in (("eager", eager), ("torch", fast))]
+    text = report.markdown(rows)
+    headings = [line.split(" (CPU:")[0].split(" · torch")[0] for line in text.splitlines()
+                if line.startswith("### ")]
+    assert headings == [f"### gradient_penalty · {GPU}", "### gradient_penalty · cpu",
+                        "### gradient_penalty · cpu: AMD EPYC, AVX2, 2 threads",
+                        "### gradient_penalty · cpu: Intel Xeon, AVX512, 2 threads"]
+    sections = text.split("### ")[1:]
+    assert [table_lines(s) for s in sections[1:]] == [
+        ["| fwd | 4x3x8x8 | float32 | torch | 0.04 | 0.05 | 1.25x | – | – |"],
+        ["| fwd | 4x3x8x8 | float32 | torch | 0.03 | 0.09 | 3.00x | – | – |"],
+        ["| fwd | 4x3x8x8 | float32 | torch | 0.025 | 0.05 | 2.00x | – | – |"]]
+    steps = [{**r, "op": "train_step", "mode": "dcgan64 wgan-gp",
+              "backend": "ganfast" if r["backend"] == "torch" else r["backend"]}
+             for r in rows if r["device"] == "cpu"]
+    table = report.train_step_table(steps).splitlines()[2:]
+    assert [line.split(" | ")[0] for line in table] == [
+        "| CPU (not a GPU figure)", "| CPU: AMD EPYC, AVX2, 2 threads (not a GPU figure)",
+        "| CPU: Intel Xeon, AVX512, 2 threads (not a GPU figure)"]
+    assert [line.split(" | ")[6] for line in table] == ["1.25x", "3.00x", "2.00x"]
+
+
 def test_skipped_rows_are_listed_not_tabled():
     text = report.markdown(synthetic_rows())
     assert "Skipped:\n- bwd 64x3x64x64 float16 triton: triton is not installed\n" in text

@@ -8,6 +8,8 @@ import functools
 import pytest
 import torch
 import torch.utils._python_dispatch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import ganfast
 from ganfast import _extension
@@ -65,6 +67,53 @@ def test_r1_penalty_matches_canonical_float64(shape, dtype, tol):
     torch.testing.assert_close(got.double(), expected, rtol=tol, atol=tol)
     for g, e in zip(canonical.param_grads(critic), canonical.param_grads(critic64), strict=True):
         torch.testing.assert_close(g.double(), e, rtol=tol, atol=tol * max(e.abs().max().item(), 1))
+
+
+def _strided(shape, dtype, reverse):
+    """A fresh random tensor of `shape`; with reverse, a view whose strides run backwards
+    (nothing contiguous about it)."""
+    if not reverse:
+        return torch.randn(shape, dtype=dtype)
+    order = list(reversed(range(len(shape))))
+    return torch.randn([shape[d] for d in order], dtype=dtype).permute(order)
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=st.lists(st.integers(1, 6), min_size=2, max_size=5),
+       dtype_tol=st.sampled_from(DTYPE_TOL[:2]), center=st.sampled_from([1.0, 0.0, 0.5]),
+       reverse=st.booleans(), seed=st.integers(0, 2**16))
+def test_drawn_shapes_and_strides_match_canonical(shape, dtype_tol, center, reverse, seed):
+    # The public functions on CPU against the float64 canonical code: the penalty and its
+    # gradients (double backward into the critic), R1, and the ops on their own.
+    dtype, tol = dtype_tol
+    torch.manual_seed(seed)
+    critic64 = canonical.critic_for(shape, torch.float64)
+    critic = copy.deepcopy(critic64).to(dtype)
+    real, fake = _strided(shape, torch.float64, reverse), _strided(shape, torch.float64, reverse)
+    alpha = torch.rand(shape[0], dtype=torch.float64)
+
+    expected = canonical.wgan_gp(critic64, real, fake, alpha, weight=3.0, center=center)
+    expected.backward()
+    got = ganfast.gradient_penalty(critic, real.to(dtype), fake.to(dtype), alpha=alpha,
+                                   weight=3.0, center=center)
+    got.backward()
+    torch.testing.assert_close(got.double(), expected, rtol=tol, atol=tol)
+    for g, e in zip(canonical.param_grads(critic), canonical.param_grads(critic64), strict=True):
+        torch.testing.assert_close(g.double(), e, rtol=tol, atol=tol * max(e.abs().max().item(), 1))
+
+    torch.testing.assert_close(ganfast.r1_penalty(critic, real.to(dtype), gamma=2.0).double(),
+                               canonical.r1(critic64, real, gamma=2.0), rtol=tol, atol=tol)
+
+    x = real.to(dtype).requires_grad_(True)
+    x64 = real.clone().requires_grad_(True)
+    norms, norms64 = per_sample_norm(x), x64.flatten(1).norm(2, dim=1)
+    torch.testing.assert_close(norms.double(), norms64, rtol=tol, atol=tol)
+    weights = torch.randn(shape[0], dtype=torch.float64)
+    (grad,) = torch.autograd.grad(norms, x, weights.to(dtype))
+    (grad64,) = torch.autograd.grad(norms64, x64, weights)
+    torch.testing.assert_close(grad.double(), grad64, rtol=tol, atol=tol)
+    torch.testing.assert_close(interpolate(real.to(dtype), fake.to(dtype), alpha.to(dtype)).double(),
+                               canonical.interpolation(real, fake, alpha), rtol=tol, atol=tol)
 
 
 def test_default_alpha_is_uniform_per_sample():

@@ -5,6 +5,8 @@ import io
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 from torch.nn.utils import parametrizations, parametrize
 
@@ -71,13 +73,11 @@ def test_channels_last_weights_equal_pytorch(kind):
     _assert_training_steps_equal(theirs, ours, kind, torch.float64)
 
 
-def _assert_training_steps_equal(theirs, ours, kind, dtype):
-    for a, b in zip(sn_state(theirs), sn_state(ours), strict=True):
-        assert_close(b, a, dtype)  # same initial u, v from the same RNG state
+def _train_side_by_side(theirs, ours, inputs, dtype):
+    """An SGD step of both on each input; outputs, weights, u and v stay equal throughout."""
     opt_t = torch.optim.SGD(theirs.parameters(), lr=0.05)
     opt_o = torch.optim.SGD(ours.parameters(), lr=0.05)
-    for step in range(4):
-        x = make_input(kind, dtype, step)
+    for x in inputs:
         outs = []
         for m, opt in ((theirs, opt_t), (ours, opt_o)):
             opt.zero_grad()
@@ -88,11 +88,41 @@ def _assert_training_steps_equal(theirs, ours, kind, dtype):
         assert_close(outs[1], outs[0], dtype)
         for a, b in zip(sn_state(theirs), sn_state(ours), strict=True):
             assert_close(b, a, dtype)
+
+
+def _assert_training_steps_equal(theirs, ours, kind, dtype):
+    for a, b in zip(sn_state(theirs), sn_state(ours), strict=True):
+        assert_close(b, a, dtype)  # same initial u, v from the same RNG state
+    _train_side_by_side(theirs, ours, [make_input(kind, dtype, step) for step in range(4)], dtype)
     theirs.eval(), ours.eval()
     u_before = sn_state(ours)[1].clone()
     x = make_input(kind, dtype, 99)
     assert_close(ours(x), theirs(x), dtype)
     assert torch.equal(sn_state(ours)[1], u_before)  # eval does not update u
+
+
+@settings(max_examples=30, deadline=None)
+@given(kind=st.sampled_from(["linear", "conv2d", "convT2d"]), c_in=st.integers(1, 9),
+       c_out=st.integers(1, 9), kernel=st.integers(1, 3), n_power_iterations=st.integers(1, 3),
+       channels_last=st.booleans(), seed=st.integers(0, 2**16))
+def test_drawn_layers_equal_pytorch(kind, c_in, c_out, kernel, n_power_iterations,
+                                    channels_last, seed):
+    # Drawn weight shapes (wide, tall, square, 1-row and 1-column matrices) and layouts, a few
+    # float64 training steps beside PyTorch's parametrization from the same RNG state.
+    torch.manual_seed(seed)
+    base = {"linear": lambda: nn.Linear(c_in, c_out),
+            "conv2d": lambda: nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2),
+            "convT2d": lambda: nn.ConvTranspose2d(c_in, c_out, kernel, stride=2)}[kind]().double()
+    if channels_last and kind != "linear":
+        base = base.to(memory_format=torch.channels_last)
+    theirs, ours = copy.deepcopy(base), copy.deepcopy(base)
+    torch.manual_seed(seed + 1)
+    parametrizations.spectral_norm(theirs, n_power_iterations=n_power_iterations)
+    torch.manual_seed(seed + 1)
+    ganfast.nn.spectral_norm(ours, n_power_iterations=n_power_iterations)
+    shape = (3, c_in) if kind == "linear" else (2, c_in, 4, 3)
+    inputs = [torch.randn(shape, dtype=torch.float64) for _ in range(3)]
+    _train_side_by_side(theirs, ours, inputs, torch.float64)
 
 
 def test_one_dimensional_weight_is_normalized_exactly():

@@ -4,13 +4,15 @@ Row fields (DESIGN.md): op, mode, shape, dtype, backend, median_ms (what eager c
 host time the device could not hide included), device_ms (the kernels alone, replayed from
 a CUDA graph; GPU only), gbps and frac_of_copy (from device_ms when there is one), speedup
 (vs the eager canonical code of the same mode/shape/dtype, from median_ms),
-speedup_vs_compile, device, torch, triton, cuda, date.
+speedup_vs_compile, device, cpu (the host CPU: model, vector ISA, threads), torch, triton,
+cuda, date.
 """
 
 import dataclasses
 import datetime
 import importlib.metadata
 import json
+import platform
 import sys
 from pathlib import Path
 
@@ -31,6 +33,23 @@ class Case:
     extra: dict = dataclasses.field(default_factory=dict)  # more columns of its row (memory)
 
 
+def cpu_description() -> str:
+    """The host CPU as rows record it: model, the vector ISA ATen dispatches to, threads.
+
+    CPU speedups depend on the machine as well as the code (a fused form that does fewer
+    multiply-adds less efficiently wins by more where the GEMMs are slower: benchmarks/NOTES.md
+    has the same build on two machines). On a GPU host it says whose host time the overhead
+    rows measured."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f
+                          if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return f"{model}, {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads"
+
+
 def environment(device: torch.device) -> dict:
     try:
         triton_version = importlib.metadata.version("triton")
@@ -38,6 +57,7 @@ def environment(device: torch.device) -> dict:
         triton_version = None
     return {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "cpu": cpu_description(),
         "torch": torch.__version__,
         "triton": triton_version,
         "cuda": torch.version.cuda,

@@ -69,15 +69,28 @@ def _sections(rows):
     """
     sections = {}
     for row in rows:
-        s = sections.setdefault((row["device"], row["op"]), {"timed": {}, "skipped": [], "all": []})
+        s = sections.setdefault((_where(row), row["op"]), {"timed": {}, "skipped": [], "all": []})
         s["all"].append(row)
         if "skipped" in row:
             s["skipped"].append(row)
         else:
             s["timed"].setdefault(_group_key(row), {})[row["backend"]] = row
     # GPU figures first: they are what the project is about; the CPU fallback comes last.
-    order = sorted(sections, key=lambda k: (k[0] == "cpu", k[0].lower(), k[1]))
+    order = sorted(sections, key=lambda k: (_is_cpu(k[0]), k[0].lower(), k[1]))
     return {k: sections[k] for k in order}
+
+
+def _where(row) -> str:
+    """The device a row was timed on. A CPU row names its CPU where it recorded one: the same
+    code's CPU speedups differ between machines, so each machine's rows form their own section
+    (rows from before the field existed stay plain "cpu")."""
+    if row["device"] == "cpu" and row.get("cpu"):
+        return f"cpu: {row['cpu']}"
+    return row["device"]
+
+
+def _is_cpu(where: str) -> bool:
+    return where == "cpu" or where.startswith("cpu: ")
 
 
 def _ganfast_backends(group):
@@ -125,7 +138,7 @@ def _megabytes(row):
 
 
 def _heading(device, op, rows) -> str:
-    where = f"{device} ({CPU_LABEL})" if device == "cpu" else device
+    where = f"{device} ({CPU_LABEL})" if _is_cpu(device) else device
     return (f"### {op} · {where} · torch {_distinct(rows, 'torch')} · triton {_distinct(rows, 'triton')}"
             f" · CUDA {_distinct(rows, 'cuda')} · {_distinct(rows, 'date')}")
 
@@ -238,7 +251,7 @@ def plot(rows, out_dir) -> list[Path]:
         ax.xaxis.set_minor_formatter(ticks)
         ax.tick_params(axis="x", which="minor", labelsize=7)
         ax.set_xlabel("speedup vs eager PyTorch (log scale; overhead rows: host time per call)")
-        where = f"{device} — CPU fallback path only, not a GPU figure" if device == "cpu" else device
+        where = f"{device} — CPU fallback path only, not a GPU figure" if _is_cpu(device) else device
         ax.set_title(f"{op} on {where}\n{_distinct(s['all'], 'date')}", fontsize=10)
         ax.legend(loc="best", fontsize=8)
         ax.grid(axis="x", which="both", alpha=0.3)
@@ -297,12 +310,12 @@ def train_step_table(rows) -> str:
     compiled: the README's opening table (GPU rows first, CPU rows labelled)."""
     runs = {}
     for row in rows:  # later rows of the same case win, as in the sections above
-        runs.setdefault((row["device"], row["mode"], tuple(row["shape"]), row["dtype"]), {})[
+        runs.setdefault((_where(row), row["mode"], tuple(row["shape"]), row["dtype"]), {})[
             row["backend"]] = row
     lines = ["| device | model, loss | batch | dtype | stock steps/s | accelerated | speedup "
              "| stock compiled | accelerated compiled | speedup |",
              "|---|---|---:|---|---:|---:|---:|---:|---:|---:|"]
-    for (device, mode, shape, dtype), by in sorted(runs.items(), key=lambda kv: (kv[0][0] == "cpu",
+    for (device, mode, shape, dtype), by in sorted(runs.items(), key=lambda kv: (_is_cpu(kv[0][0]),
                                                                                  kv[0])):
         def rate(backend, by=by):
             row = by.get(backend)
@@ -318,7 +331,7 @@ def train_step_table(rows) -> str:
                 return DASH
             return f"{b['median_ms'] / a['median_ms']:.2f}x"
 
-        where = "CPU (not a GPU figure)" if device == "cpu" else device
+        where = (f"CPU{device[3:]} (not a GPU figure)" if _is_cpu(device) else device)
         lines.append(f"| {where} | {mode} | {shape[0]} | {dtype} | {rate('eager')} | "
                      f"{rate('ganfast')} | {ratio('ganfast', 'eager')} | {rate('compile')} | "
                      f"{rate('ganfast+compile')} | {ratio('ganfast+compile', 'compile')} |")
