@@ -33,22 +33,32 @@ def _pair(shape, dtype=torch.float64):
 @pytest.mark.parametrize("shape", ODD_SHAPES)
 @pytest.mark.parametrize("dtype,tol", DTYPE_TOL)
 def test_gradient_penalty_matches_canonical_float64(shape, dtype, tol):
-    critic64 = canonical.critic_for(shape, torch.float64)
-    critic = copy.deepcopy(critic64).to(dtype)
     real, fake = _pair(shape)
     alpha = torch.rand(shape[0], dtype=torch.float64)
+    critic, critic64 = _assert_penalty_matches_canonical(real, fake, alpha, dtype, tol,
+                                                         weight=7.0, center=0.5)
+    # double backward: the penalty's gradient reaches the critic's parameters
+    assert sum(e.abs().sum() for e in canonical.param_grads(critic64)) > 0
 
-    expected = canonical.wgan_gp(critic64, real, fake, alpha, weight=7.0, center=0.5)
+
+def _assert_penalty_matches_canonical(real, fake, alpha, dtype, tol, weight, center):
+    """ganfast.gradient_penalty in `dtype` against the float64 canonical WGAN-GP on the same
+    critic: the value and, through the double backward, the critic's parameter gradients.
+    Returns the two critics, whose gradients stay for further checks."""
+    critic64 = canonical.critic_for(tuple(real.shape), torch.float64)
+    critic = copy.deepcopy(critic64).to(dtype)
+    expected = canonical.wgan_gp(critic64, real, fake, alpha, weight=weight, center=center)
     expected.backward()
     got = ganfast.gradient_penalty(critic, real.to(dtype), fake.to(dtype), alpha=alpha,
-                                   weight=7.0, center=0.5)
+                                   weight=weight, center=center)
     got.backward()
-
     torch.testing.assert_close(got.double(), expected, rtol=tol, atol=tol)
-    # double backward: the penalty's gradient reaches the critic's parameters
-    expected_grads = canonical.param_grads(critic64)
-    assert sum(e.abs().sum() for e in expected_grads) > 0
-    for g, e in zip(canonical.param_grads(critic), expected_grads, strict=True):
+    _assert_param_grads_close(critic, critic64, tol)
+    return critic, critic64
+
+
+def _assert_param_grads_close(critic, critic64, tol):
+    for g, e in zip(canonical.param_grads(critic), canonical.param_grads(critic64), strict=True):
         torch.testing.assert_close(g.double(), e, rtol=tol, atol=tol * max(e.abs().max().item(), 1))
 
 
@@ -65,8 +75,7 @@ def test_r1_penalty_matches_canonical_float64(shape, dtype, tol):
     got.backward()
 
     torch.testing.assert_close(got.double(), expected, rtol=tol, atol=tol)
-    for g, e in zip(canonical.param_grads(critic), canonical.param_grads(critic64), strict=True):
-        torch.testing.assert_close(g.double(), e, rtol=tol, atol=tol * max(e.abs().max().item(), 1))
+    _assert_param_grads_close(critic, critic64, tol)
 
 
 def _strided(shape, dtype, reverse):
@@ -87,19 +96,10 @@ def test_drawn_shapes_and_strides_match_canonical(shape, dtype_tol, center, reve
     # gradients (double backward into the critic), R1, and the ops on their own.
     dtype, tol = dtype_tol
     torch.manual_seed(seed)
-    critic64 = canonical.critic_for(shape, torch.float64)
-    critic = copy.deepcopy(critic64).to(dtype)
     real, fake = _strided(shape, torch.float64, reverse), _strided(shape, torch.float64, reverse)
     alpha = torch.rand(shape[0], dtype=torch.float64)
-
-    expected = canonical.wgan_gp(critic64, real, fake, alpha, weight=3.0, center=center)
-    expected.backward()
-    got = ganfast.gradient_penalty(critic, real.to(dtype), fake.to(dtype), alpha=alpha,
-                                   weight=3.0, center=center)
-    got.backward()
-    torch.testing.assert_close(got.double(), expected, rtol=tol, atol=tol)
-    for g, e in zip(canonical.param_grads(critic), canonical.param_grads(critic64), strict=True):
-        torch.testing.assert_close(g.double(), e, rtol=tol, atol=tol * max(e.abs().max().item(), 1))
+    critic, critic64 = _assert_penalty_matches_canonical(real, fake, alpha, dtype, tol,
+                                                         weight=3.0, center=center)
 
     torch.testing.assert_close(ganfast.r1_penalty(critic, real.to(dtype), gamma=2.0).double(),
                                canonical.r1(critic64, real, gamma=2.0), rtol=tol, atol=tol)

@@ -30,11 +30,15 @@ def make_pair(kind, dtype, seed=0, n_power_iterations=1):
     """The same layer twice, normalized by PyTorch and by ganfast from the same RNG state."""
     factory, _ = MODULES[kind]
     torch.manual_seed(seed)
-    base = factory().to(dtype)
+    return normalized_pair(factory().to(dtype), seed + 1, n_power_iterations)
+
+
+def normalized_pair(base, seed, n_power_iterations):
+    """Copies of `base` normalized by PyTorch and by ganfast, each from RNG state `seed`."""
     theirs, ours = copy.deepcopy(base), copy.deepcopy(base)
-    torch.manual_seed(seed + 1)
+    torch.manual_seed(seed)
     parametrizations.spectral_norm(theirs, n_power_iterations=n_power_iterations)
-    torch.manual_seed(seed + 1)
+    torch.manual_seed(seed)
     ganfast.nn.spectral_norm(ours, n_power_iterations=n_power_iterations)
     return theirs, ours
 
@@ -115,11 +119,7 @@ def test_drawn_layers_equal_pytorch(kind, c_in, c_out, kernel, n_power_iteration
             "convT2d": lambda: nn.ConvTranspose2d(c_in, c_out, kernel, stride=2)}[kind]().double()
     if channels_last and kind != "linear":
         base = base.to(memory_format=torch.channels_last)
-    theirs, ours = copy.deepcopy(base), copy.deepcopy(base)
-    torch.manual_seed(seed + 1)
-    parametrizations.spectral_norm(theirs, n_power_iterations=n_power_iterations)
-    torch.manual_seed(seed + 1)
-    ganfast.nn.spectral_norm(ours, n_power_iterations=n_power_iterations)
+    theirs, ours = normalized_pair(base, seed + 1, n_power_iterations)
     shape = (3, c_in) if kind == "linear" else (2, c_in, 4, 3)
     inputs = [torch.randn(shape, dtype=torch.float64) for _ in range(3)]
     _train_side_by_side(theirs, ours, inputs, torch.float64)

@@ -40,13 +40,12 @@ def cpu_description() -> str:
     multiply-adds less efficiently wins by more where the GEMMs are slower: benchmarks/NOTES.md
     has the same build on two machines). On a GPU host it says whose host time the overhead
     rows measured."""
-    model = platform.processor() or platform.machine()
-    try:
+    try:  # Linux names the model here; elsewhere platform's answer (maybe only "x86_64")
         with open("/proc/cpuinfo") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f
-                          if line.startswith("model name")), model)
-    except OSError:
-        pass
+            model = next(line.split(":", 1)[1].strip() for line in f
+                         if line.startswith("model name"))
+    except (OSError, StopIteration):
+        model = platform.processor() or platform.machine()
     return f"{model}, {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads"
 
 

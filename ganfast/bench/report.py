@@ -331,7 +331,7 @@ def train_step_table(rows) -> str:
                 return DASH
             return f"{b['median_ms'] / a['median_ms']:.2f}x"
 
-        where = (f"CPU{device[3:]} (not a GPU figure)" if _is_cpu(device) else device)
+        where = f"CPU{device.removeprefix('cpu')} (not a GPU figure)" if _is_cpu(device) else device
         lines.append(f"| {where} | {mode} | {shape[0]} | {dtype} | {rate('eager')} | "
                      f"{rate('ganfast')} | {ratio('ganfast', 'eager')} | {rate('compile')} | "
                      f"{rate('ganfast+compile')} | {ratio('ganfast+compile', 'compile')} |")
