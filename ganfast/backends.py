@@ -21,6 +21,9 @@ BACKENDS = ("auto", "cuda", "triton", "torch")
 AUTO_TABLE = Path(__file__).parent / "ops" / "auto_backends.json"
 
 _selected = None  # set_backend()'s choice; None defers to the environment
+# GANFAST_BACKEND as read at import and by each set_backend(): a lookup of os.environ on every
+# call cost 9.5 us beside a 100 us gradient penalty on the 2-core machine (benchmarks/NOTES.md).
+_environment = os.environ.get("GANFAST_BACKEND")
 
 
 class BackendUnavailable(RuntimeError):
@@ -34,16 +37,18 @@ def _check_name(name: str, source: str) -> str:
 
 
 def set_backend(name: str | None) -> None:
-    """Pick the backend for every op from now on; None defers to GANFAST_BACKEND again."""
-    global _selected
+    """Pick the backend for every op from now on; None defers to GANFAST_BACKEND again, read
+    anew (the environment is read at import and here, not on every call)."""
+    global _selected, _environment
     _selected = None if name is None else _check_name(name, "set_backend(name)")
+    _environment = os.environ.get("GANFAST_BACKEND")
 
 
 def get_backend() -> str:
     """The global choice: set_backend()'s, else GANFAST_BACKEND, else "auto"."""
     if _selected is not None:
         return _selected
-    return _check_name(os.environ.get("GANFAST_BACKEND", "auto"), "GANFAST_BACKEND")
+    return _check_name(_environment or "auto", "GANFAST_BACKEND")
 
 
 @functools.cache
@@ -57,10 +62,14 @@ def _triton_reason() -> str:
 
 def unavailable_reason(name: str, device: torch.device) -> str:
     """Why backend `name` cannot run on `device`, or "" when it can."""
+    return _unavailable(name, device.type == "cuda", f"got tensors on {device.type}")
+
+
+def _unavailable(name: str, on_cuda: bool, elsewhere: str) -> str:
     if name == "torch":
         return ""
-    if device.type != "cuda":
-        return f"it needs CUDA tensors, got tensors on {device.type}"
+    if not on_cuda:
+        return f"it needs CUDA tensors, {elsewhere}"
     if name == "triton":
         return _triton_reason()
     if name == "cuda":
@@ -84,26 +93,28 @@ def kernels(op: str) -> list[str]:
     return auto_table()[op].get("kernels", list(BACKENDS[1:]))
 
 
-_resolved: dict = {}  # (op, backend, device type, global choice) -> the backend that runs
+_resolved: dict = {}  # (op, backend, on CUDA, global choice, environment) -> what runs
 
 
 # Under torch.compile the choice is made once, at trace time, and baked into the graph
 # (availability checks read files and import modules, which dynamo cannot trace): a later
 # set_backend() applies to code compiled after it.
 @torch.compiler.assume_constant_result
-def resolve(op: str, backend: str, device: torch.device) -> str:
-    """The concrete backend that runs `op` for tensors on `device`.
+def resolve(op: str, backend: str, on_cuda: bool) -> str:
+    """The concrete backend that runs `op` for tensors on a CUDA device (on_cuda) or not.
 
-    Called once per public call, so it is a dictionary lookup after the first call with the
-    same arguments and settings; refusals are never cached (they raise every time)."""
-    key = (op, backend, device.type, _selected, os.environ.get("GANFAST_BACKEND"))
+    Callers pass `x.is_cuda`: all the choice depends on, and cheaper than `x.device`, which
+    builds an object (7 us per call beside a 100 us penalty on the 2-core machine). Called
+    once per public call, so it is a dictionary lookup after the first call with the same
+    arguments and settings; refusals are never cached (they raise every time)."""
+    key = (op, backend, on_cuda, _selected, _environment)
     name = _resolved.get(key)
     if name is None:
-        name = _resolved[key] = _resolve(op, backend, device)
+        name = _resolved[key] = _resolve(op, backend, on_cuda)
     return name
 
 
-def _resolve(op: str, backend: str, device: torch.device) -> str:
+def _resolve(op: str, backend: str, on_cuda: bool) -> str:
     requested = _check_name(backend, "backend")
     if requested not in ("auto", *kernels(op)):  # named on the call: refused with the reason
         raise BackendUnavailable(f"ganfast backend {requested!r} cannot run {op}: it has no "
@@ -113,10 +124,10 @@ def _resolve(op: str, backend: str, device: torch.device) -> str:
         if requested not in ("auto", *kernels(op)):  # a global choice: auto for this op
             requested = "auto"
     if requested != "auto":
-        why = unavailable_reason(requested, device)
+        why = _unavailable(requested, on_cuda, "and the inputs are not on a CUDA device")
         if why:
             raise BackendUnavailable(f"ganfast backend {requested!r} cannot run {op}: {why}")
         return requested
-    if device.type != "cuda":
+    if not on_cuda:
         return "torch"
-    return next(name for name in auto_order(op) if not unavailable_reason(name, device))
+    return next(name for name in auto_order(op) if not _unavailable(name, True, ""))

@@ -26,7 +26,7 @@ def info() -> dict:
     ops = {}
     for op, entry in backends.auto_table().items():
         ops[op] = {
-            "auto": backends.resolve(op, "auto", device),
+            "auto": backends.resolve(op, "auto", cuda),
             "auto_order_measured": entry.get("measured", False),
             "available": {name: (backends.unavailable_reason(name, device) or "yes")
                           if name in backends.kernels(op) else f"{op} has no {name} kernel"

@@ -79,7 +79,7 @@ def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, *, weight: 
     if real.dtype != fake.dtype:
         raise TypeError(f"real and fake must have the same dtype, got {real.dtype} and {fake.dtype}")
     batch = real.shape[0]
-    backend = backends.resolve(OP, backend, real.device)
+    backend = backends.resolve(OP, backend, real.is_cuda)
     if alpha is None:
         alpha = torch.rand(batch, device=real.device)
     else:
@@ -103,7 +103,7 @@ def r1_penalty(critic, x: torch.Tensor, *, gamma: float = 10.0, backend: str = "
     `x` is detached: the penalty's backward reaches the critic's parameters only.
     """
     _check_float_tensor(x, "x")
-    backend = backends.resolve(OP, backend, x.device)
+    backend = backends.resolve(OP, backend, x.is_cuda)
     x = x.detach().requires_grad_(True)
     grad = _input_gradient(critic, x, scaler)
     return norm_penalty_with(backend, grad, gamma / 2, 0.0)

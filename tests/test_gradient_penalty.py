@@ -311,13 +311,14 @@ def test_penalty_ops_and_launches_are_counted(kernel_backend):
     assert [n for n in ops.names if n not in kernels and n not in _VIEW_OPS] == ["aten::ones_like"]
 
 
-def test_torch_backend_runs_no_more_ops_than_canonical():
+def test_torch_backend_runs_fewer_ops_than_canonical():
     g = torch.randn(4, 3, 5, 5, requires_grad=True)
     with _RecordOps() as ours:
         torch.autograd.grad(gp.norm_penalty_with("torch", g, 10.0, 1.0), g)
     with _RecordOps() as theirs:
         torch.autograd.grad(10 * ((g.flatten(1).norm(2, dim=1) - 1) ** 2).mean(), g)
-    assert len(ours.compute_ops()) <= len(theirs.compute_ops())
+    # The mean of squares is one dot product (docs/ops.md): 4 + 8 ops against 5 + 9.
+    assert len(ours.compute_ops()) < len(theirs.compute_ops())
 
 
 # Ops that only make views: no kernel runs for them.
@@ -404,10 +405,8 @@ def test_backend_resolution_traces_under_compile():
     # reads files and imports modules, so it must be a constant to dynamo, not a graph break.
     from ganfast import backends
 
-    cuda = torch.device("cuda")
-
     def f(x):
-        return x * len(backends.resolve("gradient_penalty", "auto", cuda))
+        return x * len(backends.resolve("gradient_penalty", "auto", True))
 
     x = torch.randn(3)
     torch.testing.assert_close(torch.compile(f, fullgraph=True, backend="eager")(x), f(x))
@@ -488,9 +487,12 @@ def test_global_backend_setting_and_environment(monkeypatch):
     assert per_sample_norm(x, backend="torch").shape == (2,)  # per call beats global
     ganfast.set_backend(None)  # back to the environment's choice
     monkeypatch.setenv("GANFAST_BACKEND", "triton")
-    with pytest.raises(ganfast.BackendUnavailable):
+    assert per_sample_norm(x).shape == (2,)  # read at import and by set_backend(), not per call
+    ganfast.set_backend(None)
+    with pytest.raises(ganfast.BackendUnavailable, match="inputs are not on a CUDA device"):
         per_sample_norm(x)
     monkeypatch.setenv("GANFAST_BACKEND", "nope")
+    ganfast.set_backend(None)
     with pytest.raises(ValueError, match="GANFAST_BACKEND must be one of"):
         per_sample_norm(x)
     with pytest.raises(ValueError, match=r"set_backend\(name\) must be one of"):

@@ -133,7 +133,7 @@ def test_group_triton_route_equals_torch_route(monkeypatch, channels_last):
     groups = {"torch": ganfast.nn.SpectralNormGroup(torch_model, backend="torch"),
               "triton": ganfast.nn.SpectralNormGroup(triton_model, backend="triton")}
     # The triton backend on CPU tensors: the interpreter runs it.
-    monkeypatch.setattr(spectral_norm_group, "resolve", lambda op, backend, device: backend)
+    monkeypatch.setattr(spectral_norm_group, "resolve", lambda op, backend, on_cuda: backend)
     for model, group in zip((torch_model, triton_model), groups.values(), strict=True):
         for _ in range(2):
             model.zero_grad()

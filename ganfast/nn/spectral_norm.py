@@ -58,7 +58,7 @@ class SpectralNorm(nn.Module):
         if weight.ndim == 1:
             return F.normalize(weight, dim=0, eps=self.eps)
         if weight.is_cuda and not (self.legacy_update_order or is_compiling()):
-            backend = resolve(ops.OP, "auto", weight.device)
+            backend = resolve(ops.OP, "auto", weight.is_cuda)
             if backend != "torch":
                 return self._normalize_fused(weight, backend)
         if self.training:

@@ -80,7 +80,7 @@ class SpectralNormGroup:
     def normalize(self) -> list:
         """W / sigma of every layer, after its power-iteration steps in training mode."""
         originals = [module.parametrizations[name].original for module, name, _ in self.layers]
-        backend = resolve(ops.OP, self.backend, originals[0].device)
+        backend = resolve(ops.OP, self.backend, originals[0].is_cuda)
         if backend == "torch":
             return [parametrization(original) for (_, _, parametrization), original
                     in zip(self.layers, originals, strict=True)]

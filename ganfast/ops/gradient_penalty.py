@@ -50,7 +50,11 @@ def per_sample_norm_reference(x):
 def norm_penalty_reference(x, weight, center):
     norms = per_sample_norm_reference(x)
     deviation = norms if center == 0 else norms - center
-    return norms, weight * deviation.square().mean()
+    # The mean of squares as one dot product, scaled by a Python float: two ATen calls (and
+    # autograd nodes) where square, mean and the weight take three. An empty batch gives NaN,
+    # as the mean does.
+    batch = x.shape[0]
+    return norms, deviation.dot(deviation) * (weight / batch if batch else float("nan"))
 
 
 def norm_backward_reference(grad, x, norm, slope, offset):
@@ -157,7 +161,7 @@ class _NormPenalty(torch.autograd.Function):
 def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor,
                 backend: str = "auto") -> torch.Tensor:
     """x_hat = alpha[b] * real + (1 - alpha[b]) * fake; alpha is [B] (any float dtype)."""
-    return interpolate_with(backends.resolve(OP, backend, real.device), real, fake, alpha)
+    return interpolate_with(backends.resolve(OP, backend, real.is_cuda), real, fake, alpha)
 
 
 def interpolate_with(backend: str, real, fake, alpha):
@@ -172,7 +176,7 @@ def interpolate_with(backend: str, real, fake, alpha):
 
 def per_sample_norm(x: torch.Tensor, backend: str = "auto") -> torch.Tensor:
     """||x[b]||_2 over all non-batch dims: [B] in fp32 (fp64 for fp64 input)."""
-    return per_sample_norm_with(backends.resolve(OP, backend, x.device), x)
+    return per_sample_norm_with(backends.resolve(OP, backend, x.is_cuda), x)
 
 
 def per_sample_norm_with(backend: str, x):
@@ -188,7 +192,7 @@ def norm_penalty(grad: torch.Tensor, weight: float = 10.0, center: float = 1.0,
                  backend: str = "auto") -> torch.Tensor:
     """weight * mean_b (||grad[b]||_2 - center)^2, the tail of WGAN-GP (R1: center=0,
     weight=gamma/2). A 0-dim tensor in fp32 (fp64 for fp64 input)."""
-    return norm_penalty_with(backends.resolve(OP, backend, grad.device), grad, weight, center)
+    return norm_penalty_with(backends.resolve(OP, backend, grad.is_cuda), grad, weight, center)
 
 
 def norm_penalty_with(backend: str, grad, weight, center):
