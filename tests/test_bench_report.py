@@ -133,6 +133,9 @@ def test_a_later_run_supersedes_an_earlier_one():
     assert "| fwd | 64x3x64x64 | float16 | cuda | 0.1 | 0.5 | 5.00x | 2.50x | 95.0% |" in text
     assert "| cuda | 0.125 |" not in text
     assert "· 2026-01-02, 2026-02-01\n" in text
+    # A run that supersedes every row of a section leaves only its own date in the heading.
+    rerun = [{**r, "date": "2026-03-01"} for r in synthetic_rows()]
+    assert "· 2026-03-01\n" in report.markdown(synthetic_rows() + rerun)
 
 
 def test_load_rows_reads_files_in_order(tmp_path):

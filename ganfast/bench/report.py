@@ -62,19 +62,21 @@ def _case(row):
 
 
 def _sections(rows):
-    """{(device, op): {"timed": {group: {backend: row}}, "skipped": [row], "all": [row]}}.
+    """{(device, op): {"timed": {group: {backend: row}}, "skipped": [row], "shown": [row]}}.
 
     bench --out appends, so one file can hold several runs of the same case: the later
-    row wins, as a re-run is meant to supersede the one before it.
+    row wins, as a re-run is meant to supersede the one before it. "shown" is every row the
+    section shows (the winners and the skipped), whose versions and dates its heading gives.
     """
     sections = {}
     for row in rows:
-        s = sections.setdefault((_where(row), row["op"]), {"timed": {}, "skipped": [], "all": []})
-        s["all"].append(row)
+        s = sections.setdefault((_where(row), row["op"]), {"timed": {}, "skipped": []})
         if "skipped" in row:
             s["skipped"].append(row)
         else:
             s["timed"].setdefault(_group_key(row), {})[row["backend"]] = row
+    for s in sections.values():
+        s["shown"] = [r for group in s["timed"].values() for r in group.values()] + s["skipped"]
     # GPU figures first: they are what the project is about; the CPU fallback comes last.
     order = sorted(sections, key=lambda k: (_is_cpu(k[0]), k[0].lower(), k[1]))
     return {k: sections[k] for k in order}
@@ -147,13 +149,13 @@ def markdown(rows, *, images=None) -> str:
     """One section per (device, op). `images` maps (device, op) to a link for its plot."""
     out = []
     for (device, op), s in _sections(rows).items():
-        out += [_heading(device, op, s["all"]), ""]
+        out += [_heading(device, op, s["shown"]), ""]
         if images and (device, op) in images:
             out += [f"![{op} speedup on {device}]({images[device, op]})", ""]
         # Activation memory (saved for backward beyond the inputs) and the fraction of the
         # matrix throughput reached, where the op's rows have them.
-        memory = any(r.get("saved_mb") is not None for r in s["all"])
-        matrix = any(r.get("frac_of_matrix") is not None for r in s["all"])
+        memory = any(r.get("saved_mb") is not None for r in s["shown"])
+        matrix = any(r.get("frac_of_matrix") is not None for r in s["shown"])
         if s["timed"]:
             out += ["| mode | shape | dtype | backend | median ms | eager ms | vs eager | vs torch.compile "
                     "| of copy bandwidth |" + (" of matrix throughput |" if matrix else "")
@@ -174,7 +176,7 @@ def markdown(rows, *, images=None) -> str:
                 out.append("| " + " | ".join(cells) + " |")
         if s["timed"]:
             out.append("")
-        if any(r["mode"] == "overhead" for r in s["all"]):
+        if any(r["mode"] == "overhead" for r in s["shown"]):
             out += ["Overhead rows: host microseconds per call on a tiny input, not device time.", ""]
         if s["skipped"]:
             seen = sorted({(_group_key(r), r["backend"], _label(r), _shape(r["shape"]), r["dtype"],
@@ -251,8 +253,9 @@ def plot(rows, out_dir) -> list[Path]:
         ax.xaxis.set_minor_formatter(ticks)
         ax.tick_params(axis="x", which="minor", labelsize=7)
         ax.set_xlabel("speedup vs eager PyTorch (log scale; overhead rows: host time per call)")
-        where = f"{device} — CPU fallback path only, not a GPU figure" if _is_cpu(device) else device
-        ax.set_title(f"{op} on {where}\n{_distinct(s['all'], 'date')}", fontsize=10)
+        # The CPU caveat on a line of its own: after a CPU's long name it ran off the figure.
+        where = f"{device}\nCPU fallback path only, not a GPU figure" if _is_cpu(device) else device
+        ax.set_title(f"{op} on {where}\n{_distinct(s['shown'], 'date')}", fontsize=10)
         ax.legend(loc="best", fontsize=8)
         ax.grid(axis="x", which="both", alpha=0.3)
         fig.tight_layout()
