@@ -65,11 +65,11 @@ def unavailable_reason(name: str, device: torch.device) -> str:
     return _unavailable(name, device.type == "cuda", f"got tensors on {device.type}")
 
 
-def _unavailable(name: str, on_cuda: bool, elsewhere: str) -> str:
+def _unavailable(name: str, on_cuda: bool, what_was_given: str) -> str:
     if name == "torch":
         return ""
     if not on_cuda:
-        return f"it needs CUDA tensors, {elsewhere}"
+        return f"it needs CUDA tensors; {what_was_given}"
     if name == "triton":
         return _triton_reason()
     if name == "cuda":
@@ -124,7 +124,7 @@ def _resolve(op: str, backend: str, on_cuda: bool) -> str:
         if requested not in ("auto", *kernels(op)):  # a global choice: auto for this op
             requested = "auto"
     if requested != "auto":
-        why = _unavailable(requested, on_cuda, "and the inputs are not on a CUDA device")
+        why = _unavailable(requested, on_cuda, "the inputs are not on CUDA")
         if why:
             raise BackendUnavailable(f"ganfast backend {requested!r} cannot run {op}: {why}")
         return requested

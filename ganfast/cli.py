@@ -170,6 +170,7 @@ def _bench_train_step(args, device, dtypes) -> int:
 
 def _bench_upsample_conv(args) -> int:
     from .bench import cases as bench_cases
+    from .bench import overhead
     from .bench import timing as bench_timing
     from .bench import upsample_conv as uc_bench
 
@@ -181,18 +182,33 @@ def _bench_upsample_conv(args) -> int:
         raise SystemExit(f"ganfast bench: --block {', '.join(unknown)} is not a known block; "
                          f"known: {', '.join(uc_bench.BLOCKS)}")
     blocks = args.block or list(uc_bench.BLOCKS)[: 1 if args.quick else None]
-    all_cases = uc_bench.cases(blocks, dtypes, device, ["nchw", "channels_last"],
-                               uc_bench.backends_for(device),
-                               with_compile=not args.no_compile)
-    rows = bench_cases.run("upsample_conv", all_cases, device)
-    if not rows:
+    backend_names = uc_bench.backends_for(device)
+    rows, overhead_rows, interrupted = [], [], False
+    if args.mode in ("all", "kernels"):
+        all_cases = uc_bench.cases(blocks, dtypes, device, ["nchw", "channels_last"],
+                                   backend_names, with_compile=not args.no_compile)
+        rows = bench_cases.run("upsample_conv", all_cases, device)
+        uc_bench.add_throughput(rows, device, functools.cache(
+            lambda dtype: bench_timing.matrix_tflops(device, getattr(torch, dtype))))
+        interrupted = bench_cases.last_run_interrupted
+    if args.mode in ("all", "overhead") and not interrupted:
+        try:
+            overhead_rows = overhead.timed_rows(
+                "upsample_conv", list(uc_bench.overhead_cases(device, backend_names)), device,
+                quick=args.quick)
+        except KeyboardInterrupt:
+            print("bench upsample_conv: interrupted in the overhead cases; keeping the "
+                  f"{len(rows)} rows timed before them", file=sys.stderr)
+    if not rows + overhead_rows:
         return _nothing_timed("upsample_conv")
-    uc_bench.add_throughput(rows, device, functools.cache(
-        lambda dtype: bench_timing.matrix_tflops(device, getattr(torch, dtype))))
-    print(f"upsample_conv on {rows[0]['device']} (torch {rows[0]['torch']})")
-    print(bench_cases.markdown_table(rows, uc_bench.COLUMNS))
+    first = (rows + overhead_rows)[0]
+    print(f"upsample_conv on {first['device']} (torch {first['torch']})")
+    if rows:
+        print(bench_cases.markdown_table(rows, uc_bench.COLUMNS))
+    if overhead_rows:
+        print(bench_cases.markdown_table(overhead_rows))
     if args.out:
-        bench_cases.write_jsonl(rows, Path(args.out))
+        bench_cases.write_jsonl(rows + overhead_rows, Path(args.out))
         print(f"rows appended to {args.out}")
     return 0
 

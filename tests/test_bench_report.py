@@ -133,9 +133,17 @@ def test_a_later_run_supersedes_an_earlier_one():
     assert "| fwd | 64x3x64x64 | float16 | cuda | 0.1 | 0.5 | 5.00x | 2.50x | 95.0% |" in text
     assert "| cuda | 0.125 |" not in text
     assert "· 2026-01-02, 2026-02-01\n" in text
-    # A run that supersedes every row of a section leaves only its own date in the heading.
+    # A run that supersedes every row, skipped ones included, leaves only its own date.
     rerun = [{**r, "date": "2026-03-01"} for r in synthetic_rows()]
-    assert "· 2026-03-01\n" in report.markdown(synthetic_rows() + rerun)
+    text = report.markdown(synthetic_rows() + rerun)
+    assert "2026-01-02" not in text and "2026-01-03" not in text and "· 2026-03-01\n" in text
+    # and a case skipped before and timed now is tabled, no longer listed as skipped
+    timed_now = row("bwd", "triton", 0.3, eager_ms=0.6, date="2026-03-01")
+    text = report.markdown(synthetic_rows() + [timed_now])
+    assert "Skipped:" not in text.split("### gradient_penalty · cpu")[0]
+    assert "| bwd | 64x3x64x64 | float16 | triton | 0.3 |" in text
+    # the latest date wins, whichever file or line comes first
+    assert report.markdown([timed_now] + synthetic_rows()) == text
 
 
 def test_load_rows_reads_files_in_order(tmp_path):

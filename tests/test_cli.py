@@ -165,7 +165,7 @@ def test_bench_on_cpu_times_a_group_in_turn(monkeypatch):
     timed = [c for c in calls if not c.startswith("other")]
     rounds = [timed[i:i + 2] for i in range(0, len(timed), 2)]
     assert len(rounds) >= 4 and all(sorted(r) == ["eager", "torch"] for r in rounds)
-    # and the order rotates from round to round: in a fixed one, each follows the same other
+    # and the order changes from round to round: in a fixed one, each follows the same other
     assert {r[0] for r in rounds} == {"torch", "eager"}
     # the second group (its cases listed apart) is timed after the first, in turn as well
     first_other = calls.index("other eager")
@@ -182,6 +182,22 @@ def test_bench_on_cpu_times_a_group_in_turn(monkeypatch):
     assert [(r["median_ms"], r["speedup"]) for r in rows] == [(2.0, 2.5), (5.0, 1.0)]
     rows = cases.run("gradient_penalty", listed[:1], torch.device("cpu"))
     assert rows[0]["median_ms"] == 2.0 and rows[0]["speedup"] is None
+
+
+def test_interleaved_timing_changes_the_order_of_any_number_of_calls():
+    # Each fn is called once per round; over the rounds each one starts a round and follows
+    # every other (a rotation would leave "a" always after "c" when it is not first).
+    from ganfast.bench.timing import interleaved_ms
+
+    calls = []
+    fns = {name: (lambda name=name: calls.append(name)) for name in "abc"}
+    assert set(interleaved_ms(fns, reps=30, warmup=0)) == set("abc")
+    rounds = [calls[i:i + 3] for i in range(0, len(calls), 3)]
+    assert len(rounds) == 30 and all(sorted(r) == list("abc") for r in rounds)
+    for name in "abc":
+        before = {r[r.index(name) - 1] if r.index(name) else None for r in rounds}
+        assert before == {None} | set("abc") - {name}
+    assert interleaved_ms({}) == {}
 
 
 def test_bench_interrupted_keeps_the_rows_timed_so_far(monkeypatch, tmp_path, capsys):
@@ -323,9 +339,29 @@ def test_bench_upsample_conv_runs_the_named_block_and_refuses_unknown_ones(tmp_p
     _bench_machine(monkeypatch, cases)
     out = tmp_path / "rows.jsonl"
     assert main(["bench", "--op", "upsample_conv", "--device", "cpu", "--no-compile",
-                 "--block", "tiny-3-4-5", "--out", str(out)]) == 0
+                 "--block", "tiny-3-4-5", "--mode", "kernels", "--out", str(out)]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert {r["block"] for r in rows} == {"tiny-3-4-5"}
     assert {r["layout"] for r in rows} == {"nchw", "channels_last"}
     with pytest.raises(SystemExit, match="--block no-such-block is not a known block"):
         main(["bench", "--op", "upsample_conv", "--device", "cpu", "--block", "no-such-block"])
+
+
+def test_bench_upsample_conv_overhead_rows(tmp_path):
+    # Host time of the public call on a tiny block beside the unfused pair, in the report's
+    # format; --mode overhead times no kernel case.
+    from ganfast.bench.report import load_rows, markdown
+    from ganfast.cli import main
+
+    out = tmp_path / "uc.jsonl"
+    assert main(["bench", "--op", "upsample_conv", "--device", "cpu", "--mode", "overhead",
+                 "--quick", "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["case"], r["backend"]) for r in rows] == [
+        ("fwd", "eager"), ("fwd", "torch"), ("fwd+bwd", "eager"), ("fwd+bwd", "torch")]
+    for row in rows:
+        assert row["op"] == "upsample_conv" and row["mode"] == "overhead"
+        assert row["shape"] == [2, 8, 4, 4] and row["us_per_call"] > 0
+        eager = next(r for r in rows if r["case"] == row["case"] and r["backend"] == "eager")
+        assert row["speedup"] == pytest.approx(eager["us_per_call"] / row["us_per_call"], rel=0.02)
+    assert "| overhead: fwd+bwd | 2x8x4x4 | float32 | torch |" in markdown(load_rows(out))

@@ -405,11 +405,29 @@ def test_backend_resolution_traces_under_compile():
     # reads files and imports modules, so it must be a constant to dynamo, not a graph break.
     from ganfast import backends
 
-    def f(x):
-        return x * len(backends.resolve("gradient_penalty", "auto", True))
+    def f(x):  # as the public functions call it (x.is_cuda), and as a CUDA tensor would
+        return x * len(backends.resolve("gradient_penalty", "auto", x.is_cuda)) + \
+            len(backends.resolve("gradient_penalty", "auto", True))
 
     x = torch.randn(3)
     torch.testing.assert_close(torch.compile(f, fullgraph=True, backend="eager")(x), f(x))
+
+
+def test_public_penalty_compiles_with_a_symbolic_batch():
+    # The public call traced whole (backend resolution included) with dynamic shapes: the
+    # torch backend's weight / B is then symbolic. Batch sizes after the first reuse the graph.
+    def penalty(g):
+        return gp.norm_penalty(g, 10.0, 1.0) + gp.per_sample_norm(g).sum()
+
+    compiled = torch.compile(penalty, fullgraph=True, dynamic=True, backend="aot_eager")
+    for batch in (3, 5, 7):
+        g = torch.randn(batch, 2, 3, dtype=torch.float64, requires_grad=True)
+        got = compiled(g)
+        norms = g.flatten(1).norm(2, dim=1)
+        expected = 10 * ((norms - 1) ** 2).mean() + norms.sum()
+        torch.testing.assert_close(got, expected)
+        torch.testing.assert_close(torch.autograd.grad(got, g)[0],
+                                   torch.autograd.grad(expected, g)[0])
 
 
 # ---------------------------------------------------------------- mixed precision
@@ -489,7 +507,7 @@ def test_global_backend_setting_and_environment(monkeypatch):
     monkeypatch.setenv("GANFAST_BACKEND", "triton")
     assert per_sample_norm(x).shape == (2,)  # read at import and by set_backend(), not per call
     ganfast.set_backend(None)
-    with pytest.raises(ganfast.BackendUnavailable, match="inputs are not on a CUDA device"):
+    with pytest.raises(ganfast.BackendUnavailable, match="needs CUDA tensors; the inputs are not on CUDA"):
         per_sample_norm(x)
     monkeypatch.setenv("GANFAST_BACKEND", "nope")
     ganfast.set_backend(None)

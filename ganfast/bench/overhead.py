@@ -70,16 +70,21 @@ def _step_fns(shape, device, backends):
 
 
 def run(device: torch.device, backends, skip=lambda backend: "", quick: bool = False) -> list[dict]:
-    """One row per (case, backend), speedup = eager us / this us (same run). quick: fewer
-    calls per repetition (a smoke run; the figures are noisier)."""
+    """The gradient penalty's rows: one per (case, backend), speedup = eager us / this us
+    (same run). quick: fewer calls per repetition (a smoke run; the figures are noisier)."""
+    return timed_rows("gradient_penalty", list(cases(device, backends)), device, skip, quick)
+
+
+def timed_rows(op: str, all_cases, device: torch.device, skip=lambda backend: "",
+               quick: bool = False) -> list[dict]:
+    """Rows of `op` for (case, shape, {name: fn}) cases whose first fn is "eager" (fp32)."""
     calls, repeats = (CALLS // 10, 3) if quick else (CALLS, REPEATS)
     env = environment(device)
     rows = []
-    all_cases = list(cases(device, backends))
     for name, shape, fns in tqdm(all_cases, desc="bench overhead", unit="case", leave=False):
         eager_us = None
         for backend, fn in fns.items():
-            row = {"op": "gradient_penalty", "mode": "overhead", "case": name,
+            row = {"op": op, "mode": "overhead", "case": name,
                    "shape": list(shape), "dtype": "float32", "backend": backend}
             reason = skip(backend) if backend != "eager" else ""
             if reason:

@@ -64,19 +64,22 @@ def _case(row):
 def _sections(rows):
     """{(device, op): {"timed": {group: {backend: row}}, "skipped": [row], "shown": [row]}}.
 
-    bench --out appends, so one file can hold several runs of the same case: the later
-    row wins, as a re-run is meant to supersede the one before it. "shown" is every row the
-    section shows (the winners and the skipped), whose versions and dates its heading gives.
+    bench --out appends, so one file can hold several runs of the same case, and a later file
+    may run it again: the row of the latest date wins, timed or skipped (the later one in
+    `rows` on the same date), as a re-run is meant to supersede the one before it. "shown" is
+    every row the section shows, whose versions and dates its heading gives.
     """
+    latest = {}  # (device, op) -> {(group, backend): the latest row}
+    for row in sorted(rows, key=lambda r: r.get("date") or ""):  # stable: same date, in order
+        latest.setdefault((_where(row), row["op"]), {})[_group_key(row), row["backend"]] = row
     sections = {}
-    for row in rows:
-        s = sections.setdefault((_where(row), row["op"]), {"timed": {}, "skipped": []})
-        if "skipped" in row:
-            s["skipped"].append(row)
-        else:
-            s["timed"].setdefault(_group_key(row), {})[row["backend"]] = row
-    for s in sections.values():
-        s["shown"] = [r for group in s["timed"].values() for r in group.values()] + s["skipped"]
+    for section, entries in latest.items():
+        s = sections[section] = {"timed": {}, "skipped": [], "shown": list(entries.values())}
+        for (group, backend), row in entries.items():
+            if "skipped" in row:
+                s["skipped"].append(row)
+            else:
+                s["timed"].setdefault(group, {})[backend] = row
     # GPU figures first: they are what the project is about; the CPU fallback comes last.
     order = sorted(sections, key=lambda k: (_is_cpu(k[0]), k[0].lower(), k[1]))
     return {k: sections[k] for k in order}

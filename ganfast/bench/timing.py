@@ -6,6 +6,7 @@ in one run are what the benchmarks report.
 """
 
 import gc
+import random
 import statistics
 import time
 
@@ -39,18 +40,20 @@ def interleaved_ms(fns, reps=30, warmup=3):
     """Median ms per fn, the fns called in turn: on a shared CPU the load drifts, and taking
     each figure over the same stretch of time keeps the ratios honest.
 
-    The order rotates from one round to the next. In a fixed order each fn follows the same
-    other one, whose frees decide whether its large allocations reuse memory or fault in fresh
-    pages: two gradient-penalty backwards of the same ATen ops timed 0.88 and 1.45 ms in a
-    fixed order on the 2-core machine, 1.0-1.2 ms both once rotated."""
+    Each round calls them in a new order (shuffled with a fixed seed, so a run repeats). In a
+    fixed order each fn follows the same other one, whose frees decide whether its large
+    allocations reuse memory or fault in fresh pages: two gradient-penalty backwards of the
+    same ATen ops timed 0.88 and 1.45 ms in a fixed order on the 2-core machine, 1.0-1.2 ms
+    both once the order changed from round to round."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
-    names = list(fns)
-    times = {name: [] for name in names}
-    for rep in range(reps):
-        first = rep % len(names)
-        for name in names[first:] + names[:first]:
+    order = list(fns)
+    shuffle = random.Random(0).shuffle
+    times = {name: [] for name in order}
+    for _ in range(reps):
+        shuffle(order)
+        for name in order:
             start = time.perf_counter()
             fns[name]()
             times[name].append((time.perf_counter() - start) * 1e3)

@@ -10,8 +10,11 @@ effective TFLOP/s and the fraction of the machine's matrix throughput its form r
 torch backend (on CPU the formulation ops.upsample_conv.cpu_route picks; on CUDA the folded
 transposed conv through cuDNN) and, on CUDA, the triton backend (fused forward kernel,
 backward through cuDNN). fwd+bwd rows also carry the block's activation memory
-(activation_memory).
+(activation_memory). `--mode overhead` times the public call's host cost on a tiny block
+(overhead_cases).
 """
+
+import functools
 
 import torch
 
@@ -118,6 +121,29 @@ def _group_cases(name, dtype, layout, device, backends, with_compile):
         yield Case("fwd+bwd", key, impl,
                    lambda fn=fn: torch.autograd.grad(fn(*inputs), inputs, grad_out), None,
                    extra=activation_memory(fn, inputs, grad_out))
+
+
+OVERHEAD_SHAPE = (2, 8, 4, 4)  # -> 8 channels: the device work is negligible beside the host's
+
+
+def overhead_cases(device, backends):
+    """(case, shape, {name: fn}) for `--mode overhead` (bench/overhead.py): the public call on
+    a tiny block beside the unfused pair, forward and forward+backward (fp32, NCHW, with bias).
+    On CPU such a block takes the unfused route, so the difference is the public call's own
+    cost: argument checks, backend resolution and the route rule."""
+    x = torch.randn(OVERHEAD_SHAPE, device=device, requires_grad=True)
+    channels = OVERHEAD_SHAPE[1]
+    weight = torch.randn(channels, channels, 3, 3, device=device, requires_grad=True)
+    bias = torch.randn(channels, device=device, requires_grad=True)
+    inputs = (x, weight, bias)
+    grad_out = torch.randn(OVERHEAD_SHAPE[0], channels, 2 * OVERHEAD_SHAPE[2],
+                           2 * OVERHEAD_SHAPE[3], device=device)
+    impls = {"eager": upsample_conv2d_unfused,
+             **{b: functools.partial(upsample_conv2d, backend=b) for b in backends}}
+    yield "fwd", x.shape, {name: (lambda fn=fn: fn(*inputs)) for name, fn in impls.items()}
+    yield "fwd+bwd", x.shape, {
+        name: (lambda fn=fn: torch.autograd.grad(fn(*inputs), inputs, grad_out))
+        for name, fn in impls.items()}
 
 
 def activation_memory(fn, inputs, grad_out) -> dict:

@@ -290,7 +290,9 @@ def upsample_conv2d_with(backend: str, x, weight, bias=None, activation=None,
                          negative_slope=0.01) -> torch.Tensor:
     """upsample_conv2d() with the backend already resolved ("torch" or "triton"); inputs
     checked. The triton backend also runs on CPU tensors under TRITON_INTERPRET=1."""
-    device_type = x.device.type
+    # x.device builds an object per call (7 us with caches cold on the 2-core machine): CUDA,
+    # where host time decides small blocks, is answered by a flag.
+    device_type = "cuda" if x.is_cuda else x.device.type
     if torch.is_autocast_enabled(device_type):
         # What autocast does for conv2d: inputs to its dtype, then the op without autocast (the
         # fused routes' backward would otherwise meet a half gradient and float32 inputs).
