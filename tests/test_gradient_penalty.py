@@ -7,7 +7,6 @@ import functools
 
 import pytest
 import torch
-import torch.utils._python_dispatch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,6 +17,7 @@ from ganfast.ops import gradient_penalty as gp
 from ganfast.ops.gradient_penalty import interpolate, per_sample_norm
 
 from . import canonical
+from .dispatch_count import RecordOps
 
 ODD_SHAPES = [(1, 3), (3, 7), (2, 3, 5, 7), (5, 1, 9, 3), (3, 2, 3, 4, 5)]
 # dtype: tolerance of ganfast's result against the float64 canonical value
@@ -302,43 +302,23 @@ def test_penalty_ops_and_launches_are_counted(kernel_backend):
     # a GPU, plus the finalize program of norm_penalty; docs/ops.md) and no ATen compute op:
     # the [B]-sized tail is inside the kernels. This must not grow unnoticed.
     g = torch.randn(4, 3, 5, 5, requires_grad=True)
-    with _RecordOps() as ops:
+    with RecordOps() as ops:
         torch.autograd.grad(gp.norm_penalty_with(kernel_backend, g, 10.0, 1.0), g)
     namespace = "ganfast_C" if kernel_backend == "cuda" else "ganfast"
     kernels = [name for name in ops.names if name.split("::")[0] in ("ganfast", "ganfast_C")]
     assert kernels == [f"{namespace}::norm_penalty", f"{namespace}::norm_backward"]
     # autograd's seed (ones_like) is the only other op that computes anything
-    assert [n for n in ops.names if n not in kernels and n not in _VIEW_OPS] == ["aten::ones_like"]
+    assert [n for n in ops.names if n not in kernels and n not in ops.views] == ["aten::ones_like"]
 
 
 def test_torch_backend_runs_fewer_ops_than_canonical():
     g = torch.randn(4, 3, 5, 5, requires_grad=True)
-    with _RecordOps() as ours:
+    with RecordOps() as ours:
         torch.autograd.grad(gp.norm_penalty_with("torch", g, 10.0, 1.0), g)
-    with _RecordOps() as theirs:
+    with RecordOps() as theirs:
         torch.autograd.grad(10 * ((g.flatten(1).norm(2, dim=1) - 1) ** 2).mean(), g)
     # The mean of squares is one dot product (docs/ops.md): 4 + 8 ops against 5 + 9.
     assert len(ours.compute_ops()) < len(theirs.compute_ops())
-
-
-# Ops that only make views: no kernel runs for them.
-_VIEW_OPS = {"aten::expand", "aten::view", "aten::as_strided", "aten::detach", "aten::alias",
-             "aten::unsqueeze"}
-
-
-class _RecordOps(torch.utils._python_dispatch.TorchDispatchMode):
-    """The qualified names of the ops that reach the dispatcher's Python mode, in order."""
-
-    def __init__(self):
-        super().__init__()
-        self.names = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.names.append(func._schema.name)
-        return func(*args, **(kwargs or {}))
-
-    def compute_ops(self):
-        return [name for name in self.names if name not in _VIEW_OPS]
 
 
 # ---------------------------------------------------------------- registration

@@ -16,6 +16,7 @@ from ganfast.nn.functional import upsample_conv2d
 from ganfast.ops import upsample_conv as uc
 
 from .canonical import upsample_conv as unfused  # the oracle, independent of ganfast
+from .dispatch_count import RecordOps
 
 ACTIVATIONS = [(None, 0.01), ("relu", 0.01), ("leaky_relu", 0.2)]
 SHIPPED_CPU_ROUTE = uc.cpu_route
@@ -479,6 +480,32 @@ def test_every_cpu_route_double_backward(monkeypatch, route):
     assert torch.autograd.gradgradcheck(
         lambda *a: upsample_conv2d(*a, activation="leaky_relu", negative_slope=0.2),
         (x, weight, bias))
+
+
+# The work of one call with every gradient (docs/ops.md), counted so that it cannot grow
+# unnoticed: the folded route is what the torch backend runs on CUDA (a matmul folding the
+# weight, the transposed conv; backward: the bias's sum, the fold again, the conv's backward,
+# a copy and a matmul mapping back to the 3x3 weight); the tap products' counts are one tile's.
+FOLDED_FORWARD = ["aten::mm", "aten::convolution"]
+FOLDED_BACKWARD = ["aten::sum", "aten::mm", "aten::convolution_backward", "aten::clone",
+                   "aten::mm"]
+
+
+@pytest.mark.parametrize("route,forward,backward", [
+    ("folded", FOLDED_FORWARD, FOLDED_BACKWARD), ("taps", 16, 18), ("unfused", 2, 2)])
+def test_work_per_call_is_counted(monkeypatch, route, forward, backward):
+    monkeypatch.setattr(uc, "cpu_route", lambda x, weight: route)
+    x, weight, bias = _inputs(1, 2, 3, 3, 3, dtype=torch.float32)
+    grad_out = torch.randn(1, 3, 6, 6)
+    torch.autograd.grad(upsample_conv2d(x, weight, bias), (x, weight, bias), grad_out)  # caches
+    with RecordOps() as forward_ops:
+        out = upsample_conv2d(x, weight, bias)
+    with RecordOps() as backward_ops:
+        torch.autograd.grad(out, (x, weight, bias), grad_out)
+    counted = [forward_ops.compute_ops(), backward_ops.compute_ops()]
+    if isinstance(forward, int):
+        counted = [len(ops) for ops in counted]
+    assert counted == [forward, backward]
 
 
 def test_fused_cpu_routes_save_only_their_inputs(monkeypatch):
