@@ -114,11 +114,7 @@ def _bench_op(args) -> int:
                                 lambda case: unavailable(case.backend))
         interrupted = bench_cases.last_run_interrupted
     if args.mode in ("all", "overhead") and not interrupted:
-        try:
-            rows += overhead.run(device, names, unavailable, quick=args.quick)
-        except KeyboardInterrupt:
-            print("bench gradient_penalty: interrupted in the overhead cases; keeping the "
-                  f"{len(rows)} rows timed before them", file=sys.stderr)
+        rows += overhead.run(device, names, unavailable, quick=args.quick)
     first = next((row for row in rows if "skipped" not in row), None)  # an eager baseline
     if first is None:
         return _nothing_timed("gradient_penalty")
@@ -192,13 +188,9 @@ def _bench_upsample_conv(args) -> int:
             lambda dtype: bench_timing.matrix_tflops(device, getattr(torch, dtype))))
         interrupted = bench_cases.last_run_interrupted
     if args.mode in ("all", "overhead") and not interrupted:
-        try:
-            overhead_rows = overhead.timed_rows(
-                "upsample_conv", list(uc_bench.overhead_cases(device, backend_names)), device,
-                quick=args.quick)
-        except KeyboardInterrupt:
-            print("bench upsample_conv: interrupted in the overhead cases; keeping the "
-                  f"{len(rows)} rows timed before them", file=sys.stderr)
+        overhead_rows = overhead.timed_rows(
+            "upsample_conv", list(uc_bench.overhead_cases(device, backend_names)), device,
+            quick=args.quick)
     if not rows + overhead_rows:
         return _nothing_timed("upsample_conv")
     first = (rows + overhead_rows)[0]

@@ -304,7 +304,7 @@ def test_bench_interrupted_in_the_overhead_cases_keeps_the_kernel_rows(monkeypat
 
     monkeypatch.setattr(cases, "interleaved_ms", lambda fns, reps: {i: 1.0 for i in fns})
     _bench_machine(monkeypatch, cases)
-    monkeypatch.setattr(overhead, "run", interrupted)
+    monkeypatch.setattr(overhead, "host_us", interrupted)  # SIGINT in the first overhead case
     out = tmp_path / "rows.jsonl"
     assert main(["bench", "--op", "gradient_penalty", "--device", "cpu", "--quick",
                  "--no-compile", "--out", str(out)]) == 0

@@ -7,6 +7,7 @@ time per call over many calls, best of several repetitions, synchronizing once p
 repetition (so on a GPU the figure is the host's, as long as the device keeps up).
 """
 
+import sys
 import time
 
 import torch
@@ -77,22 +78,28 @@ def run(device: torch.device, backends, skip=lambda backend: "", quick: bool = F
 
 def timed_rows(op: str, all_cases, device: torch.device, skip=lambda backend: "",
                quick: bool = False) -> list[dict]:
-    """Rows of `op` for (case, shape, {name: fn}) cases whose first fn is "eager" (fp32)."""
+    """Rows of `op` for (case, shape, {name: fn}) cases whose first fn is "eager" (fp32).
+    Interrupted (SIGINT), the rows timed so far, so that the caller prints and saves them."""
     calls, repeats = (CALLS // 10, 3) if quick else (CALLS, REPEATS)
     env = environment(device)
     rows = []
-    for name, shape, fns in tqdm(all_cases, desc="bench overhead", unit="case", leave=False):
-        eager_us = None
-        for backend, fn in fns.items():
-            row = {"op": op, "mode": "overhead", "case": name,
-                   "shape": list(shape), "dtype": "float32", "backend": backend}
-            reason = skip(backend) if backend != "eager" else ""
-            if reason:
-                rows.append({**row, "skipped": reason, **env})
-                continue
-            us = host_us(fn, device, calls, repeats)
-            eager_us = eager_us or us
-            rows.append({**row, "us_per_call": round(us, 2), "median_ms": round(us / 1e3, 5),
-                         "gbps": None, "frac_of_copy": None, "speedup": round(eager_us / us, 2),
-                         "speedup_vs_compile": None, **env})
+    try:
+        for name, shape, fns in tqdm(all_cases, desc="bench overhead", unit="case", leave=False):
+            eager_us = None
+            for backend, fn in fns.items():
+                row = {"op": op, "mode": "overhead", "case": name,
+                       "shape": list(shape), "dtype": "float32", "backend": backend}
+                reason = skip(backend) if backend != "eager" else ""
+                if reason:
+                    rows.append({**row, "skipped": reason, **env})
+                    continue
+                us = host_us(fn, device, calls, repeats)
+                eager_us = eager_us or us
+                rows.append({**row, "us_per_call": round(us, 2), "median_ms": round(us / 1e3, 5),
+                             "gbps": None, "frac_of_copy": None,
+                             "speedup": round(eager_us / us, 2), "speedup_vs_compile": None,
+                             **env})
+    except KeyboardInterrupt:
+        print(f"bench {op}: interrupted in the overhead cases; keeping the {len(rows)} overhead "
+              "rows timed so far and those before them", file=sys.stderr)
     return rows

@@ -182,9 +182,10 @@ def markdown(rows, *, images=None) -> str:
         if any(r["mode"] == "overhead" for r in s["shown"]):
             out += ["Overhead rows: host microseconds per call on a tiny input, not device time.", ""]
         if s["skipped"]:
-            seen = sorted({(_group_key(r), r["backend"], _label(r), _shape(r["shape"]), r["dtype"],
-                            str(r["skipped"])) for r in s["skipped"]},
-                          key=lambda t: (t[0], _rank(BASELINES + BACKEND_ORDER, t[1]), t[5]))
+            # one row per (group, backend) already: _sections keeps the latest
+            seen = sorted(((_group_key(r), r["backend"], _label(r), _shape(r["shape"]), r["dtype"],
+                            str(r["skipped"])) for r in s["skipped"]),
+                          key=lambda t: (t[0], _rank(BASELINES + BACKEND_ORDER, t[1])))
             out.append("Skipped:")
             out += [f"- {label} {shape} {dtype} {backend}: {reason}"
                     for _, backend, label, shape, dtype, reason in seen]
