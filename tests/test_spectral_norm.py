@@ -125,6 +125,33 @@ def test_drawn_layers_equal_pytorch(kind, c_in, c_out, kernel, n_power_iteration
     _train_side_by_side(theirs, ours, inputs, torch.float64)
 
 
+@settings(max_examples=30, deadline=None)
+@given(size=st.integers(1, 300), scale=st.sampled_from([1e-30, 1e-3, 1.0, 1e4]),
+       dtype=st.sampled_from([torch.float32, torch.float64]), seed=st.integers(0, 2**16))
+def test_power_iteration_steps_are_pytorchs_bit_for_bit(size, scale, dtype, seed):
+    # normalize_into replaces F.normalize(out=) in the power iteration: the same ATen ops, so
+    # the same bits, including vectors small enough for eps to clamp the norm.
+    g = torch.Generator().manual_seed(seed)
+    vector = torch.randn(size, dtype=dtype, generator=g) * scale
+    theirs, ours = torch.empty_like(vector), torch.empty_like(vector)
+    torch.nn.functional.normalize(vector, dim=0, eps=1e-12, out=theirs)
+    ops.normalize_into(vector, 1e-12, ours)
+    assert torch.equal(ours, theirs)
+
+
+def test_power_iteration_records_no_graph():
+    # It runs without a no_grad block: given a weight that requires grad, it still updates u
+    # and v in place (out= would refuse a tensor that needs a gradient) and builds no graph.
+    g = torch.Generator().manual_seed(0)
+    weight = torch.randn(5, 7, generator=g, requires_grad=True)
+    u = torch.nn.functional.normalize(torch.randn(5, generator=g), dim=0)
+    v = torch.nn.functional.normalize(torch.randn(7, generator=g), dim=0)
+    expected_u = torch.nn.functional.normalize(weight.detach() @ v, dim=0)
+    ops.power_iteration_(weight, u, v, 1, 1e-12)
+    torch.testing.assert_close(u, expected_u, atol=0, rtol=0)
+    assert u.grad_fn is None and v.grad_fn is None and not (u.requires_grad or v.requires_grad)
+
+
 def test_one_dimensional_weight_is_normalized_exactly():
     m = nn.Module()
     m.weight = nn.Parameter(torch.randn(9, dtype=torch.float64))
@@ -214,6 +241,30 @@ def test_gradcheck(dim):
     assert torch.autograd.gradgradcheck(f, (w,))
     grad = torch.randn(w.shape, dtype=torch.float64, generator=g)
     (ours,) = torch.autograd.grad(f(w), w, grad)
+    (ref,) = torch.autograd.grad(ops.normalize_by_sigma_reference(w, u, v, dim), w, grad)
+    torch.testing.assert_close(ours, ref, atol=1e-12, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dim", [0, 1])
+@pytest.mark.parametrize("weight_layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("grad_kind", ["expanded", "transposed"])
+def test_backward_takes_any_gradient_layout(dim, weight_layout, grad_kind):
+    # The gradient a sum sends back is an expanded tensor (all strides 0); others arrive
+    # permuted. The backward subtracts u v^T by broadcasting into G / sigma: check it against
+    # autograd through the reference for each, with channels_last weights as well.
+    g = torch.Generator().manual_seed(7)
+    w = torch.randn(5, 4, 3, 2, dtype=torch.float64, generator=g)
+    if weight_layout == "channels_last":
+        w = w.to(memory_format=torch.channels_last)
+    w.requires_grad_()
+    h, wd = ops.weight_to_matrix(w, dim).shape
+    u = torch.nn.functional.normalize(torch.randn(h, dtype=torch.float64, generator=g), dim=0)
+    v = torch.nn.functional.normalize(torch.randn(wd, dtype=torch.float64, generator=g), dim=0)
+    if grad_kind == "expanded":
+        grad = torch.tensor(1.5, dtype=torch.float64).expand(w.shape)
+    else:
+        grad = torch.randn(2, 3, 4, 5, dtype=torch.float64, generator=g).permute(3, 2, 1, 0)
+    (ours,) = torch.autograd.grad(ops.normalize_by_sigma(w, u, v, dim), w, grad)
     (ref,) = torch.autograd.grad(ops.normalize_by_sigma_reference(w, u, v, dim), w, grad)
     torch.testing.assert_close(ours, ref, atol=1e-12, rtol=1e-12)
 

@@ -61,15 +61,14 @@ class SpectralNorm(nn.Module):
             backend = resolve(ops.OP, "auto", weight.is_cuda)
             if backend != "torch":
                 return self._normalize_fused(weight, backend)
+        u, v = self._u, self._v  # each buffer read through Module.__getattr__ once (3 us)
         if self.training:
             weight_mat = ops.weight_to_matrix(weight.detach(), self.dim)
             if self.legacy_update_order:  # v from u, then u from v: the same steps on W^T
-                ops.power_iteration_(weight_mat.t(), self._v, self._u, self.n_power_iterations,
-                                     self.eps)
+                ops.power_iteration_(weight_mat.t(), v, u, self.n_power_iterations, self.eps)
             else:
-                ops.power_iteration_(weight_mat, self._u, self._v, self.n_power_iterations,
-                                     self.eps)
-        return ops.normalize_by_sigma(weight, self._u, self._v, self.dim)
+                ops.power_iteration_(weight_mat, u, v, self.n_power_iterations, self.eps)
+        return ops.normalize_by_sigma(weight, u, v, self.dim)
 
     def _normalize_fused(self, weight: torch.Tensor, backend: str) -> torch.Tensor:
         # The grouped kernel (Triton or CUDA) with a group of one: power iteration, sigma and

@@ -23,7 +23,6 @@ A backward asked to build a graph (create_graph=True) differentiates the referen
 import math
 
 import torch
-import torch.nn.functional as F
 from torch.compiler import is_compiling
 
 from .layout import acc_dtype
@@ -40,28 +39,31 @@ def weight_to_matrix(weight: torch.Tensor, dim: int) -> torch.Tensor:
     return weight.flatten(1)
 
 
-def matrix_to_weight(mat: torch.Tensor, weight: torch.Tensor, dim: int) -> torch.Tensor:
-    """Inverse of weight_to_matrix: an [h, w] matrix back in the weight's shape and dim order."""
-    if dim == 0:
-        return mat.view(weight.shape)
-    order = [dim] + [d for d in range(weight.dim()) if d != dim]
-    permuted = mat.view([weight.shape[d] for d in order])
-    inverse = [order.index(d) for d in range(weight.dim())]
-    return permuted.permute(inverse)
-
-
-@torch.no_grad()
 def power_iteration_(weight_mat, u, v, n_power_iterations: int, eps: float) -> None:
     # In place (out=): DataParallel replicas share the buffers' storage, see PyTorch's note in
-    # torch/nn/utils/spectral_norm.py. Same expressions as PyTorch, so the same rounding.
+    # torch/nn/utils/spectral_norm.py. Same ATen ops as PyTorch, so the same rounding.
+    # No autograd without a no_grad block (whose decorator costs 17 us per call on the 2-core
+    # machine, a twelfth of a small layer's weight access): with the matrix detached, nothing
+    # here requires grad (u and v are buffers).
+    if weight_mat.requires_grad:
+        weight_mat = weight_mat.detach()
     # Under torch.compile the products are matrix-matrix: inductor decomposes mv into pointwise
     # work that its partitioner would rather recompute in the backward, from the u/v buffers as
     # they were, which the next call of the same module has updated in place by then (D(real),
     # D(fake), one backward fails that way, as PyTorch's spectral norm does). A matmul is saved.
     mv = _mv_as_mm if is_compiling() else torch.mv
     for _ in range(n_power_iterations):
-        F.normalize(mv(weight_mat, v), dim=0, eps=eps, out=u)
-        F.normalize(mv(weight_mat.H, u), dim=0, eps=eps, out=v)
+        normalize_into(mv(weight_mat, v), eps, u)
+        normalize_into(mv(weight_mat.H, u), eps, v)
+
+
+def normalize_into(vector, eps: float, out) -> None:
+    """F.normalize(vector, dim=0, eps=eps, out=out), bit for bit: the same three ATen ops
+    (vector_norm, clamp_min_, div). F.normalize reaches vector_norm through Tensor.norm's Python
+    wrapper, which builds the tensor's device object and costs more than the ops themselves on
+    CPU (33 against 17 us on the 2-core machine)."""
+    denom = torch.linalg.vector_norm(vector, 2.0, [0], True).clamp_min_(eps)
+    torch.div(vector, denom, out=out)
 
 
 def _mv_as_mm(matrix, vector):
@@ -96,11 +98,24 @@ class _NormalizeBySigma(torch.autograd.Function):
             y = normalize_by_sigma_reference(weight, u, v, ctx.dim)
             (gw,) = torch.autograd.grad(y, weight, grad, create_graph=True)
             return gw, None, None, None
-        # The scalars go into the small vector u: two passes over the weight, not three.
-        u_scaled = u * (torch.vdot(grad.reshape(-1), out.reshape(-1)) / sigma)
+        # gW = G / sigma - <G / sigma, y> u v^T: the division first, so that the product reads
+        # a dense tensor (the gradient of a sum is an expanded one, which vdot would copy); the
+        # scalar goes into the small vector u, and u v^T is subtracted in place by broadcasting,
+        # never materialized: four ATen ops, none of them a copy.
         grad_weight = grad / sigma
-        grad_weight.sub_(matrix_to_weight(torch.outer(u_scaled, v), weight, ctx.dim))
+        u_scaled = u * torch.vdot(grad_weight.reshape(-1), out.reshape(-1))
+        grad_weight.addcmul_(*_outer_factors(u_scaled, v, weight, ctx.dim), value=-1)
         return grad_weight, None, None, None
+
+
+def _outer_factors(u, v, weight, dim: int):
+    """u and v viewed so that their broadcast product is u v^T in the weight's shape: u along
+    `dim`, v over the other dimensions in order (weight_to_matrix's column order)."""
+    u_shape = [1] * weight.dim()
+    u_shape[dim] = weight.shape[dim]
+    v_shape = list(weight.shape)
+    v_shape[dim] = 1
+    return u.view(u_shape), v.view(v_shape)
 
 
 def normalize_by_sigma(weight, u, v, dim: int):
