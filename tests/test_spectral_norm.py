@@ -13,6 +13,8 @@ from torch.nn.utils import parametrizations, parametrize
 import ganfast
 from ganfast.ops import spectral_norm as ops
 
+from .dispatch_count import RecordOps
+
 MODULES = {
     "linear": (lambda: nn.Linear(7, 5), (3, 7)),
     "conv1d": (lambda: nn.Conv1d(3, 6, 3), (2, 3, 9)),
@@ -125,31 +127,67 @@ def test_drawn_layers_equal_pytorch(kind, c_in, c_out, kernel, n_power_iteration
     _train_side_by_side(theirs, ours, inputs, torch.float64)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(size=st.integers(1, 300), scale=st.sampled_from([1e-30, 1e-3, 1.0, 1e4]),
-       dtype=st.sampled_from([torch.float32, torch.float64]), seed=st.integers(0, 2**16))
-def test_power_iteration_steps_are_pytorchs_bit_for_bit(size, scale, dtype, seed):
+       dtype=st.sampled_from([torch.float32, torch.float64, torch.float16, torch.bfloat16]),
+       step=st.integers(1, 3), seed=st.integers(0, 2**16))
+def test_power_iteration_steps_are_pytorchs_bit_for_bit(size, scale, dtype, step, seed):
     # normalize_into replaces F.normalize(out=) in the power iteration: the same ATen ops, so
-    # the same bits, including vectors small enough for eps to clamp the norm.
+    # the same bits, including vectors small enough for eps to clamp the norm, half types and
+    # strided vectors.
     g = torch.Generator().manual_seed(seed)
-    vector = torch.randn(size, dtype=dtype, generator=g) * scale
+    vector = (torch.randn(size * step, dtype=torch.float64, generator=g) * scale).to(dtype)[::step]
     theirs, ours = torch.empty_like(vector), torch.empty_like(vector)
     torch.nn.functional.normalize(vector, dim=0, eps=1e-12, out=theirs)
     ops.normalize_into(vector, 1e-12, ours)
     assert torch.equal(ours, theirs)
 
 
-def test_power_iteration_records_no_graph():
-    # It runs without a no_grad block: given a weight that requires grad, it still updates u
-    # and v in place (out= would refuse a tensor that needs a gradient) and builds no graph.
+@pytest.mark.parametrize("requiring_grad", ["weight", "buffers"])
+def test_power_iteration_records_no_graph(requiring_grad):
+    # It runs without a no_grad block when nothing requires grad, in one otherwise: given a
+    # weight, or buffers, that require grad (functional_call may pass such buffers), it still
+    # updates u and v in place (out= would refuse a result that needs a gradient) and builds no
+    # graph, as PyTorch's power method under no_grad.
     g = torch.Generator().manual_seed(0)
-    weight = torch.randn(5, 7, generator=g, requires_grad=True)
+    weight = torch.randn(5, 7, generator=g, requires_grad=requiring_grad == "weight")
     u = torch.nn.functional.normalize(torch.randn(5, generator=g), dim=0)
     v = torch.nn.functional.normalize(torch.randn(7, generator=g), dim=0)
     expected_u = torch.nn.functional.normalize(weight.detach() @ v, dim=0)
+    u.requires_grad_(requiring_grad == "buffers"), v.requires_grad_(requiring_grad == "buffers")
     ops.power_iteration_(weight, u, v, 1, 1e-12)
-    torch.testing.assert_close(u, expected_u, atol=0, rtol=0)
-    assert u.grad_fn is None and v.grad_fn is None and not (u.requires_grad or v.requires_grad)
+    torch.testing.assert_close(u.detach(), expected_u, atol=0, rtol=0)
+    assert u.grad_fn is None and v.grad_fn is None
+
+
+def test_torch_func_grad_and_vmap_match_pytorch():
+    # torch.func over a spectral-normalized model (functional_call, grad, vmap) as over
+    # PyTorch's parametrization: the model called twice inside grad, in training mode, then
+    # vmap of the model in eval mode.
+    from torch.func import functional_call, grad, vmap
+
+    torch.manual_seed(0)
+    base = nn.Sequential(nn.Linear(5, 6), nn.ReLU(), nn.Linear(6, 1)).double()
+    pair = (copy.deepcopy(base), copy.deepcopy(base))
+    spectral_norms = (parametrizations.spectral_norm, ganfast.nn.spectral_norm)
+    for model, sn in zip(pair, spectral_norms, strict=True):
+        for seed, layer in ((1, model[0]), (2, model[2])):  # the same u, v in both
+            torch.manual_seed(seed)
+            sn(layer)
+    x, y = torch.randn(4, 5, dtype=torch.float64), torch.randn(3, 5, dtype=torch.float64)
+
+    def loss(params, model):
+        return (functional_call(model, params, (x,)).square().mean()
+                + functional_call(model, params, (y,)).mean())
+
+    theirs, ours = (grad(loss)({k: p.detach() for k, p in m.named_parameters()}, m)
+                    for m in pair)
+    for name in theirs:
+        assert_close(ours[name], theirs[name], torch.float64)
+    for model in pair:
+        model.eval()
+    theirs, ours = (vmap(model)(x) for model in pair)
+    assert_close(ours, theirs, torch.float64)
 
 
 def test_one_dimensional_weight_is_normalized_exactly():
@@ -264,9 +302,15 @@ def test_backward_takes_any_gradient_layout(dim, weight_layout, grad_kind):
         grad = torch.tensor(1.5, dtype=torch.float64).expand(w.shape)
     else:
         grad = torch.randn(2, 3, 4, 5, dtype=torch.float64, generator=g).permute(3, 2, 1, 0)
-    (ours,) = torch.autograd.grad(ops.normalize_by_sigma(w, u, v, dim), w, grad)
+    y = ops.normalize_by_sigma(w, u, v, dim)
+    with RecordOps() as backward:
+        (ours,) = torch.autograd.grad(y, w, grad)
     (ref,) = torch.autograd.grad(ops.normalize_by_sigma_reference(w, u, v, dim), w, grad)
     torch.testing.assert_close(ours, ref, atol=1e-12, rtol=1e-12)
+    # ... without a weight-sized copy: G / sigma is written in y's layout, the product reads
+    # both in memory order, and the gradient leaves in the weight's layout.
+    assert not {"aten::clone", "aten::copy_", "aten::contiguous"} & set(backward.compute_ops())
+    assert ours.stride() == w.stride()
 
 
 def test_compile_fullgraph_matches_eager():

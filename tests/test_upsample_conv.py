@@ -602,6 +602,43 @@ def test_functional_rejects_bad_shapes(x_shape, w_shape, b_shape, match):
         upsample_conv2d(torch.randn(x_shape), torch.randn(w_shape), torch.randn(b_shape))
 
 
+# One valid call, then each way of getting one argument wrong.
+_FAULTS = {
+    None: {},
+    "x not a tensor": {"x": "not a tensor"},
+    "x 3-D": {"x": (2, 3, 5)},
+    "x 5-D": {"x": (2, 3, 5, 5, 1)},
+    "x channels": {"x": (2, 4, 5, 5)},
+    "weight 2-D": {"weight": (6, 3)},
+    "weight kernel 5": {"weight": (6, 3, 5, 5)},
+    "weight kernel 3x1": {"weight": (6, 3, 3, 1)},
+    "weight in_channels": {"weight": (6, 2, 3, 3)},
+    "bias size": {"bias": (5,)},
+    "bias 2-D": {"bias": (6, 1)},
+    "bias 0-D": {"bias": ()},
+    "activation": {"activation": "gelu"},
+    "activation case": {"activation": "RELU"},
+}
+
+
+@pytest.mark.parametrize("with_bias", [True, False])
+@pytest.mark.parametrize("fault", list(_FAULTS))
+def test_one_expression_check_agrees_with_the_named_checks(fault, with_bias):
+    # check_inputs passes valid arguments with one expression and names the wrong argument
+    # with checks one by one: both must accept exactly the valid call.
+    args = {"x": (2, 3, 5, 5), "weight": (6, 3, 3, 3), "bias": (6,) if with_bias else None,
+            "activation": "relu", **_FAULTS[fault]}
+    x, weight, bias = (torch.empty(args[k]) if isinstance(args[k], tuple) else args[k]
+                       for k in ("x", "weight", "bias"))
+    try:
+        uc.raise_for_inputs(x, weight, bias, args["activation"])
+        named = True
+    except ValueError:
+        named = False
+    assert named == (fault is None)
+    assert uc.inputs_valid(x, weight, bias, args["activation"]) == named
+
+
 def test_module_rejects_wrong_channel_count():
     with pytest.raises(ValueError, match="channels"):
         UpsampleConv2d(3, 4)(torch.randn(1, 5, 4, 4))

@@ -42,11 +42,18 @@ def weight_to_matrix(weight: torch.Tensor, dim: int) -> torch.Tensor:
 def power_iteration_(weight_mat, u, v, n_power_iterations: int, eps: float) -> None:
     # In place (out=): DataParallel replicas share the buffers' storage, see PyTorch's note in
     # torch/nn/utils/spectral_norm.py. Same ATen ops as PyTorch, so the same rounding.
-    # No autograd without a no_grad block (whose decorator costs 17 us per call on the 2-core
-    # machine, a twelfth of a small layer's weight access): with the matrix detached, nothing
-    # here requires grad (u and v are buffers).
-    if weight_mat.requires_grad:
-        weight_mat = weight_mat.detach()
+    # Runs without torch.no_grad() when nothing needs it (its decorator cost 17 us per call on
+    # the 2-core machine, a twelfth of a small layer's weight access): with the matrix detached
+    # and buffers that do not require grad, no op here can record a graph. Otherwise (a live
+    # matrix, buffers set to require grad, as functional_call or DataParallel's replicas may
+    # pass) in a no_grad block, as PyTorch's _power_method runs.
+    if weight_mat.requires_grad or u.requires_grad or v.requires_grad:
+        with torch.no_grad():
+            return _power_iteration(weight_mat, u, v, n_power_iterations, eps)
+    _power_iteration(weight_mat, u, v, n_power_iterations, eps)
+
+
+def _power_iteration(weight_mat, u, v, n_power_iterations: int, eps: float) -> None:
     # Under torch.compile the products are matrix-matrix: inductor decomposes mv into pointwise
     # work that its partitioner would rather recompute in the backward, from the u/v buffers as
     # they were, which the next call of the same module has updated in place by then (D(real),
@@ -59,7 +66,9 @@ def power_iteration_(weight_mat, u, v, n_power_iterations: int, eps: float) -> N
 
 def normalize_into(vector, eps: float, out) -> None:
     """F.normalize(vector, dim=0, eps=eps, out=out), bit for bit: the same three ATen ops
-    (vector_norm, clamp_min_, div). F.normalize reaches vector_norm through Tensor.norm's Python
+    (vector_norm, clamp_min_, div; F.normalize's expand_as of the norm is a view with the
+    stride-0 broadcast that div applies here). F.normalize reaches vector_norm through
+    Tensor.norm's Python
     wrapper, which builds the tensor's device object and costs more than the ops themselves on
     CPU (33 against 17 us on the 2-core machine)."""
     denom = torch.linalg.vector_norm(vector, 2.0, [0], True).clamp_min_(eps)
@@ -98,12 +107,19 @@ class _NormalizeBySigma(torch.autograd.Function):
             y = normalize_by_sigma_reference(weight, u, v, ctx.dim)
             (gw,) = torch.autograd.grad(y, weight, grad, create_graph=True)
             return gw, None, None, None
-        # gW = G / sigma - <G / sigma, y> u v^T: the division first, so that the product reads
-        # a dense tensor (the gradient of a sum is an expanded one, which vdot would copy); the
-        # scalar goes into the small vector u, and u v^T is subtracted in place by broadcasting,
-        # never materialized: four ATen ops, none of them a copy.
-        grad_weight = grad / sigma
-        u_scaled = u * torch.vdot(grad_weight.reshape(-1), out.reshape(-1))
+        # gW = G / sigma - <G / sigma, y> u v^T: the division first, into a dense tensor in y's
+        # layout (the gradient of a sum is an expanded one, which vdot would copy), so that the
+        # product reads both flat in memory order; the scalar goes into the small vector u, and
+        # u v^T is subtracted in place by broadcasting, never materialized. No copy in any
+        # layout; four ATen ops when G and y are contiguous.
+        if grad.is_contiguous() and out.is_contiguous():
+            grad_weight = grad / sigma
+            flat_grad, flat_out = grad_weight.view(-1), out.view(-1)
+        else:  # channels_last weights, expanded or permuted gradients
+            grad_weight = torch.div(grad, sigma, out=torch.empty_like(out))
+            flat = ((out.numel(),), (1,))  # y and grad_weight: the same strides, dense
+            flat_grad, flat_out = grad_weight.as_strided(*flat), out.as_strided(*flat)
+        u_scaled = u * torch.vdot(flat_grad, flat_out)
         grad_weight.addcmul_(*_outer_factors(u_scaled, v, weight, ctx.dim), value=-1)
         return grad_weight, None, None, None
 
@@ -120,6 +136,11 @@ def _outer_factors(u, v, weight, dim: int):
 
 def normalize_by_sigma(weight, u, v, dim: int):
     """W / sigma(W, u, v); the gradient flows to W only."""
+    if torch._C._are_functorch_transforms_active():
+        # torch.func (grad, vmap, functional_call under them): the Function has no vmap rule,
+        # so differentiable ATen ops, on copies of u and v as PyTorch's parametrization takes
+        # (a second call of the module updates the buffers before the backward reads them).
+        return normalize_by_sigma_reference(weight, u.clone(), v.clone(), dim)
     if not (torch.is_grad_enabled() and weight.requires_grad):
         with torch.no_grad():  # no graph: no Function, no copies of u and v
             return weight / sigma_reference(weight_to_matrix(weight, dim), u, v)
