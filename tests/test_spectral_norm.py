@@ -161,10 +161,10 @@ def test_power_iteration_records_no_graph(requiring_grad):
 
 
 def test_torch_func_grad_and_vmap_match_pytorch():
-    # torch.func over a spectral-normalized model (functional_call, grad, vmap) as over
+    # torch.func over a spectral-normalized model (functional_call, grad, vmap, jvp) as over
     # PyTorch's parametrization: the model called twice inside grad, in training mode, then
-    # vmap of the model in eval mode.
-    from torch.func import functional_call, grad, vmap
+    # vmap and jvp of the model in eval mode.
+    from torch.func import functional_call, grad, jvp, vmap
 
     torch.manual_seed(0)
     base = nn.Sequential(nn.Linear(5, 6), nn.ReLU(), nn.Linear(6, 1)).double()
@@ -188,6 +188,13 @@ def test_torch_func_grad_and_vmap_match_pytorch():
         model.eval()
     theirs, ours = (vmap(model)(x) for model in pair)
     assert_close(ours, theirs, torch.float64)
+    # Forward-mode AD (jvp) in eval mode, with the same tangents for both.
+    params = {k: p.detach() for k, p in pair[0].named_parameters()}
+    tangents = {k: torch.randn_like(p) for k, p in params.items()}
+    theirs, ours = (jvp(lambda p, m=m: functional_call(m, p, (x,)), (params,), (tangents,))
+                    for m in pair)
+    for a, b in zip(theirs, ours, strict=True):
+        assert_close(b, a, torch.float64)
 
 
 def test_one_dimensional_weight_is_normalized_exactly():

@@ -7,7 +7,9 @@ Each kernel has one schema in two namespaces:
   ganfast_C::<name>  defined in C++ (csrc/registration.cpp) with its CUDA kernel; the same
                      reference and fake impl are attached here when the extension loads, so
                      opcheck and torch.compile run on it without a GPU.
-Autograd is not in the ops: each op module wraps them in a torch.autograd.Function.
+Autograd is not in the ops: each op module wraps them in a torch.autograd.Function, which
+torch.func transforms and forward-mode AD cannot run (no vmap rule, no jvp): under those,
+`transformed(...)` sends the op to its reference, plain differentiable ATen ops.
 
 `kernel(backend, name)` gives the callable for a resolved GPU backend. For "triton" in eager
 mode that is the launcher itself: the dispatcher hop into a Python impl costs more host time
@@ -19,6 +21,7 @@ import functools
 import importlib
 
 import torch
+import torch.autograd.forward_ad as fwAD
 from torch.compiler import is_compiling
 
 from .. import _extension
@@ -57,3 +60,15 @@ def kernel(backend: str, name: str):
             return getattr(torch.ops.ganfast, name).default
         return getattr(_import(_TRITON_MODULES[name]), name)
     raise BackendUnavailable(f"backend {backend!r} has no GPU kernels")
+
+
+def transformed(*tensors) -> bool:
+    """True under torch.func transforms (grad, vmap, jacrev, ...) or when one of `tensors` (None
+    allowed) carries a forward-mode AD tangent: the op's autograd.Function cannot run there, so
+    the caller runs its reference. False under torch.compile, which traces the Function."""
+    if is_compiling():
+        return False
+    if torch._C._are_functorch_transforms_active():
+        return True
+    return fwAD._current_level >= 0 and any(
+        t is not None and fwAD.unpack_dual(t).tangent is not None for t in tensors)

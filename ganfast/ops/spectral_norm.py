@@ -25,6 +25,7 @@ import math
 import torch
 from torch.compiler import is_compiling
 
+from ._library import transformed
 from .layout import acc_dtype
 
 OP = "spectral_norm"
@@ -68,9 +69,8 @@ def normalize_into(vector, eps: float, out) -> None:
     """F.normalize(vector, dim=0, eps=eps, out=out), bit for bit: the same three ATen ops
     (vector_norm, clamp_min_, div; F.normalize's expand_as of the norm is a view with the
     stride-0 broadcast that div applies here). F.normalize reaches vector_norm through
-    Tensor.norm's Python
-    wrapper, which builds the tensor's device object and costs more than the ops themselves on
-    CPU (33 against 17 us on the 2-core machine)."""
+    Tensor.norm's Python wrapper, which builds the tensor's device object and costs more than
+    the ops themselves on CPU (33 against 17 us on the 2-core machine)."""
     denom = torch.linalg.vector_norm(vector, 2.0, [0], True).clamp_min_(eps)
     torch.div(vector, denom, out=out)
 
@@ -136,10 +136,9 @@ def _outer_factors(u, v, weight, dim: int):
 
 def normalize_by_sigma(weight, u, v, dim: int):
     """W / sigma(W, u, v); the gradient flows to W only."""
-    if torch._C._are_functorch_transforms_active():
-        # torch.func (grad, vmap, functional_call under them): the Function has no vmap rule,
-        # so differentiable ATen ops, on copies of u and v as PyTorch's parametrization takes
-        # (a second call of the module updates the buffers before the backward reads them).
+    if transformed(weight):
+        # On copies of u and v, as PyTorch's parametrization takes: a second call of the
+        # module updates the buffers before the backward reads them.
         return normalize_by_sigma_reference(weight, u.clone(), v.clone(), dim)
     if not (torch.is_grad_enabled() and weight.requires_grad):
         with torch.no_grad():  # no graph: no Function, no copies of u and v

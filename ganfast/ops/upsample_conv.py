@@ -38,11 +38,10 @@ formulation, on CPU the one cpu_route picks.
 """
 
 import torch
-import torch.autograd.forward_ad as fwAD
 import torch.nn.functional as F
 
 from .. import backends
-from ._library import define, kernel
+from ._library import define, kernel, transformed
 from .layout import image_format
 from .upsample_conv_taps import taps_backward, taps_forward
 
@@ -285,16 +284,6 @@ def cpu_route(x: torch.Tensor, weight: torch.Tensor) -> str:
     return "folded"
 
 
-def _transformed(x, weight, bias) -> bool:
-    """True under torch.func transforms (grad, vmap, jacrev, ...) or with forward-mode AD
-    tangents: the fused routes' autograd.Function has no vmap rule or jvp and their out=
-    additions carry no tangents, so these run the reference (differentiable ATen ops)."""
-    if torch._C._are_functorch_transforms_active():
-        return True
-    return fwAD._current_level >= 0 and any(
-        t is not None and fwAD.unpack_dual(t).tangent is not None for t in (x, weight, bias))
-
-
 def _autocast_inputs(x, weight, bias):
     """x, weight, bias in the autocast dtype of x's device (float64 tensors are left alone)."""
     dtype = torch.get_autocast_dtype(x.device.type)
@@ -320,7 +309,7 @@ def upsample_conv2d_with(backend: str, x, weight, bias=None, activation=None,
         raise ValueError(f"upsample_conv2d: {name} is {t.dtype} but x is {x.dtype}; they must "
                          f"match (or run under autocast)")  # as conv2d: no silent promotion
     negative_slope = float(negative_slope)
-    if not torch.compiler.is_compiling() and _transformed(x, weight, bias):
+    if transformed(x, weight, bias):  # the fused routes' Function and out= carry no tangents
         return upsample_conv2d_reference(x, weight, bias, activation, negative_slope)
     form = backend  # "triton", or on CPU the formulation cpu_route picks
     if backend == "torch" or x.dtype not in KERNEL_DTYPES:
