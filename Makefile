@@ -61,8 +61,9 @@ test-min-torch:
 	  --no-build-isolation -c <($(MIN_PY) -c "$(PIN_TORCH)")
 	# (no peers: their torchvision would want a newer torch; the main run compares with them)
 	cd $(MIN_DIR)/src && $(MIN_PY) -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
-	cd $(MIN_DIR)/src && GANFAST_REQUIRE_EXTENSION=0 $(MIN_PY) -m pytest -m "not gpu and not interpreter" \
-	  -p no:cacheprovider
+	# (not quality: those train for minutes to a quality target; the main run has them)
+	cd $(MIN_DIR)/src && GANFAST_REQUIRE_EXTENSION=0 $(MIN_PY) -m pytest \
+	  -m "not gpu and not interpreter and not quality" -p no:cacheprovider
 	cd $(MIN_DIR)/src && TRITON_INTERPRET=1 $(MIN_PY) -m pytest -m interpreter -p no:cacheprovider
 
 bench: install

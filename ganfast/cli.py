@@ -108,8 +108,9 @@ def _bench_op(args) -> int:
     if args.mode in ("all", "kernels"):
         all_cases = list(gp_bench.cases(shapes, dtypes, device, names,
                                         with_compile=not args.no_compile))
-        all_cases += list(gp_bench.full_cases(16 if device.type == "cpu" else 64, dtypes[0], device,
-                                              names))
+        # The full step's batch: a DCGAN-64 batch on GPU, smaller on a CPU (--batch: repeatable).
+        for batch in args.batch or [16 if device.type == "cpu" else 64]:
+            all_cases += list(gp_bench.full_cases(batch, dtypes[0], device, names))
         rows += bench_cases.run("gradient_penalty", all_cases, device,
                                 lambda case: unavailable(case.backend))
         interrupted = bench_cases.last_run_interrupted
@@ -262,8 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="upsample_conv: a generator block such as sngan32-256-4 (repeatable; "
                             "default: all of ganfast.bench.upsample_conv.BLOCKS)")
     bench.add_argument("--batch", type=int, action="append",
-                       help="train_step: a batch size (repeatable; default 64 and 256 on GPU, 16 "
-                            "on CPU)")
+                       help="train_step, and gradient_penalty's full WGAN-GP step: a batch size "
+                            "(repeatable; default: train_step 64 and 256 on GPU, the full step "
+                            "64; 16 on CPU)")
     bench.add_argument("--quick", action="store_true",
                        help="the first default shape only, fewer calls per overhead case")
     bench.add_argument("--no-compile", action="store_true",

@@ -26,8 +26,8 @@ def test_bench_writes_rows_side_by_side(tmp_path):
     from ganfast.cli import main
 
     out = tmp_path / "rows.jsonl"
-    assert main(["bench", "--device", "cpu", "--shape", "3x2x5x5", "--no-compile",
-                 "--mode", "kernels", "--out", str(out)]) == 0
+    assert main(["bench", "--device", "cpu", "--shape", "3x2x5x5", "--batch", "2",
+                 "--no-compile", "--mode", "kernels", "--out", str(out)]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     modes = {(r["mode"], r["backend"]) for r in rows}
     for mode in ("interp", "fwd", "bwd", "fwd+bwd", "full"):
@@ -37,6 +37,7 @@ def test_bench_writes_rows_side_by_side(tmp_path):
         if row["backend"] == "eager":
             assert row["speedup"] == 1.0
         assert (row["gbps"] is None) == (row["mode"] == "full")  # full: time only
+        assert row["shape"] == ([2, 3, 64, 64] if row["mode"] == "full" else [3, 2, 5, 5])
 
 
 def test_bench_overhead_mode_times_host_calls(tmp_path):

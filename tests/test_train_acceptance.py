@@ -4,6 +4,10 @@ import pytest
 
 from ganfast.train import TrainConfig, Trainer
 
+# Minutes of training each: `make test` runs them, the oldest-torch run (an API check, whose
+# short runs in test_train_run.py go through the same code) leaves them out.
+pytestmark = pytest.mark.quality
+
 
 @pytest.fixture(autouse=True)
 def shared_cache(tmp_path_factory, monkeypatch):
