@@ -109,7 +109,8 @@ def _fuse_upsample_conv(model: nn.Module) -> list[Change]:
             container._modules[conv_name] = fused
             prefix = f"{path}." if path else ""
             changes.append(Change(f"{prefix}{up_name}+{conv_name}",
-                                  f"Upsample(2, nearest) + Conv2d({conv.in_channels}, "
+                                  f"{type(upsample).__name__}(2, {upsample.mode}) + "
+                                  f"Conv2d({conv.in_channels}, "
                                   f"{conv.out_channels}, 3, padding=1)",
                                   f"UpsampleConv2d({conv.in_channels}, {conv.out_channels})"))
     return changes

@@ -74,16 +74,17 @@ def test_sngan_models_are_converted_and_unchanged(api):
     _assert_same_steps(original, converted, lambda: torch.randn(2, 8, dtype=torch.float64))
 
 
-@pytest.mark.parametrize("upsample", [
-    lambda: nn.Upsample(scale_factor=2, mode="nearest-exact"),
-    lambda: nn.UpsamplingNearest2d(scale_factor=2),
-    lambda: nn.Upsample(scale_factor=(2.0, 2.0)),
+@pytest.mark.parametrize("upsample,label", [
+    (lambda: nn.Upsample(scale_factor=2, mode="nearest-exact"), "Upsample(2, nearest-exact)"),
+    (lambda: nn.UpsamplingNearest2d(scale_factor=2), "UpsamplingNearest2d(2, nearest)"),
+    (lambda: nn.Upsample(scale_factor=(2.0, 2.0)), "Upsample(2, nearest)"),
 ], ids=["nearest-exact", "UpsamplingNearest2d", "scale-pair"])
-def test_every_spelling_of_nearest_2x_is_fused_and_unchanged(upsample):
+def test_every_spelling_of_nearest_2x_is_fused_and_unchanged(upsample, label):
     torch.manual_seed(0)
     original, converted = _pair(nn.Sequential(upsample(), nn.Conv2d(3, 4, 3, padding=1),
                                               nn.LeakyReLU(0.2)))
     assert isinstance(converted[1], ganfast.nn.UpsampleConv2d) and len(converted.ganfast_changes) == 1
+    assert converted.ganfast_changes[0].before == f"{label} + Conv2d(3, 4, 3, padding=1)"
     _assert_same_steps(original, converted, lambda: torch.randn(2, 3, 5, 7, dtype=torch.float64))
 
 

@@ -381,7 +381,8 @@ def test_sngan32_discriminator_steps_equal_pytorch():
 @pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
 def test_compiled_double_use_matches_eager_pytorch(backend):
     # Inductor's partitioner would recompute the power iteration in the backward from the u/v
-    # buffers, which the second call has updated by then (PyTorch's own spectral norm fails so).
+    # buffers, which the second call has updated by then (PyTorch's own spectral norm can fail
+    # so: the SNGAN-32 discriminator's compiled step does, `ganfast bench --op train_step`).
     theirs, ours = make_pair("conv2d", torch.float32)
     compiled = torch.compile(ours, fullgraph=True, backend=backend)
     real, fake = make_input("conv2d", torch.float32, 1), make_input("conv2d", torch.float32, 2)

@@ -76,6 +76,13 @@ def test_resume_repeats_the_uninterrupted_run_bit_for_bit(tmp_path, extra):
     assert len(straight) == 6 and straight == halves  # exact equality of the float losses
 
 
+@pytest.mark.parametrize("data,name", [("digits", "digits"), ("photos/", "photos"),
+                                       ("/data/faces.npy", "faces"), ("../sets/ring.npy", "ring")])
+def test_the_default_run_folder_is_under_runs_named_after_the_data(data, name):
+    folder = trainer_module.default_run_folder(data)
+    assert folder.parent == Path("runs") and folder.name.startswith(f"{name}-"), folder
+
+
 def test_a_folder_holding_a_run_is_never_overwritten(tmp_path, capsys):
     out = tmp_path / "run"
     assert cli.main(["train", "--data", "ring8", "--steps", "2", "--out", str(out)]) == 0

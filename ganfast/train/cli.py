@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default=d.backend, help="ganfast backend: auto | torch | triton | cuda")
     parser.add_argument("--device", default=d.device, help="auto | cpu | cuda")
     parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--out", help="run folder (default: runs/<data>-<time>)")
+    parser.add_argument("--out", help="run folder (default: runs/<name of --data>-<time>)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument("--log-every", type=int)
     parser.add_argument("--sample-every", type=int, help="also where checkpoints are written")

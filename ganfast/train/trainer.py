@@ -58,13 +58,20 @@ def _preset(dataset: datasets.Dataset) -> dict:
     return PRESETS["images" if dataset.is_image else "points"]
 
 
+def default_run_folder(data: str) -> Path:
+    """runs/<data>-<time>, <data> the dataset's name or the folder's or file's name alone:
+    `--data photos/` and `--data /data/faces.npy` run in runs/photos-... and runs/faces-...,
+    not beside the data."""
+    return Path("runs") / f"{Path(data).stem or 'data'}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
 class Trainer:
     def __init__(self, config: TrainConfig | None = None, out: str | Path | None = None,
                  resume: bool = False, log=print, **overrides):
         config = config or TrainConfig()
         for key, value in overrides.items():
             setattr(config, key, value)
-        self.out = Path(out) if out else Path("runs") / f"{config.data}-{time.strftime('%Y%m%d-%H%M%S')}"
+        self.out = Path(out) if out else default_run_folder(config.data)
         self.log = log
         self.rank, self.world, self.device = _distributed_setup(config.device)
         self.writer = self.rank == 0
