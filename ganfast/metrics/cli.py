@@ -44,7 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the original FID code and torch-fidelity)")
     parser.add_argument("--precision", choices=PRECISION_CHOICES,
                         help="Inception inference: fp32 (the default) or bf16 (channels_last + "
-                             "bf16 autocast: faster, FID slightly off; see README)")
+                             "bf16 autocast: FID slightly off; faster on GPUs and CPUs with bf16 "
+                             "arithmetic, slower on AVX2-only CPUs; see README)")
     parser.add_argument("--batch-size", type=int, default=50)
     parser.add_argument("--device", help="default: cuda when available")
     parser.add_argument("--save-stats", metavar="NPZ", nargs=2,
