@@ -12,7 +12,8 @@ For one phase that is a GEMM: M = B*H*W source pixels, N = Cout, K = 4 taps x Ci
 computes a [BLOCK_M, BLOCK_N] tile of one phase with tl.dot over [BLOCK_K]-channel slices of
 each tap (fp32 accumulation; out-of-image taps and odd sizes are masked to 0), adds the bias,
 applies the activation (none, relu, leaky_relu) and stores the tile at its interleaved place in
-the output: no upsampled tensor, no pixel_shuffle pass, one launch.
+the output: no upsampled tensor, no pixel_shuffle pass, one kernel launch (after the packing
+matmul below: two launches per call).
 
 The folded weight P is made once per call in torch (one [16, 9] x [9, Cout*Cin] matmul on a view
 of the weight: ganfast.ops.upsample_conv.phase_weights) in the layout [phase, tap, Cout, Cin]: a
@@ -95,7 +96,8 @@ def _block(n: int, low: int, high: int) -> int:
 
 def upsample_conv_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                           activation: str | None, negative_slope: float) -> torch.Tensor:
-    """activation(conv2d(upsample_nearest_2x(x), weight, bias, padding=1)) in one launch.
+    """activation(conv2d(upsample_nearest_2x(x), weight, bias, padding=1)): the weight's
+    packing matmul, then one kernel launch.
 
     x [B, Cin, H, W] (fp32, fp16 or bf16, any strides), weight [Cout, Cin, 3, 3], bias [Cout]
     or None, activation None | "relu" | "leaky_relu". Returns [B, Cout, 2H, 2W] in x's dtype."""

@@ -270,6 +270,38 @@ def test_gradcheck_norm_penalty(kernel_backend, center):
         assert torch.autograd.gradgradcheck(fn, (x,))
 
 
+@pytest.mark.parametrize("backend", ["triton", "cuda"])
+def test_torch_func_and_forward_ad_run_the_reference(backend, monkeypatch):
+    # The kernel path's autograd.Function cannot run under torch.func transforms or carry
+    # forward-AD tangents: there the GPU backends run the reference, as the torch backend does.
+    def unreachable(*args):
+        raise AssertionError("a kernel ran under a transform")
+
+    monkeypatch.setattr(gp, "kernel", lambda backend, name: unreachable)
+    x = torch.randn(4, 3, 5, dtype=torch.float64)
+    real, fake = _pair((4, 3, 5))
+    alpha, tangent = torch.rand(4, dtype=torch.float64), torch.randn(4, 3, 5, dtype=torch.float64)
+
+    def canonical_penalty(t):
+        return 10 * ((t.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
+
+    got = torch.func.grad(lambda t: gp.norm_penalty_with(backend, t, 10.0, 1.0))(x)
+    torch.testing.assert_close(got, torch.func.grad(canonical_penalty)(x))
+    got = torch.func.vmap(lambda t: gp.per_sample_norm_with(backend, t))(x)  # [3, 5] per call
+    torch.testing.assert_close(got, x.norm(dim=2))
+    out, out_tangent = torch.func.jvp(lambda r: gp.interpolate_with(backend, r, fake, alpha),
+                                      (real,), (tangent,))
+    a = alpha.view(-1, 1, 1)
+    torch.testing.assert_close(out, a * real + (1 - a) * fake)
+    torch.testing.assert_close(out_tangent, a * tangent)
+    with torch.autograd.forward_ad.dual_level():
+        dual = torch.autograd.forward_ad.make_dual(x, tangent)
+        got = torch.autograd.forward_ad.unpack_dual(gp.norm_penalty_with(backend, dual, 10.0, 1.0))
+    value, expected_tangent = torch.func.jvp(canonical_penalty, (x,), (tangent,))
+    torch.testing.assert_close(got.primal, value)
+    torch.testing.assert_close(got.tangent, expected_tangent)
+
+
 def test_norm_backward_reference_matches_autograd():
     # The kernels' backward formula, grad * (slope + offset / n) * x, against autograd of the
     # function it claims to differentiate: sum_b grad_b * f(n_b) with f'(n) = slope*n + offset.

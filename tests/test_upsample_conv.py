@@ -492,7 +492,7 @@ FOLDED_BACKWARD = ["aten::sum", "aten::mm", "aten::convolution_backward", "aten:
 
 
 @pytest.mark.parametrize("route,forward,backward", [
-    ("folded", FOLDED_FORWARD, FOLDED_BACKWARD), ("taps", 16, 18), ("unfused", 2, 2)])
+    ("folded", FOLDED_FORWARD, FOLDED_BACKWARD), ("taps", 16, 20), ("unfused", 2, 2)])
 def test_work_per_call_is_counted(monkeypatch, route, forward, backward):
     monkeypatch.setattr(uc, "cpu_route", lambda x, weight: route)
     x, weight, bias = _inputs(1, 2, 3, 3, 3, dtype=torch.float32)
@@ -506,6 +506,30 @@ def test_work_per_call_is_counted(monkeypatch, route, forward, backward):
     if isinstance(forward, int):
         counted = [len(ops) for ops in counted]
     assert counted == [forward, backward]
+
+
+@pytest.mark.parametrize("route", ["taps", "folded"])
+@pytest.mark.parametrize("weight_format", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("x_format", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_weight_gradient_comes_in_the_weights_layout(monkeypatch, route, weight_format, x_format,
+                                                     dtype):
+    # AccumulateGrad keeps a gradient laid out like its parameter and copies any other: the
+    # fused routes hand the weight's gradient over in the weight's layout (taps made a permuted
+    # one, the folded route a contiguous one for channels_last weights).
+    monkeypatch.setattr(uc, "cpu_route", lambda x, weight: route)
+    x, weight, bias = _inputs(2, 5, 4, 3, 3, dtype=dtype)
+    x = x.detach().contiguous(memory_format=x_format).requires_grad_(True)
+    weight = weight.detach().contiguous(memory_format=weight_format).requires_grad_(True)
+    out = upsample_conv2d(x, weight, bias)
+    grad_out = torch.randn_like(out)
+    (got,) = torch.autograd.grad(out, weight, grad_out)
+    assert got.stride() == weight.stride() and got.dtype == dtype
+    x64, weight64 = (t.detach().double().requires_grad_(True) for t in (x, weight))
+    (expected,) = torch.autograd.grad(unfused(x64, weight64, bias.detach().double()), weight64,
+                                      grad_out.double())
+    tol = 1e-5 if dtype == torch.float32 else 5e-2
+    torch.testing.assert_close(got.double(), expected, rtol=tol, atol=tol)
 
 
 def test_fused_cpu_routes_save_only_their_inputs(monkeypatch):

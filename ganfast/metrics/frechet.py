@@ -4,8 +4,8 @@
 
 tr sqrt(S1 S2) is the sum of square roots of the eigenvalues of S1 S2. S1 S2 is not symmetric,
 so scipy's sqrtm (pytorch-fid) or eigvals (torchmetrics, torch-fidelity) pay for a general
-eigenproblem and can return complex values. With S1 = L L^T (Cholesky, or L = sqrt(S1) when
-S1 is singular), S1 S2 is similar to L^T S2 L, which is symmetric positive semi-definite: its
+eigenproblem and can return complex values. With S1 = L L^T (Cholesky, or L = V diag(sqrt(l))
+from eigh when S1 is singular), S1 S2 is similar to L^T S2 L, which is symmetric positive semi-definite: its
 eigenvalues come from eigvalsh, are real, and the negative ones (rounding) are clamped to 0.
 All of it runs in float64 on the tensors' device.
 """
@@ -21,8 +21,9 @@ def psd_factor(sigma: torch.Tensor) -> torch.Tensor:
     """A factor L with L @ L.T == sigma for a symmetric PSD float64 matrix.
 
     Cholesky when sigma is positive definite (several times cheaper than an eigendecomposition);
-    a singular covariance (fewer samples than features) falls back to the symmetric square root
-    from eigh with negative eigenvalues clamped to 0.
+    a singular covariance (fewer samples than features) falls back to L = V diag(sqrt(l)) from
+    eigh (S1 = V diag(l) V^T), negative eigenvalues clamped to 0: not symmetric, but L L^T is S1,
+    which is all the distance needs.
     """
     factor, info = torch.linalg.cholesky_ex(sigma)
     if int(info) == 0:

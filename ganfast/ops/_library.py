@@ -65,10 +65,13 @@ def kernel(backend: str, name: str):
 def transformed(*tensors) -> bool:
     """True under torch.func transforms (grad, vmap, jacrev, ...) or when one of `tensors` (None
     allowed) carries a forward-mode AD tangent: the op's autograd.Function cannot run there, so
-    the caller runs its reference. False under torch.compile, which traces the Function."""
-    if is_compiling():
-        return False
+    the caller runs its reference. False under torch.compile, which traces the Function.
+
+    On every GPU-backend call: the common answer (no transform, no forward AD) comes from two
+    flag reads, 0.2 us, before is_compiling() (0.26 us by itself) is asked."""
     if torch._C._are_functorch_transforms_active():
-        return True
-    return fwAD._current_level >= 0 and any(
+        return not is_compiling()
+    if fwAD._current_level < 0:
+        return False
+    return not is_compiling() and any(
         t is not None and fwAD.unpack_dual(t).tangent is not None for t in tensors)

@@ -12,16 +12,18 @@ Public functions (the backend is resolved once, by the caller or here):
 
 With the "torch" backend they run the PyTorch code a user would write, no op boundary and
 autograd as usual. With "cuda"/"triton" a torch.autograd.Function calls the kernels (and is
-skipped when nothing needs a gradient): forward is one launch (interpolate; norm_penalty of a
-small input) or two (norm_penalty: partial sums, then one program for the tail), backward
-one. A backward asked to build a graph (create_graph=True, for a double backward) runs the
-reference expressions instead, which autograd can differentiate again.
+skipped when nothing needs a gradient; under torch.func transforms and forward-mode AD, which
+it cannot run, the reference runs instead): forward is one launch (interpolate; norm_penalty
+of a small input) or two (norm_penalty: partial sums, then one program for the tail),
+backward one (interpolate's, rarely run since real and fake are usually data, is plain
+PyTorch). A backward asked to build a graph (create_graph=True, for a double backward) runs
+the reference expressions instead, which autograd can differentiate again.
 """
 
 import torch
 
 from .. import backends
-from ._library import define, kernel
+from ._library import define, kernel, transformed
 from .layout import acc_dtype, as_rows, matching_layout, per_sample
 
 OP = "gradient_penalty"  # the name backends and the auto table know these ops by
@@ -166,7 +168,7 @@ def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor,
 
 def interpolate_with(backend: str, real, fake, alpha):
     """interpolate() with the backend already resolved."""
-    if backend == "torch":
+    if backend == "torch" or transformed(real, fake, alpha):
         return interpolate_reference(real, fake, alpha)
     alpha = alpha.to(acc_dtype(real.dtype))
     if (real.requires_grad or fake.requires_grad or alpha.requires_grad) and torch.is_grad_enabled():
@@ -181,7 +183,7 @@ def per_sample_norm(x: torch.Tensor, backend: str = "auto") -> torch.Tensor:
 
 def per_sample_norm_with(backend: str, x):
     """per_sample_norm() with the backend already resolved."""
-    if backend == "torch":
+    if backend == "torch" or transformed(x):
         return per_sample_norm_reference(x)
     if x.requires_grad and torch.is_grad_enabled():
         return _NormPenalty.apply(x, 0.0, 0.0, backend, False)
@@ -198,7 +200,7 @@ def norm_penalty(grad: torch.Tensor, weight: float = 10.0, center: float = 1.0,
 def norm_penalty_with(backend: str, grad, weight, center):
     """norm_penalty() with the backend already resolved."""
     weight, center = float(weight), float(center)
-    if backend == "torch":
+    if backend == "torch" or transformed(grad):
         return norm_penalty_reference(grad, weight, center)[1]
     if grad.requires_grad and torch.is_grad_enabled():
         return _NormPenalty.apply(grad, weight, center, backend, True)

@@ -15,7 +15,8 @@ Backward of y = W / sigma (u, v constant, G = dL/dy, <.,.> the Frobenius product
     gW = G / sigma - (<G, W> / sigma^2) u v^T = (G - <G, y> u v^T) / sigma.
 The torch backend runs this in a torch.autograd.Function that saves u and v, the two small
 copies being the only clones: PyTorch's parametrization clones u and v before every forward and
-lets autograd record mv, vdot and the division (three backward nodes and an accumulation).
+lets autograd record mv, vdot, the division and a view (four backward nodes and an
+accumulation).
 When the weight needs no gradient there is no Function and no copy at all.
 A backward asked to build a graph (create_graph=True) differentiates the reference instead.
 """

@@ -158,7 +158,7 @@ def check_inputs(x, weight, bias, activation) -> None:
 def inputs_valid(x, weight, bias, activation) -> bool:
     """raise_for_inputs' conditions in one expression: its checks one by one cost 8 us per
     call on the 2-core machine, a twentieth of a tiny block's time. The two must agree (a test
-    draws arguments and compares them)."""
+    compares them on a table of faults, with and without bias)."""
     return (isinstance(x, torch.Tensor) and x.dim() == 4 and weight.dim() == 4
             and weight.shape[1:] == (x.shape[1], KERNEL_SIZE, KERNEL_SIZE)
             and (bias is None or bias.shape == weight.shape[:1]) and activation in ACTIVATIONS)
@@ -210,11 +210,13 @@ define("upsample_conv_forward",
 
 # ---------------------------------------------------------------- autograd
 
-def _unfold_grad(grad_folded: torch.Tensor) -> torch.Tensor:
-    """Gradient of fold_weight: [Cin, Cout, 4, 4] (the folded weight's) -> [Cout, Cin, 3, 3]."""
+def _unfold_grad(grad_folded: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Gradient of fold_weight: [Cin, Cout, 4, 4] (the folded weight's) -> [Cout, Cin, 3, 3],
+    laid out like `weight` (AccumulateGrad would copy a gradient laid out otherwise)."""
     c_in, c_out = grad_folded.shape[:2]
     grad = grad_folded.transpose(0, 1).reshape(c_out * c_in, 16)
-    return (grad @ _fold_matrix(grad).t()).view(c_out, c_in, 3, 3)
+    grad = (grad @ _fold_matrix(grad).t()).view(c_out, c_in, 3, 3)
+    return grad if weight.is_contiguous() else torch.empty_like(weight).copy_(grad)
 
 
 def _fused_forward(form, x, weight, bias, activation, negative_slope):
@@ -268,7 +270,7 @@ class _UpsampleConv(torch.autograd.Function):
         grad_x, grad_folded, _ = torch.ops.aten.convolution_backward(
             grad, x, fold_weight(weight), None, [2, 2], [1, 1], [1, 1], True, [0, 0], 1,
             [needs[0], needs[1], False])
-        grad_weight = _unfold_grad(grad_folded) if needs[1] else None
+        grad_weight = _unfold_grad(grad_folded, weight) if needs[1] else None
         return grad_x, grad_weight, grad_bias, None, None, None
 
 

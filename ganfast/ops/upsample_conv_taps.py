@@ -206,7 +206,10 @@ def taps_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, nee
                 grad_taps.add_(grad_taps_tile)
     grad_weight = None
     if needs[1]:
-        grad_weight = grad_taps.to(weight.dtype).view(3, 3, c_out, c_in).permute(2, 3, 0, 1)
+        # In the weight's own layout and dtype, one copy: AccumulateGrad takes a gradient laid
+        # out like its parameter as is, and copies any other (the permuted [3, 3, Cout, Cin]).
+        grad_weight = torch.empty_like(weight).copy_(
+            grad_taps.view(3, 3, c_out, c_in).permute(2, 3, 0, 1))
     if needs[0]:
         grad_x = grad_x.contiguous(memory_format=layout)
     return grad_x, grad_weight
