@@ -34,9 +34,13 @@ def as_rows(t: torch.Tensor) -> torch.Tensor:
     return t if samples_are_blocks(t) else t.contiguous()
 
 
-def matching_layout(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """`t` with the strides of `like` (a rows tensor), copied only when they differ."""
-    return t if t.stride() == like.stride() else torch.empty_like(like, dtype=t.dtype).copy_(t)
+def matching_layout(t: torch.Tensor, like: torch.Tensor, dtype: torch.dtype | None = None):
+    """`t` with the strides of `like` (a dense tensor of t's shape) in `dtype` (default: t's),
+    copied, in one pass that also casts, only when either differs."""
+    dtype = dtype or t.dtype
+    if t.stride() == like.stride() and t.dtype == dtype:
+        return t
+    return torch.empty_like(like, dtype=dtype).copy_(t)
 
 
 def per_sample(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 
 from .. import backends
 from ._library import define, kernel, transformed
-from .layout import image_format
+from .layout import image_format, matching_layout
 from .upsample_conv_taps import taps_backward, taps_forward
 
 OP = "upsample_conv"
@@ -215,8 +215,7 @@ def _unfold_grad(grad_folded: torch.Tensor, weight: torch.Tensor) -> torch.Tenso
     laid out like `weight` (AccumulateGrad would copy a gradient laid out otherwise)."""
     c_in, c_out = grad_folded.shape[:2]
     grad = grad_folded.transpose(0, 1).reshape(c_out * c_in, 16)
-    grad = (grad @ _fold_matrix(grad).t()).view(c_out, c_in, 3, 3)
-    return grad if weight.is_contiguous() else torch.empty_like(weight).copy_(grad)
+    return matching_layout((grad @ _fold_matrix(grad).t()).view(c_out, c_in, 3, 3), weight)
 
 
 def _fused_forward(form, x, weight, bias, activation, negative_slope):

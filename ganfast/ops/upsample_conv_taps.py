@@ -43,7 +43,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .layout import image_format
+from .layout import image_format, matching_layout
 
 CHANNELS_LAST = torch.channels_last
 # Products per tile: cache-sized on the 2-core machine (32 MB L3: the products and the row sums
@@ -208,8 +208,8 @@ def taps_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, nee
     if needs[1]:
         # In the weight's own layout and dtype, one copy: AccumulateGrad takes a gradient laid
         # out like its parameter as is, and copies any other (the permuted [3, 3, Cout, Cin]).
-        grad_weight = torch.empty_like(weight).copy_(
-            grad_taps.view(3, 3, c_out, c_in).permute(2, 3, 0, 1))
+        grad_weight = matching_layout(grad_taps.view(3, 3, c_out, c_in).permute(2, 3, 0, 1),
+                                      weight, weight.dtype)
     if needs[0]:
         grad_x = grad_x.contiguous(memory_format=layout)
     return grad_x, grad_weight
