@@ -6,7 +6,11 @@ What it converts (everything else is left alone):
   by a 3x3, stride-1, padding-1, dilation-1, ungrouped, zero-padded nn.Conv2d becomes one
   ganfast.nn.UpsampleConv2d. It takes the conv's place (the Upsample's becomes nn.Identity), so
   the state_dict keys do not move, and it holds the conv's own Parameter objects, so an optimizer
-  created before the call keeps training them.
+  created before the call keeps training them. A spectral-normalized conv (a generator's, as in
+  BigGAN) brings its spectral norm along: the parametrization moves to the fused layer, u and v
+  included, under the same keys. A pair is left alone (and the report says why) when either
+  module has hooks, which would no longer run, when the conv has another parametrization, or
+  when the Sequential is a subclass with its own forward, which may use the modules otherwise.
 - Spectral norm of either PyTorch API (torch.nn.utils.parametrizations.spectral_norm or the
   legacy hook torch.nn.utils.spectral_norm) becomes ganfast.nn.spectral_norm with the same
   weight Parameter, u, v, n_power_iterations, eps and dim. A legacy layer keeps the legacy update
@@ -14,7 +18,8 @@ What it converts (everything else is left alone):
   parametrization keys, and ganfast's spectral norm still loads the legacy keys.
 
 The converted model computes the same function (to float rounding) in eval and training mode,
-with the same gradients: tests/test_accelerate.py checks this in float64.
+with the same gradients: tests/test_accelerate.py checks this in float64. Convert before wrapping
+the model in DistributedDataParallel, which records the parameters and hooks it saw.
 """
 
 import dataclasses
@@ -32,34 +37,54 @@ class Change:
     after: str
 
 
+@dataclasses.dataclass(frozen=True)
+class LeftAlone:
+    """An Upsample + Conv2d pair that looks fusable but is not: what and why."""
+    path: str
+    reason: str
+
+
 def accelerate(model: nn.Module, *, spectral_norm: bool = True, upsample_conv: bool = True,
                verbose: bool = True) -> nn.Module:
     """Convert `model` in place (see the module docstring) and return it. With verbose, print a
-    table of what changed (module path, before, after), or a line saying nothing did; the same
-    list stays on the model as `model.ganfast_changes`."""
+    table of what changed (module path, before, after), or a line saying nothing did, and the
+    fusable-looking pairs left alone with the reason. `model.ganfast_changes` lists the changes
+    of every call so far, `model.ganfast_left_alone` this call's pairs left alone."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"accelerate: model must be a torch.nn.Module, got {type(model).__name__}")
-    changes = []
-    if upsample_conv:
-        changes += _fuse_upsample_conv(model)
-    if spectral_norm:
+    wrapped = [path or type(model).__name__ for path, m in model.named_modules()
+               if isinstance(m, nn.parallel.DistributedDataParallel)]
+    if wrapped:
+        raise ValueError(
+            f"accelerate: {', '.join(wrapped)} is a DistributedDataParallel wrapper, which keeps "
+            "the parameters and hooks it saw when it was made; call ganfast.accelerate on the "
+            "model before wrapping it")
+    changes, left_alone = [], []
+    if spectral_norm:  # first: a legacy spectral norm's hook would keep its conv from fusing
         changes += _convert_spectral_norm(model)
-    model.ganfast_changes = changes
+    if upsample_conv:
+        changes += _fuse_upsample_conv(model, left_alone)
+    model.ganfast_changes = getattr(model, "ganfast_changes", []) + changes
+    model.ganfast_left_alone = left_alone
     if verbose:
-        print(report(changes, type(model).__name__))
+        print(report(changes, type(model).__name__, left_alone))
     return model
 
 
-def report(changes: list[Change], model_name: str = "model") -> str:
+def report(changes: list[Change], model_name: str = "model",
+           left_alone: list[LeftAlone] = ()) -> str:
     if not changes:
-        return f"ganfast.accelerate: nothing to convert in {model_name}; it is unchanged."
-    rows = [("module", "before", "after")] + [(c.path, c.before, c.after) for c in changes]
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    lines = [f"ganfast.accelerate: {len(changes)} change(s) in {model_name}"]
-    for i, row in enumerate(rows):
-        lines.append("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-        if i == 0:
-            lines.append("  " + "  ".join("-" * w for w in widths))
+        lines = [f"ganfast.accelerate: nothing to convert in {model_name}; it is unchanged."]
+    else:
+        rows = [("module", "before", "after")] + [(c.path, c.before, c.after) for c in changes]
+        widths = [max(len(row[i]) for row in rows) for i in range(3)]
+        lines = [f"ganfast.accelerate: {len(changes)} change(s) in {model_name}"]
+        for i, row in enumerate(rows):
+            lines.append("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
+                         .rstrip())
+            if i == 0:
+                lines.append("  " + "  ".join("-" * w for w in widths))
+    lines += [f"  left alone: {skip.path} ({skip.reason})" for skip in left_alone]
     return "\n".join(lines)
 
 
@@ -80,15 +105,50 @@ def _is_nearest_2x(module: nn.Module) -> bool:
     return len(scales) == 2 and all(float(s) == 2.0 for s in scales)
 
 
-def _is_plain_3x3(module: nn.Module) -> bool:
-    return (type(module) is nn.Conv2d and module.kernel_size == (3, 3) and module.stride == (1, 1)
+def _is_3x3_same(module: nn.Module) -> bool:
+    """A conv the fused op computes: 3x3, stride 1, padding 1, ungrouped, zero padding."""
+    return (isinstance(module, nn.Conv2d) and module.kernel_size == (3, 3) and module.stride == (1, 1)
             and module.padding in ((1, 1), "same") and module.dilation == (1, 1)
-            and module.groups == 1 and module.padding_mode == "zeros"
-            and not parametrize.is_parametrized(module)
-            and not module._forward_hooks and not module._forward_pre_hooks)
+            and module.groups == 1 and module.padding_mode == "zeros")
 
 
-def _fuse_upsample_conv(model: nn.Module) -> list[Change]:
+def _why_not_fusable(container: nn.Sequential, upsample: nn.Module, conv: nn.Module) -> str | None:
+    """Why a nearest-2x Upsample + 3x3 Conv2d pair must keep its modules (None: it need not)."""
+    if type(container).forward is not nn.Sequential.forward:
+        return f"{type(container).__name__} has its own forward"
+    for name, module in (("Upsample", upsample), ("Conv2d", conv)):
+        if (module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
+                or module._backward_pre_hooks):
+            return f"the {name} has hooks, which would no longer run"
+    if _layer_class(conv) is not nn.Conv2d:
+        return f"{_layer_class(conv).__name__} is a subclass of Conv2d"
+    from .nn.spectral_norm import _is_spectral_norm
+
+    if parametrize.is_parametrized(conv):
+        for name, chain in conv.parametrizations.items():
+            if not (chain.is_tensor and all(_is_spectral_norm(p) for p in chain)):
+                return f"the Conv2d's {name} has a parametrization other than spectral norm"
+    return None
+
+
+def _move_tensors(conv: nn.Conv2d, fused: nn.Module) -> None:
+    """The conv's weight and bias Parameters onto `fused`, with their spectral norms (the same
+    modules: u, v and the state_dict keys move along)."""
+    from .nn.spectral_norm import _load_legacy_keys
+
+    for name in ("weight", "bias"):
+        if not parametrize.is_parametrized(conv, name):
+            setattr(fused, name, conv._parameters[name])
+            continue
+        chain = conv.parametrizations[name]
+        setattr(fused, name, chain.original)
+        for parametrization in chain:
+            # unsafe: no right_inverse of the original and no forward run (it would advance u)
+            parametrize.register_parametrization(fused, name, parametrization, unsafe=True)
+        fused._register_load_state_dict_pre_hook(functools.partial(_load_legacy_keys, name))
+
+
+def _fuse_upsample_conv(model: nn.Module, left_alone: list[LeftAlone]) -> list[Change]:
     from .nn import UpsampleConv2d
 
     changes = []
@@ -96,22 +156,26 @@ def _fuse_upsample_conv(model: nn.Module) -> list[Change]:
         if not isinstance(container, nn.Sequential):
             continue
         names = list(container._modules)
+        prefix = f"{path}." if path else ""
         for up_name, conv_name in zip(names, names[1:], strict=False):
             upsample, conv = container._modules[up_name], container._modules[conv_name]
-            if not (_is_nearest_2x(upsample) and _is_plain_3x3(conv)):
+            if not (_is_nearest_2x(upsample) and _is_3x3_same(conv)):
+                continue
+            reason = _why_not_fusable(container, upsample, conv)
+            if reason is not None:
+                left_alone.append(LeftAlone(f"{prefix}{up_name}+{conv_name}", reason))
                 continue
             fused = UpsampleConv2d(conv.in_channels, conv.out_channels, 3, padding=1,
                                    bias=conv.bias is not None, device="meta")
-            fused.weight = conv.weight  # the same Parameters: optimizers keep training them
-            fused.bias = conv.bias
+            _move_tensors(conv, fused)  # the same Parameters: optimizers keep training them
             fused.train(conv.training)
             container._modules[up_name] = nn.Identity()
             container._modules[conv_name] = fused
-            prefix = f"{path}." if path else ""
+            padding = "'same'" if conv.padding == "same" else "1"
             changes.append(Change(f"{prefix}{up_name}+{conv_name}",
                                   f"{type(upsample).__name__}(2, {upsample.mode}) + "
                                   f"Conv2d({conv.in_channels}, "
-                                  f"{conv.out_channels}, 3, padding=1)",
+                                  f"{conv.out_channels}, 3, padding={padding})",
                                   f"UpsampleConv2d({conv.in_channels}, {conv.out_channels})"))
     return changes
 
@@ -122,25 +186,31 @@ def _convert_spectral_norm(model: nn.Module) -> list[Change]:
     from torch.nn.utils.parametrizations import _SpectralNorm
     from torch.nn.utils.spectral_norm import SpectralNorm as LegacySpectralNorm
 
+    # (a 1-d weight has no u, v to carry over and nothing to fuse: rare, and left as it is)
     changes = []
     for path, module in list(model.named_modules()):
+        layer = _layer_class(module).__name__  # before legacy layers become Parametrized...
         if parametrize.is_parametrized(module):
             for name in list(module.parametrizations):
                 chain = module.parametrizations[name]
-                if len(chain) == 1 and type(chain[0]) is _SpectralNorm:
+                if len(chain) == 1 and type(chain[0]) is _SpectralNorm and chain.original.ndim > 1:
                     _replace_parametrized(module, name, chain[0])
-                    changes.append(_sn_change(path, module, name, "parametrizations.spectral_norm"))
+                    changes.append(_sn_change(path, layer, name, "parametrizations.spectral_norm"))
         for key, hook in list(module._forward_pre_hooks.items()):
-            # (a 1-d weight has no u, v to carry over: rare, and left as it is)
             if isinstance(hook, LegacySpectralNorm) and getattr(module, f"{hook.name}_orig").ndim > 1:
                 _replace_legacy(module, key, hook)
-                changes.append(_sn_change(path, module, hook.name, "utils.spectral_norm (legacy)"))
+                changes.append(_sn_change(path, layer, hook.name, "utils.spectral_norm (legacy)"))
     return changes
 
 
-def _sn_change(path: str, module: nn.Module, name: str, before: str) -> Change:
-    return Change(f"{path}.{name}" if path else name,
-                  f"{type(module).__name__} + torch {before}", "ganfast.nn.spectral_norm")
+def _layer_class(module: nn.Module) -> type:
+    """The layer's own class: a parametrized module's class is a generated subclass of it."""
+    return type(module).__bases__[0] if parametrize.is_parametrized(module) else type(module)
+
+
+def _sn_change(path: str, layer: str, name: str, before: str) -> Change:
+    return Change(f"{path}.{name}" if path else name, f"{layer} + torch {before}",
+                  "ganfast.nn.spectral_norm")
 
 
 def _replace_parametrized(module: nn.Module, name: str, torch_sn) -> None:

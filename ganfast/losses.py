@@ -41,9 +41,12 @@ def _check_float_tensor(t, name: str) -> None:
 
 
 def _check_critic_output(out, batch: int) -> torch.Tensor:
-    if not isinstance(out, torch.Tensor) or tuple(out.shape) not in ((batch,), (batch, 1)):
+    # Any [B, ...] output: [B], [B, 1], DCGAN's [B, 1, 1, 1] or a PatchGAN's [B, 1, H, W], whose
+    # per-sample sum is what grad_outputs=ones_like(out) differentiates in the canonical code.
+    if not isinstance(out, torch.Tensor) or out.dim() == 0 or out.shape[0] != batch:
         shape = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ValueError(f"critic output must have shape [B] or [B, 1] with B={batch}, got {shape}")
+        raise ValueError(f"critic output must have a batch dimension first, [B, ...] with "
+                         f"B={batch} (one score per sample, or a map of them), got {shape}")
     return out
 
 
@@ -64,9 +67,12 @@ def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, *, weight: 
     """WGAN-GP: weight * mean_b (||grad_x critic(x_hat)_b|| - center)^2.
 
     x_hat = alpha[b] * real + (1 - alpha[b]) * fake with alpha ~ U(0, 1) per sample unless
-    given (shape [B]). The critic must return [B] or [B, 1]. Returns a scalar in fp32 (fp64
-    for fp64 inputs) whose backward reaches the critic's parameters, and real/fake when they
-    require grad.
+    given (shape [B]). The critic returns [B, ...] ([B], [B, 1], a PatchGAN's [B, 1, H, W]:
+    its scores are summed per sample). Returns a scalar in fp32 (fp64 for fp64 inputs) whose
+    backward reaches the critic's parameters, and real/fake when they require grad.
+
+    `critic` is any callable of the images: a conditional critic takes its labels through a
+    closure, `gradient_penalty(lambda x: D(x, labels), real, fake)`.
     """
     _check_float_tensor(real, "real")
     _check_float_tensor(fake, "fake")
@@ -100,7 +106,8 @@ def r1_penalty(critic, x: torch.Tensor, *, gamma: float = 10.0, backend: str = "
                scaler=None) -> torch.Tensor:
     """R1: gamma / 2 * mean_b ||grad_x critic(x)_b||^2 at the reals (R2: pass the fakes).
 
-    `x` is detached: the penalty's backward reaches the critic's parameters only.
+    `x` is detached: the penalty's backward reaches the critic's parameters only. `critic` as
+    in gradient_penalty (a closure for a conditional one: `lambda x: D(x, labels)`).
     """
     _check_float_tensor(x, "x")
     backend = backends.resolve(OP, backend, x.is_cuda)

@@ -149,3 +149,96 @@ def test_example_scripts_agree_over_the_first_steps():
     fast = _load_example("wgan_gp_dcgan_ganfast").train(steps=3, batch_size=8, n_critic=2, width=4,
                                                         log_every=0)
     torch.testing.assert_close(torch.tensor(fast), torch.tensor(plain), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("api", ["parametrizations", "legacy"])
+def test_spectral_normalized_up_convs_are_fused_with_their_spectral_norm(api):
+    # A generator with spectral norm on its up-block convs (BigGAN's recipe): the
+    # parametrization moves to the fused layer with its u and v, under the same keys.
+    sn = nn.utils.parametrizations.spectral_norm if api == "parametrizations" \
+        else nn.utils.spectral_norm
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1),
+                          nn.Upsample(scale_factor=2), sn(nn.Conv2d(4, 5, 3, padding=1)), nn.ReLU(),
+                          nn.Upsample(scale_factor=2), sn(nn.Conv2d(5, 2, 3, padding="same")))
+    original, converted = _pair(model)
+    assert [type(m).__name__ for m in converted] == [
+        "Conv2d", "Identity", "ParametrizedUpsampleConv2d", "ReLU", "Identity",
+        "ParametrizedUpsampleConv2d"]
+    torch_api = "parametrizations.spectral_norm" if api == "parametrizations" \
+        else "utils.spectral_norm (legacy)"
+    assert [c.before for c in converted.ganfast_changes] == [f"Conv2d + torch {torch_api}"] * 2 + [
+        "Upsample(2, nearest) + Conv2d(4, 5, 3, padding=1)",
+        "Upsample(2, nearest) + Conv2d(5, 2, 3, padding='same')"]
+    assert len(ganfast.nn.SpectralNormGroup(converted)) == 2
+    if api == "parametrizations":
+        assert converted.state_dict().keys() == original.state_dict().keys()
+    legacy_or_parametrized_state = original.state_dict()
+    _assert_same_steps(original, converted, lambda: torch.randn(2, 3, 5, 6, dtype=torch.float64))
+    # The original's checkpoint (legacy keys for the legacy API) loads into the converted model.
+    original.load_state_dict(legacy_or_parametrized_state)
+    converted.load_state_dict(legacy_or_parametrized_state)
+    original.eval()
+    converted.eval()
+    x = torch.randn(2, 3, 4, 4, dtype=torch.float64)
+    torch.testing.assert_close(converted(x), original(x), rtol=1e-10, atol=1e-10)
+
+
+def _hooked(where):
+    model = nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(3, 4, 3, padding=1))
+    module = model[0] if where == "upsample" else model[1]
+    module.register_full_backward_hook(lambda *args: None)
+    return model
+
+
+class _ResidualUp(nn.Sequential):
+    def __init__(self):
+        super().__init__(nn.Upsample(scale_factor=2), nn.Conv2d(4, 4, 3, padding=1))
+
+    def forward(self, x):  # uses the upsampled tensor twice: fusing would break it
+        h = self[0](x)
+        return self[1](h) + h
+
+
+@pytest.mark.parametrize("make,reason", [
+    (lambda: _ResidualUp(), "_ResidualUp has its own forward"),
+    (lambda: _hooked("upsample"), "the Upsample has hooks"),
+    (lambda: _hooked("conv"), "the Conv2d has hooks"),
+    (lambda: nn.Sequential(nn.Upsample(scale_factor=2), nn.utils.parametrizations.orthogonal(
+        nn.Conv2d(4, 4, 3, padding=1))), "the Conv2d's weight has a parametrization other than"),
+], ids=["own-forward", "upsample-hook", "conv-hook", "orthogonal"])
+def test_pairs_that_must_keep_their_modules_are_left_alone_and_reported(make, reason, capsys):
+    torch.manual_seed(0)
+    model = make()
+    types = [type(m) for m in model.modules()]
+    ganfast.accelerate(model)
+    assert [type(m) for m in model.modules()] == types
+    assert model.ganfast_changes == [] and len(model.ganfast_left_alone) == 1
+    assert reason in model.ganfast_left_alone[0].reason
+    assert f"left alone: 0+1 ({reason}" in capsys.readouterr().out
+
+
+def test_one_dimensional_spectral_norm_is_left_alone():
+    layer = nn.utils.parametrizations.spectral_norm(nn.Linear(5, 4), name="bias")
+    assert ganfast.accelerate(layer, verbose=False).ganfast_changes == []
+
+
+def test_changes_of_every_call_stay_on_the_model():
+    model = nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(2, 2, 3, padding=1))
+    ganfast.accelerate(model, verbose=False)
+    ganfast.accelerate(model, verbose=False)
+    assert len(model.ganfast_changes) == 1
+
+
+def test_a_distributed_wrapper_is_refused_naming_the_order(tmp_path):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        wrapped = nn.parallel.DistributedDataParallel(nn.Sequential(nn.Linear(2, 2)))
+        with pytest.raises(ValueError, match="DistributedDataParallel .* before wrapping"):
+            ganfast.accelerate(wrapped)
+        with pytest.raises(ValueError, match="1 is a DistributedDataParallel"):
+            ganfast.accelerate(nn.Sequential(nn.Linear(2, 2), wrapped))
+    finally:
+        dist.destroy_process_group()

@@ -3,6 +3,7 @@
 import copy
 import io
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -340,10 +341,37 @@ def test_compile_fullgraph_matches_eager():
     (dict(n_power_iterations=0), "n_power_iterations"),
     (dict(eps=0.0), "eps"),
     (dict(eps=-1e-3), "eps"),
+    (dict(eps=None), "eps must be a number > 0, got eps=None"),
 ])
 def test_bad_arguments_are_named(kwargs, match):
     with pytest.raises(ValueError, match=match):
         ganfast.nn.spectral_norm(nn.Linear(3, 4), **kwargs)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(n_power_iterations=1.5), "n_power_iterations must be an int, got 1.5"),
+    (dict(n_power_iterations=True), "n_power_iterations must be an int, got True"),
+    (dict(dim="0"), "dim must be an int, got '0'"),
+])
+def test_arguments_of_the_wrong_type_are_named(kwargs, match):
+    with pytest.raises(TypeError, match=match):
+        ganfast.nn.spectral_norm(nn.Linear(3, 4), **kwargs)
+
+
+def test_numpy_integers_are_taken_as_pytorch_takes_them():
+    layer = ganfast.nn.spectral_norm(nn.Linear(3, 4), n_power_iterations=np.int64(2),
+                                     dim=np.int32(1))
+    sn = layer.parametrizations.weight[0]
+    assert (sn.n_power_iterations, sn.dim) == (2, 1)
+    assert type(sn.n_power_iterations) is int and type(sn.dim) is int
+
+
+def test_legacy_spectral_norm_is_named_not_misreported():
+    legacy = nn.utils.spectral_norm(nn.Linear(3, 4))
+    with pytest.raises(ValueError, match="legacy torch.nn.utils.spectral_norm; ganfast.accelerate"):
+        ganfast.nn.spectral_norm(legacy)
+    with pytest.raises(ValueError, match="legacy .*torch.nn.utils.remove_spectral_norm"):
+        ganfast.nn.remove_spectral_norm(legacy)
 
 
 def test_scalar_weight_and_applying_twice_are_rejected():

@@ -69,6 +69,27 @@ def test_outside_a_block_every_access_updates_as_pytorch():
         torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-12)
 
 
+def test_a_nested_block_is_part_of_the_outer_one():
+    # A helper that opens its own block (an R1 step, say) inside the step's block: the outer
+    # block's weights stay in use, inside the inner block and after it.
+    _, ours = discriminators()
+    group = ganfast.nn.SpectralNormGroup(ours, backend="torch")
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    with group.once():
+        outer = ours(x)
+        buffers = [b.clone() for b in sn_buffers(ours)]
+        with torch.no_grad():  # a block reads the weights on entry: this is not seen
+            for module, name, _ in group.layers:
+                original = module.parametrizations[name].original
+                original.add_(0.1 * torch.randn_like(original))
+        with group.once():
+            torch.testing.assert_close(ours(x), outer, rtol=0, atol=0)
+        torch.testing.assert_close(ours(x), outer, rtol=0, atol=0)
+        assert all(torch.equal(a, b) for a, b in zip(buffers, sn_buffers(ours), strict=True))
+    assert all(p._group_weight is None for _, _, p in group.layers)
+    assert not torch.equal(ours(x), outer)  # outside: the changed weights, normalized
+
+
 def test_eval_block_does_not_update():
     _, ours = discriminators()
     ours.eval()
@@ -101,9 +122,8 @@ def test_bad_models_and_backends_are_named():
         ganfast.nn.SpectralNormGroup(nn.Linear(3, 4))
     with pytest.raises(ValueError, match="PyTorch's spectral norm.*ganfast.accelerate"):
         ganfast.nn.SpectralNormGroup(nn.Sequential(parametrizations.spectral_norm(nn.Linear(3, 4))))
-    group = ganfast.nn.SpectralNormGroup(ganfast.nn.spectral_norm(nn.Linear(3, 4)), backend="nope")
-    with pytest.raises(ValueError, match="backend must be one of"):
-        group.normalize()
+    with pytest.raises(ValueError, match="SpectralNormGroup: backend must be one of"):
+        ganfast.nn.SpectralNormGroup(ganfast.nn.spectral_norm(nn.Linear(3, 4)), backend="nope")
     group = ganfast.nn.SpectralNormGroup(ganfast.nn.spectral_norm(nn.Linear(3, 4)), backend="triton")
     with pytest.raises(ganfast.backends.BackendUnavailable, match="needs CUDA tensors"):
         group.normalize()

@@ -4,6 +4,7 @@ state_dict compatibility, torch.compile, saved-tensor memory and input validatio
 
 import itertools
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -630,6 +631,9 @@ def test_functional_rejects_bad_shapes(x_shape, w_shape, b_shape, match):
 _FAULTS = {
     None: {},
     "x not a tensor": {"x": "not a tensor"},
+    "x integer": {"x": torch.zeros(2, 3, 5, 5, dtype=torch.int64)},
+    "weight numpy": {"weight": np.zeros((6, 3, 3, 3), np.float32)},
+    "bias list": {"bias": [0.0] * 6},
     "x 3-D": {"x": (2, 3, 5)},
     "x 5-D": {"x": (2, 3, 5, 5, 1)},
     "x channels": {"x": (2, 4, 5, 5)},
@@ -657,10 +661,28 @@ def test_one_expression_check_agrees_with_the_named_checks(fault, with_bias):
     try:
         uc.raise_for_inputs(x, weight, bias, args["activation"])
         named = True
-    except ValueError:
+    except (ValueError, TypeError):
         named = False
     assert named == (fault is None)
     assert uc.inputs_valid(x, weight, bias, args["activation"]) == named
+
+
+@pytest.mark.parametrize("x,weight,match", [
+    (torch.zeros(2, 3, 5, 5, dtype=torch.int64), torch.randn(4, 3, 3, 3),
+     "x must have a floating-point dtype; got torch.int64"),
+    (torch.randn(2, 3, 5, 5), np.zeros((4, 3, 3, 3), np.float32),
+     "weight must be a torch.Tensor; got ndarray"),
+], ids=["int64 x", "numpy weight"])
+def test_functional_rejects_wrong_types_naming_the_argument(x, weight, match):
+    with pytest.raises(TypeError, match=match):
+        upsample_conv2d(x, weight)
+
+
+def test_meta_tensors_give_the_shapes():
+    # Model code is often built and shape-checked on the meta device.
+    with torch.device("meta"):
+        out = UpsampleConv2d(8, 4)(torch.empty(2, 8, 5, 3))
+    assert out.device.type == "meta" and out.shape == (2, 4, 10, 6)
 
 
 def test_module_rejects_wrong_channel_count():

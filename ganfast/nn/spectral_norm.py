@@ -9,6 +9,7 @@ torch.nn.utils.spectral_norm (weight_orig, weight_u, weight_v) load through a pr
 """
 
 import functools
+import numbers
 
 import torch
 import torch.nn.functional as F
@@ -95,6 +96,9 @@ def _is_spectral_norm(parametrization) -> bool:
 def spectral_norm(module: nn.Module, name: str = "weight", n_power_iterations: int = 1,
                   eps: float = 1e-12, dim: int = None) -> nn.Module:
     """Apply spectral normalization to `module.<name>`; returns the module (as PyTorch's)."""
+    if _has_legacy_spectral_norm(module, name):
+        raise ValueError(f"spectral_norm: {type(module).__name__}.{name} already has the legacy "
+                         "torch.nn.utils.spectral_norm; ganfast.accelerate(module) converts it")
     weight = getattr(module, name, None)
     if not isinstance(weight, torch.Tensor):
         raise ValueError(f"spectral_norm: module {type(module).__name__} has no parameter or "
@@ -102,12 +106,14 @@ def spectral_norm(module: nn.Module, name: str = "weight", n_power_iterations: i
     if weight.ndim < 1:
         raise ValueError(f"spectral_norm: the weight {name!r} must have at least 1 dimension, "
                          f"got a {weight.ndim}-d tensor")
-    if isinstance(n_power_iterations, bool) or not isinstance(n_power_iterations, int) \
-            or n_power_iterations < 1:
+    n_power_iterations = _integer(n_power_iterations, "n_power_iterations")
+    if n_power_iterations < 1:
         raise ValueError("spectral_norm: n_power_iterations must be an int >= 1, got "
                          f"{n_power_iterations!r}")
-    if not eps > 0:
-        raise ValueError(f"spectral_norm: eps must be > 0, got eps={eps!r}")
+    if not isinstance(eps, numbers.Real) or not eps > 0:
+        raise ValueError(f"spectral_norm: eps must be a number > 0, got eps={eps!r}")
+    if dim is not None:
+        dim = _integer(dim, "dim")
     if parametrize.is_parametrized(module, name) and any(
             _is_spectral_norm(p) for p in module.parametrizations[name]):
         raise ValueError(f"spectral_norm: {type(module).__name__}.{name} is already "
@@ -120,8 +126,26 @@ def spectral_norm(module: nn.Module, name: str = "weight", n_power_iterations: i
     return module
 
 
+def _integer(value, argument: str) -> int:
+    """An int, or anything that is one (numpy's integers); bools and floats are refused."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"spectral_norm: {argument} must be an int, got {value!r}")
+    return int(value)
+
+
+def _has_legacy_spectral_norm(module: nn.Module, name: str) -> bool:
+    from torch.nn.utils.spectral_norm import SpectralNorm as LegacySpectralNorm
+
+    return any(isinstance(hook, LegacySpectralNorm) and hook.name == name
+               for hook in module._forward_pre_hooks.values())
+
+
 def remove_spectral_norm(module: nn.Module, name: str = "weight") -> nn.Module:
     """Leave a plain layer whose `name` is the normalized weight (as remove_parametrizations)."""
+    if _has_legacy_spectral_norm(module, name):
+        raise ValueError(f"remove_spectral_norm: {type(module).__name__}.{name} has the legacy "
+                         "torch.nn.utils.spectral_norm; remove it with "
+                         "torch.nn.utils.remove_spectral_norm")
     if not (parametrize.is_parametrized(module, name) and any(
             _is_spectral_norm(p) for p in module.parametrizations[name])):
         raise ValueError(f"remove_spectral_norm: {type(module).__name__}.{name} is not "

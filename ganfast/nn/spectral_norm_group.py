@@ -24,7 +24,7 @@ import contextlib
 from torch import nn
 from torch.nn.utils import parametrize
 
-from ..backends import resolve
+from ..backends import _check_name, resolve
 from ..ops import spectral_norm as ops
 from .spectral_norm import SpectralNorm
 
@@ -38,6 +38,7 @@ class SpectralNormGroup:
     """
 
     def __init__(self, model: nn.Module, backend: str = "auto") -> None:
+        _check_name(backend, "SpectralNormGroup: backend")  # now, not at the first once()
         self.backend = backend
         self.layers = []  # (module, tensor name, parametrization)
         torch_sn = []
@@ -69,7 +70,13 @@ class SpectralNormGroup:
 
     @contextlib.contextmanager
     def once(self):
-        """Normalize every layer now; inside the block each weight access returns that."""
+        """Normalize every layer now; inside the block each weight access returns that. A block
+        inside another is part of it: it normalizes nothing and the outer weights stay."""
+        if self.layers[0][2]._group_weight is not None:
+            # Nested (a helper with its own block called inside the step's): the outer block's
+            # weights stay, and stay in use after this one ends.
+            yield self
+            return
         weights = self.normalize()
         for (_, _, parametrization), weight in zip(self.layers, weights, strict=True):
             parametrization._group_weight = weight

@@ -159,16 +159,25 @@ def inputs_valid(x, weight, bias, activation) -> bool:
     """raise_for_inputs' conditions in one expression: its checks one by one cost 8 us per
     call on the 2-core machine, a twentieth of a tiny block's time. The two must agree (a test
     compares them on a table of faults, with and without bias)."""
-    return (isinstance(x, torch.Tensor) and x.dim() == 4 and weight.dim() == 4
+    return (isinstance(x, torch.Tensor) and isinstance(weight, torch.Tensor) and x.dim() == 4
+            and x.is_floating_point() and weight.dim() == 4
             and weight.shape[1:] == (x.shape[1], KERNEL_SIZE, KERNEL_SIZE)
-            and (bias is None or bias.shape == weight.shape[:1]) and activation in ACTIVATIONS)
+            and (bias is None or (isinstance(bias, torch.Tensor)
+                                  and bias.shape == weight.shape[:1]))
+            and activation in ACTIVATIONS)
 
 
 def raise_for_inputs(x, weight, bias, activation) -> None:
     """The argument checks one by one, each error naming its argument."""
-    if not isinstance(x, torch.Tensor) or x.dim() != 4:
-        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"upsample_conv2d: x must be a 4-D [B, C, H, W] tensor; got {shape}")
+    for name, t in (("x", x), ("weight", weight), ("bias", bias)):
+        if not (isinstance(t, torch.Tensor) or (name == "bias" and t is None)):
+            raise TypeError(f"upsample_conv2d: {name} must be a torch.Tensor; got "
+                            f"{type(t).__name__}")
+    if x.dim() != 4:
+        raise ValueError(f"upsample_conv2d: x must be a 4-D [B, C, H, W] tensor; got "
+                         f"{tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"upsample_conv2d: x must have a floating-point dtype; got {x.dtype}")
     if weight.dim() != 4 or tuple(weight.shape[2:]) != (KERNEL_SIZE, KERNEL_SIZE):
         raise ValueError(
             f"upsample_conv2d: weight must be [out_channels, in_channels, 3, 3] (a Conv2d's "
@@ -299,7 +308,9 @@ def upsample_conv2d_with(backend: str, x, weight, bias=None, activation=None,
     # x.device builds an object per call (7 us with caches cold on the 2-core machine): CUDA and
     # CPU are answered by flags.
     device_type = "cuda" if x.is_cuda else "cpu" if x.is_cpu else x.device.type
-    if torch.is_autocast_enabled(device_type):
+    # (a device without autocast, such as meta, cannot be asked whether it is on)
+    if (x.is_cuda or x.is_cpu or torch.amp.is_autocast_available(device_type)) \
+            and torch.is_autocast_enabled(device_type):
         # What autocast does for conv2d: inputs to its dtype, then the op without autocast (the
         # fused routes' backward would otherwise meet a half gradient and float32 inputs).
         x, weight, bias = _autocast_inputs(x, weight, bias)
