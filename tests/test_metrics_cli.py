@@ -1,6 +1,7 @@
 """`ganfast fid A B`: image folders and .npz statistics, a custom extractor, clear errors."""
 
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -95,6 +96,109 @@ def test_bad_inputs_are_named(tmp_path, extractor, capsys):
         assert main(["fid", *args]) == 1, args
         err = capsys.readouterr().err
         assert re.search("ganfast fid: .*" + message, err), err
+
+
+def test_user_mistakes_are_named_before_features_are_extracted(tmp_path, extractor, capsys):
+    one = _folder(tmp_path / "one", 1, seed=0)
+    three = _folder(tmp_path / "three", 3, seed=1)
+    a = _folder(tmp_path / "a", 6, seed=2)
+    (tmp_path / "fid_test_not_callable.py").write_text("features = 3\n")
+    features = ["--features", "fid_test_features:colour_features"]
+    nan_stats, negative_stats = tmp_path / "nan.npz", tmp_path / "negative.npz"
+    np.savez(nan_stats, mu=np.full(10, np.nan), sigma=np.eye(10), count=5)
+    np.savez(negative_stats, mu=np.zeros(10), sigma=-np.eye(10), count=5)
+    no_count = tmp_path / "pytorch_fid.npz"
+    np.savez(no_count, mu=np.zeros(10), sigma=np.eye(10))
+    cases = [
+        ([str(one), str(a), *features, "--device", "cpu"], "one holds 1 image.*FID .* at least 2"),
+        ([str(three), str(a), "--prc", *features, "--device", "cpu"], "three holds 3 .*--prc"),
+        ([str(a), str(a), *features, "--device", "foo"], "--device 'foo'"),
+        ([str(a), str(a), "--features", "fid_test_not_callable:features", "--device", "cpu"],
+         "features is a int, not a function"),
+        ([str(a), str(a), *features, "--device", "cpu", "--save-stats", str(tmp_path / "x.npz"),
+          str(tmp_path / "no" / "such" / "b.npz")], "--save-stats .*b.npz: its folder .* not exist"),
+        ([str(a), str(nan_stats), *features, "--device", "cpu"], "nan.npz: mu or sigma holds NaN"),
+        ([str(a), str(negative_stats), *features, "--device", "cpu"], "negative variances"),
+        ([str(a), str(no_count), *features, "--device", "cpu", "--save-stats",
+          str(tmp_path / "x.npz"), str(tmp_path / "y.npz")], "without a sample count"),
+    ]
+    if not torch.cuda.is_available():
+        cases.append(([str(a), str(a), *features, "--device", "cuda"], "CUDA is not available"))
+    for args, message in cases:
+        assert main(["fid", *args]) == 1, args
+        err = capsys.readouterr().err
+        assert re.search("ganfast fid: .*" + message, err), err
+
+
+def test_features_from_the_current_folder_or_a_file(tmp_path, monkeypatch, capsys):
+    # The installed `ganfast` script does not put the current folder on sys.path itself.
+    (tmp_path / "fid_test_cwd_features.py").write_text(
+        EXTRACTOR.replace("def colour_features", "def cwd_features"))
+    (tmp_path / "numpy_features.py").write_text(
+        EXTRACTOR + "\ndef as_numpy(images):\n    return colour_features(images).numpy()\n")
+    _folder(tmp_path / "a", 6, seed=0)
+    _folder(tmp_path / "b", 5, seed=1, shift=30)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    printed = []
+    for spec in ("fid_test_cwd_features:cwd_features", f"{tmp_path / 'numpy_features.py'}:as_numpy"):
+        assert main(["fid", "a", "b", "--features", spec, "--device", "cpu"]) == 0, \
+            capsys.readouterr().err
+        printed.append(float(capsys.readouterr().out.split("FID: ")[1]))
+    assert printed[0] == printed[1] > 0
+
+
+def test_save_stats_keeps_a_stored_count_and_fid_prints_no_negative_zero(tmp_path, extractor, capsys):
+    a = _folder(tmp_path / "a", 7, seed=0)
+    stats = FeatureStats(10).update(_features(a, extractor))
+    stats.save(tmp_path / "a.npz")
+    assert main(["fid", str(a), str(tmp_path / "a.npz"), "--features",
+                 "fid_test_features:colour_features", "--device", "cpu", "--save-stats",
+                 str(tmp_path / "again.npz"), str(tmp_path / "copy.npz")]) == 0
+    out = capsys.readouterr().out
+    assert FeatureStats.load(tmp_path / "copy.npz").count == 7
+    assert re.fullmatch(r"FID: \d\.\d{6}\n", out), out  # identical sets: 0 up to rounding, unsigned
+
+
+def test_tiff_and_16_bit_images_are_read(tmp_path, extractor, capsys):
+    folder = tmp_path / "deep"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    grey16 = rng.integers(0, 65536, (4, 6, 5), dtype=np.uint16)
+    for i, image in enumerate(grey16):
+        Image.fromarray(image).save(folder / f"{i}.tif" if i % 2 else folder / f"{i}.png")
+    from ganfast.metrics.cli import _read
+
+    for i, image in enumerate(grey16):
+        read = _read(folder / (f"{i}.tif" if i % 2 else f"{i}.png"))
+        expected = np.round(image.astype(np.float64) * 255 / 65535).astype(np.uint8)
+        assert torch.equal(read, torch.from_numpy(np.repeat(expected[None], 3, axis=0)))
+    assert main(["fid", str(folder), str(folder), "--features", "fid_test_features:colour_features",
+                 "--device", "cpu"]) == 0, capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_inception_score_equals_torch_fidelity(tmp_path, capsys):
+    # torch-fidelity's IS: the logits without the fc bias, rows shuffled with RandomState(2020).
+    metric_isc = pytest.importorskip("torch_fidelity.metric_isc")
+    from ganfast.bench.fid import random_inception
+
+    net = random_inception(calibration=2)
+    with torch.no_grad():  # a bias large enough that leaving it in would change the score
+        net.fc.bias.normal_(0, 3)
+        net.fc.weight.mul_(20)
+    weights = tmp_path / "weights.pth"
+    torch.save(net.state_dict(), weights)
+    a = _folder(tmp_path / "a", 21, seed=0, size=(8, 8))
+    assert main(["fid", str(a), str(a), "--weights", str(weights), "--isc", "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out.split(f"IS of {a}: ")[1].split()
+    with torch.no_grad():
+        features = net(_features(a, lambda x: x).float()).double()
+    expected = metric_isc.isc_features_to_metric(features @ net.fc.weight.double().T, splits=10)
+    mean, std = expected["inception_score_mean"], expected["inception_score_std"]
+    assert (float(printed[0]), float(printed[2])) == pytest.approx((mean, std), abs=6e-5)  # 4 places
+    biased = metric_isc.isc_features_to_metric(net.fc(features.float()).double(), splits=10)
+    assert biased["inception_score_mean"] != pytest.approx(mean, rel=1e-3)  # it discriminates
 
 
 def test_missing_inception_weights_say_how_to_get_them(tmp_path, monkeypatch, capsys):

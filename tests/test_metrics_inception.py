@@ -52,8 +52,58 @@ def test_missing_weights_say_how_to_get_them(monkeypatch, tmp_path):
     monkeypatch.delenv(WEIGHTS_ENV, raising=False)
     with pytest.raises(FileNotFoundError, match=WEIGHTS_ENV):
         fid_inception()
-    with pytest.raises(FileNotFoundError, match="nope.pth does not exist.*pt_inception-2015-12-05"):
+    with pytest.raises(FileNotFoundError,
+                       match=r"nope.pth \(from weights=.*\) does not exist.*pt_inception-2015-12-05"):
         fid_inception(tmp_path / "nope.pth")
+    monkeypatch.setenv(WEIGHTS_ENV, str(tmp_path / "gone.pth"))
+    with pytest.raises(FileNotFoundError, match=f"gone.pth \\(from the {WEIGHTS_ENV} variable\\)"):
+        fid_inception()
+    monkeypatch.setenv(WEIGHTS_ENV, "")  # set but empty: as unset
+    with pytest.raises(FileNotFoundError, match="no weights file given"):
+        fid_inception()
+    with pytest.raises(FileNotFoundError, match="is a folder, not a weights file"):
+        fid_inception(tmp_path)
+
+
+def _wrong_weight_files(tmp_path):
+    safetensors = pytest.importorskip("safetensors.torch")
+    text = tmp_path / "notes.pth"
+    text.write_text("not weights")
+    header = tmp_path / "short.safetensors"
+    header.write_bytes(b"\x01")
+    other_keys = tmp_path / "other.pth"
+    torch.save({"layer.weight": torch.zeros(2)}, other_keys)
+    wrong_shape = tmp_path / "wrong_shape.safetensors"
+    state = FIDInceptionV3().state_dict()
+    state["fc.weight"] = torch.zeros(1000, 2048)  # torchvision's ImageNet head, say
+    safetensors.save_file({k: v.contiguous() for k, v in state.items()}, str(wrong_shape))
+    module = tmp_path / "module.pth"
+    torch.save(torch.nn.Linear(2, 2), module)  # a pickled module: weights_only refuses it
+    return [text, header, other_keys, wrong_shape, module]
+
+
+def test_a_file_that_is_not_the_weights_is_named(tmp_path):
+    for path in _wrong_weight_files(tmp_path):
+        with pytest.raises(ValueError, match=f"{path.name} \\(from weights=.*\\) is not the FID "
+                                             "Inception weights .*pt_inception-2015-12-05"):
+            fid_inception(path)
+
+
+@pytest.mark.parametrize("images,error,match", [
+    (torch.zeros(1, 3, 8, 8, dtype=torch.uint8), TypeError, "divide by 255"),
+    (torch.rand(1, 3, 8, 8) * 2 - 1, ValueError, r"in \[0, 1\], got values in \[-"),
+    (torch.rand(1, 3, 8, 8) * 255, ValueError, r"x / 255"),
+], ids=["uint8", "[-1, 1]", "[0, 255]"])
+def test_images_outside_zero_one_are_named(images, error, match):
+    with pytest.raises(error, match=match):
+        FIDInceptionV3()(images)
+
+
+def test_float64_images_run_in_the_networks_dtype():
+    net = FIDInceptionV3()
+    images = torch.rand(1, 3, 16, 16, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(net(images), net(images.float()), rtol=0, atol=0)
 
 
 def test_images_must_be_rgb_batches():

@@ -5,7 +5,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ganfast.metrics import inception_score, kid
+from ganfast.metrics import inception_score, kid, precision_recall
 
 metric_kid = pytest.importorskip("torch_fidelity.metric_kid")
 metric_isc = pytest.importorskip("torch_fidelity.metric_isc")
@@ -37,6 +37,20 @@ def test_kid_bad_arguments():
         kid(torch.randn(10, 4), torch.randn(10, 4), subset_size=11)
     with pytest.raises(ValueError, match="same width"):
         kid(torch.randn(10, 4), torch.randn(10, 5), subset_size=5)
+    for kwargs, match in ((dict(degree=0), "degree must be an int >= 1"),
+                          (dict(degree=2.5), "degree must be an int >= 1"),
+                          (dict(gamma=-1.0), "gamma must be > 0")):
+        with pytest.raises(ValueError, match=match):
+            kid(torch.randn(10, 4), torch.randn(10, 4), subset_size=5, **kwargs)
+
+
+def test_precision_recall_takes_numpy_and_names_bad_k_and_tile():
+    fake, real = torch.randn(12, 3, dtype=torch.float64), torch.randn(9, 3, dtype=torch.float64)
+    assert precision_recall(fake.numpy(), real.numpy()) == precision_recall(fake, real)
+    for kwargs, match in ((dict(k=2.5), "k must be an int >= 1"), (dict(k=0), "k must be"),
+                          (dict(tile=0), "tile must be an int >= 1")):
+        with pytest.raises(ValueError, match=match):
+            precision_recall(fake, real, **kwargs)
 
 
 @pytest.mark.parametrize("n,splits", [(100, 10), (97, 3), (50, 1)])

@@ -149,6 +149,16 @@ def test_load_without_count_and_bad_inputs(tmp_path):
         stats.update(torch.zeros(3, 4, dtype=torch.int64))
     with pytest.raises(ValueError, match="at least 2 samples"):
         _ = stats.covariance
+    for count in (1, 2.5, -5, True):
+        with pytest.raises(ValueError, match="count must be an int >= 2"):
+            FeatureStats.load(tmp_path / "plain.npz", count=count)
+    assert FeatureStats.load(tmp_path / "plain.npz", count=np.int64(7)).count == 7
+    assert FeatureStats(np.int64(5)).num_features == 5
+    for bad in (True, 2.0, 0):
+        with pytest.raises(ValueError, match="num_features must be a positive int"):
+            FeatureStats(bad)
+    with pytest.raises(FileNotFoundError, match="cannot save statistics to .*missing.*does not exist"):
+        FeatureStats.load(tmp_path / "plain.npz", count=3).save(tmp_path / "missing" / "x.npz")
 
 
 @pytest.mark.gpu

@@ -1,13 +1,18 @@
 """`ganfast fid A B`: FID (and KID, IS, precision/recall) between two image folders or .npz stats.
 
-A and B are each a folder of images (.png, .jpg, .jpeg, .bmp, .webp, searched recursively) or a
-statistics file in pytorch-fid's .npz format (mu, sigma). Features come from the FID Inception
-network (`--weights` or GANFAST_INCEPTION_WEIGHTS), or from `--features module:function`, any
-callable taking images [N, 3, H, W] in [0, 1] and returning features [N, D].
+A and B are each a folder of images (.png, .jpg, .jpeg, .bmp, .webp, .tif, .tiff, .ppm, .pgm,
+searched recursively: pytorch-fid's set) or a statistics file in pytorch-fid's .npz format (mu,
+sigma). Features come from the FID Inception network (`--weights` or GANFAST_INCEPTION_WEIGHTS),
+or from `--features module:function` (a module importable from the current folder, or
+path/to/file.py:function), any callable taking images [N, 3, H, W] in [0, 1] and returning
+features [N, D]. The Inception Score is torch-fidelity's: logits without the fc bias, rows
+shuffled with numpy's RandomState(2020), 10 splits.
 """
 
 import argparse
 import importlib
+import importlib.util
+import os
 import sys
 import zipfile
 from pathlib import Path
@@ -19,7 +24,9 @@ from tqdm import tqdm
 from .inception import PRECISION_CHOICES
 from .resize import RESIZE_CHOICES
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+IS_SPLITS, IS_SHUFFLE_SEED = 10, 2020  # torch-fidelity's defaults
+PRC_K = 3
 DESCRIPTION = __doc__
 
 
@@ -31,11 +38,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("a", help="an image folder or a pytorch-fid .npz statistics file")
     parser.add_argument("b", help="an image folder or a pytorch-fid .npz statistics file")
     parser.add_argument("--kid", action="store_true", help="also the kernel inception distance")
-    parser.add_argument("--isc", action="store_true", help="also the Inception Score of each folder")
+    parser.add_argument("--isc", action="store_true",
+                        help="also the Inception Score of each folder (torch-fidelity's: unbiased "
+                             "logits, shuffled with seed 2020, 10 splits; 20 images or more)")
     parser.add_argument("--prc", action="store_true",
                         help="also precision (A as the fakes) and recall against B")
     parser.add_argument("--features", metavar="MODULE:FUNCTION",
-                        help="the feature extractor instead of the FID Inception network")
+                        help="the feature extractor instead of the FID Inception network: a "
+                             "module importable from the current folder, or file.py:function")
     parser.add_argument("--weights", help="the FID Inception weights file (pytorch-fid's "
                                           "pt_inception-2015-12-05-6726825d.pth or .safetensors)")
     parser.add_argument("--resize", choices=RESIZE_CHOICES,
@@ -56,7 +66,7 @@ def run(args) -> int:
     try:
         for line in compute(args):
             print(line)
-    except (FidError, FileNotFoundError) as error:
+    except (FidError, FileNotFoundError, NotADirectoryError) as error:
         print(f"ganfast fid: {error}", file=sys.stderr)
         return 1
     return 0
@@ -65,9 +75,10 @@ def run(args) -> int:
 def compute(args) -> list[str]:
     from . import FeatureStats, frechet_distance, inception_score, kid, precision_recall
 
+    # Everything that can be checked before the features are: extraction can take hours.
     if args.batch_size < 1:
         raise FidError(f"--batch-size must be >= 1, got {args.batch_size}")
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = _device(args.device)
     sources = [Path(args.a), Path(args.b)]
     for source in sources:
         if not source.exists():
@@ -76,18 +87,25 @@ def compute(args) -> list[str]:
     if wants_features and any(s.suffix == ".npz" for s in sources):
         raise FidError("--kid, --isc and --prc need image folders for both A and B, not .npz "
                        "statistics")
-    extractor = None
-    if any(s.is_dir() for s in sources):
-        extractor = _extractor(args, device)
+    for path in args.save_stats or ():
+        if not Path(path).absolute().parent.is_dir():
+            raise FidError(f"--save-stats {path}: its folder {Path(path).absolute().parent} does "
+                           "not exist")
+    files = {source: _image_files(source) for source in sources if source.is_dir()}
+    extractor = _extractor(args, device) if files else None
+    for source, names in files.items():
+        _check_count(source, len(names), args)
+    loaded = {source: _load_stats(source, args) for source in sources if not source.is_dir()}
     stats, features, logits = [], [], []
     for source in sources:
-        if source.is_dir():
-            f, lg = _features_of_folder(source, extractor, args.batch_size, device, args.isc)
+        if source in files:
+            f, lg = _features_of_folder(source, files[source], extractor, args.batch_size,
+                                        device, args.isc)
             stats.append(FeatureStats(f.shape[1]).update(f))
             features.append(f)
             logits.append(lg)
         else:
-            stats.append(_load_stats(source))
+            stats.append(loaded[source])
     dims = [s.mean.shape[0] for s in stats]
     if dims[0] != dims[1]:
         raise FidError(f"feature sizes differ: {sources[0]} has {dims[0]}, {sources[1]} has "
@@ -96,19 +114,50 @@ def compute(args) -> list[str]:
         for s, path in zip(stats, args.save_stats, strict=True):
             s.save(path)
     fid = frechet_distance(stats[0].mean, stats[0].covariance, stats[1].mean, stats[1].covariance)
-    lines = [f"FID: {fid:.6f}"]
+    lines = [f"FID: {_fixed(fid, 6)}"]
     if args.kid:
         mean, std = kid(features[0], features[1], subset_size=min(1000, len(features[0]),
                                                                   len(features[1])))
-        lines.append(f"KID: {mean:.6f} +- {std:.6f}")
+        lines.append(f"KID: {_fixed(mean, 6)} +- {_fixed(std, 6)}")
     if args.isc:
         for source, lg in zip(sources, logits, strict=True):
-            mean, std = inception_score(lg, splits=min(10, len(lg)))
+            order = np.random.RandomState(IS_SHUFFLE_SEED).permutation(len(lg))
+            mean, std = inception_score(lg[torch.from_numpy(order)], splits=IS_SPLITS)
             lines.append(f"IS of {source}: {mean:.4f} +- {std:.4f}")
     if args.prc:
-        precision, recall = precision_recall(features[0], features[1])
+        precision, recall = precision_recall(features[0], features[1], k=PRC_K)
         lines.append(f"precision: {precision:.4f}  recall: {recall:.4f}")
     return lines
+
+
+def _fixed(value: float, digits: int) -> str:
+    """`value` to `digits` decimals, without the "-0.000000" of a rounding-sized negative."""
+    text = f"{value:.{digits}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
+
+
+def _device(name: str | None) -> torch.device:
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise FidError(f"--device {name!r}: {error}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise FidError(f"--device {name!r}: CUDA is not available here (use --device cpu)")
+    return device
+
+
+def _check_count(folder: Path, n: int, args) -> None:
+    """The fewest images each asked-for metric can be computed from."""
+    needs = [(2, "FID (a covariance)")]
+    if args.prc:
+        needs.append((PRC_K + 2, f"--prc (k={PRC_K} neighbours besides each image)"))
+    if args.isc:
+        needs.append((2 * IS_SPLITS, f"--isc ({IS_SPLITS} splits of at least 2 images)"))
+    for least, what in needs:
+        if n < least:
+            raise FidError(f"{folder} holds {n} image(s); {what} needs at least {least}")
 
 
 def _extractor(args, device):
@@ -120,18 +169,43 @@ def _extractor(args, device):
             if getattr(args, option) is not None:
                 raise FidError(f"--{option} sets up the Inception network: leave it out with "
                                "--features")
-        module_name, _, attr = args.features.partition(":")
-        try:
-            fn = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError, ValueError) as error:
-            raise FidError(f"--features {args.features!r}: cannot load it ({error}); expected "
-                           "module:function") from None
-        return fn, None
+        return _load_callable(args.features), None
     from .inception import fid_inception
 
-    net = fid_inception(args.weights, resize=args.resize or "pytorch",
-                        precision=args.precision or "fp32").to(device)
-    return net, (lambda images: net.fc(net(images)))
+    try:
+        net = fid_inception(args.weights, resize=args.resize or "pytorch",
+                            precision=args.precision or "fp32").to(device)
+    except ValueError as error:  # a file that is not the weights
+        raise FidError(str(error)) from None
+    # torch-fidelity's "logits_unbiased" (the original Inception Score code's too): the pool
+    # features times the fc weight, no bias; from the same forward as the features.
+    fc_weight = net.fc.weight.double().cpu()
+    return net, (lambda features: features @ fc_weight.T)
+
+
+def _load_callable(spec: str):
+    """module:function (importable from the current folder too, as with `python -m`) or
+    path/to/file.py:function."""
+    where, _, attr = spec.rpartition(":")
+    try:
+        if where.endswith(".py"):
+            module_spec = importlib.util.spec_from_file_location(Path(where).stem, where)
+            if module_spec is None or not Path(where).is_file():
+                raise ImportError(f"no file {where}")
+            module = importlib.util.module_from_spec(module_spec)
+            module_spec.loader.exec_module(module)
+        else:
+            if os.getcwd() not in sys.path:
+                sys.path.insert(0, os.getcwd())
+            module = importlib.import_module(where)
+        fn = getattr(module, attr)
+    except (ImportError, AttributeError, ValueError) as error:
+        raise FidError(f"--features {spec!r}: cannot load it ({error}); expected module:function "
+                       "with the module importable from the current folder (or on PYTHONPATH), "
+                       "or path/to/file.py:function") from None
+    if not callable(fn):
+        raise FidError(f"--features {spec!r}: {attr} is a {type(fn).__name__}, not a function")
+    return fn
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -146,16 +220,20 @@ def _read(path: Path) -> torch.Tensor:
 
     try:
         with Image.open(path) as image:
-            array = np.asarray(image.convert("RGB"), dtype=np.uint8)
+            if image.mode.startswith("I;16"):
+                # 16-bit grey: convert("RGB") would clip every value above 255 to white
+                grey = np.asarray(image, dtype=np.float64) * (255 / 65535)
+                array = np.repeat(grey.round().astype(np.uint8)[..., None], 3, axis=2)
+            else:
+                array = np.asarray(image.convert("RGB"), dtype=np.uint8)
     except (OSError, UnidentifiedImageError) as error:
         raise FidError(f"cannot read image {path}: {error}") from None
     return torch.from_numpy(array.copy()).permute(2, 0, 1)
 
 
 @torch.no_grad()
-def _features_of_folder(folder, extractor, batch_size, device, with_logits):
-    features_fn, logits_fn = extractor
-    files = _image_files(folder)
+def _features_of_folder(folder, files, extractor, batch_size, device, with_logits):
+    features_fn, logits_of_features = extractor
     features, logits, size = [], [], None
     for start in tqdm(range(0, len(files), batch_size), desc=f"features of {folder}",
                       unit="batch", leave=False):
@@ -168,21 +246,36 @@ def _features_of_folder(folder, extractor, batch_size, device, with_logits):
                                "them to one size first")
         images = torch.stack(batch).to(device=device, dtype=torch.float32) / 255
         f = features_fn(images)
+        if isinstance(f, np.ndarray):
+            f = torch.from_numpy(f)
         if not isinstance(f, torch.Tensor) or f.dim() != 2 or f.shape[0] != len(batch):
-            raise FidError(f"the feature extractor must return [N, D] features for N images; got "
-                           f"{getattr(f, 'shape', type(f).__name__)}")
+            raise FidError(f"the feature extractor must return a tensor (or numpy array) of "
+                           f"[N, D] features for N images; got "
+                           f"{type(f).__name__} {tuple(getattr(f, 'shape', ()))}")
         features.append(f.double().cpu())
         if with_logits:
-            logits.append(logits_fn(images).double().cpu())
+            logits.append(logits_of_features(features[-1]))
     return torch.cat(features), (torch.cat(logits) if with_logits else None)
 
 
-def _load_stats(path: Path):
+def _load_stats(path: Path, args):
     from .stats import FeatureStats
 
     if path.suffix != ".npz":
         raise FidError(f"{path} is neither a folder nor a .npz statistics file")
     try:
-        return FeatureStats.load(path, count=2)  # pytorch-fid files carry no count; FID needs none
+        with np.load(path) as data:
+            has_count = "count" in data.files
+        # pytorch-fid files carry no count, which FID does not need
+        stats = FeatureStats.load(path, count=None if has_count else 2)
     except (KeyError, ValueError, OSError, zipfile.BadZipFile) as error:
         raise FidError(f"cannot read statistics from {path}: {error}") from None
+    if not has_count and args.save_stats:
+        raise FidError(f"{path} holds pytorch-fid statistics without a sample count: "
+                       "--save-stats would write a made-up one; leave it out")
+    mean, covariance = stats.mean, stats.covariance
+    if not (mean.isfinite().all() and covariance.isfinite().all()):
+        raise FidError(f"{path}: mu or sigma holds NaN or infinite values")
+    if (covariance.diagonal() < 0).any():
+        raise FidError(f"{path}: sigma has negative variances on its diagonal; not a covariance")
+    return stats

@@ -196,6 +196,15 @@ class FIDInceptionV3(nn.Module):
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"FID Inception: images must be [N, 3, H, W] in [0, 1], got "
                              f"{list(images.shape)}")
+        if not images.is_floating_point():
+            raise TypeError(f"FID Inception: images must be floating point in [0, 1], got "
+                            f"{images.dtype} (uint8 images: divide by 255 first)")
+        low, high = images.aminmax()  # one pass; catches [-1, 1] and [0, 255] images
+        if low < -1e-3 or high > 1 + 1e-3:
+            raise ValueError(f"FID Inception: images must be in [0, 1], got values in "
+                             f"[{float(low):.3g}, {float(high):.3g}] (a generator's [-1, 1] "
+                             "output: (x + 1) / 2; uint8 values: x / 255)")
+        images = images.to(self.fc.weight.dtype)
         x = 2 * resize_299(images, self.resize) - 1
         if self.precision == "bf16":
             with torch.autocast(x.device.type, dtype=torch.bfloat16):
@@ -225,19 +234,34 @@ def fid_inception(weights=None, *, resize: str = "pytorch", precision: str = "fp
     the GANFAST_INCEPTION_WEIGHTS environment variable. Inference mode; `resize` and `precision`
     as in FIDInceptionV3 (defaults: pytorch-fid's resize, fp32)."""
     net = FIDInceptionV3(resize=resize, precision=precision)  # bad choices fail before file I/O
-    path = weights if weights is not None else os.environ.get(WEIGHTS_ENV)
+    if weights is not None:
+        path, source = weights, "weights= (--weights of ganfast fid)"
+    else:
+        path, source = os.environ.get(WEIGHTS_ENV) or None, f"the {WEIGHTS_ENV} variable"
     how = (f"download {WEIGHTS_URL} once (pytorch-fid's weights) and pass its path as "
-           f"weights= or set {WEIGHTS_ENV}; ganfast never downloads")
+           f"weights= (--weights of ganfast fid) or set {WEIGHTS_ENV}; ganfast never downloads")
     if path is None:
         raise FileNotFoundError(f"fid_inception: no weights file given: {how}")
     path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"fid_inception: weights file {path} (from {source}) does not "
+                                f"exist: {how}")
     if not path.is_file():
-        raise FileNotFoundError(f"fid_inception: weights file {path} does not exist: {how}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+        raise FileNotFoundError(f"fid_inception: {path} (from {source}) is a folder, not a "
+                                f"weights file: {how}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    net.load_state_dict(state)
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        net.load_state_dict(state)
+    except Exception as error:  # torch.load, safetensors and load_state_dict raise many kinds
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        raise ValueError(
+            f"fid_inception: {path} (from {source}) is not the FID Inception weights "
+            f"({type(error).__name__}: {first_line}); expected the state dict of pytorch-fid's "
+            f"pt_inception-2015-12-05-6726825d.pth (or a .safetensors of it), from "
+            f"{WEIGHTS_URL}") from error
     return net.requires_grad_(False).eval()

@@ -8,6 +8,8 @@ in float64.
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import torch
 
@@ -39,6 +41,10 @@ def kid(features1, features2, subsets=100, subset_size=1000, degree=3, gamma=Non
         )
     if subsets < 1:
         raise ValueError(f"subsets must be >= 1, got {subsets}")
+    if isinstance(degree, bool) or not isinstance(degree, numbers.Integral) or degree < 1:
+        raise ValueError(f"degree must be an int >= 1 (a polynomial kernel's), got {degree!r}")
+    if gamma is not None and not gamma > 0:
+        raise ValueError(f"gamma must be > 0 (or None: 1 / D), got {gamma!r}")
     gamma = 1.0 / f1.shape[1] if gamma is None else gamma
     rng = np.random.RandomState(seed)
     draws = [

@@ -9,6 +9,9 @@ O(tile^2 + N k), never O(N^2).
 
 from __future__ import annotations
 
+import numbers
+
+import numpy as np
 import torch
 
 TILE = 4096
@@ -44,10 +47,16 @@ def _inside_any_ball(
 
 
 def precision_recall(fake_features, real_features, k=3, tile=TILE):
-    """(precision, recall) of fake [N, D] against real [M, D] features with k-NN balls."""
+    """(precision, recall) of fake [N, D] against real [M, D] features with k-NN balls
+    (numpy arrays or tensors)."""
+    for name, value in (("k", k), ("tile", tile)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    fake_features, real_features = (torch.from_numpy(f) if isinstance(f, np.ndarray) else f
+                                    for f in (fake_features, real_features))
     for name, f in (("fake_features", fake_features), ("real_features", real_features)):
         if not isinstance(f, torch.Tensor) or f.dim() != 2 or not f.is_floating_point():
-            raise ValueError(f"{name} must be a 2-D floating-point tensor [N, D]")
+            raise ValueError(f"{name} must be a 2-D floating-point tensor (or numpy array) [N, D]")
         if len(f) <= k:
             raise ValueError(f"{name} needs more than k={k} rows, got {len(f)}")
     if fake_features.shape[1] != real_features.shape[1]:
@@ -55,8 +64,6 @@ def precision_recall(fake_features, real_features, k=3, tile=TILE):
             f"fake_features and real_features must have the same width, got "
             f"{fake_features.shape[1]} and {real_features.shape[1]}"
         )
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
     dtype = torch.promote_types(fake_features.dtype, torch.float32)
     fake = fake_features.to(dtype)
     real = real_features.to(device=fake.device, dtype=dtype)

@@ -16,6 +16,7 @@ the residual of the fp32-rounded batch mean is corrected in float64.
 
 from __future__ import annotations
 
+import numbers
 import os
 import tempfile
 
@@ -27,8 +28,10 @@ class FeatureStats:
     """Running count, mean and unbiased covariance (as np.cov) of [N, D] feature batches."""
 
     def __init__(self, num_features: int, device=None):
-        if not isinstance(num_features, int) or num_features < 1:
+        if isinstance(num_features, bool) or not isinstance(num_features, numbers.Integral) \
+                or num_features < 1:
             raise ValueError(f"num_features must be a positive int, got {num_features!r}")
+        num_features = int(num_features)
         self.num_features = num_features
         self._count = 0
         self._mean = torch.zeros(num_features, dtype=torch.float64, device=device)
@@ -118,6 +121,9 @@ class FeatureStats:
         """Write pytorch-fid's .npz (mu, sigma) plus count, atomically (temp file + rename)."""
         path = os.fspath(path)
         directory = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(directory):
+            raise FileNotFoundError(f"cannot save statistics to {path}: folder {directory} does "
+                                    "not exist")
         fd, tmp = tempfile.mkstemp(dir=directory, suffix=".npz.tmp")
         try:
             with os.fdopen(fd, "wb") as f:
@@ -146,6 +152,10 @@ class FeatureStats:
             raise ValueError(f"{path}: mu {mu.shape} and sigma {sigma.shape} do not form D and [D, D]")
         if count is None:
             raise ValueError(f"{path} stores no count: pass count= (the number of samples behind it)")
+        if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 2:
+            raise ValueError(f"count must be an int >= 2 (the samples behind a covariance), got "
+                             f"{count!r}")
+        count = int(count)
         stats = cls(mu.shape[0])
         stats._count = count
         stats._mean = torch.from_numpy(mu).double()

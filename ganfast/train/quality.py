@@ -184,7 +184,7 @@ class InceptionFID:
 
         stats = FeatureStats(2048)
         for start in range(0, len(images), self.batch):
-            x = (images[start:start + self.batch].float().to(self.device) + 1) / 2  # [-1, 1] -> [0, 1]
+            x = ((images[start:start + self.batch].float().to(self.device) + 1) / 2).clamp_(0, 1)
             stats.update(self.net(x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x))
         if across_ranks and torch.distributed.is_available() and torch.distributed.is_initialized():
             stats.all_reduce()  # each rank measured its share of the samples
