@@ -160,3 +160,147 @@ def test_inception_fid_of_samples_against_the_training_images(tmp_path):
     expected = frechet_distance(stats[0].mean, stats[0].covariance, stats[1].mean,
                                 stats[1].covariance)
     assert row["fid_inception"] == pytest.approx(expected, rel=1e-9)
+
+
+def _data_error(spec, **kwargs) -> str:
+    """load(spec) must fail with a DataError that names the --data path; returns its message."""
+    with pytest.raises(data.DataError) as info:
+        data.load(str(spec), **kwargs)
+    assert str(spec) in str(info.value)
+    return str(info.value)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int16, np.int32, np.int64, np.uint16])
+def test_npy_0_255_floats_and_integer_images_scale_like_uint8(tmp_path, dtype):
+    pixels = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3))
+    pixels[0, 0, 0] = 255  # floats: the 0..255 rule keys on the maximum
+    np.save(tmp_path / "u8.npy", pixels.astype(np.uint8))
+    np.save(tmp_path / "other.npy", pixels.astype(dtype))
+    expected = data.load(str(tmp_path / "u8.npy")).x
+    got = data.load(str(tmp_path / "other.npy")).x
+    assert got.shape == (4, 3, 8, 8) and torch.allclose(got, expected)
+    assert got.min() >= -1 and got.max() <= 1
+
+
+def test_npy_floats_in_0_1_are_mapped_and_in_minus_1_1_kept(tmp_path):
+    x01 = np.random.default_rng(0).random((3, 8, 8), dtype=np.float32)
+    np.save(tmp_path / "a.npy", x01)
+    np.save(tmp_path / "b.npy", x01 * 2 - 1)
+    assert torch.allclose(data.load(str(tmp_path / "a.npy")).x[:, 0], torch.from_numpy(x01 * 2 - 1))
+    assert torch.allclose(data.load(str(tmp_path / "b.npy")).x[:, 0], torch.from_numpy(x01 * 2 - 1))
+
+
+@pytest.mark.parametrize("array", [
+    np.full((2, 8, 8), -3, np.int32),                 # negative integers
+    np.full((2, 8, 8), 256, np.int64),                # integers beyond 255
+    np.full((2, 8, 8), 300.0, np.float32),            # floats beyond 255
+    np.linspace(-5, 5, 128).reshape(2, 8, 8),         # floats in no supported range
+    np.full((2, 8, 8), np.nan, np.float32),           # not finite
+])
+def test_npy_images_out_of_the_supported_range_are_a_data_error(tmp_path, array):
+    np.save(tmp_path / "bad.npy", array)
+    message = _data_error(tmp_path / "bad.npy")
+    assert "range" in message or "finite" in message
+
+
+@pytest.mark.parametrize("shape", [(10, 1), (10, 3), (10, 64)])
+def test_npy_points_must_be_n_by_2(tmp_path, shape):
+    np.save(tmp_path / "p.npy", np.zeros(shape, np.float32))
+    message = _data_error(tmp_path / "p.npy")
+    assert "points must be [N, 2]" in message and "[N, C, H, W]" in message and str(shape) in message
+
+
+def test_npy_with_five_or_more_dimensions_is_a_data_error(tmp_path):
+    np.save(tmp_path / "v.npy", np.zeros((2, 3, 4, 4, 4), np.uint8))
+    assert "5 dimensions" in _data_error(tmp_path / "v.npy")
+
+
+def test_npy_suffix_is_case_insensitive(tmp_path):
+    np.save(tmp_path / "points.npy", np.zeros((5, 2), np.float32))
+    (tmp_path / "points.npy").rename(tmp_path / "points.NPY")
+    assert data.load(str(tmp_path / "points.NPY")).x.shape == (5, 2)
+
+
+def test_garbage_npy_is_not_a_numpy_array_file(tmp_path):
+    (tmp_path / "text.npy").write_text("hello, not an array\n")
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
+    for name in ("text.npy", "objects.npy"):
+        message = _data_error(tmp_path / name)
+        assert "not a numpy array file" in message
+        assert "contains pickled" not in message and "allow_pickle" not in message
+
+
+@pytest.mark.parametrize("mode,suffix", [("I;16", ".png"), ("I;16B", ".tif"), ("I;16", ".tif")])
+def test_image_folder_scales_16_bit_grey_to_8_bits(tmp_path, mode, suffix):
+    from PIL import Image
+
+    values = np.array([[0, 257, 1000, 32768], [40000, 65280, 65534, 65535]] * 2, np.uint16)
+    raw = values.astype(">u2" if mode.endswith("B") else "<u2").tobytes()
+    Image.frombytes(mode, (4, 4), raw).save(tmp_path / f"deep{suffix}")
+    ds = data.load(str(tmp_path))
+    assert ds.x.shape == (1, 1, 4, 4)
+    eight_bit = np.round(values.astype(np.float64) * 255 / 65535)
+    assert torch.equal(((ds.x[0, 0] + 1) * 127.5).round().double(), torch.from_numpy(eight_bit))
+
+
+def test_image_folder_counts_grey_with_alpha_as_grey(tmp_path):
+    from PIL import Image
+
+    Image.new("L", (8, 8), 10).save(tmp_path / "a.png")
+    Image.new("LA", (8, 8), (200, 128)).save(tmp_path / "b.png")
+    ds = data.load(str(tmp_path))
+    assert ds.x.shape == (2, 1, 8, 8)
+    assert torch.allclose(ds.x[:, 0, 0, 0], torch.tensor([10, 200]) / 127.5 - 1)
+
+
+def test_image_folder_with_top_level_images_and_class_subfolders_is_an_error(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "cat").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "cat" / "0.png")
+    Image.new("RGB", (8, 8)).save(tmp_path / "stray.png")
+    message = _data_error(tmp_path)
+    assert "stray.png" in message and "cat" in message and "class subfolder" in message
+
+
+def test_image_folder_skips_and_logs_empty_subfolders(tmp_path):
+    from PIL import Image
+
+    for name in ("cat", "dog"):
+        (tmp_path / name).mkdir()
+        Image.new("RGB", (8, 8)).save(tmp_path / name / "0.png")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no images here")
+    said = []
+    ds = data.load(str(tmp_path), log=said.append)
+    assert ds.class_names == ["cat", "dog"] and ds.labels.tolist() == [0, 1]
+    assert any("empty" in line for line in said)
+    # empty subfolders beside top-level images: the images are one unlabelled set
+    (tmp_path / "cat" / "0.png").rename(tmp_path / "a.png")
+    (tmp_path / "dog" / "0.png").rename(tmp_path / "b.png")
+    ds = data.load(str(tmp_path), log=said.append)
+    assert ds.x.shape == (2, 3, 8, 8) and ds.labels is None and ds.class_names == []
+
+
+def test_non_square_image_folder_suggests_image_size(tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (12, 8)).save(tmp_path / "wide.png")
+    assert "--image-size" in _data_error(tmp_path)
+    assert data.load(str(tmp_path), image_size=8, log=lambda _: None).x.shape == (1, 3, 8, 8)
+
+
+def test_image_size_message_reads_naturally_for_one_size(tmp_path):
+    from PIL import Image
+
+    for i in range(2):
+        Image.new("RGB", (12, 12)).save(tmp_path / f"{i}.png")
+    said = []
+    data.load(str(tmp_path), image_size=8, log=said.append)
+    assert len(said) == 1 and "1 different sizes" not in said[0]
+    assert "12x12" in said[0] and "8x8" in said[0]
+
+
+def test_missing_data_path_says_no_such_file_or_folder(tmp_path):
+    for missing in (tmp_path / "nope", tmp_path / "nope.npy", tmp_path / "nope" / "x.npy"):
+        assert "no such file or folder" in _data_error(missing)

@@ -2,6 +2,8 @@
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -101,13 +103,22 @@ def test_a_folder_holding_a_run_is_never_overwritten(tmp_path, capsys):
     (["--penalty", "gp"], "none, wgan-gp, r1, r2"),
     (["--backend", "cuda", "--device", "cpu"], "--backend cuda:"),
     (["--data", "ring8", "--conditional", "--data", "EMPTY"], "no images found"),
+    (["--batch-size", "0"], "--batch-size must be >= 1, got 0"),
+    (["--steps", "-5"], "--steps must be >= 1, got -5"),
+    (["--lr-g", "-1"], "--lr-g must be > 0"),
+    (["--ema", "2"], "--ema must be in [0, 1)"),
+    (["--penalty-weight", "-10"], "--penalty-weight must be >= 0"),
+    (["--width", "0"], "--width must be >= 1"),
+    (["--out", "FILE"], "is a file, not a run folder"),
 ])
 def test_bad_input_is_a_message_not_a_traceback(tmp_path, capsys, args, message):
     (tmp_path / "empty").mkdir()
-    args = [str(tmp_path / "empty") if a == "EMPTY" else a for a in args]
+    (tmp_path / "file").write_text("")
+    args = [{"EMPTY": str(tmp_path / "empty"), "FILE": str(tmp_path / "file")}.get(a, a) for a in args]
     assert cli.main(["train", "--steps", "1", "--out", str(tmp_path / "run"), *args]) == 1
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()  # a refused run leaves no folder behind
 
 
 def test_a_nan_loss_stops_the_run_naming_the_step_and_loss(tmp_path, monkeypatch):
@@ -123,23 +134,126 @@ def test_a_nan_loss_stops_the_run_naming_the_step_and_loss(tmp_path, monkeypatch
         t.run()
 
 
-def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path, monkeypatch):
-    t = make(tmp_path, data="ring8", steps=10, batch_size=8, log_every=1)
+def _weights(t: Trainer) -> list:
+    return [v.clone() for m in (t.G, t.D, t.G_ema) for v in m.state_dict().values()]
+
+
+def _signal_during_step(t, monkeypatch, at_step, *signals):
+    """Send `signals` to this process in the middle of iteration at_step + 1: after its D step,
+    before its G step (the point where a checkpoint would hold half an iteration)."""
     real_step = t._generator_step
 
-    def interrupted():
-        if t.step == 4:
-            raise KeyboardInterrupt
+    def signalled():
+        if t.step == at_step:
+            for sig in signals:
+                os.kill(os.getpid(), sig)
         return real_step()
 
-    monkeypatch.setattr(t, "_generator_step", interrupted)
+    monkeypatch.setattr(t, "_generator_step", signalled)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_stop_signal_mid_iteration_checkpoints_the_iteration_and_resumes_exactly(
+        tmp_path, monkeypatch, sig):
+    settings = dict(data="ring8", steps=8, batch_size=8, log_every=1, sample_every=100)
+    straight = make(tmp_path / "straight", **settings)
+    straight.run()
+    t = make(tmp_path / "stopped", **settings)
+    _signal_during_step(t, monkeypatch, 4, sig)
+    with pytest.raises(KeyboardInterrupt):
+        t.run()
+    assert torch.load(tmp_path / "stopped" / "checkpoint.pt", weights_only=True)["step"] == 5
+    resumed = make(tmp_path / "stopped", resume=True)
+    assert resumed.step == 5
+    resumed.run()
+    assert loss_rows(tmp_path / "stopped") == loss_rows(tmp_path / "straight")
+    assert all(torch.equal(a, b) for a, b in zip(_weights(resumed), _weights(straight), strict=True))
+
+
+def test_a_second_ctrl_c_stops_at_once_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    t = make(tmp_path, data="ring8", steps=8, batch_size=8, log_every=1, sample_every=2)
+    _signal_during_step(t, monkeypatch, 5, signal.SIGINT, signal.SIGINT)
     with pytest.raises(KeyboardInterrupt):
         t.run()
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 4
     resumed = make(tmp_path, resume=True)
-    assert resumed.step == 4
     resumed.run()
-    assert [r["step"] for r in rows(tmp_path) if "loss_d" in r] == list(range(1, 11))
+    assert [r["step"] for r in rows(tmp_path)] == list(range(0, 9))  # no step twice
+
+
+def test_a_crash_resumes_from_the_last_checkpoint_without_repeated_or_torn_rows(tmp_path, monkeypatch):
+    settings = dict(data="ring8", steps=6, batch_size=8, log_every=1, sample_every=3)
+    make(tmp_path / "straight", **settings).run()
+    t = make(tmp_path / "crashed", **settings)
+    real_step = t._generator_step
+
+    def crashing():
+        if t.step == 4:
+            raise RuntimeError("the machine went away")
+        return real_step()
+
+    monkeypatch.setattr(t, "_generator_step", crashing)
+    with pytest.raises(RuntimeError):
+        t.run()
+    metrics = tmp_path / "crashed" / "metrics.jsonl"
+    assert [r["step"] for r in rows(tmp_path / "crashed")] == [0, 1, 2, 3, 4]  # checkpoint at 3
+    with open(metrics, "a") as f:
+        f.write('{"step": 5, "loss_d": 0.3')  # a line torn by the crash
+    make(tmp_path / "crashed", resume=True).run()
+    assert loss_rows(tmp_path / "crashed") == loss_rows(tmp_path / "straight")
+    assert [r["step"] for r in rows(tmp_path / "crashed")] == list(range(7))
+
+
+def test_a_run_stopped_before_any_step_resumes_from_step_zero(tmp_path, monkeypatch):
+    t = make(tmp_path, data="ring8", steps=3, batch_size=8, log_every=1)
+    monkeypatch.setattr(t, "_discriminator_step", lambda d_step: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        t.run()
+    resumed = make(tmp_path, resume=True)
+    assert resumed.step == 0
+    resumed.run()
+    assert [r["step"] for r in rows(tmp_path)] == [0, 1, 2, 3]
+
+
+def test_a_longer_resumed_run_derives_its_intervals_from_the_new_length(tmp_path):
+    make(tmp_path, data="ring8", steps=5, batch_size=8).run()  # samples every step
+    make(tmp_path, resume=True, steps=10).run()  # every 2nd step from here
+    names = {p.name for p in tmp_path.glob("samples_*.png")}
+    assert {"samples_0000006.png", "samples_0000008.png"} <= names
+    assert not {"samples_0000007.png", "samples_0000009.png"} & names
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--loss", "hinge"], r"--loss 'hinge' \(saved: 'nonsaturating'\)"),
+    (["--batch-size", "7", "--lr-g", "5"], r"--batch-size 7 \(saved: 8\), --lr-g 5.0"),
+    (["--steps", "2"], "--steps 2 is below the step 3"),
+])
+def test_resume_refuses_settings_it_would_otherwise_ignore(tmp_path, capsys, args, message):
+    out = str(tmp_path / "run")
+    assert cli.main(["train", "--data", "ring8", "--steps", "3", "--batch-size", "8", "--out", out]) == 0
+    capsys.readouterr()
+    assert cli.main(["train", "--resume", "--out", out, *args]) == 1
+    assert re.search(message, capsys.readouterr().err)
+    assert cli.main(["train", "--resume", "--out", out, "--steps", "4", "--no-tensorboard",
+                     "--sample-every", "1"]) == 0  # what may change
+
+
+def test_conditional_points_train_and_plot(tmp_path):
+    make(tmp_path, data="ring8", conditional=True, steps=2, batch_size=8).run()
+    assert (tmp_path / "samples_final.png").stat().st_size > 0
+
+
+def test_a_plot_that_fails_loses_no_checkpoint(tmp_path, monkeypatch, capsys):
+    from ganfast.train import monitor
+
+    def broken(rows, path):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(monitor, "plot_metrics", broken)
+    t = Trainer(TrainConfig(data="ring8", steps=3, batch_size=8, tensorboard=False), out=tmp_path)
+    t.run()
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 3
+    assert "metrics.png not written: OSError: disk full" in capsys.readouterr().out
 
 
 def test_training_errors_are_raised_for_unlabelled_conditional(tmp_path):

@@ -77,19 +77,73 @@ def mixture(name: str, centers: torch.Tensor, std: float, seed: int = 0) -> Data
     return Dataset(name, x, which, [str(i) for i in range(len(centers))], centers, std)
 
 
+# PIL modes with one channel of colour: with "LA" the alpha is dropped; "I;16*" (16-bit, and "I",
+# how older Pillow opens 16-bit PNGs) is scaled to 8 bits; "1" and "F" convert as PIL does.
+GREY_MODES = {"1", "L", "LA", "La", "I", "F"}
+
+
+def _is_grey(mode: str) -> bool:
+    return mode in GREY_MODES or mode.startswith("I;16")
+
+
+def _some(names: list, shown: int = 3) -> str:
+    """'a, b, c and 4 more'."""
+    names = [str(n) for n in names]
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
+def _eight_bit(im, path: Path, file: Path):
+    """An "L" or "RGB" copy of im. 16-bit grey is scaled by 255/65535 (rounded): PIL's convert()
+    would clip every value above 255 to white."""
+    from PIL import Image
+
+    if im.mode.startswith("I;16") or im.mode == "I":
+        values = np.asarray(im).astype(np.float64)
+        if values.size and (values.min() < 0 or values.max() > 65535):
+            raise DataError(f"--data {path}: image {file} (PIL mode {im.mode}) has values from "
+                            f"{values.min():g} to {values.max():g}; expected 16-bit grey, 0..65535")
+        return Image.fromarray(np.round(values * (255 / 65535)).astype(np.uint8))
+    if im.mode in ("L", "RGB"):
+        return im.copy()
+    return im.convert("L" if _is_grey(im.mode) else "RGB")
+
+
 def image_folder(path: Path, size: int | None = None, log=print) -> Dataset:
     """Images under path; with one subfolder per class, those are the labels.
 
-    Mixed sizes are resized (with a message) to the most common size, or to size when given;
-    grayscale stays one channel only when every image is grayscale.
+    Subfolders without images are skipped (with a message); images beside class subfolders are an
+    error, not silently left out. Mixed sizes are resized (with a message) to the most common
+    size, or to size when given; without size that must be square, as the models need. Grayscale
+    (L, LA, 1-bit, 16-bit) stays one channel only when every image is grayscale; 16-bit grey is
+    scaled to 8 bits.
     """
     from PIL import Image, UnidentifiedImageError
 
+    if size is not None and size < 1:
+        raise DataError(f"--data {path}: --image-size must be a positive number of pixels, got {size}")
+
+    def images_under(folder: Path) -> list:
+        return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
     subdirs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
-    groups = [(d.name, d) for d in subdirs] or [("all", path)]
+    classes = []
+    for folder in subdirs:
+        found = images_under(folder)
+        if found:
+            classes.append((folder.name, found))
+        else:
+            log(f"--data {path}: skipping subfolder {folder.name}/: it holds no images")
+    if classes:
+        top_level = sorted(p.name for p in path.iterdir()
+                           if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if top_level:
+            raise DataError(f"--data {path} holds both images ({_some(top_level)}) and class "
+                            f"subfolders ({_some([name for name, _ in classes])}); put every image "
+                            "in a class subfolder, or none")
+    groups = classes or [("all", images_under(path))]
     files, labels = [], []
-    for index, (_, folder) in enumerate(groups):
-        found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    for index, (_, found) in enumerate(groups):
         files += found
         labels += [index] * len(found)
     if not files:
@@ -99,47 +153,118 @@ def image_folder(path: Path, size: int | None = None, log=print) -> Dataset:
     for file in files:
         try:
             with Image.open(file) as im:
-                images.append(im.convert("RGB") if im.mode not in ("L", "RGB") else im.copy())
-        except (UnidentifiedImageError, OSError) as err:
+                images.append(_eight_bit(im, path, file))
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError,
+                Image.DecompressionBombError) as err:
+            if isinstance(err, DataError):
+                raise
             raise DataError(f"--data {path}: cannot read image {file}: {err}") from None
     sizes = {im.size for im in images}
     target = (size, size) if size else max(sizes, key=lambda s: sum(im.size == s for im in images))
-    if len(sizes) > 1 or size:
-        resized = sum(im.size != target for im in images)
-        if resized:
+    if target[0] != target[1]:
+        which = "the images are" if len(sizes) == 1 else "the most common image size is"
+        raise DataError(f"--data {path}: {which} {target[0]}x{target[1]}, not square, and the models "
+                        f"need square images: pass --image-size N to resize them to NxN (e.g. "
+                        f"--image-size {min(target)})")
+    resized = sum(im.size != target for im in images)
+    if resized:
+        to = f"to {target[0]}x{target[1]}"
+        if len(sizes) == 1:
+            (w, h), = sizes
+            what = "the image" if len(images) == 1 else f"all {len(images)} images"
+            log(f"--data {path}: resizing {what} from {w}x{h} {to} (--image-size {size})")
+        else:
             log(f"--data {path}: images have {len(sizes)} different sizes; resizing {resized} of "
-                f"{len(images)} to {target[0]}x{target[1]}")
+                f"{len(images)} {to}")
     mode = "L" if all(im.mode == "L" for im in images) else "RGB"
     arrays = [np.asarray(im.convert(mode).resize(target, Image.BILINEAR), dtype=np.float32)
               for im in images]
     x = torch.from_numpy(np.stack(arrays))
     x = x.unsqueeze(1) if mode == "L" else x.permute(0, 3, 1, 2)
-    class_names = [name for name, _ in groups] if subdirs else []
+    class_names = [name for name, _ in classes]
     return Dataset(path.name, (x / 127.5 - 1).contiguous(),
-                   torch.tensor(labels) if subdirs else None, class_names)
+                   torch.tensor(labels) if classes else None, class_names)
+
+
+# The 0..255 rule for float images keys on values above this: floats up to 1 are [0, 1] or
+# [-1, 1] data, and a little above 1 (1..1.5) fits neither reading, so it is an error.
+PIXEL_FLOAT_MIN_MAX = 1.5
+IMAGE_SHAPES = "images [N, H, W], [N, C, H, W] or [N, H, W, C]"
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    """np.load with errors that say what is wrong, not numpy's advice to unpickle."""
+    fmt = np.lib.format
+    try:
+        with open(path, "rb") as fp:
+            version = fmt.read_magic(fp)
+            header = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}.get(version)
+            dtype = header(fp)[2] if header else None
+    except OSError as err:
+        raise DataError(f"--data {path}: cannot read the file: {err.strerror or err}") from None
+    except (ValueError, EOFError, SyntaxError):
+        raise DataError(f"--data {path}: not a numpy array file (no valid .npy header; expected an "
+                        "array written by numpy.save)") from None
+    if dtype is not None and dtype.hasobject:
+        raise DataError(f"--data {path}: not a numpy array file of numbers: it holds Python objects "
+                        f"(dtype {dtype}); save a numeric array with numpy.save")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise DataError(f"--data {path}: not a numpy array file that can be read (truncated or "
+                        f"damaged?): {err}") from None
 
 
 def npy_array(path: Path) -> Dataset:
-    """[N, 2] points (used as they are) or images [N, H, W], [N, C, H, W] or [N, H, W, C]
-    (uint8 0..255, or floats taken to be in [0, 1] when their range is, else as they are)."""
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise DataError(f"--data {path}: cannot read the .npy array: {err}") from None
-    if array.ndim < 2 or len(array) == 0 or not np.issubdtype(array.dtype, np.number):
-        raise DataError(f"--data {path}: expected a non-empty numeric array [N, 2] or images "
-                        f"[N, H, W(, C)], got shape {array.shape} dtype {array.dtype}")
-    x = torch.from_numpy(array.astype(np.float32))
+    """[N, 2] points (used as they are) or images [N, H, W], [N, C, H, W] or [N, H, W, C] with
+    C = 1, 3 or 4, scaled to [-1, 1] by this rule:
+
+    - integers (any integer dtype) and floats whose maximum is above 1.5 are pixel values 0..255
+      (x / 127.5 - 1); values below 0 or above 255 are an error;
+    - other floats in [0, 1] are mapped to [-1, 1] (x * 2 - 1); floats in [-1, 1] with some
+      negative value are kept as they are; any other range (e.g. 0..1.2, -3..1) is an error.
+
+    NaN or infinite values, complex or boolean arrays are errors too.
+    """
+    array = _read_npy(path)
+    where = f"--data {path}"
+    if array.dtype.kind not in "iuf":
+        raise DataError(f"{where}: expected an array of real numbers (integers or floats), got "
+                        f"dtype {array.dtype}")
+    if array.ndim < 2 or array.ndim > 4:
+        dims = f"{array.ndim} dimension{'s' if array.ndim != 1 else ''}"
+        raise DataError(f"{where}: expected points [N, 2] or {IMAGE_SHAPES}; got {dims}, shape "
+                        f"{array.shape}")
+    if array.size == 0:
+        raise DataError(f"{where}: the array is empty (shape {array.shape})")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise DataError(f"{where}: the array holds values that are not finite (NaN or infinity)")
     if array.ndim == 2:
-        return Dataset(path.stem, x)
+        if array.shape[1] != 2:
+            raise DataError(f"{where}: points must be [N, 2] (the plots and metrics are 2-D), or "
+                            f"{IMAGE_SHAPES}; got shape {array.shape}")
+        return Dataset(path.stem, torch.from_numpy(array.astype(np.float32)))
+    channels = (1, 3, 4)
+    if array.ndim == 4 and array.shape[1] not in channels and array.shape[-1] not in channels:
+        raise DataError(f"{where}: {IMAGE_SHAPES} need C = 1 (grey), 3 (RGB) or 4 (RGBA) channels; "
+                        f"got shape {array.shape}")
+    lo, hi = float(array.min()), float(array.max())
+    x = torch.from_numpy(array.astype(np.float32))
     if array.ndim == 3:
         x = x.unsqueeze(1)
-    elif array.shape[-1] in (1, 3, 4) and array.shape[1] not in (1, 3, 4):
+    elif array.shape[1] not in channels:
         x = x.permute(0, 3, 1, 2)
-    if array.dtype == np.uint8:
+    if array.dtype.kind in "iu" or hi > PIXEL_FLOAT_MIN_MAX:
+        if lo < 0 or hi > 255:
+            kind = "integers" if array.dtype.kind in "iu" else f"floats above {PIXEL_FLOAT_MIN_MAX:g}"
+            raise DataError(f"{where}: images as {kind} are taken as pixel values 0..255, but the "
+                            f"values range from {lo:g} to {hi:g}")
         x = x / 127.5 - 1
-    elif x.min() >= 0 and x.max() <= 1:
+    elif lo >= 0 and hi <= 1:
         x = x * 2 - 1
+    elif not (lo >= -1 and hi <= 1):
+        raise DataError(f"{where}: float images must be in [0, 1], [-1, 1] or 0..255, but the values "
+                        f"range from {lo:g} to {hi:g}")
     return Dataset(path.stem, x.contiguous())
 
 
@@ -157,7 +282,10 @@ def load(spec: str, image_size: int | None = None, log=print) -> Dataset:
         if not os.access(path, os.R_OK | os.X_OK):
             raise DataError(f"--data {spec}: the folder is not readable")
         return image_folder(path, image_size, log)
-    if path.suffix == ".npy" and path.is_file():
+    if path.suffix.lower() == ".npy" and path.is_file():
         return npy_array(path)
+    if not path.exists():
+        raise DataError(f"--data {spec!r}: no such file or folder, and not a built-in dataset "
+                        f"({', '.join(BUILT_IN)})")
     raise DataError(f"--data {spec!r}: not a built-in dataset ({', '.join(BUILT_IN)}), an image "
                     "folder or a .npy file")

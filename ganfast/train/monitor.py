@@ -87,22 +87,44 @@ def plot_metrics(rows: list, path: Path) -> None:
 
 
 def read_metrics(path: Path) -> list:
+    """The rows of metrics.jsonl; a line torn by a crash mid-write is left out."""
     if not path.exists():
         return []
+    rows = []
     with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        for line in f:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(row, dict) and "step" in row:
+                rows.append(row)
+    return rows
+
+
+def keep_rows_until(path: Path, step: int) -> None:
+    """Rewrite metrics.jsonl (atomically) with the rows a run resumed at `step` keeps: those of
+    steps up to it (none when it starts again from step 0, which logs step 0 again). Rows of
+    steps after the checkpoint would repeat, and a torn last line would swallow the next row."""
+    rows = [r for r in read_metrics(path) if 0 < step and r["step"] <= step]
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    atomic_write_bytes(path, lambda tmp: Path(tmp).write_text(text))
 
 
 class Monitor:
     """Progress bar and outputs; on processes other than the writer, the bar and files are off."""
 
     def __init__(self, out: Path, total_steps: int, start_step: int, writer: bool,
-                 tensorboard: bool = True):
+                 tensorboard: bool = True, resumed_from: int | None = None):
+        """resumed_from: the checkpoint's step when resuming; what was logged after it is
+        dropped (metrics.jsonl rows and TensorBoard events), as the run repeats those steps."""
         self.out, self.writer = out, writer
         self.metrics_path = out / "metrics.jsonl"
         self.bar = self.board = None
         if not writer:
             return
+        if resumed_from is not None:
+            keep_rows_until(self.metrics_path, resumed_from)
         from tqdm.auto import tqdm
 
         self.bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True)
@@ -112,7 +134,8 @@ class Monitor:
             except ImportError:  # tensorboard is optional
                 SummaryWriter = None
             if SummaryWriter is not None:
-                self.board = SummaryWriter(str(out / "tensorboard"))
+                purge = None if resumed_from is None else resumed_from + 1 if resumed_from else 0
+                self.board = SummaryWriter(str(out / "tensorboard"), purge_step=purge)
 
     def advance(self, steps: int, postfix: dict) -> None:
         if self.bar is not None:
@@ -145,4 +168,7 @@ class Monitor:
         if self.writer:
             rows = read_metrics(self.metrics_path)
             if rows:
-                plot_metrics(rows, self.out / "metrics.png")
+                try:
+                    plot_metrics(rows, self.out / "metrics.png")
+                except Exception as err:  # a picture is not worth the run's end: say, go on
+                    self.message(f"metrics.png not written: {type(err).__name__}: {err}")

@@ -5,12 +5,16 @@ the lazy penalty times k), then one generator step and the EMA update. Losses st
 between logged steps (one synchronization per log interval, where NaN/Inf is also caught).
 Randomness comes from torch's global RNG (penalty interpolation) and a sampler generator (data
 indices, latents, fake labels), both checkpointed, so a resumed run repeats an uninterrupted one.
+Ctrl-C (SIGINT) and SIGTERM stop the run at the end of the iteration under way, where the
+checkpoint is consistent; a second Ctrl-C stops at once and keeps the last checkpoint.
 """
 
 import contextlib
 import copy
 import math
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -32,6 +36,40 @@ class TrainingError(RuntimeError):
 
 class NonFiniteLoss(TrainingError):
     pass
+
+
+# Settings a resumed run may change: how it runs and reports, not what it trains. The others are
+# the saved run's; a flag that contradicts them is refused rather than ignored.
+RESUMABLE_CHANGES = ("steps", "device", "backend", "compile", "tensorboard", "log_every",
+                     "sample_every", "eval_every", "inception_weights")
+
+
+class _StopAtBoundary:
+    """SIGINT and SIGTERM ask the loop to stop at the next iteration boundary (`requested`);
+    a second SIGINT raises KeyboardInterrupt at once. Only the main thread can take signals:
+    elsewhere the handlers stay as they were."""
+
+    def __enter__(self):
+        self.requested = None  # the signal's name once one arrives
+        self.previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # the second Ctrl-C: now, mid-iteration
+        self.requested = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        return False
+
+
+class _Interrupted(Exception):
+    """Raised by the loop at an iteration boundary after SIGINT or SIGTERM."""
 
 
 def _distributed_setup(device_name: str):
@@ -76,12 +114,12 @@ class Trainer:
         self.rank, self.world, self.device = _distributed_setup(config.device)
         self.writer = self.rank == 0
         saved = self._claim_run_folder(resume)
-        if saved is not None:  # the stored settings win; only the length can grow
-            steps = config.steps
-            config = TrainConfig.from_dict(saved["config"])
-            config.steps = steps or config.steps
+        if saved is not None:  # the stored settings win; how the run runs may change
+            config = self._resumed_config(config, TrainConfig.from_dict(saved["config"]),
+                                          int(saved["step"]))
         self.config = config
         self._check_names()
+        self._check_numbers()
         self.dataset = datasets.load(config.data, config.image_size, self._say)
         if config.conditional and self.dataset.labels is None:
             raise TrainingError(f"--conditional needs labelled data: {config.data} has no classes "
@@ -98,9 +136,11 @@ class Trainer:
             torch.set_num_threads(1)
         if config.penalty_weight is None:
             config.penalty_weight = objectives.default_penalty_weight(config.penalty)
-        config.log_every = config.log_every or max(1, config.steps // 100)
-        config.sample_every = config.sample_every or max(1, config.steps // 5)
-        config.eval_every = config.eval_every or max(1, config.steps // 5)
+        # Derived from the length unless set, and not stored: a resumed run that grows derives
+        # them from its new length.
+        self.log_every = config.log_every or max(1, config.steps // 100)
+        self.sample_every = config.sample_every or max(1, config.steps // 5)
+        self.eval_every = config.eval_every or max(1, config.steps // 5)
         ganfast.set_backend(config.backend)
         if config.backend not in ("auto", "torch"):
             why_not = ganfast.backends.unavailable_reason(config.backend, self.device)
@@ -127,19 +167,71 @@ class Trainer:
             if getattr(c, name) < 1:
                 raise TrainingError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(c, name)}")
 
+    def _check_numbers(self) -> None:
+        c = self.config
+        at_least_one = ("steps", "batch_size", "width", "image_size", "log_every", "sample_every",
+                        "eval_every")
+        for name in at_least_one:
+            value = getattr(c, name)
+            if value is not None and value < 1:
+                raise TrainingError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+        for name in ("lr_g", "lr_d"):
+            value = getattr(c, name)
+            if value is not None and not value > 0:
+                raise TrainingError(f"--{name.replace('_', '-')} must be > 0, got {value}")
+        for name in ("penalty_weight", "ac_weight"):
+            value = getattr(c, name)
+            if value is not None and not value >= 0:
+                raise TrainingError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
+        if not 0 <= c.ema < 1:
+            raise TrainingError(f"--ema must be in [0, 1) (a decay; 0: no averaging), got {c.ema}")
+
     def _claim_run_folder(self, resume: bool):
-        """The saved state when resuming; refuses a folder that holds another run."""
-        has_run = (self.out / checkpoint.CHECKPOINT).exists() or (self.out / "metrics.jsonl").exists()
+        """The saved state when resuming; refuses a folder that holds another run. The folder
+        is made when the run starts (run()), so a run refused here leaves nothing behind."""
+        if self.out.exists() and not self.out.is_dir():
+            raise TrainingError(f"--out {self.out} is a file, not a run folder")
+        has_checkpoint = (self.out / checkpoint.CHECKPOINT).exists()
         if resume:
-            if not (self.out / checkpoint.CHECKPOINT).exists():
+            if not has_checkpoint:
                 raise TrainingError(f"--resume: {self.out} holds no {checkpoint.CHECKPOINT} to resume from")
             return checkpoint.load(self.out)
-        if has_run:
+        if has_checkpoint:
             raise TrainingError(f"{self.out} already holds a run: continue it with --resume, or "
                                 "choose another --out (nothing was overwritten)")
-        if self.writer:
-            self.out.mkdir(parents=True, exist_ok=True)
+        if (self.out / "metrics.jsonl").exists():
+            raise TrainingError(f"{self.out} holds the metrics.jsonl of a run that left no "
+                                f"{checkpoint.CHECKPOINT} to resume from: delete the folder or "
+                                "choose another --out (nothing was overwritten)")
         return None
+
+    def _resumed_config(self, given: TrainConfig, saved: TrainConfig, step: int) -> TrainConfig:
+        """The saved settings with the changes a resumed run may make (RESUMABLE_CHANGES);
+        any other setting given differently from both its default and the saved value is an
+        error, not silently dropped."""
+        defaults = TrainConfig()
+        conflicts = [f"--{name.replace('_', '-')} {getattr(given, name)!r} (saved: "
+                     f"{getattr(saved, name)!r})" for name in TrainConfig.__dataclass_fields__
+                     if name not in RESUMABLE_CHANGES
+                     and getattr(given, name) != getattr(defaults, name)
+                     and getattr(given, name) != getattr(saved, name)]
+        if conflicts:
+            raise TrainingError(f"--resume continues {self.out} with its saved settings, but "
+                                f"these differ: {', '.join(conflicts)}; leave them out (a "
+                                f"resumed run may change only {', '.join(RESUMABLE_CHANGES)})")
+        for name in RESUMABLE_CHANGES:
+            if getattr(given, name) != getattr(defaults, name):
+                setattr(saved, name, getattr(given, name))
+        if saved.steps < step:
+            raise TrainingError(f"--steps {saved.steps} is below the step {step} that {self.out} "
+                                "already reached")
+        return saved
+
+    def _make_run_folder(self) -> None:
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise TrainingError(f"--out {self.out}: cannot create the run folder ({err})") from None
 
     def _build(self, saved) -> None:
         c, ds = self.config, self.dataset
@@ -159,6 +251,7 @@ class Trainer:
         self.scaler_d = torch.amp.GradScaler(self.device.type, enabled=fp16)
         self.scaler_g = torch.amp.GradScaler(self.device.type, enabled=fp16)
         self.step = 0
+        self.resumed_from = None
         self.data_x = ds.x.to(self.device)
         self.data_y = ds.labels.to(self.device) if ds.labels is not None else None
         if saved is not None:
@@ -199,6 +292,7 @@ class Trainer:
         self.scaler_d.load_state_dict(saved["scaler_d"])
         self.scaler_g.load_state_dict(saved["scaler_g"])
         self.step = int(saved["step"])
+        self.resumed_from = self.step
         self._say(f"resuming {self.out} at step {self.step} of {self.config.steps}")
 
     # -- one iteration ----------------------------------------------------------------------
@@ -298,7 +392,8 @@ class Trainer:
                 images = self.G_ema(self.fixed_z, self.fixed_y)
             save_image_grid(images, self.grid_rows, self.out / name, scale=max(1, 64 // images.shape[-1]))
         else:
-            points = self.generate(2000, torch.Generator().manual_seed(4242))
+            labels = torch.arange(2000) % self.num_classes if self.num_classes else None
+            points = self.generate(2000, torch.Generator().manual_seed(4242), labels)
             save_points(points, self.dataset.centers, self.out / name, f"step {self.step}")
 
     def save_checkpoint(self) -> None:
@@ -331,49 +426,79 @@ class Trainer:
         rate = (self.step - started_step) / max(time.perf_counter() - started, 1e-9)
         row = {"step": self.step, "loss_d": mean_d, "loss_g": mean_g, "steps_per_s": rate}
         pending.clear()
-        if self.step % self.config.eval_every == 0 or self.step == self.config.steps:
+        if self.step % self.eval_every == 0 or self.step == self.config.steps:
             row.update(self.evaluate())
         monitor.log(row)
         monitor.advance(0, {k: v for k, v in row.items() if k not in ("step", "steps_per_s")})
 
     def run(self) -> dict:
-        """Train to config.steps; returns the last metrics row. Ctrl-C saves a checkpoint."""
+        """Train to config.steps; returns the last metrics row. Ctrl-C or SIGTERM stops at the
+        end of the iteration under way and saves a checkpoint there (KeyboardInterrupt is then
+        raised to the caller); a second Ctrl-C stops at once, the last checkpoint kept."""
         c = self.config
-        monitor = Monitor(self.out, c.steps, self.step, self.writer, c.tensorboard)
+        if self.writer:
+            self._make_run_folder()
         if self.step == 0:
             self._say(f"training {c.model} ({type(self.G).__name__}) on {c.data} "
                       f"{list(self.dataset.x.shape)}, loss {c.loss}, penalty {c.penalty}, "
                       f"{c.steps} steps, batch {c.batch_size} x {self.world} process(es), "
                       f"device {self.device}, writing {self.out}")
-            monitor.log({"step": 0, **self.evaluate()})
-            self.save_samples("samples_0000000.png")
-        started, started_step, pending = time.perf_counter(), self.step, []
+            self.save_checkpoint()  # first: a run stopped at any point can be resumed
+        monitor = Monitor(self.out, c.steps, self.step, self.writer, c.tensorboard,
+                          resumed_from=self.resumed_from)
         try:
-            while self.step < c.steps:
-                for k in range(c.n_critic):
-                    loss_d = self._discriminator_step(self.step * c.n_critic + k)
-                loss_g = self._generator_step()
-                self._update_ema()
-                self.step += 1
-                pending.append((self.step, loss_d, loss_g))
-                monitor.advance(1, {})
-                if self.step % c.log_every == 0 or self.step == c.steps:
-                    self._flush(monitor, pending, started, started_step)
-                if self.step % c.sample_every == 0 and self.step != c.steps:
-                    self.save_samples(f"samples_{self.step:07d}.png")
-                    self.save_checkpoint()
-        except KeyboardInterrupt:
-            self._flush_quietly(monitor, pending, started, started_step)
+            if self.step == 0:
+                monitor.log({"step": 0, **self.evaluate()})
+                self.save_samples("samples_0000000.png")
+            self._loop(monitor)
+            self.save_samples("samples_final.png")
             self.save_checkpoint()
-            self._say(f"interrupted at step {self.step}: checkpoint saved in {self.out}; "
-                      "continue with --resume")
-            raise
         finally:
             monitor.close()
-        self.save_samples("samples_final.png")
-        self.save_checkpoint()
         rows = read_metrics(self.out / "metrics.jsonl") if self.writer else []
         return rows[-1] if rows else {}
+
+    def _loop(self, monitor: Monitor) -> None:
+        c = self.config
+        started, started_step, pending = time.perf_counter(), self.step, []
+        with _StopAtBoundary() as stop:
+            try:
+                while self.step < c.steps:
+                    for k in range(c.n_critic):
+                        loss_d = self._discriminator_step(self.step * c.n_critic + k)
+                    loss_g = self._generator_step()
+                    self._update_ema()
+                    self.step += 1
+                    pending.append((self.step, loss_d, loss_g))
+                    monitor.advance(1, {})
+                    if self.step % self.log_every == 0 or self.step == c.steps:
+                        self._flush(monitor, pending, started, started_step)
+                    if self.step % self.sample_every == 0 and self.step != c.steps:
+                        self.save_samples(f"samples_{self.step:07d}.png")
+                        self.save_checkpoint()
+                    if self._stop_requested(stop):
+                        raise _Interrupted
+            except _Interrupted:
+                self._flush_quietly(monitor, pending, started, started_step)
+                self.save_checkpoint()
+                monitor.message(f"{stop.requested} at step {self.step}: checkpoint saved in "
+                                f"{self.out}; continue with --resume")
+                raise KeyboardInterrupt from None
+            except KeyboardInterrupt:
+                monitor.message(f"stopped during step {self.step + 1}: the last checkpoint in "
+                                f"{self.out} is kept; continue with --resume")
+                raise
+
+    def _stop_requested(self, stop: _StopAtBoundary) -> bool:
+        """Whether any process got a stop signal: every process stops at the same step (a
+        process that stopped alone would leave the others waiting in a collective)."""
+        if self.world == 1:
+            return stop.requested is not None
+        flag = torch.tensor([float(stop.requested is not None)], device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        if flag.item() and stop.requested is None:
+            stop.requested = "stopped by another process"
+        return bool(flag.item())
 
     def close(self) -> None:
         """Drop the DistributedDataParallel wrappers: call before destroying the process group.
