@@ -143,7 +143,8 @@ def _move_tensors(conv: nn.Conv2d, fused: nn.Module) -> None:
         chain = conv.parametrizations[name]
         setattr(fused, name, chain.original)
         for parametrization in chain:
-            # unsafe: no right_inverse of the original and no forward run (it would advance u)
+            # unsafe: no forward check run (it would advance u); right_inverse still runs, the
+            # identity for both spectral norms, so the original stays the same Parameter as is
             parametrize.register_parametrization(fused, name, parametrization, unsafe=True)
         fused._register_load_state_dict_pre_hook(functools.partial(_load_legacy_keys, name))
 

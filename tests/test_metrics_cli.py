@@ -107,8 +107,6 @@ def test_user_mistakes_are_named_before_features_are_extracted(tmp_path, extract
     nan_stats, negative_stats = tmp_path / "nan.npz", tmp_path / "negative.npz"
     np.savez(nan_stats, mu=np.full(10, np.nan), sigma=np.eye(10), count=5)
     np.savez(negative_stats, mu=np.zeros(10), sigma=-np.eye(10), count=5)
-    no_count = tmp_path / "pytorch_fid.npz"
-    np.savez(no_count, mu=np.zeros(10), sigma=np.eye(10))
     cases = [
         ([str(one), str(a), *features, "--device", "cpu"], "one holds 1 image.*FID .* at least 2"),
         ([str(three), str(a), "--prc", *features, "--device", "cpu"], "three holds 3 .*--prc"),
@@ -119,8 +117,6 @@ def test_user_mistakes_are_named_before_features_are_extracted(tmp_path, extract
           str(tmp_path / "no" / "such" / "b.npz")], "--save-stats .*b.npz: its folder .* not exist"),
         ([str(a), str(nan_stats), *features, "--device", "cpu"], "nan.npz: mu or sigma holds NaN"),
         ([str(a), str(negative_stats), *features, "--device", "cpu"], "negative variances"),
-        ([str(a), str(no_count), *features, "--device", "cpu", "--save-stats",
-          str(tmp_path / "x.npz"), str(tmp_path / "y.npz")], "without a sample count"),
     ]
     if not torch.cuda.is_available():
         cases.append(([str(a), str(a), *features, "--device", "cuda"], "CUDA is not available"))
@@ -158,6 +154,14 @@ def test_save_stats_keeps_a_stored_count_and_fid_prints_no_negative_zero(tmp_pat
     out = capsys.readouterr().out
     assert FeatureStats.load(tmp_path / "copy.npz").count == 7
     assert re.fullmatch(r"FID: \d\.\d{6}\n", out), out  # identical sets: 0 up to rounding, unsigned
+    # A pytorch-fid reference (no count) beside a folder: its file is copied as it is.
+    reference = tmp_path / "pytorch_fid.npz"
+    np.savez(reference, mu=stats.mean.numpy(), sigma=stats.covariance.numpy())
+    assert main(["fid", str(a), str(reference), "--features", "fid_test_features:colour_features",
+                 "--device", "cpu", "--save-stats", str(tmp_path / "a2.npz"),
+                 str(tmp_path / "ref2.npz")]) == 0
+    assert (tmp_path / "ref2.npz").read_bytes() == reference.read_bytes()
+    assert FeatureStats.load(tmp_path / "a2.npz").count == 7
 
 
 def test_tiff_and_16_bit_images_are_read(tmp_path, extractor, capsys):

@@ -354,7 +354,7 @@ def test_bad_arguments_are_named(kwargs, match):
     (dict(dim="0"), "dim must be an int, got '0'"),
 ])
 def test_arguments_of_the_wrong_type_are_named(kwargs, match):
-    with pytest.raises(TypeError, match=match):
+    with pytest.raises(ValueError, match=match):
         ganfast.nn.spectral_norm(nn.Linear(3, 4), **kwargs)
 
 

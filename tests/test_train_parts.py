@@ -196,11 +196,13 @@ def test_npy_floats_in_0_1_are_mapped_and_in_minus_1_1_kept(tmp_path):
     np.full((2, 8, 8), 300.0, np.float32),            # floats beyond 255
     np.linspace(-5, 5, 128).reshape(2, 8, 8),         # floats in no supported range
     np.full((2, 8, 8), np.nan, np.float32),           # not finite
+    np.linspace(-0.01, 0.97, 128).reshape(2, 8, 8),   # [0, 1] overshooting: not a guess
+    np.arange(128).reshape(2, 8, 8) % 2,              # 0/1 integers: 0..255 or [0, 1]?
 ])
 def test_npy_images_out_of_the_supported_range_are_a_data_error(tmp_path, array):
     np.save(tmp_path / "bad.npy", array)
     message = _data_error(tmp_path / "bad.npy")
-    assert "range" in message or "finite" in message
+    assert "range" in message or "finite" in message or "clearly" in message
 
 
 @pytest.mark.parametrize("shape", [(10, 1), (10, 3), (10, 64)])

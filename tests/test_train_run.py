@@ -238,6 +238,18 @@ def test_resume_refuses_settings_it_would_otherwise_ignore(tmp_path, capsys, arg
                      "--sample-every", "1"]) == 0  # what may change
 
 
+def test_resume_takes_flags_typed_even_when_they_are_defaults(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["train", "--data", "ring8", "--steps", "2", "--batch-size", "8",
+                     "--no-tensorboard", "--out", str(out)]) == 0
+    assert not (out / "tensorboard").exists()
+    capsys.readouterr()
+    assert cli.main(["train", "--resume", "--out", str(out), "--data", "digits"]) == 1  # default
+    assert "--data 'digits' (saved: 'ring8')" in capsys.readouterr().err
+    assert cli.main(["train", "--resume", "--out", str(out), "--steps", "3", "--tensorboard"]) == 0
+    assert list((out / "tensorboard").iterdir())  # switched back on
+
+
 def test_conditional_points_train_and_plot(tmp_path):
     make(tmp_path, data="ring8", conditional=True, steps=2, batch_size=8).run()
     assert (tmp_path / "samples_final.png").stat().st_size > 0

@@ -13,6 +13,7 @@ import argparse
 import importlib
 import importlib.util
 import os
+import shutil
 import sys
 import zipfile
 from pathlib import Path
@@ -111,8 +112,11 @@ def compute(args) -> list[str]:
         raise FidError(f"feature sizes differ: {sources[0]} has {dims[0]}, {sources[1]} has "
                        f"{dims[1]}")
     if args.save_stats:
-        for s, path in zip(stats, args.save_stats, strict=True):
-            s.save(path)
+        for source, s, path in zip(sources, stats, args.save_stats, strict=True):
+            if source in files:
+                s.save(path)
+            elif Path(path).resolve() != source.resolve():
+                shutil.copyfile(source, path)  # statistics already: the file as it is
     fid = frechet_distance(stats[0].mean, stats[0].covariance, stats[1].mean, stats[1].covariance)
     lines = [f"FID: {_fixed(fid, 6)}"]
     if args.kid:
@@ -152,7 +156,7 @@ def _check_count(folder: Path, n: int, args) -> None:
     """The fewest images each asked-for metric can be computed from."""
     needs = [(2, "FID (a covariance)")]
     if args.prc:
-        needs.append((PRC_K + 2, f"--prc (k={PRC_K} neighbours besides each image)"))
+        needs.append((PRC_K + 1, f"--prc (k={PRC_K} neighbours besides each image)"))
     if args.isc:
         needs.append((2 * IS_SPLITS, f"--isc ({IS_SPLITS} splits of at least 2 images)"))
     for least, what in needs:
@@ -193,7 +197,13 @@ def _load_callable(spec: str):
             if module_spec is None or not Path(where).is_file():
                 raise ImportError(f"no file {where}")
             module = importlib.util.module_from_spec(module_spec)
-            module_spec.loader.exec_module(module)
+            sys.modules[module_spec.name] = module  # as an import would (dataclasses need it)
+            try:
+                module_spec.loader.exec_module(module)
+            except Exception as error:
+                del sys.modules[module_spec.name]
+                raise FidError(f"--features {spec!r}: running {where} failed: "
+                               f"{type(error).__name__}: {error}") from error
         else:
             if os.getcwd() not in sys.path:
                 sys.path.insert(0, os.getcwd())
@@ -220,9 +230,9 @@ def _read(path: Path) -> torch.Tensor:
 
     try:
         with Image.open(path) as image:
-            if image.mode.startswith("I;16"):
+            if image.mode.startswith("I;16") or image.mode == "I":  # ("I": older Pillow's)
                 # 16-bit grey: convert("RGB") would clip every value above 255 to white
-                grey = np.asarray(image, dtype=np.float64) * (255 / 65535)
+                grey = np.asarray(image, dtype=np.float64).clip(0, 65535) * (255 / 65535)
                 array = np.repeat(grey.round().astype(np.uint8)[..., None], 3, axis=2)
             else:
                 array = np.asarray(image.convert("RGB"), dtype=np.uint8)
@@ -270,9 +280,6 @@ def _load_stats(path: Path, args):
         stats = FeatureStats.load(path, count=None if has_count else 2)
     except (KeyError, ValueError, OSError, zipfile.BadZipFile) as error:
         raise FidError(f"cannot read statistics from {path}: {error}") from None
-    if not has_count and args.save_stats:
-        raise FidError(f"{path} holds pytorch-fid statistics without a sample count: "
-                       "--save-stats would write a made-up one; leave it out")
     mean, covariance = stats.mean, stats.covariance
     if not (mean.isfinite().all() and covariance.isfinite().all()):
         raise FidError(f"{path}: mu or sigma holds NaN or infinite values")

@@ -199,7 +199,10 @@ class FIDInceptionV3(nn.Module):
         if not images.is_floating_point():
             raise TypeError(f"FID Inception: images must be floating point in [0, 1], got "
                             f"{images.dtype} (uint8 images: divide by 255 first)")
-        low, high = images.aminmax()  # one pass; catches [-1, 1] and [0, 255] images
+        # One pass (and a host sync) that catches [-1, 1] and [0, 255] images; left out of
+        # compiled graphs and empty batches.
+        low, high = (images.aminmax() if images.numel() and not torch.compiler.is_compiling()
+                     else (0.0, 1.0))
         if low < -1e-3 or high > 1 + 1e-3:
             raise ValueError(f"FID Inception: images must be in [0, 1], got values in "
                              f"[{float(low):.3g}, {float(high):.3g}] (a generator's [-1, 1] "
@@ -249,10 +252,10 @@ def fid_inception(weights=None, *, resize: str = "pytorch", precision: str = "fp
     if not path.is_file():
         raise FileNotFoundError(f"fid_inception: {path} (from {source}) is a folder, not a "
                                 f"weights file: {how}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file  # an ImportError here says what to install
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
             state = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)

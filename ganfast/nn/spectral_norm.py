@@ -127,9 +127,10 @@ def spectral_norm(module: nn.Module, name: str = "weight", n_power_iterations: i
 
 
 def _integer(value, argument: str) -> int:
-    """An int, or anything that is one (numpy's integers); bools and floats are refused."""
+    """An int, or anything that is one (numpy's integers); bools and floats are refused (with
+    ValueError, as before these checks named the type)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"spectral_norm: {argument} must be an int, got {value!r}")
+        raise ValueError(f"spectral_norm: {argument} must be an int, got {value!r}")
     return int(value)
 
 

@@ -12,38 +12,45 @@ subfolder per class for --conditional) or a .npy array."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    # Every default is None (TrainConfig's apply), so run() knows which flags were typed: a
+    # resumed run refuses those that contradict its saved settings.
     d = TrainConfig()
-    parser.add_argument("--data", default=d.data, help="digits | ring8 | grid25 | FOLDER | FILE.npy")
-    parser.add_argument("--model", default=d.model, help="auto | mlp | dcgan | sngan (auto: mlp for "
+    parser.set_defaults(**{name: None for name in TrainConfig.__dataclass_fields__})
+    parser.add_argument("--data", help=f"digits | ring8 | grid25 | FOLDER | FILE.npy (default: {d.data})")
+    parser.add_argument("--model", help="auto | mlp | dcgan | sngan (auto: mlp for "
                                                          "2-D points, dcgan for images)")
-    parser.add_argument("--loss", default=d.loss, help="nonsaturating | hinge | wasserstein")
-    parser.add_argument("--penalty", default=d.penalty,
-                        help="none | wgan-gp | r1 | r2")
+    parser.add_argument("--loss", help=f"nonsaturating | hinge | wasserstein (default: {d.loss})")
+    parser.add_argument("--penalty",
+                        help=f"none | wgan-gp | r1 | r2 (default: {d.penalty})")
     parser.add_argument("--penalty-weight", type=float,
                         help="default: 10 for wgan-gp, 1 for r1/r2 (0.1 on 2-D points)")
-    parser.add_argument("--penalty-every", type=int, default=d.penalty_every,
-                        help="lazy regularization: apply the penalty every k-th D step, times k")
+    parser.add_argument("--penalty-every", type=int,
+                        help="lazy regularization: apply the penalty every k-th D step, times k "
+                             f"(default: {d.penalty_every})")
     parser.add_argument("--steps", type=int, help="generator steps (default per dataset)")
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr-g", type=float)
     parser.add_argument("--lr-d", type=float)
-    parser.add_argument("--n-critic", type=int, default=d.n_critic, help="D steps per G step")
-    parser.add_argument("--ema", type=float, default=d.ema, help="generator EMA decay")
-    parser.add_argument("--conditional", action="store_true",
+    parser.add_argument("--n-critic", type=int, help=f"D steps per G step (default: {d.n_critic})")
+    parser.add_argument("--ema", type=float, help=f"generator EMA decay (default: {d.ema})")
+    parser.add_argument("--conditional", action="store_true", default=None,
                         help="AC-GAN: class-conditional G, D with an auxiliary classifier")
     parser.add_argument("--width", type=int, help="model width (channels / hidden units)")
     parser.add_argument("--image-size", type=int, help="image folders: resize to this side")
-    parser.add_argument("--amp", default=d.amp, help=" | ".join(AMP_MODES))
-    parser.add_argument("--compile", action="store_true", help="torch.compile the models")
-    parser.add_argument("--backend", default=d.backend, help="ganfast backend: auto | torch | triton | cuda")
-    parser.add_argument("--device", default=d.device, help="auto | cpu | cuda")
-    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--amp", help=" | ".join(AMP_MODES) + f" (default: {d.amp})")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction,
+                        help="torch.compile the models (default: no)")
+    parser.add_argument("--backend",
+                        help=f"ganfast backend: auto | torch | triton | cuda (default: {d.backend})")
+    parser.add_argument("--device", help=f"auto | cpu | cuda (default: {d.device})")
+    parser.add_argument("--seed", type=int, help=f"default: {d.seed}")
     parser.add_argument("--out", help="run folder (default: runs/<name of --data>-<time>)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument("--log-every", type=int)
     parser.add_argument("--sample-every", type=int, help="also where checkpoints are written")
     parser.add_argument("--eval-every", type=int)
-    parser.add_argument("--no-tensorboard", action="store_true")
+    parser.add_argument("--tensorboard", action=argparse.BooleanOptionalAction,
+                        help="TensorBoard events in the run folder (default: yes)")
     parser.add_argument("--inception-weights",
                         help="FID Inception weights (pytorch-fid's .pth): also log the true FID "
                              "of image data (default: $GANFAST_INCEPTION_WEIGHTS when set)")
@@ -54,14 +61,14 @@ def run(args) -> int:
     from .trainer import Trainer, TrainingError
 
     settings = {k: v for k, v in vars(args).items()
-                if k in TrainConfig.__dataclass_fields__}
-    settings["tensorboard"] = not args.no_tensorboard
+                if k in TrainConfig.__dataclass_fields__ and v is not None}  # the flags typed
     if args.resume and not args.out:
         print("ganfast train: --resume needs --out, the run folder to continue", file=sys.stderr)
         return 2
     trainer = None
     try:
-        trainer = Trainer(TrainConfig(**settings), out=args.out, resume=args.resume)
+        trainer = Trainer(TrainConfig(**settings), out=args.out, resume=args.resume,
+                          given=set(settings))
         row = trainer.run()
     except (TrainingError, DataError) as err:
         print(f"ganfast train: {err}", file=sys.stderr)

@@ -220,9 +220,11 @@ def npy_array(path: Path) -> Dataset:
     C = 1, 3 or 4, scaled to [-1, 1] by this rule:
 
     - integers (any integer dtype) and floats whose maximum is above 1.5 are pixel values 0..255
-      (x / 127.5 - 1); values below 0 or above 255 are an error;
-    - other floats in [0, 1] are mapped to [-1, 1] (x * 2 - 1); floats in [-1, 1] with some
-      negative value are kept as they are; any other range (e.g. 0..1.2, -3..1) is an error.
+      (x / 127.5 - 1); values below 0 or above 255 are an error, and so are integers no larger
+      than 1 (0/1 masks: which reading was meant is not clear; save them as floats);
+    - other floats in [0, 1] are mapped to [-1, 1] (x * 2 - 1); floats in [-1, 1] reaching
+      below -0.5 are kept as they are; any other range (e.g. 0..1.2, -0.01..0.97, -3..1) is an
+      error rather than a guess.
 
     NaN or infinite values, complex or boolean arrays are errors too.
     """
@@ -254,6 +256,9 @@ def npy_array(path: Path) -> Dataset:
         x = x.unsqueeze(1)
     elif array.shape[1] not in channels:
         x = x.permute(0, 3, 1, 2)
+    if array.dtype.kind in "iu" and hi <= 1:
+        raise DataError(f"{where}: integer images with values from {lo:g} to {hi:g} are not "
+                        "clearly 0..255 pixels; save 0/1 images as floats (taken as [0, 1])")
     if array.dtype.kind in "iu" or hi > PIXEL_FLOAT_MIN_MAX:
         if lo < 0 or hi > 255:
             kind = "integers" if array.dtype.kind in "iu" else f"floats above {PIXEL_FLOAT_MIN_MAX:g}"
@@ -262,9 +267,10 @@ def npy_array(path: Path) -> Dataset:
         x = x / 127.5 - 1
     elif lo >= 0 and hi <= 1:
         x = x * 2 - 1
-    elif not (lo >= -1 and hi <= 1):
-        raise DataError(f"{where}: float images must be in [0, 1], [-1, 1] or 0..255, but the values "
-                        f"range from {lo:g} to {hi:g}")
+    elif not (-1 <= lo < -0.5 and hi <= 1):
+        raise DataError(f"{where}: float images must be in [0, 1], [-1, 1] (reaching below -0.5) "
+                        f"or 0..255, but the values range from {lo:g} to {hi:g}; clip or rescale "
+                        "them to one of those")
     return Dataset(path.stem, x.contiguous())
 
 

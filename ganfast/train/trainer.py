@@ -44,6 +44,12 @@ RESUMABLE_CHANGES = ("steps", "device", "backend", "compile", "tensorboard", "lo
                      "sample_every", "eval_every", "inception_weights")
 
 
+def _flag(name: str) -> str:
+    """The command-line spelling of a setting."""
+    return {"tensorboard": "--tensorboard/--no-tensorboard",
+            "compile": "--compile/--no-compile"}.get(name, f"--{name.replace('_', '-')}")
+
+
 class _StopAtBoundary:
     """SIGINT and SIGTERM ask the loop to stop at the next iteration boundary (`requested`);
     a second SIGINT raises KeyboardInterrupt at once. Only the main thread can take signals:
@@ -64,7 +70,8 @@ class _StopAtBoundary:
 
     def __exit__(self, *exc):
         for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
+            if handler is not None:  # None: installed outside Python, cannot be put back
+                signal.signal(sig, handler)
         return False
 
 
@@ -105,18 +112,26 @@ def default_run_folder(data: str) -> Path:
 
 class Trainer:
     def __init__(self, config: TrainConfig | None = None, out: str | Path | None = None,
-                 resume: bool = False, log=print, **overrides):
+                 resume: bool = False, log=print, given: set | None = None, **overrides):
+        """given: the names of the settings the caller chose (the command line passes the flags
+        typed); by default those of `config` that differ from TrainConfig()'s, and `overrides`.
+        Resuming, they are checked against the saved run's settings."""
         config = config or TrainConfig()
+        if given is None:
+            defaults = TrainConfig()
+            given = {name for name in TrainConfig.__dataclass_fields__
+                     if getattr(config, name) != getattr(defaults, name)}
         for key, value in overrides.items():
             setattr(config, key, value)
+        given = set(given) | set(overrides)
         self.out = Path(out) if out else default_run_folder(config.data)
         self.log = log
-        self.rank, self.world, self.device = _distributed_setup(config.device)
-        self.writer = self.rank == 0
         saved = self._claim_run_folder(resume)
         if saved is not None:  # the stored settings win; how the run runs may change
-            config = self._resumed_config(config, TrainConfig.from_dict(saved["config"]),
+            config = self._resumed_config(config, given, TrainConfig.from_dict(saved["config"]),
                                           int(saved["step"]))
+        self.rank, self.world, self.device = _distributed_setup(config.device)
+        self.writer = self.rank == 0
         self.config = config
         self._check_names()
         self._check_numbers()
@@ -205,23 +220,20 @@ class Trainer:
                                 "choose another --out (nothing was overwritten)")
         return None
 
-    def _resumed_config(self, given: TrainConfig, saved: TrainConfig, step: int) -> TrainConfig:
-        """The saved settings with the changes a resumed run may make (RESUMABLE_CHANGES);
-        any other setting given differently from both its default and the saved value is an
+    def _resumed_config(self, config: TrainConfig, given: set, saved: TrainConfig,
+                        step: int) -> TrainConfig:
+        """The saved settings with the changes a resumed run may make (RESUMABLE_CHANGES, from
+        the settings `given`); any other given setting that differs from the saved value is an
         error, not silently dropped."""
-        defaults = TrainConfig()
-        conflicts = [f"--{name.replace('_', '-')} {getattr(given, name)!r} (saved: "
-                     f"{getattr(saved, name)!r})" for name in TrainConfig.__dataclass_fields__
-                     if name not in RESUMABLE_CHANGES
-                     and getattr(given, name) != getattr(defaults, name)
-                     and getattr(given, name) != getattr(saved, name)]
+        conflicts = [f"{_flag(name)} {getattr(config, name)!r} (saved: {getattr(saved, name)!r})"
+                     for name in sorted(given, key=list(TrainConfig.__dataclass_fields__).index)
+                     if name not in RESUMABLE_CHANGES and getattr(config, name) != getattr(saved, name)]
         if conflicts:
             raise TrainingError(f"--resume continues {self.out} with its saved settings, but "
-                                f"these differ: {', '.join(conflicts)}; leave them out (a "
-                                f"resumed run may change only {', '.join(RESUMABLE_CHANGES)})")
-        for name in RESUMABLE_CHANGES:
-            if getattr(given, name) != getattr(defaults, name):
-                setattr(saved, name, getattr(given, name))
+                                f"these differ: {', '.join(conflicts)}; leave them out (a resumed "
+                                f"run may change only {', '.join(map(_flag, RESUMABLE_CHANGES))})")
+        for name in given & set(RESUMABLE_CHANGES):
+            setattr(saved, name, getattr(config, name))
         if saved.steps < step:
             raise TrainingError(f"--steps {saved.steps} is below the step {step} that {self.out} "
                                 "already reached")
@@ -476,7 +488,7 @@ class Trainer:
                     if self.step % self.sample_every == 0 and self.step != c.steps:
                         self.save_samples(f"samples_{self.step:07d}.png")
                         self.save_checkpoint()
-                    if self._stop_requested(stop):
+                    if self._stop_requested(stop, self.step % self.log_every == 0):
                         raise _Interrupted
             except _Interrupted:
                 self._flush_quietly(monitor, pending, started, started_step)
@@ -489,11 +501,15 @@ class Trainer:
                                 f"{self.out} is kept; continue with --resume")
                 raise
 
-    def _stop_requested(self, stop: _StopAtBoundary) -> bool:
+    def _stop_requested(self, stop: _StopAtBoundary, at_log_step: bool) -> bool:
         """Whether any process got a stop signal: every process stops at the same step (a
-        process that stopped alone would leave the others waiting in a collective)."""
+        process that stopped alone would leave the others waiting in a collective). With
+        several processes that is agreed at log steps only, which synchronize anyway: a
+        collective and a host sync per step would cost a launch-bound loop its overlap."""
         if self.world == 1:
             return stop.requested is not None
+        if not at_log_step:
+            return False
         flag = torch.tensor([float(stop.requested is not None)], device=self.device)
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         if flag.item() and stop.requested is None:
