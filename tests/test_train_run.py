@@ -346,3 +346,10 @@ def test_compiled_models_train(tmp_path):
     t = make(tmp_path, data="ring8", steps=3, batch_size=8, compile=True, log_every=1)
     t.run()
     assert len([r for r in rows(tmp_path) if "loss_d" in r]) == 3
+
+
+def test_amp_on_cpu_says_it_is_usually_slower(tmp_path):
+    messages = []
+    Trainer(TrainConfig(data="ring8", amp="bf16", device="cpu", tensorboard=False), out=tmp_path,
+            log=messages.append)
+    assert any("--amp bf16 on CPU is usually slower" in m for m in messages)

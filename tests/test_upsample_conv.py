@@ -611,6 +611,15 @@ def test_module_rejects_unsupported_configuration(kwargs, name):
         UpsampleConv2d(3, 4, **kwargs)
 
 
+def test_same_padding_is_padding_one_as_in_conv2d():
+    conv = nn.Conv2d(3, 4, 3, padding="same").double()
+    fused = UpsampleConv2d(3, 4, padding="same").double()
+    fused.load_state_dict(conv.state_dict())
+    x = torch.randn(2, 3, 4, 5, dtype=torch.float64)
+    reference = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), conv)
+    torch.testing.assert_close(fused(x), reference(x), rtol=1e-12, atol=1e-12)
+
+
 def test_supported_configuration_is_named_in_the_error():
     with pytest.raises(ValueError, match="kernel_size=3, padding=1, scale_factor=2"):
         UpsampleConv2d(3, 4, scale_factor=3)

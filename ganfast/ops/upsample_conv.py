@@ -141,6 +141,8 @@ def check_configuration(kernel_size, padding, scale_factor) -> None:
     for name, value, supported in (("kernel_size", kernel_size, KERNEL_SIZE),
                                    ("padding", padding, PADDING),
                                    ("scale_factor", scale_factor, SCALE_FACTOR)):
+        if name == "padding" and value == "same":
+            continue  # a 3x3 kernel's "same" padding is 1, as Conv2d computes it
         pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
         if pair != (supported, supported):
             raise ValueError(
