@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import torch
 
@@ -17,6 +19,15 @@ def as_float64(value, name: str, ndim: int, device: torch.device | None = None) 
     if value.is_complex() or not (value.is_floating_point() or value.dtype in (torch.int32, torch.int64)):
         raise TypeError(f"{name} must hold real numbers, got {value.dtype}")
     return value.to(device=device if device is not None else value.device, dtype=torch.float64)
+
+
+def check_int(value, name: str, minimum: int, why: str = "") -> int:
+    """`value` as an int (numpy integers included; bools and floats refused), at least
+    `minimum`, or a ValueError naming the argument (`why`: a parenthetical reason)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        reason = f" ({why})" if why else ""
+        raise ValueError(f"{name} must be an int >= {minimum}{reason}, got {value!r}")
+    return int(value)
 
 
 def check_stats(mu: torch.Tensor, sigma: torch.Tensor, mu_name: str, sigma_name: str) -> None:

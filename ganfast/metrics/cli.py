@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .._files import is_sixteen_bit_grey, sixteen_bit_grey_to_eight
 from .inception import PRECISION_CHOICES
 from .resize import RESIZE_CHOICES
 
@@ -230,13 +231,10 @@ def _read(path: Path) -> torch.Tensor:
 
     try:
         with Image.open(path) as image:
-            if image.mode.startswith("I;16") or image.mode == "I":  # ("I": older Pillow's)
-                # 16-bit grey: convert("RGB") would clip every value above 255 to white
-                grey = np.asarray(image, dtype=np.float64).clip(0, 65535) * (255 / 65535)
-                array = np.repeat(grey.round().astype(np.uint8)[..., None], 3, axis=2)
-            else:
-                array = np.asarray(image.convert("RGB"), dtype=np.uint8)
-    except (OSError, UnidentifiedImageError) as error:
+            if is_sixteen_bit_grey(image.mode):
+                image = sixteen_bit_grey_to_eight(image)
+            array = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    except (OSError, UnidentifiedImageError, ValueError) as error:
         raise FidError(f"cannot read image {path}: {error}") from None
     return torch.from_numpy(array.copy()).permute(2, 0, 1)
 

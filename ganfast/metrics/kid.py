@@ -8,12 +8,10 @@ in float64.
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 import torch
 
-from ._tensors import as_float64
+from ._tensors import as_float64, check_int
 
 SUBSETS_PER_GEMM = 8  # bounds memory at 8 * subset_size * (D + 3 * subset_size) doubles
 
@@ -41,8 +39,7 @@ def kid(features1, features2, subsets=100, subset_size=1000, degree=3, gamma=Non
         )
     if subsets < 1:
         raise ValueError(f"subsets must be >= 1, got {subsets}")
-    if isinstance(degree, bool) or not isinstance(degree, numbers.Integral) or degree < 1:
-        raise ValueError(f"degree must be an int >= 1 (a polynomial kernel's), got {degree!r}")
+    check_int(degree, "degree", 1, "a polynomial kernel's")
     if gamma is not None and not gamma > 0:
         raise ValueError(f"gamma must be > 0 (or None: 1 / D), got {gamma!r}")
     gamma = 1.0 / f1.shape[1] if gamma is None else gamma

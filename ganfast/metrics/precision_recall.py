@@ -9,10 +9,10 @@ O(tile^2 + N k), never O(N^2).
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 import torch
+
+from ._tensors import check_int
 
 TILE = 4096
 
@@ -49,9 +49,7 @@ def _inside_any_ball(
 def precision_recall(fake_features, real_features, k=3, tile=TILE):
     """(precision, recall) of fake [N, D] against real [M, D] features with k-NN balls
     (numpy arrays or tensors)."""
-    for name, value in (("k", k), ("tile", tile)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    k, tile = check_int(k, "k", 1), check_int(tile, "tile", 1)
     fake_features, real_features = (torch.from_numpy(f) if isinstance(f, np.ndarray) else f
                                     for f in (fake_features, real_features))
     for name, f in (("fake_features", fake_features), ("real_features", real_features)):

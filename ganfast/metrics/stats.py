@@ -23,6 +23,8 @@ import tempfile
 import numpy as np
 import torch
 
+from ._tensors import check_int
+
 
 class FeatureStats:
     """Running count, mean and unbiased covariance (as np.cov) of [N, D] feature batches."""
@@ -152,10 +154,7 @@ class FeatureStats:
             raise ValueError(f"{path}: mu {mu.shape} and sigma {sigma.shape} do not form D and [D, D]")
         if count is None:
             raise ValueError(f"{path} stores no count: pass count= (the number of samples behind it)")
-        if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 2:
-            raise ValueError(f"count must be an int >= 2 (the samples behind a covariance), got "
-                             f"{count!r}")
-        count = int(count)
+        count = check_int(count, "count", 2, "the samples behind a covariance")
         stats = cls(mu.shape[0])
         stats._count = count
         stats._mean = torch.from_numpy(mu).double()

@@ -311,7 +311,7 @@ def upsample_conv2d_with(backend: str, x, weight, bias=None, activation=None,
     # CPU are answered by flags.
     device_type = "cuda" if x.is_cuda else "cpu" if x.is_cpu else x.device.type
     # (a device without autocast, such as meta, cannot be asked whether it is on)
-    if (x.is_cuda or x.is_cpu or torch.amp.is_autocast_available(device_type)) \
+    if (device_type in ("cuda", "cpu") or torch.amp.is_autocast_available(device_type)) \
             and torch.is_autocast_enabled(device_type):
         # What autocast does for conv2d: inputs to its dtype, then the op without autocast (the
         # fused routes' backward would otherwise meet a half gradient and float32 inputs).

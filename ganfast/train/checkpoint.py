@@ -1,10 +1,11 @@
 """Checkpoints: everything a run needs to continue exactly, in one file loadable with
 torch.load(weights_only=True); the generator's EMA weights also as safetensors when installed."""
 
-import os
 from pathlib import Path
 
 import torch
+
+from .._files import write_atomically
 
 CHECKPOINT = "checkpoint.pt"
 GENERATOR_WEIGHTS = "generator_ema.safetensors"
@@ -13,28 +14,14 @@ GENERATOR_WEIGHTS = "generator_ema.safetensors"
 def save(out: Path, state: dict, generator_state: dict) -> Path:
     """Write the checkpoint (temp file, then rename: a crash never leaves half a file)."""
     path = out / CHECKPOINT
-    _replace_atomically(path, lambda tmp: torch.save(state, tmp))
+    write_atomically(path, lambda tmp: torch.save(state, tmp))
     try:
         from safetensors.torch import save_file
     except ImportError:
         return path
     weights = {k: v.detach().cpu().contiguous() for k, v in generator_state.items()}
-    _replace_atomically(out / GENERATOR_WEIGHTS, lambda tmp: save_file(weights, str(tmp)))
+    write_atomically(out / GENERATOR_WEIGHTS, lambda tmp: save_file(weights, str(tmp)))
     return path
-
-
-def _replace_atomically(path: Path, write) -> None:
-    """write(tmp), flushed to disk, then renamed over `path`; on failure the temp file goes
-    and `path` keeps its last complete version."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def load(out: Path) -> dict:

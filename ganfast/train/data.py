@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._files import is_sixteen_bit_grey, sixteen_bit_grey_to_eight
+
 
 class DataError(ValueError):
     """Bad --data: the message says what was expected."""
@@ -83,7 +85,7 @@ GREY_MODES = {"1", "L", "LA", "La", "I", "F"}
 
 
 def _is_grey(mode: str) -> bool:
-    return mode in GREY_MODES or mode.startswith("I;16")
+    return mode in GREY_MODES or is_sixteen_bit_grey(mode)
 
 
 def _some(names: list, shown: int = 3) -> str:
@@ -93,17 +95,10 @@ def _some(names: list, shown: int = 3) -> str:
     return ", ".join(names[:shown]) + more
 
 
-def _eight_bit(im, path: Path, file: Path):
-    """An "L" or "RGB" copy of im. 16-bit grey is scaled by 255/65535 (rounded): PIL's convert()
-    would clip every value above 255 to white."""
-    from PIL import Image
-
-    if im.mode.startswith("I;16") or im.mode == "I":
-        values = np.asarray(im).astype(np.float64)
-        if values.size and (values.min() < 0 or values.max() > 65535):
-            raise DataError(f"--data {path}: image {file} (PIL mode {im.mode}) has values from "
-                            f"{values.min():g} to {values.max():g}; expected 16-bit grey, 0..65535")
-        return Image.fromarray(np.round(values * (255 / 65535)).astype(np.uint8))
+def _eight_bit(im):
+    """An "L" or "RGB" copy of im (16-bit grey scaled to 8 bits)."""
+    if is_sixteen_bit_grey(im.mode):
+        return sixteen_bit_grey_to_eight(im)
     if im.mode in ("L", "RGB"):
         return im.copy()
     return im.convert("L" if _is_grey(im.mode) else "RGB")
@@ -153,7 +148,7 @@ def image_folder(path: Path, size: int | None = None, log=print) -> Dataset:
     for file in files:
         try:
             with Image.open(file) as im:
-                images.append(_eight_bit(im, path, file))
+                images.append(_eight_bit(im))
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError,
                 Image.DecompressionBombError) as err:
             if isinstance(err, DataError):

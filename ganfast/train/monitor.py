@@ -2,17 +2,12 @@
 
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
-
-def atomic_write_bytes(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
+from .._files import write_atomically
 
 
 def image_grid(images: torch.Tensor, rows: int) -> np.ndarray:
@@ -34,7 +29,7 @@ def save_image_grid(images: torch.Tensor, rows: int, path: Path, scale: int = 1)
     picture = Image.fromarray(grid[..., 0] if grid.shape[2] == 1 else grid[..., :3])
     if scale > 1:
         picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
-    atomic_write_bytes(path, lambda tmp: picture.save(tmp, format="PNG"))
+    write_atomically(path, lambda tmp: picture.save(tmp, format="PNG"))
 
 
 def save_points(points: torch.Tensor, centers, path: Path, title: str) -> None:
@@ -51,7 +46,7 @@ def save_points(points: torch.Tensor, centers, path: Path, title: str) -> None:
     ax.set_title(title)
     ax.set_aspect("equal")
     fig.tight_layout()
-    atomic_write_bytes(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    write_atomically(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)
 
 
@@ -82,7 +77,7 @@ def plot_metrics(rows: list, path: Path) -> None:
         ax.set_xlabel("step")
         ax.set_title(key)
     fig.tight_layout()
-    atomic_write_bytes(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    write_atomically(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)
 
 
@@ -108,7 +103,7 @@ def keep_rows_until(path: Path, step: int) -> None:
     steps after the checkpoint would repeat, and a torn last line would swallow the next row."""
     rows = [r for r in read_metrics(path) if 0 < step and r["step"] <= step]
     text = "".join(json.dumps(r) + "\n" for r in rows)
-    atomic_write_bytes(path, lambda tmp: Path(tmp).write_text(text))
+    write_atomically(path, lambda tmp: Path(tmp).write_text(text))
 
 
 class Monitor:

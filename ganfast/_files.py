@@ -1,0 +1,38 @@
+"""Small file helpers shared by the training loop and the evaluation tool."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def write_atomically(path: Path, write) -> None:
+    """write(tmp), flushed to disk, then renamed over `path`: a crash or a failed write never
+    leaves half a file, and `path` keeps its last complete version (the temp file goes)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def is_sixteen_bit_grey(mode: str) -> bool:
+    """PIL's 16-bit grey modes ("I;16", "I;16B", ...; older Pillow opens 16-bit PNGs as "I")."""
+    return mode.startswith("I;16") or mode == "I"
+
+
+def sixteen_bit_grey_to_eight(image):
+    """An "L" copy of a 16-bit grey PIL image, scaled by 255 / 65535 and rounded: PIL's
+    convert() would clip every value above 255 to white. ValueError outside 0..65535."""
+    from PIL import Image
+
+    values = np.asarray(image).astype(np.float64)
+    if values.size and (values.min() < 0 or values.max() > 65535):
+        raise ValueError(f"PIL mode {image.mode} with values from {values.min():g} to "
+                         f"{values.max():g}; expected 16-bit grey, 0..65535")
+    return Image.fromarray(np.round(values * (255 / 65535)).astype(np.uint8))
