@@ -6,15 +6,24 @@ from pathlib import Path
 import numpy as np
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_atomically(path: Path, write) -> None:
     """write(tmp), flushed to disk, then renamed over `path`: a crash or a failed write never
-    leaves half a file, and `path` keeps its last complete version (the temp file goes)."""
+    leaves half a file, and `path` keeps its last complete version (the temp file goes).
+    The file gets the permissions a plain open() would give (0666 less the umask), whatever
+    `write` made: safetensors, for one, writes its files readable by their owner only."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

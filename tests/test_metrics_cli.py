@@ -107,6 +107,10 @@ def test_user_mistakes_are_named_before_features_are_extracted(tmp_path, extract
     nan_stats, negative_stats = tmp_path / "nan.npz", tmp_path / "negative.npz"
     np.savez(nan_stats, mu=np.full(10, np.nan), sigma=np.eye(10), count=5)
     np.savez(negative_stats, mu=np.zeros(10), sigma=-np.eye(10), count=5)
+    text_stats, array_stats = tmp_path / "text.npz", tmp_path / "array.npz"
+    text_stats.write_text("not statistics\n")
+    with open(array_stats, "wb") as f:  # np.save to a file object: the name keeps .npz
+        np.save(f, np.zeros(10))
     cases = [
         ([str(one), str(a), *features, "--device", "cpu"], "one holds 1 image.*FID .* at least 2"),
         ([str(three), str(a), "--prc", *features, "--device", "cpu"], "three holds 3 .*--prc"),
@@ -117,6 +121,8 @@ def test_user_mistakes_are_named_before_features_are_extracted(tmp_path, extract
           str(tmp_path / "no" / "such" / "b.npz")], "--save-stats .*b.npz: its folder .* not exist"),
         ([str(a), str(nan_stats), *features, "--device", "cpu"], "nan.npz: mu or sigma holds NaN"),
         ([str(a), str(negative_stats), *features, "--device", "cpu"], "negative variances"),
+        ([str(a), str(text_stats), *features], r"text.npz is not an .npz archive .*np.savez writes\)$"),
+        ([str(a), str(array_stats), *features], "array.npz is not an .npz archive .*single .npy array"),
     ]
     if not torch.cuda.is_available():
         cases.append(([str(a), str(a), *features, "--device", "cuda"], "CUDA is not available"))

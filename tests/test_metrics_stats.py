@@ -1,6 +1,9 @@
 """FeatureStats against np.cov (float64): streaming, offsets, dtypes, merge, all_reduce, .npz."""
 
 
+import os
+import stat
+
 import numpy as np
 import pytest
 import torch
@@ -135,6 +138,9 @@ def test_save_load_npz_readable_as_pytorch_fid_stats(tmp_path):
     assert again.count == 50
     torch.testing.assert_close(again.covariance, stats.covariance)
     assert [p.name for p in tmp_path.iterdir()] == ["ref.npz"]  # no temp file left behind
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask  # as np.savez would make it
 
 
 def test_load_without_count_and_bad_inputs(tmp_path):

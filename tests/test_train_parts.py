@@ -306,3 +306,25 @@ def test_image_size_message_reads_naturally_for_one_size(tmp_path):
 def test_missing_data_path_says_no_such_file_or_folder(tmp_path):
     for missing in (tmp_path / "nope", tmp_path / "nope.npy", tmp_path / "nope" / "x.npy"):
         assert "no such file or folder" in _data_error(missing)
+
+
+def test_image_size_resizes_digits_and_npy_images_and_is_refused_for_points(tmp_path):
+    # digits: the 8x8 originals upscaled to the side asked for, as the default 16 is.
+    assert data.load("digits", image_size=24).x.shape == (1797, 1, 24, 24)
+    torch.testing.assert_close(data.load("digits", image_size=16).x, data.load("digits").x)
+    # .npy images: bilinear with antialiasing, the reference being torch's own on the scaled data.
+    images = np.random.default_rng(3).uniform(0, 1, (5, 3, 12, 12)).astype(np.float32)
+    np.save(tmp_path / "im.npy", images)
+    said = []
+    ds = data.load(str(tmp_path / "im.npy"), image_size=5, log=said.append)
+    expected = torch.nn.functional.interpolate(torch.from_numpy(images).double() * 2 - 1, size=(5, 5),
+                                               mode="bilinear", antialias=True)
+    torch.testing.assert_close(ds.x.double(), expected, atol=1e-6, rtol=0)
+    assert said == [f"--data {tmp_path / 'im.npy'}: resizing the 5 images from 12x12 to 5x5 "
+                    "(--image-size 5)"]
+    np.save(tmp_path / "p.npy", np.zeros((10, 2), np.float32))
+    for spec in ("ring8", "grid25", str(tmp_path / "p.npy")):
+        with pytest.raises(data.DataError, match="--image-size 8: .*2-D points, not images"):
+            data.load(spec, image_size=8)
+    with pytest.raises(data.DataError, match="--image-size must be a positive number of pixels, got 0"):
+        data.load("digits", image_size=0)

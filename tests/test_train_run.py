@@ -4,6 +4,7 @@ import json
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -60,6 +61,11 @@ def test_checkpoint_loads_with_weights_only_and_safetensors(tmp_path):
     weights = load_file(tmp_path / "run" / "generator_ema.safetensors")
     for key, value in t.G_ema.state_dict().items():
         assert torch.equal(weights[key], value)
+    # Readable as any file the user makes (safetensors alone writes owner-only files).
+    umask = os.umask(0o022)
+    os.umask(umask)
+    for name in ("checkpoint.pt", "generator_ema.safetensors", "metrics.jsonl", "samples_final.png"):
+        assert stat.S_IMODE((tmp_path / "run" / name).stat().st_mode) == 0o666 & ~umask, name
 
 
 def loss_rows(out: Path) -> list:

@@ -12,6 +12,7 @@ import json
 import math
 from pathlib import Path
 
+from .._files import write_atomically
 from ..backends import AUTO_TABLE
 
 GPU_BACKENDS = ("cuda", "triton", "torch")
@@ -66,5 +67,6 @@ def write(rows, path: Path = AUTO_TABLE) -> dict:
             entry["by_shape_class"] = {c: [b for b in order if b in known]
                                        for c, order in entry["by_shape_class"].items()}
         current[op] = entry
-    path.write_text(json.dumps(current, indent=2) + "\n")
+    text = json.dumps(current, indent=2) + "\n"
+    write_atomically(path, lambda tmp: Path(tmp).write_text(text))
     return current

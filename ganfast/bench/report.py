@@ -10,6 +10,8 @@ import os
 import re
 from pathlib import Path
 
+from .._files import write_atomically
+
 BASELINES = ("eager", "compile")
 MODE_ORDER = ("overhead", "interp", "fwd", "bwd", "fwd+bwd", "full")
 DTYPE_ORDER = ("float32", "float16", "bfloat16")
@@ -264,7 +266,7 @@ def plot(rows, out_dir) -> list[Path]:
         ax.grid(axis="x", which="both", alpha=0.3)
         fig.tight_layout()
         path = out_dir / _png_name(device, op)
-        fig.savefig(path, dpi=110)
+        write_atomically(path, lambda tmp, fig=fig: fig.savefig(tmp, format="png", dpi=110))
         plt.close(fig)
         paths.append(path)
     return paths
@@ -281,7 +283,8 @@ def splice_readme(readme_path, text: str, markers=(BEGIN, END)) -> None:
                          "(each must appear once, on a line of its own, begin before end)")
     begin, end = stripped.index(BEGIN), stripped.index(END)
     body = text if text.endswith("\n") or not text else text + "\n"
-    path.write_text("".join(lines[:begin + 1]) + body + "".join(lines[end:]))
+    spliced = "".join(lines[:begin + 1]) + body + "".join(lines[end:])
+    write_atomically(path, lambda tmp: Path(tmp).write_text(spliced))
 
 
 def write_report(paths, out_dir, readme=None) -> dict:
@@ -300,7 +303,8 @@ def write_report(paths, out_dir, readme=None) -> dict:
                 for k, p in by_section.items()}
 
     report = out_dir / "report.md"
-    report.write_text("# ganfast benchmark report\n\n" + markdown(rows, images=links(out_dir)))
+    text = "# ganfast benchmark report\n\n" + markdown(rows, images=links(out_dir))
+    write_atomically(report, lambda tmp: Path(tmp).write_text(text))
     if readme is not None:
         splice_readme(readme, markdown(rows, images=links(Path(readme).parent)))
         steps = [row for row in rows if row["op"] == "train_step"]

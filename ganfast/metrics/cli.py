@@ -267,12 +267,12 @@ def _features_of_folder(folder, files, extractor, batch_size, device, with_logit
 
 
 def _load_stats(path: Path, args):
-    from .stats import FeatureStats
+    from .stats import FeatureStats, open_npz
 
     if path.suffix != ".npz":
         raise FidError(f"{path} is neither a folder nor a .npz statistics file")
     try:
-        with np.load(path) as data:
+        with open_npz(path) as data:
             has_count = "count" in data.files
         # pytorch-fid files carry no count, which FID does not need
         stats = FeatureStats.load(path, count=None if has_count else 2)

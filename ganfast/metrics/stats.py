@@ -18,12 +18,25 @@ from __future__ import annotations
 
 import numbers
 import os
-import tempfile
+import zipfile
 
 import numpy as np
 import torch
 
+from .._files import write_atomically
 from ._tensors import check_int
+
+
+def open_npz(path):
+    """np.load of an .npz archive, refusing anything else with an error that says so (numpy
+    reads any other file as a pickle and answers with advice to unpickle it)."""
+    path = os.fspath(path)
+    if not zipfile.is_zipfile(path):  # OSError for a missing or unreadable file, as np.load
+        with open(path, "rb") as f:
+            npy = f.read(6) == b"\x93NUMPY"
+        raise ValueError(f"{path} is not an .npz archive (numpy's zip of named arrays, as "
+                         "np.savez writes)" + (": it is a single .npy array" if npy else ""))
+    return np.load(path, allow_pickle=False)
 
 
 class FeatureStats:
@@ -126,24 +139,18 @@ class FeatureStats:
         if not os.path.isdir(directory):
             raise FileNotFoundError(f"cannot save statistics to {path}: folder {directory} does "
                                     "not exist")
-        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".npz.tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(
-                    f,
-                    mu=self._mean.cpu().numpy(),
-                    sigma=self.covariance.cpu().numpy(),
-                    count=np.int64(self._count),
-                )
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+
+        def write(tmp):
+            with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to a name
+                np.savez(f, mu=self._mean.cpu().numpy(), sigma=self.covariance.cpu().numpy(),
+                         count=np.int64(self._count))
+
+        write_atomically(path, write)
 
     @classmethod
     def load(cls, path, count: int | None = None) -> FeatureStats:
         """Read an .npz with mu and sigma (pytorch-fid's format); count from the file or argument."""
-        with np.load(os.fspath(path)) as data:
+        with open_npz(path) as data:
             missing = {"mu", "sigma"} - set(data.files)
             if missing:
                 raise ValueError(f"{path} lacks {sorted(missing)}: expected pytorch-fid's .npz (mu, sigma)")

@@ -36,7 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--conditional", action="store_true", default=None,
                         help="AC-GAN: class-conditional G, D with an auxiliary classifier")
     parser.add_argument("--width", type=int, help="model width (channels / hidden units)")
-    parser.add_argument("--image-size", type=int, help="image folders: resize to this side")
+    parser.add_argument("--image-size", type=int,
+                        help="resize images to this side (default: digits 16, an image folder its "
+                             "most common size, a .npy file its own)")
     parser.add_argument("--amp", help=" | ".join(AMP_MODES) + f" (default: {d.amp})")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction,
                         help="torch.compile the models (default: no)")

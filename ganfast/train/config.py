@@ -22,7 +22,7 @@ class TrainConfig:
     conditional: bool = False     # AC-GAN
     ac_weight: float = 1.0
     width: int | None = None
-    image_size: int | None = None  # image folders: resize to this side
+    image_size: int | None = None  # resize images to this side (None: the data's own)
     amp: str = "none"
     compile: bool = False
     backend: str = "auto"

@@ -8,7 +8,7 @@ tensor indexed by a random batch of indices (no DataLoader workers to start).
 
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -114,9 +114,6 @@ def image_folder(path: Path, size: int | None = None, log=print) -> Dataset:
     scaled to 8 bits.
     """
     from PIL import Image, UnidentifiedImageError
-
-    if size is not None and size < 1:
-        raise DataError(f"--data {path}: --image-size must be a positive number of pixels, got {size}")
 
     def images_under(folder: Path) -> list:
         return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
@@ -269,14 +266,35 @@ def npy_array(path: Path) -> Dataset:
     return Dataset(path.stem, x.contiguous())
 
 
+def _resized(dataset: Dataset, size: int, where: str, log) -> Dataset:
+    """Images bilinearly resized to size x size (antialiased when shrinking, as PIL does)."""
+    if dataset.x.dim() != 4:
+        raise DataError(f"--image-size {size}: {where} holds 2-D points, not images")
+    h, w = dataset.x.shape[-2:]
+    if (h, w) == (size, size):
+        return dataset
+    log(f"{where}: resizing the {len(dataset.x)} images from {w}x{h} to {size}x{size} "
+        f"(--image-size {size})")
+    x = torch.nn.functional.interpolate(dataset.x, size=(size, size), mode="bilinear",
+                                        align_corners=False, antialias=True)
+    return replace(dataset, x=x.clamp(-1, 1).contiguous())
+
+
 BUILT_IN = {"digits": digits,
             "ring8": lambda: mixture("ring8", ring8_centers(), RING8["std"]),
             "grid25": lambda: mixture("grid25", grid25_centers(), GRID25["std"])}
 
 
 def load(spec: str, image_size: int | None = None, log=print) -> Dataset:
-    """--data: a built-in name, a folder of images, or a .npy file."""
+    """--data: a built-in name, a folder of images, or a .npy file; images resized to
+    image_size x image_size when it is given (2-D points refuse it)."""
+    if image_size is not None and image_size < 1:
+        raise DataError(f"--image-size must be a positive number of pixels, got {image_size}")
+    if spec == "digits":
+        return digits(image_size or DIGITS_SIZE)
     if spec in BUILT_IN:
+        if image_size is not None:
+            raise DataError(f"--image-size {image_size}: --data {spec} is 2-D points, not images")
         return BUILT_IN[spec]()
     path = Path(spec).expanduser()
     if path.is_dir():
@@ -284,7 +302,8 @@ def load(spec: str, image_size: int | None = None, log=print) -> Dataset:
             raise DataError(f"--data {spec}: the folder is not readable")
         return image_folder(path, image_size, log)
     if path.suffix.lower() == ".npy" and path.is_file():
-        return npy_array(path)
+        dataset = npy_array(path)
+        return dataset if image_size is None else _resized(dataset, image_size, f"--data {spec}", log)
     if not path.exists():
         raise DataError(f"--data {spec!r}: no such file or folder, and not a built-in dataset "
                         f"({', '.join(BUILT_IN)})")

@@ -24,6 +24,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from .._files import write_atomically
 from . import data as datasets
 from .layers import frechet_distance
 
@@ -111,9 +112,7 @@ def load_digits_classifier(size: int, log=print) -> DigitsClassifier:
             log(f"the cached digits classifier {path} is unreadable ({err}); training it again")
     net = train_digits_classifier(size)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save(net.state_dict(), tmp)
-    os.replace(tmp, path)
+    write_atomically(path, lambda tmp: torch.save(net.state_dict(), tmp))
     return net
 
 
