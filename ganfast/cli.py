@@ -3,6 +3,7 @@
 import argparse
 import functools
 import json
+import os
 import signal
 import sys
 import threading
@@ -43,14 +44,93 @@ def _print_info(args) -> int:
 
 def _parse_shape(text: str) -> tuple:
     try:
-        return tuple(int(v) for v in text.lower().split("x"))
+        shape = tuple(int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--shape takes sizes like 64x3x64x64, got {text!r}") from None
+        shape = ()
+    if len(shape) < 2 or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"takes a gradient shape [B, ...] of at least two positive "
+                                         f"sizes, like 64x3x64x64; got {text!r}")
+    return shape
+
+
+def _parse_dtypes(text: str) -> list:
+    names = [name.strip() for name in text.split(",")]
+    unknown = [name for name in names if name not in DTYPES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"takes {', '.join(DTYPES)} (comma-separated); got "
+                                         f"{', '.join(map(repr, unknown))}")
+    return [DTYPES[name] for name in names]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"takes a positive integer, got {text!r}")
+    return value
+
+
+# The options each op's benchmark reads: any other one given is refused, not silently ignored.
+OP_OPTIONS = {
+    "gradient_penalty": ("device", "dtype", "shape", "batch", "mode", "quick", "no_compile", "out"),
+    "train_step": ("device", "dtype", "batch", "quick", "no_compile", "out"),
+    "upsample_conv": ("device", "dtype", "block", "mode", "quick", "no_compile", "out"),
+    "spectral_norm": ("device", "mode", "quick", "no_compile", "out"),
+    "fid": ("device", "quick"),  # it prints its figures and writes no rows
+}
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _bench_usage_error(args) -> str | None:
+    """What is wrong with the options of a timing run, checked before anything is timed."""
+    if args.readme or args.auto_table:
+        return f"{_option('readme' if args.readme else 'auto_table')} goes with --report FILES"
+    wrong = [name for name in ("dtype", "shape", "batch", "block", "mode", "no_compile", "out")
+             if getattr(args, name) not in (None, False) and name not in OP_OPTIONS[args.op]]
+    if wrong:
+        return (f"--op {args.op} does not take {', '.join(map(_option, wrong))} (it takes "
+                f"{', '.join(map(_option, OP_OPTIONS[args.op]))})")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        return "--device cuda asked for, but torch sees no CUDA device"
+    if args.block:
+        from .bench import upsample_conv as uc_bench
+
+        unknown = sorted(set(args.block) - set(uc_bench.BLOCKS))
+        if unknown:
+            return (f"--block {', '.join(unknown)} is not a known block; known: "
+                    f"{', '.join(uc_bench.BLOCKS)}")
+    return _out_problem(Path(args.out), "file") if args.out else None
+
+
+def _out_problem(path: Path, kind: str) -> str | None:
+    """Why `path` cannot be written as a `kind` ("file" or "folder"), or None. Checked before a
+    run, so that minutes of timing are not lost to a wrong --out at the end."""
+    if kind == "file" and path.is_dir():
+        return f"--out {path} is a folder; give the file to append the rows to, e.g. {path / 'rows.jsonl'}"
+    if kind == "folder" and path.exists() and not path.is_dir():
+        return f"--out {path} is a file; give the folder for report.md and the plots"
+    existing = next(p for p in (path if kind == "folder" else path.parent).absolute().joinpath("x").parents
+                    if p.exists())
+    if not existing.is_dir():
+        return f"--out {path}: {existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"--out {path}: cannot write in {existing}"
+    return None
 
 
 def _bench(args) -> int:
     if args.report:
         return _bench_report(args)
+    problem = _bench_usage_error(args)
+    if problem:
+        print(f"ganfast bench: {problem}", file=sys.stderr)
+        return 2
+    args.mode = args.mode or "all"
     # `timeout --signal=INT` signals the process and then its group, so a second SIGINT can
     # follow the first by microseconds: the first raises KeyboardInterrupt (the benchmark keeps
     # the rows timed so far and saves them), any later one is ignored while they are saved.
@@ -83,19 +163,19 @@ def _bench_op(args) -> int:
         from .bench import fid as fid_bench
 
         quick = ["--dim", "256", "--stats-n", "2000", "--repeats", "1"] if args.quick else []
-        fid_bench.main((["--device", args.device] if args.device else []) + quick)
+        try:
+            fid_bench.main((["--device", args.device] if args.device else []) + quick)
+        except KeyboardInterrupt:  # the lines printed so far are its figures: nothing to save
+            print("bench fid: interrupted", file=sys.stderr)
+            return 130
         return 0
     from . import backends
     from .bench import cases as bench_cases
     from .bench import gradient_penalty as gp_bench
     from .bench import overhead
 
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        print("ganfast bench: --device cuda asked for, but torch sees no CUDA device", file=sys.stderr)
-        return 2
-    dtypes = [DTYPES[d] for d in args.dtype.split(",")] if args.dtype else (
-        list(DTYPES.values()) if device.type == "cuda" else [torch.float32])
+    device = _bench_device(args)
+    dtypes = args.dtype or (list(DTYPES.values()) if device.type == "cuda" else [torch.float32])
     if args.op == "train_step":
         return _bench_train_step(args, device, dtypes)
     shapes = args.shape or GP_SHAPES[device.type][: 1 if args.quick else None]
@@ -108,9 +188,11 @@ def _bench_op(args) -> int:
     if args.mode in ("all", "kernels"):
         all_cases = list(gp_bench.cases(shapes, dtypes, device, names,
                                         with_compile=not args.no_compile))
-        # The full step's batch: a DCGAN-64 batch on GPU, smaller on a CPU (--batch: repeatable).
+        # The full step's batch: a DCGAN-64 batch on GPU, smaller on a CPU (--batch: repeatable);
+        # --quick times it fewer times (a CPU step of batch 16 takes about a second).
         for batch in args.batch or [16 if device.type == "cpu" else 64]:
-            all_cases += list(gp_bench.full_cases(batch, dtypes[0], device, names))
+            all_cases += list(gp_bench.full_cases(batch, dtypes[0], device, names,
+                                                  reps=10 if args.quick else 60))
         rows += bench_cases.run("gradient_penalty", all_cases, device,
                                 lambda case: unavailable(case.backend))
         interrupted = bench_cases.last_run_interrupted
@@ -119,17 +201,30 @@ def _bench_op(args) -> int:
     first = next((row for row in rows if "skipped" not in row), None)  # an eager baseline
     if first is None:
         return _nothing_timed("gradient_penalty")
-    copy = f"; copy bandwidth {first['copy_gbps']} GB/s" if "copy_gbps" in first else ""
+    # On CPU each case has a ceiling of its own size (bench.timing.copy_bandwidth_gbps).
+    copy = f"; copy bandwidth {first['copy_gbps']} GB/s" if device.type == "cuda" else ""
     print(f"gradient_penalty on {first['device']} (torch {first['torch']}, triton {first['triton']})"
           + copy)
     _print_and_save(rows, args)
-    return 0
+    return _exit_status()
+
+
+def _bench_device(args) -> torch.device:
+    return torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 def _nothing_timed(op: str) -> int:
     print(f"ganfast bench: no {op} case was timed (interrupted, or every case skipped)",
           file=sys.stderr)
-    return 1
+    return _exit_status() or 1
+
+
+def _exit_status() -> int:
+    """0, or 130 (a shell's status for Ctrl-C) when SIGINT cut the run short: the rows printed
+    and saved are then only part of the run, and a script must be able to tell."""
+    from .bench import cases as bench_cases
+
+    return 130 if bench_cases.last_run_interrupted else 0
 
 
 def _print_and_save(rows, args) -> None:
@@ -162,7 +257,7 @@ def _bench_train_step(args, device, dtypes) -> int:
     print(f"train_step on {first['device']} (torch {first['torch']}); one step = one D and one G "
           "update")
     _print_and_save(rows, args)
-    return 0
+    return _exit_status()
 
 
 def _bench_upsample_conv(args) -> int:
@@ -171,13 +266,9 @@ def _bench_upsample_conv(args) -> int:
     from .bench import timing as bench_timing
     from .bench import upsample_conv as uc_bench
 
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    dtypes = [DTYPES[d] for d in args.dtype.split(",")] if args.dtype else (
-        [torch.float32, torch.bfloat16] if device.type == "cuda" else [torch.float32])
-    unknown = sorted(set(args.block or ()) - set(uc_bench.BLOCKS))
-    if unknown:
-        raise SystemExit(f"ganfast bench: --block {', '.join(unknown)} is not a known block; "
-                         f"known: {', '.join(uc_bench.BLOCKS)}")
+    device = _bench_device(args)
+    dtypes = args.dtype or ([torch.float32, torch.bfloat16] if device.type == "cuda"
+                            else [torch.float32])
     blocks = args.block or list(uc_bench.BLOCKS)[: 1 if args.quick else None]
     backend_names = uc_bench.backends_for(device)
     rows, overhead_rows, interrupted = [], [], False
@@ -203,15 +294,17 @@ def _bench_upsample_conv(args) -> int:
     if args.out:
         bench_cases.write_jsonl(rows + overhead_rows, Path(args.out))
         print(f"rows appended to {args.out}")
-    return 0
+    return _exit_status()
 
 
 def _bench_spectral_norm(args) -> int:
     from .bench import spectral_norm as sn_bench
 
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = _bench_device(args)
     rows = sn_bench.run(device, mode=args.mode, quick=args.quick,
                         with_compile=not args.no_compile)
+    if not rows:
+        return _nothing_timed("spectral_norm")
     print(f"spectral_norm on {device} (torch {torch.__version__})")
     print(sn_bench.markdown_table(rows))
     if args.out:
@@ -221,24 +314,36 @@ def _bench_spectral_norm(args) -> int:
         bench_cases.write_jsonl([{**stamp, **row} for row in sn_bench.report_rows(rows)],
                                 Path(args.out))
         print(f"rows appended to {args.out}")
-    return 0
+    return _exit_status()
 
 
 def _bench_report(args) -> int:
     from .bench import report
 
-    if not args.out:
-        print("ganfast bench --report: --out DIR is required (where report.md and the plots go)",
-              file=sys.stderr)
+    def refuse(message):
+        print(f"ganfast bench --report: {message}", file=sys.stderr)
         return 2
-    written = report.write_report(args.report, Path(args.out), readme=args.readme)
+
+    if not args.out:
+        return refuse("--out DIR is required (where report.md and the plots go)")
+    problem = _out_problem(Path(args.out), "folder")
+    if problem:
+        return refuse(problem)
+    try:
+        written = report.write_report(args.report, Path(args.out), readme=args.readme)
+    except (OSError, ValueError) as error:  # a file missing or unreadable, a bad row, no markers
+        return refuse(f"{error.filename}: {error.strerror}" if isinstance(error, OSError)
+                      and error.filename else error)
     print(f"wrote {written['markdown']} and {len(written['plots'])} plot(s)"
           + (f"; updated {args.readme}" if args.readme else ""))
     if args.auto_table:
         from .bench import auto_table
 
-        for op, entry in auto_table.write(report.load_rows(args.report)).items():
-            print(f"auto order for {op}: {', '.join(entry['order'])}")
+        written = auto_table.write(report.load_rows(args.report))
+        for op, entry in written.items():
+            print(f"auto order for {op}: {', '.join(entry['order'])} (from the GPU rows given)")
+        if not written:
+            print(f"--auto-table: no GPU rows in the files given; {auto_table.AUTO_TABLE} unchanged")
     return 0
 
 
@@ -255,22 +360,23 @@ def build_parser() -> argparse.ArgumentParser:
                        choices=["gradient_penalty", "spectral_norm", "upsample_conv", "train_step",
                                 "fid"])
     bench.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
-    bench.add_argument("--dtype", help="comma-separated from fp32,fp16,bf16 "
+    bench.add_argument("--dtype", type=_parse_dtypes, help="comma-separated from fp32,fp16,bf16 "
                                        "(default: all on GPU, fp32 on CPU)")
     bench.add_argument("--shape", type=_parse_shape, action="append",
                        help="a gradient shape such as 64x3x64x64 (repeatable)")
     bench.add_argument("--block", action="append",
                        help="upsample_conv: a generator block such as sngan32-256-4 (repeatable; "
                             "default: all of ganfast.bench.upsample_conv.BLOCKS)")
-    bench.add_argument("--batch", type=int, action="append",
+    bench.add_argument("--batch", type=_positive_int, action="append",
                        help="train_step, and gradient_penalty's full WGAN-GP step: a batch size "
                             "(repeatable; default: train_step 64 and 256 on GPU, the full step "
                             "64; 16 on CPU)")
     bench.add_argument("--quick", action="store_true",
-                       help="the first default shape only, fewer calls per overhead case")
+                       help="a smoke run: the first default shape or block only, fewer calls per "
+                            "case (noisier figures)")
     bench.add_argument("--no-compile", action="store_true",
                        help="leave out torch.compile of the canonical code")
-    bench.add_argument("--mode", choices=["all", "kernels", "overhead"], default="all",
+    bench.add_argument("--mode", choices=["all", "kernels", "overhead"],
                        help="kernels: device time per pass and a full step; overhead: host time "
                             "per public call on tiny inputs (default: both)")
     bench.add_argument("--out", help="append the rows as JSON lines to this file "

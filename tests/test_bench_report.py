@@ -2,6 +2,7 @@
 
 import json
 import random
+import re
 import struct
 
 import pytest
@@ -193,14 +194,12 @@ README = ("# ganfast\n\nintro\n\n<!-- bench-report:begin -->\nold table\nold plo
           "<!-- bench-report:end -->\n\ntail\n")
 
 
-def test_splice_readme_replaces_only_between_markers(tmp_path):
-    path = tmp_path / "README.md"
-    path.write_text(README)
-    report.splice_readme(path, "new section")
-    assert path.read_text() == ("# ganfast\n\nintro\n\n<!-- bench-report:begin -->\nnew section\n"
-                                "<!-- bench-report:end -->\n\ntail\n")
-    report.splice_readme(path, "again\n")  # the markers survive, so a second splice works
-    assert path.read_text() == README.replace("old table\nold plot\n", "again\n")
+def test_spliced_replaces_only_between_markers():
+    once = report.spliced(README, "new section")
+    assert once == ("# ganfast\n\nintro\n\n<!-- bench-report:begin -->\nnew section\n"
+                    "<!-- bench-report:end -->\n\ntail\n")
+    # the markers survive, so a second splice works
+    assert report.spliced(once, "again\n") == README.replace("old table\nold plot\n", "again\n")
 
 
 @pytest.mark.parametrize("text", [
@@ -208,12 +207,9 @@ def test_splice_readme_replaces_only_between_markers(tmp_path):
     "<!-- bench-report:begin -->\nonly the start\n",
     "<!-- bench-report:end -->\nx\n<!-- bench-report:begin -->\n",
 ])
-def test_splice_readme_refuses_without_both_markers_in_order(tmp_path, text):
-    path = tmp_path / "README.md"
-    path.write_text(text)
-    with pytest.raises(ValueError, match="markers .* are missing"):
-        report.splice_readme(path, "new")
-    assert path.read_text() == text
+def test_spliced_refuses_without_both_markers_in_order(text):
+    with pytest.raises(ValueError, match="README.md: the markers .* are missing"):
+        report.spliced(text, "new", name="README.md")
 
 
 def test_write_report_links_plots_relative_to_each_file(tmp_path):
@@ -257,3 +253,59 @@ def test_matrix_throughput_column_where_rows_have_it():
     assert "| of copy bandwidth | of matrix throughput |" in md
     assert table_lines(md) == ["| fwd | 64x3x64x64 | float16 | torch | 2 | 4 | 2.00x | – | – | 17.5% |"]
     assert "of matrix throughput" not in report.markdown([row("fwd", "torch", 2.0, eager_ms=4.0)])
+
+
+def test_report_refuses_bad_input_before_writing_anything(tmp_path, capsys):
+    from ganfast.cli import main
+
+    readme = tmp_path / "README.md"
+    readme.write_text(README)  # bench-report markers, but no train-step markers
+    good = write_jsonl(tmp_path / "good.jsonl", synthetic_rows())
+    steps = write_jsonl(tmp_path / "steps.jsonl", [dict(
+        op="train_step", mode="dcgan64", shape=[16, 3, 64, 64], dtype="float32", backend=b,
+        device="cpu", median_ms=ms, date="2026-12-03") for b, ms in (("eager", 2.0), ("ganfast", 1.0))])
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    (tmp_path / "afile").write_text("")
+    out = tmp_path / "out"
+    cases = [
+        ([str(empty)], [], "no result rows in .*empty.jsonl: nothing to report"),
+        ([str(tmp_path / "missing.jsonl")], [], "missing.jsonl: No such file"),
+        ([str(tmp_path)], [], "Is a directory"),
+        ([str(good), str(steps)], ["--readme", str(readme)], "the markers <!-- train-step:begin -->"),
+        ([str(good)], ["--readme", str(tmp_path / "NOPE.md")], "NOPE.md: No such file"),
+    ]
+    for files, extra, message in cases:
+        assert main(["bench", "--report", *files, "--out", str(out), *extra]) == 2, files
+        assert re.search(message, capsys.readouterr().err), message
+        assert not out.exists() and readme.read_text() == README
+    assert main(["bench", "--report", str(good), "--out", str(tmp_path / "afile")]) == 2
+    assert "afile is a file; give the folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("shape", "2x3", "shape must be a list of positive integers, got '2x3'"),
+    ("shape", [2, 0], "shape must be a list of positive integers"),
+    ("speedup", "fast", "speedup must be a positive finite number or null, got 'fast'"),
+    ("speedup", -2.0, "speedup must be a positive"),
+    ("median_ms", float("nan"), "median_ms must be a positive finite number or null, got nan"),
+    ("frac_of_copy", float("inf"), "frac_of_copy must be a non-negative finite number"),
+    ("dtype", None, "dtype must be a non-empty string, got None"),
+])
+def test_rows_the_report_cannot_show_truthfully_are_named_by_file_and_line(tmp_path, field, value,
+                                                                           message):
+    rows = synthetic_rows()
+    rows[1][field] = value
+    path = write_jsonl(tmp_path / "rows.jsonl", rows)
+    with pytest.raises(ValueError, match=re.escape(f"{path}:2: {message}")):
+        report.load_rows(path)
+
+
+def test_train_step_table_takes_the_latest_date_whatever_the_file_order():
+    def step(ms, date):
+        return dict(op="train_step", mode="dcgan64", shape=[16, 3, 64, 64], dtype="float32",
+                    backend="eager", device="cpu", median_ms=ms, date=date)
+
+    newer, older = step(500.0, "2026-12-02"), step(250.0, "2026-11-23")
+    for rows in ([newer, older], [older, newer]):
+        assert "| 2.00 |" in report.train_step_table(rows)  # 1000 / 500 ms

@@ -109,7 +109,7 @@ def _bench_machine(monkeypatch, cases, gpu=False):
     whose kernels are not graph-timed), its interrupt flag restored after the test."""
     from ganfast.bench import timing
 
-    monkeypatch.setattr(cases, "copy_bandwidth_gbps", lambda device: 10.0)
+    monkeypatch.setattr(cases, "copy_bandwidth_gbps", lambda device, bytes_moved=None: 10.0)
     monkeypatch.setattr(timing, "matrix_tflops", lambda device, dtype: 1.0)
     monkeypatch.setattr(cases, "last_run_interrupted", False)
     if gpu:
@@ -218,17 +218,18 @@ def test_bench_interrupted_keeps_the_rows_timed_so_far(monkeypatch, tmp_path, ca
     monkeypatch.setattr(cases, "interleaved_ms", interleaved)
     _bench_machine(monkeypatch, cases)
     out = tmp_path / "rows.jsonl"
+    # 130, as a shell reports Ctrl-C: a script can tell the rows saved are only part of the run
     assert main(["bench", "--op", "upsample_conv", "--device", "cpu", "--no-compile",
-                 "--block", "sngan32-256-4", "--out", str(out)]) == 0
+                 "--block", "sngan32-256-4", "--out", str(out)]) == 130
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == sum(timed) == 4  # fwd and bwd of the NCHW group: eager and torch each
     assert {r["mode"] for r in rows} == {"fwd", "bwd"}
     assert "interrupted; keeping the 4 rows" in capsys.readouterr().err and cases.last_run_interrupted
 
-    timed.clear()  # interrupted before the first group: nothing to save, exit status 1
+    timed.clear()  # interrupted before the first group: nothing to save
     groups_before_interrupt[0] = 0
     assert main(["bench", "--op", "upsample_conv", "--device", "cpu", "--no-compile",
-                 "--block", "sngan32-256-4"]) == 1
+                 "--block", "sngan32-256-4"]) == 130
 
 
 def test_bench_interrupted_while_measuring_device_time_keeps_finished_groups(monkeypatch):
@@ -289,7 +290,7 @@ def test_bench_sigint_saves_once_and_restores_the_handler(monkeypatch, tmp_path,
     before = signal.getsignal(signal.SIGINT)
     out = tmp_path / "rows.jsonl"
     assert main(["bench", "--op", "gradient_penalty", "--device", "cpu", "--quick",
-                 "--no-compile", "--out", str(out)]) == 0
+                 "--no-compile", "--out", str(out)]) == 130
     assert seen[1] is signal.SIG_IGN
     assert len(out.read_text().splitlines()) == seen[0]  # the first group's rows
     assert signal.getsignal(signal.SIGINT) is before
@@ -308,7 +309,7 @@ def test_bench_interrupted_in_the_overhead_cases_keeps_the_kernel_rows(monkeypat
     monkeypatch.setattr(overhead, "host_us", interrupted)  # SIGINT in the first overhead case
     out = tmp_path / "rows.jsonl"
     assert main(["bench", "--op", "gradient_penalty", "--device", "cpu", "--quick",
-                 "--no-compile", "--out", str(out)]) == 0
+                 "--no-compile", "--out", str(out)]) == 130
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert rows and all(row["mode"] != "overhead" for row in rows)
 
@@ -331,7 +332,8 @@ def test_bench_spectral_norm_overhead_rows(tmp_path):
     assert len(load_rows(out)) == len(rows)
 
 
-def test_bench_upsample_conv_runs_the_named_block_and_refuses_unknown_ones(tmp_path, monkeypatch):
+def test_bench_upsample_conv_runs_the_named_block_and_refuses_unknown_ones(tmp_path, monkeypatch,
+                                                                          capsys):
     from ganfast.bench import cases
     from ganfast.bench import upsample_conv as uc_bench
     from ganfast.cli import main
@@ -344,8 +346,8 @@ def test_bench_upsample_conv_runs_the_named_block_and_refuses_unknown_ones(tmp_p
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert {r["block"] for r in rows} == {"tiny-3-4-5"}
     assert {r["layout"] for r in rows} == {"nchw", "channels_last"}
-    with pytest.raises(SystemExit, match="--block no-such-block is not a known block"):
-        main(["bench", "--op", "upsample_conv", "--device", "cpu", "--block", "no-such-block"])
+    assert main(["bench", "--op", "upsample_conv", "--device", "cpu", "--block", "no-such-block"]) == 2
+    assert "--block no-such-block is not a known block; known: " in capsys.readouterr().err
 
 
 def test_bench_upsample_conv_overhead_rows(tmp_path):
@@ -366,3 +368,41 @@ def test_bench_upsample_conv_overhead_rows(tmp_path):
         eager = next(r for r in rows if r["case"] == row["case"] and r["backend"] == "eager")
         assert row["speedup"] == pytest.approx(eager["us_per_call"] / row["us_per_call"], rel=0.02)
     assert "| overhead: fwd+bwd | 2x8x4x4 | float32 | torch |" in markdown(load_rows(out))
+
+
+def test_bench_usage_errors_are_named_before_anything_is_timed(tmp_path, monkeypatch, capsys):
+    import torch
+
+    from ganfast.bench import cases, overhead
+    from ganfast.bench import spectral_norm as sn_bench
+    from ganfast.cli import main
+
+    for module, name in ((cases, "run"), (overhead, "run"), (sn_bench, "run")):
+        monkeypatch.setattr(module, name, lambda *a, **k: pytest.fail("timed despite a usage error"))
+    (tmp_path / "afile").write_text("")
+    refused = [
+        (["--op", "spectral_norm", "--dtype", "bf16"],
+         "--op spectral_norm does not take --dtype (it takes --device, --mode, --quick"),
+        (["--op", "train_step", "--shape", "2x3", "--mode", "overhead"],
+         "--op train_step does not take --shape, --mode"),
+        (["--op", "fid", "--out", str(tmp_path / "fid.jsonl")], "--op fid does not take --out"),
+        (["--readme", "README.md"], "--readme goes with --report FILES"),
+        (["--auto-table"], "--auto-table goes with --report FILES"),
+        (["--out", str(tmp_path)], f"--out {tmp_path} is a folder; give the file"),
+        (["--out", str(tmp_path / "afile" / "rows.jsonl")], "afile is a file, not a folder"),
+    ]
+    if not torch.cuda.is_available():
+        refused.append((["--op", "spectral_norm", "--device", "cuda"], "torch sees no CUDA device"))
+    for args, message in refused:
+        assert main(["bench", *args]) == 2, args
+        assert message in capsys.readouterr().err, args
+    # Values argparse checks itself: its usage message and status 2.
+    for args, message in [
+            (["--dtype", "fp64"], "--dtype: takes fp32, fp16, bf16 (comma-separated); got 'fp64'"),
+            (["--batch", "0"], "--batch: takes a positive integer, got '0'"),
+            (["--shape", "4"], "--shape: takes a gradient shape"),
+            (["--shape", "0x3"], "got '0x3'")]:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["bench", *args])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err, args
+    assert not (tmp_path / "fid.jsonl").exists()

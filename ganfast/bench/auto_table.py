@@ -55,11 +55,13 @@ def table(rows) -> dict:
 
 
 def write(rows, path: Path = AUTO_TABLE) -> dict:
-    """Merge the measured ops into the shipped table (ops without GPU rows keep their entry).
+    """Merge the measured ops into the shipped table (ops without GPU rows keep their entry);
+    the entries written, none (and the file untouched) when no row is a GPU row.
     An op's "kernels" (the backends it has a kernel for) are kept, and its orders hold only
     those."""
     current = json.loads(path.read_text()) if path.exists() else {}
-    for op, entry in table(rows).items():
+    measured = table(rows)
+    for op, entry in measured.items():
         known = current.get(op, {}).get("kernels")
         if known:
             entry["kernels"] = known
@@ -67,6 +69,7 @@ def write(rows, path: Path = AUTO_TABLE) -> dict:
             entry["by_shape_class"] = {c: [b for b in order if b in known]
                                        for c, order in entry["by_shape_class"].items()}
         current[op] = entry
-    text = json.dumps(current, indent=2) + "\n"
-    write_atomically(path, lambda tmp: Path(tmp).write_text(text))
-    return current
+    if measured:
+        text = json.dumps(current, indent=2) + "\n"
+        write_atomically(path, lambda tmp: Path(tmp).write_text(text))
+    return {op: current[op] for op in measured}

@@ -2,7 +2,8 @@
 
 Row fields (DESIGN.md): op, mode, shape, dtype, backend, median_ms (what eager code sees,
 host time the device could not hide included), device_ms (the kernels alone, replayed from
-a CUDA graph; GPU only), gbps and frac_of_copy (from device_ms when there is one), speedup
+a CUDA graph; GPU only), gbps and frac_of_copy (from device_ms when there is one; of the
+memory's copy bandwidth on CUDA, of a copy of the same size on CPU: copy_gbps), speedup
 (vs the eager canonical code of the same mode/shape/dtype, from median_ms),
 speedup_vs_compile, device, cpu (the host CPU: model, vector ISA, threads), torch, triton,
 cuda, date.
@@ -64,7 +65,8 @@ def environment(device: torch.device) -> dict:
     }
 
 
-# Whether the last run() was cut short by SIGINT: the CLI then saves what it has and stops.
+# Whether the last run() (or overhead.timed_rows, spectral_norm.run) was cut short by SIGINT:
+# the CLI then saves what it has, stops, and exits with 130.
 last_run_interrupted = False
 
 
@@ -80,14 +82,27 @@ def run(op: str, cases, device: torch.device, skip=lambda case: "") -> list[dict
     global last_run_interrupted
     last_run_interrupted = False
     env = environment(device)
-    copy_gbps = copy_bandwidth_gbps(device)
+    # The copy ceiling (timing.copy_bandwidth_gbps): the memory's on CUDA, on CPU a copy the
+    # size of the case, whose data stays in cache as the case's does.
+    memory_gbps = copy_bandwidth_gbps(device) if device.type == "cuda" else None
+    ceilings = {}
+
+    def copy_gbps(case):
+        if memory_gbps or not case.bytes_moved:
+            return memory_gbps
+        if case.bytes_moved not in ceilings:
+            ceilings[case.bytes_moved] = copy_bandwidth_gbps(device, case.bytes_moved)
+        return ceilings[case.bytes_moved]
+
     groups: dict[tuple, list[Case]] = {}
     for case in cases:  # in order of first appearance, wherever a group's cases stand
         groups.setdefault((case.mode, json.dumps(case.key)), []).append(case)
     rows = []
     total = sum(len(members) for members in groups.values())
     with tqdm(total=total, desc=f"bench {op}", unit="case", leave=False) as progress:
-        for members in groups.values():
+        for (mode, key), members in groups.items():
+            # A CPU group is timed as one (interleaved_ms): say which one is under way.
+            progress.set_postfix_str(f"{mode} {' '.join(map(str, json.loads(key).values()))}")
             try:
                 rows += _group_rows(op, members, device, skip, env, copy_gbps)
             except KeyboardInterrupt:  # the group under way is dropped, the finished ones kept
@@ -99,7 +114,7 @@ def run(op: str, cases, device: torch.device, skip=lambda case: "") -> list[dict
     return rows
 
 
-def _group_rows(op, members: list[Case], device, skip, env: dict, copy_gbps: float) -> list:
+def _group_rows(op, members: list[Case], device, skip, env: dict, copy_gbps) -> list:
     timings = _time_group(members, device, skip)
     baselines = {case.backend: ms for case, ms in zip(members, timings, strict=True)
                  if not isinstance(ms, str)}
@@ -134,19 +149,20 @@ def _time_group(members: list[Case], device: torch.device, skip) -> list:
     return timings
 
 
-def _timing_columns(case: Case, ms: float, baselines: dict, device, copy_gbps: float) -> dict:
+def _timing_columns(case: Case, ms: float, baselines: dict, device, copy_gbps) -> dict:
     eager, compiled = baselines.get("eager"), baselines.get("compile")
     # Bandwidth is the kernels' figure: device time when the call can be graph-captured.
     kernels_ms = device_ms(case.fn, device) if case.bytes_moved else None
     gbps = case.bytes_moved / ((kernels_ms or ms) * 1e-3) / 1e9 if case.bytes_moved else None
+    ceiling = copy_gbps(case)
     return {
         "median_ms": round(ms, 4),
         "device_ms": round(kernels_ms, 4) if kernels_ms else None,
         "gbps": round(gbps, 1) if gbps else None,
-        "frac_of_copy": round(gbps / copy_gbps, 3) if gbps else None,
+        "frac_of_copy": round(gbps / ceiling, 3) if gbps else None,
         "speedup": round(eager / ms, 2) if eager else None,
         "speedup_vs_compile": round(compiled / ms, 2) if compiled else None,
-        "copy_gbps": round(copy_gbps, 1),
+        "copy_gbps": round(ceiling, 1) if ceiling else None,
     }
 
 

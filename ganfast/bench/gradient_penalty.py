@@ -93,8 +93,8 @@ def _group_cases(shape, dtype, device, backends, with_compile):
         yield Case("fwd+bwd", key, name, _forward_backward(fn, g), 3 * size)
 
 
-def full_cases(batch, dtype, device, backends):
-    """A full WGAN-GP with backward on a DCGAN-64 critic."""
+def full_cases(batch, dtype, device, backends, reps=60):
+    """A full WGAN-GP with backward on a DCGAN-64 critic, `reps` timed calls each on CPU."""
     critic = DCGANCritic().to(device=device, dtype=dtype)
     real = torch.randn(batch, 3, 64, 64, device=device, dtype=dtype)
     fake = torch.randn(batch, 3, 64, 64, device=device, dtype=dtype)
@@ -106,7 +106,7 @@ def full_cases(batch, dtype, device, backends):
             penalty_fn().backward()
         return step
 
-    yield Case("full", key, "eager", run(lambda: canonical_wgan_gp(critic, real, fake)), None)
+    yield Case("full", key, "eager", run(lambda: canonical_wgan_gp(critic, real, fake)), None, reps)
     for b in backends:
         yield Case("full", key, b,
-                   run(lambda b=b: gradient_penalty(critic, real, fake, backend=b)), None)
+                   run(lambda b=b: gradient_penalty(critic, real, fake, backend=b)), None, reps)

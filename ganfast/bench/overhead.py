@@ -16,6 +16,7 @@ from tqdm import tqdm
 from ..losses import gradient_penalty
 from ..ops.gradient_penalty import interpolate, norm_penalty, per_sample_norm
 from ..train.models import TinyCritic
+from . import cases as bench_cases
 from . import gradient_penalty as gp_cases
 from .cases import environment
 
@@ -83,6 +84,7 @@ def timed_rows(op: str, all_cases, device: torch.device, skip=lambda backend: ""
     calls, repeats = (CALLS // 10, 3) if quick else (CALLS, REPEATS)
     env = environment(device)
     rows = []
+    bench_cases.last_run_interrupted = False
     try:
         for name, shape, fns in tqdm(all_cases, desc="bench overhead", unit="case", leave=False):
             eager_us = None
@@ -100,6 +102,7 @@ def timed_rows(op: str, all_cases, device: torch.device, skip=lambda backend: ""
                              "speedup": round(eager_us / us, 2), "speedup_vs_compile": None,
                              **env})
     except KeyboardInterrupt:
+        bench_cases.last_run_interrupted = True
         print(f"bench {op}: interrupted in the overhead cases; keeping the {len(rows)} overhead "
               "rows timed so far and those before them", file=sys.stderr)
     return rows

@@ -6,6 +6,7 @@ speedups) rather than as rows of their own.
 """
 
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 from .._files import write_atomically
 
 BASELINES = ("eager", "compile")
-MODE_ORDER = ("overhead", "interp", "fwd", "bwd", "fwd+bwd", "full")
+MODE_ORDER = ("overhead", "interp", "fwd", "bwd", "fwd+bwd", "full", "compile time")
 DTYPE_ORDER = ("float32", "float16", "bfloat16")
 BACKEND_ORDER = ("cuda", "triton", "torch")
 CPU_LABEL = "CPU: the fallback path only, not a GPU figure"
@@ -22,8 +23,16 @@ REQUIRED = ("op", "mode", "shape", "dtype", "backend", "device")
 DASH = "–"
 
 
+# The numeric fields a row may carry (None: not measured) and the least each may be.
+POSITIVE = ("median_ms", "device_ms", "us_per_call", "gbps", "speedup", "speedup_vs_compile",
+            "copy_gbps", "steps_per_s")
+NON_NEGATIVE = ("frac_of_copy", "frac_of_matrix", "saved_mb")
+
+
 def load_rows(paths) -> list[dict]:
-    """Every row of the JSONL files, in file order; blank lines are allowed."""
+    """Every row of the JSONL files, in file order; blank lines are allowed. A row that the
+    report could not show truthfully (a field missing or of the wrong kind, a time that is not
+    a positive finite number) is a ValueError naming its file and line."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     rows = []
@@ -36,13 +45,35 @@ def load_rows(paths) -> list[dict]:
                     row = json.loads(line)
                 except json.JSONDecodeError as e:
                     raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-                if not isinstance(row, dict):
-                    raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-                missing = [k for k in REQUIRED if k not in row]
-                if missing:
-                    raise ValueError(f"{path}:{lineno}: row lacks {', '.join(missing)}")
+                problem = _row_problem(row)
+                if problem:
+                    raise ValueError(f"{path}:{lineno}: {problem}")
                 rows.append(row)
     return rows
+
+
+def _row_problem(row) -> str | None:
+    if not isinstance(row, dict):
+        return f"expected a JSON object, got {type(row).__name__}"
+    missing = [k for k in REQUIRED if k not in row]
+    if missing:
+        return f"row lacks {', '.join(missing)}"
+    for key in ("op", "mode", "dtype", "backend", "device"):
+        if not isinstance(row[key], str) or not row[key]:
+            return f"{key} must be a non-empty string, got {row[key]!r}"
+    shape = row["shape"]
+    if not (isinstance(shape, list) and shape
+            and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape)):
+        return f"shape must be a list of positive integers, got {shape!r}"
+    for key in POSITIVE + NON_NEGATIVE:
+        value = row.get(key)
+        if value is None:
+            continue
+        least = "positive" if key in POSITIVE else "non-negative"
+        if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+                or (value <= 0 if key in POSITIVE else value < 0)):
+            return f"{key} must be a {least} finite number or null, got {value!r}"
+    return None
 
 
 def _rank(order, value):
@@ -203,6 +234,12 @@ def _png_name(device, op) -> str:
     return f"{slug(op, device)}.png"
 
 
+def _plotted_groups(section) -> list[dict]:
+    """The timed groups of a section that have a ganfast bar to draw, in the table's order."""
+    timed = section["timed"]
+    return [timed[k] for k in sorted(timed) if _ganfast_backends(timed[k])]
+
+
 def plot(rows, out_dir) -> list[Path]:
     """One PNG per (device, op) of speedup vs eager: a bar per ganfast backend per group."""
     try:
@@ -218,7 +255,7 @@ def plot(rows, out_dir) -> list[Path]:
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     paths = []
     for (device, op), s in _sections(rows).items():
-        groups = [s["timed"][k] for k in sorted(s["timed"]) if _ganfast_backends(s["timed"][k])]
+        groups = _plotted_groups(s)
         if not groups:
             continue
         backends = sorted({b for g in groups for b in _ganfast_backends(g)},
@@ -258,7 +295,11 @@ def plot(rows, out_dir) -> list[Path]:
         ax.xaxis.set_major_formatter(ticks)
         ax.xaxis.set_minor_formatter(ticks)
         ax.tick_params(axis="x", which="minor", labelsize=7)
-        ax.set_xlabel("speedup vs eager PyTorch (log scale; overhead rows: host time per call)")
+        modes = {r["mode"] for g in groups for r in g.values()}
+        notes = (["overhead: host time per call"] if "overhead" in modes else []) \
+            + (["compile time: ratio of compile times"] if "compile time" in modes else [])
+        # The notes on a line of their own: after the axis name they ran off the figure.
+        ax.set_xlabel("\n".join(["speedup vs eager PyTorch (log scale)", "; ".join(notes)][:1 + bool(notes)]))
         # The CPU caveat on a line of its own: after a CPU's long name it ran off the figure.
         where = f"{device}\nCPU fallback path only, not a GPU figure" if _is_cpu(device) else device
         ax.set_title(f"{op} on {where}\n{_distinct(s['shown'], 'date')}", fontsize=10)
@@ -272,44 +313,51 @@ def plot(rows, out_dir) -> list[Path]:
     return paths
 
 
-def splice_readme(readme_path, text: str, markers=(BEGIN, END)) -> None:
-    """Replace the lines between the markers, keeping the markers themselves."""
+def spliced(text: str, body: str, markers=(BEGIN, END), name="the README") -> str:
+    """text with the lines between the markers replaced by body, the markers kept."""
     BEGIN, END = markers  # noqa: N806 - the module's markers unless others are given
-    path = Path(readme_path)
-    lines = path.read_text().splitlines(keepends=True)
+    lines = text.splitlines(keepends=True)
     stripped = [line.strip() for line in lines]
     if stripped.count(BEGIN) != 1 or stripped.count(END) != 1 or stripped.index(BEGIN) > stripped.index(END):
-        raise ValueError(f"{path}: the markers {BEGIN} and {END} are missing "
+        raise ValueError(f"{name}: the markers {BEGIN} and {END} are missing "
                          "(each must appear once, on a line of its own, begin before end)")
     begin, end = stripped.index(BEGIN), stripped.index(END)
-    body = text if text.endswith("\n") or not text else text + "\n"
-    spliced = "".join(lines[:begin + 1]) + body + "".join(lines[end:])
-    write_atomically(path, lambda tmp: Path(tmp).write_text(spliced))
+    body = body if body.endswith("\n") or not body else body + "\n"
+    return "".join(lines[:begin + 1]) + body + "".join(lines[end:])
 
 
 def write_report(paths, out_dir, readme=None) -> dict:
-    """report.md and the plots in out_dir; the same markdown spliced into `readme` if given."""
+    """report.md and the plots in out_dir; the same markdown spliced into `readme` if given.
+    Everything is checked (the rows, the README's markers) before anything is written."""
     rows = load_rows(paths)
+    if not rows:
+        names = [paths] if isinstance(paths, (str, os.PathLike)) else paths
+        raise ValueError(f"no result rows in {', '.join(map(str, names))}: nothing to report")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    plots = plot(rows, out_dir)
     # A section of skipped rows only has no plot, so it gets no link.
-    by_section = {(d, op): out_dir / _png_name(d, op) for d, op in _sections(rows)
-                  if out_dir / _png_name(d, op) in plots}
+    by_section = {k: out_dir / _png_name(*k) for k, section in _sections(rows).items()
+                  if _plotted_groups(section)}
 
     def links(base):
         # Links relative to the file that holds them, so the report and README both render on GitHub.
         return {k: Path(os.path.relpath(p.resolve(), Path(base).resolve())).as_posix()
                 for k, p in by_section.items()}
 
+    new_readme = None
+    if readme is not None:
+        readme = Path(readme)
+        new_readme = spliced(readme.read_text(), markdown(rows, images=links(readme.parent)),
+                             name=str(readme))
+        steps = [row for row in rows if row["op"] == "train_step"]
+        if steps:
+            new_readme = spliced(new_readme, train_step_table(steps), TRAIN_STEP_MARKERS,
+                                 name=str(readme))
+    plots = plot(rows, out_dir)
     report = out_dir / "report.md"
     text = "# ganfast benchmark report\n\n" + markdown(rows, images=links(out_dir))
     write_atomically(report, lambda tmp: Path(tmp).write_text(text))
-    if readme is not None:
-        splice_readme(readme, markdown(rows, images=links(Path(readme).parent)))
-        steps = [row for row in rows if row["op"] == "train_step"]
-        if steps:
-            splice_readme(readme, train_step_table(steps), TRAIN_STEP_MARKERS)
+    if new_readme is not None:
+        write_atomically(readme, lambda tmp: Path(tmp).write_text(new_readme))
     return {"markdown": report, "plots": plots}
 
 
@@ -320,7 +368,8 @@ def train_step_table(rows) -> str:
     """Whole training steps per second, stock layers against ganfast.accelerate, eager and
     compiled: the README's opening table (GPU rows first, CPU rows labelled)."""
     runs = {}
-    for row in rows:  # later rows of the same case win, as in the sections above
+    # The row of the latest date wins, the later one in `rows` on the same date, as in _sections.
+    for row in sorted(rows, key=lambda r: r.get("date") or ""):
         runs.setdefault((_where(row), row["mode"], tuple(row["shape"]), row["dtype"]), {})[
             row["backend"]] = row
     lines = ["| device | model, loss | batch | dtype | stock steps/s | accelerated | speedup "

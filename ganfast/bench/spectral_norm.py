@@ -20,9 +20,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils import parametrizations
+from tqdm import tqdm
 
 from .. import backends
 from .. import nn as gnn
+from . import cases as bench_cases
 from .overhead import host_us
 from .stock_gans import SNGANDiscriminator
 from .timing import interleaved_ms, median_ms
@@ -59,7 +61,10 @@ def make_models(device, dtype=torch.float32, with_compile=True, seed=0):
 
 # ---------------------------------------------------------------- cases
 
-def layer_cases(device, dtype, sizes=((128, 128, 3, 3), (128, 3, 3, 3), (1, 128), (512, 4608))):
+LAYER_SIZES = ((128, 128, 3, 3), (128, 3, 3, 3), (1, 128), (512, 4608))
+
+
+def layer_cases(device, dtype, sizes=LAYER_SIZES):
     """Weight access + backward of one SN layer, per weight shape."""
     for shape in sizes:
         fns = {}
@@ -148,21 +153,36 @@ def run(device, mode="all", quick=False, with_compile=True):
     """Rows {case, shape, impl, ms or us, speedup vs pytorch}; interrupted (SIGINT), the rows
     of the cases already timed."""
     rows = []
+    bench_cases.last_run_interrupted = False
     try:
         _run_into(rows, device, mode, quick, with_compile)
     except KeyboardInterrupt:
+        bench_cases.last_run_interrupted = True
         print(f"bench spectral_norm: interrupted; keeping the {len(rows)} rows timed so far",
               file=sys.stderr)
     return rows
 
 
 def _run_into(rows, device, mode, quick, with_compile):
-    if mode in ("all", "kernels"):
+    kernels, overhead = mode in ("all", "kernels"), mode in ("all", "overhead")
+    layer_counts = (1, 4, 16) if quick else (1, 2, 4, 8, 16, 32)
+    total = kernels * (len(LAYER_SIZES) + 2 + with_compile) + overhead * len(layer_counts)
+    with tqdm(total=total, desc="bench spectral_norm", unit="case", leave=False) as progress:
+        def side_by_side(case, shape, fns, time_fn, unit):
+            progress.set_postfix_str(f"{case} {'x'.join(map(str, shape))}")
+            rows.extend(_side_by_side(case, shape, fns, time_fn, unit))
+            progress.update()
+
+        _run_cases(side_by_side, device, kernels, overhead, layer_counts, quick, with_compile)
+
+
+def _run_cases(side_by_side, device, kernels, overhead, layer_counts, quick, with_compile):
+    if kernels:
         for case, shape, fns in layer_cases(device, torch.float32):
-            rows += _side_by_side(case, shape, fns, _timer(device, reps=100), "ms")
+            side_by_side(case, shape, fns, _timer(device, reps=100), "ms")
         fns, numel = whole_model_fns(device)
-        rows += _side_by_side("SNGAN-32 D, all SN layers fwd+bwd", (numel,), fns,
-                              _timer(device, reps=20 if quick else 60), "ms")
+        side_by_side("SNGAN-32 D, all SN layers fwd+bwd", (numel,), fns,
+                     _timer(device, reps=20 if quick else 60), "ms")
         batch = 4 if device.type == "cpu" else 64
         real = torch.randn(batch, 3, 32, 32, device=device)
         fake = torch.randn(batch, 3, 32, 32, device=device)
@@ -181,16 +201,16 @@ def _run_into(rows, device, mode, quick, with_compile):
             except RuntimeError as err:
                 print(f"compile: skipped, {str(err).splitlines()[0][:100]}")
                 del fns["compile"]
-        rows += _side_by_side("SNGAN-32 D step", (batch, 3, 32, 32), fns,
-                              _timer(device, reps=10 if quick else 40), "ms")
+        side_by_side("SNGAN-32 D step", (batch, 3, 32, 32), fns,
+                     _timer(device, reps=10 if quick else 40), "ms")
         if with_compile:
-            rows += _side_by_side("torch.compile time, SNGAN-32 D fwd+bwd", (batch, 3, 32, 32),
-                                  compile_fns(device, real), first_call_seconds, "s")
-    if mode in ("all", "overhead"):
-        for n in (1, 4, 16) if quick else (1, 2, 4, 8, 16, 32):
-            rows += _side_by_side("host us, N SN layers fwd", (n,), overhead_fns(device, n),
-                                  lambda fns: {k: host_us(fn, device, calls=50 if quick else 200)
-                                               for k, fn in fns.items()}, "us")
+            side_by_side("torch.compile time, SNGAN-32 D fwd+bwd", (batch, 3, 32, 32),
+                         compile_fns(device, real), first_call_seconds, "s")
+    if overhead:
+        for n in layer_counts:
+            side_by_side("host us, N SN layers fwd", (n,), overhead_fns(device, n),
+                         lambda fns: {k: host_us(fn, device, calls=50 if quick else 200)
+                                      for k, fn in fns.items()}, "us")
 
 
 def compile_fns(device, x):
@@ -246,8 +266,9 @@ def report_backend(impl: str) -> str:
 
 
 def report_rows(rows, dtype=torch.float32) -> list[dict]:
-    """The rows in `ganfast bench --report`'s format: mode, backend, shape list, median_ms
-    (compile seconds as ms) or us_per_call for host-time rows; the original fields kept."""
+    """The rows in `ganfast bench --report`'s format: mode (fwd+bwd, overhead, or compile time),
+    backend, shape list, median_ms (compile seconds as ms) or us_per_call for host-time rows;
+    the original fields kept."""
     out = []
     for row in rows:
         report = {**row, "backend": report_backend(row["impl"]),
@@ -255,8 +276,10 @@ def report_rows(rows, dtype=torch.float32) -> list[dict]:
                   "shape": [int(n) for n in row["shape"].split("x")]}
         if "us" in row:
             report.update(mode="overhead", us_per_call=row["us"])
+        elif "s" in row:  # seconds torch.compile takes: a ratio of compile times, not of steps
+            report.update(mode="compile time", median_ms=row["s"] * 1e3)
         else:
-            report.update(mode="fwd+bwd", median_ms=row["ms"] if "ms" in row else row["s"] * 1e3)
+            report.update(mode="fwd+bwd", median_ms=row["ms"])
         out.append(report)
     return out
 

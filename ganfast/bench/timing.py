@@ -107,11 +107,15 @@ def _cuda_events_ms(fn, warmup: int, reps: int) -> float:
     return statistics.median(times)
 
 
-def copy_bandwidth_gbps(device: torch.device) -> float:
-    """Measured device-to-device copy bandwidth (read + write bytes per second), the
-    ceiling for the memory-bound passes of the gradient penalty."""
-    numel = (256 if device.type == "cuda" else 32) * 2**20
-    src = torch.randn(numel, device=device)
+def copy_bandwidth_gbps(device: torch.device, bytes_moved: int | None = None) -> float:
+    """Measured copy bandwidth (read + write bytes per second), the ceiling for the
+    memory-bound passes of the gradient penalty: of a 1 GB (CUDA) or 128 MB (CPU) copy, the
+    memory's own, or of a copy that moves `bytes_moved`. A CPU case is timed with its data in
+    cache (nothing flushes the caches between its calls, unlike do_bench on CUDA), and against
+    memory bandwidth small cases ran at 2-3 times "100%" on the 2-core machine, so on CPU its
+    ceiling is a copy of the same size, timed the same way."""
+    numel = bytes_moved // 8 if bytes_moved else (256 if device.type == "cuda" else 32) * 2**20
+    src = torch.randn(max(numel, 1), device=device)
     dst = torch.empty_like(src)
     ms = median_ms(lambda: dst.copy_(src), device)
     return 2 * src.numel() * src.element_size() / (ms * 1e-3) / 1e9
