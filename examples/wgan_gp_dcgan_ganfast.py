@@ -1,10 +1,11 @@
 """wgan_gp_dcgan.py accelerated by ganfast: the same script but for the lines marked "ganfast".
 
-    python examples/wgan_gp_dcgan_ganfast.py --steps 200
+    python examples/wgan_gp_dcgan_ganfast.py --steps 200   # a GPU; on a 2-core CPU about 10 s
+                                                           # a step: try --steps 20 there
 
 `ganfast.accelerate` swaps the generator's Upsample + Conv2d pairs for fused UpsampleConv2d
 layers (same weights, same function) and the gradient penalty becomes ganfast's fused one
-(the same canonical WGAN-GP, same random draws).
+(the same canonical WGAN-GP, same random draws), so the hand-written penalty is gone.
 """
 
 import argparse
@@ -47,17 +48,6 @@ class Critic(nn.Module):
 
     def forward(self, x):
         return self.main(x).view(-1)
-
-
-def compute_gradient_penalty(D, real, fake, lambda_gp=10.0):
-    alpha = torch.rand(real.size(0), 1, 1, 1, device=real.device)
-    interpolates = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
-    d_interpolates = D(interpolates)
-    gradients = torch.autograd.grad(outputs=d_interpolates, inputs=interpolates,
-                                    grad_outputs=torch.ones_like(d_interpolates),
-                                    create_graph=True, retain_graph=True)[0]
-    gradients = gradients.view(gradients.size(0), -1)
-    return lambda_gp * ((gradients.norm(2, dim=1) - 1) ** 2).mean()
 
 
 def load_data(device):

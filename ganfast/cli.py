@@ -20,6 +20,13 @@ GP_SHAPES = {
 }
 
 
+BENCH_DESCRIPTION = """Time ganfast beside the canonical PyTorch code it replaces (and torch.compile
+of it), side by side in one run: speedups, GB/s and the fraction of the machine's limits, as a
+table and, with --out FILE, JSON lines appended to FILE. CPU figures time the fallback path
+only. --report FILES --out DIR turns result files into report.md and plots (--readme also
+updates a README between its markers)."""
+
+
 def _print_info(args) -> int:
     from .info import info
 
@@ -355,10 +362,11 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="print the report as JSON")
     info.set_defaults(func=_print_info)
 
-    bench = sub.add_parser("bench", help="time ganfast's kernels against canonical PyTorch")
+    bench = sub.add_parser("bench", help="time ganfast's kernels against canonical PyTorch",
+                           description=BENCH_DESCRIPTION)
     bench.add_argument("--op", default="gradient_penalty",
                        choices=["gradient_penalty", "spectral_norm", "upsample_conv", "train_step",
-                                "fid"])
+                                "fid"], help="what to time (default: gradient_penalty)")
     bench.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
     bench.add_argument("--dtype", type=_parse_dtypes, help="comma-separated from fp32,fp16,bf16 "
                                        "(default: all on GPU, fp32 on CPU)")

@@ -505,3 +505,18 @@ def test_ddp_broadcasts_u_and_v(tmp_path):
                             capture_output=True, text=True, env=env, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("in sync") == 2
+
+
+def test_a_global_backend_that_cannot_run_is_refused_as_in_the_penalties():
+    # set_backend("cuda") with CPU weights: BackendUnavailable, as gradient_penalty raises,
+    # rather than the torch route unasked, in training and eval mode.
+    layer = ganfast.nn.spectral_norm(nn.Linear(3, 4))
+    x = torch.randn(2, 3)
+    for name in ("cuda", "triton"):
+        ganfast.set_backend(name)
+        for training in (True, False):
+            layer.train(training)
+            with pytest.raises(ganfast.BackendUnavailable, match=f"'{name}' cannot run spectral_norm"):
+                layer(x)
+    ganfast.set_backend("torch")
+    assert layer(x).shape == (2, 4)

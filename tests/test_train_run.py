@@ -34,11 +34,15 @@ def rows(out: Path) -> list:
 
 
 @pytest.mark.parametrize("dataset", ["digits", "ring8", "grid25"])
-def test_a_short_run_writes_grids_metrics_plot_and_checkpoint(tmp_path, dataset):
+def test_a_short_run_writes_grids_metrics_plot_and_checkpoint(tmp_path, dataset, capsys):
     out = tmp_path / dataset
     code = cli.main(["train", "--data", dataset, "--steps", "6", "--batch-size", "16", "--out", str(out),
                      "--log-every", "2", "--sample-every", "3", "--eval-every", "6"])
     assert code == 0
+    # The closing message lists what the folder holds.
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"outputs in {out}: checkpoint.pt, generator_ema.safetensors, metrics.jsonl, metrics.png, "
+        "samples_final.png, tensorboard/, 2 sample grids samples_<step>.png")
     for name in ("samples_0000000.png", "samples_0000003.png", "samples_final.png", "metrics.png",
                  "checkpoint.pt", "generator_ema.safetensors"):
         assert (out / name).stat().st_size > 0, name

@@ -30,6 +30,7 @@ class FrechetReference:
 
     @property
     def num_features(self) -> int:
+        """D, the length of the feature vectors the reference describes."""
         return self.mu.shape[0]
 
     def _check_length(self, d: int, name: str) -> None:

@@ -119,10 +119,12 @@ class FeatureStats:
 
     @property
     def count(self) -> int:
+        """The number of feature rows folded in."""
         return self._count
 
     @property
     def mean(self) -> torch.Tensor:
+        """The mean feature vector [D], float64 (a copy)."""
         return self._mean.clone()
 
     @property

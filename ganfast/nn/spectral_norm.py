@@ -58,7 +58,9 @@ class SpectralNorm(nn.Module):
             return self._group_weight
         if weight.ndim == 1:
             return F.normalize(weight, dim=0, eps=self.eps)
-        if weight.is_cuda and not (self.legacy_update_order or is_compiling()):
+        if not (self.legacy_update_order or is_compiling()):
+            # Resolved on CPU too: a global set_backend("cuda") then raises BackendUnavailable
+            # here as it does in the penalties, rather than running torch unasked.
             backend = resolve(ops.OP, "auto", weight.is_cuda)
             if backend != "torch":
                 return self._normalize_fused(weight, backend)

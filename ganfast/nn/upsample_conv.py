@@ -8,7 +8,8 @@ from ..ops.upsample_conv import ACTIVATIONS, check_configuration, upsample_conv2
 
 
 class UpsampleConv2d(nn.Conv2d):
-    """Nearest 2x upsampling followed by a 3x3 conv with padding 1, without the upsampled tensor.
+    """Nearest 2x upsampling followed by a 3x3 conv with padding 1 (or "same", the same for a
+    3x3 kernel), without the upsampled tensor.
 
     A subclass of nn.Conv2d with the same weight [out, in, 3, 3] and bias [out]: a Conv2d's
     state_dict loads into it and the other way round. `activation` ("relu" or "leaky_relu")

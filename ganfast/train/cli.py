@@ -3,12 +3,19 @@
 import argparse
 import sys
 
-from .config import AMP_MODES, TrainConfig
+from .config import AMP_MODES, PRESETS, TrainConfig
 
 DESCRIPTION = """Train a GAN. With no arguments: a DCGAN on scikit-learn's bundled digits (no
 download), a few minutes on a laptop CPU, writing sample grids, metrics.jsonl, a plot and a
 checkpoint under --out. Built-in data: digits, ring8, grid25; or a folder of images (one
 subfolder per class for --conditional) or a .npy array."""
+
+
+def _per_dataset(key: str) -> str:
+    """The PRESETS defaults of a setting, as the help shows them."""
+    values = ", ".join(f"{'other ' if name in ('images', 'points') else ''}{name} {preset[key]:g}"
+                       for name, preset in PRESETS.items())
+    return f"default per dataset: {values}"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,10 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--penalty-every", type=int,
                         help="lazy regularization: apply the penalty every k-th D step, times k "
                              f"(default: {d.penalty_every})")
-    parser.add_argument("--steps", type=int, help="generator steps (default per dataset)")
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--lr-g", type=float)
-    parser.add_argument("--lr-d", type=float)
+    parser.add_argument("--steps", type=int, help=f"generator steps ({_per_dataset('steps')})")
+    parser.add_argument("--batch-size", type=int, help=f"per process ({_per_dataset('batch_size')})")
+    parser.add_argument("--lr-g", type=float, help=f"generator Adam lr ({_per_dataset('lr_g')})")
+    parser.add_argument("--lr-d", type=float, help=f"discriminator Adam lr ({_per_dataset('lr_d')})")
     parser.add_argument("--n-critic", type=int, help=f"D steps per G step (default: {d.n_critic})")
     parser.add_argument("--ema", type=float, help=f"generator EMA decay (default: {d.ema})")
     parser.add_argument("--conditional", action="store_true", default=None,
@@ -48,9 +55,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help=f"default: {d.seed}")
     parser.add_argument("--out", help="run folder (default: runs/<name of --data>-<time>)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
-    parser.add_argument("--log-every", type=int)
-    parser.add_argument("--sample-every", type=int, help="also where checkpoints are written")
-    parser.add_argument("--eval-every", type=int)
+    parser.add_argument("--log-every", type=int,
+                        help="steps between rows of metrics.jsonl (default: a hundredth of --steps)")
+    parser.add_argument("--sample-every", type=int, help="steps between sample grids and "
+                        "checkpoints (default: a fifth of --steps)")
+    parser.add_argument("--eval-every", type=int,
+                        help="steps between quality measurements (default: a fifth of --steps)")
     parser.add_argument("--tensorboard", action=argparse.BooleanOptionalAction,
                         help="TensorBoard events in the run folder (default: yes)")
     parser.add_argument("--inception-weights",
@@ -83,9 +93,18 @@ def run(args) -> int:
         _leave_process_group()
     if trainer.writer:
         shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "steps_per_s")
-        print(f"done: {shown}\noutputs in {trainer.out}: samples_final.png, metrics.jsonl, "
-              "metrics.png, checkpoint.pt")
+        print(f"done: {shown}\noutputs in {trainer.out}: {_contents(trainer.out)}")
     return 0
+
+
+def _contents(folder) -> str:
+    """What the run folder holds, the step-numbered sample grids counted rather than listed."""
+    names = sorted(p.name + "/" * p.is_dir() for p in folder.iterdir() if not p.name.startswith("."))
+    grids = [n for n in names if n.startswith("samples_") and n != "samples_final.png"]
+    shown = [n for n in names if n not in grids]
+    if grids:
+        shown.append(f"{len(grids)} sample grids samples_<step>.png" if len(grids) > 1 else grids[0])
+    return ", ".join(shown)
 
 
 def _leave_process_group() -> None:

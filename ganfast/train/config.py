@@ -35,6 +35,7 @@ class TrainConfig:
     inception_weights: str | None = None  # FID Inception weights: true FID (else the env var)
 
     def to_dict(self) -> dict:
+        """The settings as a plain dict (what checkpoints store)."""
         return asdict(self)
 
     @classmethod

@@ -35,7 +35,7 @@ class TrainingError(RuntimeError):
 
 
 class NonFiniteLoss(TrainingError):
-    pass
+    """A loss became NaN or infinite: the run stops there, its last checkpoint kept."""
 
 
 # Settings a resumed run may change: how it runs and reports, not what it trains. The others are
@@ -111,6 +111,13 @@ def default_run_folder(data: str) -> Path:
 
 
 class Trainer:
+    """One GAN training run: data, models, optimizers and outputs in a run folder (sample
+    grids, metrics.jsonl and its plot, TensorBoard, checkpoint.pt, generator_ema.safetensors).
+
+        Trainer(TrainConfig(data="ring8", steps=500), out="runs/ring8").run()
+
+    What `ganfast train` runs; settings as in TrainConfig, `overrides` replacing its fields."""
+
     def __init__(self, config: TrainConfig | None = None, out: str | Path | None = None,
                  resume: bool = False, log=print, given: set | None = None, **overrides):
         """given: the names of the settings the caller chose (the command line passes the flags
@@ -384,6 +391,8 @@ class Trainer:
     # -- outputs ----------------------------------------------------------------------------
     @torch.no_grad()
     def generate(self, n: int, generator: torch.Generator, labels=None, batch: int = 500):
+        """n samples of the EMA generator on the CPU (latents from `generator`; labels [n] for a
+        conditional model), made `batch` at a time."""
         out = []
         for start in range(0, n, batch):
             m = min(batch, n - start)
@@ -393,6 +402,8 @@ class Trainer:
         return torch.cat(out)
 
     def evaluate(self) -> dict:
+        """The quality measures of the data (modes covered, fd_digits, ...; {} when it has none)
+        on fresh EMA samples, each process measuring its share."""
         if self.evaluator is None:
             return {}
         n = self.eval_samples // self.world
@@ -401,6 +412,8 @@ class Trainer:
         return self.evaluator.measure(self.generate(n, gen, labels), labels)
 
     def save_samples(self, name: str) -> None:
+        """The EMA generator's picture as run folder/name: an image grid from the fixed latents,
+        or a scatter of points over the modes (the writing process only)."""
         if not self.writer:
             return
         if self.dataset.is_image:
@@ -413,6 +426,8 @@ class Trainer:
             save_points(points, self.dataset.centers, self.out / name, f"step {self.step}")
 
     def save_checkpoint(self) -> None:
+        """checkpoint.pt (everything --resume needs) and generator_ema.safetensors, each written
+        atomically (the writing process only)."""
         if not self.writer:
             return
         state = {"G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(),
