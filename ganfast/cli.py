@@ -238,8 +238,16 @@ def _print_and_save(rows, args) -> None:
     from .bench import cases as bench_cases
 
     print(bench_cases.markdown_table(rows))
+    _save(rows, args)
+
+
+def _save(rows, args) -> None:
+    """Append the rows to --out, those of a --quick run marked as such (noisier figures)."""
+    from .bench import cases as bench_cases
+
     if args.out:
-        bench_cases.write_jsonl(rows, Path(args.out))
+        bench_cases.write_jsonl([{**row, "quick": True} if args.quick else row for row in rows],
+                                Path(args.out))
         print(f"rows appended to {args.out}")
 
 
@@ -298,9 +306,7 @@ def _bench_upsample_conv(args) -> int:
         print(bench_cases.markdown_table(rows, uc_bench.COLUMNS))
     if overhead_rows:
         print(bench_cases.markdown_table(overhead_rows))
-    if args.out:
-        bench_cases.write_jsonl(rows + overhead_rows, Path(args.out))
-        print(f"rows appended to {args.out}")
+    _save(rows + overhead_rows, args)
     return _exit_status()
 
 
@@ -314,13 +320,10 @@ def _bench_spectral_norm(args) -> int:
         return _nothing_timed("spectral_norm")
     print(f"spectral_norm on {device} (torch {torch.__version__})")
     print(sn_bench.markdown_table(rows))
-    if args.out:
-        from .bench import cases as bench_cases
+    from .bench import cases as bench_cases
 
-        stamp = {"op": "spectral_norm", **bench_cases.environment(device)}
-        bench_cases.write_jsonl([{**stamp, **row} for row in sn_bench.report_rows(rows)],
-                                Path(args.out))
-        print(f"rows appended to {args.out}")
+    stamp = {"op": "spectral_norm", **bench_cases.environment(device)}
+    _save([{**stamp, **row} for row in sn_bench.report_rows(rows)], args)
     return _exit_status()
 
 

@@ -23,6 +23,7 @@ def test_info_human_readable():
 
 
 def test_bench_writes_rows_side_by_side(tmp_path):
+    import ganfast
     from ganfast.cli import main
 
     out = tmp_path / "rows.jsonl"
@@ -34,6 +35,8 @@ def test_bench_writes_rows_side_by_side(tmp_path):
         assert {(mode, "eager"), (mode, "torch")} <= modes
     for row in rows:
         assert row["median_ms"] > 0 and row["device"] == "cpu" and row["date"]
+        assert row["ganfast"] == ganfast.__version__ and row["time"].endswith(" UTC")
+        assert "quick" not in row  # a full run's rows
         if row["backend"] == "eager":
             assert row["speedup"] == 1.0
         assert (row["gbps"] is None) == (row["mode"] == "full")  # full: time only
@@ -52,7 +55,7 @@ def test_bench_overhead_mode_times_host_calls(tmp_path):
                         ("wgan-gp step", (16, 3, 32, 32))]:
         assert {(case, shape, "eager"), (case, shape, "torch")} <= cases
     for row in rows:
-        assert row["mode"] == "overhead" and row["us_per_call"] > 0
+        assert row["mode"] == "overhead" and row["us_per_call"] > 0 and row["quick"] is True
         assert row["speedup"] == pytest.approx(
             next(r["us_per_call"] for r in rows if r["case"] == row["case"]
                  and r["shape"] == row["shape"] and r["backend"] == "eager") / row["us_per_call"],

@@ -6,7 +6,7 @@ a CUDA graph; GPU only), gbps and frac_of_copy (from device_ms when there is one
 memory's copy bandwidth on CUDA, of a copy of the same size on CPU: copy_gbps), speedup
 (vs the eager canonical code of the same mode/shape/dtype, from median_ms),
 speedup_vs_compile, device, cpu (the host CPU: model, vector ISA, threads), torch, triton,
-cuda, date.
+cuda, ganfast (its version), date and time (UTC); quick: true for rows of a --quick run.
 """
 
 import dataclasses
@@ -19,6 +19,8 @@ from pathlib import Path
 
 import torch
 from tqdm import tqdm
+
+import ganfast
 
 from .timing import copy_bandwidth_gbps, device_ms, interleaved_ms, median_ms
 
@@ -51,6 +53,7 @@ def cpu_description() -> str:
 
 
 def environment(device: torch.device) -> dict:
+    now = datetime.datetime.now(datetime.timezone.utc)
     try:
         triton_version = importlib.metadata.version("triton")
     except importlib.metadata.PackageNotFoundError:
@@ -61,7 +64,9 @@ def environment(device: torch.device) -> dict:
         "torch": torch.__version__,
         "triton": triton_version,
         "cuda": torch.version.cuda,
-        "date": datetime.date.today().isoformat(),
+        "ganfast": ganfast.__version__,
+        "date": now.date().isoformat(),
+        "time": now.strftime("%H:%M:%S UTC"),  # orders the runs of one day
     }
 
 

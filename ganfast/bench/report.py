@@ -103,7 +103,7 @@ def _sections(rows):
     every row the section shows, whose versions and dates its heading gives.
     """
     latest = {}  # (device, op) -> {(group, backend): the latest row}
-    for row in sorted(rows, key=lambda r: r.get("date") or ""):  # stable: same date, in order
+    for row in sorted(rows, key=_when):  # stable: the same date and time in file order
         latest.setdefault((_where(row), row["op"]), {})[_group_key(row), row["backend"]] = row
     sections = {}
     for section, entries in latest.items():
@@ -116,6 +116,12 @@ def _sections(rows):
     # GPU figures first: they are what the project is about; the CPU fallback comes last.
     order = sorted(sections, key=lambda k: (_is_cpu(k[0]), k[0].lower(), k[1]))
     return {k: sections[k] for k in order}
+
+
+def _when(row) -> tuple:
+    """When a row was timed, for ordering: its date, then its time of day (rows from before
+    the time field came sort first within their day, in file order)."""
+    return row.get("date") or "", row.get("time") or ""
 
 
 def _where(row) -> str:
@@ -176,8 +182,10 @@ def _megabytes(row):
 
 
 def _heading(device, op, rows) -> str:
-    where = f"{device} ({CPU_LABEL})" if _is_cpu(device) else device
-    return (f"### {op} · {where} · torch {_distinct(rows, 'torch')} · triton {_distinct(rows, 'triton')}"
+    if _is_cpu(device):  # triton and torch's CUDA build play no part in CPU figures
+        return (f"### {op} · {device} ({CPU_LABEL}) · torch {_distinct(rows, 'torch')}"
+                f" · {_distinct(rows, 'date')}")
+    return (f"### {op} · {device} · torch {_distinct(rows, 'torch')} · triton {_distinct(rows, 'triton')}"
             f" · CUDA {_distinct(rows, 'cuda')} · {_distinct(rows, 'date')}")
 
 
@@ -369,7 +377,7 @@ def train_step_table(rows) -> str:
     compiled: the README's opening table (GPU rows first, CPU rows labelled)."""
     runs = {}
     # The row of the latest date wins, the later one in `rows` on the same date, as in _sections.
-    for row in sorted(rows, key=lambda r: r.get("date") or ""):
+    for row in sorted(rows, key=_when):
         runs.setdefault((_where(row), row["mode"], tuple(row["shape"]), row["dtype"]), {})[
             row["backend"]] = row
     lines = ["| device | model, loss | batch | dtype | stock steps/s | accelerated | speedup "
