@@ -108,9 +108,6 @@ def test_a_folder_holding_a_run_is_never_overwritten(tmp_path, capsys):
 
 @pytest.mark.parametrize("args,message", [
     (["--data", "mnist"], "digits, ring8, grid25"),
-    (["--model", "vgg"], "auto, mlp, dcgan, sngan"),
-    (["--loss", "lsgan"], "nonsaturating, hinge, wasserstein"),
-    (["--penalty", "gp"], "none, wgan-gp, r1, r2"),
     (["--backend", "cuda", "--device", "cpu"], "--backend cuda:"),
     (["--data", "ring8", "--conditional", "--data", "EMPTY"], "no images found"),
     (["--batch-size", "0"], "--batch-size must be >= 1, got 0"),
@@ -129,6 +126,25 @@ def test_bad_input_is_a_message_not_a_traceback(tmp_path, capsys, args, message)
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "run").exists()  # a refused run leaves no folder behind
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--model", "vgg"], "'auto', 'mlp', 'dcgan', 'sngan'"),
+    (["--loss", "lsgan"], "'nonsaturating', 'hinge', 'wasserstein'"),
+    (["--penalty", "gp"], "'none', 'wgan-gp', 'r1', 'r2'"),
+    (["--amp", "fp8"], "'none', 'bf16', 'fp16'"),
+    (["--backend", "fastest"], "'auto', 'cuda', 'triton', 'torch'"),
+])
+def test_an_unknown_choice_is_a_usage_error(tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["train", "--out", str(tmp_path / "run"), *args])
+    assert info.value.code == 2 and f"invalid choice: '{args[1]}' (choose from {message})" in \
+        capsys.readouterr().err.replace('"', "'")
+    # The library checks the same settings when they come from a TrainConfig.
+    field = args[0].removeprefix("--")
+    with pytest.raises(TrainingError, match=f"--{field}"):
+        Trainer(TrainConfig(**{field: args[1]}), out=tmp_path / "lib")
+    assert not (tmp_path / "run").exists() and not (tmp_path / "lib").exists()
 
 
 def test_a_nan_loss_stops_the_run_naming_the_step_and_loss(tmp_path, monkeypatch):

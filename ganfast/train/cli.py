@@ -3,7 +3,10 @@
 import argparse
 import sys
 
+from ..backends import BACKENDS
 from .config import AMP_MODES, PRESETS, TrainConfig
+from .models import MODELS
+from .objectives import LOSSES, PENALTIES
 
 DESCRIPTION = """Train a GAN. With no arguments: a DCGAN on scikit-learn's bundled digits (no
 download), a few minutes on a laptop CPU, writing sample grids, metrics.jsonl, a plot and a
@@ -24,11 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = TrainConfig()
     parser.set_defaults(**{name: None for name in TrainConfig.__dataclass_fields__})
     parser.add_argument("--data", help=f"digits | ring8 | grid25 | FOLDER | FILE.npy (default: {d.data})")
-    parser.add_argument("--model", help="auto | mlp | dcgan | sngan (auto: mlp for "
-                                                         "2-D points, dcgan for images)")
-    parser.add_argument("--loss", help=f"nonsaturating | hinge | wasserstein (default: {d.loss})")
-    parser.add_argument("--penalty",
-                        help=f"none | wgan-gp | r1 | r2 (default: {d.penalty})")
+    parser.add_argument("--model", choices=MODELS,
+                        help=f"default: {d.model} (mlp for 2-D points, dcgan for images)")
+    parser.add_argument("--loss", choices=LOSSES, help=f"default: {d.loss}")
+    parser.add_argument("--penalty", choices=PENALTIES, help=f"default: {d.penalty}")
     parser.add_argument("--penalty-weight", type=float,
                         help="default: 10 for wgan-gp, 1 for r1/r2 (0.1 on 2-D points)")
     parser.add_argument("--penalty-every", type=int,
@@ -46,11 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-size", type=int,
                         help="resize images to this side (default: digits 16, an image folder its "
                              "most common size, a .npy file its own)")
-    parser.add_argument("--amp", help=" | ".join(AMP_MODES) + f" (default: {d.amp})")
+    parser.add_argument("--amp", choices=AMP_MODES, help=f"mixed precision (default: {d.amp})")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction,
                         help="torch.compile the models (default: no)")
-    parser.add_argument("--backend",
-                        help=f"ganfast backend: auto | torch | triton | cuda (default: {d.backend})")
+    parser.add_argument("--backend", choices=BACKENDS,
+                        help=f"ganfast backend of the penalty, spectral norm and up-convs (default: "
+                             f"{d.backend})")
     parser.add_argument("--device", help=f"auto | cpu | cuda (default: {d.device})")
     parser.add_argument("--seed", type=int, help=f"default: {d.seed}")
     parser.add_argument("--out", help="run folder (default: runs/<name of --data>-<time>)")
