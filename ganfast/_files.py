@@ -1,6 +1,9 @@
 """Small file helpers shared by the training loop and the evaluation tool."""
 
+import errno
 import os
+import stat
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -15,18 +18,28 @@ def _umask() -> int:
 def write_atomically(path: Path, write) -> None:
     """write(tmp), flushed to disk, then renamed over `path`: a crash or a failed write never
     leaves half a file, and `path` keeps its last complete version (the temp file goes).
-    The file gets the permissions a plain open() would give (0666 less the umask), whatever
-    `write` made: safetensors, for one, writes its files readable by their owner only."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+    As writing in place would: a symlink's target is what gets replaced, an existing file
+    keeps its permissions and one that may not be written is a PermissionError, and a new file
+    gets 0666 less the umask whatever `write` made (safetensors writes owner-only files)."""
+    target = Path(os.path.realpath(path))
+    exists = target.exists()
+    if target.is_dir():
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+    if exists and not os.access(target, os.W_OK):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+    mode = stat.S_IMODE(target.stat().st_mode) if exists else 0o666 & ~_umask()
+    # A short name of its own: the target's name plus a suffix could pass the length limit.
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".tmp")
+    os.close(fd)
     try:
-        write(tmp)
+        write(Path(tmp))
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        Path(tmp).unlink(missing_ok=True)
         raise
 
 

@@ -93,15 +93,32 @@ def _option(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+# The options only the kernel cases read: --mode overhead times fixed tiny float32 inputs.
+KERNEL_OPTIONS = ("dtype", "shape", "batch", "block", "no_compile")
+
+
+def _given(args, names) -> list:
+    return [name for name in names if getattr(args, name) not in (None, False)]
+
+
 def _bench_usage_error(args) -> str | None:
-    """What is wrong with the options of a timing run, checked before anything is timed."""
+    """What is wrong with the options of a run, checked before anything is timed or written."""
+    if args.report:
+        timing = _given(args, ("device", "quick", "mode", *KERNEL_OPTIONS))
+        return (f"--report makes a report from result files and times nothing: it does not take "
+                f"{', '.join(map(_option, timing))}") if timing else None
     if args.readme or args.auto_table:
         return f"{_option('readme' if args.readme else 'auto_table')} goes with --report FILES"
-    wrong = [name for name in ("dtype", "shape", "batch", "block", "mode", "no_compile", "out")
-             if getattr(args, name) not in (None, False) and name not in OP_OPTIONS[args.op]]
+    if args.out == "":
+        return "--out needs a file name (the JSON lines file the rows are appended to)"
+    wrong = [name for name in _given(args, ("mode", "out", *KERNEL_OPTIONS))
+             if name not in OP_OPTIONS[args.op]]
     if wrong:
         return (f"--op {args.op} does not take {', '.join(map(_option, wrong))} (it takes "
                 f"{', '.join(map(_option, OP_OPTIONS[args.op]))})")
+    if args.mode == "overhead" and _given(args, KERNEL_OPTIONS):
+        return (f"--mode overhead times fixed tiny float32 inputs: it does not take "
+                f"{', '.join(map(_option, _given(args, KERNEL_OPTIONS)))}")
     if args.device == "cuda" and not torch.cuda.is_available():
         return "--device cuda asked for, but torch sees no CUDA device"
     if args.block:
@@ -121,6 +138,8 @@ def _out_problem(path: Path, kind: str) -> str | None:
         return f"--out {path} is a folder; give the file to append the rows to, e.g. {path / 'rows.jsonl'}"
     if kind == "folder" and path.exists() and not path.is_dir():
         return f"--out {path} is a file; give the folder for report.md and the plots"
+    if kind == "file" and path.exists():  # through a symlink, its target
+        return None if os.access(path, os.W_OK) else f"--out {path}: the file may not be written"
     existing = next(p for p in (path if kind == "folder" else path.parent).absolute().joinpath("x").parents
                     if p.exists())
     if not existing.is_dir():
@@ -131,12 +150,12 @@ def _out_problem(path: Path, kind: str) -> str | None:
 
 
 def _bench(args) -> int:
-    if args.report:
-        return _bench_report(args)
     problem = _bench_usage_error(args)
     if problem:
         print(f"ganfast bench: {problem}", file=sys.stderr)
         return 2
+    if args.report:
+        return _bench_report(args)
     args.mode = args.mode or "all"
     # `timeout --signal=INT` signals the process and then its group, so a second SIGINT can
     # follow the first by microseconds: the first raises KeyboardInterrupt (the benchmark keeps
@@ -339,21 +358,23 @@ def _bench_report(args) -> int:
     problem = _out_problem(Path(args.out), "folder")
     if problem:
         return refuse(problem)
+    from .bench import auto_table
+
+    if args.auto_table and not os.access(auto_table.AUTO_TABLE, os.W_OK):
+        return refuse(f"--auto-table: {auto_table.AUTO_TABLE} may not be written")
     try:
         written = report.write_report(args.report, Path(args.out), readme=args.readme)
+        measured = auto_table.write(report.load_rows(args.report)) if args.auto_table else {}
     except (OSError, ValueError) as error:  # a file missing or unreadable, a bad row, no markers
-        return refuse(f"{error.filename}: {error.strerror}" if isinstance(error, OSError)
-                      and error.filename else error)
+        if isinstance(error, OSError) and error.filename:
+            return refuse(f"{error.filename2 or error.filename}: {error.strerror}")
+        return refuse(error)
     print(f"wrote {written['markdown']} and {len(written['plots'])} plot(s)"
           + (f"; updated {args.readme}" if args.readme else ""))
-    if args.auto_table:
-        from .bench import auto_table
-
-        written = auto_table.write(report.load_rows(args.report))
-        for op, entry in written.items():
-            print(f"auto order for {op}: {', '.join(entry['order'])} (from the GPU rows given)")
-        if not written:
-            print(f"--auto-table: no GPU rows in the files given; {auto_table.AUTO_TABLE} unchanged")
+    for op, entry in measured.items():
+        print(f"auto order for {op}: {', '.join(entry['order'])} (from the GPU rows given)")
+    if args.auto_table and not measured:
+        print(f"--auto-table: no GPU rows in the files given; {auto_table.AUTO_TABLE} unchanged")
     return 0
 
 

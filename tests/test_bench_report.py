@@ -292,6 +292,8 @@ def test_report_refuses_bad_input_before_writing_anything(tmp_path, capsys):
     ("median_ms", float("nan"), "median_ms must be a positive finite number or null, got nan"),
     ("frac_of_copy", float("inf"), "frac_of_copy must be a non-negative finite number"),
     ("dtype", None, "dtype must be a non-empty string, got None"),
+    ("date", 20261122, "date must be a string or null, got 20261122"),
+    ("time", 5, "time must be a string or null, got 5"),
 ])
 def test_rows_the_report_cannot_show_truthfully_are_named_by_file_and_line(tmp_path, field, value,
                                                                            message):
@@ -310,3 +312,31 @@ def test_train_step_table_takes_the_latest_date_whatever_the_file_order():
     newer, older = step(500.0, "2026-12-02"), step(250.0, "2026-11-23")
     for rows in ([newer, older], [older, newer]):
         assert "| 2.00 |" in report.train_step_table(rows)  # 1000 / 500 ms
+
+
+def test_a_file_that_is_not_text_is_named(tmp_path):
+    path = tmp_path / "plot.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+    with pytest.raises(ValueError, match=f"{re.escape(str(path))}: not a text file of JSON lines"):
+        report.load_rows(path)
+
+
+def test_quick_rows_are_marked_in_the_report_and_left_out_of_the_auto_order():
+    from ganfast.bench import auto_table
+
+    rows = synthetic_rows()
+    rows[3] = {**rows[3], "quick": True}  # fwd cuda, GPU
+    assert "| fwd | 64x3x64x64 | float16 | cuda (quick) | 0.125 |" in report.markdown(rows)
+    ranked = auto_table.table(rows)["gradient_penalty"]
+    full = auto_table.table([r for i, r in enumerate(rows) if i != 3])["gradient_penalty"]
+    assert ranked["order"] == full["order"]
+
+
+def test_a_write_that_fails_names_the_file_meant_not_a_temp_file(tmp_path, capsys):
+    from ganfast.cli import main
+
+    rows = write_jsonl(tmp_path / "rows.jsonl", synthetic_rows())
+    (tmp_path / "out" / "report.md").mkdir(parents=True)  # a folder where report.md goes
+    assert main(["bench", "--report", str(rows), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'out' / 'report.md'}: Is a directory" in err and ".tmp" not in err

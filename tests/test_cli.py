@@ -370,10 +370,12 @@ def test_bench_upsample_conv_overhead_rows(tmp_path):
         assert row["shape"] == [2, 8, 4, 4] and row["us_per_call"] > 0
         eager = next(r for r in rows if r["case"] == row["case"] and r["backend"] == "eager")
         assert row["speedup"] == pytest.approx(eager["us_per_call"] / row["us_per_call"], rel=0.02)
-    assert "| overhead: fwd+bwd | 2x8x4x4 | float32 | torch |" in markdown(load_rows(out))
+    assert "| overhead: fwd+bwd | 2x8x4x4 | float32 | torch (quick) |" in markdown(load_rows(out))
 
 
 def test_bench_usage_errors_are_named_before_anything_is_timed(tmp_path, monkeypatch, capsys):
+    import os
+
     import torch
 
     from ganfast.bench import cases, overhead
@@ -387,12 +389,20 @@ def test_bench_usage_errors_are_named_before_anything_is_timed(tmp_path, monkeyp
         (["--op", "spectral_norm", "--dtype", "bf16"],
          "--op spectral_norm does not take --dtype (it takes --device, --mode, --quick"),
         (["--op", "train_step", "--shape", "2x3", "--mode", "overhead"],
-         "--op train_step does not take --shape, --mode"),
+         "--op train_step does not take --mode, --shape"),
         (["--op", "fid", "--out", str(tmp_path / "fid.jsonl")], "--op fid does not take --out"),
         (["--readme", "README.md"], "--readme goes with --report FILES"),
         (["--auto-table"], "--auto-table goes with --report FILES"),
         (["--out", str(tmp_path)], f"--out {tmp_path} is a folder; give the file"),
         (["--out", str(tmp_path / "afile" / "rows.jsonl")], "afile is a file, not a folder"),
+        (["--out", ""], "--out needs a file name"),
+        (["--mode", "overhead", "--dtype", "fp16", "--batch", "3"],
+         "--mode overhead times fixed tiny float32 inputs: it does not take --dtype, --batch"),
+        (["--op", "upsample_conv", "--mode", "overhead", "--block", "sngan32-256-4"],
+         "it does not take --block"),
+        (["--report", "rows.jsonl", "--out", str(tmp_path / "r"), "--device", "cpu", "--quick"],
+         "--report makes a report from result files and times nothing: it does not take --device, "
+         "--quick"),
     ]
     if not torch.cuda.is_available():
         refused.append((["--op", "spectral_norm", "--device", "cuda"], "torch sees no CUDA device"))
@@ -408,4 +418,12 @@ def test_bench_usage_errors_are_named_before_anything_is_timed(tmp_path, monkeyp
         with pytest.raises(SystemExit) as exit_info:
             main(["bench", *args])
         assert exit_info.value.code == 2 and message in capsys.readouterr().err, args
-    assert not (tmp_path / "fid.jsonl").exists()
+    assert not (tmp_path / "fid.jsonl").exists() and not (tmp_path / "r").exists()
+    # A rows file that may not be written (what os.access answers an ordinary user for 0444).
+    read_only = tmp_path / "rows.jsonl"
+    read_only.write_text("")
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, m: False if os.fspath(p) == str(read_only)
+                        else real_access(p, m))
+    assert main(["bench", "--out", str(read_only)]) == 2
+    assert f"--out {read_only}: the file may not be written" in capsys.readouterr().err

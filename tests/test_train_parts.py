@@ -312,6 +312,12 @@ def test_image_size_resizes_digits_and_npy_images_and_is_refused_for_points(tmp_
     # digits: the 8x8 originals upscaled to the side asked for, as the default 16 is.
     assert data.load("digits", image_size=24).x.shape == (1797, 1, 24, 24)
     torch.testing.assert_close(data.load("digits", image_size=16).x, data.load("digits").x)
+    # shrinking is antialiased, as for .npy images below and PIL's resize of image folders
+    from sklearn.datasets import load_digits
+
+    eight = torch.tensor(load_digits().images, dtype=torch.float32).unsqueeze(1) / 16.0
+    expected = torch.nn.functional.interpolate(eight, size=(4, 4), mode="bilinear", antialias=True)
+    torch.testing.assert_close(data.load("digits", image_size=4).x, expected.clamp(0, 1) * 2 - 1)
     # .npy images: bilinear with antialiasing, the reference being torch's own on the scaled data.
     images = np.random.default_rng(3).uniform(0, 1, (5, 3, 12, 12)).astype(np.float32)
     np.save(tmp_path / "im.npy", images)

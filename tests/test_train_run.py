@@ -379,3 +379,31 @@ def test_amp_on_cpu_says_it_is_usually_slower(tmp_path):
     Trainer(TrainConfig(data="ring8", amp="bf16", device="cpu", tensorboard=False), out=tmp_path,
             log=messages.append)
     assert any("--amp bf16 on CPU is usually slower" in m for m in messages)
+
+
+def test_a_run_saved_before_checkpoints_held_the_data_shape_resumes_at_the_size_it_trained_at(
+        tmp_path):
+    # ganfast once stored --image-size for digits without using it: such a run trained at 16x16.
+    out = tmp_path / "old"
+    make(out, data="digits", steps=2, batch_size=8, log_every=1).run()
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["data_shape"] == [1, 16, 16]
+    del state["data_shape"]
+    state["config"]["image_size"] = 32
+    torch.save(state, out / "checkpoint.pt")
+    resumed = make(out, resume=True, steps=3)
+    assert resumed.config.image_size is None and resumed.dataset.x.shape[1:] == (1, 16, 16)
+    resumed.run()
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 3
+
+
+def test_resuming_on_data_of_another_shape_is_refused_by_name(tmp_path):
+    import numpy as np
+
+    data = tmp_path / "faces.npy"
+    np.save(data, np.random.default_rng(0).uniform(0, 1, (32, 3, 8, 8)).astype(np.float32))
+    make(tmp_path / "run", data=str(data), steps=2, batch_size=8).run()
+    np.save(data, np.random.default_rng(0).uniform(0, 1, (32, 3, 16, 16)).astype(np.float32))
+    with pytest.raises(TrainingError, match=r"now gives samples of shape \[3, 16, 16\], but .* was "
+                                            r"trained on \[3, 8, 8\]"):
+        make(tmp_path / "run", resume=True, steps=3)

@@ -1,6 +1,6 @@
 """A benchmark case, the run that times a list of them, and the rows it writes.
 
-Row fields (DESIGN.md): op, mode, shape, dtype, backend, median_ms (what eager code sees,
+Row fields (benchmarks/results/README.md): op, mode, shape, dtype, backend, median_ms (what eager code sees,
 host time the device could not hide included), device_ms (the kernels alone, replayed from
 a CUDA graph; GPU only), gbps and frac_of_copy (from device_ms when there is one; of the
 memory's copy bandwidth on CUDA, of a copy of the same size on CPU: copy_gbps), speedup

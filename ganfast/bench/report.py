@@ -38,7 +38,7 @@ def load_rows(paths) -> list[dict]:
     rows = []
     for path in map(Path, paths):
         with path.open() as f:
-            for lineno, line in enumerate(f, 1):
+            for lineno, line in _numbered_lines(f, path):
                 if not line.strip():
                     continue
                 try:
@@ -52,6 +52,14 @@ def load_rows(paths) -> list[dict]:
     return rows
 
 
+def _numbered_lines(f, path):
+    try:
+        yield from enumerate(f, 1)
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text file of JSON lines (ganfast bench --out writes "
+                         "those)") from None
+
+
 def _row_problem(row) -> str | None:
     if not isinstance(row, dict):
         return f"expected a JSON object, got {type(row).__name__}"
@@ -61,6 +69,9 @@ def _row_problem(row) -> str | None:
     for key in ("op", "mode", "dtype", "backend", "device"):
         if not isinstance(row[key], str) or not row[key]:
             return f"{key} must be a non-empty string, got {row[key]!r}"
+    for key in ("date", "time"):  # compared when ordering runs
+        if row.get(key) is not None and not isinstance(row[key], str):
+            return f"{key} must be a string or null, got {row[key]!r}"
     shape = row["shape"]
     if not (isinstance(shape, list) and shape
             and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape)):
@@ -210,7 +221,9 @@ def markdown(rows, *, images=None) -> str:
             group = s["timed"][key]
             for backend in _ganfast_backends(group):
                 row = group[backend]
-                cells = [_label(row), _shape(row["shape"]), row["dtype"], backend, _time(row),
+                # A --quick run's figure, fewer calls and noisier, says so.
+                shown = f"{backend} (quick)" if row.get("quick") else backend
+                cells = [_label(row), _shape(row["shape"]), row["dtype"], shown, _time(row),
                          _time(group.get("eager")), _times(row.get("speedup")),
                          _times(row.get("speedup_vs_compile")), _percent(row.get("frac_of_copy"))]
                 if matrix:

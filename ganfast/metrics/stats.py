@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import numbers
 import os
-import zipfile
 
 import numpy as np
 import torch
@@ -29,13 +28,15 @@ from ._tensors import check_int
 
 def open_npz(path):
     """np.load of an .npz archive, refusing anything else with an error that says so (numpy
-    reads any other file as a pickle and answers with advice to unpickle it)."""
+    reads any other file as a pickle and answers with advice to unpickle it). The archive is
+    recognised as numpy does, by its first bytes."""
     path = os.fspath(path)
-    if not zipfile.is_zipfile(path):  # OSError for a missing or unreadable file, as np.load
-        with open(path, "rb") as f:
-            npy = f.read(6) == b"\x93NUMPY"
+    with open(path, "rb") as f:  # OSError for a missing or unreadable file, as np.load
+        start = f.read(6)
+    if start[:4] not in (b"PK\x03\x04", b"PK\x05\x06"):
         raise ValueError(f"{path} is not an .npz archive (numpy's zip of named arrays, as "
-                         "np.savez writes)" + (": it is a single .npy array" if npy else ""))
+                         "np.savez writes)" + (": it is a single .npy array"
+                                               if start == b"\x93NUMPY" else ""))
     return np.load(path, allow_pickle=False)
 
 

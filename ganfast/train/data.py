@@ -50,6 +50,13 @@ MIXTURE_SAMPLES = 100_000
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
+def _bilinear(x: torch.Tensor, size: int) -> torch.Tensor:
+    """[N, C, H, W] images bilinearly resized to size x size, antialiased where they shrink
+    (as PIL's resize is; upscaling is the plain bilinear, which the digits have always used)."""
+    return torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear",
+                                           align_corners=False, antialias=size < max(x.shape[-2:]))
+
+
 def digits(size: int = DIGITS_SIZE) -> Dataset:
     """scikit-learn's bundled 8x8 digits (1797 images, 0..16), bilinearly upscaled to size."""
     from sklearn.datasets import load_digits
@@ -57,7 +64,7 @@ def digits(size: int = DIGITS_SIZE) -> Dataset:
     bunch = load_digits()
     x = torch.tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
     if size != 8:
-        x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+        x = _bilinear(x, size)
     return Dataset("digits", x.clamp(0, 1) * 2 - 1, torch.tensor(bunch.target, dtype=torch.int64),
                    [str(i) for i in range(10)])
 
@@ -267,7 +274,7 @@ def npy_array(path: Path) -> Dataset:
 
 
 def _resized(dataset: Dataset, size: int, where: str, log) -> Dataset:
-    """Images bilinearly resized to size x size (antialiased when shrinking, as PIL does)."""
+    """The dataset with its images resized to size x size (_bilinear)."""
     if dataset.x.dim() != 4:
         raise DataError(f"--image-size {size}: {where} holds 2-D points, not images")
     h, w = dataset.x.shape[-2:]
@@ -275,9 +282,7 @@ def _resized(dataset: Dataset, size: int, where: str, log) -> Dataset:
         return dataset
     log(f"{where}: resizing the {len(dataset.x)} images from {w}x{h} to {size}x{size} "
         f"(--image-size {size})")
-    x = torch.nn.functional.interpolate(dataset.x, size=(size, size), mode="bilinear",
-                                        align_corners=False, antialias=True)
-    return replace(dataset, x=x.clamp(-1, 1).contiguous())
+    return replace(dataset, x=_bilinear(dataset.x, size).clamp(-1, 1).contiguous())
 
 
 BUILT_IN = {"digits": digits,

@@ -188,7 +188,8 @@ def build(name: str, sample_shape: tuple, num_classes: int = 0, width: int | Non
         raise ValueError(f"--model {name} is for images; the data are points {list(sample_shape)} (use mlp)")
     channels, size = sample_shape[0], sample_shape[1]
     if sample_shape[1] != sample_shape[2]:
-        raise ValueError(f"--model {name} needs square images, got {sample_shape[1]}x{sample_shape[2]}")
+        raise ValueError(f"--model {name} needs square images, got {sample_shape[1]}x{sample_shape[2]}: "
+                         f"pass --image-size N to resize them to NxN")
     if name == "dcgan":
         w = width or 32
         return (DCGANGenerator(size, channels, width=w, num_classes=num_classes),

@@ -103,6 +103,16 @@ def _preset(dataset: datasets.Dataset) -> dict:
     return PRESETS["images" if dataset.is_image else "points"]
 
 
+def _saved_config(saved: dict) -> TrainConfig:
+    """The settings of a checkpoint. One written before checkpoints recorded the data's shape
+    came from a ganfast that ignored --image-size for digits and .npy data while storing it:
+    that run trained at the data's own size, and resumes so."""
+    config = TrainConfig.from_dict(saved["config"])
+    if "data_shape" not in saved and (config.data == "digits" or config.data.endswith(".npy")):
+        config.image_size = None
+    return config
+
+
 def default_run_folder(data: str) -> Path:
     """runs/<data>-<time>, <data> the dataset's name or the folder's or file's name alone:
     `--data photos/` and `--data /data/faces.npy` run in runs/photos-... and runs/faces-...,
@@ -135,14 +145,18 @@ class Trainer:
         self.log = log
         saved = self._claim_run_folder(resume)
         if saved is not None:  # the stored settings win; how the run runs may change
-            config = self._resumed_config(config, given, TrainConfig.from_dict(saved["config"]),
-                                          int(saved["step"]))
+            config = self._resumed_config(config, given, _saved_config(saved), int(saved["step"]))
         self.rank, self.world, self.device = _distributed_setup(config.device)
         self.writer = self.rank == 0
         self.config = config
         self._check_names()
         self._check_numbers()
         self.dataset = datasets.load(config.data, config.image_size, self._say)
+        trained_on = saved and saved.get("data_shape")
+        if trained_on and list(self.dataset.x.shape[1:]) != trained_on:
+            raise TrainingError(f"--resume: {config.data} now gives samples of shape "
+                                f"{list(self.dataset.x.shape[1:])}, but {self.out} was trained on "
+                                f"{trained_on}; resume with the data it was trained on")
         if config.conditional and self.dataset.labels is None:
             raise TrainingError(f"--conditional needs labelled data: {config.data} has no classes "
                                 "(use digits, or a folder with one subfolder per class)")
@@ -434,6 +448,7 @@ class Trainer:
                  "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
                  "scaler_d": self.scaler_d.state_dict(), "scaler_g": self.scaler_g.state_dict(),
                  "step": self.step, "config": self.config.to_dict(),
+                 "data_shape": list(self.dataset.x.shape[1:]),
                  "rng": checkpoint.rng_state(self.sampler)}
         checkpoint.save(self.out, state, self.G_ema.state_dict())
 
