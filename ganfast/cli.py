@@ -2,6 +2,7 @@
 
 import argparse
 import functools
+import importlib.util
 import json
 import os
 import signal
@@ -360,6 +361,10 @@ def _bench_report(args) -> int:
         return refuse(problem)
     from .bench import auto_table
 
+    if importlib.util.find_spec("matplotlib") is None:
+        print("ganfast bench --report: the plots need matplotlib: pip install 'ganfast[bench]'",
+              file=sys.stderr)
+        return 1
     if args.auto_table and not os.access(auto_table.AUTO_TABLE, os.W_OK):
         return refuse(f"--auto-table: {auto_table.AUTO_TABLE} may not be written")
     try:
@@ -379,7 +384,10 @@ def _bench_report(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="ganfast", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"ganfast {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     info = sub.add_parser("info", help="versions, device, extension status, backend per op")

@@ -427,3 +427,23 @@ def test_bench_usage_errors_are_named_before_anything_is_timed(tmp_path, monkeyp
                         else real_access(p, m))
     assert main(["bench", "--out", str(read_only)]) == 2
     assert f"--out {read_only}: the file may not be written" in capsys.readouterr().err
+
+
+def test_version_and_missing_plot_package(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    import ganfast
+    from ganfast.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out == f"ganfast {ganfast.__version__}\n"
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "matplotlib" else real_find_spec(name, *a))
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps(dict(op="x", mode="fwd", shape=[1], dtype="float32", backend="eager",
+                                    device="cpu")) + "\n")
+    assert main(["bench", "--report", str(rows), "--out", str(tmp_path / "r")]) == 1
+    assert "the plots need matplotlib: pip install 'ganfast[bench]'" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

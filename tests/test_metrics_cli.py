@@ -251,3 +251,15 @@ def test_bad_resize_names_the_flag_and_choices(tmp_path, extractor, capsys):
     assert main(["fid", str(a), str(a), "--precision", "bf16", "--features",
                  "fid_test_features:colour_features", "--device", "cpu"]) == 1
     assert "--precision sets up the Inception network" in capsys.readouterr().err
+
+
+def test_image_folders_without_pillow_are_named_before_extraction(tmp_path, monkeypatch, capsys,
+                                                                 extractor):
+    import importlib.util
+
+    a = _folder(tmp_path / "a", 3, seed=0)
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "PIL" else real_find_spec(name, *args))
+    assert main(["fid", str(a), str(a), "--features", "fid_test_features:colour_features"]) == 1
+    assert f"reading the images of {a} needs Pillow: pip install Pillow" in capsys.readouterr().err

@@ -407,3 +407,27 @@ def test_resuming_on_data_of_another_shape_is_refused_by_name(tmp_path):
     with pytest.raises(TrainingError, match=r"now gives samples of shape \[3, 16, 16\], but .* was "
                                             r"trained on \[3, 8, 8\]"):
         make(tmp_path / "run", resume=True, steps=3)
+
+
+def test_a_missing_train_package_is_named_before_the_run_folder_is_made(tmp_path, monkeypatch):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    absent = set()
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name in absent else real_find_spec(name, *a))
+    absent.update({"matplotlib", "sklearn"})
+    with pytest.raises(TrainingError,
+                       match=r"needs matplotlib, scikit-learn: pip install 'ganfast\[train\]'"):
+        make(tmp_path / "run", data="digits", steps=1)
+    with pytest.raises(TrainingError, match=r"needs matplotlib: "):  # points need no scikit-learn
+        make(tmp_path / "run", data="ring8", steps=1)
+    absent.clear()
+    absent.add("tensorboard")
+    said = []
+    Trainer(TrainConfig(data="ring8", steps=1), out=tmp_path / "run", log=said.append)
+    assert "TensorBoard events not written: the tensorboard package is not installed" in said[0]
+    with pytest.raises(TrainingError, match="--tensorboard needs the tensorboard package"):
+        Trainer(TrainConfig(data="ring8", steps=1, tensorboard=True), out=tmp_path / "run",
+                given={"tensorboard"})
+    assert not (tmp_path / "run").exists()

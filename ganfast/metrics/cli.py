@@ -223,6 +223,8 @@ def _image_files(folder: Path) -> list[Path]:
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise FidError(f"{folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    if importlib.util.find_spec("PIL") is None:  # checked here, before any extraction
+        raise FidError(f"reading the images of {folder} needs Pillow: pip install Pillow")
     return files
 
 

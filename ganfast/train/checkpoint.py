@@ -15,10 +15,8 @@ def save(out: Path, state: dict, generator_state: dict) -> Path:
     """Write the checkpoint (temp file, then rename: a crash never leaves half a file)."""
     path = out / CHECKPOINT
     write_atomically(path, lambda tmp: torch.save(state, tmp))
-    try:
-        from safetensors.torch import save_file
-    except ImportError:
-        return path
+    from safetensors.torch import save_file  # the [train] extra; Trainer checks it is there
+
     weights = {k: v.detach().cpu().contiguous() for k, v in generator_state.items()}
     write_atomically(out / GENERATOR_WEIGHTS, lambda tmp: save_file(weights, str(tmp)))
     return path

@@ -103,6 +103,26 @@ def _preset(dataset: datasets.Dataset) -> dict:
     return PRESETS["images" if dataset.is_image else "points"]
 
 
+# What a run writes with (sample grids, plots, the generator's weights) and reads the digits from:
+# the [train] extra. Checked before the run folder is made, so nothing is left half done.
+TRAIN_PACKAGES = {"matplotlib": "matplotlib", "PIL": "Pillow", "safetensors": "safetensors"}
+
+
+def _check_dependencies(config: TrainConfig, given: set, log) -> None:
+    import importlib.util
+
+    needed = dict(TRAIN_PACKAGES, **({"sklearn": "scikit-learn"} if config.data == "digits" else {}))
+    missing = [name for module, name in needed.items() if importlib.util.find_spec(module) is None]
+    if missing:
+        raise TrainingError(f"ganfast train needs {', '.join(missing)}: pip install 'ganfast[train]'")
+    if config.tensorboard is not False and importlib.util.find_spec("tensorboard") is None:
+        if "tensorboard" in given:
+            raise TrainingError("--tensorboard needs the tensorboard package: pip install tensorboard "
+                                "(or 'ganfast[train]')")
+        log("TensorBoard events not written: the tensorboard package is not installed "
+            "(pip install tensorboard)")
+
+
 def _saved_config(saved: dict) -> TrainConfig:
     """The settings of a checkpoint. One written before checkpoints recorded the data's shape
     came from a ganfast that ignored --image-size for digits and .npy data while storing it:
@@ -148,6 +168,7 @@ class Trainer:
             config = self._resumed_config(config, given, _saved_config(saved), int(saved["step"]))
         self.rank, self.world, self.device = _distributed_setup(config.device)
         self.writer = self.rank == 0
+        _check_dependencies(config, given, self._say)
         self.config = config
         self._check_names()
         self._check_numbers()
