@@ -430,6 +430,7 @@ def test_bench_usage_errors_are_named_before_anything_is_timed(tmp_path, monkeyp
 
 
 def test_version_and_missing_plot_package(tmp_path, monkeypatch, capsys):
+    import importlib.metadata
     import importlib.util
 
     import ganfast
@@ -438,6 +439,8 @@ def test_version_and_missing_plot_package(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit) as info:
         main(["--version"])
     assert info.value.code == 0 and capsys.readouterr().out == f"ganfast {ganfast.__version__}\n"
+    # the package metadata takes its version from ganfast.__version__: the two cannot drift apart
+    assert importlib.metadata.version("ganfast") == ganfast.__version__
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "matplotlib" else real_find_spec(name, *a))
