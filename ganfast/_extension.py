@@ -30,6 +30,27 @@ def load() -> tuple[bool, str]:
     return True, ""
 
 
+def arch_reason(capability: tuple[int, int]) -> str:
+    """Why ganfast._C has no code for a GPU of this compute capability, or "" when it has.
+
+    setup.py compiles machine code for each arch of GANFAST_CUDA_ARCHS, which runs on that major
+    version from its minor up (sm_80 on 8.0 to 8.9), and the PTX of the newest, which the
+    driver compiles for any GPU from it up. A T4 (7.5) under the default "80;90" has neither:
+    its first launch would fail with "no kernel image is available"."""
+    archs = [a.strip() for a in build_info().get("cuda_archs", "").replace(",", ";").split(";")
+             if a.strip()]
+    numbers = [int(a.replace(".", "")) for a in archs if a.replace(".", "").isdigit()]
+    if not numbers:  # unknown (an older build record): let the launch speak
+        return ""
+    major, minor = capability
+    here = 10 * major + minor
+    if here >= max(numbers) or any(n // 10 == major and n <= here for n in numbers):
+        return ""
+    return (f"ganfast._C was built for compute capabilities {';'.join(archs)} and has no code "
+            f"for this GPU's {major}.{minor}: reinstall with GANFAST_CUDA_ARCHS={major}{minor} "
+            "(see the README's install section)")
+
+
 def registered_ops() -> list[str]:
     """The ops ganfast._C registered with the dispatcher, with the keys that have kernels."""
     import torch

@@ -74,7 +74,7 @@ def _unavailable(name: str, on_cuda: bool, what_was_given: str) -> str:
         return _triton_reason()
     if name == "cuda":
         loaded, why = _extension.load()
-        return "" if loaded else why
+        return _extension.arch_reason(torch.cuda.get_device_capability()) if loaded else why
     raise ValueError(f"unknown backend {name!r}")
 
 

@@ -63,3 +63,26 @@ def test_extension_ops_run_the_reference_on_cpu(extension):
 def test_info_reports_a_reason_whenever_the_extension_is_missing():
     status = ganfast.info()["extension"]
     assert status["loaded"] or status["reason"].startswith("extension ")
+
+
+@pytest.mark.parametrize("archs,capability,runs", [
+    ("80;90", (8, 0), True), ("80;90", (8, 6), True), ("80;90", (8, 9), True),
+    ("80;90", (9, 0), True), ("80;90", (10, 0), True), ("80;90", (12, 0), True),  # PTX of 9.0
+    ("80;90", (7, 5), False), ("86;90", (8, 0), False), ("90;80", (8, 9), True),
+    ("8.0", (9, 0), True), ("90", (8, 6), False), ("", (7, 5), True),  # no record: not refused
+])
+def test_cuda_backend_refuses_a_gpu_the_build_has_no_code_for(monkeypatch, archs, capability, runs):
+    # Machine code of sm_XY runs on X.Y..X.9, the PTX of the newest arch on anything from it
+    # up. A GPU with neither must not be given the cuda backend ("auto" then tries the next).
+    from ganfast import backends
+
+    monkeypatch.setattr(_extension, "build_info",
+                        lambda: {"extension_built": True, "reason": "", "cuda_archs": archs})
+    monkeypatch.setattr(_extension, "load", lambda: (True, ""))
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    reason = backends.unavailable_reason("cuda", torch.device("cuda"))
+    if runs:
+        assert reason == ""
+    else:
+        assert f"has no code for this GPU's {capability[0]}.{capability[1]}" in reason
+        assert f"GANFAST_CUDA_ARCHS={capability[0]}{capability[1]}" in reason
