@@ -20,6 +20,8 @@ import triton.language as tl
 
 from ganfast.ops.layout import acc_dtype, as_rows, matching_layout
 
+from . import launch_on_input_device
+
 # One program moves BLOCK elements per step; a sum-of-squares program folds SUM_STEPS of them
 # so that the partial-sum buffer stays small next to the input.
 BLOCK = 1024
@@ -127,6 +129,7 @@ def _check_per_sample(v: torch.Tensor, x: torch.Tensor, name: str) -> None:
                          f"got {list(v.shape)} on {v.device}")
 
 
+@launch_on_input_device
 def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     """real, fake: [B, ...] of one dtype; alpha: [B] in the accumulation dtype."""
     if real.shape != fake.shape or real.dtype != fake.dtype or real.device != fake.device:
@@ -145,6 +148,7 @@ def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor) -> 
     return out
 
 
+@launch_on_input_device
 def norm_penalty(x: torch.Tensor, weight: float, center: float):
     """x: [B, ...] -> (norms [B], weight * mean((norms - center)^2) as a 0-dim tensor), both in
     the accumulation dtype. One launch for a small input; else two: partial sums of squares,
@@ -169,6 +173,7 @@ def norm_penalty(x: torch.Tensor, weight: float, center: float):
     return norms, penalty
 
 
+@launch_on_input_device
 def norm_backward(grad: torch.Tensor, x: torch.Tensor, norm: torch.Tensor, slope: float,
                   offset: float) -> torch.Tensor:
     """grad, norm: [B] in the accumulation dtype (grad may be a stride-0 broadcast);

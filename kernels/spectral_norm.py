@@ -23,6 +23,8 @@ backward, so that only the forward's inputs need a table of pointers.
 import triton
 import triton.language as tl
 
+from . import launch_on_input_device
+
 BLOCK_R = 32    # rows of W_mat per tile in the matrix-vector passes
 BLOCK_C = 128   # columns per tile
 BLOCK = 1024    # elements per step in the elementwise passes
@@ -172,6 +174,7 @@ def _normalize_group_backward_kernel(grad_ptr, out_ptr, work_ptr, sigma_ptr, met
 # The plan (meta table, address tables) and the buffers come from ganfast/ops/spectral_norm.py,
 # which the CUDA launchers of csrc/spectral_norm.cu share.
 
+@launch_on_input_device
 def normalize_group(tables, first_weight, meta, out, work, sigma, eps: float) -> None:
     """Fills out (y of every layer), work (u, v as used) and sigma; updates u, v in place."""
     _normalize_group_kernel[(meta.shape[0],)](
@@ -179,6 +182,7 @@ def normalize_group(tables, first_weight, meta, out, work, sigma, eps: float) ->
         BLOCK_R=BLOCK_R, BLOCK_C=BLOCK_C, BLOCK=BLOCK)
 
 
+@launch_on_input_device
 def normalize_group_backward(grad_flat, out, work, sigma, meta, grad_weight) -> None:
     """Fills grad_weight, the flat gradient of every weight, in the layout of `out`."""
     _normalize_group_backward_kernel[(meta.shape[0],)](

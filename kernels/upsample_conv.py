@@ -32,6 +32,8 @@ import triton.language as tl
 from ganfast.ops.layout import image_format
 from ganfast.ops.upsample_conv import phase_weights
 
+from . import launch_on_input_device
+
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 ACTIVATION_CODES = {None: 0, "relu": 1, "leaky_relu": 2}
 BLOCK_M = 64  # source pixels of one phase per program
@@ -94,6 +96,7 @@ def _block(n: int, low: int, high: int) -> int:
     return max(low, min(high, triton.next_power_of_2(max(n, 1))))
 
 
+@launch_on_input_device
 def upsample_conv_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                           activation: str | None, negative_slope: float) -> torch.Tensor:
     """activation(conv2d(upsample_nearest_2x(x), weight, bias, padding=1)): the weight's
