@@ -102,3 +102,20 @@ def test_peak_activation_memory_is_the_output(backend):
     assert fused_fwd <= out_bytes + 3 * folded_bytes  # folding's temporaries are weight-sized
     assert fused_fwd < unfused_fwd
     assert fused_total <= unfused_total
+
+
+def test_tf32_matmuls_leave_the_folded_weights_exact(monkeypatch):
+    # set_float32_matmul_precision("high") turns TF32 on for matmuls: the fold's matmuls (0/1
+    # entries, at most four taps a sum) must still give the float32 rounding of the exact sums,
+    # as the float64 fold does, in the forward's folds and the weight gradient's unfold.
+    from ganfast.ops.upsample_conv import _unfold_grad, fold_weight, phase_weights
+
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", True)
+    weight = torch.randn(96, 80, 3, 3, device="cuda")
+    grad_folded = torch.randn(80, 96, 4, 4, device="cuda")
+    exact = dict(rtol=0, atol=0)
+    torch.testing.assert_close(fold_weight(weight), fold_weight(weight.double()).float(), **exact)
+    torch.testing.assert_close(phase_weights(weight, torch.float32),
+                               phase_weights(weight.double(), torch.float32), **exact)
+    torch.testing.assert_close(_unfold_grad(grad_folded, weight),
+                               _unfold_grad(grad_folded.double(), weight.double()).float(), **exact)

@@ -88,15 +88,26 @@ def _fold_matrix(weight: torch.Tensor, phases: bool = False) -> torch.Tensor:
     return fold
 
 
+def _exact_operand(t: torch.Tensor) -> torch.Tensor:
+    """t for one of the fold's matmuls, whose 0/1 entries make each folded value a sum of at
+    most four taps: in float64 where a float32 matmul would run in TF32 (CUDA with
+    torch.backends.cuda.matmul.allow_tf32, which set_float32_matmul_precision("high") sets),
+    which would round every folded tap to 10 bits even with the convolution in full float32."""
+    if t.dtype == torch.float32 and t.is_cuda and torch.backends.cuda.matmul.allow_tf32:
+        return t.double()
+    return t
+
+
 def phase_weights(weight: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Conv2d weight [Cout, Cin, 3, 3] -> the Triton kernel's [4 phases, 4 taps, Cout, Cin].
 
     Phase dy*2 + dx is output pixel (2i + dy, 2j + dx); tap ty*2 + tx reads source pixel
     (i + dy - 1 + ty, j + dx - 1 + tx), which is tap (3 - dy - 2ty, 3 - dx - 2tx) of the
     transposed conv. One [16, 9] x [9, Cout*Cin] matmul on a view of the weight, in its dtype
-    (0/1 entries: each folded tap is a sum rounded once), then `dtype`. No gradient."""
+    (float64 where TF32 would round it: _exact_operand), then `dtype`. No gradient."""
     c_out, c_in = weight.shape[:2]
     with torch.no_grad():
+        weight = _exact_operand(weight)
         folded = _fold_matrix(weight, phases=True) @ weight.reshape(c_out * c_in, 9).t()
         return folded.to(dtype).view(4, 4, c_out, c_in)
 
@@ -106,7 +117,8 @@ def fold_weight(weight: torch.Tensor) -> torch.Tensor:
 
     Differentiable: the weight's gradient flows back through the one small matmul."""
     c_out, c_in = weight.shape[:2]
-    folded = weight.reshape(c_out * c_in, 9) @ _fold_matrix(weight)  # [Cout*Cin, 16]
+    exact = _exact_operand(weight)
+    folded = (exact.reshape(c_out * c_in, 9) @ _fold_matrix(exact)).to(weight.dtype)  # [Cout*Cin, 16]
     return folded.view(c_out, c_in, 4, 4).transpose(0, 1)
 
 
@@ -225,8 +237,9 @@ def _unfold_grad(grad_folded: torch.Tensor, weight: torch.Tensor) -> torch.Tenso
     """Gradient of fold_weight: [Cin, Cout, 4, 4] (the folded weight's) -> [Cout, Cin, 3, 3],
     laid out like `weight` (AccumulateGrad would copy a gradient laid out otherwise)."""
     c_in, c_out = grad_folded.shape[:2]
-    grad = grad_folded.transpose(0, 1).reshape(c_out * c_in, 16)
-    return matching_layout((grad @ _fold_matrix(grad).t()).view(c_out, c_in, 3, 3), weight)
+    grad = _exact_operand(grad_folded).transpose(0, 1).reshape(c_out * c_in, 16)
+    grad = (grad @ _fold_matrix(grad).t()).to(grad_folded.dtype)
+    return matching_layout(grad.view(c_out, c_in, 3, 3), weight)
 
 
 def _fused_forward(form, x, weight, bias, activation, negative_slope):
