@@ -162,9 +162,14 @@ def test_power_iteration_records_no_graph(requiring_grad):
 
 
 def test_torch_func_grad_and_vmap_match_pytorch():
-    # torch.func over a spectral-normalized model (functional_call, grad, vmap, jvp) as over
-    # PyTorch's parametrization: the model called twice inside grad, in training mode, then
-    # vmap and jvp of the model in eval mode.
+    check_torch_func_matches_pytorch()
+
+
+def check_torch_func_matches_pytorch():
+    """torch.func over a spectral-normalized model (functional_call, grad, vmap, jvp) as over
+    PyTorch's parametrization: the model called twice inside grad, in training mode, then
+    vmap and jvp of the model in eval mode. (Also run with the fused route forced, in
+    test_spectral_norm_triton.py: transforms must take the torch route there too.)"""
     from torch.func import functional_call, grad, jvp, vmap
 
     torch.manual_seed(0)

@@ -148,6 +148,6 @@ def test_group_plan_follows_its_weights_to_another_device():
     plan = ops.GroupPlan([weight], [0], [1])
     expected = plan.meta.clone()
     plan.meta = torch.empty_like(plan.meta, device="meta")  # as if made on another device
-    tables = plan.pointer_tables([weight], [torch.randn(4)], [torch.randn(3)])
-    assert plan.meta.device == weight.device == tables.device
-    assert torch.equal(plan.meta, expected)
+    tables, meta = plan.pointer_tables([weight], [torch.randn(4)], [torch.randn(3)])
+    assert meta is plan.meta and meta.device == weight.device == tables.device
+    assert torch.equal(meta, expected)

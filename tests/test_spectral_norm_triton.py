@@ -14,6 +14,9 @@ from torch.nn.utils import parametrizations
 import ganfast
 from ganfast.nn import spectral_norm_group
 from ganfast.ops import spectral_norm as ops
+from ganfast.ops._library import transformed
+
+from .test_spectral_norm import check_torch_func_matches_pytorch
 
 pytestmark = pytest.mark.interpreter
 
@@ -165,6 +168,24 @@ def test_per_access_triton_route_equals_pytorch(make):
     (expected,) = torch.autograd.grad(theirs.weight.square().sum(),
                                       theirs.parametrizations.weight.original)
     torch.testing.assert_close(grad, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_torch_func_transforms_leave_the_fused_route(monkeypatch):
+    # With the fused route chosen (set_backend("triton") on CUDA), torch.func.grad, vmap and
+    # forward-mode AD cannot run the kernels' Function: they must give PyTorch's results.
+    import importlib
+
+    sn_module = importlib.import_module("ganfast.nn.spectral_norm")  # (the function shadows it)
+    launch, under_transform = ops._launch, []
+
+    def recording_launch(backend, plan, weights, *args):
+        under_transform.append(transformed(*weights))
+        return launch(backend, plan, weights, *args)
+
+    monkeypatch.setattr(sn_module, "resolve", lambda op, backend, on_cuda: "triton")
+    monkeypatch.setattr(ops, "_launch", recording_launch)
+    check_torch_func_matches_pytorch()
+    assert under_transform and not any(under_transform)  # the plain calls launched, no other
 
 
 # A weight: 2 or 3 dims (with dim 1 and 3 dims, columns split into K-sized runs as in a

@@ -19,6 +19,7 @@ from torch.nn.utils import parametrize
 
 from ..backends import resolve
 from ..ops import spectral_norm as ops
+from ..ops._library import transformed
 
 _TRANSPOSED_CONVS = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
@@ -62,7 +63,9 @@ class SpectralNorm(nn.Module):
             # Resolved on CPU too: a global set_backend("cuda") then raises BackendUnavailable
             # here as it does in the penalties, rather than running torch unasked.
             backend = resolve(ops.OP, "auto", weight.is_cuda)
-            if backend != "torch":
+            # torch.func transforms and forward-mode AD cannot run the kernels' Function: the
+            # torch route below takes them (normalize_by_sigma runs its reference there)
+            if backend != "torch" and not transformed(weight):
                 return self._normalize_fused(weight, backend)
         u, v = self._u, self._v  # each buffer read through Module.__getattr__ once (3 us)
         if self.training:
@@ -77,11 +80,13 @@ class SpectralNorm(nn.Module):
         # The grouped kernel (Triton or CUDA) with a group of one: power iteration, sigma and
         # W / sigma in one launch, the backward in one more. Under torch.compile the torch route
         # is traced.
-        n_iter = self.n_power_iterations if self.training else 0
+        # A plan per device as well: DataParallel's replicas share this dict (a shallow copy of
+        # the module's __dict__) and run at once, each on its own GPU.
+        key = (self.n_power_iterations if self.training else 0, weight.get_device())
         plans = self.__dict__.setdefault("_fused_plans", {})
-        plan = plans.get(n_iter)
+        plan = plans.get(key)
         if plan is None:
-            plan = plans[n_iter] = ops.GroupPlan([weight], [self.dim], [n_iter])
+            plan = plans[key] = ops.GroupPlan([weight], [self.dim], [key[0]])
         return ops.normalize_group(plan, [weight], [self._u], [self._v], self.eps, backend)[0]
 
     def right_inverse(self, value: torch.Tensor) -> torch.Tensor:

@@ -26,6 +26,7 @@ from torch.nn.utils import parametrize
 
 from ..backends import _check_name, resolve
 from ..ops import spectral_norm as ops
+from ..ops._library import transformed
 from .spectral_norm import SpectralNorm
 
 
@@ -90,7 +91,7 @@ class SpectralNormGroup:
         """W / sigma of every layer, after its power-iteration steps in training mode."""
         originals = [module.parametrizations[name].original for module, name, _ in self.layers]
         backend = resolve(ops.OP, self.backend, originals[0].is_cuda)
-        if backend == "torch":
+        if backend == "torch" or transformed(*originals):  # (as SpectralNorm.forward)
             return [parametrization(original) for (_, _, parametrization), original
                     in zip(self.layers, originals, strict=True)]
         weights = [None] * len(self.layers)

@@ -185,6 +185,8 @@ class GroupPlan:
         self.tables = None
 
     def pointer_tables(self, weights, us, vs):
+        """(address tables, meta table) for these tensors, on their device: read together, as
+        a pair, so that a call never pairs one rebuild's tables with another's meta."""
         addresses = tuple(t.data_ptr() for t in (*weights, *us, *vs))
         if addresses != self.addresses:
             # The kernels read every address with the first weight's dtype: check once per
@@ -199,7 +201,7 @@ class GroupPlan:
                         f"dtype and device ({first.dtype} on {first.device}); got a "
                         f"{tuple(t.shape)} {t.dtype} tensor on {t.device}")
             table = torch.tensor(addresses, dtype=torch.int64).view(3, -1)
-            self.tables = table.to(weights[0].device)
+            self.tables = table.to(weights[0].device), self.meta
             self.addresses = addresses
         return self.tables
 
@@ -210,28 +212,29 @@ def split(flat: torch.Tensor, plan: GroupPlan) -> list:
 
 
 def _launch(backend: str, plan: GroupPlan, weights, us, vs, eps: float):
-    """y of every layer (flat), the work buffer (u, v as used) and sigma; u, v updated."""
+    """y of every layer (flat), the work buffer (u, v as used), sigma and the meta table the
+    launch read (the backward's); u, v updated."""
     weights = [w if w.is_contiguous() else w.contiguous() for w in weights]
     first = weights[0]
-    tables = plan.pointer_tables(weights, us, vs)
+    tables, meta = plan.pointer_tables(weights, us, vs)
     out = torch.empty(plan.numel, dtype=first.dtype, device=first.device)
     work = torch.empty(plan.work_numel, dtype=acc_dtype(first.dtype), device=first.device)
     sigma = torch.empty(len(weights), dtype=work.dtype, device=first.device)
     if backend == "cuda":
-        torch.ops.ganfast_C.spectral_norm_group(tables[0], tables[1], tables[2], plan.meta, out,
+        torch.ops.ganfast_C.spectral_norm_group(tables[0], tables[1], tables[2], meta, out,
                                                 work, sigma, eps)
     else:
-        _kernels().normalize_group(tables, first, plan.meta, out, work, sigma, eps)
-    return out, work, sigma
+        _kernels().normalize_group(tables, first, meta, out, work, sigma, eps)
+    return out, work, sigma, meta
 
 
-def _launch_backward(backend: str, plan: GroupPlan, grad_flat, out, work, sigma):
+def _launch_backward(backend: str, meta, grad_flat, out, work, sigma):
     grad_weight = torch.empty_like(out)
     if backend == "cuda":
-        torch.ops.ganfast_C.spectral_norm_group_backward(grad_flat, out, work, sigma, plan.meta,
+        torch.ops.ganfast_C.spectral_norm_group_backward(grad_flat, out, work, sigma, meta,
                                                          grad_weight)
     else:
-        _kernels().normalize_group_backward(grad_flat, out, work, sigma, plan.meta, grad_weight)
+        _kernels().normalize_group_backward(grad_flat, out, work, sigma, meta, grad_weight)
     return grad_weight
 
 
@@ -242,8 +245,8 @@ class _NormalizeGroup(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, plan, backend, us, vs, eps, *weights):
-        out, work, sigma = _launch(backend, plan, weights, us, vs, eps)
-        ctx.plan, ctx.backend = plan, backend
+        out, work, sigma, meta = _launch(backend, plan, weights, us, vs, eps)
+        ctx.plan, ctx.meta, ctx.backend = plan, meta, backend
         ctx.save_for_backward(out, work, sigma, *weights)  # work: u, v as this forward used them
         return tuple(split(out, plan))
 
@@ -262,7 +265,7 @@ class _NormalizeGroup(torch.autograd.Function):
         # One layer (the per-access route): its gradient is the flat buffer, no cat launch.
         grad_flat = (grads[0].contiguous().view(-1) if len(grads) == 1
                      else torch.cat([grad.reshape(-1) for grad in grads]))
-        grad_weight = _launch_backward(ctx.backend, plan, grad_flat, out, work, sigma)
+        grad_weight = _launch_backward(ctx.backend, ctx.meta, grad_flat, out, work, sigma)
         return (None, None, None, None, None, *split(grad_weight, plan))
 
 
@@ -280,5 +283,5 @@ def normalize_group(plan: GroupPlan, weights, us, vs, eps: float, backend: str =
     if torch.is_grad_enabled() and any(w.requires_grad for w in weights):
         return list(_NormalizeGroup.apply(plan, backend, us, vs, eps, *weights))
     with torch.no_grad():
-        out, _, _ = _launch(backend, plan, weights, us, vs, eps)
+        out = _launch(backend, plan, weights, us, vs, eps)[0]
     return split(out, plan)
