@@ -73,7 +73,8 @@ def extension_modules():
     try:
         import torch
     except ImportError:
-        write_build_info(False, "torch was not importable at install (use --no-build-isolation)")
+        write_build_info(False, "torch was not importable at install: install torch first, then "
+                                "reinstall ganfast with pip's --no-build-isolation")
         return [], {}
     if torch.version.cuda is None:
         write_build_info(False, f"torch {torch.__version__} is not a CUDA build")

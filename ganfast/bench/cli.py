@@ -33,7 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                  "fid"], help="what to time (default: gradient_penalty)")
     parser.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
     parser.add_argument("--dtype", type=_parse_dtypes,
-                        help="comma-separated from fp32,fp16,bf16 (default: all on GPU, fp32 on CPU)")
+                        help="comma-separated from fp32,fp16,bf16 (default on CPU: fp32; on GPU: "
+                             "gradient_penalty all three, upsample_conv and train_step fp32,bf16; "
+                             "spectral_norm and fid take no --dtype)")
     parser.add_argument("--shape", type=_parse_shape, action="append",
                         help="a gradient shape such as 64x3x64x64 (repeatable)")
     parser.add_argument("--block", action="append",
@@ -42,10 +44,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=_positive_int, action="append",
                         help="train_step, and gradient_penalty's full WGAN-GP step: a batch size "
                              "(repeatable; default: train_step 64 and 256 on GPU, the full step "
-                             "64; 16 on CPU)")
+                             "64; 16 on CPU, 2 for train_step --quick)")
     parser.add_argument("--quick", action="store_true",
-                        help="a smoke run: the first default shape or block only, fewer calls per "
-                             "case (noisier figures)")
+                        help="a smoke run, fewer calls per case (noisier figures; the rows are "
+                             "marked quick): gradient_penalty and upsample_conv the first default "
+                             "shape or block only, spectral_norm 1, 4 and 16 layers, train_step "
+                             "one batch size (2 on CPU), fid D=256")
     parser.add_argument("--no-compile", action="store_true",
                         help="leave out torch.compile of the canonical code")
     parser.add_argument("--mode", choices=["all", "kernels", "overhead"],

@@ -58,7 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Inception inference: fp32 (the default) or bf16 (channels_last + "
                              "bf16 autocast: FID slightly off; faster on GPUs and CPUs with bf16 "
                              "arithmetic, slower on AVX2-only CPUs; see README)")
-    parser.add_argument("--batch-size", type=int, default=50)
+    parser.add_argument("--batch-size", type=int, default=50,
+                        help="images per forward pass of the extractor (default: 50, as pytorch-fid)")
     parser.add_argument("--device", help="default: cuda when available")
     parser.add_argument("--save-stats", metavar="NPZ", nargs=2,
                         help="also write A's and B's statistics to these .npz files")

@@ -12,7 +12,12 @@ from ._tensors import as_float64
 
 
 def inception_score(logits, splits=10):
-    """(mean, std) of the per-split scores of [N, C] classifier logits, in float64."""
+    """(mean, std) of the per-split scores of [N, C] classifier logits, in float64.
+
+    The splits are taken in the given order. torch-fidelity's numbers (what `ganfast fid --isc`
+    prints) need its inputs: the logits without the fc bias, `features @ net.fc.weight.T` of
+    fid_inception's pool features, shuffled first with
+    `numpy.random.RandomState(2020).permutation(N)`."""
     logits = as_float64(logits, "logits", 2)
     n = logits.shape[0]
     if not 1 <= splits <= n:

@@ -44,7 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ema", type=float, help=f"generator EMA decay (default: {d.ema})")
     parser.add_argument("--conditional", action="store_true", default=None,
                         help="AC-GAN: class-conditional G, D with an auxiliary classifier")
-    parser.add_argument("--width", type=int, help="model width (channels / hidden units)")
+    parser.add_argument("--width", type=int,
+                        help="model width (channels / hidden units; default: mlp 256, dcgan 32, "
+                             "sngan 64)")
     parser.add_argument("--image-size", type=int,
                         help="resize images to this side (default: digits 16, an image folder its "
                              "most common size, a .npy file its own)")
