@@ -74,7 +74,11 @@ def _unavailable(name: str, on_cuda: bool, what_was_given: str) -> str:
         return _triton_reason()
     if name == "cuda":
         loaded, why = _extension.load()
-        return _extension.arch_reason(torch.cuda.get_device_capability()) if loaded else why
+        if not loaded:
+            return why
+        # (without a visible GPU, on_cuda is hypothetical: nothing to compare the build with)
+        return _extension.arch_reason(torch.cuda.get_device_capability()) \
+            if torch.cuda.is_available() else ""
     raise ValueError(f"unknown backend {name!r}")
 
 

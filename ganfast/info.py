@@ -23,10 +23,19 @@ def info() -> dict:
     device = torch.device("cuda" if cuda else "cpu")
     loaded, why_not = _extension.load()
     build = _extension.build_info()
+    try:
+        setting = backends.get_backend()
+    except ValueError as error:  # a misspelt GANFAST_BACKEND: say so, as the ops would
+        setting = f"invalid ({error})"
     ops = {}
     for op, entry in backends.auto_table().items():
+        try:
+            # (a global choice that cannot run here is what a user asks `ganfast info` about)
+            auto = backends.resolve(op, "auto", cuda)
+        except (backends.BackendUnavailable, ValueError) as error:
+            auto = f"refused: {error}"
         ops[op] = {
-            "auto": backends.resolve(op, "auto", cuda),
+            "auto": auto,
             "auto_order_measured": entry.get("measured", False),
             "available": {name: (backends.unavailable_reason(name, device) or "yes")
                           if name in backends.kernels(op) else f"{op} has no {name} kernel"
@@ -40,7 +49,7 @@ def info() -> dict:
         "triton": _version("triton"),
         "device": (torch.cuda.get_device_name() if cuda
                    else f"cpu ({platform.processor() or platform.machine()})"),
-        "backend_setting": backends.get_backend(),
+        "backend_setting": setting,
         "extension": {
             "built": bool(build.get("extension_built")),
             "cuda_archs": build.get("cuda_archs", ""),

@@ -27,17 +27,32 @@ critic's gradients and `scaler.step` skips that step, as for any other loss.
 import torch
 
 from . import backends
-from .ops.gradient_penalty import OP, interpolate_with, norm_penalty_with
+from .ops.gradient_penalty import (
+    OP,
+    check_float_tensor,
+    check_number,
+    interpolate_with,
+    interpolation_inputs,
+    norm_penalty_with,
+)
 
 
-def _check_float_tensor(t, name: str) -> None:
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if not t.is_floating_point():
-        raise TypeError(f"{name} must have a floating-point dtype, got {t.dtype}")
-    if t.dim() == 0 or t.shape[0] == 0:
+def _check_batch(t: torch.Tensor, name: str) -> None:
+    if t.shape[0] == 0:
         raise ValueError(f"{name} must have a non-empty batch dimension [B, ...], got shape "
                          f"{list(t.shape)}")
+
+
+def _check_scaler(scaler) -> None:
+    if scaler is not None and not (hasattr(scaler, "scale") and hasattr(scaler, "get_scale")):
+        raise TypeError(f"scaler must be the torch.amp.GradScaler you train with, or None; got "
+                        f"{type(scaler).__name__}")
+
+
+def _needs_autograd(name: str) -> None:
+    if torch.is_inference_mode_enabled():
+        raise RuntimeError(f"{name} takes an input gradient, which needs autograd: it cannot run "
+                           "under torch.inference_mode()")
 
 
 def _check_critic_output(out, batch: int) -> torch.Tensor:
@@ -67,33 +82,30 @@ def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, *, weight: 
     """WGAN-GP: weight * mean_b (||grad_x critic(x_hat)_b|| - center)^2.
 
     x_hat = alpha[b] * real + (1 - alpha[b]) * fake with alpha ~ U(0, 1) per sample unless
-    given (shape [B]). The critic returns [B, ...] ([B], [B, 1], a PatchGAN's [B, 1, H, W]:
-    its scores are summed per sample). Returns a scalar in fp32 (fp64 for fp64 inputs) whose
-    backward reaches the critic's parameters, and real/fake when they require grad.
+    given (shape [B], or [B, 1, ..., 1] as the canonical code shapes it); real and fake of
+    different float dtypes (an autocast generator's fakes) are promoted, as in that expression.
+    The critic returns [B, ...] ([B], [B, 1], a PatchGAN's [B, 1, H, W]: its scores are summed
+    per sample). Returns a scalar in fp32 (fp64 for fp64 inputs) whose backward reaches the
+    critic's parameters, and real/fake when they require grad; under torch.no_grad, its value
+    without a graph.
 
     `critic` is any callable of the images: a conditional critic takes its labels through a
     closure, `gradient_penalty(lambda x: D(x, labels), real, fake)`.
     """
-    _check_float_tensor(real, "real")
-    _check_float_tensor(fake, "fake")
-    if real.shape != fake.shape:
-        raise ValueError(f"real and fake must have the same shape, got real {list(real.shape)} "
-                         f"and fake {list(fake.shape)}")
-    if real.device != fake.device:
-        raise ValueError(f"real and fake must be on the same device, got real on {real.device} "
-                         f"and fake on {fake.device}")
-    if real.dtype != fake.dtype:
-        raise TypeError(f"real and fake must have the same dtype, got {real.dtype} and {fake.dtype}")
-    batch = real.shape[0]
-    backend = backends.resolve(OP, backend, real.is_cuda)
+    check_number(weight, "weight")
+    check_number(center, "center")
+    _check_scaler(scaler)
+    if not torch.is_grad_enabled():  # under no_grad (logging, say): its value, without a graph
+        _needs_autograd("gradient_penalty")
+        with torch.enable_grad():
+            return gradient_penalty(critic, real, fake, weight=weight, center=center,
+                                    alpha=alpha, backend=backend, scaler=scaler).detach()
     if alpha is None:
-        alpha = torch.rand(batch, device=real.device)
-    else:
-        _check_float_tensor(alpha, "alpha")
-        if tuple(alpha.shape) != (batch,):
-            raise ValueError(f"alpha must have shape [B] = [{batch}], got {list(alpha.shape)}")
-        if alpha.device != real.device:
-            raise ValueError(f"alpha must be on {real.device} like real, got {alpha.device}")
+        check_float_tensor(real, "real")  # its batch and device draw alpha
+        alpha = torch.rand(real.shape[0], device=real.device)
+    real, fake, alpha = interpolation_inputs(real, fake, alpha)
+    _check_batch(real, "real")
+    backend = backends.resolve(OP, backend, real.is_cuda)
 
     x_hat = interpolate_with(backend, real, fake, alpha)
     if not x_hat.requires_grad:  # real and fake are data: x_hat is the leaf we differentiate at
@@ -109,8 +121,16 @@ def r1_penalty(critic, x: torch.Tensor, *, gamma: float = 10.0, backend: str = "
     `x` is detached: the penalty's backward reaches the critic's parameters only. `critic` as
     in gradient_penalty (a closure for a conditional one: `lambda x: D(x, labels)`).
     """
-    _check_float_tensor(x, "x")
+    check_float_tensor(x, "x")
+    _check_batch(x, "x")
+    check_number(gamma, "gamma")
+    _check_scaler(scaler)
+    if not torch.is_grad_enabled():  # as gradient_penalty
+        _needs_autograd("r1_penalty")
+        with torch.enable_grad():
+            return r1_penalty(critic, x, gamma=gamma, backend=backend, scaler=scaler).detach()
     backend = backends.resolve(OP, backend, x.is_cuda)
-    x = x.detach().requires_grad_(True)
+    # (an inference-mode tensor cannot require grad: its copy can)
+    x = (x.clone() if x.is_inference() else x.detach()).requires_grad_(True)
     grad = _input_gradient(critic, x, scaler)
     return norm_penalty_with(backend, grad, gamma / 2, 0.0)

@@ -16,6 +16,24 @@ def test_info_prints_json_with_every_op_backend():
     assert set(report["extension"]) >= {"built", "loaded", "reason"}
 
 
+@pytest.mark.parametrize("setting,expected", [
+    ("cuda", "refused: ganfast backend 'cuda' cannot run gradient_penalty"),
+    ("Torch", "refused: GANFAST_BACKEND must be one of"),
+])
+def test_info_explains_a_global_backend_that_cannot_run(setting, expected):
+    # The command a user runs after a BackendUnavailable: it answers, rather than raising again.
+    import os
+
+    env = {**os.environ, "GANFAST_BACKEND": setting, "CUDA_VISIBLE_DEVICES": ""}
+    out = subprocess.run([sys.executable, "-m", "ganfast", "info", "--json"], check=True,
+                         capture_output=True, text=True, env=env).stdout
+    report = json.loads(out)
+    assert report["ops"]["gradient_penalty"]["auto"].startswith(expected)
+    assert report["backend_setting"] == (setting if setting == "cuda" else
+                                         f"invalid (GANFAST_BACKEND must be one of auto, cuda, "
+                                         f"triton, torch; got {setting!r})")
+
+
 def test_info_human_readable():
     out = subprocess.run([sys.executable, "-m", "ganfast", "info"], check=True,
                          capture_output=True, text=True).stdout

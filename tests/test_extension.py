@@ -80,6 +80,7 @@ def test_cuda_backend_refuses_a_gpu_the_build_has_no_code_for(monkeypatch, archs
                         lambda: {"extension_built": True, "reason": "", "cuda_archs": archs})
     monkeypatch.setattr(_extension, "load", lambda: (True, ""))
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     reason = backends.unavailable_reason("cuda", torch.device("cuda"))
     if runs:
         assert reason == ""

@@ -478,14 +478,135 @@ def _two(*shape, **kw):
     (dict(real=torch.ones(2, 12, dtype=torch.int64), fake=torch.ones(2, 12, dtype=torch.int64)),
      TypeError, "real must have a floating-point dtype"),
     (_two(0, 12), ValueError, "real must have a non-empty batch"),
-    (dict(**_two(2, 12), alpha=torch.rand(2, 1)), ValueError, r"alpha must have shape \[B\] = \[2\]"),
-    (dict(real=torch.randn(2, 12), fake=torch.randn(2, 12, dtype=torch.float64)), TypeError,
-     "same dtype"),
+    (dict(real=torch.tensor(1.0), fake=torch.tensor(2.0)), ValueError, "real must have a batch"),
+    (dict(**_two(2, 12), alpha=torch.rand(2, 2)), ValueError, r"alpha must have shape \[B\] = \[2\]"),
+    (dict(**_two(2, 12), alpha=torch.rand(3)), ValueError, r"alpha must have shape \[B\] = \[2\]"),
+    (dict(**_two(2, 12), alpha=0.5), TypeError, "alpha must be a torch.Tensor"),
+    (dict(**_two(2, 12), alpha=torch.rand(2, device="meta")), ValueError, "alpha must be on cpu"),
     (dict(**_two(2, 12), backend="fast"), ValueError, "backend must be one of"),
+    (dict(**_two(2, 12), weight=None), TypeError, "weight must be a real number"),
+    (dict(**_two(2, 12), weight="10"), TypeError, "weight must be a real number"),
+    (dict(**_two(2, 12), weight=torch.tensor(10.0, requires_grad=True)), TypeError,
+     "weight must be a real number"),
+    (dict(**_two(2, 12), center="one"), TypeError, "center must be a real number"),
+    (dict(**_two(2, 12), scaler=object()), TypeError, "scaler must be the torch.amp.GradScaler"),
 ])
 def test_gradient_penalty_rejects_bad_input(kwargs, error, match):
+    critic_calls = []
     with pytest.raises(error, match=match):
-        ganfast.gradient_penalty(_mlp(), **kwargs)
+        ganfast.gradient_penalty(lambda x: critic_calls.append(x) or _mlp()(x), **kwargs)
+    assert not critic_calls  # refused before the critic's forward and double backward
+
+
+@pytest.mark.parametrize("kwargs,error,match", [
+    (dict(gamma=None), TypeError, "gamma must be a real number"),
+    (dict(gamma=True), TypeError, "gamma must be a real number"),
+    (dict(scaler=object()), TypeError, "scaler must be the torch.amp.GradScaler"),
+    (dict(x=torch.ones(2, 12, dtype=torch.int64)), TypeError, "x must have a floating-point"),
+    (dict(x=torch.randn(0, 12)), ValueError, "x must have a non-empty batch"),
+])
+def test_r1_penalty_rejects_bad_input(kwargs, error, match):
+    critic_calls = []
+    kwargs = {"x": torch.randn(2, 12), **kwargs}
+    with pytest.raises(error, match=match):
+        ganfast.r1_penalty(lambda x: critic_calls.append(x) or _mlp()(x), **kwargs)
+    assert not critic_calls
+
+
+@pytest.mark.parametrize("args,error,match", [
+    ((torch.randn(4, 3), torch.randn(1, 3), torch.rand(4)), ValueError, "same shape"),
+    ((torch.randn(4, 3), torch.randn(4, 3), torch.rand(4, 2)), ValueError, "alpha must have shape"),
+    ((torch.randn(4, 3), torch.randn(4, 3), 0.3), TypeError, "alpha must be a torch.Tensor"),
+    ((torch.tensor(1.0), torch.tensor(2.0), torch.rand(1)), ValueError, "real must have a batch"),
+    ((torch.randn(4, 3), [0.0] * 12, torch.rand(4)), TypeError, "fake must be a torch.Tensor"),
+])
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_interpolate_rejects_bad_input_before_any_backend(args, error, match, backend):
+    # The same refusal on every backend (the triton one would need CUDA tensors: the checks
+    # come first), so code tried on CPU does not fail differently on the GPU.
+    with pytest.raises(error, match=match):
+        ganfast.ops.interpolate(*args, backend=backend)
+
+
+@pytest.mark.parametrize("call,error,match", [
+    (lambda: ganfast.ops.per_sample_norm(torch.tensor(1.0)), ValueError, "x must have a batch"),
+    (lambda: ganfast.ops.per_sample_norm(torch.ones(2, 3, dtype=torch.int32)), TypeError,
+     "x must have a floating-point"),
+    (lambda: ganfast.ops.per_sample_norm([1.0, 2.0]), TypeError, "x must be a torch.Tensor"),
+    (lambda: ganfast.ops.norm_penalty(torch.ones(2, 3, dtype=torch.int32)), TypeError,
+     "grad must have a floating-point"),
+    (lambda: ganfast.ops.norm_penalty(torch.randn(2, 3), weight=None), TypeError,
+     "weight must be a real number"),
+    (lambda: ganfast.ops.norm_penalty(torch.randn(2, 3), center="1"), TypeError,
+     "center must be a real number"),
+])
+def test_norm_ops_name_the_bad_argument(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+@pytest.mark.parametrize("fake_dtype", [torch.bfloat16, torch.float16, torch.float64])
+def test_mixed_real_and_fake_dtypes_promote_as_the_canonical_expression(fake_dtype):
+    # An autocast generator's half fakes beside float32 reals: the canonical expression
+    # promotes (alpha * real + (1 - alpha) * fake), and so does ganfast, penalty and gradients.
+    torch.manual_seed(0)
+    critic = canonical.critic_for((3, 2, 5, 5), torch.float64)
+    real, fake = torch.randn(3, 2, 5, 5), torch.randn(3, 2, 5, 5).to(fake_dtype)
+    alpha = torch.rand(3)
+    x_hat = ganfast.ops.interpolate(real, fake, alpha)
+    expected_x_hat = canonical.interpolation(real, fake, alpha)
+    assert x_hat.dtype == expected_x_hat.dtype == torch.promote_types(torch.float32, fake_dtype)
+    torch.testing.assert_close(x_hat, expected_x_hat, rtol=1e-6, atol=1e-6)
+    critic = critic.to(x_hat.dtype)
+    got = ganfast.gradient_penalty(critic, real, fake, alpha=alpha)
+    got.backward()
+    got_grads = canonical.param_grads(critic)
+    critic.zero_grad()
+    expected = canonical.wgan_gp(critic, real, fake, alpha)
+    expected.backward()
+    expected_grads = canonical.param_grads(critic)
+    torch.testing.assert_close(got, expected.to(got.dtype), rtol=1e-5, atol=1e-6)
+    for a, b in zip(got_grads, expected_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_alpha_in_the_canonical_shape_equals_alpha_per_sample():
+    critic = canonical.critic_for((3, 2, 5, 5), torch.float64)
+    real, fake = _pair((3, 2, 5, 5))
+    alpha = torch.rand(3, dtype=torch.float64)
+    flat = ganfast.gradient_penalty(critic, real, fake, alpha=alpha)
+    shaped = ganfast.gradient_penalty(critic, real, fake, alpha=alpha.view(3, 1, 1, 1))
+    torch.testing.assert_close(shaped, flat, rtol=0, atol=0)
+    torch.testing.assert_close(ganfast.ops.interpolate(real, fake, alpha.view(3, 1, 1, 1)),
+                               canonical.interpolation(real, fake, alpha), rtol=1e-15, atol=1e-15)
+
+
+def test_penalties_under_no_grad_give_their_value_and_refuse_inference_mode():
+    # A penalty logged in an evaluation loop under no_grad: its value, no graph. Inference
+    # mode has no autograd at all: a clear refusal. Tensors made in inference mode (a data
+    # pipeline's) work outside it.
+    critic = canonical.critic_for((3, 2, 5, 5), torch.float64)
+    real, fake = _pair((3, 2, 5, 5))
+    alpha = torch.rand(3, dtype=torch.float64)
+    expected_gp = canonical.wgan_gp(critic, real, fake, alpha)
+    expected_r1 = canonical.r1(critic, real)
+    with torch.no_grad():
+        gp = ganfast.gradient_penalty(critic, real, fake, alpha=alpha)
+        r1 = ganfast.r1_penalty(critic, real)
+    assert not gp.requires_grad and not r1.requires_grad
+    torch.testing.assert_close(gp, expected_gp.detach(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(r1, expected_r1.detach(), rtol=1e-12, atol=1e-12)
+    with torch.inference_mode():
+        with pytest.raises(RuntimeError, match="cannot run under torch.inference_mode"):
+            ganfast.gradient_penalty(critic, real, fake)
+        with pytest.raises(RuntimeError, match="cannot run under torch.inference_mode"):
+            ganfast.r1_penalty(critic, real)
+        real_inference, fake_inference = real.clone(), fake.clone()
+    torch.testing.assert_close(ganfast.r1_penalty(critic, real_inference), expected_r1,
+                               rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(ganfast.gradient_penalty(critic, real_inference, fake_inference,
+                                                        alpha=alpha),
+                               expected_gp, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("critic", [

@@ -20,6 +20,8 @@ PyTorch). A backward asked to build a graph (create_graph=True, for a double bac
 the reference expressions instead, which autograd can differentiate again.
 """
 
+import numbers
+
 import torch
 
 from .. import backends
@@ -158,11 +160,74 @@ class _NormPenalty(torch.autograd.Function):
         return grad_x, None, None, None, None
 
 
+# ---------------------------------------------------------------- argument checks
+# Each public function checks its arguments before any work, every error naming its argument:
+# one expression for a valid call (what runs every step), the checks one by one otherwise.
+
+def float_tensor_error(t, name: str) -> Exception | None:
+    """The error for an argument that must be a floating-point [B, ...] tensor, or None."""
+    if not isinstance(t, torch.Tensor):
+        return TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if not t.is_floating_point():
+        return TypeError(f"{name} must have a floating-point dtype, got {t.dtype}")
+    if t.dim() == 0:
+        return ValueError(f"{name} must have a batch dimension [B, ...], got a 0-dim tensor")
+    return None
+
+
+def check_float_tensor(t, name: str) -> None:
+    if not (isinstance(t, torch.Tensor) and t.is_floating_point() and t.dim() > 0):
+        raise float_tensor_error(t, name)
+
+
+def check_number(value, name: str) -> None:
+    """A penalty's weight, center or gamma: a real number (a 0-dim tensor without grad too)."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return
+    if isinstance(value, torch.Tensor) and value.dim() == 0 and not value.requires_grad \
+            and not value.is_complex() and value.dtype != torch.bool:
+        return
+    raise TypeError(f"{name} must be a real number, got {value!r}")
+
+
+def interpolation_inputs(real, fake, alpha):
+    """real, fake and alpha ready for the interpolation op, checked: real and fake of one shape
+    and device, in their promoted dtype (as the canonical expression computes: an autocast
+    generator's bf16 fakes beside fp32 reals give fp32), alpha [B], given as [B] or as the
+    canonical code shapes it, [B, 1, ..., 1]."""
+    if (isinstance(real, torch.Tensor) and isinstance(fake, torch.Tensor)
+            and isinstance(alpha, torch.Tensor) and real.dim() > 0 and real.shape == fake.shape
+            and real.dtype == fake.dtype and real.is_floating_point()
+            and alpha.is_floating_point() and alpha.shape == real.shape[:1]
+            and real.device == fake.device == alpha.device):
+        return real, fake, alpha
+    for name, t in (("real", real), ("fake", fake), ("alpha", alpha)):
+        check_float_tensor(t, name)
+    if real.shape != fake.shape:
+        raise ValueError(f"real and fake must have the same shape, got real {list(real.shape)} "
+                         f"and fake {list(fake.shape)}")
+    if real.device != fake.device:
+        raise ValueError(f"real and fake must be on the same device, got real on {real.device} "
+                         f"and fake on {fake.device}")
+    batch = real.shape[0]
+    if alpha.shape[0] != batch or any(size != 1 for size in alpha.shape[1:]):
+        raise ValueError(f"alpha must have shape [B] = [{batch}] (or [B, 1, ..., 1]), got "
+                         f"{list(alpha.shape)}")
+    if alpha.device != real.device:
+        raise ValueError(f"alpha must be on {real.device} like real, got {alpha.device}")
+    if real.dtype != fake.dtype:
+        dtype = torch.promote_types(real.dtype, fake.dtype)
+        real, fake = real.to(dtype), fake.to(dtype)
+    return real, fake, alpha.reshape(batch)
+
+
 # ---------------------------------------------------------------- public functions
 
 def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor,
                 backend: str = "auto") -> torch.Tensor:
-    """x_hat = alpha[b] * real + (1 - alpha[b]) * fake; alpha is [B] (any float dtype)."""
+    """x_hat = alpha[b] * real + (1 - alpha[b]) * fake; alpha is [B] or [B, 1, ..., 1] (any
+    float dtype); real and fake of different float dtypes are promoted, as in the expression."""
+    real, fake, alpha = interpolation_inputs(real, fake, alpha)
     return interpolate_with(backends.resolve(OP, backend, real.is_cuda), real, fake, alpha)
 
 
@@ -178,6 +243,7 @@ def interpolate_with(backend: str, real, fake, alpha):
 
 def per_sample_norm(x: torch.Tensor, backend: str = "auto") -> torch.Tensor:
     """||x[b]||_2 over all non-batch dims: [B] in fp32 (fp64 for fp64 input)."""
+    check_float_tensor(x, "x")
     return per_sample_norm_with(backends.resolve(OP, backend, x.is_cuda), x)
 
 
@@ -194,6 +260,9 @@ def norm_penalty(grad: torch.Tensor, weight: float = 10.0, center: float = 1.0,
                  backend: str = "auto") -> torch.Tensor:
     """weight * mean_b (||grad[b]||_2 - center)^2, the tail of WGAN-GP (R1: center=0,
     weight=gamma/2). A 0-dim tensor in fp32 (fp64 for fp64 input)."""
+    check_float_tensor(grad, "grad")
+    check_number(weight, "weight")
+    check_number(center, "center")
     return norm_penalty_with(backends.resolve(OP, backend, grad.is_cuda), grad, weight, center)
 
 

@@ -376,8 +376,8 @@ class Trainer:
         real, real_y = self._batch()
         z, fake_y = self._latents(len(real))
         with torch.no_grad(), self._autocast():
-            fake = self.G(z, fake_y).to(real.dtype)  # autocast's bf16/fp16 output: the penalty
-            # mixes real and fake, which must share a dtype (D under autocast casts as it needs)
+            fake = self.G(z, fake_y).to(real.dtype)  # autocast's bf16/fp16 output in the reals'
+            # dtype: one batch for D below (under autocast it casts as it needs) and the penalty
         with self._autocast():
             # One forward for both halves: one DDP synchronisation, and D has no batch norm.
             scores, logits = self.D_train(torch.cat([real, fake]), with_classes=True)
