@@ -79,8 +79,9 @@ gpu-check:
 	GPU_PY=$(GPU_PY) scripts/gpu_check.sh $(OUT) $(STAGES)
 
 # Committed GPU results -> README's performance section, docs/perf plots, the auto table.
+# The files in byte order whatever the locale: rows of one day without a time rank by file order.
 report: install
-	$(VENV)/bin/ganfast bench --report benchmarks/results/*.jsonl --out docs/perf \
+	$(VENV)/bin/ganfast bench --report $(sort $(wildcard benchmarks/results/*.jsonl)) --out docs/perf \
 	  --readme README.md --auto-table
 
 # The same csrc/ through CMake and find_package(Torch): keeps the C++ tooling path building.

@@ -49,7 +49,9 @@ def arch_flags(archs: str) -> list:
     """'80;90' -> -gencode flags for each SASS target plus PTX of the newest (forward compat)."""
     caps = [a.strip().replace(".", "") for a in archs.replace(",", ";").split(";") if a.strip()]
     flags = [f"-gencode=arch=compute_{c},code=sm_{c}" for c in caps]
-    newest = max(caps, key=lambda c: int("".join(filter(str.isdigit, c)) or 0))
+    # PTX of the newest plain arch: an "a"/"f" arch's PTX runs on that arch (family) alone.
+    plain = [c for c in caps if c.isdigit()] or caps
+    newest = max(plain, key=lambda c: int("".join(filter(str.isdigit, c)) or 0))
     flags.append(f"-gencode=arch=compute_{newest},code=compute_{newest}")
     return flags
 

@@ -39,12 +39,15 @@ def arch_reason(capability: tuple[int, int]) -> str:
     its first launch would fail with "no kernel image is available"."""
     archs = [a.strip() for a in build_info().get("cuda_archs", "").replace(",", ";").split(";")
              if a.strip()]
-    numbers = [int(a.replace(".", "")) for a in archs if a.replace(".", "").isdigit()]
-    if not numbers:  # unknown (an older build record): let the launch speak
+    if not archs:  # unknown (an older build record): let the launch speak
         return ""
     major, minor = capability
     here = 10 * major + minor
-    if here >= max(numbers) or any(n // 10 == major and n <= here for n in numbers):
+    codes = [a.replace(".", "") for a in archs]
+    numbers = [int(c) for c in codes if c.isdigit()]  # plain archs: sm_XY and the newest's PTX
+    specific = [c for c in codes if not c.isdigit()]  # sm_90a and the like: that GPU alone
+    if (numbers and here >= max(numbers)) or any(n // 10 == major and n <= here for n in numbers) \
+            or any(c.rstrip("af") == str(here) for c in specific):
         return ""
     return (f"ganfast._C was built for compute capabilities {';'.join(archs)} and has no code "
             f"for this GPU's {major}.{minor}: reinstall with GANFAST_CUDA_ARCHS={major}{minor} "

@@ -70,6 +70,8 @@ def test_info_reports_a_reason_whenever_the_extension_is_missing():
     ("80;90", (9, 0), True), ("80;90", (10, 0), True), ("80;90", (12, 0), True),  # PTX of 9.0
     ("80;90", (7, 5), False), ("86;90", (8, 0), False), ("90;80", (8, 9), True),
     ("8.0", (9, 0), True), ("90", (8, 6), False), ("", (7, 5), True),  # no record: not refused
+    ("80;90a", (9, 0), True), ("80;90a", (10, 0), True),  # PTX of 8.0 (90a's runs on 9.0 alone)
+    ("90a", (9, 0), True), ("90a", (10, 0), False),
 ])
 def test_cuda_backend_refuses_a_gpu_the_build_has_no_code_for(monkeypatch, archs, capability, runs):
     # Machine code of sm_XY runs on X.Y..X.9, the PTX of the newest arch on anything from it

@@ -256,6 +256,17 @@ def test_double_use_then_one_backward():
                  theirs.parametrizations.weight.original.grad, torch.float64)
 
 
+def test_data_parallel_replicas_share_the_fused_plans_per_device():
+    # DataParallel replicates a module as a shallow copy of its __dict__: the replicas must
+    # share one plan dict (keyed by device) from the start, or each would build new plans and
+    # upload new tables on every step; a deepcopy (an EMA copy) has its own.
+    layer = ganfast.nn.spectral_norm(nn.Linear(4, 3))
+    sn = layer.parametrizations.weight[0]
+    replica = sn._replicate_for_data_parallel()
+    assert replica._fused_plans is sn._fused_plans
+    assert copy.deepcopy(sn)._fused_plans is not sn._fused_plans
+
+
 def test_deepcopy_keeps_state_and_hook():
     _, ours = make_pair("linear", torch.float32)
     twin = copy.deepcopy(ours)

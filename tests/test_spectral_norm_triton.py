@@ -170,6 +170,28 @@ def test_per_access_triton_route_equals_pytorch(make):
     torch.testing.assert_close(grad, expected, rtol=1e-10, atol=1e-12)
 
 
+def test_channels_last_weight_keeps_one_address_from_call_to_call():
+    # A channels_last conv weight is copied for the kernel into a buffer the plan keeps: the
+    # address tables are built once, not on every call where a fresh copy lands elsewhere.
+    torch.manual_seed(0)
+    theirs = parametrizations.spectral_norm(nn.Conv2d(5, 7, 3)).double()
+    torch.manual_seed(0)
+    ours = ganfast.nn.spectral_norm(nn.Conv2d(5, 7, 3)).double()
+    for layer in (theirs, ours):
+        layer.to(memory_format=torch.channels_last)
+    sn = ours.parametrizations.weight[0]
+    original = ours.parametrizations.weight.original
+    assert not original.is_contiguous()
+    tables = set()
+    for _ in range(3):
+        got = sn._normalize_fused(original, "triton")
+        plan = sn._fused_plans[(1, original.get_device())]
+        tables.add(id(plan.tables))
+        assert plan.tables[0][0, 0].item() == plan.copies[0].data_ptr()
+        torch.testing.assert_close(got, theirs.weight, rtol=1e-12, atol=1e-12)
+    assert len(tables) == 1
+
+
 def test_torch_func_transforms_leave_the_fused_route(monkeypatch):
     # With the fused route chosen (set_backend("triton") on CUDA), torch.func.grad, vmap and
     # forward-mode AD cannot run the kernels' Function: they must give PyTorch's results.

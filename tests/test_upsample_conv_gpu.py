@@ -104,13 +104,29 @@ def test_peak_activation_memory_is_the_output(backend):
     assert fused_total <= unfused_total
 
 
-def test_tf32_matmuls_leave_the_folded_weights_exact(monkeypatch):
-    # set_float32_matmul_precision("high") turns TF32 on for matmuls: the fold's matmuls (0/1
-    # entries, at most four taps a sum) must still give the float32 rounding of the exact sums,
-    # as the float64 fold does, in the forward's folds and the weight gradient's unfold.
+@pytest.mark.parametrize("api", ["set_float32_matmul_precision", "fp32_precision"])
+def test_tf32_matmuls_leave_the_folded_weights_exact(api):
+    # TF32 on for matmuls, by the legacy or the new API: the fold's matmuls (0/1 entries, at
+    # most four taps a sum) must still give the float32 rounding of the exact sums, as the
+    # float64 fold does, in the forward's folds and the weight gradient's unfold.
+    if api == "fp32_precision":
+        old = torch.backends.cuda.matmul.fp32_precision
+        torch.backends.cuda.matmul.fp32_precision = "tf32"
+    else:
+        old = torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision("high")
+    try:
+        check_folds_exact()
+    finally:
+        if api == "fp32_precision":
+            torch.backends.cuda.matmul.fp32_precision = old
+        else:
+            torch.set_float32_matmul_precision(old)
+
+
+def check_folds_exact():
     from ganfast.ops.upsample_conv import _unfold_grad, fold_weight, phase_weights
 
-    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", True)
     weight = torch.randn(96, 80, 3, 3, device="cuda")
     grad_folded = torch.randn(80, 96, 4, 4, device="cuda")
     exact = dict(rtol=0, atol=0)

@@ -45,6 +45,10 @@ class SpectralNorm(nn.Module):
         self.dim = dim if dim >= 0 else dim + ndim
         self.eps = eps
         self.n_power_iterations = n_power_iterations
+        # The fused route's plans, (n_iter, device index) -> GroupPlan. Made here, not on first
+        # use: DataParallel's replicas are shallow copies of this module's __dict__, so they
+        # share this dict (each its device's plan) only if the module had it before replicating.
+        self._fused_plans = {}
         if ndim > 1:  # a 1-d weight is normalized exactly, with no u, v (as PyTorch)
             weight_mat = ops.weight_to_matrix(weight, self.dim)
             h, w = weight_mat.size()
@@ -80,8 +84,8 @@ class SpectralNorm(nn.Module):
         # The grouped kernel (Triton or CUDA) with a group of one: power iteration, sigma and
         # W / sigma in one launch, the backward in one more. Under torch.compile the torch route
         # is traced.
-        # A plan per device as well: DataParallel's replicas share this dict (a shallow copy of
-        # the module's __dict__) and run at once, each on its own GPU.
+        # A plan per device as well: DataParallel's replicas share the dict and run at once,
+        # each on its own GPU (setdefault: a module pickled before __init__ made it).
         key = (self.n_power_iterations if self.training else 0, weight.get_device())
         plans = self.__dict__.setdefault("_fused_plans", {})
         plan = plans.get(key)

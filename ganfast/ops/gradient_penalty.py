@@ -187,7 +187,8 @@ def check_number(value, name: str) -> None:
     if isinstance(value, torch.Tensor) and value.dim() == 0 and not value.requires_grad \
             and not value.is_complex() and value.dtype != torch.bool:
         return
-    raise TypeError(f"{name} must be a real number, got {value!r}")
+    raise TypeError(f"{name} must be a real number (a float, or a 0-dim tensor that needs no "
+                    f"gradient: the penalty's would not reach it), got {value!r}")
 
 
 def interpolation_inputs(real, fake, alpha):

@@ -183,6 +183,22 @@ class GroupPlan:
         self.sizes = [w.numel() for w in weights]
         self.addresses = None
         self.tables = None
+        self.copies = {}  # layer -> a buffer kept for its weight's contiguous copy
+
+    def contiguous(self, i: int, weight: torch.Tensor) -> torch.Tensor:
+        """Layer i's weight, contiguous: a channels_last conv weight (model.to(memory_format=
+        torch.channels_last)) copied into a buffer kept from call to call, so that its address,
+        and so the address tables, stay the same (a fresh copy may land elsewhere each call,
+        and every new address costs a rebuild and a host-to-device copy of the tables). The
+        buffer is read by the launch alone, in stream order: the next call may overwrite it."""
+        if weight.is_contiguous():
+            return weight
+        buffer = self.copies.get(i)
+        if buffer is None or buffer.shape != weight.shape or buffer.dtype != weight.dtype \
+                or buffer.device != weight.device:
+            buffer = self.copies[i] = torch.empty(weight.shape, dtype=weight.dtype,
+                                                  device=weight.device)
+        return buffer.copy_(weight)
 
     def pointer_tables(self, weights, us, vs):
         """(address tables, meta table) for these tensors, on their device: read together, as
@@ -214,7 +230,7 @@ def split(flat: torch.Tensor, plan: GroupPlan) -> list:
 def _launch(backend: str, plan: GroupPlan, weights, us, vs, eps: float):
     """y of every layer (flat), the work buffer (u, v as used), sigma and the meta table the
     launch read (the backward's); u, v updated."""
-    weights = [w if w.is_contiguous() else w.contiguous() for w in weights]
+    weights = [plan.contiguous(i, w) for i, w in enumerate(weights)]
     first = weights[0]
     tables, meta = plan.pointer_tables(weights, us, vs)
     out = torch.empty(plan.numel, dtype=first.dtype, device=first.device)

@@ -90,10 +90,12 @@ def _fold_matrix(weight: torch.Tensor, phases: bool = False) -> torch.Tensor:
 
 def _exact_operand(t: torch.Tensor) -> torch.Tensor:
     """t for one of the fold's matmuls, whose 0/1 entries make each folded value a sum of at
-    most four taps: in float64 where a float32 matmul would run in TF32 (CUDA with
-    torch.backends.cuda.matmul.allow_tf32, which set_float32_matmul_precision("high") sets),
-    which would round every folded tap to 10 bits even with the convolution in full float32."""
-    if t.dtype == torch.float32 and t.is_cuda and torch.backends.cuda.matmul.allow_tf32:
+    most four taps: float32 on CUDA in float64, since a float32 matmul there may run in TF32
+    (set_float32_matmul_precision("high"), the legacy allow_tf32 or the newer fp32_precision
+    flags), which would round every folded tap to 10 bits even with the convolution in full
+    float32. Always, rather than by the flags: reading the legacy flag raises once the new API
+    set TF32 (torch >= 2.9), and the sums are then exact whatever is set. Two small casts."""
+    if t.dtype == torch.float32 and t.is_cuda:
         return t.double()
     return t
 
