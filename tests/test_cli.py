@@ -408,7 +408,7 @@ def test_bench_usage_errors_are_named_before_anything_is_timed(tmp_path, monkeyp
          "--op spectral_norm does not take --dtype (it takes --device, --mode, --quick"),
         (["--op", "train_step", "--shape", "2x3", "--mode", "overhead"],
          "--op train_step does not take --mode, --shape"),
-        (["--op", "fid", "--out", str(tmp_path / "fid.jsonl")], "--op fid does not take --out"),
+        (["--op", "fid", "--mode", "kernels"], "--op fid does not take --mode"),
         (["--readme", "README.md"], "--readme goes with --report FILES"),
         (["--auto-table"], "--auto-table goes with --report FILES"),
         (["--out", str(tmp_path)], f"--out {tmp_path} is a folder; give the file"),

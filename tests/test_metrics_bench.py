@@ -1,5 +1,7 @@
 """`ganfast bench --op fid`: every row is there and the ways it times agree on the value."""
 
+import importlib.util
+
 import pytest
 import torch
 
@@ -25,3 +27,30 @@ def test_small_batch_and_stats_rows():
         "ganfast FeatureStats.update", "numpy float64 np.cov", "float64 raw sums"]
     for _, _, trace in rows:
         assert trace == pytest.approx(rows[0][2], rel=1e-6)  # fp32 features: fp32 GEMM
+
+
+def test_rows_written_for_the_report(tmp_path):
+    # --out: ganfast's rows against the eager baseline (pytorch-fid's function when installed,
+    # numpy's np.cov), in the format `ganfast bench --report` reads, with the value each gave.
+    from ganfast.bench import report
+
+    out = tmp_path / "fid.jsonl"
+    for part in ("frechet", "stats"):
+        fid_bench.main(["--device", "cpu", "--dim", "24", "--stats-n", "200", "--batch", "8",
+                        "--repeats", "1", "--part", part, "--out", str(out)])
+    rows = report.load_rows([out])
+    by = {(r["mode"], r["backend"]): r for r in rows}
+    expected = {("frechet to a cached reference", "torch"), ("frechet distance", "torch"),
+                ("stats update", "torch"), ("stats update", "eager")}
+    if importlib.util.find_spec("pytorch_fid"):
+        expected.add(("frechet distance", "eager"))
+    assert set(by) == expected
+    for (mode, _), row in by.items():
+        assert row["op"] == "fid" and row["device"] == "cpu" and row["median_ms"] > 0
+        eager = by.get((mode, "eager"))
+        if eager is None:
+            assert row["speedup"] is None
+        else:
+            assert row["speedup"] == pytest.approx(eager["median_ms"] / row["median_ms"], rel=1e-2)
+            assert row["value"] == pytest.approx(eager["value"], rel=1e-6)
+    assert by[("stats update", "torch")]["shape"] == [200, 24]

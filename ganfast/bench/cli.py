@@ -102,7 +102,7 @@ OP_OPTIONS = {
     "train_step": ("device", "dtype", "batch", "quick", "no_compile", "out"),
     "upsample_conv": ("device", "dtype", "block", "mode", "quick", "no_compile", "out"),
     "spectral_norm": ("device", "mode", "quick", "no_compile", "out"),
-    "fid": ("device", "quick"),  # it prints its figures and writes no rows
+    "fid": ("device", "quick", "out"),
 }
 
 
@@ -205,11 +205,13 @@ def _bench_op(args) -> int:
     if args.op == "fid":
         from . import fid as fid_bench
 
-        quick = ["--dim", "256", "--stats-n", "2000", "--repeats", "1"] if args.quick else []
+        quick = ["--dim", "256", "--stats-n", "2000", "--repeats", "1", "--quick"] \
+            if args.quick else []
         try:
-            fid_bench.main((["--device", args.device] if args.device else []) + quick)
-        except KeyboardInterrupt:  # the lines printed so far are its figures: nothing to save
-            print("bench fid: interrupted", file=sys.stderr)
+            fid_bench.main((["--device", args.device] if args.device else []) + quick
+                           + (["--out", args.out] if args.out else []))
+        except KeyboardInterrupt:  # the rows are written at the end: none of a cut run
+            print("bench fid: interrupted; no rows written", file=sys.stderr)
             return 130
         return 0
     from .. import backends

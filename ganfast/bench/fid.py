@@ -1,6 +1,6 @@
 """CPU/GPU timings for the FID pieces, side by side in one run.
 
-    ganfast bench --op fid [--quick]      (or python -m ganfast.bench.fid [--dim 2048] ...)
+    ganfast bench --op fid [--quick] [--out FILE]   (or python -m ganfast.bench.fid [--dim 2048] ...)
 
 Frechet distance: ganfast (Cholesky + eigvalsh) against pytorch-fid's calculate_frechet_distance
 (scipy sqrtm of S1 S2), numpy eigvals of S1 S2 (torch-fidelity's way) and torch eigvals
@@ -19,10 +19,12 @@ from __future__ import annotations
 import argparse
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from ganfast.bench.cases import environment, write_jsonl
 from ganfast.metrics import FeatureStats, FrechetReference, frechet_distance
 
 
@@ -193,6 +195,32 @@ def precision_effect(n: int, device: torch.device, weights=None, batch: int = 16
     ]
 
 
+# Result rows (ganfast bench --out): ganfast's figure ("torch": plain PyTorch on the device)
+# against what users run today ("eager": pytorch-fid's function, numpy's np.cov), as the other
+# ops' rows stand against the canonical code; the other peers are printed, not saved.
+BACKEND_OF = {"ganfast frechet_distance": "torch", "pytorch-fid (scipy sqrtm)": "eager",
+              "FrechetReference.distance_to_features": "torch",
+              "ganfast FeatureStats.update": "torch", "numpy float64 np.cov": "eager",
+              "FID Inception": "torch"}
+
+
+def result_rows(mode: str, shape: list, dtype: str, timed, env: dict) -> list[dict]:
+    """Rows in ganfast bench's format from (name, seconds, value) of one mode: median_ms, the
+    value the call gave (FID, or the covariance's trace), speedup against the eager row."""
+    rows = []
+    for name, seconds, value in timed:
+        backend = next((b for prefix, b in BACKEND_OF.items() if name.startswith(prefix)), None)
+        if backend is None:
+            continue
+        rows.append({"op": "fid", "mode": mode, "shape": shape, "dtype": dtype,
+                     "backend": backend, "median_ms": round(seconds * 1e3, 4), "value": value,
+                     **env})
+    eager = next((r for r in rows if r["backend"] == "eager"), None)
+    for row in rows:
+        row["speedup"] = round(eager["median_ms"] / row["median_ms"], 3) if eager else None
+    return rows
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dim", type=int, default=2048)
@@ -208,6 +236,9 @@ def main(argv=None) -> None:
     parser.add_argument("--weights", help="with --precision-effect: the FID Inception weights")
     parser.add_argument("--part", choices=["all", "frechet", "stats", "inception"], default="all",
                         help="frechet: the Frechet distance and training-time FID rows only")
+    parser.add_argument("--out", help="append the rows as JSON lines to this file (ganfast "
+                                      "bench's format: ganfast against pytorch-fid / np.cov)")
+    parser.add_argument("--quick", action="store_true", help=argparse.SUPPRESS)  # marks the rows
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     if args.precision_effect:
@@ -216,23 +247,37 @@ def main(argv=None) -> None:
         return
     stats_n = args.stats_n or (50000 if device.type == "cuda" else 10000)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, D={args.dim}")
+    env = {**environment(device), **({"quick": True} if args.quick else {})}
+    saved = []
     if args.part in ("all", "frechet"):
         rows = frechet_rows(args.dim, args.repeats)
         base, base_fid = rows[0][1], rows[0][2]
         for name, seconds, value in rows:
             print(f"{name:45s} {seconds * 1e3:10.1f} ms  {seconds / base:7.2f}x ganfast's time  "
                   f"FID {value:.9g} (relative to ganfast's: {abs(value - base_fid) / base_fid:.1e})")
-        for name, seconds, value in small_batch_rows(args.dim, args.batch, max(args.repeats, 10)):
+        saved += result_rows("frechet distance", [args.dim], "float64", rows, env)
+        rows = small_batch_rows(args.dim, args.batch, max(args.repeats, 10))
+        for name, seconds, value in rows:
             print(f"{name:45s} {seconds * 1e3:10.1f} ms  FID {value:.9g}")
+        saved += result_rows("frechet to a cached reference", [args.batch, args.dim], "float64",
+                             rows, env)
     if args.part in ("all", "stats"):
         rows = stats_rows(stats_n, args.dim, device, args.repeats)
         for name, seconds, value in rows:
             print(f"{name:45s} {seconds * 1e3:10.1f} ms  {seconds / rows[0][1]:7.2f}x ganfast's "
                   f"time  trace {value:.9g}")
+        saved += result_rows("stats update", [stats_n, args.dim], "float32", rows, env)
     if args.part in ("all", "inception"):
         batch = 50 if device.type == "cuda" else 4
-        for name, seconds, _ in inception_rows(batch, device, args.repeats):
+        for (name, seconds, value), dtype in zip(inception_rows(batch, device, args.repeats),
+                                                 ("float32", "bfloat16"), strict=True):
             print(f"{name:45s} {seconds * 1e3:10.1f} ms")
+            [row] = result_rows("inception features", [batch, 3, 64, 64], dtype,
+                                [(name, seconds, value)], env)
+            saved.append({**row, "images_per_s": round(batch / seconds, 2)})
+    if args.out:
+        write_jsonl(saved, Path(args.out))
+        print(f"rows appended to {args.out}")
 
 
 if __name__ == "__main__":

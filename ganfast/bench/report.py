@@ -256,9 +256,12 @@ def _png_name(device, op) -> str:
 
 
 def _plotted_groups(section) -> list[dict]:
-    """The timed groups of a section that have a ganfast bar to draw, in the table's order."""
+    """The timed groups of a section that have a ganfast bar to draw (a speedup: a group timed
+    without a baseline, such as FID's training-time distance, is in the table only), in the
+    table's order."""
     timed = section["timed"]
-    return [timed[k] for k in sorted(timed) if _ganfast_backends(timed[k])]
+    return [timed[k] for k in sorted(timed)
+            if any(timed[k][b].get("speedup") is not None for b in _ganfast_backends(timed[k]))]
 
 
 def plot(rows, out_dir) -> list[Path]:
