@@ -19,7 +19,7 @@
 #
 # What comes back in OUT_DIR: summary.txt (each stage's exit status and seconds), info.json,
 # gpu-tests.xml, one .jsonl of rows per benchmark (gradient_penalty, upsample_conv,
-# spectral_norm, train_step), logs.tar.gz (every stage's full output). `make report` here then
+# spectral_norm, train_step, fid), logs.tar.gz (every stage's full output). `make report` here then
 # turns committed rows into the README's tables and the auto order. The exit status is the
 # worst stage's.
 set -uo pipefail
@@ -95,7 +95,7 @@ for stage in "${STAGES[@]}"; do
     bench-upsample) bench upsample_conv 100 --op upsample_conv ;;
     bench-sn) bench spectral_norm 60 --op spectral_norm --no-compile ;;
     bench-train) bench train_step 90 --op train_step --dtype fp32,bf16 ;;
-    bench-fid) run_stage bench-fid 45 yes "$PY" -m ganfast bench --op fid ;;
+    bench-fid) bench fid 45 --op fid ;;
   esac
 done
 
