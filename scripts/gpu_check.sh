@@ -17,11 +17,11 @@
 #   GPU_CHECK_DEADLINE=420 scripts/gpu_check.sh $OUT build info tests bench-gp
 #   GPU_CHECK_DEADLINE=300 scripts/gpu_check.sh $OUT build bench-upsample bench-sn bench-train bench-fid
 #
-# What comes back in OUT_DIR: summary.txt (each stage's exit status and seconds), info.json,
-# gpu-tests.xml, one .jsonl of rows per benchmark (gradient_penalty, upsample_conv,
-# spectral_norm, train_step, fid), logs.tar.gz (every stage's full output). `make report` here then
-# turns committed rows into the README's tables and the auto order. The exit status is the
-# worst stage's.
+# What comes back in OUT_DIR, 8 files at most: summary.txt (each stage's exit status and
+# seconds), gpu-tests.xml, one .jsonl of rows per benchmark (gradient_penalty, upsample_conv,
+# spectral_norm, train_step, fid), logs.tar.gz (every stage's full output, and info.json).
+# `make report` here then turns committed rows into the README's tables and the auto order.
+# The exit status is the worst stage's.
 set -uo pipefail
 
 OUT=${1:?usage: scripts/gpu_check.sh OUT_DIR [STAGE...]}
@@ -87,7 +87,7 @@ for stage in "${STAGES[@]}"; do
   case $stage in
     build) run_stage build 240 no "$PY" -m pip install -e . --no-build-isolation --no-deps ;;
     info) run_stage info 30 yes bash -c '"$1" -m ganfast info --json > "$2"' _ "$PY" \
-            "$OUT/info.json" ;;
+            "$OUT/logs/info.json" ;;
     # -v: each test's outcome is in the log as it happens, should the junit file not be written
     tests) run_stage tests 200 yes "$PY" -m pytest -m gpu "${PYTEST_EXTRA[@]}" -v \
              -p no:cacheprovider --junitxml="$OUT/gpu-tests.xml" ;;

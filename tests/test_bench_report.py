@@ -340,3 +340,25 @@ def test_a_write_that_fails_names_the_file_meant_not_a_temp_file(tmp_path, capsy
     assert main(["bench", "--report", str(rows), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert f"{tmp_path / 'out' / 'report.md'}: Is a directory" in err and ".tmp" not in err
+
+
+def test_groups_without_a_baseline_are_tabled_not_plotted(tmp_path):
+    # FID's training-time distance has no eager baseline: a table row with no speedup, no empty
+    # bar; a section with only such groups has no plot.
+    pytest.importorskip("matplotlib")
+    rows = synthetic_rows()
+    no_baseline = [{**row("fwd", "torch", 2.0, env=ENV_CPU, shape=(5, 7)), "op": "fid"}]
+    paths = report.plot(rows + no_baseline, tmp_path / "plots")
+    assert [p.name for p in paths] == ["gradient_penalty-nvidia-h100-80gb-hbm3.png",
+                                       "gradient_penalty-cpu.png"]
+    table = report.markdown(rows + no_baseline)
+    assert "| fwd | 5x7 | float16 | torch | 2 | – | – |" in table
+
+
+def test_only_ops_with_backends_to_choose_enter_the_auto_order():
+    # A metric's rows (fid, train_step) are ganfast against a baseline, not kernels to rank.
+    from ganfast.bench import auto_table
+
+    rows = synthetic_rows()
+    metric = [{**r, "op": "fid"} for r in rows if r["device"] != "cpu"]
+    assert set(auto_table.table(rows + metric)) == {"gradient_penalty"}

@@ -397,10 +397,11 @@ def test_bench_usage_errors_are_named_before_anything_is_timed(tmp_path, monkeyp
     import torch
 
     from ganfast.bench import cases, overhead
+    from ganfast.bench import fid as fid_bench
     from ganfast.bench import spectral_norm as sn_bench
     from ganfast.cli import main
 
-    for module, name in ((cases, "run"), (overhead, "run"), (sn_bench, "run")):
+    for module, name in ((cases, "run"), (overhead, "run"), (sn_bench, "run"), (fid_bench, "main")):
         monkeypatch.setattr(module, name, lambda *a, **k: pytest.fail("timed despite a usage error"))
     (tmp_path / "afile").write_text("")
     refused = [
@@ -409,6 +410,7 @@ def test_bench_usage_errors_are_named_before_anything_is_timed(tmp_path, monkeyp
         (["--op", "train_step", "--shape", "2x3", "--mode", "overhead"],
          "--op train_step does not take --mode, --shape"),
         (["--op", "fid", "--mode", "kernels"], "--op fid does not take --mode"),
+        (["--op", "fid", "--out", str(tmp_path)], f"--out {tmp_path} is a folder; give the file"),
         (["--readme", "README.md"], "--readme goes with --report FILES"),
         (["--auto-table"], "--auto-table goes with --report FILES"),
         (["--out", str(tmp_path)], f"--out {tmp_path} is a folder; give the file"),
@@ -436,7 +438,7 @@ def test_bench_usage_errors_are_named_before_anything_is_timed(tmp_path, monkeyp
         with pytest.raises(SystemExit) as exit_info:
             main(["bench", *args])
         assert exit_info.value.code == 2 and message in capsys.readouterr().err, args
-    assert not (tmp_path / "fid.jsonl").exists() and not (tmp_path / "r").exists()
+    assert not (tmp_path / "r").exists()
     # A rows file that may not be written (what os.access answers an ordinary user for 0444).
     read_only = tmp_path / "rows.jsonl"
     read_only.write_text("")

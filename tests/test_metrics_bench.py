@@ -1,6 +1,6 @@
 """`ganfast bench --op fid`: every row is there and the ways it times agree on the value."""
 
-import importlib.util
+import json
 
 import pytest
 import torch
@@ -29,28 +29,75 @@ def test_small_batch_and_stats_rows():
         assert trace == pytest.approx(rows[0][2], rel=1e-6)  # fp32 features: fp32 GEMM
 
 
-def test_rows_written_for_the_report(tmp_path):
-    # --out: ganfast's rows against the eager baseline (pytorch-fid's function when installed,
-    # numpy's np.cov), in the format `ganfast bench --report` reads, with the value each gave.
+def test_rows_written_for_the_report(tmp_path, monkeypatch):
+    # --out: ganfast's rows against the eager baseline (pytorch-fid's function, numpy's np.cov),
+    # in the format `ganfast bench --report` reads, each with the value it gave; the other ways
+    # timed in the ganfast row's peer_ms; Inception rows with images/s. Without pytorch-fid its
+    # baseline row says so (skipped), superseding an older run's.
     from ganfast.bench import report
 
     out = tmp_path / "fid.jsonl"
-    for part in ("frechet", "stats"):
+    monkeypatch.setattr(fid_bench, "inception_rows", lambda batch, device, repeats: [
+        ("FID Inception fp32", 0.5, 0.25), ("FID Inception bf16", 0.25, 0.2)])
+    for part in ("frechet", "stats", "inception"):
         fid_bench.main(["--device", "cpu", "--dim", "24", "--stats-n", "200", "--batch", "8",
                         "--repeats", "1", "--part", part, "--out", str(out)])
     rows = report.load_rows([out])
-    by = {(r["mode"], r["backend"]): r for r in rows}
-    expected = {("frechet to a cached reference", "torch"), ("frechet distance", "torch"),
-                ("stats update", "torch"), ("stats update", "eager")}
-    if importlib.util.find_spec("pytorch_fid"):
-        expected.add(("frechet distance", "eager"))
-    assert set(by) == expected
-    for (mode, _), row in by.items():
-        assert row["op"] == "fid" and row["device"] == "cpu" and row["median_ms"] > 0
-        eager = by.get((mode, "eager"))
+    by = {(r["mode"], r["dtype"], r["backend"]): r for r in rows}
+    assert set(by) == {("frechet distance", "float64", "ganfast"),
+                       ("frechet distance", "float64", "eager"),
+                       ("frechet to a cached reference", "float64", "ganfast"),
+                       ("stats update", "float32", "ganfast"), ("stats update", "float32", "eager"),
+                       ("inception features", "float32", "ganfast"),
+                       ("inception features", "bfloat16", "ganfast")}
+    for (mode, dtype, backend), row in by.items():
+        assert row["op"] == "fid" and row["device"] == "cpu"
+        eager = by[mode, dtype, "eager"] if (mode, dtype, "eager") in by else None
         if eager is None:
-            assert row["speedup"] is None
-        else:
+            assert "speedup" not in row
+        elif "skipped" in eager:  # pytorch-fid not installed here
+            assert eager["skipped"] == "pytorch-fid (scipy sqrtm): not installed"
+            assert "speedup" not in row
+        elif backend == "ganfast":
             assert row["speedup"] == pytest.approx(eager["median_ms"] / row["median_ms"], rel=1e-2)
             assert row["value"] == pytest.approx(eager["value"], rel=1e-6)
-    assert by[("stats update", "torch")]["shape"] == [200, 24]
+    assert set(by["frechet distance", "float64", "ganfast"]["peer_ms"]) == {
+        "numpy eigvals (torch-fidelity)", "torch eigvals (torchmetrics)"}
+    assert set(by["stats update", "float32", "ganfast"]["peer_ms"]) == {"float64 raw sums"}
+    assert by["stats update", "float32", "ganfast"]["shape"] == [200, 24]
+    assert by["inception features", "bfloat16", "ganfast"]["images_per_s"] == 16.0  # batch 4 on CPU
+
+
+def test_a_missing_baseline_is_recorded_and_an_interrupted_run_keeps_its_rows(tmp_path,
+                                                                               monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_pytorch_fid(name, *args, **kwargs):
+        if name.startswith("pytorch_fid"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(builtins, "__import__", no_pytorch_fid)
+    monkeypatch.setattr(fid_bench, "stats_rows", interrupted)
+    out = tmp_path / "fid.jsonl"
+    with pytest.raises(KeyboardInterrupt):
+        fid_bench.main(["--device", "cpu", "--dim", "16", "--batch", "4", "--repeats", "1",
+                        "--out", str(out)])
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["mode"], r["backend"]) for r in rows] == [
+        ("frechet distance", "ganfast"), ("frechet distance", "eager"),
+        ("frechet to a cached reference", "ganfast")]
+    assert rows[1]["skipped"] == "pytorch-fid (scipy sqrtm): not installed"
+
+
+def test_a_slow_call_is_timed_once_after_its_warm_up(monkeypatch):
+    calls = []
+    clock = iter(range(0, 1000, 3))  # every call "takes" 3 s: over SLOW_CALL_S
+    monkeypatch.setattr(fid_bench.time, "perf_counter", lambda: next(clock))
+    seconds, value = fid_bench.timed(lambda: calls.append(1) or len(calls), repeats=5)
+    assert len(calls) == 2 and value == 2 and seconds == 3

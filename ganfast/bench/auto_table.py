@@ -37,9 +37,11 @@ def _ranking(rows) -> list[str]:
 def table(rows) -> dict:
     """{op: {"order": [...], "by_shape_class": {...}, "measured": True, "device", "date"}}."""
     result = {}
-    # A --quick run's rows are too few calls to rank backends by.
+    # The ops that have backends to choose among (the shipped table's: not fid or train_step,
+    # whatever their rows call ganfast). A --quick run's rows are too few calls to rank by.
+    ops = json.loads(AUTO_TABLE.read_text())
     gpu = [r for r in rows if r["device"] != "cpu" and r["backend"] in GPU_BACKENDS
-           and "skipped" not in r and not r.get("quick")]
+           and r["op"] in ops and "skipped" not in r and not r.get("quick")]
     for op in sorted({r["op"] for r in gpu}):
         mine = [r for r in gpu if r["op"] == op]
         result[op] = {

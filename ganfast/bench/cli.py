@@ -210,8 +210,9 @@ def _bench_op(args) -> int:
         try:
             fid_bench.main((["--device", args.device] if args.device else []) + quick
                            + (["--out", args.out] if args.out else []))
-        except KeyboardInterrupt:  # the rows are written at the end: none of a cut run
-            print("bench fid: interrupted; no rows written", file=sys.stderr)
+        except KeyboardInterrupt:  # each part's rows were written as it ended
+            print("bench fid: interrupted" + ("; the rows of the parts that ended are in "
+                                              f"{args.out}" if args.out else ""), file=sys.stderr)
             return 130
         return 0
     from .. import backends

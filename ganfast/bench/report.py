@@ -330,7 +330,8 @@ def plot(rows, out_dir) -> list[Path]:
         notes = (["overhead: host time per call"] if "overhead" in modes else []) \
             + (["compile time: ratio of compile times"] if "compile time" in modes else [])
         # The notes on a line of their own: after the axis name they ran off the figure.
-        ax.set_xlabel("\n".join(["speedup vs eager PyTorch (log scale)", "; ".join(notes)][:1 + bool(notes)]))
+        axis = "speedup vs eager, the code it replaces (log scale)"
+        ax.set_xlabel("\n".join([axis, "; ".join(notes)][:1 + bool(notes)]))
         # The CPU caveat on a line of its own: after a CPU's long name it ran off the figure.
         where = f"{device}\nCPU fallback path only, not a GPU figure" if _is_cpu(device) else device
         ax.set_title(f"{op} on {where}\n{_distinct(s['shown'], 'date')}", fontsize=10)
