@@ -493,7 +493,7 @@ FOLDED_BACKWARD = ["aten::sum", "aten::mm", "aten::convolution_backward", "aten:
 
 
 @pytest.mark.parametrize("route,forward,backward", [
-    ("folded", FOLDED_FORWARD, FOLDED_BACKWARD), ("taps", 16, 20), ("unfused", 2, 2)])
+    ("folded", FOLDED_FORWARD, FOLDED_BACKWARD), ("taps", 16, 21), ("unfused", 2, 2)])
 def test_work_per_call_is_counted(monkeypatch, route, forward, backward):
     monkeypatch.setattr(uc, "cpu_route", lambda x, weight: route)
     x, weight, bias = _inputs(1, 2, 3, 3, 3, dtype=torch.float32)

@@ -4,7 +4,7 @@ Nearest 2x upsampling repeats each source pixel on a 2x2 block, so tap (ky, kx) 
 multiplies, at every output pixel, some source pixel by the same weight slice w[:, :, ky, kx].
 Those products are therefore computed once per source pixel, not once per output pixel:
 
-    P[b, ky, kx, :, i, j] = w[:, :, ky, kx] @ x[b, :, i, j]      (one 1x1 conv, 9*Cout channels)
+    P[b, ky, kx, :, i, j] = w[:, :, ky, kx] @ x[b, :, i, j]      (one GEMM, 9*Cout columns)
 
 and each output pixel is the sum of 9 of them, shifted. Along one axis (the module doc of
 ops/upsample_conv.py has the derivation), output row 2i + d adds
@@ -12,14 +12,16 @@ ops/upsample_conv.py has the derivation), output row 2i + d adds
     d = 1:  P[ky=0] and P[ky=1] at row i,  P[ky=2] at row i+1
 (zero outside the image), and the same along columns with kx. Cost: 9 * H*W * Cin*Cout
 multiply-adds against 36 for the unfused block and 16 for the folded transposed conv, plus
-additions on [B, 9*Cout, H, W]. oneDNN runs the 1x1 conv near the machine's matrix throughput
-at every map size, where its transposed conv is slow on small maps: this is the form the torch
-backend runs on CPU (benchmarks/NOTES.md has the figures).
+additions on [B, 9*Cout, H, W]. The product is one GEMM of x's channels_last rows, [B*H*W, Cin],
+with the taps' weight, [Cin, 9*Cout] (torch.mm, where oneDNN's transposed conv is slow on small
+maps; oneDNN's own 1x1 conv of the same product measured 1.3x slower forward and 2.7x slower
+backward than the GEMMs on an AVX-512 CPU): this is the form the torch backend runs on CPU
+(benchmarks/NOTES.md has the figures).
 
 The backward is the adjoint: the gradient of P gathers the output gradient the same way
 (P[ky=1] at row i receives output rows 2i and 2i+1, P[ky=0] rows 2i+1 and 2i+2, P[ky=2] rows
-2i-1 and 2i), then one aten.convolution_backward of the 1x1 conv gives the input's and the
-weight's gradients. Nothing but x and the weight is needed, so autograd saves nothing upsampled.
+2i-1 and 2i), then two GEMMs give the input's gradient (grad P @ W) and the weight's
+(grad P^T @ x). Nothing but x and the weight is needed, so autograd saves nothing upsampled.
 
 Tiles. The products are 2.25x the output; made whole for a BigGAN block they were 75 MB, which
 glibc's malloc maps fresh from the kernel on every call (above its 32 MB mmap threshold) and
@@ -30,7 +32,7 @@ include one source row above and below it (the halo: out rows 2*r0 and 2*r1 - 1 
 banding recomputes 2 rows of products per band; the backward reads the output gradient's halo
 rows instead and computes each band's product gradient exactly once.
 
-The products are laid out channels_last whatever x's layout (oneDNN's 1x1 conv and the shifted
+The products are laid out channels_last whatever x's layout (the GEMM's rows and the shifted
 additions are fastest so: measured 2.1-2.4x the unfused block against 1.7-2.0x keeping NCHW at
 16x16 and 64x64 maps; with a single input channel x and the products count as contiguous too,
 which gives the same values). The output follows x's layout: an NCHW output receives the
@@ -54,16 +56,21 @@ TILE_BYTES = 8 << 20
 
 
 def _tap_weight(weight: torch.Tensor) -> torch.Tensor:
-    """Conv2d weight [Cout, Cin, 3, 3] -> the 1x1 conv's [9*Cout, Cin, 1, 1], tap-major."""
+    """Conv2d weight [Cout, Cin, 3, 3] -> the taps' [9*Cout, Cin], tap-major."""
     c_out, c_in = weight.shape[:2]
-    taps = weight.permute(2, 3, 0, 1).reshape(9 * c_out, c_in, 1, 1)
-    return taps.contiguous(memory_format=CHANNELS_LAST)
+    return weight.permute(2, 3, 0, 1).reshape(9 * c_out, c_in)
+
+
+def _rows(x_tile: torch.Tensor) -> torch.Tensor:
+    """A channels_last [b, C, rows, W] tile as the GEMM's [b*rows*W, C] rows: a view (whole
+    samples, or a band of one sample's rows, are contiguous in channels_last order)."""
+    return x_tile.permute(0, 2, 3, 1).reshape(-1, x_tile.shape[1])
 
 
 def _tap_bias(bias: torch.Tensor | None, c_out: int) -> torch.Tensor | None:
     """The bias on the centre tap's channels (index 4 of 9), zero elsewhere: every output pixel
-    adds exactly one centre product (ky = kx = 1 in both phases of both axes), so the 1x1 conv
-    adds the bias, not a pass over the output."""
+    adds exactly one centre product (ky = kx = 1 in both phases of both axes), so the GEMM
+    (addmm) adds the bias, not a pass over the output."""
     return None if bias is None else F.pad(bias, (4 * c_out, 4 * c_out))
 
 
@@ -144,8 +151,10 @@ def taps_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     x = x.contiguous(memory_format=CHANNELS_LAST)
     for b0, b1, r0, r1 in tiles(b, h, 9 * c_out * w * x.element_size()):
         lo, hi = max(r0 - 1, 0), min(r1 + 1, h)  # the band and its halo rows
-        p = F.conv2d(x[b0:b1, :, lo:hi], tap_weight, tap_bias)  # [b, 9*Cout, rows, W], CL
-        p = p.permute(0, 2, 3, 1).view(b1 - b0, hi - lo, w, 3, 3, c_out)
+        rows_of_x = _rows(x[b0:b1, :, lo:hi])
+        p = (rows_of_x @ tap_weight.t() if tap_bias is None
+             else torch.addmm(tap_bias, rows_of_x, tap_weight.t()))  # [b*rows*W, 9*Cout]
+        p = p.view(b1 - b0, hi - lo, w, 3, 3, c_out)
         p = p.permute(0, 3, 4, 5, 1, 2)  # [b, ky, kx, Cout, rows, W]
         # Rows first, into [b, kx, Cout, 2n, W]; then columns, into the output tile.
         rows = _empty_channels_last(p, b1 - b0, 3, c_out, 2 * (r1 - r0), w)
@@ -179,7 +188,7 @@ def taps_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, nee
     for b0, b1, r0, r1 in tiles(b, h, 9 * c_out * w * grad.element_size()):
         lo, hi = max(r0 - 1, 0), min(r1 + 1, h)  # the band and its halo rows of the gradient
         # Columns first (the forward's last step) into [b, kx, Cout, 2*rows, W], then rows into
-        # [b, ky, kx, Cout, n, W], stored as the 1x1 conv's channels_last output [b, n, W, 9*Cout].
+        # [b, ky, kx, Cout, n, W], stored as the GEMM's output rows [b, n, W, 9*Cout].
         # Gathered in channels_last order (an NCHW gradient is copied so, tile by tile: read
         # across its order the gather ran 2x slower than the copy and the gather together).
         grad_tile = grad[b0:b1, :, 2 * lo:2 * hi].contiguous(memory_format=CHANNELS_LAST)
@@ -189,10 +198,11 @@ def taps_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, nee
         _gather_rows(rows.unflatten(3, (hi - lo, 2)), grad_p.permute(0, 3, 4, 5, 1, 2),
                      first=r0 - lo)
         del rows
-        grad_p = grad_p.view(b1 - b0, r1 - r0, w, 9 * c_out).permute(0, 3, 1, 2)
-        grad_x_tile, grad_taps_tile, _ = torch.ops.aten.convolution_backward(
-            grad_p, x[b0:b1, :, r0:r1], tap_weight, None,
-            [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [needs[0], needs[1], False])
+        grad_p = grad_p.view(-1, 9 * c_out)
+        if needs[0]:  # [b*n*W, Cin]: the tile's gradient in channels_last order
+            grad_x_tile = (grad_p @ tap_weight).view(b1 - b0, r1 - r0, w, c_in).permute(0, 3, 1, 2)
+        if needs[1]:
+            grad_taps_tile = grad_p.t() @ _rows(x[b0:b1, :, r0:r1])  # [9*Cout, Cin]
         if needs[0] and (b1 - b0, r1 - r0) == (b, h):  # one tile: no copy
             grad_x = grad_x_tile
         elif needs[0]:
