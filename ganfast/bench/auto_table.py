@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 
 from .._files import write_atomically
-from ..backends import AUTO_TABLE
+from ..backends import AUTO_TABLE, auto_table
 
 GPU_BACKENDS = ("cuda", "triton", "torch")
 SMALL_NUMEL = 1 << 20  # below this many elements a pass costs less than its launch
@@ -39,9 +39,8 @@ def table(rows) -> dict:
     result = {}
     # The ops that have backends to choose among (the shipped table's: not fid or train_step,
     # whatever their rows call ganfast). A --quick run's rows are too few calls to rank by.
-    ops = json.loads(AUTO_TABLE.read_text())
     gpu = [r for r in rows if r["device"] != "cpu" and r["backend"] in GPU_BACKENDS
-           and r["op"] in ops and "skipped" not in r and not r.get("quick")]
+           and r["op"] in auto_table() and "skipped" not in r and not r.get("quick")]
     for op in sorted({r["op"] for r in gpu}):
         mine = [r for r in gpu if r["op"] == op]
         result[op] = {

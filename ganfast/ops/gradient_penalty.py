@@ -164,20 +164,15 @@ class _NormPenalty(torch.autograd.Function):
 # Each public function checks its arguments before any work, every error naming its argument:
 # one expression for a valid call (what runs every step), the checks one by one otherwise.
 
-def float_tensor_error(t, name: str) -> Exception | None:
-    """The error for an argument that must be a floating-point [B, ...] tensor, or None."""
-    if not isinstance(t, torch.Tensor):
-        return TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if not t.is_floating_point():
-        return TypeError(f"{name} must have a floating-point dtype, got {t.dtype}")
-    if t.dim() == 0:
-        return ValueError(f"{name} must have a batch dimension [B, ...], got a 0-dim tensor")
-    return None
-
-
 def check_float_tensor(t, name: str) -> None:
-    if not (isinstance(t, torch.Tensor) and t.is_floating_point() and t.dim() > 0):
-        raise float_tensor_error(t, name)
+    """Raise naming `name` unless t is a floating-point [B, ...] tensor."""
+    if isinstance(t, torch.Tensor) and t.is_floating_point() and t.dim() > 0:
+        return
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if not t.is_floating_point():
+        raise TypeError(f"{name} must have a floating-point dtype, got {t.dtype}")
+    raise ValueError(f"{name} must have a batch dimension [B, ...], got a 0-dim tensor")
 
 
 def check_number(value, name: str) -> None:
