@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from .. import backends
 from ._library import define, kernel, transformed
 from .layout import image_format, matching_layout
-from .upsample_conv_taps import taps_backward, taps_forward
+from .upsample_conv_taps import tap_weight, taps_backward, taps_forward
 
 OP = "upsample_conv"
 KERNEL_SIZE, PADDING, SCALE_FACTOR = 3, 1, 2  # the configuration the folding is exact for
@@ -244,13 +244,13 @@ def _unfold_grad(grad_folded: torch.Tensor, weight: torch.Tensor) -> torch.Tenso
     return matching_layout(grad.view(c_out, c_in, 3, 3), weight)
 
 
-def _fused_forward(form, x, weight, bias, activation, negative_slope):
-    """The fused forms' forward: tap products or the folded transposed conv (CPU), or the
-    kernel op ("triton")."""
+def _fused_forward(form, x, weight, bias, activation, negative_slope, taps=None):
+    """The fused forms' forward: tap products (taps: tap_weight(weight), made here if None) or
+    the folded transposed conv (CPU), or the kernel op ("triton")."""
     if form == "taps":  # the activation on each output tile while it is in cache
         epilogue = None if activation is None else (
             lambda tile: apply_activation(tile, activation, negative_slope, inplace=True))
-        return taps_forward(x, weight, bias, epilogue)
+        return taps_forward(x, tap_weight(weight) if taps is None else taps, bias, epilogue)
     if form == "folded":
         return upsample_conv2d_reference(x, weight, bias, activation, negative_slope)
     return kernel(form, "upsample_conv_forward")(x, weight, bias, activation, negative_slope)
@@ -266,16 +266,19 @@ class _UpsampleConv(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, activation, negative_slope, form):
-        out = _fused_forward(form, x, weight, bias, activation, negative_slope)
+        taps = tap_weight(weight) if form == "taps" else None
+        out = _fused_forward(form, x, weight, bias, activation, negative_slope, taps)
         # The activation's backward reads the output (as the in-place epilogue of the reference
-        # does); the convolution's reads x and the weight. Nothing upsampled is kept.
-        ctx.save_for_backward(x, weight, bias, out if activation is not None else None)
+        # does); the convolution's reads x and the weight, the tap products' input gradient
+        # the tap weight (weight-sized: kept rather than permuted again). Nothing upsampled.
+        keep_taps = taps if ctx.needs_input_grad[0] else None
+        ctx.save_for_backward(x, weight, bias, out if activation is not None else None, keep_taps)
         ctx.activation, ctx.negative_slope, ctx.form = activation, negative_slope, form
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        x, weight, bias, out = ctx.saved_tensors
+        x, weight, bias, out, taps = ctx.saved_tensors
         needs = ctx.needs_input_grad[:3]
         if torch.is_grad_enabled():  # create_graph: let autograd differentiate the reference
             y = upsample_conv2d_reference(x, weight, bias, ctx.activation, ctx.negative_slope)
@@ -290,7 +293,7 @@ class _UpsampleConv(torch.autograd.Function):
         if not (needs[0] or needs[1]):
             return None, None, grad_bias, None, None, None
         if ctx.form == "taps":
-            grad_x, grad_weight = taps_backward(grad, x, weight, needs)
+            grad_x, grad_weight = taps_backward(grad, x, weight, needs, taps)
             return grad_x, grad_weight, grad_bias, None, None, None
         grad_x, grad_folded, _ = torch.ops.aten.convolution_backward(
             grad, x, fold_weight(weight), None, [2, 2], [1, 1], [1, 1], True, [0, 0], 1,

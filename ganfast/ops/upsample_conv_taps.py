@@ -41,6 +41,7 @@ channels_last per tile before the gather (across the products' order both ran 2-
 """
 
 import math
+import threading
 
 import torch
 import torch.nn.functional as F
@@ -53,10 +54,42 @@ CHANNELS_LAST = torch.channels_last
 # on the next tile and the next call. 8 MB measured best among 2, 4, 8, 16 and 24 MB
 # (benchmarks/NOTES.md).
 TILE_BYTES = 8 << 20
+# Temporaries up to this size live in per-thread scratch memory kept between calls (_scratch).
+SCRATCH_MAX_BYTES = 2 * TILE_BYTES
 
 
-def _tap_weight(weight: torch.Tensor) -> torch.Tensor:
-    """Conv2d weight [Cout, Cin, 3, 3] -> the taps' [9*Cout, Cin], tap-major."""
+class _Scratch(threading.local):
+    def __init__(self):
+        self.buffers = {}  # name -> uint8 tensor, grown on demand
+
+
+_SCRATCH = _Scratch()
+
+
+def _scratch(name: str, shape, like: torch.Tensor) -> torch.Tensor:
+    """An uninitialised contiguous tensor of `shape` in like's dtype and device, in memory this
+    thread keeps between calls. Why: a fresh tile temporary of a few MB is new memory on most
+    calls (glibc returns the heap's freed top to the kernel and maps large blocks fresh), and
+    the page faults of a small block's temporaries took about a tenth of its forward+backward
+    (benchmarks/NOTES.md). One buffer per name (each name one temporary alive at a time),
+    shared by every dtype (bytes, viewed); past SCRATCH_MAX_BYTES a fresh tensor, so a huge
+    call leaves nothing large behind. The result must not outlive the call."""
+    nbytes = math.prod(shape) * like.element_size()
+    if nbytes > SCRATCH_MAX_BYTES or not like.is_cpu:
+        return like.new_empty(shape)
+    buffer = _SCRATCH.buffers.get(name)
+    if buffer is None or buffer.numel() < nbytes:
+        # A normal tensor even when made under inference_mode: in-place writes into an
+        # inference tensor raise outside that mode.
+        with torch.inference_mode(False):
+            buffer = _SCRATCH.buffers[name] = torch.empty(nbytes, dtype=torch.uint8)
+    return buffer[:nbytes].view(like.dtype).view(shape)
+
+
+def tap_weight(weight: torch.Tensor) -> torch.Tensor:
+    """Conv2d weight [Cout, Cin, 3, 3] -> the taps' [9*Cout, Cin], tap-major: a weight-sized
+    permuted copy (no view of a Conv2d weight's layouts serves as the GEMM's operand), made
+    once per forward and kept for the backward (_UpsampleConv)."""
     c_out, c_in = weight.shape[:2]
     return weight.permute(2, 3, 0, 1).reshape(9 * c_out, c_in)
 
@@ -98,9 +131,9 @@ def _even_split(n: int, most: int):
     return ((i * n // parts, (i + 1) * n // parts) for i in range(parts))
 
 
-def _empty_channels_last(like: torch.Tensor, b, taps, c, h, w) -> torch.Tensor:
-    """A [B, taps, C, H, W] view whose memory is [B, H, W, taps, C] (channels_last order)."""
-    return like.new_empty(b, h, w, taps, c).permute(0, 3, 4, 1, 2)
+def _channels_last_scratch(name, like: torch.Tensor, b, taps, c, h, w) -> torch.Tensor:
+    """A [B, taps, C, H, W] scratch view whose memory is [B, H, W, taps, C] (channels_last)."""
+    return _scratch(name, (b, h, w, taps, c), like).permute(0, 3, 4, 1, 2)
 
 
 def _sum_taps_along_rows(p, out, first=0):
@@ -139,32 +172,35 @@ def _column_pairs(t: torch.Tensor, w: int) -> torch.Tensor:
     return t.unflatten(3, (w, 2)).permute(0, 1, 3, 4, 2)
 
 
-def taps_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+def taps_forward(x: torch.Tensor, taps: torch.Tensor, bias: torch.Tensor | None,
                  epilogue=None) -> torch.Tensor:
-    """conv2d(upsample_nearest_2x(x), weight, bias, padding=1), output in x's layout;
-    epilogue(tile), if given, runs in place on each finished output tile while it is in cache."""
+    """conv2d(upsample_nearest_2x(x), weight, bias, padding=1) from taps = tap_weight(weight),
+    output in x's layout; epilogue(tile), if given, runs in place on each finished output tile
+    while it is in cache."""
     b, _, h, w = x.shape
-    c_out = weight.shape[0]
-    tap_weight, tap_bias = _tap_weight(weight), _tap_bias(bias, c_out)
+    c_out = taps.shape[0] // 9
+    tap_bias = _tap_bias(bias, c_out)
     out = torch.empty(b, c_out, 2 * h, 2 * w, dtype=x.dtype, device=x.device,
                       memory_format=image_format(x))
     x = x.contiguous(memory_format=CHANNELS_LAST)
     for b0, b1, r0, r1 in tiles(b, h, 9 * c_out * w * x.element_size()):
         lo, hi = max(r0 - 1, 0), min(r1 + 1, h)  # the band and its halo rows
         rows_of_x = _rows(x[b0:b1, :, lo:hi])
-        p = (rows_of_x @ tap_weight.t() if tap_bias is None
-             else torch.addmm(tap_bias, rows_of_x, tap_weight.t()))  # [b*rows*W, 9*Cout]
+        p = _scratch("products", (rows_of_x.shape[0], 9 * c_out), x)  # [b*rows*W, 9*Cout]
+        if tap_bias is None:
+            torch.mm(rows_of_x, taps.t(), out=p)
+        else:
+            torch.addmm(tap_bias, rows_of_x, taps.t(), out=p)
         p = p.view(b1 - b0, hi - lo, w, 3, 3, c_out)
         p = p.permute(0, 3, 4, 5, 1, 2)  # [b, ky, kx, Cout, rows, W]
         # Rows first, into [b, kx, Cout, 2n, W]; then columns, into the output tile.
-        rows = _empty_channels_last(p, b1 - b0, 3, c_out, 2 * (r1 - r0), w)
+        rows = _channels_last_scratch("rows", x, b1 - b0, 3, c_out, 2 * (r1 - r0), w)
         _sum_taps_along_rows(p, rows.unflatten(3, (r1 - r0, 2)), first=r0 - lo)
-        del p
         # The column sums go out in channels_last order, the products': written across that
         # order (an NCHW output) they ran 2-4x slower than into a buffer and one copy per tile.
         out_tile = out[b0:b1, :, 2 * r0:2 * r1]
         sums = out_tile if out_tile.is_contiguous(memory_format=CHANNELS_LAST) else \
-            torch.empty_like(out_tile, memory_format=CHANNELS_LAST)
+            _channels_last_scratch("image", x, b1 - b0, 1, c_out, 2 * (r1 - r0), 2 * w)[:, 0]
         _sum_taps_along_rows(rows.transpose(-1, -2), _column_pairs(sums, w))
         if epilogue is not None:
             epilogue(sums)
@@ -173,12 +209,15 @@ def taps_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     return out
 
 
-def taps_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, needs):
+def taps_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, needs,
+                  taps: torch.Tensor | None = None):
     """(grad of x, grad of weight) of taps_forward without its bias; needs: which are wanted
-    (at least one of the two: _UpsampleConv returns before calling it otherwise)."""
+    (at least one of the two: _UpsampleConv returns before calling it otherwise); taps: the
+    forward's tap_weight(weight), which only the input's gradient reads (made here if None)."""
     b, c_in, h, w = x.shape
     c_out = weight.shape[0]
-    tap_weight = _tap_weight(weight)
+    if needs[0] and taps is None:
+        taps = tap_weight(weight)
     layout = image_format(x)
     x = x.contiguous(memory_format=CHANNELS_LAST)
     grad_x = grad_taps = None
@@ -191,16 +230,18 @@ def taps_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, nee
         # [b, ky, kx, Cout, n, W], stored as the GEMM's output rows [b, n, W, 9*Cout].
         # Gathered in channels_last order (an NCHW gradient is copied so, tile by tile: read
         # across its order the gather ran 2x slower than the copy and the gather together).
-        grad_tile = grad[b0:b1, :, 2 * lo:2 * hi].contiguous(memory_format=CHANNELS_LAST)
-        rows = _empty_channels_last(grad, b1 - b0, 3, c_out, 2 * (hi - lo), w)
+        grad_tile = grad[b0:b1, :, 2 * lo:2 * hi]
+        if not grad_tile.is_contiguous(memory_format=CHANNELS_LAST):
+            grad_tile = _channels_last_scratch("image", grad, b1 - b0, 1, c_out, 2 * (hi - lo),
+                                               2 * w)[:, 0].copy_(grad_tile)
+        rows = _channels_last_scratch("rows", grad, b1 - b0, 3, c_out, 2 * (hi - lo), w)
         _gather_rows(_column_pairs(grad_tile, w), rows.transpose(-1, -2))
-        grad_p = grad.new_empty(b1 - b0, r1 - r0, w, 3, 3, c_out)
+        grad_p = _scratch("products", (b1 - b0, r1 - r0, w, 3, 3, c_out), grad)
         _gather_rows(rows.unflatten(3, (hi - lo, 2)), grad_p.permute(0, 3, 4, 5, 1, 2),
                      first=r0 - lo)
-        del rows
         grad_p = grad_p.view(-1, 9 * c_out)
         if needs[0]:  # [b*n*W, Cin]: the tile's gradient in channels_last order
-            grad_x_tile = (grad_p @ tap_weight).view(b1 - b0, r1 - r0, w, c_in).permute(0, 3, 1, 2)
+            grad_x_tile = (grad_p @ taps).view(b1 - b0, r1 - r0, w, c_in).permute(0, 3, 1, 2)
         if needs[1]:
             grad_taps_tile = grad_p.t() @ _rows(x[b0:b1, :, r0:r1])  # [9*Cout, Cin]
         if needs[0] and (b1 - b0, r1 - r0) == (b, h):  # one tile: no copy
