@@ -568,7 +568,7 @@ FOLDED_BACKWARD = ["aten::sum", "aten::mm", "aten::convolution_backward", "aten:
 
 
 @pytest.mark.parametrize("route,forward,backward", [
-    ("folded", FOLDED_FORWARD, FOLDED_BACKWARD), ("taps", 14, 18), ("unfused", 2, 2)])
+    ("folded", FOLDED_FORWARD, FOLDED_BACKWARD), ("taps", 14, 19), ("unfused", 2, 2)])
 def test_work_per_call_is_counted(monkeypatch, route, forward, backward):
     monkeypatch.setattr(uc, "cpu_route", lambda x, weight: route)
     x, weight, bias = _inputs(1, 2, 3, 3, 3, dtype=torch.float32)

@@ -46,7 +46,7 @@ import threading
 import torch
 import torch.nn.functional as F
 
-from .layout import image_format, matching_layout
+from .layout import image_format
 
 CHANNELS_LAST = torch.channels_last
 # Products per tile: cache-sized on the 2-core machine (32 MB L3: the products and the row sums
@@ -66,24 +66,24 @@ class _Scratch(threading.local):
 _SCRATCH = _Scratch()
 
 
-def _scratch(name: str, shape, like: torch.Tensor) -> torch.Tensor:
-    """An uninitialised contiguous tensor of `shape` in like's dtype and device, in memory this
-    thread keeps between calls. Why: a fresh tile temporary of a few MB is new memory on most
+def _scratch(name: str, shape, dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialised contiguous CPU tensor of `shape` and `dtype`, in memory this thread
+    keeps between calls. Why: a fresh tile temporary of a few MB is new memory on most
     calls (glibc returns the heap's freed top to the kernel and maps large blocks fresh), and
     the page faults of a small block's temporaries took about a tenth of its forward+backward
     (benchmarks/NOTES.md). One buffer per name (each name one temporary alive at a time),
     shared by every dtype (bytes, viewed); past SCRATCH_MAX_BYTES a fresh tensor, so a huge
     call leaves nothing large behind. The result must not outlive the call."""
-    nbytes = math.prod(shape) * like.element_size()
-    if nbytes > SCRATCH_MAX_BYTES or not like.is_cpu:
-        return like.new_empty(shape)
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes > SCRATCH_MAX_BYTES:
+        return torch.empty(shape, dtype=dtype)
     buffer = _SCRATCH.buffers.get(name)
     if buffer is None or buffer.numel() < nbytes:
         # A normal tensor even when made under inference_mode: in-place writes into an
         # inference tensor raise outside that mode.
         with torch.inference_mode(False):
             buffer = _SCRATCH.buffers[name] = torch.empty(nbytes, dtype=torch.uint8)
-    return buffer[:nbytes].view(like.dtype).view(shape)
+    return buffer[:nbytes].view(dtype).view(shape)
 
 
 def tap_weight(weight: torch.Tensor) -> torch.Tensor:
@@ -131,9 +131,9 @@ def _even_split(n: int, most: int):
     return ((i * n // parts, (i + 1) * n // parts) for i in range(parts))
 
 
-def _channels_last_scratch(name, like: torch.Tensor, b, taps, c, h, w) -> torch.Tensor:
+def _channels_last_scratch(name, dtype, b, taps, c, h, w) -> torch.Tensor:
     """A [B, taps, C, H, W] scratch view whose memory is [B, H, W, taps, C] (channels_last)."""
-    return _scratch(name, (b, h, w, taps, c), like).permute(0, 3, 4, 1, 2)
+    return _scratch(name, (b, h, w, taps, c), dtype).permute(0, 3, 4, 1, 2)
 
 
 def _sum_taps_along_rows(p, out, first=0):
@@ -186,7 +186,7 @@ def taps_forward(x: torch.Tensor, taps: torch.Tensor, bias: torch.Tensor | None,
     for b0, b1, r0, r1 in tiles(b, h, 9 * c_out * w * x.element_size()):
         lo, hi = max(r0 - 1, 0), min(r1 + 1, h)  # the band and its halo rows
         rows_of_x = _rows(x[b0:b1, :, lo:hi])
-        p = _scratch("products", (rows_of_x.shape[0], 9 * c_out), x)  # [b*rows*W, 9*Cout]
+        p = _scratch("products", (rows_of_x.shape[0], 9 * c_out), x.dtype)  # [b*rows*W, 9*Cout]
         if tap_bias is None:
             torch.mm(rows_of_x, taps.t(), out=p)
         else:
@@ -194,13 +194,13 @@ def taps_forward(x: torch.Tensor, taps: torch.Tensor, bias: torch.Tensor | None,
         p = p.view(b1 - b0, hi - lo, w, 3, 3, c_out)
         p = p.permute(0, 3, 4, 5, 1, 2)  # [b, ky, kx, Cout, rows, W]
         # Rows first, into [b, kx, Cout, 2n, W]; then columns, into the output tile.
-        rows = _channels_last_scratch("rows", x, b1 - b0, 3, c_out, 2 * (r1 - r0), w)
+        rows = _channels_last_scratch("rows", x.dtype, b1 - b0, 3, c_out, 2 * (r1 - r0), w)
         _sum_taps_along_rows(p, rows.unflatten(3, (r1 - r0, 2)), first=r0 - lo)
         # The column sums go out in channels_last order, the products': written across that
         # order (an NCHW output) they ran 2-4x slower than into a buffer and one copy per tile.
         out_tile = out[b0:b1, :, 2 * r0:2 * r1]
         sums = out_tile if out_tile.is_contiguous(memory_format=CHANNELS_LAST) else \
-            _channels_last_scratch("image", x, b1 - b0, 1, c_out, 2 * (r1 - r0), 2 * w)[:, 0]
+            _channels_last_scratch("image", x.dtype, b1 - b0, 1, c_out, 2 * (r1 - r0), 2 * w)[:, 0]
         _sum_taps_along_rows(rows.transpose(-1, -2), _column_pairs(sums, w))
         if epilogue is not None:
             epilogue(sums)
@@ -220,11 +220,14 @@ def taps_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, nee
         taps = tap_weight(weight)
     layout = image_format(x)
     x = x.contiguous(memory_format=CHANNELS_LAST)
-    grad_x = grad_taps = None
-    # The weight's gradient is a sum over tiles: in float32 at least, rounded to the weight's
-    # dtype once (each half-precision partial would add its own rounding).
+    # The input's gradient in channels_last order, each tile's GEMM writing its rows in place.
+    grad_x = torch.empty_like(x) if needs[0] else None
+    # The taps' gradient [9*Cout, Cin] is a sum over tiles: in float32 at least (each
+    # half-precision partial would add its own rounding), in scratch, rounded to the weight's
+    # dtype once at the end, in the weight's layout.
     accumulate_dtype = torch.float64 if weight.dtype == torch.float64 else torch.float32
-    for b0, b1, r0, r1 in tiles(b, h, 9 * c_out * w * grad.element_size()):
+    grad_taps = _scratch("weight", (9 * c_out, c_in), accumulate_dtype) if needs[1] else None
+    for tile, (b0, b1, r0, r1) in enumerate(tiles(b, h, 9 * c_out * w * grad.element_size())):
         lo, hi = max(r0 - 1, 0), min(r1 + 1, h)  # the band and its halo rows of the gradient
         # Columns first (the forward's last step) into [b, kx, Cout, 2*rows, W], then rows into
         # [b, ky, kx, Cout, n, W], stored as the GEMM's output rows [b, n, W, 9*Cout].
@@ -232,35 +235,34 @@ def taps_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, nee
         # across its order the gather ran 2x slower than the copy and the gather together).
         grad_tile = grad[b0:b1, :, 2 * lo:2 * hi]
         if not grad_tile.is_contiguous(memory_format=CHANNELS_LAST):
-            grad_tile = _channels_last_scratch("image", grad, b1 - b0, 1, c_out, 2 * (hi - lo),
-                                               2 * w)[:, 0].copy_(grad_tile)
-        rows = _channels_last_scratch("rows", grad, b1 - b0, 3, c_out, 2 * (hi - lo), w)
+            grad_tile = _channels_last_scratch("image", grad.dtype, b1 - b0, 1, c_out,
+                                               2 * (hi - lo), 2 * w)[:, 0].copy_(grad_tile)
+        rows = _channels_last_scratch("rows", grad.dtype, b1 - b0, 3, c_out, 2 * (hi - lo), w)
         _gather_rows(_column_pairs(grad_tile, w), rows.transpose(-1, -2))
-        grad_p = _scratch("products", (b1 - b0, r1 - r0, w, 3, 3, c_out), grad)
+        grad_p = _scratch("products", (b1 - b0, r1 - r0, w, 3, 3, c_out), grad.dtype)
         _gather_rows(rows.unflatten(3, (hi - lo, 2)), grad_p.permute(0, 3, 4, 5, 1, 2),
                      first=r0 - lo)
         grad_p = grad_p.view(-1, 9 * c_out)
-        if needs[0]:  # [b*n*W, Cin]: the tile's gradient in channels_last order
-            grad_x_tile = (grad_p @ taps).view(b1 - b0, r1 - r0, w, c_in).permute(0, 3, 1, 2)
+        if needs[0]:  # view(): a tile (whole samples or a band of rows) is one block of rows
+            torch.mm(grad_p, taps, out=grad_x[b0:b1, :, r0:r1].permute(0, 2, 3, 1).view(-1, c_in))
         if needs[1]:
-            grad_taps_tile = grad_p.t() @ _rows(x[b0:b1, :, r0:r1])  # [9*Cout, Cin]
-        if needs[0] and (b1 - b0, r1 - r0) == (b, h):  # one tile: no copy
-            grad_x = grad_x_tile
-        elif needs[0]:
-            if grad_x is None:
-                grad_x = torch.empty_like(x)
-            grad_x[b0:b1, :, r0:r1] = grad_x_tile
-        if needs[1]:
-            if grad_taps is None:
-                grad_taps = grad_taps_tile.to(accumulate_dtype)
+            rows_of_x = _rows(x[b0:b1, :, r0:r1])
+            if grad_p.dtype != accumulate_dtype:
+                partial = grad_p.t() @ rows_of_x
+                if tile == 0:
+                    grad_taps.copy_(partial)
+                else:
+                    grad_taps.add_(partial)
+            elif tile == 0:
+                torch.mm(grad_p.t(), rows_of_x, out=grad_taps)
             else:
-                grad_taps.add_(grad_taps_tile)
+                grad_taps.addmm_(grad_p.t(), rows_of_x)  # the GEMM adds the partial itself
     grad_weight = None
     if needs[1]:
-        # In the weight's own layout and dtype, one copy: AccumulateGrad takes a gradient laid
-        # out like its parameter as is, and copies any other (the permuted [3, 3, Cout, Cin]).
-        grad_weight = matching_layout(grad_taps.view(3, 3, c_out, c_in).permute(2, 3, 0, 1),
-                                      weight, weight.dtype)
+        # In the weight's own layout and dtype, one copy out of scratch: AccumulateGrad takes a
+        # gradient laid out like its parameter as is, and copies any other.
+        grad_weight = torch.empty_like(weight).copy_(
+            grad_taps.view(3, 3, c_out, c_in).permute(2, 3, 0, 1))
     if needs[0]:
         grad_x = grad_x.contiguous(memory_format=layout)
     return grad_x, grad_weight
