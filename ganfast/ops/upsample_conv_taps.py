@@ -30,7 +30,9 @@ which no cache holds, so the additions ran from memory and page faults cost as m
 bands of source rows of one sample, whose products take about TILE_BYTES. A band's products
 include one source row above and below it (the halo: out rows 2*r0 and 2*r1 - 1 read them), so
 banding recomputes 2 rows of products per band; the backward reads the output gradient's halo
-rows instead and computes each band's product gradient exactly once.
+rows instead and computes each band's product gradient exactly once. A tile's temporaries live
+in per-thread scratch memory kept between calls (_scratch): made fresh, even tile-sized ones
+were new, page-faulted memory on most calls.
 
 The products are laid out channels_last whatever x's layout (the GEMM's rows and the shifted
 additions are fastest so: measured 2.1-2.4x the unfused block against 1.7-2.0x keeping NCHW at
@@ -49,10 +51,9 @@ import torch.nn.functional as F
 from .layout import image_format
 
 CHANNELS_LAST = torch.channels_last
-# Products per tile: cache-sized on the 2-core machine (32 MB L3: the products and the row sums
-# of a tile stay in it) and below glibc's mmap threshold, so the buffers come back from the heap
-# on the next tile and the next call. 8 MB measured best among 2, 4, 8, 16 and 24 MB
-# (benchmarks/NOTES.md).
+# Products per tile: cache-sized (32 MB L3 on the 2-core machines: the products and the row sums
+# of a tile stay in it). 8 MB measured best among 2, 4, 8, 16 and 24 MB, and again among 1, 2, 4
+# and 8 MB once the temporaries were scratch (benchmarks/NOTES.md).
 TILE_BYTES = 8 << 20
 # Temporaries up to this size live in per-thread scratch memory kept between calls (_scratch).
 SCRATCH_MAX_BYTES = 2 * TILE_BYTES
