@@ -30,7 +30,7 @@ def load() -> tuple[bool, str]:
     return True, ""
 
 
-def arch_reason(capability: tuple[int, int]) -> str:
+def arch_reason(capability: tuple[int, int], gpu: str = "this GPU") -> str:
     """Why ganfast._C has no code for a GPU of this compute capability, or "" when it has.
 
     setup.py compiles machine code for each arch of GANFAST_CUDA_ARCHS, which runs on that major
@@ -50,7 +50,7 @@ def arch_reason(capability: tuple[int, int]) -> str:
             or any(c.rstrip("af") == str(here) for c in specific):
         return ""
     return (f"ganfast._C was built for compute capabilities {';'.join(archs)} and has no code "
-            f"for this GPU's {major}.{minor}: reinstall with GANFAST_CUDA_ARCHS={major}{minor} "
+            f"for {gpu}'s {major}.{minor}: reinstall with GANFAST_CUDA_ARCHS={major}{minor} "
             "(see the README's install section)")
 
 

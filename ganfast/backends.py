@@ -76,9 +76,17 @@ def _unavailable(name: str, on_cuda: bool, what_was_given: str) -> str:
         loaded, why = _extension.load()
         if not loaded:
             return why
-        # (without a visible GPU, on_cuda is hypothetical: nothing to compare the build with)
-        return _extension.arch_reason(torch.cuda.get_device_capability()) \
-            if torch.cuda.is_available() else ""
+        # Every visible GPU, not the current one: the resolution is cached per op and setting,
+        # not per device, and a process that mixes GPU generations must not be handed the
+        # cuda backend for a GPU without code (its launch fails with "no kernel image"). Without
+        # a visible GPU, on_cuda is hypothetical: nothing to compare the build with.
+        if not torch.cuda.is_available():
+            return ""
+        count = torch.cuda.device_count()
+        reasons = (_extension.arch_reason(torch.cuda.get_device_capability(index),
+                                          "this GPU" if count == 1 else f"GPU {index}")
+                   for index in range(count))
+        return next((why for why in reasons if why), "")
     raise ValueError(f"unknown backend {name!r}")
 
 

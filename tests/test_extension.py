@@ -83,9 +83,31 @@ def test_cuda_backend_refuses_a_gpu_the_build_has_no_code_for(monkeypatch, archs
     monkeypatch.setattr(_extension, "load", lambda: (True, ""))
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     reason = backends.unavailable_reason("cuda", torch.device("cuda"))
     if runs:
         assert reason == ""
     else:
         assert f"has no code for this GPU's {capability[0]}.{capability[1]}" in reason
         assert f"GANFAST_CUDA_ARCHS={capability[0]}{capability[1]}" in reason
+
+
+@pytest.mark.parametrize("current", [0, 1])
+def test_cuda_backend_needs_code_for_every_visible_gpu(monkeypatch, current):
+    # "auto" is resolved once per op and setting, not per device: with an H100 and a T4 in one
+    # process under the default "80;90", neither GPU is given the cuda backend, whichever is
+    # the current device, and the reason names the T4.
+    from ganfast import backends
+
+    capabilities = {0: (9, 0), 1: (7, 5)}
+    monkeypatch.setattr(_extension, "build_info",
+                        lambda: {"extension_built": True, "reason": "", "cuda_archs": "80;90"})
+    monkeypatch.setattr(_extension, "load", lambda: (True, ""))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_device_capability",
+                        lambda device=None: capabilities[current if device is None else device])
+    reason = backends.unavailable_reason("cuda", torch.device("cuda"))
+    assert "has no code for GPU 1's 7.5" in reason and "GANFAST_CUDA_ARCHS=75" in reason
+    capabilities[1] = (8, 6)  # an A6000 instead: code for both
+    assert backends.unavailable_reason("cuda", torch.device("cuda")) == ""
