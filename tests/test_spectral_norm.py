@@ -267,6 +267,25 @@ def test_data_parallel_replicas_share_the_fused_plans_per_device():
     assert copy.deepcopy(sn)._fused_plans is not sn._fused_plans
 
 
+@pytest.mark.parametrize("move", [lambda m: m.double(), lambda m: m.to("cpu"),
+                                  lambda m: m.to(memory_format=torch.channels_last)])
+def test_moving_the_module_drops_its_fused_plans(move):
+    # A plan belongs to the tensors it was made for and keeps buffers on their device (a
+    # channels_last weight's contiguous copy): .to() and the like drop the plans (in place: the
+    # dict stays shared with DataParallel replicas), and a plain call after the move still
+    # normalizes as PyTorch does.
+    layer = ganfast.nn.spectral_norm(nn.Conv2d(3, 4, 3))
+    sn = layer.parametrizations.weight[0]
+    plans = sn._fused_plans
+    plans[(1, 0)] = "a plan made for the tensors before the move"
+    move(layer)
+    assert sn._fused_plans is plans and plans == {}
+    weight = layer.parametrizations.weight.original
+    expected = weight / torch.linalg.matrix_norm(weight.detach().flatten(1), ord=2)
+    layer.eval()
+    torch.testing.assert_close(layer.weight, expected, rtol=1e-3, atol=1e-3)
+
+
 def test_deepcopy_keeps_state_and_hook():
     _, ours = make_pair("linear", torch.float32)
     twin = copy.deepcopy(ours)

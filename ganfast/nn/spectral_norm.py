@@ -93,6 +93,13 @@ class SpectralNorm(nn.Module):
             plan = plans[key] = ops.GroupPlan([weight], [self.dim], [key[0]])
         return ops.normalize_group(plan, [weight], [self._u], [self._v], self.eps, backend)[0]
 
+    def _apply(self, fn, *args, **kwargs):
+        # .to(), .cuda(), .half() and the like: the plans describe the tensors before the move
+        # and keep what they made for them (a channels_last weight's contiguous copy on the old
+        # device); cleared in place, so DataParallel replicas still share the dict.
+        self.__dict__.setdefault("_fused_plans", {}).clear()
+        return super()._apply(fn, *args, **kwargs)
+
     def right_inverse(self, value: torch.Tensor) -> torch.Tensor:
         return value
 
