@@ -160,6 +160,82 @@ def test_a_nan_loss_stops_the_run_naming_the_step_and_loss(tmp_path, monkeypatch
         t.run()
 
 
+def test_weights_gone_non_finite_are_never_checkpointed(tmp_path):
+    # A huge learning rate makes the weights NaN between log steps (losses are checked there
+    # only) and before a checkpoint step: the run stops there, the last good checkpoint kept.
+    from ganfast.train import checkpoint
+
+    t = make(tmp_path / "run", data="ring8", steps=40, log_every=20, sample_every=5,
+             eval_every=40, loss="wasserstein", penalty="none", lr_g=1e25, lr_d=1e25)
+    with pytest.raises(NonFiniteLoss, match="the weights are no longer finite"):
+        t.run()
+    saved = checkpoint.load(tmp_path / "run")
+    assert all(torch.isfinite(v).all() for part in ("G", "D") for v in saved[part].values()
+               if v.is_floating_point())
+
+
+def test_evaluations_come_at_eval_steps_that_are_not_log_steps(tmp_path):
+    make(tmp_path, data="ring8", steps=12, batch_size=32, log_every=5, eval_every=4).run()
+    evaluated = [r["step"] for r in rows(tmp_path) if "modes_covered" in r]
+    assert evaluated == [0, 4, 8, 12]
+
+
+@pytest.mark.parametrize("penalty,every", [("wgan-gp", 1), ("r1", 4), ("r2", 4), ("none", 4)])
+def test_penalty_every_defaults_per_penalty(tmp_path, penalty, every):
+    # WGAN-GP on every critic step (the canonical recipe), R1/R2 lazily (StyleGAN2's);
+    # an explicit --penalty-every wins.
+    assert make(tmp_path / "a", data="ring8", penalty=penalty).config.penalty_every == every
+    assert make(tmp_path / "b", data="ring8", penalty=penalty,
+                penalty_every=3).config.penalty_every == 3
+
+
+def test_progress_bar_keeps_the_logged_losses_between_log_steps(tmp_path):
+    from ganfast.train.monitor import Monitor
+
+    monitor = Monitor(tmp_path, 10, 0, True, False)
+    try:
+        monitor.advance(1, {"loss_d": 0.5})
+        monitor.advance(1, {})
+        assert "loss_d=0.5" in monitor.bar.postfix
+    finally:
+        monitor.close()
+
+
+def test_resume_from_a_damaged_checkpoint_names_it(tmp_path):
+    from ganfast.train import checkpoint
+
+    make(tmp_path, data="ring8", steps=2, batch_size=8).run()
+    (tmp_path / checkpoint.CHECKPOINT).write_bytes(b"PK\x03\x04garbage")
+    with pytest.raises(TrainingError, match="--resume: .*checkpoint.pt is not a readable"):
+        make(tmp_path, resume=True)
+
+
+def test_resume_with_models_that_do_not_fit_the_checkpoint_names_it(tmp_path):
+    from ganfast.train import checkpoint
+
+    make(tmp_path, data="ring8", steps=2, batch_size=8).run()
+    saved = checkpoint.load(tmp_path)
+    saved["G"] = {"not a key": torch.zeros(1)}
+    torch.save(saved, tmp_path / checkpoint.CHECKPOINT)
+    with pytest.raises(TrainingError, match="does not fit the models"):
+        make(tmp_path, resume=True)
+
+
+def test_missing_inception_weights_name_the_flag(tmp_path):
+    with pytest.raises(TrainingError, match="--inception-weights .*nowhere.pth"):
+        make(tmp_path / "run", data="digits", inception_weights=str(tmp_path / "nowhere.pth"))
+    notes = []
+    Trainer(TrainConfig(data="ring8", inception_weights=str(tmp_path / "nowhere.pth"),
+                        tensorboard=False), out=tmp_path / "points", log=notes.append)
+    assert any("--inception-weights measures images" in note for note in notes)
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32])
+def test_seed_out_of_range_is_refused(tmp_path, seed):
+    with pytest.raises(TrainingError, match=r"--seed must be in \[0, 2\*\*32\)"):
+        make(tmp_path, data="ring8", seed=seed)
+
+
 def _weights(t: Trainer) -> list:
     return [v.clone() for m in (t.G, t.D, t.G_ema) for v in m.state_dict().values()]
 
@@ -333,6 +409,44 @@ def test_torchrun_trains_with_ddp_on_gloo(tmp_path, dataset, model):
     table = rows(out)  # one writer: each row once
     assert [r["step"] for r in table] == [0, 2, 4]
     assert (out / "samples_final.png").exists() and (out / "checkpoint.pt").exists()
+
+
+DDP_RESUME_WORKER = """
+import sys, torch, torch.distributed as dist
+from ganfast.train import Trainer, TrainConfig
+settings = dict(data="ring8", steps=4, batch_size=8, log_every=2, eval_every=4, sample_every=2,
+                tensorboard=False)
+t = Trainer(TrainConfig(**settings), out=sys.argv[1], log=lambda text: None)
+t.run()
+state = t.sampler.get_state()
+t.close()
+dist.barrier()
+resumed = Trainer(TrainConfig(**{**settings, "steps": 6}), out=sys.argv[1], resume=True,
+                  log=lambda text: None)
+assert torch.equal(resumed.sampler.get_state(), state), "the sampler did not continue its stream"
+states = [torch.zeros_like(state) for _ in range(2)]
+dist.all_gather(states, state)
+assert not torch.equal(states[0], states[1]), "the processes share one stream"
+print("rank", dist.get_rank(), "resumed its own stream")
+resumed.close()
+dist.destroy_process_group()
+"""
+
+
+def test_torchrun_resume_gives_each_process_its_own_random_stream(tmp_path):
+    # Each process draws its own data indices, latents and labels: a checkpoint keeps every
+    # process's generator state, and a resume with another number of processes is refused.
+    worker = tmp_path / "worker.py"
+    worker.write_text(DDP_RESUME_WORKER)
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                             "--nproc_per_node", "2", str(worker), str(out)],
+                            capture_output=True, text=True, env=env, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("resumed its own stream") == 2
+    with pytest.raises(TrainingError, match="written by 2 process\\(es\\) and this run has 1"):
+        make(out, resume=True)
 
 
 def test_trainer_module_names_its_public_pieces():

@@ -27,6 +27,7 @@ def load(out: Path) -> dict:
 
 
 def rng_state(generator: torch.Generator) -> dict:
+    """This process's random state: torch's global RNG, the sampler's, and CUDA's."""
     state = {"torch": torch.get_rng_state(), "sampler": generator.get_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -38,3 +39,23 @@ def restore_rng(state: dict, generator: torch.Generator) -> None:
     generator.set_state(state["sampler"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def all_ranks_rng_state(generator: torch.Generator, world: int) -> dict:
+    """The random state to checkpoint: with several processes, every process's own (gathered:
+    each draws its own data indices, latents and labels), under "per_rank"."""
+    if world == 1:
+        return rng_state(generator)
+    import torch.distributed as dist
+
+    states = [None] * world
+    dist.all_gather_object(states, rng_state(generator))
+    return {"per_rank": states}
+
+
+def rank_rng_state(saved: dict, rank: int, world: int) -> dict:
+    """This process's part of a checkpoint's random state; None when the checkpoint was written
+    by another number of processes (the streams cannot then continue as they were)."""
+    if "per_rank" in saved:
+        return saved["per_rank"][rank] if len(saved["per_rank"]) == world else None
+    return saved if world == 1 else None  # a single process's

@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="default: 10 for wgan-gp, 1 for r1/r2 (0.1 on 2-D points)")
     parser.add_argument("--penalty-every", type=int,
                         help="lazy regularization: apply the penalty every k-th D step, times k "
-                             f"(default: {d.penalty_every})")
+                             "(default: 1 for wgan-gp, 4 for r1/r2)")
     parser.add_argument("--steps", type=int, help=f"generator steps ({_per_dataset('steps')})")
     parser.add_argument("--batch-size", type=int, help=f"per process ({_per_dataset('batch_size')})")
     parser.add_argument("--lr-g", type=float, help=f"generator Adam lr ({_per_dataset('lr_g')})")
@@ -44,6 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ema", type=float, help=f"generator EMA decay (default: {d.ema})")
     parser.add_argument("--conditional", action="store_true", default=None,
                         help="AC-GAN: class-conditional G, D with an auxiliary classifier")
+    parser.add_argument("--ac-weight", type=float,
+                        help=f"AC-GAN: weight of the class loss in D and G (default: {d.ac_weight})")
     parser.add_argument("--width", type=int,
                         help="model width (channels / hidden units; default: mlp 256, dcgan 32, "
                              "sngan 64)")

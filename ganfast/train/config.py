@@ -12,7 +12,8 @@ class TrainConfig:
     loss: str = "nonsaturating"
     penalty: str = "r1"
     penalty_weight: float | None = None   # default: 10 for wgan-gp, 1 for r1/r2
-    penalty_every: int = 4        # lazy regularization interval k (gain k)
+    penalty_every: int | None = None  # lazy regularization interval k (gain k); default: 1 for
+                                      # wgan-gp (the canonical recipe), 4 for r1/r2 (StyleGAN2's)
     steps: int | None = None      # generator steps; default per dataset (see PRESETS)
     batch_size: int | None = None
     lr_g: float | None = None

@@ -133,8 +133,11 @@ class Monitor:
                 self.board = SummaryWriter(str(out / "tensorboard"), purge_step=purge)
 
     def advance(self, steps: int, postfix: dict) -> None:
+        """Move the bar by `steps`; a non-empty postfix replaces the figures shown beside it
+        (an empty one keeps the last logged losses on screen)."""
         if self.bar is not None:
-            self.bar.set_postfix({k: f"{v:.3g}" for k, v in postfix.items()}, refresh=False)
+            if postfix:
+                self.bar.set_postfix({k: f"{v:.3g}" for k, v in postfix.items()}, refresh=False)
             self.bar.update(steps)
 
     def log(self, row: dict) -> None:

@@ -55,3 +55,9 @@ def penalty(name: str, critic, real, fake, weight: float, backend: str, scaler=N
 
 def default_penalty_weight(name: str) -> float:
     return {"wgan-gp": 10.0}.get(name, 1.0)
+
+
+def default_penalty_every(name: str) -> int:
+    """WGAN-GP's penalty on every critic step, as Gulrajani et al.; R1/R2 lazily, every 4th D
+    step times 4, as StyleGAN2 (Karras et al. 2020)."""
+    return {"wgan-gp": 1}.get(name, 4)

@@ -193,6 +193,8 @@ class Trainer:
             torch.set_num_threads(1)
         if config.penalty_weight is None:
             config.penalty_weight = objectives.default_penalty_weight(config.penalty)
+        if config.penalty_every is None:
+            config.penalty_every = objectives.default_penalty_every(config.penalty)
         # Derived from the length unless set, and not stored: a resumed run that grows derives
         # them from its new length.
         self.log_every = config.log_every or max(1, config.steps // 100)
@@ -221,8 +223,9 @@ class Trainer:
         except ValueError as err:
             raise TrainingError(str(err)) from None
         for name in ("n_critic", "penalty_every"):
-            if getattr(c, name) < 1:
-                raise TrainingError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(c, name)}")
+            value = getattr(c, name)
+            if value is not None and value < 1:
+                raise TrainingError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
 
     def _check_numbers(self) -> None:
         c = self.config
@@ -240,6 +243,8 @@ class Trainer:
             value = getattr(c, name)
             if value is not None and not value >= 0:
                 raise TrainingError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
+        if not 0 <= c.seed < 2**32:  # the sampler's seed (seed * 1000 + rank) must fit 64 bits
+            raise TrainingError(f"--seed must be in [0, 2**32), got {c.seed}")
         if not 0 <= c.ema < 1:
             raise TrainingError(f"--ema must be in [0, 1) (a decay; 0: no averaging), got {c.ema}")
 
@@ -252,7 +257,11 @@ class Trainer:
         if resume:
             if not has_checkpoint:
                 raise TrainingError(f"--resume: {self.out} holds no {checkpoint.CHECKPOINT} to resume from")
-            return checkpoint.load(self.out)
+            try:
+                return checkpoint.load(self.out)
+            except Exception as err:  # torch.load raises many kinds for a damaged file
+                raise TrainingError(f"--resume: {self.out / checkpoint.CHECKPOINT} is not a "
+                                    f"readable checkpoint ({type(err).__name__}: {err})") from None
         if has_checkpoint:
             raise TrainingError(f"{self.out} already holds a run: continue it with --resume, or "
                                 "choose another --out (nothing was overwritten)")
@@ -329,8 +338,16 @@ class Trainer:
         self.evaluator, self.eval_samples = quality.for_dataset(ds, self._say)
         weights = c.inception_weights or os.environ.get("GANFAST_INCEPTION_WEIGHTS")
         if weights and ds.x.dim() == 4:
-            self.evaluator = quality.InceptionFID(weights, ds.x, self.evaluator, self.device)
+            try:
+                self.evaluator = quality.InceptionFID(weights, ds.x, self.evaluator, self.device)
+            except (OSError, ValueError, ImportError) as err:  # missing, unreadable, wrong keys
+                source = ("--inception-weights" if c.inception_weights
+                          else "$GANFAST_INCEPTION_WEIGHTS")
+                raise TrainingError(f"{source} {weights}: {err}") from None
             self.eval_samples = self.eval_samples or quality.DIGITS_SAMPLES
+        elif c.inception_weights:
+            self._say(f"note: --inception-weights measures images; {c.data} holds points, so "
+                      "the run reports its built-in measures only")
         fixed = torch.Generator().manual_seed(12345)
         rows = max(self.num_classes, 1) if self.num_classes else 8
         cols = 10 if self.num_classes else 8
@@ -339,17 +356,30 @@ class Trainer:
                         if self.num_classes else None)
         self.grid_rows = rows
         if saved is not None:  # last: building the pieces above may draw from the global RNG
-            checkpoint.restore_rng(saved["rng"], self.sampler)
+            checkpoint.restore_rng(self._saved_rng(saved), self.sampler)
+
+    def _saved_rng(self, saved) -> dict:
+        state = checkpoint.rank_rng_state(saved["rng"], self.rank, self.world)
+        if state is None:
+            written_by = len(saved["rng"].get("per_rank", [None]))
+            raise TrainingError(f"--resume: {self.out} was written by {written_by} process(es) and "
+                                f"this run has {self.world}: resume with the same number, so each "
+                                "continues its own data and latent stream")
+        return state
 
     def _restore(self, saved) -> None:
-        self.G.load_state_dict(saved["G"])
-        self.D.load_state_dict(saved["D"])
-        self.G_ema.load_state_dict(saved["G_ema"])
-        self.opt_g.load_state_dict(saved["opt_g"])
-        self.opt_d.load_state_dict(saved["opt_d"])
-        self.scaler_d.load_state_dict(saved["scaler_d"])
-        self.scaler_g.load_state_dict(saved["scaler_g"])
-        self.step = int(saved["step"])
+        try:
+            self.G.load_state_dict(saved["G"])
+            self.D.load_state_dict(saved["D"])
+            self.G_ema.load_state_dict(saved["G_ema"])
+            self.opt_g.load_state_dict(saved["opt_g"])
+            self.opt_d.load_state_dict(saved["opt_d"])
+            self.scaler_d.load_state_dict(saved["scaler_d"])
+            self.scaler_g.load_state_dict(saved["scaler_g"])
+            self.step = int(saved["step"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as err:
+            raise TrainingError(f"--resume: {self.out / checkpoint.CHECKPOINT} does not fit the "
+                                f"models this run builds ({type(err).__name__}: {err})") from None
         self.resumed_from = self.step
         self._say(f"resuming {self.out} at step {self.step} of {self.config.steps}")
 
@@ -462,7 +492,10 @@ class Trainer:
 
     def save_checkpoint(self) -> None:
         """checkpoint.pt (everything --resume needs) and generator_ema.safetensors, each written
-        atomically (the writing process only)."""
+        atomically (the writing process only), never over the last one with weights gone
+        non-finite (raises NonFiniteLoss instead)."""
+        self._check_finite_weights()
+        rng = checkpoint.all_ranks_rng_state(self.sampler, self.world)  # (a collective)
         if not self.writer:
             return
         state = {"G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(),
@@ -470,8 +503,20 @@ class Trainer:
                  "scaler_d": self.scaler_d.state_dict(), "scaler_g": self.scaler_g.state_dict(),
                  "step": self.step, "config": self.config.to_dict(),
                  "data_shape": list(self.dataset.x.shape[1:]),
-                 "rng": checkpoint.rng_state(self.sampler)}
+                 "rng": rng}
         checkpoint.save(self.out, state, self.G_ema.state_dict())
+
+    def _check_finite_weights(self) -> None:
+        """Raise NonFiniteLoss if G or D holds NaN/Inf. Losses are checked at log steps only (one
+        sync per interval), but checkpoints come at their own steps: one saved between a loss
+        going NaN and its log step would replace the last good checkpoint with NaN weights.
+        One pass over the weights and one sync per checkpoint; every process takes the same
+        decision (DDP keeps the weights equal)."""
+        weights = [p.detach() for model in (self.G, self.D) for p in model.parameters()]
+        if weights and not torch.stack([torch.isfinite(w).all() for w in weights]).all():
+            raise NonFiniteLoss(f"step {self.step}: the weights are no longer finite; stopping "
+                                f"(last checkpoint kept in {self.out}; try a lower learning rate "
+                                "or a penalty)")
 
     def _flush(self, monitor: Monitor, pending: list, started: float, started_step: int) -> None:
         """Log the mean losses since the last row; stop on the first non-finite one."""
@@ -506,7 +551,7 @@ class Trainer:
         if self.writer:
             self._make_run_folder()
         if self.step == 0:
-            self._say(f"training {c.model} ({type(self.G).__name__}) on {c.data} "
+            self._say(f"training {type(self.G).__name__} and {type(self.D).__name__} on {c.data} "
                       f"{list(self.dataset.x.shape)}, loss {c.loss}, penalty {c.penalty}, "
                       f"{c.steps} steps, batch {c.batch_size} x {self.world} process(es), "
                       f"device {self.device}, writing {self.out}")
@@ -538,7 +583,8 @@ class Trainer:
                     self.step += 1
                     pending.append((self.step, loss_d, loss_g))
                     monitor.advance(1, {})
-                    if self.step % self.log_every == 0 or self.step == c.steps:
+                    if self.step % self.log_every == 0 or self.step % self.eval_every == 0 \
+                            or self.step == c.steps:  # (an evaluation comes with a row)
                         self._flush(monitor, pending, started, started_step)
                     if self.step % self.sample_every == 0 and self.step != c.steps:
                         self.save_samples(f"samples_{self.step:07d}.png")
