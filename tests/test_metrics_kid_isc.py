@@ -122,3 +122,36 @@ def test_precision_recall_on_drawn_sizes_and_tiles_matches_torch_fidelity(n_fake
     real = torch.randn(n_real, d, generator=g, dtype=torch.float64) + 0.4
     expected = metric_prc.calculate_precision_recall_full(fake, real, neighborhood=k)
     assert precision_recall(fake, real, k=k, tile=tile) == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("call,name", [
+    (lambda f: kid(f, f, subsets=2.0, subset_size=5), "subsets"),
+    (lambda f: kid(f, f, subsets=2, subset_size=10.0), "subset_size"),
+    (lambda f: kid(f, f, subsets=2, subset_size=None), "subset_size"),
+    (lambda f: kid(f, f, subsets=2, subset_size=5, seed=-1), "seed"),
+    (lambda f: inception_score(f, splits=2.5), "splits"),
+])
+def test_count_arguments_must_be_ints_named(call, name):
+    with pytest.raises(ValueError, match=f"^{name} must be an int"):
+        call(torch.randn(20, 4, dtype=torch.float64))
+
+
+def test_inception_score_with_a_class_no_row_predicts():
+    # A class whose probability underflows to 0 in every row of a split adds 0 to the KL (its
+    # limit), not NaN: the score equals that of the logits without the class.
+    logits = torch.randn(30, 5, dtype=torch.float64)
+    dead = torch.cat([logits, torch.full((30, 1), -1e4, dtype=torch.float64)], 1)
+    got = inception_score(dead, splits=3)
+    expected = inception_score(logits, splits=3)
+    assert got == pytest.approx(expected, rel=1e-12)
+
+
+def test_metrics_compute_on_the_first_tensors_device():
+    # numpy arguments join the device of a tensor given after them.
+    import numpy as np
+
+    from ganfast.metrics._tensors import first_device
+
+    meta = torch.zeros(1, device="meta")
+    assert first_device(np.zeros(1), meta, torch.zeros(1)) == meta.device
+    assert first_device(np.zeros(1), np.zeros(1)) is None

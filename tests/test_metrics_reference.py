@@ -45,3 +45,24 @@ def test_bad_arguments():
         ref.distance_to_features(np.zeros((1, 4)))
     with pytest.raises(ValueError, match="sigma"):
         FrechetReference(np.zeros(4), np.eye(3))
+
+
+def test_batch_larger_than_the_features_takes_the_d_by_d_form(monkeypatch):
+    # (XL)(XL)^T and (XL)^T(XL) share their non-zero eigenvalues: past n = D the eigenproblem is
+    # D x D, not n x n, and the distance is the same as from the batch's statistics.
+    from ganfast.metrics import reference
+
+    rng = np.random.default_rng(3)
+    d = 12
+    mu, sigma = random_stats(rng, d, 40)
+    ref = FrechetReference(mu, sigma)
+    sizes = []
+    real = reference.sum_sqrt_eigenvalues
+    monkeypatch.setattr(reference, "sum_sqrt_eigenvalues",
+                        lambda m: sizes.append(m.shape) or real(m))
+    for n in (5, 12, 50):
+        x = rng.standard_normal((n, d)) * 2 + 1
+        got = ref.distance_to_features(x)
+        expected = frechet_distance(x.mean(0), np.cov(x, rowvar=False), mu, sigma)
+        assert got == pytest.approx(expected, rel=1e-9, abs=1e-9)
+    assert sizes[0] == (5, 5) and sizes[1] == (12, 12) and sizes[2] == (d, d)

@@ -174,3 +174,39 @@ def test_gpu_update_matches_cpu():
     for part in x.float().cuda().split(100):
         gpu.update(part)
     assert rel_err(gpu.covariance.cpu(), np.cov(x.float().double().numpy(), rowvar=False)) < 1e-5
+
+
+def test_float32_features_fewer_than_dimensions_give_np_cov_fid():
+    # With fewer samples than features the covariance is rank-deficient; float32 products would
+    # put rounding noise (~1e-7 of its scale) into its null space, and each such direction adds
+    # sqrt(noise) to tr sqrt(S1 S2). The statistics of float32 features give np.cov's FID.
+    from ganfast.metrics import frechet_distance
+
+    rng = np.random.default_rng(7)
+    d = 256
+    mix = rng.standard_normal((d, d))
+    few = np.maximum(rng.standard_normal((100, d)) @ mix, 0).astype(np.float32)
+    many = np.maximum(rng.standard_normal((2000, d)) @ mix + 0.3, 0).astype(np.float32)
+    stats = [FeatureStats(d), FeatureStats(d)]
+    for s, x in zip(stats, (few, many), strict=True):
+        for start in range(0, len(x), 50):
+            s.update(torch.from_numpy(x[start:start + 50]))
+    got = frechet_distance(stats[0].mean, stats[0].covariance, stats[1].mean, stats[1].covariance)
+    few64, many64 = few.astype(np.float64), many.astype(np.float64)
+    expected = frechet_distance(few64.mean(0), np.cov(few64, rowvar=False),
+                                many64.mean(0), np.cov(many64, rowvar=False))
+    assert got == pytest.approx(expected, rel=1e-8)
+
+
+@pytest.mark.parametrize("contents,message", [
+    (dict(mu=np.array(["a", "b"]), sigma=np.eye(2)), "mu must hold real numbers"),
+    (dict(mu=np.zeros(2, complex), sigma=np.eye(2)), "mu must hold real numbers"),
+    (dict(mu=np.zeros(2), sigma=np.eye(2), count=np.array([10, 20])), "count must be a single"),
+    (dict(mu=np.zeros(3), sigma=np.array([[1.0, 5, 0], [0, 1, 0], [0, 0, 1]]), count=5),
+     "sigma is not symmetric"),
+])
+def test_load_refuses_statistics_that_are_not_a_covariance(tmp_path, contents, message):
+    path = tmp_path / "bad.npz"
+    np.savez(path, **contents)
+    with pytest.raises(ValueError, match=f"bad.npz: {message}"):
+        FeatureStats.load(path)

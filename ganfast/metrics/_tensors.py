@@ -21,6 +21,12 @@ def as_float64(value, name: str, ndim: int, device: torch.device | None = None) 
     return value.to(device=device if device is not None else value.device, dtype=torch.float64)
 
 
+def first_device(*values) -> torch.device | None:
+    """The device of the first torch tensor among `values` (None when all are numpy): where a
+    metric computes, so numpy arguments join a tensor given after them."""
+    return next((v.device for v in values if isinstance(v, torch.Tensor)), None)
+
+
 def check_int(value, name: str, minimum: int, why: str = "") -> int:
     """`value` as an int (numpy integers included; bools and floats refused), at least
     `minimum`, or a ValueError naming the argument (`why`: a parenthetical reason)."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from ._tensors import as_float64, check_stats
+from ._tensors import as_float64, check_stats, first_device
 
 
 def psd_factor(sigma: torch.Tensor) -> torch.Tensor:
@@ -54,9 +54,10 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     """FID between N(mu1, sigma1) and N(mu2, sigma2); numpy arrays or tensors, any device.
 
     Equal to pytorch-fid's calculate_frechet_distance (to rounding) without its complex-valued
-    failure modes; computed in float64 on sigma1's device.
+    failure modes; computed in float64 on sigma1's device (the first tensor's among the
+    arguments when sigma1 is a numpy array).
     """
-    device = sigma1.device if isinstance(sigma1, torch.Tensor) else None
+    device = first_device(sigma1, sigma2, mu1, mu2)
     mu1 = as_float64(mu1, "mu1", 1, device)
     mu2 = as_float64(mu2, "mu2", 1, device)
     sigma1 = as_float64(sigma1, "sigma1", 2, device)

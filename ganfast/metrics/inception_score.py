@@ -6,9 +6,11 @@ shuffle the rows yourself for that, e.g. with its permutation, to get its number
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from ._tensors import as_float64
+from ._tensors import as_float64, check_int
 
 
 def inception_score(logits, splits=10):
@@ -20,14 +22,19 @@ def inception_score(logits, splits=10):
     `numpy.random.RandomState(2020).permutation(N)`."""
     logits = as_float64(logits, "logits", 2)
     n = logits.shape[0]
-    if not 1 <= splits <= n:
+    splits = check_int(splits, "splits", 1)
+    if splits > n:
         raise ValueError(f"splits must be in [1, N={n}], got {splits}")
     log_p = logits.log_softmax(dim=1)
     p = log_p.exp()
     scores = []
     for i in range(splits):
         rows = slice(i * n // splits, (i + 1) * n // splits)
-        log_q = p[rows].mean(0, keepdim=True).log()
+        # log of the split's mean p(y), from the log-probabilities: finite even for a class whose
+        # probability underflows to 0 in every row (log of the mean p would be -inf, and
+        # 0 * inf NaN); such a class adds 0 to the KL, its limit
+        size = rows.stop - rows.start
+        log_q = torch.logsumexp(log_p[rows], 0, keepdim=True) - math.log(size)
         scores.append((p[rows] * (log_p[rows] - log_q)).sum(1).mean().exp())
     scores = torch.stack(scores)
     return float(scores.mean()), float(scores.std(unbiased=False))

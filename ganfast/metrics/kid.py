@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._tensors import as_float64, check_int
+from ._tensors import as_float64, check_int, first_device
 
 SUBSETS_PER_GEMM = 8  # bounds memory at 8 * subset_size * (D + 3 * subset_size) doubles
 
@@ -25,20 +25,21 @@ def _unbiased_mmd2(k_xx: torch.Tensor, k_xy: torch.Tensor, k_yy: torch.Tensor) -
 
 def kid(features1, features2, subsets=100, subset_size=1000, degree=3, gamma=None, coef0=1.0, seed=0):
     """(mean, std) over subsets of MMD^2 with kernel (gamma <x, y> + coef0) ** degree."""
-    device = features1.device if isinstance(features1, torch.Tensor) else None
+    device = first_device(features1, features2)
     f1 = as_float64(features1, "features1", 2, device)
     f2 = as_float64(features2, "features2", 2, device)
     if f1.shape[1] != f2.shape[1]:
         raise ValueError(
             f"features1 and features2 must have the same width, got {f1.shape[1]} and {f2.shape[1]}"
         )
-    if subset_size < 2 or subset_size > min(len(f1), len(f2)):
+    subsets = check_int(subsets, "subsets", 1)
+    subset_size = check_int(subset_size, "subset_size", 2)
+    check_int(seed, "seed", 0, "numpy's RandomState seed")
+    if subset_size > min(len(f1), len(f2)):
         raise ValueError(
             "subset_size must be in [2, min(len(features1), len(features2))] = "
             f"[2, {min(len(f1), len(f2))}], got {subset_size}"
         )
-    if subsets < 1:
-        raise ValueError(f"subsets must be >= 1, got {subsets}")
     check_int(degree, "degree", 1, "a polynomial kernel's")
     if gamma is not None and not gamma > 0:
         raise ValueError(f"gamma must be > 0 (or None: 1 / D), got {gamma!r}")

@@ -48,7 +48,8 @@ class FrechetReference:
         return float(fid)
 
     def distance_to_features(self, features) -> float:
-        """FID of a batch of features [n, D] (n >= 2) against the reference, in O(n D^2)."""
+        """FID of a batch of features [n, D] (n >= 2) against the reference, in O(n D^2)
+        (an n x n eigenproblem for n <= D, D x D beyond)."""
         x = as_float64(features, "features", 2, self.mu.device)
         n, d = x.shape
         self._check_length(d, "features")
@@ -56,7 +57,10 @@ class FrechetReference:
             raise ValueError(f"features needs at least 2 rows for a covariance, got {n}")
         mean = x.mean(0)
         centred = (x - mean) @ self.factor  # X L: [n, D]
-        gram = centred @ centred.mT / (n - 1)  # eigenvalues = the non-zero ones of S_r S_b
+        # (XL)(XL)^T and (XL)^T(XL) share their non-zero eigenvalues (those of S_r S_b): the
+        # smaller of the two, n x n for a small batch, D x D past n = D (memory and eigvalsh
+        # stay O(min(n, D)^2) and O(min(n, D)^3))
+        gram = (centred @ centred.mT if n <= d else centred.mT @ centred) / (n - 1)
         tr_covmean = sum_sqrt_eigenvalues(gram)
         tr_batch = (x - mean).square().sum() / (n - 1)
         diff = mean - self.mu
