@@ -263,3 +263,30 @@ def test_image_folders_without_pillow_are_named_before_extraction(tmp_path, monk
                         lambda name, *args: None if name == "PIL" else real_find_spec(name, *args))
     assert main(["fid", str(a), str(a), "--features", "fid_test_features:colour_features"]) == 1
     assert f"reading the images of {a} needs Pillow: pip install Pillow" in capsys.readouterr().err
+
+
+def test_fid_alone_streams_the_statistics_without_keeping_features(tmp_path, extractor):
+    # FID needs O(D^2): each batch goes into the statistics as it comes, and the features are
+    # kept only for --kid and --prc.
+    from ganfast.metrics import cli as fid_cli
+
+    folder = _folder(tmp_path / "a", 23, 0)
+    files = fid_cli._image_files(folder)
+    expected = _features(folder, extractor).numpy()
+    for keep in (False, True):
+        stats, features, logits = fid_cli._features_of_folder(
+            folder, files, (extractor, None), 5, torch.device("cpu"), False, keep=keep)
+        assert logits is None and (features is None) == (not keep)
+        assert stats.count == 23
+        np.testing.assert_allclose(stats.covariance.numpy(), np.cov(expected, rowvar=False),
+                                   rtol=1e-5, atol=1e-9)  # a float32 extractor
+
+    calls = []
+
+    def changing_width(images):  # 10 features for the first batch, 9 after
+        calls.append(len(images))
+        return extractor(images)[:, : 10 if len(calls) == 1 else 9]
+
+    with pytest.raises(fid_cli.FidError, match="returned 10 features per image for earlier"):
+        fid_cli._features_of_folder(folder, files, (changing_width, None), 5,
+                                    torch.device("cpu"), False, keep=False)

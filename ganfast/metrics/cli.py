@@ -78,7 +78,7 @@ def run(args) -> int:
 
 
 def compute(args) -> list[str]:
-    from . import FeatureStats, frechet_distance, inception_score, kid, precision_recall
+    from . import frechet_distance, inception_score, kid, precision_recall
 
     # Everything that can be checked before the features are: extraction can take hours.
     if args.batch_size < 1:
@@ -104,9 +104,9 @@ def compute(args) -> list[str]:
     stats, features, logits = [], [], []
     for source in sources:
         if source in files:
-            f, lg = _features_of_folder(source, files[source], extractor, args.batch_size,
-                                        device, args.isc)
-            stats.append(FeatureStats(f.shape[1]).update(f))
+            s, f, lg = _features_of_folder(source, files[source], extractor, args.batch_size,
+                                           device, args.isc, keep=args.kid or args.prc)
+            stats.append(s)
             features.append(f)
             logits.append(lg)
         else:
@@ -245,9 +245,14 @@ def _read(path: Path) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _features_of_folder(folder, files, extractor, batch_size, device, with_logits):
+def _features_of_folder(folder, files, extractor, batch_size, device, with_logits, keep):
+    """(FeatureStats, the features [N, D] float64 if `keep` else None, the logits if
+    `with_logits` else None) of a folder's images. The statistics take each batch as it comes:
+    FID alone holds O(D^2), not the N x D features (KID and precision/recall need them)."""
+    from .stats import FeatureStats
+
     features_fn, logits_of_features = extractor
-    features, logits, size = [], [], None
+    stats, features, logits, size = None, [], [], None
     for start in tqdm(range(0, len(files), batch_size), desc=f"features of {folder}",
                       unit="batch", leave=False):
         batch = [_read(p) for p in files[start:start + batch_size]]
@@ -265,10 +270,18 @@ def _features_of_folder(folder, files, extractor, batch_size, device, with_logit
             raise FidError(f"the feature extractor must return a tensor (or numpy array) of "
                            f"[N, D] features for N images; got "
                            f"{type(f).__name__} {tuple(getattr(f, 'shape', ()))}")
-        features.append(f.double().cpu())
+        f = f.double().cpu()
+        stats = stats or FeatureStats(f.shape[1])
+        if f.shape[1] != stats.num_features:
+            raise FidError(f"the feature extractor returned {stats.num_features} features per "
+                           f"image for earlier images of {folder} and {f.shape[1]} now")
+        stats.update(f)
+        if keep:
+            features.append(f)
         if with_logits:
-            logits.append(logits_of_features(features[-1]))
-    return torch.cat(features), (torch.cat(logits) if with_logits else None)
+            logits.append(logits_of_features(f))
+    return (stats, torch.cat(features) if keep else None,
+            torch.cat(logits) if with_logits else None)
 
 
 def _load_stats(path: Path, args):
