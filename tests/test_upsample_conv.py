@@ -444,11 +444,13 @@ def test_tiled_partial_gradients_and_inference(monkeypatch):
                                    unfused(x, weight, bias, "relu"))
 
 
-def test_scratch_memory_is_reused_and_never_returned():
+def test_scratch_memory_is_reused_and_never_returned(monkeypatch):
     # The tiles' temporaries live in per-thread scratch kept between calls: a second call reuses
     # it (the same memory), shared by dtypes and sizes; no result aliases it, so an earlier
     # call's output and gradients survive later calls.
     from ganfast.ops import upsample_conv_taps as taps
+
+    monkeypatch.setattr(taps, "SCRATCH_MIN_BYTES", 0)  # these temporaries are small
 
     x, weight, bias = _inputs(2, 3, 4, 5, 3)
     grad_out = torch.randn(2, 4, 10, 6, dtype=torch.float64)
@@ -468,13 +470,16 @@ def test_scratch_memory_is_reused_and_never_returned():
         assert all(got.untyped_storage().data_ptr() != ptr for ptr in kept.values())
 
 
-def test_scratch_past_its_limit_is_fresh_memory(monkeypatch):
+@pytest.mark.parametrize("limits", [(0, 64), (1 << 20, 1 << 30)])
+def test_scratch_outside_its_limits_is_fresh_memory(monkeypatch, limits):
+    # Over the upper limit: nothing large kept; under the lower one: malloc's free lists serve.
     from ganfast.ops import upsample_conv_taps as taps
 
     monkeypatch.setattr(taps, "_SCRATCH", taps._Scratch())
-    monkeypatch.setattr(taps, "SCRATCH_MAX_BYTES", 64)
+    monkeypatch.setattr(taps, "SCRATCH_MIN_BYTES", limits[0])
+    monkeypatch.setattr(taps, "SCRATCH_MAX_BYTES", limits[1])
     _check_against_unfused(*_inputs(2, 3, 4, 5, 3), "leaky_relu", 0.2)
-    assert taps._SCRATCH.buffers == {}  # every temporary was over 64 bytes
+    assert taps._SCRATCH.buffers == {}  # every temporary was over 64 bytes and under 1 MB
 
 
 @pytest.mark.parametrize("first_in_inference_mode", [True, False])
@@ -485,6 +490,7 @@ def test_scratch_made_in_or_out_of_inference_mode_serves_both(monkeypatch,
     from ganfast.ops import upsample_conv_taps as taps
 
     monkeypatch.setattr(taps, "_SCRATCH", taps._Scratch())
+    monkeypatch.setattr(taps, "SCRATCH_MIN_BYTES", 0)
     x, weight, bias = (t.detach() for t in _inputs(2, 3, 4, 5, 3))
     expected = unfused(x, weight, bias)
     for inference in (first_in_inference_mode, not first_in_inference_mode):
@@ -494,9 +500,13 @@ def test_scratch_made_in_or_out_of_inference_mode_serves_both(monkeypatch,
             t.is_inference() for t in taps._SCRATCH.buffers.values())
 
 
-def test_scratch_is_per_thread():
+def test_scratch_is_per_thread(monkeypatch):
     # Two threads running the tap products at once each get their own scratch.
     import threading
+
+    from ganfast.ops import upsample_conv_taps as taps
+
+    monkeypatch.setattr(taps, "SCRATCH_MIN_BYTES", 0)
 
     results, errors = {}, []
 
@@ -568,7 +578,7 @@ FOLDED_BACKWARD = ["aten::sum", "aten::mm", "aten::convolution_backward", "aten:
 
 
 @pytest.mark.parametrize("route,forward,backward", [
-    ("folded", FOLDED_FORWARD, FOLDED_BACKWARD), ("taps", 14, 19), ("unfused", 2, 2)])
+    ("folded", FOLDED_FORWARD, FOLDED_BACKWARD), ("taps", 17, 23), ("unfused", 2, 2)])
 def test_work_per_call_is_counted(monkeypatch, route, forward, backward):
     monkeypatch.setattr(uc, "cpu_route", lambda x, weight: route)
     x, weight, bias = _inputs(1, 2, 3, 3, 3, dtype=torch.float32)
