@@ -272,6 +272,24 @@ def test_a_stop_signal_mid_iteration_checkpoints_the_iteration_and_resumes_exact
     assert all(torch.equal(a, b) for a, b in zip(_weights(resumed), _weights(straight), strict=True))
 
 
+@pytest.mark.parametrize("stop_at", [5, 2])
+def test_a_stop_between_log_steps_resumes_with_the_rows_of_the_uninterrupted_run(
+        tmp_path, monkeypatch, stop_at):
+    # The losses since the last row go into the checkpoint (no partial row): the resumed run's
+    # rows average the same steps as the uninterrupted run's, bit for bit. The same through a
+    # checkpoint taken at a sample step between log steps (sample_every=3).
+    settings = dict(data="ring8", steps=8, batch_size=8, log_every=4, sample_every=3,
+                    eval_every=100)
+    make(tmp_path / "straight", **settings).run()
+    t = make(tmp_path / "stopped", **settings)
+    _signal_during_step(t, monkeypatch, stop_at, signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        t.run()
+    assert [row[0] for row in loss_rows(tmp_path / "stopped")] == ([4] if stop_at >= 4 else [])
+    make(tmp_path / "stopped", resume=True).run()
+    assert loss_rows(tmp_path / "stopped") == loss_rows(tmp_path / "straight")
+
+
 def test_a_second_ctrl_c_stops_at_once_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
     t = make(tmp_path, data="ring8", steps=8, batch_size=8, log_every=1, sample_every=2)
     _signal_during_step(t, monkeypatch, 5, signal.SIGINT, signal.SIGINT)

@@ -319,6 +319,7 @@ class Trainer:
         self.scaler_g = torch.amp.GradScaler(self.device.type, enabled=fp16)
         self.step = 0
         self.resumed_from = None
+        self.pending = []  # (step, loss_d, loss_g) since the last metrics row: a resume's
         self.data_x = ds.x.to(self.device)
         self.data_y = ds.labels.to(self.device) if ds.labels is not None else None
         if saved is not None:
@@ -377,6 +378,10 @@ class Trainer:
             self.scaler_d.load_state_dict(saved["scaler_d"])
             self.scaler_g.load_state_dict(saved["scaler_g"])
             self.step = int(saved["step"])
+            # (checkpoints written before they kept these have none: the row restarts there)
+            self.pending = [(int(step), *loss.float().to(self.device).unbind())
+                            for step, loss in zip(saved.get("pending_steps", []),
+                                                  saved.get("pending_losses", []), strict=True)]
         except (KeyError, RuntimeError, ValueError, TypeError) as err:
             raise TrainingError(f"--resume: {self.out / checkpoint.CHECKPOINT} does not fit the "
                                 f"models this run builds ({type(err).__name__}: {err})") from None
@@ -490,12 +495,19 @@ class Trainer:
             points = self.generate(2000, torch.Generator().manual_seed(4242), labels)
             save_points(points, self.dataset.centers, self.out / name, f"step {self.step}")
 
-    def save_checkpoint(self) -> None:
+    def save_checkpoint(self, pending=()) -> None:
         """checkpoint.pt (everything --resume needs) and generator_ema.safetensors, each written
         atomically (the writing process only), never over the last one with weights gone
-        non-finite (raises NonFiniteLoss instead)."""
+        non-finite (raises NonFiniteLoss instead). pending: the losses of the steps since the
+        last metrics row (averaged over the processes), kept so that a resumed run logs the
+        rows an uninterrupted one would."""
         self._check_finite_weights()
         rng = checkpoint.all_ranks_rng_state(self.sampler, self.world)  # (a collective)
+        losses = torch.stack([torch.stack([d, g]) for _, d, g in pending]).double() \
+            if pending else torch.zeros(0, 2, dtype=torch.float64, device=self.device)
+        if self.world > 1:
+            dist.all_reduce(losses)
+            losses /= self.world
         if not self.writer:
             return
         state = {"G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(),
@@ -503,7 +515,8 @@ class Trainer:
                  "scaler_d": self.scaler_d.state_dict(), "scaler_g": self.scaler_g.state_dict(),
                  "step": self.step, "config": self.config.to_dict(),
                  "data_shape": list(self.dataset.x.shape[1:]),
-                 "rng": rng}
+                 "rng": rng, "pending_steps": torch.tensor([s for s, _, _ in pending]),
+                 "pending_losses": losses.cpu()}
         checkpoint.save(self.out, state, self.G_ema.state_dict())
 
     def _check_finite_weights(self) -> None:
@@ -572,7 +585,8 @@ class Trainer:
 
     def _loop(self, monitor: Monitor) -> None:
         c = self.config
-        started, started_step, pending = time.perf_counter(), self.step, []
+        started, started_step, pending = time.perf_counter(), self.step, self.pending
+        self.pending = []
         with _StopAtBoundary() as stop:
             try:
                 while self.step < c.steps:
@@ -588,12 +602,13 @@ class Trainer:
                         self._flush(monitor, pending, started, started_step)
                     if self.step % self.sample_every == 0 and self.step != c.steps:
                         self.save_samples(f"samples_{self.step:07d}.png")
-                        self.save_checkpoint()
+                        self.save_checkpoint(pending)
                     if self._stop_requested(stop, self.step % self.log_every == 0):
                         raise _Interrupted
             except _Interrupted:
-                self._flush_quietly(monitor, pending, started, started_step)
-                self.save_checkpoint()
+                # No partial row: the losses since the last row go into the checkpoint, and the
+                # resumed run logs the row an uninterrupted one would
+                self.save_checkpoint(pending)
                 monitor.message(f"{stop.requested} at step {self.step}: checkpoint saved in "
                                 f"{self.out}; continue with --resume")
                 raise KeyboardInterrupt from None
@@ -626,11 +641,6 @@ class Trainer:
 
         gc.collect()
 
-    def _flush_quietly(self, monitor, pending, started, started_step) -> None:
-        try:
-            self._flush(monitor, pending, started, started_step)
-        except NonFiniteLoss:
-            pass
 
 
 def train(**settings) -> dict:
