@@ -362,3 +362,36 @@ def test_only_ops_with_backends_to_choose_enter_the_auto_order():
     rows = synthetic_rows()
     metric = [{**r, "op": "fid"} for r in rows if r["device"] != "cpu"]
     assert set(auto_table.table(rows + metric)) == {"gradient_penalty"}
+
+
+def test_auto_order_ranks_the_latest_rows_and_no_compile_times():
+    # Older runs of a case must not outvote the newer one the report shows, and a ratio of
+    # torch.compile times (spectral norm's "compile time" rows) is not a step's speedup.
+    from ganfast.bench import auto_table
+
+    def sn(mode, backend, speedup, date, time="10:00 UTC"):
+        return {**row(mode, backend, 1.0, env={**ENV_GPU, "date": date, "time": time},
+                      shape=(64, 3, 32, 32), dtype="float32"),
+                "op": "spectral_norm", "speedup": speedup}
+
+    old = [sn("fwd+bwd", "triton", 3.0, "2026-01-01"), sn("fwd+bwd", "cuda", 1.5, "2026-01-01")]
+    new = [sn("fwd+bwd", "triton", 1.5, "2026-01-05"), sn("fwd+bwd", "cuda", 2.0, "2026-01-05")]
+    again = [sn("fwd+bwd", "triton", 3.0, f"2026-01-0{day}") for day in (2, 3, 4)]
+    order = auto_table.table(old + again + new)["spectral_norm"]["order"]
+    assert order[:2] == ["cuda", "triton"]
+    compile_time = [sn("compile time", "torch", 40.0, "2026-01-05")]
+    order = auto_table.table(new + [sn("fwd+bwd", "torch", 1.1, "2026-01-05")] + compile_time)
+    assert order["spectral_norm"]["order"] == ["cuda", "triton", "torch"]
+
+
+def test_train_step_table_prefers_a_full_run_and_marks_quick_figures():
+    def step(ms, date, backend="eager", shape=(16, 3, 64, 64), **extra):
+        return dict(op="train_step", mode="dcgan64", shape=list(shape), dtype="float32",
+                    backend=backend, device="cpu", median_ms=ms, date=date, **extra)
+
+    full, quick = step(500.0, "2026-12-02"), step(100.0, "2026-12-03", quick=True)
+    table = report.train_step_table([full, quick])
+    assert "| 2.00 |" in table and "(quick)" not in table  # the full run's 1000 / 500 ms
+    only_quick = report.train_step_table([step(100.0, "2026-12-03", shape=(2, 3, 64, 64),
+                                               quick=True)])
+    assert "dcgan64 (quick)" in only_quick

@@ -206,6 +206,67 @@ def test_bench_on_cpu_times_a_group_in_turn(monkeypatch):
     assert rows[0]["median_ms"] == 2.0 and rows[0]["speedup"] is None
 
 
+def test_cuda_timing_gives_a_slow_call_its_reps(monkeypatch):
+    # do_bench times as many calls as fit in 100 ms (two of a 50 ms step): a call slower than
+    # DO_BENCH_MAX_MS is timed `reps` times with CUDA events instead; fast ones stay with
+    # do_bench (its L2 flush between calls).
+    import torch
+    import triton.testing
+
+    from ganfast.bench import timing
+
+    asked = []
+    monkeypatch.setattr(timing, "_cuda_events_ms",
+                        lambda fn, warmup, reps: asked.append(("events", reps)) or fn())
+    monkeypatch.setattr(triton.testing, "do_bench",
+                        lambda fn, **kw: asked.append(("do_bench", kw["rep"])) or 0.5)
+    assert timing.median_ms(lambda: 50.0, torch.device("cuda"), reps=40) == 50.0
+    assert asked == [("events", 3), ("events", 40)]
+    asked.clear()
+    assert timing.median_ms(lambda: 0.2, torch.device("cuda"), reps=40) == 0.5
+    assert asked == [("events", 3), ("do_bench", 100)]
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+def test_gradient_penalty_bench_interpolates_in_the_inputs_dtype(dtype):
+    # A float32 alpha would promote eager's half-precision interpolation to a float32 result:
+    # more work than ganfast's, and an inflated speedup.
+    import torch
+
+    from ganfast.bench import gradient_penalty as gp_bench
+
+    dtype = getattr(torch, dtype)
+    interp = [c for c in gp_bench.cases([(4, 3, 5, 5)], [dtype], torch.device("cpu"), ("torch",),
+                                        with_compile=False) if c.mode == "interp"]
+    outputs = {c.backend: c.fn() for c in interp}
+    assert set(outputs) == {"eager", "torch"}
+    assert all(out.dtype == dtype for out in outputs.values())
+    tol = 1e-5 if dtype == torch.float32 else 1e-2  # a lerp and a*r + (1-a)*f round apart
+    torch.testing.assert_close(outputs["torch"], outputs["eager"], rtol=tol, atol=tol)
+
+
+def test_spectral_norm_bench_runs_ganfast_rows_on_the_torch_route(monkeypatch):
+    # Its "ganfast" rows are reported as the torch backend: whatever the global setting or the
+    # shipped auto order, they run it, and the setting before the run is restored.
+    import torch
+
+    from ganfast import backends
+    from ganfast.bench import spectral_norm as sn_bench
+
+    seen = []
+    monkeypatch.setattr(sn_bench, "_run_into",
+                        lambda *a: seen.append(backends.get_backend()))
+    backends.set_backend("triton")
+    try:
+        sn_bench.run(torch.device("cpu"))
+        assert seen == ["torch"] and backends.get_backend() == "triton"
+        inner = sn_bench.with_backend("cuda", lambda: seen.append(backends.get_backend()))
+        inner()
+        assert seen[-1] == "cuda" and backends.get_backend() == "triton"
+    finally:
+        backends.set_backend(None)
+
+
 def test_interleaved_timing_changes_the_order_of_any_number_of_calls():
     # Each fn is called once per round; over the rounds each one starts a round and follows
     # every other (a rotation would leave "a" always after "c" when it is not first).

@@ -36,11 +36,16 @@ def _ranking(rows) -> list[str]:
 
 def table(rows) -> dict:
     """{op: {"order": [...], "by_shape_class": {...}, "measured": True, "device", "date"}}."""
+    from .report import latest_rows
+
     result = {}
     # The ops that have backends to choose among (the shipped table's: not fid or train_step,
-    # whatever their rows call ganfast). A --quick run's rows are too few calls to rank by.
-    gpu = [r for r in rows if r["device"] != "cpu" and r["backend"] in GPU_BACKENDS
-           and r["op"] in auto_table() and "skipped" not in r and not r.get("quick")]
+    # whatever their rows call ganfast). A --quick run's rows are too few calls to rank by;
+    # compile-time rows time torch.compile, not a step. Of repeated runs of a case, the latest
+    # row, as the report shows it (older runs must not outvote a newer one).
+    gpu = [r for r in latest_rows(rows) if r["device"] != "cpu" and r["backend"] in GPU_BACKENDS
+           and r["op"] in auto_table() and "skipped" not in r and not r.get("quick")
+           and r["mode"] != "compile time"]
     for op in sorted({r["op"] for r in gpu}):
         mine = [r for r in gpu if r["op"] == op]
         result[op] = {

@@ -67,7 +67,9 @@ def _group_cases(shape, dtype, device, backends, with_compile):
     # A function of its own so that each group's closures hold that group's tensors.
     real = torch.randn(shape, device=device, dtype=dtype)
     fake = torch.randn(shape, device=device, dtype=dtype)
-    alpha = torch.rand(shape[0], device=device)
+    # alpha in the inputs' dtype: a float32 alpha would promote eager's half-precision
+    # interpolation to a float32 result, more work than ganfast's (which keeps the dtype)
+    alpha = torch.rand(shape[0], device=device, dtype=dtype)
     g = torch.randn(shape, device=device, dtype=dtype, requires_grad=True)
     size = real.numel() * real.element_size()
     key = dict(shape=list(shape), dtype=str(dtype).removeprefix("torch."))

@@ -129,6 +129,11 @@ def _sections(rows):
     return {k: sections[k] for k in order}
 
 
+def latest_rows(rows) -> list:
+    """The rows the report shows: per device, op, group and backend the latest (_sections)."""
+    return [row for section in _sections(rows).values() for row in section["shown"]]
+
+
 def _when(row) -> tuple:
     """When a row was timed, for ordering: its date, then its time of day (rows from before
     the time field came sort first within their day, in file order)."""
@@ -400,8 +405,9 @@ def train_step_table(rows) -> str:
     """Whole training steps per second, stock layers against ganfast.accelerate, eager and
     compiled: the README's opening table (GPU rows first, CPU rows labelled)."""
     runs = {}
-    # The row of the latest date wins, the later one in `rows` on the same date, as in _sections.
-    for row in sorted(rows, key=_when):
+    # The row of the latest date wins, the later one in `rows` on the same date, as in _sections;
+    # a full run's row over any --quick one (a smoke run of fewer calls, marked where shown).
+    for row in sorted(rows, key=lambda r: (not r.get("quick"), _when(r))):
         runs.setdefault((_where(row), row["mode"], tuple(row["shape"]), row["dtype"]), {})[
             row["backend"]] = row
     lines = ["| device | model, loss | batch | dtype | stock steps/s | accelerated | speedup "
@@ -424,6 +430,8 @@ def train_step_table(rows) -> str:
             return f"{b['median_ms'] / a['median_ms']:.2f}x"
 
         where = f"CPU{device.removeprefix('cpu')} (not a GPU figure)" if _is_cpu(device) else device
+        if any(row.get("quick") for row in by.values()):
+            mode = f"{mode} (quick)"
         lines.append(f"| {where} | {mode} | {shape[0]} | {dtype} | {rate('eager')} | "
                      f"{rate('ganfast')} | {ratio('ganfast', 'eager')} | {rate('compile')} | "
                      f"{rate('ganfast+compile')} | {ratio('ganfast+compile', 'compile')} |")
