@@ -122,7 +122,21 @@ def _why_not_fusable(container: nn.Sequential, upsample: nn.Module, conv: nn.Mod
             return f"the {name} has hooks, which would no longer run"
     if _layer_class(conv) is not nn.Conv2d:
         return f"{_layer_class(conv).__name__} is a subclass of Conv2d"
-    from .nn.spectral_norm import _is_spectral_norm
+    from .nn.spectral_norm import _is_spectral_norm, _load_legacy_keys
+
+    # The fused layer takes the weight and bias (and their spectral norms) alone: anything else
+    # registered on the conv would drop out of parameters(), buffers() and its checkpoints.
+    extra = ((set(conv._parameters) - {"weight", "bias"}) | set(conv._buffers)
+             | (set(conv._modules) - {"parametrizations"}))
+    if extra:
+        return (f"the Conv2d holds {', '.join(sorted(extra))} beyond its weight and bias, which "
+                "the fused layer would drop")
+    for hooks in (conv._state_dict_hooks, conv._state_dict_pre_hooks,
+                  conv._load_state_dict_pre_hooks, conv._load_state_dict_post_hooks):
+        for hook in hooks.values():
+            inner = getattr(hook, "hook", hook)
+            if not (isinstance(inner, functools.partial) and inner.func is _load_legacy_keys):
+                return "the Conv2d has state_dict hooks, which would no longer run"
 
     if parametrize.is_parametrized(conv):
         for name, chain in conv.parametrizations.items():

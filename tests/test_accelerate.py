@@ -200,13 +200,29 @@ class _ResidualUp(nn.Sequential):
         return self[1](h) + h
 
 
+def _with_extra(kind):
+    model = nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(3, 4, 3, padding=1))
+    conv = model[1]
+    if kind == "parameter":
+        conv.scale = nn.Parameter(torch.ones(4))
+    elif kind == "buffer":
+        conv.register_buffer("running", torch.zeros(4))
+    else:
+        conv.register_state_dict_post_hook(lambda *args: None)
+    return model
+
+
 @pytest.mark.parametrize("make,reason", [
     (lambda: _ResidualUp(), "_ResidualUp has its own forward"),
     (lambda: _hooked("upsample"), "the Upsample has hooks"),
     (lambda: _hooked("conv"), "the Conv2d has hooks"),
     (lambda: nn.Sequential(nn.Upsample(scale_factor=2), nn.utils.parametrizations.orthogonal(
         nn.Conv2d(4, 4, 3, padding=1))), "the Conv2d's weight has a parametrization other than"),
-], ids=["own-forward", "upsample-hook", "conv-hook", "orthogonal"])
+    (lambda: _with_extra("parameter"), "the Conv2d holds scale beyond its weight and bias"),
+    (lambda: _with_extra("buffer"), "the Conv2d holds running beyond its weight and bias"),
+    (lambda: _with_extra("state-dict-hook"), "the Conv2d has state_dict hooks"),
+], ids=["own-forward", "upsample-hook", "conv-hook", "orthogonal", "extra-parameter",
+        "extra-buffer", "state-dict-hook"])
 def test_pairs_that_must_keep_their_modules_are_left_alone_and_reported(make, reason, capsys):
     torch.manual_seed(0)
     model = make()
