@@ -115,6 +115,8 @@ def test_a_folder_holding_a_run_is_never_overwritten(tmp_path, capsys):
     (["--lr-g", "-1"], "--lr-g must be > 0"),
     (["--ema", "2"], "--ema must be in [0, 1)"),
     (["--penalty-weight", "-10"], "--penalty-weight must be >= 0"),
+    (["--ac-weight", "-1"], "--ac-weight must be >= 0"),
+    (["--seed", "18446744073709552"], "--seed must be in [0, 2**32)"),
     (["--width", "0"], "--width must be >= 1"),
     (["--out", "FILE"], "is a file, not a run folder"),
 ])

@@ -319,7 +319,7 @@ class Trainer:
         self.scaler_g = torch.amp.GradScaler(self.device.type, enabled=fp16)
         self.step = 0
         self.resumed_from = None
-        self.pending = []  # (step, loss_d, loss_g) since the last metrics row: a resume's
+        self.pending = []  # a resumed run's (step, loss_d, loss_g) since its last metrics row
         self.data_x = ds.x.to(self.device)
         self.data_y = ds.labels.to(self.device) if ds.labels is not None else None
         if saved is not None:
@@ -640,7 +640,6 @@ class Trainer:
         import gc
 
         gc.collect()
-
 
 
 def train(**settings) -> dict:
