@@ -379,6 +379,8 @@ def test_auto_order_ranks_the_latest_rows_and_no_compile_times():
     again = [sn("fwd+bwd", "triton", 3.0, f"2026-01-0{day}") for day in (2, 3, 4)]
     order = auto_table.table(old + again + new)["spectral_norm"]["order"]
     assert order[:2] == ["cuda", "triton"]
+    quick = [{**sn("fwd+bwd", "triton", 9.0, "2026-01-06"), "quick": True}]
+    assert auto_table.table(new + quick)["spectral_norm"]["order"][:2] == ["cuda", "triton"]
     compile_time = [sn("compile time", "torch", 40.0, "2026-01-05")]
     order = auto_table.table(new + [sn("fwd+bwd", "torch", 1.1, "2026-01-05")] + compile_time)
     assert order["spectral_norm"]["order"] == ["cuda", "triton", "torch"]

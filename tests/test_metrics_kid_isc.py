@@ -155,3 +155,9 @@ def test_metrics_compute_on_the_first_tensors_device():
     meta = torch.zeros(1, device="meta")
     assert first_device(np.zeros(1), meta, torch.zeros(1)) == meta.device
     assert first_device(np.zeros(1), np.zeros(1)) is None
+
+
+def test_kid_seed_none_draws_its_own_subsets():
+    f = torch.randn(30, 4, dtype=torch.float64)
+    mean, std = kid(f, f + 0.5, subsets=3, subset_size=10, seed=None)
+    assert mean > 0 and std >= 0

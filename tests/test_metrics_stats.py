@@ -210,3 +210,9 @@ def test_load_refuses_statistics_that_are_not_a_covariance(tmp_path, contents, m
     np.savez(path, **contents)
     with pytest.raises(ValueError, match=f"bad.npz: {message}"):
         FeatureStats.load(path)
+
+
+def test_load_takes_a_count_stored_as_a_whole_float(tmp_path):
+    path = tmp_path / "float_count.npz"
+    np.savez(path, mu=np.zeros(2), sigma=np.eye(2), count=np.float64(100.0))
+    assert FeatureStats.load(path).count == 100

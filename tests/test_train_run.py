@@ -292,6 +292,37 @@ def test_a_stop_between_log_steps_resumes_with_the_rows_of_the_uninterrupted_run
     assert loss_rows(tmp_path / "stopped") == loss_rows(tmp_path / "straight")
 
 
+def test_a_run_stopped_at_its_last_step_logs_its_last_row_on_resume(tmp_path, monkeypatch):
+    # Stopped during the last iteration: the checkpoint holds the losses since the last row,
+    # and resuming with nothing left to train logs that row and its evaluation.
+    settings = dict(data="ring8", steps=7, batch_size=8, log_every=4, sample_every=100,
+                    eval_every=100)
+    make(tmp_path / "straight", **settings).run()
+    t = make(tmp_path / "stopped", **settings)
+    _signal_during_step(t, monkeypatch, 6, signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        t.run()
+    make(tmp_path / "stopped", resume=True).run()
+    assert loss_rows(tmp_path / "stopped") == loss_rows(tmp_path / "straight")
+    assert [r["step"] for r in rows(tmp_path / "stopped") if "modes_covered" in r] == [0, 7]
+
+
+def test_a_single_process_random_state_resumes_in_several_processes_with_new_streams():
+    # A checkpoint holding one process's random state (a single process's, or one written by
+    # several before each one's was kept): each process continues with a stream of its own.
+    from types import SimpleNamespace
+
+    notes = []
+    saved = {"rng": {"torch": torch.get_rng_state(), "sampler": torch.Generator().get_state()}}
+    states = []
+    for rank in (0, 1):
+        fake = SimpleNamespace(world=2, rank=rank, step=5, out="run", sampler=torch.Generator(),
+                               config=TrainConfig(seed=3), _say=notes.append)
+        states.append(Trainer._saved_rng(fake, saved)["sampler"])
+    assert not torch.equal(states[0], states[1])
+    assert len(notes) == 2 and "starts afresh" in notes[0]
+
+
 def test_a_second_ctrl_c_stops_at_once_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
     t = make(tmp_path, data="ring8", steps=8, batch_size=8, log_every=1, sample_every=2)
     _signal_during_step(t, monkeypatch, 5, signal.SIGINT, signal.SIGINT)

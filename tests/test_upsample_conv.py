@@ -500,6 +500,21 @@ def test_scratch_made_in_or_out_of_inference_mode_serves_both(monkeypatch,
             t.is_inference() for t in taps._SCRATCH.buffers.values())
 
 
+def test_fake_tracing_leaves_no_fake_tensor_in_scratch(monkeypatch):
+    # make_fx's fake tracing reaches the tap products (it is not torch.compile): its buffers
+    # are fresh, so the next eager call on this thread still gets real memory.
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    from ganfast.ops import upsample_conv_taps as taps
+
+    monkeypatch.setattr(taps, "_SCRATCH", taps._Scratch())
+    monkeypatch.setattr(taps, "SCRATCH_MIN_BYTES", 0)
+    x, weight, bias = (t.detach() for t in _inputs(2, 3, 4, 5, 3, dtype=torch.float32))
+    make_fx(lambda x, w: upsample_conv2d(x, w), tracing_mode="fake")(x, weight)
+    assert all(type(t) is torch.Tensor for t in taps._SCRATCH.buffers.values())
+    torch.testing.assert_close(upsample_conv2d(x, weight, bias), unfused(x, weight, bias))
+
+
 def test_scratch_is_per_thread(monkeypatch):
     # Two threads running the tap products at once each get their own scratch.
     import threading

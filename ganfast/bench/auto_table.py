@@ -43,9 +43,9 @@ def table(rows) -> dict:
     # whatever their rows call ganfast). A --quick run's rows are too few calls to rank by;
     # compile-time rows time torch.compile, not a step. Of repeated runs of a case, the latest
     # row, as the report shows it (older runs must not outvote a newer one).
-    gpu = [r for r in latest_rows(rows) if r["device"] != "cpu" and r["backend"] in GPU_BACKENDS
-           and r["op"] in auto_table() and "skipped" not in r and not r.get("quick")
-           and r["mode"] != "compile time"]
+    usable = [r for r in rows if not r.get("quick") and r["mode"] != "compile time"]
+    gpu = [r for r in latest_rows(usable) if r["device"] != "cpu"
+           and r["backend"] in GPU_BACKENDS and r["op"] in auto_table() and "skipped" not in r]
     for op in sorted({r["op"] for r in gpu}):
         mine = [r for r in gpu if r["op"] == op]
         result[op] = {

@@ -34,7 +34,8 @@ def kid(features1, features2, subsets=100, subset_size=1000, degree=3, gamma=Non
         )
     subsets = check_int(subsets, "subsets", 1)
     subset_size = check_int(subset_size, "subset_size", 2)
-    check_int(seed, "seed", 0, "numpy's RandomState seed")
+    if seed is not None:  # None: numpy draws a seed (subsets differ from call to call)
+        check_int(seed, "seed", 0, "numpy's RandomState seed")
     if subset_size > min(len(f1), len(f2)):
         raise ValueError(
             "subset_size must be in [2, min(len(features1), len(features2))] = "

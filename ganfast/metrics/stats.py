@@ -180,6 +180,8 @@ class FeatureStats:
             if count.shape != ():
                 raise ValueError(f"{path}: count must be a single number, got shape {count.shape}")
             count = count.item()
+        if isinstance(count, float) and count.is_integer():  # a count some writers store as float
+            count = int(count)
         count = check_int(count, "count", 2, "the samples behind a covariance")
         stats = cls(mu.shape[0])
         stats._count = count

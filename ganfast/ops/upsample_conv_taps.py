@@ -80,7 +80,9 @@ def _scratch(name: str, shape, dtype: torch.dtype) -> torch.Tensor:
     fresh tensor, so a huge call leaves nothing large behind. The result must not outlive the
     call."""
     nbytes = math.prod(shape) * dtype.itemsize
-    if not SCRATCH_MIN_BYTES <= nbytes <= SCRATCH_MAX_BYTES:
+    # Under a dispatch mode (make_fx's fake or symbolic tracing, FakeTensorMode) a buffer made
+    # here would be a fake tensor, kept, and handed to the next eager call: a fresh one instead.
+    if not SCRATCH_MIN_BYTES <= nbytes <= SCRATCH_MAX_BYTES or torch._C._len_torch_dispatch_stack():
         return torch.empty(shape, dtype=dtype)
     buffer = _SCRATCH.buffers.get(name)
     if buffer is None or buffer.numel() < nbytes:

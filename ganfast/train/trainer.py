@@ -360,6 +360,14 @@ class Trainer:
             checkpoint.restore_rng(self._saved_rng(saved), self.sampler)
 
     def _saved_rng(self, saved) -> dict:
+        if self.world > 1 and "per_rank" not in saved["rng"]:
+            # Written by several processes before checkpoints kept each one's state (or by
+            # one): the global RNGs continue, each process's sampler starts a new stream
+            self._say(f"note: {self.out} holds one process's random state; each process's data "
+                      "and latent stream starts afresh (the run goes on, not exactly as an "
+                      "uninterrupted one would)")
+            self.sampler.manual_seed(self.config.seed * 1000 + self.rank + 1_000_003 * self.step)
+            return {**saved["rng"], "sampler": self.sampler.get_state()}
         state = checkpoint.rank_rng_state(saved["rng"], self.rank, self.world)
         if state is None:
             written_by = len(saved["rng"].get("per_rank", [None]))
@@ -587,6 +595,8 @@ class Trainer:
         c = self.config
         started, started_step, pending = time.perf_counter(), self.step, self.pending
         self.pending = []
+        if pending and self.step >= c.steps:  # resumed at its last step: the row it owes
+            self._flush(monitor, pending, started, started_step)
         with _StopAtBoundary() as stop:
             try:
                 while self.step < c.steps:
