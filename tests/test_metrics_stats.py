@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ganfast.metrics import FeatureStats
+from ganfast.metrics.stats import collective_device
 
 
 def features(n, d, seed, offset=0.0, scale=1.0):
@@ -104,26 +105,40 @@ def test_merge_equals_one_update():
     torch.testing.assert_close(a.mean, whole.mean, rtol=1e-12, atol=1e-14)
 
 
-def _all_reduce_worker(rank, world, port, x, out):
+def _all_reduce_worker(rank, world, port, x, out, idle_rank):
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
-    stats = FeatureStats(x.shape[1]).update(x[rank::world]).all_reduce()
+    stats = FeatureStats(x.shape[1])
+    if rank != idle_rank:  # the idle rank saw no batch: its share went to the others
+        busy = [r for r in range(world) if r != idle_rank]
+        stats.update(x[busy.index(rank)::len(busy)])
+    stats.all_reduce()
     torch.save({"count": stats.count, "mean": stats.mean, "cov": stats.covariance}, f"{out}/{rank}.pt")
     dist.destroy_process_group()
 
 
-def test_all_reduce_gloo_two_processes(tmp_path):
+@pytest.mark.parametrize("idle_rank", [None, 1])
+def test_all_reduce_gloo_two_processes(tmp_path, idle_rank):
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     x = torch.from_numpy(features(101, 6, 6))
-    mp.spawn(_all_reduce_worker, args=(2, port, x, str(tmp_path)), nprocs=2)
+    mp.spawn(_all_reduce_worker, args=(2, port, x, str(tmp_path), idle_rank), nprocs=2)
     for rank in range(2):
         got = torch.load(tmp_path / f"{rank}.pt", weights_only=True)
         assert got["count"] == 101
         assert rel_err(got["cov"], np.cov(x.numpy(), rowvar=False)) < 1e-12
         assert rel_err(got["mean"], x.numpy().mean(0)) < 1e-12
+
+
+def test_collective_device_sends_cpu_state_from_the_cuda_device_under_nccl(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 3)
+    cpu, cuda1 = torch.device("cpu"), torch.device("cuda", 1)
+    assert collective_device("nccl", cpu) == torch.device("cuda", 3)
+    assert collective_device("nccl", cuda1) == cuda1
+    assert collective_device("gloo", cpu) == cpu
+    assert collective_device("gloo", cuda1) == cuda1
 
 
 def test_save_load_npz_readable_as_pytorch_fid_stats(tmp_path):
@@ -165,6 +180,19 @@ def test_load_without_count_and_bad_inputs(tmp_path):
             FeatureStats(bad)
     with pytest.raises(FileNotFoundError, match="cannot save statistics to .*missing.*does not exist"):
         FeatureStats.load(tmp_path / "plain.npz", count=3).save(tmp_path / "missing" / "x.npz")
+
+
+@pytest.mark.gpu
+def test_gpu_all_reduce_nccl_from_a_process_that_saw_no_batch(tmp_path):
+    # One process (one GPU is enough): its statistics were never moved to CUDA, and NCCL
+    # refuses CPU tensors.
+    dist.init_process_group("nccl", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        stats = FeatureStats(5).all_reduce()
+    finally:
+        dist.destroy_process_group()
+    assert stats.count == 0
+    assert stats.mean.abs().sum() == 0
 
 
 @pytest.mark.gpu

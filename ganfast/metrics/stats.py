@@ -40,6 +40,16 @@ def open_npz(path):
     return np.load(path, allow_pickle=False)
 
 
+def collective_device(backend: str, device: torch.device) -> torch.device:
+    """Where a process's statistics travel for all_reduce: NCCL moves CUDA tensors only, so a
+    process whose statistics still sit where they were constructed (on the CPU, having seen no
+    batch: its state moves to the first batch's device) sends them from its current CUDA
+    device; any other backend takes them where they are."""
+    if backend == "nccl" and device.type != "cuda":
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
 class FeatureStats:
     """Running count, mean and unbiased covariance (as np.cov) of [N, D] feature batches."""
 
@@ -106,13 +116,14 @@ class FeatureStats:
         import torch.distributed as dist
 
         world = dist.get_world_size(group)
+        device = collective_device(dist.get_backend(group), self._mean.device)
         packed = torch.cat(
             [
                 torch.tensor([float(self._count)], dtype=torch.float64, device=self._mean.device),
                 self._mean,
                 self._m2.flatten(),
             ]
-        )
+        ).to(device)
         gathered = [torch.empty_like(packed) for _ in range(world)]
         dist.all_gather(gathered, packed, group=group)
         d = self.num_features
