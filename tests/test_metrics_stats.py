@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ganfast.metrics import FeatureStats
-from ganfast.metrics.stats import collective_device
+from ganfast.metrics.stats import _row_sums_float64, collective_device
 
 
 def features(n, d, seed, offset=0.0, scale=1.0):
@@ -92,6 +92,17 @@ def test_update_compiles_fullgraph(dtype, tol):
     assert stats.count == 300
     assert rel_err(stats.covariance, np.cov(x.double().numpy(), rowvar=False)) < tol
     assert rel_err(stats.mean, x.double().numpy().mean(0)) < 1e-12
+
+
+@pytest.mark.parametrize("rows", [1, 255, 256, 257, 1000])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+def test_row_sums_float64_equal_a_float64_sum(rows, dtype):
+    # On the CPU low-precision rows are summed block by block (CPU_SUM_BLOCK_ROWS): the same
+    # float64 sums as one sum of the float64 copy.
+    x = (torch.randn(rows, 37, dtype=torch.float64) * 3 + 100).to(dtype)[:, ::2]  # strided
+    got = _row_sums_float64(x)
+    assert got.dtype == torch.float64
+    torch.testing.assert_close(got, x.double().sum(0), rtol=1e-14, atol=0)
 
 
 def test_merge_equals_one_update():
