@@ -6,7 +6,7 @@ import io
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from torch import nn
 from torch.nn.utils import parametrizations, parametrize
@@ -132,16 +132,19 @@ def test_drawn_layers_equal_pytorch(kind, c_in, c_out, kernel, n_power_iteration
 @given(size=st.integers(1, 300), scale=st.sampled_from([1e-30, 1e-3, 1.0, 1e4]),
        dtype=st.sampled_from([torch.float32, torch.float64, torch.float16, torch.bfloat16]),
        step=st.integers(1, 3), seed=st.integers(0, 2**16))
+@example(size=1, scale=1e-30, dtype=torch.float16, step=1, seed=0)  # NaN in both (below)
 def test_power_iteration_steps_are_pytorchs_bit_for_bit(size, scale, dtype, step, seed):
     # normalize_into replaces F.normalize(out=) in the power iteration: the same ATen ops, so
     # the same bits, including vectors small enough for eps to clamp the norm, half types and
-    # strided vectors.
+    # strided vectors. Compared as bits: in float16 eps itself underflows to 0, so a vector
+    # that rounds to zero gives 0/0 = NaN in both, which torch.equal calls unequal.
     g = torch.Generator().manual_seed(seed)
     vector = (torch.randn(size * step, dtype=torch.float64, generator=g) * scale).to(dtype)[::step]
     theirs, ours = torch.empty_like(vector), torch.empty_like(vector)
     torch.nn.functional.normalize(vector, dim=0, eps=1e-12, out=theirs)
     ops.normalize_into(vector, 1e-12, ours)
-    assert torch.equal(ours, theirs)
+    bits = {2: torch.int16, 4: torch.int32, 8: torch.int64}[vector.element_size()]
+    assert torch.equal(ours.view(bits), theirs.view(bits))
 
 
 @pytest.mark.parametrize("requiring_grad", ["weight", "buffers"])
