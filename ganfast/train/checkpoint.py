@@ -52,10 +52,3 @@ def all_ranks_rng_state(generator: torch.Generator, world: int) -> dict:
     dist.all_gather_object(states, rng_state(generator))
     return {"per_rank": states}
 
-
-def rank_rng_state(saved: dict, rank: int, world: int) -> dict:
-    """This process's part of a checkpoint's random state; None when the checkpoint was written
-    by another number of processes (the streams cannot then continue as they were)."""
-    if "per_rank" in saved:
-        return saved["per_rank"][rank] if len(saved["per_rank"]) == world else None
-    return saved if world == 1 else None  # a single process's

@@ -360,21 +360,24 @@ class Trainer:
             checkpoint.restore_rng(self._saved_rng(saved), self.sampler)
 
     def _saved_rng(self, saved) -> dict:
-        if self.world > 1 and "per_rank" not in saved["rng"]:
+        """This process's part of the checkpoint's random state (checkpoint.all_ranks_rng_state
+        wrote every process's, or one process's alone)."""
+        rng = saved["rng"]
+        if "per_rank" in rng:
+            if len(rng["per_rank"]) != self.world:
+                raise TrainingError(f"--resume: {self.out} was written by {len(rng['per_rank'])} "
+                                    f"process(es) and this run has {self.world}: resume with the "
+                                    "same number, so each continues its own data and latent stream")
+            return rng["per_rank"][self.rank]
+        if self.world > 1:
             # Written by several processes before checkpoints kept each one's state (or by
             # one): the global RNGs continue, each process's sampler starts a new stream
             self._say(f"note: {self.out} holds one process's random state; each process's data "
                       "and latent stream starts afresh (the run goes on, not exactly as an "
                       "uninterrupted one would)")
             self.sampler.manual_seed(self.config.seed * 1000 + self.rank + 1_000_003 * self.step)
-            return {**saved["rng"], "sampler": self.sampler.get_state()}
-        state = checkpoint.rank_rng_state(saved["rng"], self.rank, self.world)
-        if state is None:
-            written_by = len(saved["rng"].get("per_rank", [None]))
-            raise TrainingError(f"--resume: {self.out} was written by {written_by} process(es) and "
-                                f"this run has {self.world}: resume with the same number, so each "
-                                "continues its own data and latent stream")
-        return state
+            return {**rng, "sampler": self.sampler.get_state()}
+        return rng
 
     def _restore(self, saved) -> None:
         try:
