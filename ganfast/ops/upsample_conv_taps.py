@@ -217,14 +217,13 @@ def taps_forward(x: torch.Tensor, taps: torch.Tensor, bias: torch.Tensor | None,
 
 
 def taps_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, needs,
-                  taps: torch.Tensor | None = None):
+                  taps: torch.Tensor | None):
     """(grad of x, grad of weight) of taps_forward without its bias; needs: which are wanted
     (at least one of the two: _UpsampleConv returns before calling it otherwise); taps: the
-    forward's tap_weight(weight), which only the input's gradient reads (made here if None)."""
+    forward's tap_weight(weight), which only the input's gradient reads (None when needs[0]
+    is False: the forward keeps it only then)."""
     b, c_in, h, w = x.shape
     c_out = weight.shape[0]
-    if needs[0] and taps is None:
-        taps = tap_weight(weight)
     layout = image_format(x)
     x = x.contiguous(memory_format=CHANNELS_LAST)
     # The input's gradient in channels_last order, each tile's GEMM writing its rows in place.
