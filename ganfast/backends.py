@@ -7,6 +7,7 @@ from ops/auto_backends.json (written from GPU measurements, see benchmarks/resul
 saying why.
 """
 
+import contextlib
 import functools
 import importlib
 import json
@@ -42,6 +43,20 @@ def set_backend(name: str | None) -> None:
     global _selected, _environment
     _selected = None if name is None else _check_name(name, "set_backend(name)")
     _environment = os.environ.get("GANFAST_BACKEND")
+
+
+@contextlib.contextmanager
+def backend_scope(name: str | None):
+    """set_backend(name) inside a with block, the earlier choice restored after it (set or not:
+    get_backend() cannot tell). GANFAST_BACKEND is not read again, so the block costs no
+    environment lookups (benchmarks enter it on every timed call)."""
+    global _selected
+    previous = _selected
+    _selected = None if name is None else _check_name(name, "backend_scope(name)")
+    try:
+        yield
+    finally:
+        _selected = previous
 
 
 def get_backend() -> str:

@@ -267,6 +267,29 @@ def test_spectral_norm_bench_runs_ganfast_rows_on_the_torch_route(monkeypatch):
         backends.set_backend(None)
 
 
+def test_backend_scope_restores_the_earlier_choice_set_or_not(monkeypatch):
+    import pytest
+
+    from ganfast import backends
+
+    backends.set_backend(None)
+    monkeypatch.setattr(backends, "_environment", "torch")  # as GANFAST_BACKEND=torch at import
+    with backends.backend_scope("triton"):
+        assert backends.get_backend() == "triton"
+    assert backends._selected is None and backends.get_backend() == "torch"
+    backends.set_backend("cuda")
+    try:
+        with pytest.raises(KeyError), backends.backend_scope("auto"):
+            assert backends.get_backend() == "auto"
+            raise KeyError("inside the block")
+        assert backends.get_backend() == "cuda"
+        with pytest.raises(ValueError, match="backend_scope"), backends.backend_scope("cpu"):
+            pass
+        assert backends.get_backend() == "cuda"
+    finally:
+        backends._selected = None  # (set_backend would read the real environment again)
+
+
 def test_interleaved_timing_changes_the_order_of_any_number_of_calls():
     # Each fn is called once per round; over the rounds each one starts a round and follows
     # every other (a rotation would leave "a" always after "c" when it is not first).

@@ -91,12 +91,8 @@ def with_backend(name, fn):
     """fn run with ganfast's global backend set to `name` (the per-layer route's choice), the
     setting before it restored after."""
     def run():
-        previous = backends._selected
-        backends.set_backend(name)
-        try:
+        with backends.backend_scope(name):
             return fn()
-        finally:
-            backends.set_backend(previous)
     return run
 
 
@@ -159,16 +155,13 @@ def run(device, mode="all", quick=False, with_compile=True):
     # The "ganfast" rows are the per-access parametrization on its torch route, as they are
     # reported; the fused routes have rows of their own (with_backend). Under "auto" a GPU
     # would run whatever the shipped table ranks first, and feed that ranking back into it.
-    previous = backends._selected
-    backends.set_backend("torch")
     try:
-        _run_into(rows, device, mode, quick, with_compile)
+        with backends.backend_scope("torch"):
+            _run_into(rows, device, mode, quick, with_compile)
     except KeyboardInterrupt:
         bench_cases.last_run_interrupted = True
         print(f"bench spectral_norm: interrupted; keeping the {len(rows)} rows timed so far",
               file=sys.stderr)
-    finally:
-        backends.set_backend(previous)
     return rows
 
 
