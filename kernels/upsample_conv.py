@@ -38,8 +38,14 @@ DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 ACTIVATION_CODES = {None: 0, "relu": 1, "leaky_relu": 2}
 BLOCK_M = 64  # source pixels of one phase per program
 MAX_BLOCK_N = 128  # output channels per program (fewer for a narrower conv; at least 16)
-MAX_BLOCK_K = 64  # input channels per tl.dot step (fewer for a narrower conv; at least 16)
-NUM_WARPS = 4
+# Input channels per tl.dot step: a 128-byte slice of each row (64 fp16/bf16 or 32 fp32
+# channels; fewer for a narrower conv, at least 16). The loads are gathers through registers
+# (masked implicit GEMM, no TMA): with 64 fp32 channels and 4 warps every sm_80/89/90 build
+# spilled (255 registers and 700-1,100 bytes of spill stack per thread; 144 KB of shared memory
+# on sm_90). 8 warps and 128-byte slices spill nowhere but fp32 without TF32 on sm_80 (56 B).
+# Static figures from scripts/triton_compile_check.py (triton 3.6): timing waits for a GPU.
+MAX_BLOCK_K_BYTES = 128
+NUM_WARPS = 8
 NUM_STAGES = 3
 
 
@@ -120,7 +126,7 @@ def upsample_conv_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
     packed = phase_weights(weight, x.dtype)  # [4 phases, 4 taps, Cout, Cin]
     bias_arg = bias.contiguous() if bias is not None else packed
     block_n = _block(c_out, 16, MAX_BLOCK_N)
-    block_k = _block(c_in, 16, MAX_BLOCK_K)
+    block_k = _block(c_in, 16, MAX_BLOCK_K_BYTES // x.element_size())
     precision = "tf32" if x.dtype == torch.float32 and torch.backends.cudnn.allow_tf32 else "ieee"
     grid = (triton.cdiv(m, BLOCK_M), triton.cdiv(c_out, block_n), 4)
     _upsample_conv_kernel[grid](

@@ -72,7 +72,7 @@ def test_forward_several_tiles_in_every_dimension(monkeypatch):
     # 2 x 5 x 7 = 70 source pixels (2 row tiles of 64), 20 output channels and 20 input
     # channels in 16-wide tiles: partial tiles in M, N and K, and a K loop of two steps.
     monkeypatch.setattr(kernels, "MAX_BLOCK_N", 16)
-    monkeypatch.setattr(kernels, "MAX_BLOCK_K", 16)
+    monkeypatch.setattr(kernels, "MAX_BLOCK_K_BYTES", 16 * 4)  # 16 float32 channels
     x, weight, bias = _inputs(2, 20, 20, 5, 7, torch.float32)
     got = kernels.upsample_conv_forward(x, weight, bias, "leaky_relu", 0.2)
     _assert_close(got, unfused64(x, weight, bias, "leaky_relu", 0.2), 1e-5)
