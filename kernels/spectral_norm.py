@@ -28,6 +28,12 @@ from . import launch_on_input_device
 BLOCK_R = 32    # rows of W_mat per tile in the matrix-vector passes
 BLOCK_C = 128   # columns per tile
 BLOCK = 1024    # elements per step in the elementwise passes
+# One program streams a whole layer's weight, so its threads are all the memory parallelism a
+# layer gets: 16 warps, the 512 threads of the CUDA kernel's block (csrc/spectral_norm.cu).
+# With Triton's default 4 the forward took 255 registers and spilled on sm_90 (8 B, 96 B for
+# float64) and sm_120 (160-328 B); with 16 it takes at most 128 and spills nowhere but float64
+# on sm_120 (32 B) (scripts/triton_compile_check.py, triton 3.6; not yet timed on a GPU).
+NUM_WARPS = 16
 
 # Per-layer integers, one row of the meta table each:
 # D, C, K, offset of y in the flat output, offset of u (then v) in the fp32 work buffer, n_iter.
@@ -179,11 +185,11 @@ def normalize_group(tables, first_weight, meta, out, work, sigma, eps: float) ->
     """Fills out (y of every layer), work (u, v as used) and sigma; updates u, v in place."""
     _normalize_group_kernel[(meta.shape[0],)](
         tables[0], tables[1], tables[2], first_weight, meta, out, work, sigma, eps,
-        BLOCK_R=BLOCK_R, BLOCK_C=BLOCK_C, BLOCK=BLOCK)
+        BLOCK_R=BLOCK_R, BLOCK_C=BLOCK_C, BLOCK=BLOCK, num_warps=NUM_WARPS)
 
 
 @launch_on_input_device
 def normalize_group_backward(grad_flat, out, work, sigma, meta, grad_weight) -> None:
     """Fills grad_weight, the flat gradient of every weight, in the layout of `out`."""
     _normalize_group_backward_kernel[(meta.shape[0],)](
-        grad_flat, out, work, sigma, meta, grad_weight, BLOCK=BLOCK)
+        grad_flat, out, work, sigma, meta, grad_weight, BLOCK=BLOCK, num_warps=NUM_WARPS)
