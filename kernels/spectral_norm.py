@@ -28,11 +28,12 @@ from . import launch_on_input_device
 BLOCK_R = 32    # rows of W_mat per tile in the matrix-vector passes
 BLOCK_C = 128   # columns per tile
 BLOCK = 1024    # elements per step in the elementwise passes
-# One program streams a whole layer's weight, so its threads are all the memory parallelism a
-# layer gets: 16 warps, the 512 threads of the CUDA kernel's block (csrc/spectral_norm.cu).
-# With Triton's default 4 the forward took 255 registers and spilled on sm_90 (8 B, 96 B for
-# float64) and sm_120 (160-328 B); with 16 it takes at most 128 and spills nowhere but float64
-# on sm_120 (32 B) (scripts/triton_compile_check.py, triton 3.6; not yet timed on a GPU).
+# One program streams a whole layer (forward and backward), so its threads are all the memory
+# parallelism a layer gets: 16 warps, the 512 threads of the CUDA kernel's block
+# (csrc/spectral_norm.cu). With Triton's default 4 the forward took 255 registers and spilled
+# (half precision on sm_90, float64 on sm_80/89/90, every dtype on sm_120); 512 threads cap a
+# thread at 128 registers, and the forward fits there without spilling but float64 on sm_120
+# (scripts/triton_compile_check.py, triton 3.6; benchmarks/NOTES.md; not yet timed on a GPU).
 NUM_WARPS = 16
 
 # Per-layer integers, one row of the meta table each:

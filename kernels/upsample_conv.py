@@ -41,9 +41,11 @@ MAX_BLOCK_N = 128  # output channels per program (fewer for a narrower conv; at 
 # Input channels per tl.dot step: a 128-byte slice of each row (64 fp16/bf16 or 32 fp32
 # channels; fewer for a narrower conv, at least 16). The loads are gathers through registers
 # (masked implicit GEMM, no TMA): with 64 fp32 channels and 4 warps every sm_80/89/90 build
-# spilled (255 registers and 700-1,100 bytes of spill stack per thread; 144 KB of shared memory
-# on sm_90). 8 warps and 128-byte slices spill nowhere but fp32 without TF32 on sm_80 (56 B).
-# Static figures from scripts/triton_compile_check.py (triton 3.6): timing waits for a GPU.
+# spilled (255 registers and 688-1,232 bytes of spill stack per thread; 144 KB of shared memory
+# on sm_90). With 8 warps and 128-byte slices triton 3.6 (the GPU machine's) spills nowhere at
+# the benchmarked shapes but fp32 without TF32 on sm_80 (56 B); triton 3.8 still spills in
+# NCHW half precision, less than with 4 warps. scripts/triton_compile_check.py and
+# benchmarks/NOTES.md have the figures; not yet timed on a GPU.
 MAX_BLOCK_K_BYTES = 128
 NUM_WARPS = 8
 NUM_STAGES = 3

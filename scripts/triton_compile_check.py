@@ -8,14 +8,16 @@ with numpy and never compiles them: what only the compiler checks (a loop-carrie
 changes type, tl.dot's shape and dtype rules, pointer casts, the shared memory a pipelined
 tl.dot needs) first shows on the GPU machine, whose time is scarce. Here each launcher is
 called as its op calls it (every dtype it takes, the branches that pick another kernel or
-constexpr, the block sizes of the benchmarked shapes), on CPU tensors, with a Triton driver
+constexpr, the benchmarked shapes, odd sizes and views), on CPU tensors, with a Triton driver
 that stands for a GPU of each target: Triton compiles the kernel down to a cubin (ptxas
 included) and does not launch it.
 
 Prints one table row per compiled variant and target: dynamic shared memory, registers and
-spill stack per thread (cuobjdump of the cubin). Exit status 1 when a variant fails to compile,
-needs more shared memory than its target gives one block, or a kernel of ganfast.kernels was
-never launched (a new kernel without a variant here).
+spill stack per thread (cuobjdump of the cubin). Exit status 1 when a variant fails to compile
+or launches no kernel, a kernel needs more shared memory than its target gives one block, or a
+kernel of ganfast.kernels (a @triton.jit function named *_kernel) was never launched: a new op
+adds its variants function to VARIANTS. Registers and spills depend on the Triton version: the
+GPU machine runs triton 3.6.
 """
 
 import argparse
@@ -100,53 +102,74 @@ def resource_usage(cubin: bytes) -> tuple:
 
 # ------------------------------------------------------------------ the launches to compile
 # Each variant: (label, launch). A launch calls a launcher with CPU tensors as its op would;
-# only dtypes, layouts and the branches matter, the values are never read.
+# the values are never read (empty tensors), but shapes are: Triton specializes an integer
+# argument equal to 1 or divisible by 16, and a pointer aligned to 16 bytes, so the variants
+# take the shapes that run (the benchmarked ones) besides odd sizes, batch 1 and views.
 
 DTYPES_ALL = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
 
-def _acc(dtype):
-    return torch.float64 if dtype == torch.float64 else torch.float32
+def _name(dtype) -> str:
+    return str(dtype).removeprefix("torch.")
 
 
 def gradient_penalty_variants():
     from ganfast.kernels import gradient_penalty as gp
 
+    shapes = {  # label: (shape, channels_last)
+        "4x3x8x8 (one launch)": ((4, 3, 8, 8), False),
+        "64x3x32x32 (one chunk per row)": ((64, 3, 32, 32), False),
+        "1x3x64x64": ((1, 3, 64, 64), False),
+        "5x3x7x7": ((5, 3, 7, 7), False),
+        "2x3x128x128 channels_last": ((2, 3, 128, 128), True),
+        "70000x1 (two grid slices)": ((gp.MAX_GRID_Y + 4465, 1), False),
+    }
     for dtype in DTYPES_ALL:
-        name = str(dtype).removeprefix("torch.")
-        small = torch.randn(4, 3, 8, 8, dtype=dtype)
-        large = torch.randn(2, 3, 128, 128, dtype=dtype)  # rows past SMALL_ROW: two launches
-        acc = _acc(dtype)
-        yield f"interpolate {name}", lambda x=small, a=acc: gp.interpolate(
-            x, x.clone(), torch.rand(x.shape[0], dtype=a))
-        yield f"norm_penalty one launch {name}", lambda x=small: gp.norm_penalty(x, 10.0, 1.0)
-        yield f"norm_penalty two launches {name}", lambda x=large: gp.norm_penalty(x, 10.0, 1.0)
-        yield f"norm_backward broadcast grad {name}", lambda x=small, a=acc: gp.norm_backward(
-            torch.ones((), dtype=a).expand(x.shape[0]), x, torch.rand(x.shape[0], dtype=a),
-            0.5, -1.0)
-        yield f"norm_backward channels_last {name}", lambda x=large, a=acc: gp.norm_backward(
-            torch.rand(x.shape[0], dtype=a), x.to(memory_format=torch.channels_last),
-            torch.rand(x.shape[0], dtype=a), 0.0, 1.0)
+        acc = torch.float64 if dtype == torch.float64 else torch.float32
+        for label, (shape, channels_last) in shapes.items():
+            def inputs(shape=shape, channels_last=channels_last, dtype=dtype, acc=acc):
+                x = torch.empty(shape, dtype=dtype)
+                if channels_last:
+                    x = x.to(memory_format=torch.channels_last)
+                return x, torch.empty(shape[0], dtype=acc)
+
+            def interpolate(inputs=inputs):
+                x, per_sample = inputs()
+                gp.interpolate(x, torch.empty_like(x), per_sample)
+
+            def norm_penalty(inputs=inputs):
+                gp.norm_penalty(inputs()[0], 10.0, 1.0)
+
+            def norm_backward(inputs=inputs):  # per_sample_norm's: a gradient per sample
+                x, per_sample = inputs()
+                gp.norm_backward(torch.empty_like(per_sample), x, per_sample, 0.0, 1.0)
+
+            def penalty_backward(inputs=inputs):  # the penalty's: one gradient, broadcast
+                x, per_sample = inputs()
+                gp.norm_backward(per_sample[:1].expand(x.shape[0]), x, per_sample, 0.5, -1.0)
+
+            for launch in (interpolate, norm_penalty, norm_backward, penalty_backward):
+                yield f"{launch.__name__} {label} {_name(dtype)}", launch
 
 
 def spectral_norm_variants():
     from ganfast.ops import spectral_norm as sn
 
     for dtype in DTYPES_ALL:
-        name = str(dtype).removeprefix("torch.")
         # A conv (dim 0), a transposed conv (dim 1: read in place) and a linear layer.
         weights = [torch.randn(8, 3, 3, 3, dtype=dtype), torch.randn(6, 5, 4, 4, dtype=dtype),
                    torch.randn(5, 7, dtype=dtype)]
         dims = [0, 1, 0]
         plan = sn.GroupPlan(weights, dims, [1, 1, 0])
         us = [torch.randn(w.shape[d], dtype=dtype) for w, d in zip(weights, dims, strict=True)]
-        vs = [torch.randn(w.numel() // w.shape[d], dtype=dtype) for w, d in zip(weights, dims, strict=True)]
+        vs = [torch.randn(w.numel() // w.shape[d], dtype=dtype)
+              for w, d in zip(weights, dims, strict=True)]
 
         def forward_and_backward(plan=plan, weights=weights, us=us, vs=vs):
             out, work, sigma, meta = sn._launch("triton", plan, weights, us, vs, 1e-12)
             sn._launch_backward("triton", meta, torch.randn_like(out), out, work, sigma)
 
-        yield f"normalize_group fwd+bwd {name}", forward_and_backward
+        yield f"normalize_group fwd+bwd {_name(dtype)}", forward_and_backward
 
 
 def upsample_conv_variants():
@@ -154,14 +177,14 @@ def upsample_conv_variants():
 
     from ganfast.bench.upsample_conv import BLOCKS
 
-    channels = sorted({(cin, cout) for _, _, cin, cout, _ in BLOCKS.values()}, reverse=True)
-
-    def launch(dtype, cin, cout, channels_last=False, bias=True, activation="leaky_relu",
+    def launch(dtype, batch, cin, cout, h, w, layout="nchw", bias=True, activation=None,
                tf32=True):
         def call():
-            x = torch.randn(2, cin, 3, 5, dtype=dtype)
-            if channels_last:
-                x = x.to(memory_format=torch.channels_last)
+            if layout == "sliced":  # a view: strides of a bigger map, an unaligned start
+                x = torch.empty(batch, cin, h + 1, w + 1, dtype=dtype)[:, :, 1:, 1:]
+            else:
+                x = torch.empty(batch, cin, h, w, dtype=dtype, memory_format=(
+                    torch.channels_last if layout == "channels_last" else torch.contiguous_format))
             weight = torch.randn(cout, cin, 3, 3, dtype=dtype)
             b = torch.randn(cout, dtype=dtype) if bias else None
             before = torch.backends.cudnn.allow_tf32
@@ -173,18 +196,18 @@ def upsample_conv_variants():
         return call
 
     for dtype in up.DTYPES:
-        name = str(dtype).removeprefix("torch.")
-        for cin, cout in channels:  # the benchmarked generator blocks' block sizes
-            yield f"upsample_conv {cin}->{cout} {name}", launch(dtype, cin, cout)
-        cin, cout = channels[0]
-        yield (f"upsample_conv {cin}->{cout} channels_last {name}",
-               launch(dtype, cin, cout, channels_last=True))
-        yield f"upsample_conv 3->5 no bias, relu {name}", launch(dtype, 3, 5, bias=False,
-                                                                 activation="relu")
-        yield f"upsample_conv 3->5 no activation {name}", launch(dtype, 3, 5, activation=None)
-    cin, cout = channels[0]
-    yield f"upsample_conv {cin}->{cout} float32 without TF32", launch(torch.float32, cin, cout,
-                                                                       tf32=False)
+        name = _name(dtype)
+        for block, (batch, _, cin, cout, h) in BLOCKS.items():  # as `ganfast bench` runs them
+            for layout in ("nchw", "channels_last"):
+                yield (f"upsample_conv {block} {layout} {name}",
+                       launch(dtype, batch, cin, cout, h, h, layout))
+        yield (f"upsample_conv 1x3x3x5->5, leaky_relu, sliced view {name}",
+               launch(dtype, 1, 3, 5, 3, 5, "sliced", activation="leaky_relu"))
+        yield (f"upsample_conv 2x20x5x7->20, no bias, relu {name}",
+               launch(dtype, 2, 20, 20, 5, 7, bias=False, activation="relu"))
+    batch, _, cin, cout, h = BLOCKS["sngan32-256-8"]
+    yield ("upsample_conv sngan32-256-8 float32 without TF32",
+           launch(torch.float32, batch, cin, cout, h, h, tf32=False))
 
 
 VARIANTS: list[Callable] = [gradient_penalty_variants, spectral_norm_variants,
@@ -192,13 +215,23 @@ VARIANTS: list[Callable] = [gradient_penalty_variants, spectral_norm_variants,
 
 
 def every_kernel() -> set:
-    """Names of the @triton.jit kernels in ganfast.kernels' modules."""
-    from ganfast.kernels import gradient_penalty, spectral_norm, upsample_conv
+    """Names of the kernels in ganfast.kernels' modules: the @triton.jit functions whose name
+    ends in _kernel (the helpers they call are inlined, never launched), autotuned or not."""
+    import importlib
+    import pkgutil
+
+    import ganfast.kernels
     from triton.runtime.jit import JITFunction
 
-    return {value.fn.__name__ for module in (gradient_penalty, spectral_norm, upsample_conv)
-            for value in vars(module).values()
-            if isinstance(value, JITFunction) and value.fn.__name__.endswith("_kernel")}
+    names = set()
+    for info in pkgutil.iter_modules(ganfast.kernels.__path__):
+        module = importlib.import_module(f"ganfast.kernels.{info.name}")
+        for value in vars(module).values():
+            while not isinstance(value, JITFunction) and hasattr(value, "fn"):
+                value = value.fn  # triton.autotune / triton.heuristics wrap the JITFunction
+            if isinstance(value, JITFunction) and value.fn.__name__.endswith("_kernel"):
+                names.add(value.fn.__name__)
+    return names
 
 
 def check(archs, variant_sources=VARIANTS, expected_kernels=None, out=sys.stdout) -> int:
@@ -208,13 +241,16 @@ def check(archs, variant_sources=VARIANTS, expected_kernels=None, out=sys.stdout
     compiled, launched = [], set()
     fake = install_compile_only(compiled, launched)
     problems, done, reused = [], set(), 0
-    print(f"triton {triton.__version__}, torch {torch.__version__}\n", file=out)
+    import ganfast.kernels
+
+    print(f"triton {triton.__version__}, torch {torch.__version__}, kernels of "
+          f"{os.path.dirname(ganfast.kernels.__file__)}\n", file=out)
     print("| target | variant | kernel | warps | stages | shared KB | registers | stack B "
           "| compile s |", file=out)
     print("|---|---|---|---|---|---|---|---|---|", file=out)
     for arch in archs:
         fake.capability = arch
-        limit = MAX_SHARED.get(arch)
+        limit = MAX_SHARED[arch]
         for source in variant_sources:
             for label, launch in source():
                 compiled.clear()
@@ -225,6 +261,8 @@ def check(archs, variant_sources=VARIANTS, expected_kernels=None, out=sys.stdout
                     print(f"| sm_{arch} | {label} | FAILED: {type(error).__name__} | | | | | | |",
                           file=out)
                     continue
+                if not compiled:  # a launcher that returned early, a branch that moved
+                    problems.append(f"sm_{arch} {label}: launched no kernel")
                 for name, kernel, seconds in compiled:
                     if (arch, kernel.hash) in done:  # the same specialization as a row above
                         reused += 1
@@ -235,7 +273,7 @@ def check(archs, variant_sources=VARIANTS, expected_kernels=None, out=sys.stdout
                     print(f"| sm_{arch} | {label} | {name} | {kernel.metadata.num_warps} | "
                           f"{kernel.metadata.num_stages} | {shared / 1024:.1f} | {registers} | "
                           f"{stack} | {seconds:.2f} |", file=out)
-                    if limit is not None and shared > limit:
+                    if shared > limit:
                         problems.append(f"sm_{arch} {label}: {name} needs {shared} bytes of "
                                         f"shared memory, the target gives a block {limit}")
     expected = every_kernel() if expected_kernels is None else set(expected_kernels)
@@ -261,6 +299,10 @@ def main(argv=None) -> int:
         archs = [int(a.strip().replace(".", "")) for a in args.arch.split(",") if a.strip()]
     except ValueError:
         parser.error(f"--arch takes compute capabilities such as 80,90; got {args.arch!r}")
+    unknown = [a for a in archs if a not in MAX_SHARED]
+    if unknown:
+        parser.error(f"--arch: no shared-memory limit known for {unknown}; known: "
+                     f"{', '.join(map(str, MAX_SHARED))}")
     return check(archs)
 
 

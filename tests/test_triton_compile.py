@@ -75,12 +75,14 @@ def variants():
     b = torch.randn(512, 128, dtype=torch.float16)
     c = torch.empty(128, 128)
     yield "wide dot", lambda: _wide_dot_kernel[(1,)](a, b, c, 512, BLOCK=128, num_stages=4)
+    yield "no launch", lambda: None  # a launcher that returns before its kernel
 '''
 
 
 def test_the_check_reports_what_only_the_compiler_sees(tmp_path):
     """A kernel the interpreter runs but the compiler refuses, one that needs more shared memory
-    than the target has, and a kernel no variant launches: each is reported, exit status 1."""
+    than the target has, a variant that launches nothing and a kernel no variant launches: each
+    is reported, exit status 1."""
     (tmp_path / "broken.py").write_text(BROKEN)
     interpreted = run_python(tmp_path, ["-c", "import broken; print(float(broken.type_changing()[0]))"],
                              interpret=True)
@@ -97,7 +99,14 @@ def test_the_check_reports_what_only_the_compiler_sees(tmp_path):
     result = run_python(tmp_path, ["-c", check])
     assert result.returncode == 1, result.stdout[-6000:] + result.stderr[-6000:]
     problems = [line for line in result.stdout.splitlines() if line.startswith("PROBLEM")]
-    assert len(problems) == 3, result.stdout
+    assert len(problems) == 4, result.stdout
     assert problems[0].startswith("PROBLEM sm_89 type change: CompilationError")
     assert "_wide_dot_kernel needs" in problems[1] and "gives a block 101376" in problems[1]
-    assert problems[2] == "PROBLEM never launched (add a variant): ['_never_launched_kernel']"
+    assert problems[2] == "PROBLEM sm_89 no launch: launched no kernel"
+    assert problems[3] == "PROBLEM never launched (add a variant): ['_never_launched_kernel']"
+
+
+def test_an_architecture_without_a_known_limit_is_refused(tmp_path):
+    result = run_python(tmp_path, [str(SCRIPTS / "triton_compile_check.py"), "--arch", "90,75"])
+    assert result.returncode == 2
+    assert "--arch: no shared-memory limit known for [75]" in result.stderr
