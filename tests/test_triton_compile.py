@@ -25,8 +25,8 @@ def run_python(tmp_path, args, interpret=False):
 
 def test_every_kernel_compiles_for_the_gpu_targets(tmp_path):
     """Every kernel of ganfast.kernels, in every variant its launchers make, compiles to a
-    cubin for Ampere (80; 89 with 99 KB of shared memory) and Hopper (90) and fits its
-    target's shared memory."""
+    cubin for sm_80 (A100), sm_89 (99 KB of shared memory, as on the consumer GPUs) and sm_90
+    (H100, H200) and fits its target's shared memory."""
     result = run_python(tmp_path, [str(SCRIPTS / "triton_compile_check.py"),
                                    "--arch", "80,89,90"])
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-6000:]
