@@ -113,9 +113,16 @@ def _norm_backward_kernel(x_ptr, grad_ptr, grad_stride, norm_ptr, out_ptr, row,
     tl.store(out_ptr + offs, (coef * x).to(out_ptr.dtype.element_ty), mask=mask)
 
 
-def _batch_slices(batch: int):
-    """Sample ranges of at most MAX_GRID_Y, one launch each (grid dim 1 holds the sample)."""
-    return [slice(start, min(start + MAX_GRID_Y, batch)) for start in range(0, batch, MAX_GRID_Y)]
+def _launch_chunks(*tensors):
+    """(samples, tensors) for each launch: grid dim 1 holds the sample, so a batch past
+    MAX_GRID_Y is cut into views of at most that many samples. A batch that fits (every GAN
+    batch) takes the tensors themselves: a view costs about 1 us of host time each, and these
+    launchers run on tiny tensors, where host time is the cost."""
+    batch = tensors[0].shape[0]
+    if batch <= MAX_GRID_Y:
+        return [(batch, tensors)] if batch else []
+    return [(min(MAX_GRID_Y, batch - start), tuple(t[start:start + MAX_GRID_Y] for t in tensors))
+            for start in range(0, batch, MAX_GRID_Y)]
 
 
 def _row_length(x: torch.Tensor) -> int:
@@ -142,9 +149,8 @@ def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor) -> 
     out = torch.empty_like(real)
     row = _row_length(real)
     if out.numel():
-        for s in _batch_slices(real.shape[0]):
-            grid = (triton.cdiv(row, BLOCK), s.stop - s.start)
-            _interpolate_kernel[grid](real[s], fake[s], alpha[s], out[s], row, BLOCK=BLOCK)
+        for samples, (r, f, a, o) in _launch_chunks(real, fake, alpha, out):
+            _interpolate_kernel[(triton.cdiv(row, BLOCK), samples)](r, f, a, o, row, BLOCK=BLOCK)
     return out
 
 
@@ -165,9 +171,9 @@ def norm_penalty(x: torch.Tensor, weight: float, center: float):
         return norms, penalty
     n_chunks = triton.cdiv(row, BLOCK * SUM_STEPS)
     partial = torch.empty(batch, n_chunks, dtype=acc, device=x.device)
-    for s in _batch_slices(batch):
-        _sum_squares_kernel[(n_chunks, s.stop - s.start)](x[s], partial[s], row, n_chunks,
-                                                          BLOCK=BLOCK, STEPS=SUM_STEPS)
+    for samples, (rows, partial_rows) in _launch_chunks(x, partial):
+        _sum_squares_kernel[(n_chunks, samples)](rows, partial_rows, row, n_chunks,
+                                                 BLOCK=BLOCK, STEPS=SUM_STEPS)
     _norms_and_penalty_kernel[(1,)](partial, norms, penalty, batch, n_chunks, weight, center,
                                     SQUARE=False, **final)
     return norms, penalty
@@ -185,8 +191,7 @@ def norm_backward(grad: torch.Tensor, x: torch.Tensor, norm: torch.Tensor, slope
     row = _row_length(x)
     if out.numel():
         norm = norm.contiguous()
-        for s in _batch_slices(x.shape[0]):
-            grid = (triton.cdiv(row, BLOCK), s.stop - s.start)
-            _norm_backward_kernel[grid](x[s], grad[s], grad.stride(0), norm[s], out[s], row,
-                                        slope, offset, BLOCK=BLOCK)
+        for samples, (rows, g, n, o) in _launch_chunks(x, grad, norm, out):
+            _norm_backward_kernel[(triton.cdiv(row, BLOCK), samples)](
+                rows, g, grad.stride(0), n, o, row, slope, offset, BLOCK=BLOCK)
     return out

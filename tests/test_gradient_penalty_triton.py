@@ -76,18 +76,25 @@ def test_non_dense_input_is_handled():
     torch.testing.assert_close(back, x / norm.view(-1, 1, 1))
 
 
-def test_batches_past_the_grid_limit_are_split(monkeypatch):
+@pytest.mark.parametrize("one_launch", [True, False])
+def test_batches_past_the_grid_limit_are_split(monkeypatch, one_launch):
     # The launchers split batches over MAX_GRID_Y (65535) samples; a small limit exercises
-    # the same path in the interpreter.
+    # the same path in the interpreter (the sums of squares too, with the one-launch path off).
     monkeypatch.setattr(kernels, "MAX_GRID_Y", 2)
+    if not one_launch:
+        monkeypatch.setattr(kernels, "SMALL_INPUT", 0)
     x, y = torch.randn(5, 37), torch.randn(5, 37)
     alpha, gn = torch.rand(5), torch.randn(5)
     torch.testing.assert_close(kernels.interpolate(x, y, alpha),
                                gp.interpolate_reference(x, y, alpha))
-    norm = kernels.norm_penalty(x, 0.0, 0.0)[0]
+    norm, penalty = kernels.norm_penalty(x, 10.0, 1.0)
     torch.testing.assert_close(norm, x.norm(dim=1))
+    torch.testing.assert_close(penalty, 10.0 * ((x.norm(dim=1) - 1.0) ** 2).mean())
     torch.testing.assert_close(kernels.norm_backward(gn, x, norm, 0.0, 1.0),
                                gp.norm_backward_reference(gn, x, norm, 0.0, 1.0))
+    broadcast = gn[:1].expand(5)  # the penalty's gradient: one value, stride 0
+    torch.testing.assert_close(kernels.norm_backward(broadcast, x, norm, 0.5, -1.0),
+                               gp.norm_backward_reference(broadcast, x, norm, 0.5, -1.0))
 
 
 def test_contiguous_with_odd_size_one_strides_keeps_empty_like_layout():
