@@ -2,6 +2,7 @@
 """Compile every Triton kernel of ganfast for real GPU targets, on a machine without a GPU.
 
     python scripts/triton_compile_check.py [--arch 80,89,90]
+    python scripts/triton_compile_check.py --host-time   # the launchers' Python path, timed
 
 The CPU tests run the kernels under TRITON_INTERPRET=1, which executes their Python semantics
 with numpy and never compiles them: what only the compiler checks (a loop-carried value that
@@ -287,11 +288,48 @@ def check(archs, variant_sources=VARIANTS, expected_kernels=None, out=sys.stdout
     return 1 if problems else 0
 
 
+def launcher_host_times(out=sys.stdout) -> None:
+    """Host time of the launchers' Python path on tiny inputs: everything before Triton's C
+    launcher (the launcher's checks and allocations, Triton's argument binding, cache key and
+    cache hit), which this machine can time; the C launch itself needs a GPU."""
+    import timeit
+
+    from ganfast.kernels import gradient_penalty as gp
+    from ganfast.kernels import upsample_conv as up
+
+    from ganfast.ops import spectral_norm as sn
+
+    install_compile_only([], set())
+    x, per_sample = torch.randn(4, 3, 4, 4), torch.rand(4)
+    weights = [torch.randn(8, 3, 3, 3), torch.randn(16, 8, 3, 3)]
+    plan = sn.GroupPlan(weights, [0, 0], [1, 1])
+    us = [torch.randn(8), torch.randn(16)]
+    vs = [torch.randn(27), torch.randn(72)]
+    conv_weight, bias = torch.randn(5, 3, 3, 3), torch.randn(5)
+    launches = {
+        "gradient_penalty.interpolate": lambda: gp.interpolate(x, x, per_sample),
+        "gradient_penalty.norm_penalty": lambda: gp.norm_penalty(x, 10.0, 1.0),
+        "gradient_penalty.norm_backward": lambda: gp.norm_backward(per_sample, x, per_sample,
+                                                                   0.0, 1.0),
+        "spectral_norm group forward (2 layers)": lambda: sn._launch("triton", plan, weights, us,
+                                                                     vs, 1e-12),
+        "upsample_conv_forward (with the weight's packing matmul)":
+            lambda: up.upsample_conv_forward(x, conv_weight, bias, None, 0.2),
+    }
+    print("| launcher, tiny input | us per call, best of 5 x 2000 |\n|---|---|", file=out)
+    for name, launch in launches.items():
+        launch()  # compiled once here; then every call is a cache hit
+        best = min(timeit.repeat(launch, number=2000, repeat=5)) / 2000
+        print(f"| {name} | {best * 1e6:.1f} |", file=out)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--arch", default="80,89,90",
                         help="compute capabilities to compile for, comma-separated "
                              "(default: 80,89,90)")
+    parser.add_argument("--host-time", action="store_true",
+                        help="instead, time the launchers' Python path on tiny inputs (sm_90)")
     args = parser.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET") == "1":
         parser.error("TRITON_INTERPRET=1 is set: the interpreter compiles nothing; unset it")
@@ -303,6 +341,9 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"--arch: no shared-memory limit known for {unknown}; known: "
                      f"{', '.join(map(str, MAX_SHARED))}")
+    if args.host_time:
+        launcher_host_times()
+        return 0
     return check(archs)
 
 

@@ -110,3 +110,11 @@ def test_an_architecture_without_a_known_limit_is_refused(tmp_path):
     result = run_python(tmp_path, [str(SCRIPTS / "triton_compile_check.py"), "--arch", "90,75"])
     assert result.returncode == 2
     assert "--arch: no shared-memory limit known for [75]" in result.stderr
+
+
+def test_launcher_host_times_are_printed(tmp_path):
+    result = run_python(tmp_path, [str(SCRIPTS / "triton_compile_check.py"), "--host-time"])
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = [row.split("|") for row in result.stdout.splitlines() if row.startswith("| ")]
+    timed = {cells[1].strip(): float(cells[2]) for cells in rows[1:]}
+    assert len(timed) == 5 and all(us > 0 for us in timed.values()), result.stdout
