@@ -63,10 +63,10 @@ class CompileOnlyDriver:
         return torch.device("cpu")
 
 
-def install_compile_only(compiled: list, launched: set) -> CompileOnlyDriver:
+def install_compile_only(compiled: list | None = None, launched: set | None = None):
     """Make every kernel launch compile and return instead (JITFunction.run's warmup mode),
     adding the kernel's name to `launched` and, once compiled, (name, compiled kernel,
-    seconds) to `compiled`."""
+    seconds) to `compiled`; with neither, no bookkeeping (for timing the launch path)."""
     from triton.runtime import driver
     from triton.runtime.jit import JITFunction
 
@@ -75,6 +75,8 @@ def install_compile_only(compiled: list, launched: set) -> CompileOnlyDriver:
     run = JITFunction.run
 
     def compile_only(self, *args, grid, warmup, **kwargs):
+        if compiled is None:
+            return run(self, *args, grid=grid, warmup=True, **kwargs)
         launched.add(self.fn.__name__)
         start = time.perf_counter()
         kernel = run(self, *args, grid=grid, warmup=True, **kwargs)
@@ -289,9 +291,11 @@ def check(archs, variant_sources=VARIANTS, expected_kernels=None, out=sys.stdout
 
 
 def launcher_host_times(out=sys.stdout) -> None:
-    """Host time of the launchers' Python path on tiny inputs: everything before Triton's C
-    launcher (the launcher's checks and allocations, Triton's argument binding, cache key and
-    cache hit), which this machine can time; the C launch itself needs a GPU."""
+    """Host time of the launchers' Python path on tiny inputs, called directly (no op dispatch,
+    no autograd): the launcher's checks and allocations, Triton's argument binding, cache key
+    and cache hit. On CPU tensors: the CPU allocator, no device guard, a stub device and stream,
+    and upsample-conv's weight-packing matmul computed here. Triton's launch metadata and C
+    launcher, and the CUDA launch itself, need a GPU."""
     import timeit
 
     from ganfast.kernels import gradient_penalty as gp
@@ -299,7 +303,7 @@ def launcher_host_times(out=sys.stdout) -> None:
 
     from ganfast.ops import spectral_norm as sn
 
-    install_compile_only([], set())
+    install_compile_only()
     x, per_sample = torch.randn(4, 3, 4, 4), torch.rand(4)
     weights = [torch.randn(8, 3, 3, 3), torch.randn(16, 8, 3, 3)]
     plan = sn.GroupPlan(weights, [0, 0], [1, 1])
@@ -329,7 +333,8 @@ def main(argv=None) -> int:
                         help="compute capabilities to compile for, comma-separated "
                              "(default: 80,89,90)")
     parser.add_argument("--host-time", action="store_true",
-                        help="instead, time the launchers' Python path on tiny inputs (sm_90)")
+                        help="instead, time the launchers' Python path on tiny inputs "
+                             "(compiling for sm_90 whatever --arch says)")
     args = parser.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET") == "1":
         parser.error("TRITON_INTERPRET=1 is set: the interpreter compiles nothing; unset it")

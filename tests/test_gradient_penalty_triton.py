@@ -76,13 +76,27 @@ def test_non_dense_input_is_handled():
     torch.testing.assert_close(back, x / norm.view(-1, 1, 1))
 
 
-@pytest.mark.parametrize("one_launch", [True, False])
-def test_batches_past_the_grid_limit_are_split(monkeypatch, one_launch):
+class GridRecorder:
+    """Stands for a kernel: records each launch's grid, then launches the kernel."""
+
+    def __init__(self, kernel):
+        self.kernel, self.grids = kernel, []
+
+    def __getitem__(self, grid):
+        self.grids.append(grid)
+        return self.kernel[grid]
+
+
+def test_batches_past_the_grid_limit_are_split(monkeypatch):
     # The launchers split batches over MAX_GRID_Y (65535) samples; a small limit exercises
     # the same path in the interpreter (the sums of squares too, with the one-launch path off).
+    # The interpreter has no grid limit: the recorded grids show each launch within it.
     monkeypatch.setattr(kernels, "MAX_GRID_Y", 2)
-    if not one_launch:
-        monkeypatch.setattr(kernels, "SMALL_INPUT", 0)
+    monkeypatch.setattr(kernels, "SMALL_INPUT", 0)
+    recorders = {}
+    for name in ("_interpolate_kernel", "_sum_squares_kernel", "_norm_backward_kernel"):
+        recorders[name] = GridRecorder(getattr(kernels, name))
+        monkeypatch.setattr(kernels, name, recorders[name])
     x, y = torch.randn(5, 37), torch.randn(5, 37)
     alpha, gn = torch.rand(5), torch.randn(5)
     torch.testing.assert_close(kernels.interpolate(x, y, alpha),
@@ -95,6 +109,25 @@ def test_batches_past_the_grid_limit_are_split(monkeypatch, one_launch):
     broadcast = gn[:1].expand(5)  # the penalty's gradient: one value, stride 0
     torch.testing.assert_close(kernels.norm_backward(broadcast, x, norm, 0.5, -1.0),
                                gp.norm_backward_reference(broadcast, x, norm, 0.5, -1.0))
+    samples = {name: [grid[1] for grid in r.grids] for name, r in recorders.items()}
+    assert samples == {"_interpolate_kernel": [2, 2, 1], "_sum_squares_kernel": [2, 2, 1],
+                       "_norm_backward_kernel": [2, 2, 1, 2, 2, 1]}
+
+
+@pytest.mark.parametrize("batch,chunks", [(0, []), (3, [3]), (4, [3, 1]), (7, [3, 3, 1])])
+def test_launch_chunks(monkeypatch, batch, chunks):
+    monkeypatch.setattr(kernels, "MAX_GRID_Y", 3)
+    x, per_sample = torch.randn(batch, 2), torch.randn(batch)
+    got = kernels._launch_chunks(x, per_sample)
+    assert [samples for samples, _ in got] == chunks
+    if len(chunks) == 1:  # a batch that fits: the tensors themselves, no views
+        assert got[0][1][0] is x and got[0][1][1] is per_sample
+    start = 0
+    for samples, (rows, values) in got:
+        assert rows.data_ptr() == x[start:].data_ptr() and rows.shape[0] == samples
+        assert values.data_ptr() == per_sample[start:].data_ptr() and len(values) == samples
+        start += samples
+    assert start == batch
 
 
 def test_contiguous_with_odd_size_one_strides_keeps_empty_like_layout():
