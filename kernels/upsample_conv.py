@@ -38,15 +38,16 @@ DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 ACTIVATION_CODES = {None: 0, "relu": 1, "leaky_relu": 2}
 BLOCK_M = 64  # source pixels of one phase per program
 MAX_BLOCK_N = 128  # output channels per program (fewer for a narrower conv; at least 16)
-# Input channels per tl.dot step: a 128-byte slice of each row (64 fp16/bf16 or 32 fp32
+# Input channels per tl.dot step: a 64-byte slice of each row (32 fp16/bf16 or 16 fp32
 # channels; fewer for a narrower conv, at least 16). The loads are gathers through registers
-# (masked implicit GEMM, no TMA): with 64 fp32 channels and 4 warps every sm_80/89/90 build
-# spilled (255 registers and 688-1,232 bytes of spill stack per thread; 144 KB of shared memory
-# on sm_90). With 8 warps and 128-byte slices triton 3.6 (the GPU machine's) spills nowhere at
-# the benchmarked shapes but fp32 without TF32 on sm_80 (56 B); triton 3.8 still spills in
-# NCHW half precision, less than with 4 warps. scripts/triton_compile_check.py and
-# benchmarks/NOTES.md have the figures; not yet timed on a GPU.
-MAX_BLOCK_K_BYTES = 128
+# (masked implicit GEMM, no TMA), so register pressure grows with the slice: with 64 fp32
+# channels and 4 warps every sm_80/89/90 build spilled (255 registers and 688-1,232 bytes of
+# spill stack per thread; 144 KB of shared memory on sm_90); with 8 warps and 128-byte slices
+# triton 3.6 (the GPU machine's) stopped spilling but triton 3.8 (current torch's) still
+# spilled in NCHW half precision (224-392 B). 8 warps and 64-byte slices spill under neither
+# at the benchmarked shapes (but triton 3.8 for fp32 without TF32: 56-136 B).
+# scripts/triton_compile_check.py and benchmarks/NOTES.md have the figures; not yet timed.
+MAX_BLOCK_K_BYTES = 64
 NUM_WARPS = 8
 NUM_STAGES = 3
 
