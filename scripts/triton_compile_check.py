@@ -119,6 +119,8 @@ def _name(dtype) -> str:
 def gradient_penalty_variants():
     from ganfast.kernels import gradient_penalty as gp
 
+    from ganfast.ops.layout import acc_dtype
+
     shapes = {  # label: (shape, channels_last)
         "4x3x8x8 (one launch)": ((4, 3, 8, 8), False),
         "64x3x32x32 (one chunk per row)": ((64, 3, 32, 32), False),
@@ -128,7 +130,7 @@ def gradient_penalty_variants():
         "70000x1 (two grid slices)": ((gp.MAX_GRID_Y + 4465, 1), False),
     }
     for dtype in DTYPES_ALL:
-        acc = torch.float64 if dtype == torch.float64 else torch.float32
+        acc = acc_dtype(dtype)
         for label, (shape, channels_last) in shapes.items():
             def inputs(shape=shape, channels_last=channels_last, dtype=dtype, acc=acc):
                 x = torch.empty(shape, dtype=dtype)
