@@ -136,7 +136,9 @@ def resolve(op: str, backend: str, on_cuda: bool) -> str:
     once per public call, so it is a dictionary lookup after the first call with the same
     arguments and settings; refusals are never cached (they raise every time)."""
     key = (op, backend, on_cuda, _selected, _environment)
-    name = _resolved.get(key)
+    # (a backend that is not a string, a list say, is refused by _resolve by name, not here as
+    # an unhashable key)
+    name = _resolved.get(key) if isinstance(backend, str) else None
     if name is None:
         name = _resolved[key] = _resolve(op, backend, on_cuda)
     return name
@@ -145,7 +147,7 @@ def resolve(op: str, backend: str, on_cuda: bool) -> str:
 def _resolve(op: str, backend: str, on_cuda: bool) -> str:
     requested = _check_name(backend, "backend")
     if requested not in ("auto", *kernels(op)):  # named on the call: refused with the reason
-        raise BackendUnavailable(f"ganfast backend {requested!r} cannot run {op}: it has no "
+        raise BackendUnavailable(f"ganfast backend {requested!r} cannot run the {op} ops: it has no "
                                  f"{requested} kernel; use one of {', '.join(kernels(op))} or 'auto'")
     if requested == "auto":
         requested = get_backend()
@@ -154,7 +156,7 @@ def _resolve(op: str, backend: str, on_cuda: bool) -> str:
     if requested != "auto":
         why = _unavailable(requested, on_cuda, "the inputs are not on CUDA")
         if why:
-            raise BackendUnavailable(f"ganfast backend {requested!r} cannot run {op}: {why}")
+            raise BackendUnavailable(f"ganfast backend {requested!r} cannot run the {op} ops: {why}")
         return requested
     if not on_cuda:
         return "torch"

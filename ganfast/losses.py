@@ -57,11 +57,17 @@ def _needs_autograd(name: str) -> None:
 
 def _check_critic_output(out, batch: int) -> torch.Tensor:
     # Any [B, ...] output: [B], [B, 1], DCGAN's [B, 1, 1, 1] or a PatchGAN's [B, 1, H, W], whose
-    # per-sample sum is what grad_outputs=ones_like(out) differentiates in the canonical code.
-    if not isinstance(out, torch.Tensor) or out.dim() == 0 or out.shape[0] != batch:
+    # per-sample sum is what grad_outputs=ones_like(out) differentiates in the canonical code;
+    # for a batch of one, also the scalar that a squeezed [1] leaves.
+    if not isinstance(out, torch.Tensor) or (out.shape[:1] != (batch,) and
+                                             not (out.dim() == 0 and batch == 1)):
         shape = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ValueError(f"critic output must have a batch dimension first, [B, ...] with "
                          f"B={batch} (one score per sample, or a map of them), got {shape}")
+    if not out.requires_grad:
+        raise ValueError("critic output does not depend on its input (no autograd graph: was "
+                         "it computed under torch.no_grad() or detached?); the penalty is a "
+                         "gradient of the critic at its input")
     return out
 
 
@@ -70,7 +76,11 @@ def _input_gradient(critic, x: torch.Tensor, scaler) -> torch.Tensor:
     out = _check_critic_output(critic(x), x.shape[0]).sum()
     if scaler is not None:
         out = scaler.scale(out)
-    (grad,) = torch.autograd.grad(out, x, create_graph=True)
+    (grad,) = torch.autograd.grad(out, x, create_graph=True, allow_unused=True)
+    if grad is None:  # say so, rather than autograd's advice to pass allow_unused
+        raise ValueError("critic output does not depend on its input: the critic must compute "
+                         "its score from the images it is given (a closure such as "
+                         "`lambda x: D(x, labels)` passes them on)")
     if scaler is not None:
         grad = grad * (1.0 / scaler.get_scale())
     return grad
@@ -83,7 +93,8 @@ def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, *, weight: 
 
     x_hat = alpha[b] * real + (1 - alpha[b]) * fake with alpha ~ U(0, 1) per sample unless
     given (shape [B], or [B, 1, ..., 1] as the canonical code shapes it); real and fake of
-    different float dtypes (an autocast generator's fakes) are promoted, as in that expression.
+    different float dtypes (an autocast generator's fakes) are promoted, as in that expression;
+    x_hat has their dtype (alpha's does not promote it).
     The critic returns [B, ...] ([B], [B, 1], a PatchGAN's [B, 1, H, W]: its scores are summed
     per sample). Returns a scalar in fp32 (fp64 for fp64 inputs) whose backward reaches the
     critic's parameters, and real/fake when they require grad; under torch.no_grad, its value

@@ -17,7 +17,7 @@ def test_info_prints_json_with_every_op_backend():
 
 
 @pytest.mark.parametrize("setting,expected", [
-    ("cuda", "refused: ganfast backend 'cuda' cannot run gradient_penalty"),
+    ("cuda", "refused: ganfast backend 'cuda' cannot run the gradient_penalty ops"),
     ("Torch", "refused: GANFAST_BACKEND must be one of"),
 ])
 def test_info_explains_a_global_backend_that_cannot_run(setting, expected):

@@ -329,6 +329,41 @@ def test_gradgradcheck_penalty_through_critic():
     assert torch.autograd.gradgradcheck(penalty, (weight,))
 
 
+def _r1_with_a_flat_sample(penalty):
+    """R1 of a ReLU critic whose first sample sits where the critic is flat (its input gradient
+    is exactly 0), as a function of the critic's parameters, and its Hessian there."""
+    x = torch.randn(3, 4, dtype=torch.float64)
+    shift = torch.tensor([-100.0, 0.0, 0.0], dtype=torch.float64)  # sample 0: a dead unit
+    params = torch.tensor([0.5, -1.0, 0.3, 0.8, 5.0], dtype=torch.float64)
+
+    def r1(p):
+        xx = x.clone().requires_grad_(True)
+        critic = lambda t: torch.relu(t @ p[:4] + shift + p[4])  # noqa: E731
+        (g,) = torch.autograd.grad(critic(xx).sum(), xx, create_graph=True)
+        assert g[0].abs().max() == 0 and g[1:].abs().min() > 0
+        return penalty(g)
+
+    return r1(params), torch.autograd.functional.hessian(r1, params)
+
+
+def test_r1_is_twice_differentiable_at_a_zero_gradient(kernel_backend):
+    # R1 is gamma/2 * mean ||g||^2, smooth everywhere: its Hessian (a Hessian-vector product
+    # through the penalty, say) must stay finite and equal the sum-of-squares form's where a
+    # sample's gradient is 0, though the norm's own second derivative is NaN there.
+    expected, expected_hessian = _r1_with_a_flat_sample(lambda g: 5.0 * g.square().sum(1).mean())
+    assert expected_hessian.abs().sum() > 0
+    for backend in ("torch", kernel_backend):
+        value, hessian = _r1_with_a_flat_sample(lambda g, b=backend: gp.norm_penalty_with(
+            b, g, 5.0, 0.0))
+        torch.testing.assert_close(value, expected)
+        torch.testing.assert_close(hessian, expected_hessian)
+    critic = torch.nn.Sequential(torch.nn.Linear(4, 1), torch.nn.ReLU())
+    with torch.no_grad():
+        critic[0].bias.fill_(-100.0)  # flat at every sample: R1 0, its gradient 0, not NaN
+    ganfast.r1_penalty(critic, torch.randn(3, 4)).backward()
+    assert torch.equal(critic[0].weight.grad, torch.zeros_like(critic[0].weight))
+
+
 def test_penalty_ops_and_launches_are_counted(kernel_backend):
     # The kernel path's penalty forward + backward is two ganfast ops (one launch each way on
     # a GPU, plus the finalize program of norm_penalty; docs/ops.md) and no ATen compute op:
@@ -489,6 +524,12 @@ def _two(*shape, **kw):
     (dict(**_two(2, 12), weight=torch.tensor(10.0, requires_grad=True)), TypeError,
      "weight must be a real number"),
     (dict(**_two(2, 12), center="one"), TypeError, "center must be a real number"),
+    (dict(**_two(2, 12), center=float("nan")), ValueError, "center must be finite, got nan"),
+    (dict(**_two(2, 12), weight=torch.tensor(float("inf"))), ValueError,
+     "weight must be finite, got inf"),
+    (dict(**_two(2, 12), alpha=torch.rand(2, 1, 1)), ValueError,
+     r"alpha must have shape .* at most real's 2 dims"),
+    (dict(**_two(2, 12), backend=["torch"]), ValueError, "backend must be one of"),
     (dict(**_two(2, 12), scaler=object()), TypeError, "scaler must be the torch.amp.GradScaler"),
 ])
 def test_gradient_penalty_rejects_bad_input(kwargs, error, match):
@@ -501,6 +542,7 @@ def test_gradient_penalty_rejects_bad_input(kwargs, error, match):
 @pytest.mark.parametrize("kwargs,error,match", [
     (dict(gamma=None), TypeError, "gamma must be a real number"),
     (dict(gamma=True), TypeError, "gamma must be a real number"),
+    (dict(gamma=float("-inf")), ValueError, "gamma must be finite"),
     (dict(scaler=object()), TypeError, "scaler must be the torch.amp.GradScaler"),
     (dict(x=torch.ones(2, 12, dtype=torch.int64)), TypeError, "x must have a floating-point"),
     (dict(x=torch.randn(0, 12)), ValueError, "x must have a non-empty batch"),
@@ -613,12 +655,37 @@ def test_penalties_under_no_grad_give_their_value_and_refuse_inference_mode():
     lambda x: x.flatten(),
     lambda x: x.sum(),
     lambda x: (x.flatten(1).sum(1),),
-], ids=["[B*D]", "scalar", "tuple"])
+], ids=["[B*D]", "scalar-for-B-3", "tuple"])
 def test_critic_output_must_be_per_sample(critic):
     with pytest.raises(ValueError, match=r"critic output must have a batch dimension first"):
         ganfast.gradient_penalty(critic, torch.randn(3, 4), torch.randn(3, 4))
     with pytest.raises(ValueError, match=r"critic output must have a batch dimension first"):
         ganfast.r1_penalty(critic, torch.randn(3, 4))
+
+
+@pytest.mark.parametrize("critic,why", [
+    (lambda x: torch.ones(x.shape[0]), "no autograd graph"),
+    (lambda x: _mlp()(torch.randn_like(x)), "must compute its score from the images"),
+], ids=["constant", "ignores-its-input"])
+def test_critic_that_ignores_its_input_is_named(critic, why):
+    # The canonical code fails inside autograd.grad, advising allow_unused=True (an option of
+    # torch.autograd.grad that a penalty's caller does not have).
+    for penalty in (lambda: ganfast.gradient_penalty(critic, *_pair((3, 12), torch.float32)),
+                    lambda: ganfast.r1_penalty(critic, torch.randn(3, 12))):
+        with pytest.raises(ValueError, match=f"critic output does not depend on its input.*{why}"):
+            penalty()
+
+
+def test_a_batch_of_one_takes_a_squeezed_score():
+    # D(x).squeeze() of a [1, 1] score is a scalar: unambiguous for one sample, as the
+    # canonical code takes it.
+    critic64 = canonical.MLPCritic(12).double()
+    real, fake = _pair((1, 12))
+    alpha = torch.rand(1, dtype=torch.float64)
+    got = ganfast.gradient_penalty(lambda x: critic64(x).squeeze(), real, fake, alpha=alpha)
+    torch.testing.assert_close(got, canonical.wgan_gp(critic64, real, fake, alpha))
+    got = ganfast.r1_penalty(lambda x: critic64(x).squeeze(), real)
+    torch.testing.assert_close(got, canonical.r1(critic64, real))
 
 
 class _MapCritic(torch.nn.Module):

@@ -20,6 +20,7 @@ PyTorch). A backward asked to build a graph (create_graph=True, for a double bac
 the reference expressions instead, which autograd can differentiate again.
 """
 
+import math
 import numbers
 
 import torch
@@ -51,6 +52,24 @@ def per_sample_norm_reference(x):
     return torch.linalg.vector_norm(x, dim=tuple(range(1, x.dim())), dtype=dtype)
 
 
+def penalty_reference(x, weight, center):
+    """weight * mean_b (||x[b]|| - center)^2 as plain PyTorch (the torch backend's penalty).
+    With center 0 (R1/R2) it is a sum of squares, never through the norms: the square root's
+    second derivative is NaN at a zero gradient (a sample whose critic is flat there), which a
+    Hessian-vector product through R1 would meet; the sum of squares is smooth everywhere."""
+    if center != 0:
+        return norm_penalty_reference(x, weight, center)[1]
+    acc = acc_dtype(x.dtype)
+    x = x if x.dtype == acc else x.to(acc)
+    if x.is_contiguous():  # one dot product over a flat view
+        flat = x.view(-1)
+        squares = flat.dot(flat)
+    else:  # channels_last or strided: not copied into a flat one
+        squares = x.square().sum()
+    batch = x.shape[0]
+    return squares * (weight / batch if batch else float("nan"))
+
+
 def norm_penalty_reference(x, weight, center):
     norms = per_sample_norm_reference(x)
     deviation = norms if center == 0 else norms - center
@@ -62,12 +81,14 @@ def norm_penalty_reference(x, weight, center):
 
 
 def norm_backward_reference(grad, x, norm, slope, offset):
-    # grad * (slope + offset / n) * x, 0 where n == 0 (the gradient of ||x|| at x = 0 is taken
-    # as 0, as torch does). The inner where keeps 1/n finite so that its own gradient is too;
-    # a NaN norm is != 0 and propagates.
+    # grad * (slope + offset / n) * x, with offset / n taken as 0 where n == 0 (the gradient of
+    # ||x|| at x = 0 is taken as 0, as torch does). Only that term is masked: slope * x is
+    # smooth, and its derivative there (R1's 2w/B) is what a double backward through this
+    # expression must see. The inner where keeps 1/n finite so that its own gradient is too; a
+    # NaN norm is != 0 and propagates.
     nonzero = norm != 0
     inverse = torch.where(nonzero, 1 / torch.where(nonzero, norm, 1), 0)
-    coef = torch.where(nonzero, grad * (slope + offset * inverse), 0)
+    coef = grad * (slope + offset * inverse)
     return (per_sample(coef, x) * x.to(coef.dtype)).to(x.dtype)
 
 
@@ -176,14 +197,19 @@ def check_float_tensor(t, name: str) -> None:
 
 
 def check_number(value, name: str) -> None:
-    """A penalty's weight, center or gamma: a real number (a 0-dim tensor without grad too)."""
+    """A penalty's weight, center or gamma: a finite real number (a 0-dim tensor without grad
+    too)."""
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        return
-    if isinstance(value, torch.Tensor) and value.dim() == 0 and not value.requires_grad \
+        if math.isfinite(value):
+            return
+    elif isinstance(value, torch.Tensor) and value.dim() == 0 and not value.requires_grad \
             and not value.is_complex() and value.dtype != torch.bool:
-        return
-    raise TypeError(f"{name} must be a real number (a float, or a 0-dim tensor that needs no "
-                    f"gradient: the penalty's would not reach it), got {value!r}")
+        if torch.isfinite(value):
+            return
+    else:
+        raise TypeError(f"{name} must be a real number (a float, or a 0-dim tensor that needs "
+                        f"no gradient: the penalty's would not reach it), got {value!r}")
+    raise ValueError(f"{name} must be finite, got {float(value)}")
 
 
 def interpolation_inputs(real, fake, alpha):
@@ -206,9 +232,10 @@ def interpolation_inputs(real, fake, alpha):
         raise ValueError(f"real and fake must be on the same device, got real on {real.device} "
                          f"and fake on {fake.device}")
     batch = real.shape[0]
-    if alpha.shape[0] != batch or any(size != 1 for size in alpha.shape[1:]):
-        raise ValueError(f"alpha must have shape [B] = [{batch}] (or [B, 1, ..., 1]), got "
-                         f"{list(alpha.shape)}")
+    if alpha.shape[0] != batch or any(size != 1 for size in alpha.shape[1:]) \
+            or alpha.dim() > real.dim():
+        raise ValueError(f"alpha must have shape [B] = [{batch}] (or [B, 1, ..., 1] with at most "
+                         f"real's {real.dim()} dims), got {list(alpha.shape)}")
     if alpha.device != real.device:
         raise ValueError(f"alpha must be on {real.device} like real, got {alpha.device}")
     if real.dtype != fake.dtype:
@@ -222,7 +249,8 @@ def interpolation_inputs(real, fake, alpha):
 def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor,
                 backend: str = "auto") -> torch.Tensor:
     """x_hat = alpha[b] * real + (1 - alpha[b]) * fake; alpha is [B] or [B, 1, ..., 1] (any
-    float dtype); real and fake of different float dtypes are promoted, as in the expression."""
+    float dtype); real and fake of different float dtypes are promoted, as in the expression.
+    The result has their dtype, not alpha's: an alpha of another dtype does not promote it."""
     real, fake, alpha = interpolation_inputs(real, fake, alpha)
     return interpolate_with(backends.resolve(OP, backend, real.is_cuda), real, fake, alpha)
 
@@ -266,7 +294,7 @@ def norm_penalty_with(backend: str, grad, weight, center):
     """norm_penalty() with the backend already resolved."""
     weight, center = float(weight), float(center)
     if backend == "torch" or transformed(grad):
-        return norm_penalty_reference(grad, weight, center)[1]
+        return penalty_reference(grad, weight, center)
     if grad.requires_grad and torch.is_grad_enabled():
         return _NormPenalty.apply(grad, weight, center, backend, True)
     return kernel(backend, "norm_penalty")(grad, weight, center)[1]
