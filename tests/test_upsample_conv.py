@@ -19,7 +19,8 @@ from ganfast.ops import upsample_conv as uc
 from .canonical import upsample_conv as unfused  # the oracle, independent of ganfast
 from .dispatch_count import RecordOps
 
-ACTIVATIONS = [(None, 0.01), ("relu", 0.01), ("leaky_relu", 0.2)]
+# (a negative slope, which LeakyReLU allows, flips the sign that the fused backward reads)
+ACTIVATIONS = [(None, 0.01), ("relu", 0.01), ("leaky_relu", 0.2), ("leaky_relu", -0.3)]
 SHIPPED_CPU_ROUTE = uc.cpu_route
 CPU_ROUTES = ("taps", "folded", "unfused")
 
@@ -729,6 +730,15 @@ def test_same_padding_is_padding_one_as_in_conv2d():
     x = torch.randn(2, 3, 4, 5, dtype=torch.float64)
     reference = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), conv)
     torch.testing.assert_close(fused(x), reference(x), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("slope", ["0.2x", None, float("nan"), float("inf"), True])
+def test_negative_slope_must_be_a_finite_number(slope):
+    with pytest.raises(ValueError, match="UpsampleConv2d: negative_slope must be a finite real"):
+        UpsampleConv2d(3, 4, activation="leaky_relu", negative_slope=slope)
+    x, weight, bias = (t.detach() for t in _inputs(1, 3, 4, 5, 3))
+    with pytest.raises(ValueError, match="upsample_conv2d: negative_slope must be a finite real"):
+        upsample_conv2d(x, weight, bias, activation="leaky_relu", negative_slope=slope)
 
 
 def test_supported_configuration_is_named_in_the_error():

@@ -4,7 +4,7 @@ as one fused layer (see ganfast/ops/upsample_conv.py for the folding)."""
 import torch
 from torch import nn
 
-from ..ops.upsample_conv import ACTIVATIONS, check_configuration, upsample_conv2d
+from ..ops.upsample_conv import ACTIVATIONS, check_configuration, checked_slope, upsample_conv2d
 
 
 class UpsampleConv2d(nn.Conv2d):
@@ -26,7 +26,7 @@ class UpsampleConv2d(nn.Conv2d):
                          device=device, dtype=dtype)
         self.scale_factor = scale_factor
         self.activation = activation
-        self.negative_slope = negative_slope
+        self.negative_slope = checked_slope(negative_slope, "UpsampleConv2d")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return upsample_conv2d(x, self.weight, self.bias, activation=self.activation,

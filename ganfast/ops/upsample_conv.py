@@ -37,6 +37,9 @@ float64 inputs never reach the kernel (it takes fp32/fp16/bf16): they run the to
 formulation, on CPU the one cpu_route picks.
 """
 
+import math
+import numbers
+
 import torch
 import torch.nn.functional as F
 
@@ -163,6 +166,15 @@ def check_configuration(kernel_size, padding, scale_factor) -> None:
                 f"upsample_conv2d: {name}={value!r} is not supported; the fused op is "
                 f"nearest upsampling by scale_factor=2 followed by a 3x3 conv with padding=1 "
                 f"(kernel_size=3, padding=1, scale_factor=2)")
+
+
+def checked_slope(negative_slope, caller: str = "upsample_conv2d") -> float:
+    """negative_slope as a float, or an error naming it unless it is a finite real number."""
+    if isinstance(negative_slope, numbers.Real) and not isinstance(negative_slope, bool) \
+            and math.isfinite(negative_slope):
+        return float(negative_slope)
+    raise ValueError(f"{caller}: negative_slope must be a finite real number; got "
+                     f"{negative_slope!r}")
 
 
 def check_inputs(x, weight, bias, activation) -> None:
@@ -340,7 +352,13 @@ def upsample_conv2d_with(backend: str, x, weight, bias=None, activation=None,
         name, t = ("weight", weight) if weight.dtype != x.dtype else ("bias", bias)
         raise ValueError(f"upsample_conv2d: {name} is {t.dtype} but x is {x.dtype}; they must "
                          f"match (or run under autocast)")  # as conv2d: no silent promotion
-    negative_slope = float(negative_slope)
+    if not (type(negative_slope) is float and math.isfinite(negative_slope)):  # noqa: E721
+        negative_slope = checked_slope(negative_slope)
+    if activation == "leaky_relu" and negative_slope < 0:
+        # The fused epilogue overwrites the conv's output, and its backward reads the sign of
+        # the activation's input from the output's, which a negative slope flips (ATen refuses
+        # it): for such a slope the activation runs after the fused conv, out of place.
+        return F.leaky_relu(upsample_conv2d_with(backend, x, weight, bias), negative_slope)
     if transformed(x, weight, bias):  # the fused routes' Function and out= carry no tangents
         return upsample_conv2d_reference(x, weight, bias, activation, negative_slope)
     form = backend  # "triton", or on CPU the formulation cpu_route picks
