@@ -131,17 +131,18 @@ def _why_not_fusable(container: nn.Sequential, upsample: nn.Module, conv: nn.Mod
     if extra:
         return (f"the Conv2d holds {', '.join(sorted(extra))} beyond its weight and bias, which "
                 "the fused layer would drop")
+    # Parametrizations first: another one (weight_norm's) registers a state_dict hook of its
+    # own, and the parametrization is the reason worth naming.
+    if parametrize.is_parametrized(conv):
+        for name, chain in conv.parametrizations.items():
+            if not (chain.is_tensor and all(_is_spectral_norm(p) for p in chain)):
+                return f"the Conv2d's {name} has a parametrization other than spectral norm"
     for hooks in (conv._state_dict_hooks, conv._state_dict_pre_hooks,
                   conv._load_state_dict_pre_hooks, conv._load_state_dict_post_hooks):
         for hook in hooks.values():
             inner = getattr(hook, "hook", hook)
             if not (isinstance(inner, functools.partial) and inner.func is _load_legacy_keys):
                 return "the Conv2d has state_dict hooks, which would no longer run"
-
-    if parametrize.is_parametrized(conv):
-        for name, chain in conv.parametrizations.items():
-            if not (chain.is_tensor and all(_is_spectral_norm(p) for p in chain)):
-                return f"the Conv2d's {name} has a parametrization other than spectral norm"
     return None
 
 

@@ -218,10 +218,13 @@ def _with_extra(kind):
     (lambda: _hooked("conv"), "the Conv2d has hooks"),
     (lambda: nn.Sequential(nn.Upsample(scale_factor=2), nn.utils.parametrizations.orthogonal(
         nn.Conv2d(4, 4, 3, padding=1))), "the Conv2d's weight has a parametrization other than"),
+    # weight_norm also registers a state_dict hook: the parametrization is the reason named
+    (lambda: nn.Sequential(nn.Upsample(scale_factor=2), nn.utils.parametrizations.weight_norm(
+        nn.Conv2d(4, 4, 3, padding=1))), "the Conv2d's weight has a parametrization other than"),
     (lambda: _with_extra("parameter"), "the Conv2d holds scale beyond its weight and bias"),
     (lambda: _with_extra("buffer"), "the Conv2d holds running beyond its weight and bias"),
     (lambda: _with_extra("state-dict-hook"), "the Conv2d has state_dict hooks"),
-], ids=["own-forward", "upsample-hook", "conv-hook", "orthogonal", "extra-parameter",
+], ids=["own-forward", "upsample-hook", "conv-hook", "orthogonal", "weight-norm", "extra-parameter",
         "extra-buffer", "state-dict-hook"])
 def test_pairs_that_must_keep_their_modules_are_left_alone_and_reported(make, reason, capsys):
     torch.manual_seed(0)

@@ -379,11 +379,19 @@ def test_compile_fullgraph_matches_eager():
     (dict(n_power_iterations=0), "n_power_iterations"),
     (dict(eps=0.0), "eps"),
     (dict(eps=-1e-3), "eps"),
-    (dict(eps=None), "eps must be a number > 0, got eps=None"),
+    (dict(eps=None), "eps must be a finite number > 0, got eps=None"),
+    (dict(eps=float("inf")), "eps must be a finite number > 0, got eps=inf"),
+    (dict(eps=float("nan")), "eps must be a finite number > 0, got eps=nan"),
 ])
 def test_bad_arguments_are_named(kwargs, match):
     with pytest.raises(ValueError, match=match):
         ganfast.nn.spectral_norm(nn.Linear(3, 4), **kwargs)
+
+
+@pytest.mark.parametrize("function", [ganfast.nn.spectral_norm, ganfast.nn.remove_spectral_norm])
+def test_a_tensor_instead_of_a_module_is_named(function):
+    with pytest.raises(TypeError, match="module must be a torch.nn.Module .* got Tensor"):
+        function(torch.randn(3, 3))
 
 
 @pytest.mark.parametrize("kwargs, match", [

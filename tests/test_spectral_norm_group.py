@@ -2,6 +2,8 @@
 PyTorch's spectral norm with the discriminator called once per step; nothing changes outside
 a block; bad input is named."""
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -88,6 +90,61 @@ def test_a_nested_block_is_part_of_the_outer_one():
         assert all(torch.equal(a, b) for a, b in zip(buffers, sn_buffers(ours), strict=True))
     assert all(p._group_weight is None for _, _, p in group.layers)
     assert not torch.equal(ours(x), outer)  # outside: the changed weights, normalized
+
+
+def test_an_overlapping_group_nested_inside_keeps_the_outer_blocks_layers():
+    # Another group's block (G and D together, say) opened inside D's: D's layers keep D's
+    # block's weights, during and after it; the layers only the inner group has (G's) are
+    # normalized by the inner block and released by it.
+    def linear():
+        return ganfast.nn.spectral_norm(nn.Linear(4, 4).double())
+
+    G, D = nn.Sequential(linear()), nn.Sequential(linear(), nn.ReLU(), linear())
+    sn_d = ganfast.nn.SpectralNormGroup(D, backend="torch")
+    sn_all = ganfast.nn.SpectralNormGroup(nn.ModuleDict({"G": G, "D": D}), backend="torch")
+    assert len(sn_all) == 3
+    with sn_d.once():
+        held = [D[0].weight, D[2].weight]
+        u = [p._u.clone() for _, _, p in sn_d.layers]
+        with sn_all.once():
+            assert D[0].weight is held[0] and D[2].weight is held[1]
+            assert G[0].weight is G[0].weight  # normalized once by the inner block
+        assert D[0].weight is held[0] and D[2].weight is held[1]
+        assert all(torch.equal(a, p._u) for a, (_, _, p) in zip(u, sn_d.layers, strict=True))
+        assert G[0].weight is not G[0].weight  # released: every access normalizes again
+    assert all(p._group_weight is None for _, _, p in sn_all.layers)
+
+
+def test_a_layer_at_two_places_is_normalized_once_per_block():
+    # accelerate fuses an Upsample + a spectral-normalized conv used at two places into two
+    # modules that share the conv's parametrization: one power-iteration step per block, as
+    # before the conversion.
+    conv = ganfast.nn.spectral_norm(nn.Conv2d(3, 3, 3, padding=1).double())
+    stock = nn.Sequential(nn.Sequential(nn.Upsample(scale_factor=2), conv), nn.AvgPool2d(2),
+                          nn.Sequential(nn.Upsample(scale_factor=2), conv))
+    fused = ganfast.accelerate(stock, verbose=False)
+    group = ganfast.nn.SpectralNormGroup(fused, backend="torch")
+    assert len(group) == 1
+    p = group.layers[0][2]
+    weight = conv.parametrizations.weight.original.detach().flatten(1)
+    u_one_step = F.normalize(weight @ p._v, dim=0)
+    with group.once():
+        pass
+    torch.testing.assert_close(p._u, u_one_step, rtol=1e-12, atol=1e-12)
+
+
+def test_a_copy_made_inside_a_block_is_not_part_of_it():
+    # An EMA copy taken inside the step's block: deepcopy works, and the copy normalizes on
+    # access as a copy taken after the block does.
+    _, ours = discriminators()
+    group = ganfast.nn.SpectralNormGroup(ours, backend="torch")
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    with group.once():
+        inside = copy.deepcopy(ours)
+    after = copy.deepcopy(ours)
+    assert all(p._group_weight is None for p in inside.modules()
+               if isinstance(p, ganfast.nn.SpectralNorm))
+    torch.testing.assert_close(inside(x), after(x), rtol=0, atol=0)
 
 
 def test_eval_block_does_not_update():

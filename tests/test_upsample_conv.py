@@ -723,6 +723,16 @@ def test_module_rejects_unsupported_configuration(kwargs, name):
         UpsampleConv2d(3, 4, **kwargs)
 
 
+def test_fx_symbolic_trace_keeps_the_fused_call():
+    # The argument checks cannot run on FX's Proxies: the call is recorded as one node.
+    model = nn.Sequential(UpsampleConv2d(3, 4, activation="leaky_relu", negative_slope=0.2),
+                          nn.Tanh()).double()
+    traced = torch.fx.symbolic_trace(model)
+    assert sum("upsample_conv2d" in str(node.target) for node in traced.graph.nodes) == 1
+    x = torch.randn(2, 3, 5, 5, dtype=torch.float64)
+    torch.testing.assert_close(traced(x), model(x), rtol=0, atol=0)
+
+
 def test_same_padding_is_padding_one_as_in_conv2d():
     conv = nn.Conv2d(3, 4, 3, padding="same").double()
     fused = UpsampleConv2d(3, 4, padding="same").double()

@@ -9,6 +9,7 @@ torch.nn.utils.spectral_norm (weight_orig, weight_u, weight_v) load through a pr
 """
 
 import functools
+import math
 import numbers
 
 import torch
@@ -100,6 +101,14 @@ class SpectralNorm(nn.Module):
         self.__dict__.setdefault("_fused_plans", {}).clear()
         return super()._apply(fn, *args, **kwargs)
 
+    def __getstate__(self):
+        # A copy made inside a SpectralNormGroup block (deepcopy for an EMA model) is not part
+        # of that block: it normalizes on access, and the block's weight (a non-leaf
+        # tensor, which deepcopy refuses) stays behind.
+        state = dict(super().__getstate__())
+        state.pop("_group_weight", None)
+        return state
+
     def right_inverse(self, value: torch.Tensor) -> torch.Tensor:
         return value
 
@@ -114,6 +123,7 @@ def _is_spectral_norm(parametrization) -> bool:
 def spectral_norm(module: nn.Module, name: str = "weight", n_power_iterations: int = 1,
                   eps: float = 1e-12, dim: int = None) -> nn.Module:
     """Apply spectral normalization to `module.<name>`; returns the module (as PyTorch's)."""
+    _check_module(module, "spectral_norm")
     if _has_legacy_spectral_norm(module, name):
         raise ValueError(f"spectral_norm: {type(module).__name__}.{name} already has the legacy "
                          "torch.nn.utils.spectral_norm; ganfast.accelerate(module) converts it")
@@ -128,8 +138,8 @@ def spectral_norm(module: nn.Module, name: str = "weight", n_power_iterations: i
     if n_power_iterations < 1:
         raise ValueError("spectral_norm: n_power_iterations must be an int >= 1, got "
                          f"{n_power_iterations!r}")
-    if not isinstance(eps, numbers.Real) or not eps > 0:
-        raise ValueError(f"spectral_norm: eps must be a number > 0, got eps={eps!r}")
+    if not isinstance(eps, numbers.Real) or not 0 < eps < math.inf:
+        raise ValueError(f"spectral_norm: eps must be a finite number > 0, got eps={eps!r}")
     if dim is not None:
         dim = _integer(dim, "dim")
     if parametrize.is_parametrized(module, name) and any(
@@ -142,6 +152,12 @@ def spectral_norm(module: nn.Module, name: str = "weight", n_power_iterations: i
         module, name, SpectralNorm(weight, n_power_iterations, dim, eps))
     module._register_load_state_dict_pre_hook(functools.partial(_load_legacy_keys, name))
     return module
+
+
+def _check_module(module, caller: str) -> None:
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"{caller}: module must be a torch.nn.Module (the layer whose weight is "
+                        f"normalized), got {type(module).__name__}")
 
 
 def _integer(value, argument: str) -> int:
@@ -161,6 +177,7 @@ def _has_legacy_spectral_norm(module: nn.Module, name: str) -> bool:
 
 def remove_spectral_norm(module: nn.Module, name: str = "weight") -> nn.Module:
     """Leave a plain layer whose `name` is the normalized weight (as remove_parametrizations)."""
+    _check_module(module, "remove_spectral_norm")
     if _has_legacy_spectral_norm(module, name):
         raise ValueError(f"remove_spectral_norm: {type(module).__name__}.{name} has the legacy "
                          "torch.nn.utils.spectral_norm; remove it with "

@@ -16,7 +16,9 @@ access returns that tensor:
 What changes: in training, u and v take n_power_iterations steps per block instead of per
 access, so D(real) and D(fake) inside one block are normalized by the same sigma (as if D had
 been called once on the concatenated batch). Weights are read on entry: an optimizer step
-inside the block is not seen until the next block. Outside a block nothing changes.
+inside the block is not seen until the next block. The calls share the normalization's graph:
+one backward per block (sum the losses, or retain_graph=True on the first of two), and no
+deepcopy of the model inside a block. Outside a block nothing changes.
 """
 
 import contextlib
@@ -42,13 +44,18 @@ class SpectralNormGroup:
         _check_name(backend, "SpectralNormGroup: backend")  # now, not at the first once()
         self.backend = backend
         self.layers = []  # (module, tensor name, parametrization)
-        torch_sn = []
+        torch_sn, seen = [], set()
         for path, module in model.named_modules():
             if not parametrize.is_parametrized(module):
                 continue
             for name, parametrizations in module.parametrizations.items():
                 for parametrization in parametrizations:
                     if isinstance(parametrization, SpectralNorm):
+                        if id(parametrization) in seen:
+                            # One layer at two places (accelerate fuses a conv used twice into
+                            # two modules that share its parametrization): normalized once.
+                            continue
+                        seen.add(id(parametrization))
                         if len(parametrizations) != 1:
                             raise ValueError(
                                 f"SpectralNormGroup: {path or type(module).__name__}.{name} has "
@@ -72,48 +79,53 @@ class SpectralNormGroup:
     @contextlib.contextmanager
     def once(self):
         """Normalize every layer now; inside the block each weight access returns that. A block
-        inside another is part of it: it normalizes nothing and the outer weights stay."""
-        if self.layers[0][2]._group_weight is not None:
-            # Nested (a helper with its own block called inside the step's): the outer block's
-            # weights stay, and stay in use after this one ends.
+        inside another is part of it: the layers the outer block holds keep its weights, during
+        and after this one (another group's block may hold some layers and not others: this one
+        normalizes, and afterwards releases, only the layers no block held)."""
+        free = [i for i, (_, _, p) in enumerate(self.layers) if p._group_weight is None]
+        if not free:  # nested in a block that holds every layer (a helper's own block)
             yield self
             return
-        weights = self.normalize()
-        for (_, _, parametrization), weight in zip(self.layers, weights, strict=True):
-            parametrization._group_weight = weight
+        weights = self.normalize(free)
+        for i, weight in zip(free, weights, strict=True):
+            self.layers[i][2]._group_weight = weight
         try:
             yield self
         finally:
-            for _, _, parametrization in self.layers:
-                parametrization._group_weight = None
+            for i in free:
+                self.layers[i][2]._group_weight = None
 
-    def normalize(self) -> list:
-        """W / sigma of every layer, after its power-iteration steps in training mode."""
-        originals = [module.parametrizations[name].original for module, name, _ in self.layers]
+    def normalize(self, indices=None) -> list:
+        """W / sigma of every layer (or of the layers at `indices`), after its power-iteration
+        steps in training mode."""
+        layers = self.layers if indices is None else [self.layers[i] for i in indices]
+        originals = [module.parametrizations[name].original for module, name, _ in layers]
         backend = resolve(ops.OP, self.backend, originals[0].is_cuda)
         if backend == "torch" or transformed(*originals):  # (as SpectralNorm.forward)
             return [parametrization(original) for (_, _, parametrization), original
-                    in zip(self.layers, originals, strict=True)]
-        weights = [None] * len(self.layers)
+                    in zip(layers, originals, strict=True)]
+        positions = range(len(self.layers)) if indices is None else indices
+        weights = [None] * len(layers)
         batches = {}  # one launch per (dtype, device, eps)
-        for i, ((_, _, p), original) in enumerate(zip(self.layers, originals, strict=True)):
+        for j, ((_, _, p), original) in enumerate(zip(layers, originals, strict=True)):
             if original.ndim == 1 or p.legacy_update_order:
-                weights[i] = p(original)  # exact 1-d normalization, legacy order: the torch route
+                weights[j] = p(original)  # exact 1-d normalization, legacy order: the torch route
             else:
-                batches.setdefault((original.dtype, original.device, p.eps), []).append(i)
-        for (_, _, eps), indices in batches.items():
-            normalized = self._normalize_batch(indices, originals, eps, backend)
-            for i, weight in zip(indices, normalized, strict=True):
-                weights[i] = weight
+                batches.setdefault((original.dtype, original.device, p.eps), []).append(j)
+        for (_, _, eps), members in batches.items():
+            normalized = self._normalize_batch([positions[j] for j in members],
+                                               [originals[j] for j in members], eps, backend)
+            for j, weight in zip(members, normalized, strict=True):
+                weights[j] = weight
         return weights
 
     def _normalize_batch(self, indices, originals, eps, backend):
+        """One launch for the layers at `indices` (their weights `originals`)."""
         params = [self.layers[i][2] for i in indices]
         n_iters = tuple(p.n_power_iterations if p.training else 0 for p in params)
         key = (tuple(indices), n_iters)
         plan = self._plans.get(key)
         if plan is None:
-            plan = self._plans[key] = ops.GroupPlan(
-                [originals[i] for i in indices], [p.dim for p in params], n_iters)
-        return ops.normalize_group(plan, [originals[i] for i in indices],
-                                   [p._u for p in params], [p._v for p in params], eps, backend)
+            plan = self._plans[key] = ops.GroupPlan(originals, [p.dim for p in params], n_iters)
+        return ops.normalize_group(plan, originals, [p._u for p in params],
+                                   [p._v for p in params], eps, backend)

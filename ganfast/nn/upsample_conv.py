@@ -6,6 +6,10 @@ from torch import nn
 
 from ..ops.upsample_conv import ACTIVATIONS, check_configuration, checked_slope, upsample_conv2d
 
+# torch.fx.symbolic_trace records the call as one node (its argument checks cannot run on
+# Proxies): a traced accelerated model keeps the fused op, as a traced Conv2d keeps conv2d.
+torch.fx.wrap("upsample_conv2d")
+
 
 class UpsampleConv2d(nn.Conv2d):
     """Nearest 2x upsampling followed by a 3x3 conv with padding 1 (or "same", the same for a
