@@ -62,6 +62,7 @@ def test_fid_kid_prc_of_two_folders_equal_the_functions(tmp_path, extractor, cap
     assert float(printed["FID"]) == pytest.approx(expected, rel=1e-5)
     kid_mean, _ = kid(fa, fb, subset_size=17, seed=2020)  # torch-fidelity's seed, as the CLI
     assert float(printed["KID"].split(" +- ")[0]) == pytest.approx(kid_mean, rel=1e-4, abs=1e-6)
+    assert printed["KID"].endswith(" (100 subsets of 17)")  # the subset size B's 17 images allow
     precision, recall = precision_recall(fa, fb)
     assert f"precision: {precision:.4f}  recall: {recall:.4f}" in out
     # The saved statistics give the same FID again, as .npz inputs.
@@ -119,7 +120,7 @@ def test_user_mistakes_are_named_before_features_are_extracted(tmp_path, extract
          "features is a int, not a function"),
         ([str(a), str(a), *features, "--device", "cpu", "--save-stats", str(tmp_path / "x.npz"),
           str(tmp_path / "no" / "such" / "b.npz")], "--save-stats .*b.npz: its folder .* not exist"),
-        ([str(a), str(nan_stats), *features, "--device", "cpu"], "nan.npz: mu or sigma holds NaN"),
+        ([str(a), str(nan_stats), *features, "--device", "cpu"], "nan.npz: mu holds NaN"),
         ([str(a), str(negative_stats), *features, "--device", "cpu"], "negative variances"),
         ([str(a), str(text_stats), *features], r"text.npz is not an .npz archive .*np.savez writes\)$"),
         ([str(a), str(array_stats), *features], "array.npz is not an .npz archive .*single .npy array"),
@@ -290,3 +291,133 @@ def test_fid_alone_streams_the_statistics_without_keeping_features(tmp_path, ext
     with pytest.raises(fid_cli.FidError, match="returned 10 features per image for earlier"):
         fid_cli._features_of_folder(folder, files, (changing_width, None), 5,
                                     torch.device("cpu"), False, keep=False)
+
+
+def _no_extraction(monkeypatch):
+    """Make any feature extraction fail the test: the mistakes are to be named before it."""
+    from ganfast.metrics import cli as fid_cli
+
+    def extraction(*args, **kwargs):
+        raise AssertionError("features were extracted before the mistake was named")
+
+    monkeypatch.setattr(fid_cli, "_features_of_folder", extraction)
+
+
+def test_save_stats_never_replaces_an_input(tmp_path, extractor, monkeypatch, capsys):
+    # `fid A b.npz --save-stats b.npz out.npz` wrote A's statistics over b.npz, then copied that
+    # into out.npz; `fid a.npz b.npz --save-stats b.npz a.npz` lost B's.
+    a = _folder(tmp_path / "a", 4, seed=0)
+    a_npz, b_npz = tmp_path / "a.npz", tmp_path / "b.npz"
+    FeatureStats(10).update(_features(a, extractor)).save(a_npz)
+    FeatureStats(10).update(_features(a, extractor) + 1).save(b_npz)
+    originals = {p: p.read_bytes() for p in (a_npz, b_npz)}
+    (tmp_path / "link.npz").symlink_to(b_npz)
+    out = tmp_path / "out.npz"
+    features = ["--features", "fid_test_features:colour_features", "--device", "cpu"]
+    _no_extraction(monkeypatch)
+    cases = [
+        ([a, b_npz, "--save-stats", b_npz, out], "b.npz is input B .*writing A's statistics"),
+        ([a_npz, b_npz, "--save-stats", b_npz, a_npz], "b.npz is input B .*would replace it"),
+        ([a_npz, b_npz, "--save-stats", out, a_npz], "a.npz is input A .*writing B's statistics"),
+        ([a, b_npz, "--save-stats", tmp_path / "link.npz", out], "link.npz is input B"),
+        ([a, b_npz, "--save-stats", out, tmp_path / "." / "out.npz"], "one file twice"),
+    ]
+    for args, message in cases:
+        assert main(["fid", *map(str, args), *features]) == 1, args
+        assert re.search("ganfast fid: --save-stats .*" + message, capsys.readouterr().err)
+    assert {p: p.read_bytes() for p in (a_npz, b_npz)} == originals and not out.exists()
+    # An input's own path stays allowed: the file already holds what would be written.
+    assert main(["fid", str(a_npz), str(b_npz), "--save-stats", str(a_npz), str(out)]) == 0
+    assert {p: p.read_bytes() for p in (a_npz, b_npz)} == originals
+    assert out.read_bytes() == originals[b_npz]
+
+
+def test_save_stats_folder_is_named_before_extraction(tmp_path, extractor, monkeypatch, capsys):
+    # It was an IsADirectoryError traceback once the features were extracted.
+    a = _folder(tmp_path / "a", 3, seed=0)
+    _no_extraction(monkeypatch)
+    assert main(["fid", str(a), str(a), "--features", "fid_test_features:colour_features",
+                 "--device", "cpu", "--save-stats", str(tmp_path / "x.npz"), str(tmp_path)]) == 1
+    assert re.search(r"--save-stats .* is a folder; expected the path of a .npz file",
+                     capsys.readouterr().err)
+
+
+NON_FINITE_EXTRACTOR = EXTRACTOR + '''
+calls = []
+
+def spoilt(images):
+    """colour_features, with a NaN for the second image of the second batch of the second folder
+    (folders are extracted in order, 2 batches each)."""
+    calls.append(len(images))
+    features = colour_features(images)
+    if len(calls) == 4:
+        features[1, 5] = float("nan")
+    return features
+'''
+
+
+def test_non_finite_features_name_the_image_and_nothing_is_written(tmp_path, monkeypatch,
+                                                                  capsys):
+    # They were a LinAlgError traceback, after both --save-stats files had been written.
+    (tmp_path / "fid_test_nan_features.py").write_text(NON_FINITE_EXTRACTOR)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    a = _folder(tmp_path / "a", 6, seed=0)
+    b = _folder(tmp_path / "b", 6, seed=1)
+    saved = [tmp_path / "a.npz", tmp_path / "b.npz"]
+    assert main(["fid", str(a), str(b), "--features", "fid_test_nan_features:spoilt", "--device",
+                 "cpu", "--batch-size", "4", "--save-stats", *map(str, saved)]) == 1
+    err = capsys.readouterr().err
+    assert re.search(r"ganfast fid: the feature extractor returned NaN or infinite features for "
+                     r".*b/005.png \(batch 2 of .*b, images 004.png to 005.png\)", err), err
+    assert not any(p.exists() for p in saved)
+
+
+@pytest.mark.parametrize("returned", ["[:, :0]", ".to(torch.complex64)", " > 0.5", ".long()",
+                                      ".numpy().astype(object)"])
+def test_extractor_output_that_is_not_real_floating_features_is_named(tmp_path, monkeypatch,
+                                                                      capsys, returned):
+    # [N, 0] was an IndexError traceback, complex a TypeError one; bool and int were taken.
+    (tmp_path / "fid_test_odd_features.py").write_text(
+        EXTRACTOR + f"\ndef odd(images):\n    return colour_features(images){returned}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    a = _folder(tmp_path / "a", 3, seed=0)
+    assert main(["fid", str(a), str(a), "--features", "fid_test_odd_features:odd", "--device",
+                 "cpu"]) == 1
+    assert re.search(r"ganfast fid: the feature extractor must return a tensor \(or numpy "
+                     r"array\) of \[N, D\] real floating-point features, D >= 1",
+                     capsys.readouterr().err)
+
+
+def test_npz_sigma_that_is_no_covariance_is_named_before_extraction(tmp_path, extractor,
+                                                                   monkeypatch, capsys):
+    # Positive variances, yet indefinite (eigenvalue -1): it was taken as a covariance.
+    a = _folder(tmp_path / "a", 3, seed=0)
+    indefinite = tmp_path / "indefinite.npz"
+    sigma = np.eye(10)
+    sigma[0, 1] = sigma[1, 0] = 2.0
+    np.savez(indefinite, mu=np.zeros(10), sigma=sigma, count=50)
+    _no_extraction(monkeypatch)
+    assert main(["fid", str(a), str(indefinite), "--features", "fid_test_features:colour_features",
+                 "--device", "cpu"]) == 1
+    assert re.search(r"ganfast fid: .*indefinite.npz: sigma is not a covariance matrix \(positive "
+                     r"semi-definite\): it has the eigenvalue -1", capsys.readouterr().err)
+
+
+def test_folder_named_npz_and_upper_case_npz_suffix(tmp_path, extractor, capsys):
+    # A folder is a folder whatever its name (`x.npz` was read as statistics), and `.NPZ` is
+    # statistics as `.npz` is.
+    folder = _folder(tmp_path / "images.npz", 5, seed=0)
+    assert main(["fid", str(folder), str(folder), "--features",
+                 "fid_test_features:colour_features", "--device", "cpu", "--prc",
+                 "--save-stats", str(tmp_path / "UPPER.NPZ"), str(tmp_path / "b.npz")]) == 0, \
+        capsys.readouterr().err
+    assert "precision: 1.0000  recall: 1.0000" in capsys.readouterr().out
+    assert main(["fid", str(tmp_path / "UPPER.NPZ"), str(tmp_path / "b.npz")]) == 0, \
+        capsys.readouterr().err
+    assert capsys.readouterr().out == "FID: 0.000000\n"
+
+
+def test_save_stats_help_says_nothing_is_written_when_anything_fails(capsys):
+    with pytest.raises(SystemExit):
+        main(["fid", "--help"])
+    assert "nothing is written when anything fails" in " ".join(capsys.readouterr().out.split())

@@ -113,6 +113,59 @@ def test_bad_arguments_name_the_argument():
         frechet_distance(mu, [[1.0]], mu, s)
 
 
+@pytest.mark.parametrize("d,n", [(100, 5), (100, 500), (10, 50)])
+def test_identical_inputs_never_give_a_negative_distance(d, n):
+    # The rounding of tr S1 + tr S2 - 2 tr sqrt(S1 S2) fell below 0 (-1e-13) for most of these;
+    # a distance is never negative.
+    for seed in range(10):
+        mu, s = random_stats(np.random.default_rng(seed), d, n)
+        assert 0 <= frechet_distance(mu, s, mu, s) < 1e-8 * np.trace(s)
+
+
+@pytest.mark.parametrize("which", ["mu1", "sigma1", "mu2", "sigma2"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_arguments_are_named(which, bad):
+    args = dict(mu1=np.zeros(4), sigma1=np.eye(4), mu2=np.ones(4), sigma2=2 * np.eye(4))
+    args[which] = args[which].copy()
+    args[which].flat[0] = bad
+    with pytest.raises(ValueError, match=f"^{which} holds NaN or infinite values"):
+        frechet_distance(**args)
+
+
+def test_a_sigma_that_is_no_covariance_is_named():
+    # Clamping the negative eigenvalues of an indefinite matrix gave a distance, even a negative
+    # one (-2.0 for the second case below), as if the matrix were a covariance.
+    rng = np.random.default_rng(0)
+    mu, s = random_stats(rng, 6, 40)
+    indefinite = np.diag([4.0, 1.0, 1.0, 1.0, 1.0, -1.0])
+    with pytest.raises(ValueError, match="sigma1 is not a covariance matrix .*eigenvalue -1"):
+        frechet_distance(mu, indefinite, mu, s)
+    with pytest.raises(ValueError, match="sigma2 is not a covariance matrix .*eigenvalue -3"):
+        frechet_distance(mu, np.eye(6), mu, np.diag([1.0] * 5 + [-3.0]))
+    singular_and_indefinite = np.diag([1.0, 0, 0, 0, 0, -0.5])
+    with pytest.raises(ValueError, match="sigma2 is not a covariance matrix"):
+        frechet_distance(mu, s, mu, singular_and_indefinite)
+    skewed = s + np.triu(np.full_like(s, 0.1), 1)
+    with pytest.raises(ValueError, match="sigma1 is not symmetric"):
+        frechet_distance(mu, skewed, mu, s)
+    with pytest.raises(ValueError, match="mu1 is empty"):
+        frechet_distance(np.zeros(0), np.zeros((0, 0)), np.zeros(0), np.zeros((0, 0)))
+
+
+def test_rounding_of_a_covariance_is_accepted():
+    # Negative eigenvalues of 1e-8 of the largest (a float32 computation's) and asymmetry of
+    # 1e-7 of the largest entry (float32's) are rounding, not a wrong matrix.
+    rng = np.random.default_rng(1)
+    mu, s = random_stats(rng, 30, 10)  # rank 9
+    w, v = np.linalg.eigh(s)
+    w[w < w.max() * 1e-6] = -1e-8 * w.max()
+    rounded = (v * w) @ v.T
+    rounded = rounded + np.triu(np.full_like(s, 1e-7 * np.abs(s).max()), 1)
+    expected = frechet_distance(mu, s, mu + 1, s)
+    assert frechet_distance(mu, rounded, mu + 1, s) == pytest.approx(expected, rel=1e-5)
+    assert frechet_distance(mu + 1, s, mu, rounded) == pytest.approx(expected, rel=1e-5)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_gpu_matches_cpu():

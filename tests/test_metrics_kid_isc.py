@@ -165,3 +165,19 @@ def test_kid_seed_none_draws_its_own_subsets():
     draws = [kid(f, f + 3.0, subsets=3, subset_size=10, seed=None) for _ in range(5)]
     assert all(mean > 0 and std >= 0 for mean, std in draws)
     assert len({mean for mean, _ in draws}) > 1  # new subsets on each call, not a fixed seed
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_features_are_named(bad):
+    # kid gave (nan, nan); precision_recall a precision and recall as if the row were a miss.
+    good = torch.randn(12, 3, dtype=torch.float64)
+    spoilt = good.clone()
+    spoilt[4, 1] = bad
+    with pytest.raises(ValueError, match="features1 holds NaN or infinite values"):
+        kid(spoilt, good, subset_size=5)
+    with pytest.raises(ValueError, match="features2 holds NaN or infinite values"):
+        kid(good, spoilt, subset_size=5)
+    with pytest.raises(ValueError, match="fake_features holds NaN or infinite values"):
+        precision_recall(spoilt, good)
+    with pytest.raises(ValueError, match="real_features holds NaN or infinite values"):
+        precision_recall(good, spoilt.numpy())

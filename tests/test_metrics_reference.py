@@ -66,3 +66,30 @@ def test_batch_larger_than_the_features_takes_the_d_by_d_form(monkeypatch):
         expected = frechet_distance(x.mean(0), np.cov(x, rowvar=False), mu, sigma)
         assert got == pytest.approx(expected, rel=1e-9, abs=1e-9)
     assert sizes[0] == (5, 5) and sizes[1] == (12, 12) and sizes[2] == (d, d)
+
+
+def test_reference_refuses_what_is_no_covariance_and_non_finite_values():
+    rng = np.random.default_rng(4)
+    mu, s = random_stats(rng, 8, 30)
+    with pytest.raises(ValueError, match="sigma is not a covariance matrix"):
+        FrechetReference(mu, -s)
+    with pytest.raises(ValueError, match="mu holds NaN or infinite values"):
+        FrechetReference(np.full(8, np.nan), s)
+    ref = FrechetReference(mu, s)
+    with pytest.raises(ValueError, match="sigma is not a covariance matrix"):
+        ref.distance(mu, np.diag([1.0] * 7 + [-1.0]))  # was a distance, the -1 clamped away
+    with pytest.raises(ValueError, match="sigma is not symmetric"):
+        ref.distance(mu, s + np.triu(np.ones_like(s), 1))
+    features = rng.standard_normal((5, 8))
+    features[3, 2] = np.inf
+    with pytest.raises(ValueError, match="features holds NaN or infinite values"):
+        ref.distance_to_features(features)
+
+
+def test_reference_distances_are_never_negative():
+    rng = np.random.default_rng(5)
+    for _ in range(10):
+        x = rng.standard_normal((60, 20)) * 3 + 1
+        ref = FrechetReference(x.mean(0), np.cov(x, rowvar=False))
+        assert ref.distance(x.mean(0), np.cov(x, rowvar=False)) >= 0
+        assert ref.distance_to_features(x) >= 0

@@ -255,3 +255,33 @@ def test_load_takes_a_count_stored_as_a_whole_float(tmp_path):
     path = tmp_path / "float_count.npz"
     np.savez(path, mu=np.zeros(2), sigma=np.eye(2), count=np.float64(100.0))
     assert FeatureStats.load(path).count == 100
+
+
+def test_non_finite_statistics_are_refused_when_read_and_never_saved(tmp_path):
+    # update() takes the batch without a check (a device sync per batch); NaN or inf stays in
+    # the state, so reading a result or saving refuses it.
+    x = features(20, 4, 3)
+    x[7, 1] = np.nan
+    stats = FeatureStats(4).update(torch.from_numpy(x[:10])).update(torch.from_numpy(x[10:]))
+    for read in (lambda: stats.mean, lambda: stats.covariance,
+                 lambda: stats.save(tmp_path / "nan.npz")):
+        with pytest.raises(ValueError, match="(mean|covariance) holds NaN or infinite values: a "
+                                             "batch given to update"):
+            read()
+    assert not any(tmp_path.iterdir())  # nothing written, not even a temporary file
+    merged = FeatureStats(4).update(torch.from_numpy(features(5, 4, 1))).merge(stats)
+    with pytest.raises(ValueError, match="covariance holds NaN"):
+        _ = merged.covariance
+    path = tmp_path / "inf.npz"
+    np.savez(path, mu=np.zeros(4), sigma=np.diag([1.0, np.inf, 1.0, 1.0]), count=9)
+    with pytest.raises(ValueError, match="inf.npz: sigma holds NaN or infinite values"):
+        FeatureStats.load(path)
+
+
+def test_load_refuses_a_count_that_contradicts_the_files(tmp_path):
+    path = tmp_path / "counted.npz"
+    FeatureStats(3).update(torch.from_numpy(features(30, 3, 2))).save(path)
+    with pytest.raises(ValueError, match="count=5 contradicts the count 30 stored in .*counted.npz"):
+        FeatureStats.load(path, count=5)
+    assert FeatureStats.load(path, count=30).count == 30
+    assert FeatureStats.load(path, count=np.int64(30)).count == 30

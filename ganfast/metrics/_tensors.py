@@ -7,6 +7,11 @@ import numbers
 import numpy as np
 import torch
 
+# How far from symmetric a covariance may be, relative to its largest entry: a covariance made in
+# float32 (np.cov of float32 features, torch.cov) is symmetric to ~1e-7 of it; a matrix that is
+# not a covariance (a transposed factor, a difference) is off by its own scale.
+SYMMETRY_TOLERANCE = 1e-6
+
 
 def as_float64(value, name: str, ndim: int, device: torch.device | None = None) -> torch.Tensor:
     """`value` (numpy array or tensor) as a float64 tensor with `ndim` dims, or a clear error."""
@@ -36,12 +41,28 @@ def check_int(value, name: str, minimum: int, why: str = "") -> int:
     return int(value)
 
 
+def check_finite(value: torch.Tensor, name: str) -> None:
+    """A ValueError naming the argument when it holds NaN or infinite values (an O(size) pass
+    and, on a GPU, one sync: for one-shot metrics, not for per-batch updates)."""
+    if not bool(value.isfinite().all()):
+        raise ValueError(f"{name} holds NaN or infinite values")
+
+
 def check_stats(mu: torch.Tensor, sigma: torch.Tensor, mu_name: str, sigma_name: str) -> None:
+    """mu [D] and sigma [D, D], D >= 1, both finite, sigma symmetric (SYMMETRY_TOLERANCE)."""
     d = mu.shape[0]
+    if d == 0:
+        raise ValueError(f"{mu_name} is empty: expected at least 1 feature")
     if sigma.shape != (d, d):
         raise ValueError(
             f"{sigma_name} must be [{d}, {d}] to match {mu_name} of length {d}, got {tuple(sigma.shape)}"
         )
+    check_finite(mu, mu_name)
+    check_finite(sigma, sigma_name)
+    asymmetry = float((sigma - sigma.mT).abs().max())
+    if asymmetry > SYMMETRY_TOLERANCE * float(sigma.abs().max()):
+        raise ValueError(f"{sigma_name} is not symmetric (entries differ from their transpose's by "
+                         f"up to {asymmetry:.3g}), so it is no covariance matrix")
 
 
 def check_choice(value, name: str, choices: tuple[str, ...]) -> str:

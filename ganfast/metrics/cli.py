@@ -10,6 +10,7 @@ shuffled with numpy's RandomState(2020), 10 splits.
 """
 
 import argparse
+import functools
 import importlib
 import importlib.util
 import os
@@ -22,12 +23,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .._files import is_sixteen_bit_grey, sixteen_bit_grey_to_eight
+from .._files import is_sixteen_bit_grey, sixteen_bit_grey_to_eight, write_atomically
 from .inception import PRECISION_CHOICES
 from .resize import RESIZE_CHOICES
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 IS_SPLITS, IS_SHUFFLE_SEED, KID_SEED = 10, 2020, 2020  # torch-fidelity's defaults
+KID_SUBSETS, KID_SUBSET_SIZE = 100, 1000  # torch-fidelity's too
 PRC_K = 3
 DESCRIPTION = __doc__
 
@@ -41,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("b", help="an image folder or a pytorch-fid .npz statistics file")
     parser.add_argument("--kid", action="store_true",
                         help="also the kernel inception distance (torch-fidelity's: 100 subsets "
-                             "of 1000, seed 2020)")
+                             "of 1000, of all images when a folder holds fewer, seed 2020; the "
+                             "line printed says the subset size)")
     parser.add_argument("--isc", action="store_true",
                         help="also the Inception Score of each folder (torch-fidelity's: unbiased "
                              "logits, shuffled with seed 2020, 10 splits; 20 images or more)")
@@ -64,7 +67,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="images per forward pass of the extractor (default: 50, as pytorch-fid)")
     parser.add_argument("--device", help="default: cuda when available")
     parser.add_argument("--save-stats", metavar="NPZ", nargs=2,
-                        help="also write A's and B's statistics to these .npz files")
+                        help="also write A's and B's statistics to these .npz files (a statistics "
+                             "input is copied as it is); written once every metric asked for is "
+                             "computed, so nothing is written when anything fails; neither may "
+                             "be the other input's file")
 
 
 def run(args) -> int:
@@ -89,13 +95,11 @@ def compute(args) -> list[str]:
         if not source.exists():
             raise FidError(f"{source} does not exist (expected an image folder or a .npz file)")
     wants_features = args.kid or args.prc or args.isc
-    if wants_features and any(s.suffix == ".npz" for s in sources):
+    if wants_features and not all(s.is_dir() for s in sources):
         raise FidError("--kid, --isc and --prc need image folders for both A and B, not .npz "
                        "statistics")
-    for path in args.save_stats or ():
-        if not Path(path).absolute().parent.is_dir():
-            raise FidError(f"--save-stats {path}: its folder {Path(path).absolute().parent} does "
-                           "not exist")
+    if args.save_stats:
+        _check_save_paths([Path(p) for p in args.save_stats], sources)
     files = {source: _image_files(source) for source in sources if source.is_dir()}
     extractor = _extractor(args, device) if files else None
     for source, names in files.items():
@@ -111,22 +115,19 @@ def compute(args) -> list[str]:
             logits.append(lg)
         else:
             stats.append(loaded[source])
-    dims = [s.mean.shape[0] for s in stats]
-    if dims[0] != dims[1]:
-        raise FidError(f"feature sizes differ: {sources[0]} has {dims[0]}, {sources[1]} has "
-                       f"{dims[1]}")
-    if args.save_stats:
-        for source, s, path in zip(sources, stats, args.save_stats, strict=True):
-            if source in files:
-                s.save(path)
-            elif Path(path).resolve() != source.resolve():
-                shutil.copyfile(source, path)  # statistics already: the file as it is
-    fid = frechet_distance(stats[0].mean, stats[0].covariance, stats[1].mean, stats[1].covariance)
+    (mu1, sigma1), (mu2, sigma2) = (_mean_and_covariance(s, source)
+                                    for s, source in zip(stats, sources, strict=True))
+    if len(mu1) != len(mu2):
+        raise FidError(f"feature sizes differ: {sources[0]} has {len(mu1)}, {sources[1]} has "
+                       f"{len(mu2)}")
+    fid = frechet_distance(mu1, sigma1, mu2, sigma2)
     lines = [f"FID: {_fixed(fid, 6)}"]
     if args.kid:
-        mean, std = kid(features[0], features[1], seed=KID_SEED,
-                        subset_size=min(1000, len(features[0]), len(features[1])))
-        lines.append(f"KID: {_fixed(mean, 6)} +- {_fixed(std, 6)}")
+        subset_size = min(KID_SUBSET_SIZE, len(features[0]), len(features[1]))
+        mean, std = kid(features[0], features[1], subsets=KID_SUBSETS, subset_size=subset_size,
+                        seed=KID_SEED)
+        lines.append(f"KID: {_fixed(mean, 6)} +- {_fixed(std, 6)} ({KID_SUBSETS} subsets of "
+                     f"{subset_size})")
     if args.isc:
         for source, lg in zip(sources, logits, strict=True):
             order = np.random.RandomState(IS_SHUFFLE_SEED).permutation(len(lg))
@@ -135,7 +136,59 @@ def compute(args) -> list[str]:
     if args.prc:
         precision, recall = precision_recall(features[0], features[1], k=PRC_K)
         lines.append(f"precision: {precision:.4f}  recall: {recall:.4f}")
+    if args.save_stats:  # last: nothing is written unless everything else succeeded
+        _save_stats([Path(p) for p in args.save_stats], sources, stats)
     return lines
+
+
+def _same_file(path: Path, other: Path) -> bool:
+    """Whether two paths name one file: the same after symbolic links, or hard links of one."""
+    if path.resolve() == other.resolve():
+        return True
+    return path.exists() and other.exists() and os.path.samefile(path, other)
+
+
+def _check_save_paths(targets: list[Path], sources: list[Path]) -> None:
+    """Refuse, before any extraction, --save-stats paths that could not be written or whose
+    writing would destroy an input (the other input's statistics file). A statistics input's
+    own path is allowed: the file is already what would be written."""
+    for target in targets:
+        if not target.absolute().parent.is_dir():
+            raise FidError(f"--save-stats {target}: its folder {target.absolute().parent} does "
+                           "not exist")
+        if target.is_dir():
+            raise FidError(f"--save-stats {target} is a folder; expected the path of a .npz file "
+                           "to write")
+    if _same_file(*targets):
+        raise FidError(f"--save-stats {targets[0]} {targets[1]}: one file twice; A's and B's "
+                       "statistics need a file each")
+    for i, target in enumerate(targets):
+        own, other = sources[i], sources[1 - i]
+        if _same_file(target, other) and not _same_file(target, own):
+            raise FidError(f"--save-stats {target} is input {'AB'[1 - i]} ({other}): writing "
+                           f"{'AB'[i]}'s statistics there would replace it")
+
+
+def _save_stats(targets: list[Path], sources: list[Path], stats: list) -> None:
+    """Each source's statistics to its --save-stats file; _check_save_paths let no file be
+    written that the other source reads, so the order of the writes cannot lose one."""
+    for source, s, target in zip(sources, stats, targets, strict=True):
+        try:
+            if source.is_dir():
+                s.save(target)
+            elif not _same_file(target, source):  # statistics already: the file as it is
+                write_atomically(target, functools.partial(shutil.copyfile, source))
+        except OSError as error:
+            raise FidError(f"--save-stats {target}: cannot write it: {error}") from None
+
+
+def _mean_and_covariance(stats, source: Path):
+    """The statistics' mean and covariance; their own check (finite) named after `source`:
+    features found finite can still square past float64's range."""
+    try:
+        return stats.mean, stats.covariance
+    except ValueError as error:
+        raise FidError(f"the statistics of {source}: {error}") from None
 
 
 def _fixed(value: float, digits: int) -> str:
@@ -255,22 +308,16 @@ def _features_of_folder(folder, files, extractor, batch_size, device, with_logit
     stats, features, logits, size = None, [], [], None
     for start in tqdm(range(0, len(files), batch_size), desc=f"features of {folder}",
                       unit="batch", leave=False):
-        batch = [_read(p) for p in files[start:start + batch_size]]
-        for path, image in zip(files[start:], batch, strict=False):
+        paths = files[start:start + batch_size]
+        batch = [_read(p) for p in paths]
+        for path, image in zip(paths, batch, strict=True):
             size = size or image.shape[1:]
             if image.shape[1:] != size:
                 raise FidError(f"images of mixed sizes in {folder}: {path} is "
                                f"{tuple(image.shape[1:])}, earlier ones {tuple(size)}; resize "
                                "them to one size first")
         images = torch.stack(batch).to(device=device, dtype=torch.float32) / 255
-        f = features_fn(images)
-        if isinstance(f, np.ndarray):
-            f = torch.from_numpy(f)
-        if not isinstance(f, torch.Tensor) or f.dim() != 2 or f.shape[0] != len(batch):
-            raise FidError(f"the feature extractor must return a tensor (or numpy array) of "
-                           f"[N, D] features for N images; got "
-                           f"{type(f).__name__} {tuple(getattr(f, 'shape', ()))}")
-        f = f.double().cpu()
+        f = _checked_features(features_fn(images), paths, folder, start // batch_size + 1)
         stats = stats or FeatureStats(f.shape[1])
         if f.shape[1] != stats.num_features:
             raise FidError(f"the feature extractor returned {stats.num_features} features per "
@@ -284,10 +331,32 @@ def _features_of_folder(folder, files, extractor, batch_size, device, with_logit
             torch.cat(logits) if with_logits else None)
 
 
+def _checked_features(f, paths: list[Path], folder: Path, batch_number: int) -> torch.Tensor:
+    """The extractor's output for the images `paths` as float64 on the CPU, or a FidError that
+    says what is wrong with it, before it reaches any statistics (NaN would spoil them all)."""
+    if isinstance(f, np.ndarray) and f.dtype.kind in "fiub":  # torch takes no object arrays
+        f = torch.from_numpy(f)
+    if (not isinstance(f, torch.Tensor) or f.dim() != 2 or f.shape[0] != len(paths)
+            or f.shape[1] == 0 or not f.is_floating_point()):
+        raise FidError(f"the feature extractor must return a tensor (or numpy array) of [N, D] "
+                       f"real floating-point features, D >= 1, for N images; got "
+                       f"{type(f).__name__} {getattr(f, 'dtype', '')} "
+                       f"{tuple(getattr(f, 'shape', ()))}")
+    f = f.double().cpu()
+    finite_rows = f.isfinite().all(1)
+    if not finite_rows.all():
+        first = paths[int(finite_rows.logical_not().nonzero()[0, 0])]
+        raise FidError(f"the feature extractor returned NaN or infinite features for {first} "
+                       f"(batch {batch_number} of {folder}, images {paths[0].name} to "
+                       f"{paths[-1].name})")
+    return f
+
+
 def _load_stats(path: Path, args):
+    from .frechet import check_positive_semidefinite
     from .stats import FeatureStats, open_npz
 
-    if path.suffix != ".npz":
+    if path.suffix.lower() != ".npz":
         raise FidError(f"{path} is neither a folder nor a .npz statistics file")
     try:
         with open_npz(path) as data:
@@ -296,9 +365,11 @@ def _load_stats(path: Path, args):
         stats = FeatureStats.load(path, count=None if has_count else 2)
     except (KeyError, ValueError, OSError, zipfile.BadZipFile) as error:
         raise FidError(f"cannot read statistics from {path}: {error}") from None
-    mean, covariance = stats.mean, stats.covariance
-    if not (mean.isfinite().all() and covariance.isfinite().all()):
-        raise FidError(f"{path}: mu or sigma holds NaN or infinite values")
+    covariance = stats.covariance  # finite and symmetric: FeatureStats.load checked
     if (covariance.diagonal() < 0).any():
         raise FidError(f"{path}: sigma has negative variances on its diagonal; not a covariance")
+    try:
+        check_positive_semidefinite(covariance, "sigma")
+    except ValueError as error:
+        raise FidError(f"{path}: {error}") from None
     return stats

@@ -6,7 +6,8 @@ tr sqrt(S1 S2) is the sum of square roots of the eigenvalues of S1 S2. S1 S2 is 
 so scipy's sqrtm (pytorch-fid) or eigvals (torchmetrics, torch-fidelity) pay for a general
 eigenproblem and can return complex values. With S1 = L L^T (Cholesky, or L = V diag(sqrt(l))
 from eigh when S1 is singular), S1 S2 is similar to L^T S2 L, which is symmetric positive semi-definite: its
-eigenvalues come from eigvalsh, are real, and the negative ones (rounding) are clamped to 0.
+eigenvalues come from eigvalsh, are real, and the negative ones (rounding) are clamped to 0;
+a sigma with negative eigenvalues beyond rounding is refused instead, being no covariance.
 All of it runs in float64 on the tensors' device.
 """
 
@@ -16,20 +17,49 @@ import torch
 
 from ._tensors import as_float64, check_stats, first_device
 
+# How negative a covariance's eigenvalue may be, relative to its largest in magnitude, and still
+# count as rounding. Covariances of fewer samples than features, or of float32 features (whose
+# batch products FeatureStats forms in float32), have eigenvalues of ~1e-8 of the largest below 0
+# (measured up to D = 2048); an indefinite matrix passed as a covariance has negative ones of its
+# own scale, and clamping them would give a wrong, even negative, distance.
+NEGATIVE_EIGENVALUE_TOLERANCE = 1e-4
 
-def psd_factor(sigma: torch.Tensor) -> torch.Tensor:
-    """A factor L with L @ L.T == sigma for a symmetric PSD float64 matrix.
+
+def check_eigenvalues(eigenvalues: torch.Tensor, name: str) -> None:
+    """A ValueError naming the matrix when an eigenvalue is below -tolerance * the largest."""
+    lowest, largest = float(eigenvalues.min()), float(eigenvalues.abs().max())
+    if lowest < -NEGATIVE_EIGENVALUE_TOLERANCE * largest:
+        raise ValueError(f"{name} is not a covariance matrix (positive semi-definite): it has the "
+                         f"eigenvalue {lowest:.6g}, and {largest:.6g} the largest in magnitude")
+
+
+def psd_factor(sigma: torch.Tensor, name: str = "sigma") -> torch.Tensor:
+    """A factor L with L @ L.T == sigma for a symmetric PSD float64 matrix, or a ValueError
+    naming it (`name`) when it is no covariance (check_eigenvalues).
 
     Cholesky when sigma is positive definite (several times cheaper than an eigendecomposition);
     a singular covariance (fewer samples than features) falls back to L = V diag(sqrt(l)) from
-    eigh (S1 = V diag(l) V^T), negative eigenvalues clamped to 0: not symmetric, but L L^T is S1,
-    which is all the distance needs.
+    eigh (S1 = V diag(l) V^T), negative eigenvalues (rounding) clamped to 0: not symmetric, but
+    L L^T is S1, which is all the distance needs.
     """
     factor, info = torch.linalg.cholesky_ex(sigma)
     if int(info) == 0:
         return factor
     eigenvalues, eigenvectors = torch.linalg.eigh(sigma)
+    check_eigenvalues(eigenvalues, name)
     return eigenvectors * eigenvalues.clamp_min(0).sqrt()
+
+
+def check_positive_semidefinite(sigma: torch.Tensor, name: str) -> None:
+    """psd_factor's check without the factor, through a Cholesky (a third of a D x D product)
+    where it can: one of sigma + tolerance * (its largest variance) * I proves every eigenvalue
+    above -tolerance * the largest variance, itself at most the largest eigenvalue, so it accepts
+    nothing check_eigenvalues would refuse, singular covariances included; only what it does not
+    prove pays for the eigenvalues."""
+    shifted = sigma.clone()
+    shifted.diagonal().add_(NEGATIVE_EIGENVALUE_TOLERANCE * sigma.diagonal().max())
+    if int(torch.linalg.cholesky_ex(shifted).info) != 0:
+        check_eigenvalues(torch.linalg.eigvalsh(sigma), name)
 
 
 def sum_sqrt_eigenvalues(matrix: torch.Tensor) -> torch.Tensor:
@@ -55,7 +85,9 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
 
     Equal to pytorch-fid's calculate_frechet_distance (to rounding) without its complex-valued
     failure modes; computed in float64 on sigma1's device (the first tensor's among the
-    arguments when sigma1 is a numpy array).
+    arguments when sigma1 is a numpy array). NaN or infinite values, a non-symmetric sigma or
+    one with a negative eigenvalue beyond rounding are refused naming the argument; a result
+    below 0 (rounding only, then) is returned as 0.
     """
     device = first_device(sigma1, sigma2, mu1, mu2)
     mu1 = as_float64(mu1, "mu1", 1, device)
@@ -66,7 +98,13 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     check_stats(mu2, sigma2, "mu2", "sigma2")
     if mu1.shape != mu2.shape:
         raise ValueError(f"mu1 and mu2 must have the same length, got {mu1.shape[0]} and {mu2.shape[0]}")
+    factor = psd_factor(sigma1, "sigma1")
+    check_positive_semidefinite(sigma2, "sigma2")
     diff = mu1 - mu2
-    tr_covmean = trace_sqrt_product(psd_factor(sigma1), sigma2)
-    fid = diff.dot(diff) + sigma1.trace() + sigma2.trace() - 2 * tr_covmean
-    return float(fid)
+    tr_covmean = trace_sqrt_product(factor, sigma2)
+    return clamped_distance(diff.dot(diff) + sigma1.trace() + sigma2.trace() - 2 * tr_covmean)
+
+
+def clamped_distance(fid: torch.Tensor) -> float:
+    """The distance as a float, its rounding below 0 (identical inputs: -1e-14) clamped to 0."""
+    return max(float(fid), 0.0)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._tensors import as_float64, check_int, first_device
+from ._tensors import as_float64, check_finite, check_int, first_device
 
 SUBSETS_PER_GEMM = 8  # bounds memory at 8 * subset_size * (D + 3 * subset_size) doubles
 
@@ -32,6 +32,8 @@ def kid(features1, features2, subsets=100, subset_size=1000, degree=3, gamma=Non
         raise ValueError(
             f"features1 and features2 must have the same width, got {f1.shape[1]} and {f2.shape[1]}"
         )
+    check_finite(f1, "features1")
+    check_finite(f2, "features2")
     subsets = check_int(subsets, "subsets", 1)
     subset_size = check_int(subset_size, "subset_size", 2)
     if seed is not None:  # None: numpy draws a seed (subsets differ from call to call)

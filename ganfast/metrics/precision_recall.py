@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._tensors import check_int
+from ._tensors import check_finite, check_int
 
 TILE = 4096
 
@@ -57,6 +57,7 @@ def precision_recall(fake_features, real_features, k=3, tile=TILE):
             raise ValueError(f"{name} must be a 2-D floating-point tensor (or numpy array) [N, D]")
         if len(f) <= k:
             raise ValueError(f"{name} needs more than k={k} rows, got {len(f)}")
+        check_finite(f, name)  # a NaN distance is inside no ball: it would pass for a miss
     if fake_features.shape[1] != real_features.shape[1]:
         raise ValueError(
             f"fake_features and real_features must have the same width, got "

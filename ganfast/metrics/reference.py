@@ -13,8 +13,14 @@ from __future__ import annotations
 
 import torch
 
-from ._tensors import as_float64, check_stats
-from .frechet import psd_factor, sum_sqrt_eigenvalues, trace_sqrt_product
+from ._tensors import as_float64, check_finite, check_stats
+from .frechet import (
+    check_positive_semidefinite,
+    clamped_distance,
+    psd_factor,
+    sum_sqrt_eigenvalues,
+    trace_sqrt_product,
+)
 
 
 class FrechetReference:
@@ -25,7 +31,7 @@ class FrechetReference:
         self.mu = as_float64(mu, "mu", 1, device)
         self.sigma = as_float64(sigma, "sigma", 2, device)
         check_stats(self.mu, self.sigma, "mu", "sigma")
-        self.factor = psd_factor(self.sigma)
+        self.factor = psd_factor(self.sigma, "sigma")
         self.trace = self.sigma.trace()
 
     @property
@@ -38,14 +44,16 @@ class FrechetReference:
             raise ValueError(f"{name} has {d} features, the reference has {self.num_features}")
 
     def distance(self, mu, sigma) -> float:
-        """FID of N(mu, sigma) against the reference (frechet_distance with the factor reused)."""
+        """FID of N(mu, sigma) against the reference (frechet_distance with the factor reused;
+        sigma's own check, that it is a covariance, costs a Cholesky)."""
         mu = as_float64(mu, "mu", 1, self.mu.device)
         sigma = as_float64(sigma, "sigma", 2, self.mu.device)
         check_stats(mu, sigma, "mu", "sigma")
         self._check_length(mu.shape[0], "mu")
+        check_positive_semidefinite(sigma, "sigma")
         diff = mu - self.mu
         fid = diff.dot(diff) + self.trace + sigma.trace() - 2 * trace_sqrt_product(self.factor, sigma)
-        return float(fid)
+        return clamped_distance(fid)
 
     def distance_to_features(self, features) -> float:
         """FID of a batch of features [n, D] (n >= 2) against the reference, in O(n D^2)
@@ -55,6 +63,7 @@ class FrechetReference:
         self._check_length(d, "features")
         if n < 2:
             raise ValueError(f"features needs at least 2 rows for a covariance, got {n}")
+        check_finite(x, "features")
         mean = x.mean(0)
         centred = (x - mean) @ self.factor  # X L: [n, D]
         # (XL)(XL)^T and (XL)^T(XL) share their non-zero eigenvalues (those of S_r S_b): the
@@ -64,4 +73,4 @@ class FrechetReference:
         tr_covmean = sum_sqrt_eigenvalues(gram)
         tr_batch = (x - mean).square().sum() / (n - 1)
         diff = mean - self.mu
-        return float(diff.dot(diff) + self.trace + tr_batch - 2 * tr_covmean)
+        return clamped_distance(diff.dot(diff) + self.trace + tr_batch - 2 * tr_covmean)

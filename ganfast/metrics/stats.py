@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .._files import write_atomically
-from ._tensors import check_int
+from ._tensors import SYMMETRY_TOLERANCE, check_int
 
 
 def open_npz(path):
@@ -158,63 +158,91 @@ class FeatureStats:
         """The number of feature rows folded in."""
         return self._count
 
+    def _finite(self, state: torch.Tensor, what: str) -> torch.Tensor:
+        """`state`, or a ValueError when it holds NaN or infinite values. Checked as a result is
+        read, not in update(): the state keeps any NaN or inf a batch brought (it reaches the
+        mean and M2), and a check per batch would cost a device sync each."""
+        if not bool(state.isfinite().all()):
+            raise ValueError(f"the statistics' {what} holds NaN or infinite values: a batch given "
+                             "to update() (or statistics merged in) held NaN or infinite features, "
+                             "or features too large to square")
+        return state
+
     @property
     def mean(self) -> torch.Tensor:
-        """The mean feature vector [D], float64 (a copy)."""
-        return self._mean.clone()
+        """The mean feature vector [D], float64 (a copy); a ValueError if it is not finite."""
+        return self._finite(self._mean, "mean").clone()
 
     @property
     def covariance(self) -> torch.Tensor:
-        """Unbiased covariance (divides by count - 1), as np.cov and pytorch-fid."""
+        """Unbiased covariance (divides by count - 1), as np.cov and pytorch-fid; a ValueError
+        if it is not finite."""
         if self._count < 2:
             raise ValueError(f"covariance needs at least 2 samples, got {self._count}")
-        return self._m2 / (self._count - 1)
+        return self._finite(self._m2, "covariance") / (self._count - 1)
 
     def save(self, path) -> None:
-        """Write pytorch-fid's .npz (mu, sigma) plus count, atomically (temp file + rename)."""
+        """Write pytorch-fid's .npz (mu, sigma) plus count, atomically (temp file + rename);
+        statistics that are not finite, or of fewer than 2 samples, are refused (ValueError)."""
         path = os.fspath(path)
         directory = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(directory):
             raise FileNotFoundError(f"cannot save statistics to {path}: folder {directory} does "
                                     "not exist")
+        # read first: the properties' checks refuse a state no one could use before any writing
+        mu, sigma = self.mean.cpu().numpy(), self.covariance.cpu().numpy()
 
         def write(tmp):
             with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to a name
-                np.savez(f, mu=self._mean.cpu().numpy(), sigma=self.covariance.cpu().numpy(),
-                         count=np.int64(self._count))
+                np.savez(f, mu=mu, sigma=sigma, count=np.int64(self._count))
 
         write_atomically(path, write)
 
     @classmethod
     def load(cls, path, count: int | None = None) -> FeatureStats:
-        """Read an .npz with mu and sigma (pytorch-fid's format); count from the file or argument."""
+        """Read an .npz with mu and sigma (pytorch-fid's format); count from the file, or from
+        the argument for a file without one (pytorch-fid's); a count that contradicts the
+        file's is refused."""
         with open_npz(path) as data:
             missing = {"mu", "sigma"} - set(data.files)
             if missing:
                 raise ValueError(f"{path} lacks {sorted(missing)}: expected pytorch-fid's .npz (mu, sigma)")
             mu, sigma = data["mu"], data["sigma"]
-            if count is None:
-                count = data["count"] if "count" in data.files else None
+            stored_count = data["count"] if "count" in data.files else None
         for name, array in (("mu", mu), ("sigma", sigma)):
             if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
                 raise ValueError(f"{path}: {name} must hold real numbers, got dtype {array.dtype}")
+            if not np.isfinite(array).all():
+                raise ValueError(f"{path}: {name} holds NaN or infinite values")
         if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
             raise ValueError(f"{path}: mu {mu.shape} and sigma {sigma.shape} do not form D and [D, D]")
-        # (NaN compares false here; the callers refuse non-finite values with their own words)
         scale = max(float(np.abs(sigma).max(initial=0.0)), np.finfo(np.float64).tiny)
-        if np.abs(sigma - sigma.T).max(initial=0.0) > 1e-6 * scale:
+        if np.abs(sigma - sigma.T).max(initial=0.0) > SYMMETRY_TOLERANCE * scale:
             raise ValueError(f"{path}: sigma is not symmetric, so it is no covariance matrix")
+        count = None if count is None else _as_count(count, path)
+        if stored_count is not None:
+            stored_count = _as_count(stored_count, path)
+            if count is not None and count != stored_count:
+                raise ValueError(f"count={count} contradicts the count {stored_count} stored in "
+                                 f"{path}: leave count out (it is for files without one, as "
+                                 "pytorch-fid's)")
+            count = stored_count
         if count is None:
             raise ValueError(f"{path} stores no count: pass count= (the number of samples behind it)")
-        if isinstance(count, np.ndarray):
-            if count.shape != ():
-                raise ValueError(f"{path}: count must be a single number, got shape {count.shape}")
-            count = count.item()
-        if isinstance(count, float) and count.is_integer():  # a count some writers store as float
-            count = int(count)
-        count = check_int(count, "count", 2, "the samples behind a covariance")
         stats = cls(mu.shape[0])
         stats._count = count
         stats._mean = torch.from_numpy(mu).double()
         stats._m2 = torch.from_numpy(sigma).double() * (count - 1)
         return stats
+
+
+def _as_count(count, path) -> int:
+    """A sample count as an int >= 2, from the argument or an .npz's 0-d array (a whole float
+    too: some writers store the count as one)."""
+    if isinstance(count, np.ndarray):
+        if count.shape != ():
+            raise ValueError(f"{path}: count must be a single number, got shape {count.shape}")
+        count = count.item()
+    if isinstance(count, float) and count.is_integer():
+        count = int(count)
+    return check_int(count, "count", 2, "the samples behind a covariance")
