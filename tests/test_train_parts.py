@@ -334,3 +334,24 @@ def test_image_size_resizes_digits_and_npy_images_and_is_refused_for_points(tmp_
             data.load(spec, image_size=8)
     with pytest.raises(data.DataError, match="--image-size must be a positive number of pixels, got 0"):
         data.load("digits", image_size=0)
+
+
+@pytest.mark.parametrize("shape,channels_last", [((10, 4, 4, 3), True), ((10, 4, 4, 1), True),
+                                                 ((10, 3, 4, 4), False), ((10, 1, 4, 4), False)])
+def test_npy_images_whose_first_and_last_axes_could_be_channels_are_read_square(
+        tmp_path, shape, channels_last):
+    # (10, 4, 4, 3) is 4x4 RGB, channels last; read channels first it would be 4-channel 4x3
+    # images, which --image-size would then "fix" into scrambled pixels.
+    pixels = np.random.default_rng(0).integers(0, 256, shape).astype(np.uint8)
+    np.save(tmp_path / "im.npy", pixels)
+    expected = torch.from_numpy(pixels.transpose(0, 3, 1, 2) if channels_last else pixels)
+    torch.testing.assert_close(data.load(str(tmp_path / "im.npy")).x,
+                               expected.float() / 127.5 - 1)
+
+
+@pytest.mark.parametrize("shape,why", [((10, 4, 4, 4), "both readings give square images"),
+                                       ((10, 3, 4, 1), "neither reading gives square images")])
+def test_npy_images_of_an_ambiguous_layout_are_a_data_error(tmp_path, shape, why):
+    np.save(tmp_path / "im.npy", np.zeros(shape, np.uint8) + 7)
+    message = _data_error(tmp_path / "im.npy")
+    assert f"shape {shape} is ambiguous" in message and why in message

@@ -119,6 +119,15 @@ def test_a_folder_holding_a_run_is_never_overwritten(tmp_path, capsys):
     (["--seed", "18446744073709552"], "--seed must be in [0, 2**32)"),
     (["--width", "0"], "--width must be >= 1"),
     (["--out", "FILE"], "is a file, not a run folder"),
+    (["--lr-d", "inf"], "--lr-d must be > 0 and finite, got inf"),
+    (["--penalty-weight", "inf"], "--penalty-weight must be >= 0 and finite, got inf"),
+    (["--image-size", "3"], "--image-size must be >= 4 (the smallest side the models build), got 3"),
+    (["--penalty", "none", "--penalty-weight", "2"],
+     "--penalty-weight has no effect with --penalty none"),
+    (["--penalty", "none", "--penalty-every", "2"], "--penalty-every has no effect with --penalty none"),
+    (["--ac-weight", "2"], "--ac-weight weighs the class loss of --conditional (AC-GAN), and this "
+                           "run is not conditional"),
+    (["--device", "cuda:x"], "--device 'cuda:x': expected auto, cpu, cuda or cuda:N"),
 ])
 def test_bad_input_is_a_message_not_a_traceback(tmp_path, capsys, args, message):
     (tmp_path / "empty").mkdir()
@@ -187,6 +196,10 @@ def test_penalty_every_defaults_per_penalty(tmp_path, penalty, every):
     # WGAN-GP on every critic step (the canonical recipe), R1/R2 lazily (StyleGAN2's);
     # an explicit --penalty-every wins.
     assert make(tmp_path / "a", data="ring8", penalty=penalty).config.penalty_every == every
+    if penalty == "none":  # an interval of no penalty would do nothing: refused
+        with pytest.raises(TrainingError, match="--penalty-every has no effect"):
+            make(tmp_path / "b", data="ring8", penalty=penalty, penalty_every=3)
+        return
     assert make(tmp_path / "b", data="ring8", penalty=penalty,
                 penalty_every=3).config.penalty_every == 3
 
@@ -596,3 +609,123 @@ def test_a_missing_train_package_is_named_before_the_run_folder_is_made(tmp_path
         Trainer(TrainConfig(data="ring8", steps=1, tensorboard=True), out=tmp_path / "run",
                 given={"tensorboard"})
     assert not (tmp_path / "run").exists()
+
+
+def test_runs_started_in_the_same_second_get_folders_of_their_own(tmp_path, monkeypatch):
+    # Both are set up before either makes its folder, and their default names are the same.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(trainer_module, "default_run_folder",
+                        lambda data: Path("runs") / f"{data}-20260101-120000")
+    first = make(None, data="ring8", steps=2, batch_size=8, log_every=1)
+    second = make(None, data="ring8", steps=3, batch_size=8, log_every=1)
+    first_row, second_row = first.run(), second.run()
+    assert first.out == Path("runs/ring8-20260101-120000")
+    assert second.out == Path("runs/ring8-20260101-120000-2")
+    assert [r["step"] for r in rows(first.out)] == [0, 1, 2]
+    assert [r["step"] for r in rows(second.out)] == [0, 1, 2, 3]
+    assert first_row == rows(first.out)[-1] and second_row == rows(second.out)[-1]
+
+
+def test_the_end_summary_is_the_runs_own_last_row_not_the_files(tmp_path, monkeypatch):
+    # Another program appending to metrics.jsonl does not change what the run reports.
+    t = make(tmp_path, data="ring8", steps=2, batch_size=8, log_every=1)
+    real_save = t.save_samples
+
+    def save_then_append(name):
+        real_save(name)
+        if name == "samples_final.png":
+            with open(tmp_path / "metrics.jsonl", "a") as f:
+                f.write('{"step": 99, "loss_d": 5.0}\n')
+
+    monkeypatch.setattr(t, "save_samples", save_then_append)
+    assert t.run() == rows(tmp_path)[-2] and rows(tmp_path)[-2]["step"] == 2
+
+
+def test_a_generator_gone_non_finite_stops_the_run_before_an_evaluation(tmp_path, capsys):
+    # At lr 1e30 the weights are 1e30 after step 1 (NaN after step 2) and the samples already
+    # NaN, while step 1's losses (of the weights before it) are finite: evaluating the samples
+    # failed inside the metrics, with a traceback.
+    out = tmp_path / "run"
+    assert cli.main(["train", "--steps", "10", "--batch-size", "8", "--width", "8",
+                     "--no-tensorboard", "--lr-g", "1e30", "--eval-every", "1", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "step 1: the generator's samples are no longer finite; stopping (last checkpoint kept" \
+        in err
+    assert "Traceback" not in err
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 0
+
+
+def test_a_signal_while_the_final_checkpoint_is_written_waits_for_it(tmp_path, monkeypatch, capsys):
+    t = make(tmp_path, data="ring8", steps=4, batch_size=8, log_every=1, sample_every=100)
+    real_save = t.save_samples
+
+    def interrupted_save(name):
+        if name == "samples_final.png":
+            os.kill(os.getpid(), signal.SIGINT)
+        real_save(name)
+
+    monkeypatch.setattr(t, "save_samples", interrupted_save)
+    with pytest.raises(KeyboardInterrupt):
+        t.run()
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 4
+    assert [r["step"] for r in rows(tmp_path)] == [0, 1, 2, 3, 4]
+    assert (tmp_path / "samples_final.png").exists()
+    assert "SIGINT after the last step: the run is complete" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
+                         ids=["SIGINT", "SIGTERM"])
+def test_the_exit_status_of_a_stopped_run_is_the_shells_for_its_signal(
+        tmp_path, monkeypatch, sig, code):
+    real_step = Trainer._generator_step
+
+    def signalled(self):
+        if self.step == 1:
+            os.kill(os.getpid(), sig)
+        return real_step(self)
+
+    monkeypatch.setattr(Trainer, "_generator_step", signalled)
+    assert cli.main(["train", "--data", "ring8", "--steps", "4", "--batch-size", "8",
+                     "--no-tensorboard", "--out", str(tmp_path)]) == code
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 2
+
+
+def test_a_ctrl_c_during_the_shutdown_is_no_traceback(tmp_path, monkeypatch):
+    def impatient_close(self):
+        raise KeyboardInterrupt  # as Python's handler raises it, the loop's being put back
+
+    monkeypatch.setattr(Trainer, "close", impatient_close)
+    assert cli.main(["train", "--data", "ring8", "--steps", "2", "--batch-size", "8",
+                     "--no-tensorboard", "--out", str(tmp_path)]) == 130
+
+
+def test_resume_accepts_flags_that_equal_the_values_the_run_used(tmp_path, capsys):
+    # Saved: model auto, width and image size left out; typed: what they stood for.
+    out = str(tmp_path / "run")
+    assert cli.main(["train", "--steps", "2", "--batch-size", "8", "--no-tensorboard",
+                     "--eval-every", "100", "--out", out]) == 0
+    assert cli.main(["train", "--resume", "--out", out, "--steps", "3", "--model", "dcgan",
+                     "--width", "32", "--image-size", "16"]) == 0
+    capsys.readouterr()
+    assert cli.main(["train", "--resume", "--out", out, "--width", "16", "--model", "sngan",
+                     "--image-size", "32"]) == 1
+    assert ("--model 'sngan' (saved: 'dcgan'), --width 16 (saved: 32), --image-size 32 "
+            "(saved: 16)") in capsys.readouterr().err
+
+
+def test_images_smaller_than_the_models_take_need_image_size(tmp_path):
+    import numpy as np
+
+    np.save(tmp_path / "tiny.npy", np.zeros((10, 2, 2), np.uint8) + 9)
+    with pytest.raises(TrainingError, match=r"the images are 2x2, and the models need at least "
+                                            r"4x4: pass --image-size 4 \(or more\)"):
+        make(tmp_path / "run", data=str(tmp_path / "tiny.npy"), steps=1, batch_size=1)
+    make(tmp_path / "run", data=str(tmp_path / "tiny.npy"), image_size=4, steps=1, batch_size=1,
+         width=4).run()  # a batch of one trains too: at 4x4 batch norm sees 16 values
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["step"] == 1
+
+
+def test_device_cuda_n_is_understood(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(TrainingError, match="--device cuda:0: torch sees no CUDA device"):
+        make(tmp_path, data="ring8", device="cuda:0")

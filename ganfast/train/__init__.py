@@ -5,6 +5,6 @@
 """
 
 from .config import TrainConfig
-from .trainer import NonFiniteLoss, Trainer, TrainingError, train
+from .trainer import NonFiniteLoss, Stopped, Trainer, TrainingError, train
 
-__all__ = ["NonFiniteLoss", "TrainConfig", "Trainer", "TrainingError", "train"]
+__all__ = ["NonFiniteLoss", "Stopped", "TrainConfig", "Trainer", "TrainingError", "train"]

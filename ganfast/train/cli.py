@@ -58,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=BACKENDS,
                         help=f"ganfast backend of the penalty, spectral norm and up-convs (default: "
                              f"{d.backend})")
-    parser.add_argument("--device", help=f"auto | cpu | cuda (default: {d.device})")
+    parser.add_argument("--device", help=f"auto | cpu | cuda | cuda:N (default: {d.device})")
     parser.add_argument("--seed", type=int, help=f"default: {d.seed}")
     parser.add_argument("--out", help="run folder (default: runs/<name of --data>-<time>)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -76,14 +76,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from .data import DataError
-    from .trainer import Trainer, TrainingError
-
     settings = {k: v for k, v in vars(args).items()
                 if k in TrainConfig.__dataclass_fields__ and v is not None}  # the flags typed
     if args.resume and not args.out:
         print("ganfast train: --resume needs --out, the run folder to continue", file=sys.stderr)
         return 2
+    try:
+        return _train(args, settings)
+    except KeyboardInterrupt:
+        # Ctrl-C once the run had ended (an impatient second one during the shutdown): what
+        # the run did is said already, a traceback would only bury it
+        return 130
+
+
+def _train(args, settings: dict) -> int:
+    from .data import DataError
+    from .trainer import Trainer, TrainingError
+
     trainer = None
     try:
         trainer = Trainer(TrainConfig(**settings), out=args.out, resume=args.resume,
@@ -92,8 +101,8 @@ def run(args) -> int:
     except (TrainingError, DataError) as err:
         print(f"ganfast train: {err}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as stop:  # 128 + the signal's number, as a shell reports it
+        return getattr(stop, "exit_code", 130)
     finally:
         if trainer is not None:
             trainer.close()

@@ -214,9 +214,39 @@ def _read_npy(path: Path) -> np.ndarray:
                         f"damaged?): {err}") from None
 
 
+IMAGE_CHANNELS = (1, 3, 4)
+
+
+def _channels_last(shape: tuple, where: str) -> bool:
+    """Whether 4-D images are [N, H, W, C] rather than [N, C, H, W]. When both axes could hold
+    the channels (a side of 1, 3 or 4: (10, 4, 4, 3)), the reading whose images are square wins,
+    as the models need square images; when both or neither are, that is an error, not a guess
+    (a wrong one trains on scrambled pixels)."""
+    first, last = shape[1] in IMAGE_CHANNELS, shape[3] in IMAGE_CHANNELS
+    if not first and not last:
+        raise DataError(f"{where}: {IMAGE_SHAPES} need C = 1 (grey), 3 (RGB) or 4 (RGBA) channels; "
+                        f"got shape {shape}")
+    if not (first and last):
+        return last
+    square_first, square_last = shape[2] == shape[3], shape[1] == shape[2]
+    if square_first != square_last:
+        return square_last
+    readings = (f"[N, C, H, W] holds {shape[1]}-channel {shape[2]}x{shape[3]} images and "
+                f"[N, H, W, C] {shape[3]}-channel {shape[1]}x{shape[2]} ones")
+    if square_first:  # (N, c, c, c): the two readings cannot be told apart
+        how = "save the images at a larger size (more than 4 pixels a side), or as an image folder"
+    else:
+        how = ("save square images, their channels first or last (numpy.transpose), or save "
+               "them as an image folder, where --image-size can make them square")
+    which = "both readings give" if square_first else "neither reading gives"
+    raise DataError(f"{where}: shape {shape} is ambiguous: {readings}, and {which} square "
+                    f"images; {how}")
+
+
 def npy_array(path: Path) -> Dataset:
     """[N, 2] points (used as they are) or images [N, H, W], [N, C, H, W] or [N, H, W, C] with
-    C = 1, 3 or 4, scaled to [-1, 1] by this rule:
+    C = 1, 3 or 4 (where both could be, the layout with square images: _channels_last), scaled
+    to [-1, 1] by this rule:
 
     - integers (any integer dtype) and floats whose maximum is above 1.5 are pixel values 0..255
       (x / 127.5 - 1); values below 0 or above 255 are an error, and so are integers no larger
@@ -245,15 +275,12 @@ def npy_array(path: Path) -> Dataset:
             raise DataError(f"{where}: points must be [N, 2] (the plots and metrics are 2-D), or "
                             f"{IMAGE_SHAPES}; got shape {array.shape}")
         return Dataset(path.stem, torch.from_numpy(array.astype(np.float32)))
-    channels = (1, 3, 4)
-    if array.ndim == 4 and array.shape[1] not in channels and array.shape[-1] not in channels:
-        raise DataError(f"{where}: {IMAGE_SHAPES} need C = 1 (grey), 3 (RGB) or 4 (RGBA) channels; "
-                        f"got shape {array.shape}")
+    channels_last = array.ndim == 4 and _channels_last(array.shape, where)
     lo, hi = float(array.min()), float(array.max())
     x = torch.from_numpy(array.astype(np.float32))
     if array.ndim == 3:
         x = x.unsqueeze(1)
-    elif array.shape[1] not in channels:
+    elif channels_last:
         x = x.permute(0, 3, 1, 2)
     if array.dtype.kind in "iu" and hi <= 1:
         raise DataError(f"{where}: integer images with values from {lo:g} to {hi:g} are not "

@@ -12,6 +12,12 @@ from torch import nn
 from .layers import UpsampleConv2d, spectral_norm
 
 MODELS = ("auto", "mlp", "dcgan", "sngan")
+# --width when it is not given, per model.
+DEFAULT_WIDTHS = {"mlp": 256, "dcgan": 32, "sngan": 64}
+# The smallest image side the trainer accepts: upsampling_plan's base is >= 4 from there on, and
+# below it the generator's batch norm can see one value per channel (a batch of one at 1x1
+# fails in training; at 4x4 it sees 16).
+MIN_IMAGE_SIZE = 4
 
 
 def upsampling_plan(size: int) -> tuple:
@@ -171,17 +177,24 @@ class SumPool(nn.Module):
         return x.sum((2, 3))
 
 
+def resolve(name: str, sample_shape) -> str:
+    """The model --model name builds for samples of sample_shape: auto is mlp for points (a
+    shape of one dimension), dcgan for images."""
+    if name == "auto":
+        return "mlp" if len(sample_shape) == 1 else "dcgan"
+    return name
+
+
 def build(name: str, sample_shape: tuple, num_classes: int = 0, width: int | None = None):
     """(generator, discriminator) for data whose samples have sample_shape ((2,) or (C, H, W))."""
-    if name == "auto":
-        name = "mlp" if len(sample_shape) == 1 else "dcgan"
+    name = resolve(name, sample_shape)
     if name not in MODELS:
         raise ValueError(f"--model {name!r}: expected one of {', '.join(MODELS)}")
     if name == "mlp":
         if len(sample_shape) != 1:
             raise ValueError(f"--model mlp is for 2-D points; the data are images {list(sample_shape)}"
                              " (use dcgan or sngan)")
-        w = width or 256
+        w = width or DEFAULT_WIDTHS["mlp"]
         return (MLPGenerator(out_dim=sample_shape[0], width=w, num_classes=num_classes),
                 mlp_discriminator(sample_shape[0], w, num_classes=num_classes))
     if len(sample_shape) != 3:
@@ -191,10 +204,10 @@ def build(name: str, sample_shape: tuple, num_classes: int = 0, width: int | Non
         raise ValueError(f"--model {name} needs square images, got {sample_shape[1]}x{sample_shape[2]}: "
                          f"pass --image-size N to resize them to NxN")
     if name == "dcgan":
-        w = width or 32
+        w = width or DEFAULT_WIDTHS["dcgan"]
         return (DCGANGenerator(size, channels, width=w, num_classes=num_classes),
                 dcgan_discriminator(size, channels, w, num_classes))
-    w = width or 64
+    w = width or DEFAULT_WIDTHS["sngan"]
     return (SNGANGenerator(size, channels, width=w, num_classes=num_classes),
             sngan_discriminator(size, channels, w, num_classes))
 

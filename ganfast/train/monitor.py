@@ -97,13 +97,15 @@ def read_metrics(path: Path) -> list:
     return rows
 
 
-def keep_rows_until(path: Path, step: int) -> None:
+def keep_rows_until(path: Path, step: int) -> list:
     """Rewrite metrics.jsonl (atomically) with the rows a run resumed at `step` keeps: those of
     steps up to it (none when it starts again from step 0, which logs step 0 again). Rows of
-    steps after the checkpoint would repeat, and a torn last line would swallow the next row."""
+    steps after the checkpoint would repeat, and a torn last line would swallow the next row.
+    Returns the rows kept."""
     rows = [r for r in read_metrics(path) if 0 < step and r["step"] <= step]
     text = "".join(json.dumps(r) + "\n" for r in rows)
     write_atomically(path, lambda tmp: Path(tmp).write_text(text))
+    return rows
 
 
 class Monitor:
@@ -116,10 +118,14 @@ class Monitor:
         self.out, self.writer = out, writer
         self.metrics_path = out / "metrics.jsonl"
         self.bar = self.board = None
+        # The last row this run logged (or kept, resuming), on the writer: what the run reports
+        # at its end, not re-read from metrics.jsonl, which another program could append to.
+        self.last_row = {}
         if not writer:
             return
         if resumed_from is not None:
-            keep_rows_until(self.metrics_path, resumed_from)
+            kept = keep_rows_until(self.metrics_path, resumed_from)
+            self.last_row = kept[-1] if kept else {}
         from tqdm.auto import tqdm
 
         self.bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True)
@@ -145,6 +151,7 @@ class Monitor:
             return
         with open(self.metrics_path, "a") as f:
             f.write(json.dumps(row) + "\n")
+        self.last_row = row
         if self.board is not None:
             for key, value in row.items():
                 if key != "step":

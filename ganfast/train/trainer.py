@@ -6,11 +6,13 @@ between logged steps (one synchronization per log interval, where NaN/Inf is als
 Randomness comes from torch's global RNG (penalty interpolation) and a sampler generator (data
 indices, latents, fake labels), both checkpointed, so a resumed run repeats an uninterrupted one.
 Ctrl-C (SIGINT) and SIGTERM stop the run at the end of the iteration under way, where the
-checkpoint is consistent; a second Ctrl-C stops at once and keeps the last checkpoint.
+checkpoint is consistent (after the last step: once the final checkpoint is written); a second
+Ctrl-C stops at once and keeps the last checkpoint.
 """
 
 import contextlib
 import copy
+import itertools
 import math
 import os
 import signal
@@ -27,7 +29,7 @@ from . import checkpoint, objectives, quality
 from . import data as datasets
 from . import models as model_zoo
 from .config import AMP_MODES, PRESETS, TrainConfig
-from .monitor import Monitor, read_metrics, save_image_grid, save_points
+from .monitor import Monitor, save_image_grid, save_points
 
 
 class TrainingError(RuntimeError):
@@ -50,6 +52,16 @@ def _flag(name: str) -> str:
             "compile": "--compile/--no-compile"}.get(name, f"--{name.replace('_', '-')}")
 
 
+class Stopped(KeyboardInterrupt):
+    """Raised by Trainer.run() after SIGINT or SIGTERM stopped it, its checkpoint saved.
+    exit_code is the shell's for the signal (128 + its number: 130 for SIGINT, 143 for SIGTERM;
+    130 for a process stopped because another one was)."""
+
+    def __init__(self, signum: int | None):
+        super().__init__(signal.Signals(signum).name if signum else "stopped by another process")
+        self.exit_code = 128 + (signum or signal.SIGINT)
+
+
 class _StopAtBoundary:
     """SIGINT and SIGTERM ask the loop to stop at the next iteration boundary (`requested`);
     a second SIGINT raises KeyboardInterrupt at once. Only the main thread can take signals:
@@ -57,6 +69,7 @@ class _StopAtBoundary:
 
     def __enter__(self):
         self.requested = None  # the signal's name once one arrives
+        self.signum = None  # its number (None when another process asked to stop)
         self.previous = {}
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -67,6 +80,7 @@ class _StopAtBoundary:
         if self.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt  # the second Ctrl-C: now, mid-iteration
         self.requested = signal.Signals(signum).name
+        self.signum = signum
 
     def __exit__(self, *exc):
         for sig, handler in self.previous.items():
@@ -79,21 +93,41 @@ class _Interrupted(Exception):
     """Raised by the loop at an iteration boundary after SIGINT or SIGTERM."""
 
 
+def _cuda_index(device_name: str, world: int) -> int | None:
+    """The N of --device cuda:N (None for cuda alone), checked against the devices torch sees.
+    Under torchrun each process takes the GPU of its LOCAL_RANK, so cuda:N is refused there."""
+    index = device_name.removeprefix("cuda:")
+    if index == device_name:
+        return None
+    if not index.isdigit():
+        raise TrainingError(f"--device {device_name!r}: expected auto, cpu, cuda or cuda:N (N a "
+                            "GPU's number)")
+    if world > 1:
+        raise TrainingError(f"--device {device_name}: with several processes each takes the GPU "
+                            "of its LOCAL_RANK; use --device cuda")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count and int(index) >= count:
+        raise TrainingError(f"--device {device_name}: torch sees {count} CUDA device(s), "
+                            f"cuda:0 to cuda:{count - 1}")
+    return int(index)
+
+
 def _distributed_setup(device_name: str):
     """(rank, world, device): torchrun's environment starts a process group (gloo on CPU)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    use_cuda = device_name == "cuda" or (device_name == "auto" and torch.cuda.is_available())
+    if device_name not in ("auto", "cpu", "cuda") and not device_name.startswith("cuda:"):
+        raise TrainingError(f"--device {device_name!r}: expected auto, cpu, cuda or cuda:N")
+    index = _cuda_index(device_name, world)
+    use_cuda = device_name.startswith("cuda") or (device_name == "auto" and torch.cuda.is_available())
+    if use_cuda and not torch.cuda.is_available():
+        raise TrainingError(f"--device {device_name}: torch sees no CUDA device")
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if use_cuda else "gloo")
     rank = dist.get_rank() if dist.is_initialized() else 0
     if use_cuda:
-        if not torch.cuda.is_available():
-            raise TrainingError("--device cuda: torch sees no CUDA device")
-        local = int(os.environ.get("LOCAL_RANK", "0"))
+        local = index if index is not None else int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local)
         return rank, world, torch.device("cuda", local)
-    if device_name not in ("auto", "cpu"):
-        raise TrainingError(f"--device {device_name!r}: expected auto, cpu or cuda")
     return rank, world, torch.device("cpu")
 
 
@@ -133,11 +167,40 @@ def _saved_config(saved: dict) -> TrainConfig:
     return config
 
 
+def _effective(config: TrainConfig, name: str, data_shape: list | None):
+    """The value a setting takes in a run on samples of data_shape: --model auto, and --width
+    and --image-size left out, stand for what the data chooses. Without the shape (a checkpoint
+    written before they recorded it) the value as stored."""
+    value = getattr(config, name)
+    if data_shape is None:
+        return value
+    if name == "model":
+        return model_zoo.resolve(value, data_shape)
+    if name == "width" and value is None:
+        return model_zoo.DEFAULT_WIDTHS.get(model_zoo.resolve(config.model, data_shape))
+    if name == "image_size" and value is None and len(data_shape) == 3:
+        return data_shape[-1]  # trained at the data's own (square) size
+    return value
+
+
 def default_run_folder(data: str) -> Path:
     """runs/<data>-<time>, <data> the dataset's name or the folder's or file's name alone:
     `--data photos/` and `--data /data/faces.npy` run in runs/photos-... and runs/faces-...,
     not beside the data."""
     return Path("runs") / f"{Path(data).stem or 'data'}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def make_new_folder(wanted: Path) -> Path:
+    """Make `wanted`, or when it exists wanted-2, wanted-3, ...: the first that did not, made
+    here. mkdir without exist_ok is atomic, so of two runs racing for one name only one gets it."""
+    wanted.parent.mkdir(parents=True, exist_ok=True)
+    for number in itertools.count(1):
+        folder = wanted if number == 1 else wanted.with_name(f"{wanted.name}-{number}")
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            continue
 
 
 class Trainer:
@@ -162,17 +225,23 @@ class Trainer:
             setattr(config, key, value)
         given = set(given) | set(overrides)
         self.out = Path(out) if out else default_run_folder(config.data)
+        # A default folder is claimed when it is made (run()): another run may take its name
+        # until then, and this one then takes the next (make_new_folder).
+        self.out_is_default = not out and not resume
         self.log = log
-        saved = self._claim_run_folder(resume)
+        saved = None if self.out_is_default else self._claim_run_folder(resume)
         if saved is not None:  # the stored settings win; how the run runs may change
-            config = self._resumed_config(config, given, _saved_config(saved), int(saved["step"]))
+            config = self._resumed_config(config, given, _saved_config(saved), int(saved["step"]),
+                                          saved.get("data_shape"))
         self.rank, self.world, self.device = _distributed_setup(config.device)
         self.writer = self.rank == 0
         _check_dependencies(config, given, self._say)
         self.config = config
         self._check_names()
         self._check_numbers()
+        self._check_flags_take_effect(given)
         self.dataset = datasets.load(config.data, config.image_size, self._say)
+        self._check_image_size()
         trained_on = saved and saved.get("data_shape")
         if trained_on and list(self.dataset.x.shape[1:]) != trained_on:
             raise TrainingError(f"--resume: {config.data} now gives samples of shape "
@@ -235,18 +304,46 @@ class Trainer:
             value = getattr(c, name)
             if value is not None and value < 1:
                 raise TrainingError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+        if c.image_size is not None and c.image_size < model_zoo.MIN_IMAGE_SIZE:
+            raise TrainingError(f"--image-size must be >= {model_zoo.MIN_IMAGE_SIZE} (the "
+                                f"smallest side the models build), got {c.image_size}")
+        # (inf passes `> 0`, and NaN fails it only by accident: both are refused by name)
         for name in ("lr_g", "lr_d"):
             value = getattr(c, name)
-            if value is not None and not value > 0:
-                raise TrainingError(f"--{name.replace('_', '-')} must be > 0, got {value}")
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                raise TrainingError(f"--{name.replace('_', '-')} must be > 0 and finite, got {value}")
         for name in ("penalty_weight", "ac_weight"):
             value = getattr(c, name)
-            if value is not None and not value >= 0:
-                raise TrainingError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
+            if value is not None and not (value >= 0 and math.isfinite(value)):
+                raise TrainingError(f"--{name.replace('_', '-')} must be >= 0 and finite, got {value}")
         if not 0 <= c.seed < 2**32:  # the sampler's seed (seed * 1000 + rank) must fit 64 bits
             raise TrainingError(f"--seed must be in [0, 2**32), got {c.seed}")
         if not 0 <= c.ema < 1:
             raise TrainingError(f"--ema must be in [0, 1) (a decay; 0: no averaging), got {c.ema}")
+
+    def _check_flags_take_effect(self, given: set) -> None:
+        """Refuse a flag typed that the other settings make do nothing (a weight of no penalty,
+        of no class loss): silently ignored, it would look as if it had been used."""
+        c = self.config
+        if c.penalty == "none":
+            for name in ("penalty_weight", "penalty_every"):
+                if name in given:
+                    raise TrainingError(f"{_flag(name)} has no effect with --penalty none: leave "
+                                        "it out, or choose a --penalty (wgan-gp, r1, r2)")
+        if "ac_weight" in given and not c.conditional:
+            raise TrainingError("--ac-weight weighs the class loss of --conditional (AC-GAN), and "
+                                "this run is not conditional: leave it out, or add --conditional")
+
+    def _check_image_size(self) -> None:
+        """Images smaller than the models take (data of its own size below it: --image-size
+        was checked before the data were read)."""
+        if not self.dataset.is_image:
+            return
+        h, w = self.dataset.x.shape[-2:]
+        if min(h, w) < model_zoo.MIN_IMAGE_SIZE:
+            raise TrainingError(f"--data {self.config.data}: the images are {w}x{h}, and the models "
+                                f"need at least {model_zoo.MIN_IMAGE_SIZE}x{model_zoo.MIN_IMAGE_SIZE}: "
+                                f"pass --image-size {model_zoo.MIN_IMAGE_SIZE} (or more) to resize them")
 
     def _claim_run_folder(self, resume: bool):
         """The saved state when resuming; refuses a folder that holds another run. The folder
@@ -272,13 +369,19 @@ class Trainer:
         return None
 
     def _resumed_config(self, config: TrainConfig, given: set, saved: TrainConfig,
-                        step: int) -> TrainConfig:
+                        step: int, data_shape: list | None) -> TrainConfig:
         """The saved settings with the changes a resumed run may make (RESUMABLE_CHANGES, from
-        the settings `given`); any other given setting that differs from the saved value is an
-        error, not silently dropped."""
-        conflicts = [f"{_flag(name)} {getattr(config, name)!r} (saved: {getattr(saved, name)!r})"
+        the settings `given`); any other given setting whose effective value differs from the
+        saved run's is an error, not silently dropped (--width 32 matches a dcgan saved with the
+        default width: the same run)."""
+        asked = copy.copy(saved)  # the saved run with the flags typed: resolved as the saved one
+        for name in given:
+            setattr(asked, name, getattr(config, name))
+        conflicts = [f"{_flag(name)} {getattr(config, name)!r} "
+                     f"(saved: {_effective(saved, name, data_shape)!r})"
                      for name in sorted(given, key=list(TrainConfig.__dataclass_fields__).index)
-                     if name not in RESUMABLE_CHANGES and getattr(config, name) != getattr(saved, name)]
+                     if name not in RESUMABLE_CHANGES
+                     and _effective(asked, name, data_shape) != _effective(saved, name, data_shape)]
         if conflicts:
             raise TrainingError(f"--resume continues {self.out} with its saved settings, but "
                                 f"these differ: {', '.join(conflicts)}; leave them out (a resumed "
@@ -291,9 +394,18 @@ class Trainer:
         return saved
 
     def _make_run_folder(self) -> None:
+        """A default folder is made new (runs/<data>-<time>-2 when two runs start in the same
+        second: a shared folder would interleave their metrics.jsonl); an --out folder may
+        exist, empty or holding the run to resume (_claim_run_folder checked which)."""
         try:
-            self.out.mkdir(parents=True, exist_ok=True)
+            if self.out_is_default:
+                self.out = make_new_folder(self.out)
+            else:
+                self.out.mkdir(parents=True, exist_ok=True)
         except OSError as err:
+            if self.out_is_default:
+                raise TrainingError(f"cannot create the run folder {self.out} ({err}); choose "
+                                    "another with --out") from None
             raise TrainingError(f"--out {self.out}: cannot create the run folder ({err})") from None
 
     def _build(self, saved) -> None:
@@ -490,7 +602,21 @@ class Trainer:
         n = self.eval_samples // self.world
         gen = torch.Generator().manual_seed(777 + self.rank)
         labels = torch.randint(self.num_classes, (n,), generator=gen) if self.num_classes else None
-        return self.evaluator.measure(self.generate(n, gen, labels), labels)
+        samples = self.generate(n, gen, labels)
+        self._check_finite_samples(samples)
+        return self.evaluator.measure(samples, labels)
+
+    def _check_finite_samples(self, samples: torch.Tensor) -> None:
+        """Raise NonFiniteLoss if any process's samples hold NaN/Inf, which the metrics cannot
+        measure: finite weights can still overflow (at lr 1e30 they are 1e30 after one step).
+        Decided together, as the measures that follow are collectives."""
+        finite = torch.isfinite(samples).all().float().reshape(1).to(self.device)
+        if self.world > 1:
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        if not finite.item():
+            raise NonFiniteLoss(f"step {self.step}: the generator's samples are no longer finite; "
+                                f"stopping (last checkpoint kept in {self.out}; try a lower "
+                                "learning rate or a penalty)")
 
     def save_samples(self, name: str) -> None:
         """The EMA generator's picture as run folder/name: an image grid from the fixed latents,
@@ -531,12 +657,16 @@ class Trainer:
         checkpoint.save(self.out, state, self.G_ema.state_dict())
 
     def _check_finite_weights(self) -> None:
-        """Raise NonFiniteLoss if G or D holds NaN/Inf. Losses are checked at log steps only (one
-        sync per interval), but checkpoints come at their own steps: one saved between a loss
-        going NaN and its log step would replace the last good checkpoint with NaN weights.
-        One pass over the weights and one sync per checkpoint; every process takes the same
-        decision (DDP keeps the weights equal)."""
-        weights = [p.detach() for model in (self.G, self.D) for p in model.parameters()]
+        """Raise NonFiniteLoss if G, D or the EMA generator holds NaN/Inf (in weights or float
+        buffers: batch-norm statistics). Losses are checked at log steps only (one sync per
+        interval), but checkpoints and evaluations come at their own steps: a checkpoint saved
+        between a loss going NaN and its log step would replace the last good one with NaN
+        weights, and an evaluation of NaN samples fails inside the metrics. One pass over the
+        weights and one sync per call; every process takes the same decision (DDP keeps the
+        weights and buffers equal)."""
+        weights = [t.detach() for model in (self.G, self.D, self.G_ema)
+                   for t in itertools.chain(model.parameters(), model.buffers())
+                   if t.is_floating_point()]
         if weights and not torch.stack([torch.isfinite(w).all() for w in weights]).all():
             raise NonFiniteLoss(f"step {self.step}: the weights are no longer finite; stopping "
                                 f"(last checkpoint kept in {self.out}; try a lower learning rate "
@@ -563,72 +693,90 @@ class Trainer:
         row = {"step": self.step, "loss_d": mean_d, "loss_g": mean_g, "steps_per_s": rate}
         pending.clear()
         if self.step % self.eval_every == 0 or self.step == self.config.steps:
+            self._check_finite_weights()  # (the losses were of the weights before this step)
             row.update(self.evaluate())
         monitor.log(row)
         monitor.advance(0, {k: v for k, v in row.items() if k not in ("step", "steps_per_s")})
 
     def run(self) -> dict:
-        """Train to config.steps; returns the last metrics row. Ctrl-C or SIGTERM stops at the
-        end of the iteration under way and saves a checkpoint there (KeyboardInterrupt is then
-        raised to the caller); a second Ctrl-C stops at once, the last checkpoint kept."""
+        """Train to config.steps; returns the last metrics row (this run's: kept in memory, not
+        read back from metrics.jsonl). Ctrl-C or SIGTERM stops at the end of the iteration under
+        way and saves a checkpoint there, or after the last step once the final checkpoint is
+        written (Stopped, a KeyboardInterrupt, is then raised to the caller); a second Ctrl-C
+        stops at once, the last checkpoint kept."""
         c = self.config
         if self.writer:
             self._make_run_folder()
-        if self.step == 0:
-            self._say(f"training {type(self.G).__name__} and {type(self.D).__name__} on {c.data} "
-                      f"{list(self.dataset.x.shape)}, loss {c.loss}, penalty {c.penalty}, "
-                      f"{c.steps} steps, batch {c.batch_size} x {self.world} process(es), "
-                      f"device {self.device}, writing {self.out}")
-            self.save_checkpoint()  # first: a run stopped at any point can be resumed
-        monitor = Monitor(self.out, c.steps, self.step, self.writer, c.tensorboard,
-                          resumed_from=self.resumed_from)
-        try:
+        # Signals are taken from the first checkpoint to the last: one that arrived while the
+        # final outputs were written would otherwise leave the checkpoint steps behind the rows.
+        with _StopAtBoundary() as stop:
             if self.step == 0:
-                monitor.log({"step": 0, **self.evaluate()})
-                self.save_samples("samples_0000000.png")
-            self._loop(monitor)
+                self._say(f"training {type(self.G).__name__} and {type(self.D).__name__} on "
+                          f"{c.data} {list(self.dataset.x.shape)}, loss {c.loss}, penalty "
+                          f"{c.penalty}, {c.steps} steps, batch {c.batch_size} x {self.world} "
+                          f"process(es), device {self.device}, writing {self.out}")
+                self.save_checkpoint()  # first: a run stopped at any point can be resumed
+            monitor = Monitor(self.out, c.steps, self.step, self.writer, c.tensorboard,
+                              resumed_from=self.resumed_from)
+            try:
+                if self.step == 0:
+                    monitor.log({"step": 0, **self.evaluate()})
+                    self.save_samples("samples_0000000.png")
+                self._loop(monitor, stop)
+                self._save_final_outputs(monitor)
+            finally:
+                monitor.close()
+            if stop.requested:  # after the last step: the run is complete, and stops as asked
+                monitor.message(f"{stop.requested} after the last step: the run is complete, its "
+                                f"final checkpoint (step {self.step}) saved in {self.out}")
+                raise Stopped(stop.signum)
+        return monitor.last_row
+
+    def _save_final_outputs(self, monitor: Monitor) -> None:
+        """The last sample grid and checkpoint; a second Ctrl-C while they are written stops at
+        once, as in the loop."""
+        try:
             self.save_samples("samples_final.png")
             self.save_checkpoint()
-        finally:
-            monitor.close()
-        rows = read_metrics(self.out / "metrics.jsonl") if self.writer else []
-        return rows[-1] if rows else {}
+        except KeyboardInterrupt:
+            monitor.message(f"stopped while writing the final checkpoint: the last checkpoint in "
+                            f"{self.out} is kept; continue with --resume")
+            raise
 
-    def _loop(self, monitor: Monitor) -> None:
+    def _loop(self, monitor: Monitor, stop: _StopAtBoundary) -> None:
         c = self.config
         started, started_step, pending = time.perf_counter(), self.step, self.pending
         self.pending = []
         if pending and self.step >= c.steps:  # resumed at its last step: the row it owes
             self._flush(monitor, pending, started, started_step)
-        with _StopAtBoundary() as stop:
-            try:
-                while self.step < c.steps:
-                    for k in range(c.n_critic):
-                        loss_d = self._discriminator_step(self.step * c.n_critic + k)
-                    loss_g = self._generator_step()
-                    self._update_ema()
-                    self.step += 1
-                    pending.append((self.step, loss_d, loss_g))
-                    monitor.advance(1, {})
-                    if self.step % self.log_every == 0 or self.step % self.eval_every == 0 \
-                            or self.step == c.steps:  # (an evaluation comes with a row)
-                        self._flush(monitor, pending, started, started_step)
-                    if self.step % self.sample_every == 0 and self.step != c.steps:
-                        self.save_samples(f"samples_{self.step:07d}.png")
-                        self.save_checkpoint(pending)
-                    if self._stop_requested(stop, self.step % self.log_every == 0):
-                        raise _Interrupted
-            except _Interrupted:
-                # No partial row: the losses since the last row go into the checkpoint, and the
-                # resumed run logs the row an uninterrupted one would
-                self.save_checkpoint(pending)
-                monitor.message(f"{stop.requested} at step {self.step}: checkpoint saved in "
-                                f"{self.out}; continue with --resume")
-                raise KeyboardInterrupt from None
-            except KeyboardInterrupt:
-                monitor.message(f"stopped during step {self.step + 1}: the last checkpoint in "
-                                f"{self.out} is kept; continue with --resume")
-                raise
+        try:
+            while self.step < c.steps:
+                for k in range(c.n_critic):
+                    loss_d = self._discriminator_step(self.step * c.n_critic + k)
+                loss_g = self._generator_step()
+                self._update_ema()
+                self.step += 1
+                pending.append((self.step, loss_d, loss_g))
+                monitor.advance(1, {})
+                if self.step % self.log_every == 0 or self.step % self.eval_every == 0 \
+                        or self.step == c.steps:  # (an evaluation comes with a row)
+                    self._flush(monitor, pending, started, started_step)
+                if self.step % self.sample_every == 0 and self.step != c.steps:
+                    self.save_samples(f"samples_{self.step:07d}.png")
+                    self.save_checkpoint(pending)
+                if self._stop_requested(stop, self.step % self.log_every == 0):
+                    raise _Interrupted
+        except _Interrupted:
+            # No partial row: the losses since the last row go into the checkpoint, and the
+            # resumed run logs the row an uninterrupted one would
+            self.save_checkpoint(pending)
+            monitor.message(f"{stop.requested} at step {self.step}: checkpoint saved in "
+                            f"{self.out}; continue with --resume")
+            raise Stopped(stop.signum) from None
+        except KeyboardInterrupt:
+            monitor.message(f"stopped during step {self.step + 1}: the last checkpoint in "
+                            f"{self.out} is kept; continue with --resume")
+            raise
 
     def _stop_requested(self, stop: _StopAtBoundary, at_log_step: bool) -> bool:
         """Whether any process got a stop signal: every process stops at the same step (a
@@ -662,4 +810,4 @@ def train(**settings) -> dict:
     return Trainer(TrainConfig(**settings), out=out, resume=resume).run()
 
 
-__all__ = ["Trainer", "TrainConfig", "TrainingError", "NonFiniteLoss", "train"]
+__all__ = ["Trainer", "TrainConfig", "TrainingError", "NonFiniteLoss", "Stopped", "train"]
