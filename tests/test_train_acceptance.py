@@ -23,7 +23,7 @@ def run(out, **settings) -> list:
 
 
 def test_ring8_defaults_cover_the_modes_with_high_quality_samples(tmp_path):
-    last = run(tmp_path, data="ring8")[-1]  # the default length (3000 steps)
+    last = run(tmp_path, data="ring8")[-1]  # the default length (5000 steps)
     assert last["modes_covered"] >= 7, last
     assert last["high_quality"] >= 0.70, last
 

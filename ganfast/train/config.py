@@ -48,8 +48,10 @@ class TrainConfig:
 # Per-dataset defaults, chosen so each finishes in minutes on 2 CPU cores.
 PRESETS = {
     "digits": {"steps": 800, "batch_size": 64, "lr_g": 2e-4, "lr_d": 2e-4},
-    # A weak R1 keeps the MLP pair from oscillating around the narrow modes.
-    "ring8": {"steps": 3000, "batch_size": 256, "lr_g": 1e-3, "lr_d": 1e-3, "penalty_weight": 0.1},
+    # A weak R1 keeps the MLP pair from oscillating around the narrow modes. 5000 steps: the
+    # high-quality fraction still climbs at 3000, where seeds spread from 58% to 88%; at 5000,
+    # 84-91% over seeds 0-4 (README, "Train a GAN").
+    "ring8": {"steps": 5000, "batch_size": 256, "lr_g": 1e-3, "lr_d": 1e-3, "penalty_weight": 0.1},
     "grid25": {"steps": 4000, "batch_size": 256, "lr_g": 1e-3, "lr_d": 1e-3, "penalty_weight": 0.1},
     "points": {"steps": 3000, "batch_size": 256, "lr_g": 1e-3, "lr_d": 1e-3, "penalty_weight": 0.1},
     "images": {"steps": 2000, "batch_size": 64, "lr_g": 2e-4, "lr_d": 2e-4},
