@@ -15,6 +15,7 @@ from ganfast.ops.gradient_penalty import (
     interpolate_with,
     norm_backward_reference,
     norm_penalty_with,
+    penalty_reference,
     per_sample_norm_with,
 )
 
@@ -300,6 +301,20 @@ def test_tensor_past_int32_indexing(backend):
     del back
     y = _interpolate(x, torch.zeros_like(x), torch.tensor([0.5, 0.25], device="cuda"), backend)
     torch.testing.assert_close(y[1, -5:].float(), torch.full((5,), 1.75, device="cuda"))
+
+
+@pytest.mark.slow
+def test_torch_backend_r1_past_int32_elements():
+    # The torch backend's R1 is a sum of squares: one dot product over a flat view, which
+    # ATen's CUDA dot refuses past 2^31 - 1 elements; such a tensor takes square().sum().
+    n = 2**31 + 6
+    free, _ = torch.cuda.mem_get_info()
+    if free < 3 * n * 4:
+        pytest.skip(f"needs ~{3 * n * 4 / 2**30:.0f} GiB free on the GPU, has {free / 2**30:.0f}")
+    x = torch.full((2, n // 2), 0.5, device="cuda")
+    torch.testing.assert_close(penalty_reference(x, 5.0, 0.0).double(),
+                               torch.tensor(5.0 * 0.25 * n / 2, device="cuda", dtype=torch.float64),
+                               rtol=1e-5, atol=0)
 
 
 @pytest.mark.parametrize("backend", GPU_BACKENDS)

@@ -6,7 +6,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ganfast.metrics import frechet_distance
+from ganfast.metrics import FrechetReference, frechet_distance
+from ganfast.train.quality import mean_and_covariance, moments
 
 scipy_linalg = pytest.importorskip("scipy.linalg")
 
@@ -164,6 +165,23 @@ def test_rounding_of_a_covariance_is_accepted():
     expected = frechet_distance(mu, s, mu + 1, s)
     assert frechet_distance(mu, rounded, mu + 1, s) == pytest.approx(expected, rel=1e-5)
     assert frechet_distance(mu + 1, s, mu, rounded) == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_collapsed_generators_raw_sum_covariance_is_rounding_of_the_distances_scale():
+    # Identical features (a collapsed generator) through raw sums, as ganfast train's digits
+    # measure accumulates them: the covariance is 0 up to rounding of either sign, tiny beside
+    # its own largest eigenvalue but not beside the other covariance. The FID is the means'
+    # distance plus the real covariance's trace, on either side, and FrechetReference agrees.
+    rng = np.random.default_rng(2)
+    real = torch.from_numpy(rng.normal(5.0, 3.0, (500, 64)))
+    same = torch.from_numpy(np.abs(rng.normal(0.0, 40.0, (1, 64)))).expand(200, 64)
+    (mu1, s1), (mu2, s2) = (mean_and_covariance(moments(f), 64) for f in (same, real))
+    assert np.linalg.eigvalsh(s1)[0] < 0
+    expected = float(((mu1 - mu2) ** 2).sum() + np.trace(s2))
+    # (the rounding in s1, ~1e-10, adds up to ~1e-3 through tr sqrt(S1 S2): 1e-8 relative)
+    assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(expected, rel=1e-7)
+    assert frechet_distance(mu2, s2, mu1, s1) == pytest.approx(expected, rel=1e-7)
+    assert FrechetReference(mu2, s2).distance(mu1, s1) == pytest.approx(expected, rel=1e-7)
 
 
 @pytest.mark.gpu

@@ -196,9 +196,14 @@ def test_penalty_every_defaults_per_penalty(tmp_path, penalty, every):
     # WGAN-GP on every critic step (the canonical recipe), R1/R2 lazily (StyleGAN2's);
     # an explicit --penalty-every wins.
     assert make(tmp_path / "a", data="ring8", penalty=penalty).config.penalty_every == every
-    if penalty == "none":  # an interval of no penalty would do nothing: refused
+    if penalty == "none":  # an interval of no penalty would do nothing: refused when typed
+        settings = dict(data="ring8", penalty=penalty, penalty_every=3)
         with pytest.raises(TrainingError, match="--penalty-every has no effect"):
-            make(tmp_path / "b", data="ring8", penalty=penalty, penalty_every=3)
+            Trainer(TrainConfig(tensorboard=False, **settings), out=tmp_path / "b",
+                    log=lambda text: None, given=set(settings))
+        # A config rebuilt from such a run (which fills in the interval) builds again.
+        saved = make(tmp_path / "c", data="ring8", penalty=penalty).config
+        assert Trainer(saved, out=tmp_path / "d", log=lambda text: None).config.penalty == "none"
         return
     assert make(tmp_path / "b", data="ring8", penalty=penalty,
                 penalty_every=3).config.penalty_every == 3
@@ -669,6 +674,24 @@ def test_a_signal_while_the_final_checkpoint_is_written_waits_for_it(tmp_path, m
         t.run()
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 4
     assert [r["step"] for r in rows(tmp_path)] == [0, 1, 2, 3, 4]
+    assert (tmp_path / "samples_final.png").exists()
+    assert "SIGINT after the last step: the run is complete" in capsys.readouterr().out
+
+
+def test_a_signal_during_the_last_evaluation_waits_for_the_final_outputs(tmp_path, monkeypatch,
+                                                                        capsys):
+    t = make(tmp_path, data="ring8", steps=4, batch_size=8, log_every=1, sample_every=100)
+    real_evaluate = t.evaluate
+
+    def interrupted_evaluate():
+        if t.step == 4:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_evaluate()
+
+    monkeypatch.setattr(t, "evaluate", interrupted_evaluate)
+    with pytest.raises(KeyboardInterrupt):
+        t.run()
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 4
     assert (tmp_path / "samples_final.png").exists()
     assert "SIGINT after the last step: the run is complete" in capsys.readouterr().out
 

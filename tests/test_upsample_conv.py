@@ -751,6 +751,17 @@ def test_negative_slope_must_be_a_finite_number(slope):
         upsample_conv2d(x, weight, bias, activation="leaky_relu", negative_slope=slope)
 
 
+def test_negative_slope_may_be_a_0_dim_tensor_or_array():
+    x, weight, bias = (t.detach() for t in _inputs(1, 3, 4, 5, 3))
+    expected = unfused(x, weight, bias, "leaky_relu", 0.2)
+    for slope in (torch.tensor(0.2, dtype=torch.float64), np.float64(0.2), np.array(0.2)):
+        got = upsample_conv2d(x, weight, bias, activation="leaky_relu", negative_slope=slope)
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    for slope in (torch.tensor([0.2]), torch.tensor(True), np.array(1j)):
+        with pytest.raises(ValueError, match="negative_slope must be a finite real"):
+            upsample_conv2d(x, weight, bias, activation="leaky_relu", negative_slope=slope)
+
+
 def test_supported_configuration_is_named_in_the_error():
     with pytest.raises(ValueError, match="kernel_size=3, padding=1, scale_factor=2"):
         UpsampleConv2d(3, 4, scale_factor=3)

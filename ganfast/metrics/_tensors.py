@@ -48,8 +48,11 @@ def check_finite(value: torch.Tensor, name: str) -> None:
         raise ValueError(f"{name} holds NaN or infinite values")
 
 
-def check_stats(mu: torch.Tensor, sigma: torch.Tensor, mu_name: str, sigma_name: str) -> None:
-    """mu [D] and sigma [D, D], D >= 1, both finite, sigma symmetric (SYMMETRY_TOLERANCE)."""
+def check_stats(mu: torch.Tensor, sigma: torch.Tensor, mu_name: str, sigma_name: str,
+                scale: float = 0.0) -> None:
+    """mu [D] and sigma [D, D], D >= 1, both finite, sigma symmetric (SYMMETRY_TOLERANCE of the
+    larger of its largest entry and `scale`: the distance's, when the other covariance is
+    larger, as a collapsed generator's covariance is rounding alone)."""
     d = mu.shape[0]
     if d == 0:
         raise ValueError(f"{mu_name} is empty: expected at least 1 feature")
@@ -60,7 +63,7 @@ def check_stats(mu: torch.Tensor, sigma: torch.Tensor, mu_name: str, sigma_name:
     check_finite(mu, mu_name)
     check_finite(sigma, sigma_name)
     asymmetry = float((sigma - sigma.mT).abs().max())
-    if asymmetry > SYMMETRY_TOLERANCE * float(sigma.abs().max()):
+    if asymmetry > SYMMETRY_TOLERANCE * max(float(sigma.abs().max()), scale):
         raise ValueError(f"{sigma_name} is not symmetric (entries differ from their transpose's by "
                          f"up to {asymmetry:.3g}), so it is no covariance matrix")
 

@@ -17,25 +17,37 @@ import torch
 
 from ._tensors import as_float64, check_stats, first_device
 
-# How negative a covariance's eigenvalue may be, relative to its largest in magnitude, and still
-# count as rounding. Covariances of fewer samples than features, or of float32 features (whose
-# batch products FeatureStats forms in float32), have eigenvalues of ~1e-8 of the largest below 0
-# (measured up to D = 2048); an indefinite matrix passed as a covariance has negative ones of its
-# own scale, and clamping them would give a wrong, even negative, distance.
+# How negative a covariance's eigenvalue may be and still count as rounding, relative to the
+# scale of the distance: the largest eigenvalue of the matrix or, where given, the largest
+# variance of either covariance. Covariances of fewer samples than features, or of float32
+# features (whose batch products FeatureStats forms in float32), have eigenvalues of ~1e-8 of
+# the largest below 0 (measured up to D = 2048); a covariance made from raw sums of a collapsed
+# generator's identical features is 0 up to rounding of either sign (-2.6e-12 against 1.7e-12),
+# which only the other covariance's scale shows to be rounding; an indefinite matrix passed as
+# a covariance has negative eigenvalues of its own scale, and clamping them would give a wrong,
+# even negative, distance.
 NEGATIVE_EIGENVALUE_TOLERANCE = 1e-4
 
 
-def check_eigenvalues(eigenvalues: torch.Tensor, name: str) -> None:
-    """A ValueError naming the matrix when an eigenvalue is below -tolerance * the largest."""
+def check_eigenvalues(eigenvalues: torch.Tensor, name: str, scale: float = 0.0) -> None:
+    """A ValueError naming the matrix when an eigenvalue is below -tolerance * the larger of
+    its largest in magnitude and `scale`."""
     lowest, largest = float(eigenvalues.min()), float(eigenvalues.abs().max())
-    if lowest < -NEGATIVE_EIGENVALUE_TOLERANCE * largest:
+    if lowest < -NEGATIVE_EIGENVALUE_TOLERANCE * max(largest, scale):
         raise ValueError(f"{name} is not a covariance matrix (positive semi-definite): it has the "
                          f"eigenvalue {lowest:.6g}, and {largest:.6g} the largest in magnitude")
 
 
-def psd_factor(sigma: torch.Tensor, name: str = "sigma") -> torch.Tensor:
+def distance_scale(*sigmas: torch.Tensor) -> float:
+    """The largest variance of the covariances of one distance: the scale their rounding is
+    judged against (check_stats, check_eigenvalues). NaN when one holds NaN, which check_stats
+    refuses before the scale counts."""
+    return max((float(sigma.diagonal().max()) for sigma in sigmas if sigma.numel()), default=0.0)
+
+
+def psd_factor(sigma: torch.Tensor, name: str = "sigma", scale: float = 0.0) -> torch.Tensor:
     """A factor L with L @ L.T == sigma for a symmetric PSD float64 matrix, or a ValueError
-    naming it (`name`) when it is no covariance (check_eigenvalues).
+    naming it (`name`) when it is no covariance (check_eigenvalues, with `scale`).
 
     Cholesky when sigma is positive definite (several times cheaper than an eigendecomposition);
     a singular covariance (fewer samples than features) falls back to L = V diag(sqrt(l)) from
@@ -46,20 +58,20 @@ def psd_factor(sigma: torch.Tensor, name: str = "sigma") -> torch.Tensor:
     if int(info) == 0:
         return factor
     eigenvalues, eigenvectors = torch.linalg.eigh(sigma)
-    check_eigenvalues(eigenvalues, name)
+    check_eigenvalues(eigenvalues, name, scale)
     return eigenvectors * eigenvalues.clamp_min(0).sqrt()
 
 
-def check_positive_semidefinite(sigma: torch.Tensor, name: str) -> None:
+def check_positive_semidefinite(sigma: torch.Tensor, name: str, scale: float = 0.0) -> None:
     """psd_factor's check without the factor, through a Cholesky (a third of a D x D product)
-    where it can: one of sigma + tolerance * (its largest variance) * I proves every eigenvalue
-    above -tolerance * the largest variance, itself at most the largest eigenvalue, so it accepts
-    nothing check_eigenvalues would refuse, singular covariances included; only what it does not
-    prove pays for the eigenvalues."""
+    where it can: one of sigma + tolerance * max(its largest variance, scale) * I proves every
+    eigenvalue above -tolerance * that, the largest variance being at most the largest
+    eigenvalue, so it accepts nothing check_eigenvalues would refuse, singular covariances
+    included; only what it does not prove pays for the eigenvalues."""
     shifted = sigma.clone()
-    shifted.diagonal().add_(NEGATIVE_EIGENVALUE_TOLERANCE * sigma.diagonal().max())
+    shifted.diagonal().add_(NEGATIVE_EIGENVALUE_TOLERANCE * max(distance_scale(sigma), scale))
     if int(torch.linalg.cholesky_ex(shifted).info) != 0:
-        check_eigenvalues(torch.linalg.eigvalsh(sigma), name)
+        check_eigenvalues(torch.linalg.eigvalsh(sigma), name, scale)
 
 
 def sum_sqrt_eigenvalues(matrix: torch.Tensor) -> torch.Tensor:
@@ -94,12 +106,13 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     mu2 = as_float64(mu2, "mu2", 1, device)
     sigma1 = as_float64(sigma1, "sigma1", 2, device)
     sigma2 = as_float64(sigma2, "sigma2", 2, device)
-    check_stats(mu1, sigma1, "mu1", "sigma1")
-    check_stats(mu2, sigma2, "mu2", "sigma2")
+    scale = distance_scale(sigma1, sigma2)
+    check_stats(mu1, sigma1, "mu1", "sigma1", scale)
+    check_stats(mu2, sigma2, "mu2", "sigma2", scale)
     if mu1.shape != mu2.shape:
         raise ValueError(f"mu1 and mu2 must have the same length, got {mu1.shape[0]} and {mu2.shape[0]}")
-    factor = psd_factor(sigma1, "sigma1")
-    check_positive_semidefinite(sigma2, "sigma2")
+    factor = psd_factor(sigma1, "sigma1", scale)
+    check_positive_semidefinite(sigma2, "sigma2", scale)
     diff = mu1 - mu2
     tr_covmean = trace_sqrt_product(factor, sigma2)
     return clamped_distance(diff.dot(diff) + sigma1.trace() + sigma2.trace() - 2 * tr_covmean)

@@ -17,6 +17,7 @@ from ._tensors import as_float64, check_finite, check_stats
 from .frechet import (
     check_positive_semidefinite,
     clamped_distance,
+    distance_scale,
     psd_factor,
     sum_sqrt_eigenvalues,
     trace_sqrt_product,
@@ -48,9 +49,10 @@ class FrechetReference:
         sigma's own check, that it is a covariance, costs a Cholesky)."""
         mu = as_float64(mu, "mu", 1, self.mu.device)
         sigma = as_float64(sigma, "sigma", 2, self.mu.device)
-        check_stats(mu, sigma, "mu", "sigma")
+        scale = distance_scale(self.sigma)
+        check_stats(mu, sigma, "mu", "sigma", scale)
         self._check_length(mu.shape[0], "mu")
-        check_positive_semidefinite(sigma, "sigma")
+        check_positive_semidefinite(sigma, "sigma", scale)
         diff = mu - self.mu
         fid = diff.dot(diff) + self.trace + sigma.trace() - 2 * trace_sqrt_product(self.factor, sigma)
         return clamped_distance(fid)

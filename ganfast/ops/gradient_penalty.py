@@ -29,6 +29,7 @@ from .. import backends
 from ._library import define, kernel, transformed
 from .layout import acc_dtype, as_rows, matching_layout, per_sample
 
+INT32_MAX = 2**31 - 1
 OP = "gradient_penalty"  # the name backends and the auto table know these ops by
 TRITON_MODULE = "ganfast.kernels.gradient_penalty"
 
@@ -61,11 +62,11 @@ def penalty_reference(x, weight, center):
         return norm_penalty_reference(x, weight, center)[1]
     acc = acc_dtype(x.dtype)
     x = x if x.dtype == acc else x.to(acc)
-    if x.is_contiguous():  # one dot product over a flat view
+    if x.is_contiguous() and x.numel() <= INT32_MAX:  # one dot product over a flat view
         flat = x.view(-1)
         squares = flat.dot(flat)
-    else:  # channels_last or strided: not copied into a flat one
-        squares = x.square().sum()
+    else:  # channels_last or strided (not copied into a flat one), or past the BLAS dot's
+        squares = x.square().sum()  # 32-bit length (ATen's CUDA dot refuses it)
     batch = x.shape[0]
     return squares * (weight / batch if batch else float("nan"))
 

@@ -40,6 +40,7 @@ formulation, on CPU the one cpu_route picks.
 import math
 import numbers
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -169,7 +170,10 @@ def check_configuration(kernel_size, padding, scale_factor) -> None:
 
 
 def checked_slope(negative_slope, caller: str = "upsample_conv2d") -> float:
-    """negative_slope as a float, or an error naming it unless it is a finite real number."""
+    """negative_slope as a float, or an error naming it unless it is a finite real number (a
+    0-dim tensor or numpy array too, as float() takes them)."""
+    if isinstance(negative_slope, (torch.Tensor, np.ndarray)) and negative_slope.ndim == 0:
+        negative_slope = negative_slope.item()  # (a complex or bool one is then refused below)
     if isinstance(negative_slope, numbers.Real) and not isinstance(negative_slope, bool) \
             and math.isfinite(negative_slope):
         return float(negative_slope)

@@ -219,9 +219,10 @@ IMAGE_CHANNELS = (1, 3, 4)
 
 def _channels_last(shape: tuple, where: str) -> bool:
     """Whether 4-D images are [N, H, W, C] rather than [N, C, H, W]. When both axes could hold
-    the channels (a side of 1, 3 or 4: (10, 4, 4, 3)), the reading whose images are square wins,
-    as the models need square images; when both or neither are, that is an error, not a guess
-    (a wrong one trains on scrambled pixels)."""
+    the channels (a side of 1, 3 or 4: (10, 4, 4, 3)), the reading whose images are square
+    wins, as the models need square images; when neither is, channels first, as before such
+    shapes were looked at (--image-size makes them square); when both are, (N, c, c, c), that
+    is an error, not a guess (a wrong one trains on scrambled pixels)."""
     first, last = shape[1] in IMAGE_CHANNELS, shape[3] in IMAGE_CHANNELS
     if not first and not last:
         raise DataError(f"{where}: {IMAGE_SHAPES} need C = 1 (grey), 3 (RGB) or 4 (RGBA) channels; "
@@ -231,16 +232,12 @@ def _channels_last(shape: tuple, where: str) -> bool:
     square_first, square_last = shape[2] == shape[3], shape[1] == shape[2]
     if square_first != square_last:
         return square_last
-    readings = (f"[N, C, H, W] holds {shape[1]}-channel {shape[2]}x{shape[3]} images and "
-                f"[N, H, W, C] {shape[3]}-channel {shape[1]}x{shape[2]} ones")
-    if square_first:  # (N, c, c, c): the two readings cannot be told apart
-        how = "save the images at a larger size (more than 4 pixels a side), or as an image folder"
-    else:
-        how = ("save square images, their channels first or last (numpy.transpose), or save "
-               "them as an image folder, where --image-size can make them square")
-    which = "both readings give" if square_first else "neither reading gives"
-    raise DataError(f"{where}: shape {shape} is ambiguous: {readings}, and {which} square "
-                    f"images; {how}")
+    if not square_first:
+        return False
+    raise DataError(f"{where}: shape {shape} is ambiguous: [N, C, H, W] holds {shape[1]}-channel "
+                    f"{shape[2]}x{shape[3]} images and [N, H, W, C] {shape[3]}-channel "
+                    f"{shape[1]}x{shape[2]} ones, both square; save the images at a larger size "
+                    "(more than 4 pixels a side), or as an image folder")
 
 
 def npy_array(path: Path) -> Dataset:

@@ -217,6 +217,7 @@ class Trainer:
         typed); by default those of `config` that differ from TrainConfig()'s, and `overrides`.
         Resuming, they are checked against the saved run's settings."""
         config = config or TrainConfig()
+        typed = given is not None  # (inferred, `given` holds the values a saved run filled in)
         if given is None:
             defaults = TrainConfig()
             given = {name for name in TrainConfig.__dataclass_fields__
@@ -239,7 +240,8 @@ class Trainer:
         self.config = config
         self._check_names()
         self._check_numbers()
-        self._check_flags_take_effect(given)
+        if typed:
+            self._check_flags_take_effect(given)
         self.dataset = datasets.load(config.data, config.image_size, self._say)
         self._check_image_size()
         trained_on = saved and saved.get("data_shape")
@@ -323,7 +325,9 @@ class Trainer:
 
     def _check_flags_take_effect(self, given: set) -> None:
         """Refuse a flag typed that the other settings make do nothing (a weight of no penalty,
-        of no class loss): silently ignored, it would look as if it had been used."""
+        of no class loss): silently ignored, it would look as if it had been used. Only for
+        settings named by the caller (`given` passed, as the command line does): a config
+        rebuilt from a saved run holds the values it filled in for them."""
         c = self.config
         if c.penalty == "none":
             for name in ("penalty_weight", "penalty_every"):
@@ -606,14 +610,20 @@ class Trainer:
         self._check_finite_samples(samples)
         return self.evaluator.measure(samples, labels)
 
+    def _on_every_process(self, holds: torch.Tensor) -> bool:
+        """Whether a 0-dim bool holds on every process (one sync; a collective when there are
+        several): decisions to stop are taken together, or the others would wait in the next
+        collective for the process that stopped."""
+        holds = holds.float().reshape(1).to(self.device)
+        if self.world > 1:
+            dist.all_reduce(holds, op=dist.ReduceOp.MIN)
+        return bool(holds.item())
+
     def _check_finite_samples(self, samples: torch.Tensor) -> None:
         """Raise NonFiniteLoss if any process's samples hold NaN/Inf, which the metrics cannot
         measure: finite weights can still overflow (at lr 1e30 they are 1e30 after one step).
         Decided together, as the measures that follow are collectives."""
-        finite = torch.isfinite(samples).all().float().reshape(1).to(self.device)
-        if self.world > 1:
-            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
-        if not finite.item():
+        if not self._on_every_process(torch.isfinite(samples).all()):
             raise NonFiniteLoss(f"step {self.step}: the generator's samples are no longer finite; "
                                 f"stopping (last checkpoint kept in {self.out}; try a lower "
                                 "learning rate or a penalty)")
@@ -662,12 +672,15 @@ class Trainer:
         interval), but checkpoints and evaluations come at their own steps: a checkpoint saved
         between a loss going NaN and its log step would replace the last good one with NaN
         weights, and an evaluation of NaN samples fails inside the metrics. One pass over the
-        weights and one sync per call; every process takes the same decision (DDP keeps the
-        weights and buffers equal)."""
+        weights and one sync per call. The processes decide together: DDP keeps the weights
+        equal but not the batch-norm statistics, which each process updates from its own
+        batches, and a process that stopped alone would leave the others in a collective."""
         weights = [t.detach() for model in (self.G, self.D, self.G_ema)
                    for t in itertools.chain(model.parameters(), model.buffers())
                    if t.is_floating_point()]
-        if weights and not torch.stack([torch.isfinite(w).all() for w in weights]).all():
+        finite = torch.stack([torch.isfinite(w).all() for w in weights]).all() if weights \
+            else torch.tensor(True)
+        if not self._on_every_process(finite):
             raise NonFiniteLoss(f"step {self.step}: the weights are no longer finite; stopping "
                                 f"(last checkpoint kept in {self.out}; try a lower learning rate "
                                 "or a penalty)")
@@ -764,7 +777,10 @@ class Trainer:
                 if self.step % self.sample_every == 0 and self.step != c.steps:
                     self.save_samples(f"samples_{self.step:07d}.png")
                     self.save_checkpoint(pending)
-                if self._stop_requested(stop, self.step % self.log_every == 0):
+                # (after the last step the run is complete: a signal that came during its
+                # evaluation waits for the final outputs, in run())
+                if self.step < c.steps and self._stop_requested(stop,
+                                                                self.step % self.log_every == 0):
                     raise _Interrupted
         except _Interrupted:
             # No partial row: the losses since the last row go into the checkpoint, and the
