@@ -17,8 +17,8 @@ What changes: in training, u and v take n_power_iterations steps per block inste
 access, so D(real) and D(fake) inside one block are normalized by the same sigma (as if D had
 been called once on the concatenated batch). Weights are read on entry: an optimizer step
 inside the block is not seen until the next block. The calls share the normalization's graph:
-one backward per block (sum the losses, or retain_graph=True on the first of two), and no
-deepcopy of the model inside a block. Outside a block nothing changes.
+one backward per block (sum the losses, or retain_graph=True on the first of two). A copy of
+the model made inside a block (an EMA copy) is not part of it. Outside a block nothing changes.
 """
 
 import contextlib
@@ -98,13 +98,13 @@ class SpectralNormGroup:
     def normalize(self, indices=None) -> list:
         """W / sigma of every layer (or of the layers at `indices`), after its power-iteration
         steps in training mode."""
-        layers = self.layers if indices is None else [self.layers[i] for i in indices]
+        indices = range(len(self.layers)) if indices is None else indices
+        layers = [self.layers[i] for i in indices]
         originals = [module.parametrizations[name].original for module, name, _ in layers]
         backend = resolve(ops.OP, self.backend, originals[0].is_cuda)
         if backend == "torch" or transformed(*originals):  # (as SpectralNorm.forward)
             return [parametrization(original) for (_, _, parametrization), original
                     in zip(layers, originals, strict=True)]
-        positions = range(len(self.layers)) if indices is None else indices
         weights = [None] * len(layers)
         batches = {}  # one launch per (dtype, device, eps)
         for j, ((_, _, p), original) in enumerate(zip(layers, originals, strict=True)):
@@ -113,7 +113,7 @@ class SpectralNormGroup:
             else:
                 batches.setdefault((original.dtype, original.device, p.eps), []).append(j)
         for (_, _, eps), members in batches.items():
-            normalized = self._normalize_batch([positions[j] for j in members],
+            normalized = self._normalize_batch([indices[j] for j in members],
                                                [originals[j] for j in members], eps, backend)
             for j, weight in zip(members, normalized, strict=True):
                 weights[j] = weight
