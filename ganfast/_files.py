@@ -43,6 +43,21 @@ def write_atomically(path: Path, write) -> None:
         raise
 
 
+def is_hidden_below(path: Path, folder: Path) -> bool:
+    """Whether a file under `folder` is hidden, or inside a hidden folder below it
+    (.ipynb_checkpoints/, macOS's ._name copies): not images of the set. `folder` itself may be."""
+    return any(part.startswith(".") for part in path.relative_to(folder).parts)
+
+
+def grey_to_eight_bit(image):
+    """An "L" copy of a 16-bit or float grey PIL image (see below); any other image as it is."""
+    if is_sixteen_bit_grey(image.mode):
+        return sixteen_bit_grey_to_eight(image)
+    if image.mode == "F":
+        return float_grey_to_eight(image)
+    return image
+
+
 def is_sixteen_bit_grey(mode: str) -> bool:
     """PIL's 16-bit grey modes ("I;16", "I;16B", ...; older Pillow opens 16-bit PNGs as "I")."""
     return mode.startswith("I;16") or mode == "I"
@@ -56,5 +71,23 @@ def sixteen_bit_grey_to_eight(image):
     values = np.asarray(image).astype(np.float64)
     if values.size and (values.min() < 0 or values.max() > 65535):
         raise ValueError(f"PIL mode {image.mode} with values from {values.min():g} to "
-                         f"{values.max():g}; expected 16-bit grey, 0..65535")
+                         f"{values.max():g}; expected 16-bit grey, 0..65535 (a 32-bit integer "
+                         "image: scale it to 16 or 8 bits first)")
     return Image.fromarray(np.round(values * (255 / 65535)).astype(np.uint8))
+
+
+def float_grey_to_eight(image):
+    """An "L" copy of a float grey PIL image (mode "F", as 32- and 64-bit float TIFFs open),
+    scaled by 255 and rounded: floats in [0, 1] as images are, where PIL's convert() would
+    truncate every value below 1 to black. ValueError for NaN or values outside [0, 1] (floats
+    of 0..255 or 0..65535 cannot be told from each other: rescale them first)."""
+    from PIL import Image
+
+    values = np.asarray(image).astype(np.float64)
+    if np.isnan(values).any():
+        raise ValueError(f"PIL mode {image.mode} (float grey) with NaN values; expected floats "
+                         "in [0, 1]")
+    if values.size and (values.min() < 0 or values.max() > 1):
+        raise ValueError(f"PIL mode {image.mode} (float grey) with values from {values.min():g} "
+                         f"to {values.max():g}; expected floats in [0, 1] (rescale them first)")
+    return Image.fromarray(np.round(values * 255).astype(np.uint8))

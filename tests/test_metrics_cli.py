@@ -124,6 +124,12 @@ def test_user_mistakes_are_named_before_features_are_extracted(tmp_path, extract
         ([str(a), str(negative_stats), *features, "--device", "cpu"], "negative variances"),
         ([str(a), str(text_stats), *features], r"text.npz is not an .npz archive .*np.savez writes\)$"),
         ([str(a), str(array_stats), *features], "array.npz is not an .npz archive .*single .npy array"),
+        # meta was a NotImplementedError traceback from the first batch's features; fpga a
+        # backend no PyTorch build computes on
+        ([str(a), str(a), *features, "--device", "meta"], "--device 'meta': meta tensors hold "
+                                                          "shapes, no values"),
+        ([str(a), str(a), *features, "--device", "fpga"], "--device 'fpga': this PyTorch cannot "
+                                                          "place tensors there"),
     ]
     if not torch.cuda.is_available():
         cases.append(([str(a), str(a), *features, "--device", "cuda"], "CUDA is not available"))
@@ -186,6 +192,63 @@ def test_tiff_and_16_bit_images_are_read(tmp_path, extractor, capsys):
         assert torch.equal(read, torch.from_numpy(np.repeat(expected[None], 3, axis=0)))
     assert main(["fid", str(folder), str(folder), "--features", "fid_test_features:colour_features",
                  "--device", "cpu"]) == 0, capsys.readouterr().err
+
+
+def test_hidden_files_and_folders_are_skipped_and_the_counts_printed(tmp_path, extractor, capsys):
+    # .ipynb_checkpoints/ copies, macOS's ._ files (not images at all) and other dot files were
+    # read as images of the set. The folder given may itself be hidden.
+    a = _folder(tmp_path / ".a", 5, seed=0)
+    b = _folder(tmp_path / "b", 4, seed=1, shift=30)
+    fa, fb = _features(a, extractor), _features(b, extractor)  # before the hidden files come
+    (a / "._000.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble, not a PNG")
+    (a / ".ipynb_checkpoints").mkdir()
+    Image.fromarray(np.zeros((3, 3, 3), np.uint8)).save(a / ".ipynb_checkpoints" / "000.png")
+    (b / "sub").mkdir()
+    Image.fromarray(np.zeros((12, 10, 3), np.uint8)).save(b / "sub" / ".hidden.png")
+    assert main(["fid", str(a), str(b), "--features", "fid_test_features:colour_features",
+                 "--device", "cpu"]) == 0, capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert f"{a}: 5 images\n" in err and f"{b}: 4 images\n" in err  # before extraction
+    assert re.fullmatch(r"FID: \d+\.\d{6}\n", out)  # stdout holds the results alone
+    expected = frechet_distance(fa.mean(0), torch.from_numpy(np.cov(fa.numpy(), rowvar=False)),
+                                fb.mean(0), torch.from_numpy(np.cov(fb.numpy(), rowvar=False)))
+    assert float(out.split("FID: ")[1]) == pytest.approx(expected, rel=1e-5)
+    hidden_only = tmp_path / "hidden_only"
+    hidden_only.mkdir()
+    (a / ".ipynb_checkpoints").rename(hidden_only / ".ipynb_checkpoints")
+    assert main(["fid", str(hidden_only), str(b), "--features",
+                 "fid_test_features:colour_features", "--device", "cpu"]) == 1
+    assert re.search(r"hidden_only holds no images .*names starting with '.' are skipped",
+                     capsys.readouterr().err)
+
+
+def test_float_grey_tiffs_are_scaled_from_zero_one_and_32_bit_integers_named(tmp_path):
+    # Mode "F" (32- and 64-bit float TIFFs) went through PIL's convert(), which truncates every
+    # value below 1 to 0: a [0, 1] image came out black.
+    from ganfast.metrics.cli import FidError, _read
+
+    grey = np.random.default_rng(0).random((6, 5)).astype(np.float32)
+    grey[0, :2] = 0.0, 1.0
+    for dtype in (np.float32, np.float64):
+        path = tmp_path / f"{np.dtype(dtype).name}.tif"
+        Image.fromarray(grey.astype(dtype)).save(path)
+        assert Image.open(path).mode == "F"
+        expected = np.round(grey.astype(np.float64) * 255).astype(np.uint8)
+        assert torch.equal(_read(path), torch.from_numpy(np.repeat(expected[None], 3, axis=0)))
+    for values, message in [(grey * 255, r"values from 0 to 255; expected floats in \[0, 1\]"),
+                            (np.where(grey > 0.5, np.nan, grey), "NaN values")]:
+        Image.fromarray(values.astype(np.float32)).save(tmp_path / "bad.tif")
+        with pytest.raises(FidError, match=r"cannot read image .*bad.tif: PIL mode F \(float "
+                                           r"grey\) with " + message):
+            _read(tmp_path / "bad.tif")
+    # Mode "I" is 16-bit grey (16-bit PGMs open so, and 16-bit PNGs in older Pillow); a 32-bit
+    # integer image past 65535 is refused, naming the file, its mode and what to do.
+    Image.fromarray(np.array([[0, 65535]], np.int32)).save(tmp_path / "i.tif")
+    assert _read(tmp_path / "i.tif")[0].tolist() == [[0, 255]]
+    Image.fromarray(np.array([[0, 70000]], np.int32)).save(tmp_path / "i32.tif")
+    with pytest.raises(FidError, match=r"i32.tif: PIL mode I with values from 0 to 70000; "
+                                       r"expected 16-bit grey, 0..65535 \(a 32-bit integer"):
+        _read(tmp_path / "i32.tif")
 
 
 @pytest.mark.slow

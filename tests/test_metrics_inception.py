@@ -89,6 +89,51 @@ def test_a_file_that_is_not_the_weights_is_named(tmp_path):
             fid_inception(path)
 
 
+def test_weights_with_missing_extra_or_reshaped_keys_name_them(tmp_path):
+    # load_state_dict's error reached the message by its first line alone: "Error(s) in loading
+    # state_dict for FIDInceptionV3:", no key named.
+    state = FIDInceptionV3().state_dict()
+    del state["Mixed_7c.branch_pool.conv.weight"]
+    state["aux_logits.fc.weight"] = torch.zeros(1000, 768)  # torchvision's aux head, say
+    path = tmp_path / "partial.pth"
+    torch.save(state, path)
+    with pytest.raises(ValueError, match=r"partial.pth \(from weights=.*\) is not the FID Inception "
+                                         r"weights \(missing keys \(1\): Mixed_7c.branch_pool.conv"
+                                         r".weight; unexpected keys \(1\): aux_logits.fc.weight\); "
+                                         r"expected the state dict of pytorch-fid's "
+                                         r"pt_inception-2015-12-05-6726825d.pth"):
+        fid_inception(path)
+    nested = tmp_path / "checkpoint.pth"  # a training checkpoint around the state dict
+    torch.save({"state_dict": FIDInceptionV3().state_dict()}, nested)
+    with pytest.raises(ValueError, match=r"missing keys \(472\): Conv2d_1a_3x3.conv.weight, "
+                                         r"Conv2d_1a_3x3.bn.weight, Conv2d_1a_3x3.bn.bias and 469 "
+                                         r"more; unexpected keys \(1\): state_dict\)"):
+        fid_inception(nested)
+    reshaped = FIDInceptionV3().state_dict()
+    reshaped["fc.weight"] = torch.zeros(1000, 2048)
+    torch.save(reshaped, tmp_path / "imagenet_head.pth")
+    with pytest.raises(ValueError, match=r"other shapes \(1\): fc.weight \[1000, 2048\] where "
+                                         r"\[1008, 2048\] belongs"):
+        fid_inception(tmp_path / "imagenet_head.pth")
+
+
+def test_weights_without_num_batches_tracked_load(tmp_path):
+    # BatchNorm's step counts are no weights; a plain dict (no version metadata) may lack them,
+    # as load_state_dict itself allows.
+    state = _random_state(2)
+    plain = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    torch.save(plain, tmp_path / "plain.pth")
+    torch.testing.assert_close(fid_inception(tmp_path / "plain.pth").state_dict(), state)
+
+
+def test_nan_images_are_named():
+    # NaN passed the range check (every comparison with NaN is false) and gave NaN features.
+    images = torch.rand(2, 3, 8, 8)
+    images[1, 2, 3, 4] = float("nan")
+    with pytest.raises(ValueError, match=r"images must be in \[0, 1\], got NaN values"):
+        FIDInceptionV3()(images)
+
+
 @pytest.mark.parametrize("images,error,match", [
     (torch.zeros(1, 3, 8, 8, dtype=torch.uint8), TypeError, "divide by 255"),
     (torch.rand(1, 3, 8, 8) * 2 - 1, ValueError, r"in \[0, 1\], got values in \[-"),

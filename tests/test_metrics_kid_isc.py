@@ -181,3 +181,13 @@ def test_non_finite_features_are_named(bad):
         precision_recall(spoilt, good)
     with pytest.raises(ValueError, match="real_features holds NaN or infinite values"):
         precision_recall(good, spoilt.numpy())
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_logits_are_named(bad):
+    # inception_score returned (nan, nan): NaN spreads through the softmax, and -inf gives
+    # 0 * -inf in the KL.
+    logits = torch.randn(20, 5, dtype=torch.float64)
+    logits[3, 2] = bad
+    with pytest.raises(ValueError, match="logits holds NaN or infinite values"):
+        inception_score(logits, splits=2)

@@ -278,6 +278,17 @@ def test_non_finite_statistics_are_refused_when_read_and_never_saved(tmp_path):
         FeatureStats.load(path)
 
 
+def test_save_of_fewer_than_two_samples_names_the_file_and_writes_nothing(tmp_path):
+    # It was refused by the covariance property's message alone, which named no file.
+    for n in (0, 1):
+        stats = FeatureStats(3).update(torch.from_numpy(features(n, 3, 0)))
+        with pytest.raises(ValueError, match=f"cannot save statistics to .*one.npz: they hold {n} "
+                                             r"sample\(s\); the covariance needs at least 2 "
+                                             r"\(unbiased: it divides by count - 1\)"):
+            stats.save(tmp_path / "one.npz")
+    assert not any(tmp_path.iterdir())
+
+
 def test_load_refuses_a_count_that_contradicts_the_files(tmp_path):
     path = tmp_path / "counted.npz"
     FeatureStats(3).update(torch.from_numpy(features(30, 3, 2))).save(path)

@@ -245,6 +245,31 @@ def test_image_folder_scales_16_bit_grey_to_8_bits(tmp_path, mode, suffix):
     assert torch.equal(((ds.x[0, 0] + 1) * 127.5).round().double(), torch.from_numpy(eight_bit))
 
 
+def test_image_folder_scales_float_grey_from_zero_one(tmp_path):
+    from PIL import Image
+
+    values = np.array([[0.0, 0.25, 0.5, 1.0]] * 4, np.float32)  # a float TIFF opens as mode F
+    Image.fromarray(values, mode="F").save(tmp_path / "float.tif")
+    ds = data.load(str(tmp_path))
+    eight_bit = np.round(values.astype(np.float64) * 255)
+    assert torch.equal(((ds.x[0, 0] + 1) * 127.5).round().double(), torch.from_numpy(eight_bit))
+    Image.fromarray(values * 255, mode="F").save(tmp_path / "float.tif")
+    assert "expected floats in [0, 1]" in _data_error(tmp_path)
+
+
+def test_image_folder_skips_hidden_files_and_folders(tmp_path):
+    from PIL import Image
+
+    for where in ("cat", "dog", "dog/.ipynb_checkpoints", ".trash"):
+        (tmp_path / where).mkdir()
+    Image.new("RGB", (8, 8), (10, 10, 10)).save(tmp_path / "cat" / "0.png")
+    Image.new("RGB", (8, 8), (20, 20, 20)).save(tmp_path / "dog" / "0.png")
+    for hidden in ("dog/.ipynb_checkpoints/0.png", ".trash/0.png", "cat/._0.png", "._top.png"):
+        (tmp_path / hidden).write_bytes(b"not an image")  # read, these would be errors
+    ds = data.load(str(tmp_path))
+    assert ds.x.shape == (2, 3, 8, 8) and ds.class_names == ["cat", "dog"]
+
+
 def test_image_folder_counts_grey_with_alpha_as_grey(tmp_path):
     from PIL import Image
 

@@ -1,12 +1,13 @@
 """`ganfast fid A B`: FID (and KID, IS, precision/recall) between two image folders or .npz stats.
 
-A and B are each a folder of images (.png, .jpg, .jpeg, .bmp, .webp, .tif, .tiff, .ppm, .pgm,
-searched recursively: pytorch-fid's set) or a statistics file in pytorch-fid's .npz format (mu,
-sigma). Features come from the FID Inception network (`--weights` or GANFAST_INCEPTION_WEIGHTS),
-or from `--features module:function` (a module importable from the current folder, or
-path/to/file.py:function), any callable taking images [N, 3, H, W] in [0, 1] and returning
-features [N, D]. The Inception Score is torch-fidelity's: logits without the fc bias, rows
-shuffled with numpy's RandomState(2020), 10 splits.
+A and B are each a folder of images (.png, .jpg, .jpeg, .bmp, .webp, .tif, .tiff, .ppm, .pgm:
+pytorch-fid's set; searched recursively, skipping files and folders whose names start with ".";
+16-bit grey scaled to 8 bits, float grey from [0, 1]) or a statistics file in pytorch-fid's .npz
+format (mu, sigma). Features come from the FID Inception network (`--weights` or
+GANFAST_INCEPTION_WEIGHTS), or from `--features module:function` (a module importable from the
+current folder, or path/to/file.py:function), any callable taking images [N, 3, H, W] in [0, 1]
+and returning features [N, D]. The Inception Score is torch-fidelity's: logits without the fc
+bias, rows shuffled with numpy's RandomState(2020), 10 splits.
 """
 
 import argparse
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .._files import is_sixteen_bit_grey, sixteen_bit_grey_to_eight, write_atomically
+from .._files import grey_to_eight_bit, is_hidden_below, write_atomically
 from .inception import PRECISION_CHOICES
 from .resize import RESIZE_CHOICES
 
@@ -104,6 +105,9 @@ def compute(args) -> list[str]:
     extractor = _extractor(args, device) if files else None
     for source, names in files.items():
         _check_count(source, len(names), args)
+        # stderr, before the extraction: the count to check against what was meant (stdout
+        # holds the results alone)
+        print(f"{source}: {len(names)} images", file=sys.stderr)
     loaded = {source: _load_stats(source, args) for source in sources if not source.is_dir()}
     stats, features, logits = [], [], []
     for source in sources:
@@ -206,6 +210,14 @@ def _device(name: str | None) -> torch.device:
         raise FidError(f"--device {name!r}: {error}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise FidError(f"--device {name!r}: CUDA is not available here (use --device cpu)")
+    if device.type == "meta":
+        raise FidError(f"--device {name!r}: meta tensors hold shapes, no values; features need "
+                       "a device that computes (cpu or cuda)")
+    try:  # a backend this PyTorch lacks (mps on Linux, xpu, ...), or a GPU index past the last
+        torch.empty(0, device=device)
+    except Exception as error:  # NotImplementedError, AssertionError, RuntimeError, ...
+        raise FidError(f"--device {name!r}: this PyTorch cannot place tensors there "
+                       f"({type(error).__name__}); use cpu or cuda") from None
     return device
 
 
@@ -276,9 +288,11 @@ def _load_callable(spec: str):
 
 
 def _image_files(folder: Path) -> list[Path]:
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(p for p in folder.rglob("*")
+                   if p.suffix.lower() in IMAGE_SUFFIXES and not is_hidden_below(p, folder))
     if not files:
-        raise FidError(f"{folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise FidError(f"{folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}; names "
+                       "starting with '.' are skipped)")
     if importlib.util.find_spec("PIL") is None:  # checked here, before any extraction
         raise FidError(f"reading the images of {folder} needs Pillow: pip install Pillow")
     return files
@@ -289,9 +303,7 @@ def _read(path: Path) -> torch.Tensor:
 
     try:
         with Image.open(path) as image:
-            if is_sixteen_bit_grey(image.mode):
-                image = sixteen_bit_grey_to_eight(image)
-            array = np.asarray(image.convert("RGB"), dtype=np.uint8)
+            array = np.asarray(grey_to_eight_bit(image).convert("RGB"), dtype=np.uint8)
     except (OSError, UnidentifiedImageError, ValueError) as error:
         raise FidError(f"cannot read image {path}: {error}") from None
     return torch.from_numpy(array.copy()).permute(2, 0, 1)

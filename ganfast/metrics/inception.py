@@ -10,6 +10,7 @@ Weights are never downloaded: `fid_inception(weights)` takes a path (.pth, loade
 weights_only=True, or .safetensors), else the GANFAST_INCEPTION_WEIGHTS environment variable.
 """
 
+import math
 import os
 from pathlib import Path
 
@@ -199,13 +200,16 @@ class FIDInceptionV3(nn.Module):
         if not images.is_floating_point():
             raise TypeError(f"FID Inception: images must be floating point in [0, 1], got "
                             f"{images.dtype} (uint8 images: divide by 255 first)")
-        # One pass (and a host sync) that catches [-1, 1] and [0, 255] images; left out of
-        # compiled graphs and empty batches.
-        low, high = (images.aminmax() if images.numel() and not torch.compiler.is_compiling()
-                     else (0.0, 1.0))
+        # One pass (and a host sync) that catches [-1, 1] and [0, 255] images and NaN; left out
+        # of compiled graphs and empty batches.
+        low, high = (torch.stack(images.aminmax()).tolist()
+                     if images.numel() and not torch.compiler.is_compiling() else (0.0, 1.0))
+        if math.isnan(low) or math.isnan(high):  # NaN passes every comparison below
+            raise ValueError("FID Inception: images must be in [0, 1], got NaN values (a "
+                             "generator that diverged, or 0 / 0 in the preprocessing)")
         if low < -1e-3 or high > 1 + 1e-3:
             raise ValueError(f"FID Inception: images must be in [0, 1], got values in "
-                             f"[{float(low):.3g}, {float(high):.3g}] (a generator's [-1, 1] "
+                             f"[{low:.3g}, {high:.3g}] (a generator's [-1, 1] "
                              "output: (x + 1) / 2; uint8 values: x / 255)")
         images = images.to(self.fc.weight.dtype)
         x = 2 * resize_299(images, self.resize) - 1
@@ -232,20 +236,21 @@ class FIDInceptionV3(nn.Module):
         return self.fc(self(images))
 
 
-def fid_inception(weights=None, *, resize: str = "pytorch", precision: str = "fp32") -> FIDInceptionV3:
+def fid_inception(weights=None, *, resize: str = "pytorch", precision: str = "fp32",
+                  source: str = "weights= (--weights of ganfast fid)") -> FIDInceptionV3:
     """The FID Inception network with pytorch-fid's weights from a local file: `weights`, else
     the GANFAST_INCEPTION_WEIGHTS environment variable. Inference mode; `resize` and `precision`
-    as in FIDInceptionV3 (defaults: pytorch-fid's resize, fp32)."""
+    as in FIDInceptionV3 (defaults: pytorch-fid's resize, fp32). `source`: where `weights` came
+    from, as errors name it (a tool passes its own flag)."""
     net = FIDInceptionV3(resize=resize, precision=precision)  # bad choices fail before file I/O
-    if weights is not None:
-        path, source = weights, "weights= (--weights of ganfast fid)"
-    else:
-        path, source = os.environ.get(WEIGHTS_ENV) or None, f"the {WEIGHTS_ENV} variable"
+    given_as = source
+    if weights is None:
+        weights, source = os.environ.get(WEIGHTS_ENV) or None, f"the {WEIGHTS_ENV} variable"
     how = (f"download {WEIGHTS_URL} once (pytorch-fid's weights) and pass its path as "
-           f"weights= (--weights of ganfast fid) or set {WEIGHTS_ENV}; ganfast never downloads")
-    if path is None:
+           f"{given_as} or set {WEIGHTS_ENV}; ganfast never downloads")
+    if weights is None:
         raise FileNotFoundError(f"fid_inception: no weights file given: {how}")
-    path = Path(path)
+    path = Path(weights).expanduser()  # a shell leaves ~ in --flag=~/...
     if not path.exists():
         raise FileNotFoundError(f"fid_inception: weights file {path} (from {source}) does not "
                                 f"exist: {how}")
@@ -254,17 +259,62 @@ def fid_inception(weights=None, *, resize: str = "pytorch", precision: str = "fp
                                 f"weights file: {how}")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file  # an ImportError here says what to install
+
+    def not_the_weights(what: str) -> ValueError:
+        return ValueError(
+            f"fid_inception: {path} (from {source}) is not the FID Inception weights ({what}); "
+            f"expected the state dict of pytorch-fid's pt_inception-2015-12-05-6726825d.pth (or "
+            f"a .safetensors of it), from {WEIGHTS_URL}")
+
+    def failed(error: Exception) -> ValueError:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        return not_the_weights(f"{type(error).__name__}: {first_line}")
+
     try:
         if path.suffix == ".safetensors":
             state = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
-        net.load_state_dict(state)
-    except Exception as error:  # torch.load, safetensors and load_state_dict raise many kinds
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
-        raise ValueError(
-            f"fid_inception: {path} (from {source}) is not the FID Inception weights "
-            f"({type(error).__name__}: {first_line}); expected the state dict of pytorch-fid's "
-            f"pt_inception-2015-12-05-6726825d.pth (or a .safetensors of it), from "
-            f"{WEIGHTS_URL}") from error
+    except Exception as error:  # torch.load and safetensors raise many kinds
+        raise failed(error) from error
+    # Checked here: load_state_dict's own error names no key on its first line, then all of them.
+    mismatch = _state_dict_mismatch(net.state_dict(), state)
+    if mismatch:
+        raise not_the_weights(mismatch)
+    try:  # strict=False: the check asked for every key but num_batches_tracked
+        net.load_state_dict(state, strict=False)
+    except Exception as error:  # values that do not copy into the tensors (wrong kinds)
+        raise failed(error) from error
     return net.requires_grad_(False).eval()
+
+
+def _some(keys: list, shown: int = 3) -> str:
+    """'a, b, c and 4 more'."""
+    more = f" and {len(keys) - shown} more" if len(keys) > shown else ""
+    return ", ".join(map(str, keys[:shown])) + more
+
+
+def _state_dict_mismatch(expected: dict, state) -> str:
+    """What keeps `state` from being the network's state dict `expected`: keys it lacks or
+    should not have, and values of other shapes, the first few of each; "" when nothing does.
+    BatchNorm's num_batches_tracked (a training step count, unused in inference) may be absent,
+    as load_state_dict allows in files saved without it."""
+    if not isinstance(state, dict):
+        return f"it holds a {type(state).__name__}, not a state dict"
+    missing = [k for k in expected if k not in state and not k.endswith(".num_batches_tracked")]
+    unexpected = [k for k in state if k not in expected]
+    reshaped = []
+    for key, value in expected.items():
+        given = state.get(key)
+        if isinstance(given, torch.Tensor) and given.shape != value.shape:
+            reshaped.append(f"{key} {list(given.shape)} where {list(value.shape)} belongs")
+        elif key in state and not isinstance(given, torch.Tensor):
+            reshaped.append(f"{key} a {type(given).__name__}, no tensor")
+    problems = []
+    if missing:
+        problems.append(f"missing keys ({len(missing)}): {_some(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys ({len(unexpected)}): {_some(unexpected)}")
+    if reshaped:
+        problems.append(f"other shapes ({len(reshaped)}): {_some(reshaped)}")
+    return "; ".join(problems)

@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from ._tensors import as_float64, check_int
+from ._tensors import as_float64, check_finite, check_int
 
 
 def inception_score(logits, splits=10):
@@ -21,6 +21,7 @@ def inception_score(logits, splits=10):
     fid_inception's pool features, shuffled first with
     `numpy.random.RandomState(2020).permutation(N)`."""
     logits = as_float64(logits, "logits", 2)
+    check_finite(logits, "logits")  # NaN spreads to every score; -inf too (0 * -inf in the KL)
     n = logits.shape[0]
     splits = check_int(splits, "splits", 1)
     if splits > n:

@@ -178,13 +178,18 @@ class FeatureStats:
         """Unbiased covariance (divides by count - 1), as np.cov and pytorch-fid; a ValueError
         if it is not finite."""
         if self._count < 2:
-            raise ValueError(f"covariance needs at least 2 samples, got {self._count}")
+            raise ValueError(f"covariance needs at least 2 samples (unbiased: it divides by "
+                             f"count - 1), got {self._count}")
         return self._finite(self._m2, "covariance") / (self._count - 1)
 
     def save(self, path) -> None:
         """Write pytorch-fid's .npz (mu, sigma) plus count, atomically (temp file + rename);
         statistics that are not finite, or of fewer than 2 samples, are refused (ValueError)."""
         path = os.fspath(path)
+        if self._count < 2:  # the covariance property says so too, without the file
+            raise ValueError(f"cannot save statistics to {path}: they hold {self._count} "
+                             "sample(s); the covariance needs at least 2 (unbiased: it divides "
+                             "by count - 1)")
         directory = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(directory):
             raise FileNotFoundError(f"cannot save statistics to {path}: folder {directory} does "

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._files import is_sixteen_bit_grey, sixteen_bit_grey_to_eight
+from .._files import grey_to_eight_bit, is_hidden_below, is_sixteen_bit_grey
 
 
 class DataError(ValueError):
@@ -87,7 +87,8 @@ def mixture(name: str, centers: torch.Tensor, std: float, seed: int = 0) -> Data
 
 
 # PIL modes with one channel of colour: with "LA" the alpha is dropped; "I;16*" (16-bit, and "I",
-# how older Pillow opens 16-bit PNGs) is scaled to 8 bits; "1" and "F" convert as PIL does.
+# how older Pillow opens 16-bit PNGs) is scaled to 8 bits, "F" (float TIFFs) from [0, 1]; "1"
+# converts as PIL does.
 GREY_MODES = {"1", "L", "LA", "La", "I", "F"}
 
 
@@ -103,9 +104,9 @@ def _some(names: list, shown: int = 3) -> str:
 
 
 def _eight_bit(im):
-    """An "L" or "RGB" copy of im (16-bit grey scaled to 8 bits)."""
-    if is_sixteen_bit_grey(im.mode):
-        return sixteen_bit_grey_to_eight(im)
+    """An "L" or "RGB" copy of im (16-bit and float grey scaled to 8 bits)."""
+    if is_sixteen_bit_grey(im.mode) or im.mode == "F":
+        return grey_to_eight_bit(im)
     if im.mode in ("L", "RGB"):
         return im.copy()
     return im.convert("L" if _is_grey(im.mode) else "RGB")
@@ -117,13 +118,15 @@ def image_folder(path: Path, size: int | None = None, log=print) -> Dataset:
     Subfolders without images are skipped (with a message); images beside class subfolders are an
     error, not silently left out. Mixed sizes are resized (with a message) to the most common
     size, or to size when given; without size that must be square, as the models need. Grayscale
-    (L, LA, 1-bit, 16-bit) stays one channel only when every image is grayscale; 16-bit grey is
-    scaled to 8 bits.
+    (L, LA, 1-bit, 16-bit, float) stays one channel only when every image is grayscale; 16-bit
+    grey is scaled to 8 bits, float grey from [0, 1]. Files and folders whose names start with "."
+    (.ipynb_checkpoints/) are not read.
     """
     from PIL import Image, UnidentifiedImageError
 
     def images_under(folder: Path) -> list:
-        return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
+                      and p.is_file() and not is_hidden_below(p, folder))
 
     subdirs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     classes = []
@@ -134,8 +137,8 @@ def image_folder(path: Path, size: int | None = None, log=print) -> Dataset:
         else:
             log(f"--data {path}: skipping subfolder {folder.name}/: it holds no images")
     if classes:
-        top_level = sorted(p.name for p in path.iterdir()
-                           if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        top_level = sorted(p.name for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
+                           and p.is_file() and not p.name.startswith("."))
         if top_level:
             raise DataError(f"--data {path} holds both images ({_some(top_level)}) and class "
                             f"subfolders ({_some([name for name, _ in classes])}); put every image "
