@@ -106,6 +106,30 @@ def test_a_folder_holding_a_run_is_never_overwritten(tmp_path, capsys):
     assert "holds no checkpoint.pt" in capsys.readouterr().err
 
 
+def test_a_folder_of_other_files_is_refused_and_left_as_it_was(tmp_path, capsys):
+    # A run wrote beside the user's files, and over those named as its outputs (metrics.png).
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    (out / "metrics.png").write_text("my plot")
+    args = ["train", "--data", "ring8", "--steps", "1", "--batch-size", "8", "--no-tensorboard"]
+    assert cli.main([*args, "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"--out {out} holds other files (metrics.png, notes.txt) and no ganfast run: choose a " \
+           "new or empty folder (nothing was written)" in err and "Traceback" not in err
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.png", "notes.txt"]
+    assert (out / "metrics.png").read_text() == "my plot"
+    # Hidden files alone (.gitkeep) leave a folder empty; a run's folder holding the user's
+    # files since resumes.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / ".gitkeep").write_text("")
+    assert cli.main([*args, "--out", str(empty)]) == 0
+    (empty / "notes.txt").write_text("mine")
+    assert cli.main(["train", "--resume", "--steps", "2", "--out", str(empty)]) == 0
+    assert (empty / "notes.txt").read_text() == "mine"
+
+
 @pytest.mark.parametrize("args,message", [
     (["--data", "mnist"], "digits, ring8, grid25"),
     (["--backend", "cuda", "--device", "cpu"], "--backend cuda:"),
@@ -242,12 +266,59 @@ def test_resume_with_models_that_do_not_fit_the_checkpoint_names_it(tmp_path):
 
 
 def test_missing_inception_weights_name_the_flag(tmp_path):
-    with pytest.raises(TrainingError, match="--inception-weights .*nowhere.pth"):
+    with pytest.raises(TrainingError, match="nowhere.pth \\(from --inception-weights\\)"):
         make(tmp_path / "run", data="digits", inception_weights=str(tmp_path / "nowhere.pth"))
     notes = []
     Trainer(TrainConfig(data="ring8", inception_weights=str(tmp_path / "nowhere.pth"),
                         tensorboard=False), out=tmp_path / "points", log=notes.append)
     assert any("--inception-weights measures images" in note for note in notes)
+
+
+@pytest.mark.parametrize("given,message", [
+    ("nowhere.pth", "weights file nowhere.pth ({}) does not exist: download https://"),
+    ("folder", "folder ({}) is a folder, not a weights file: download https://"),
+    ("garbage.pth", "garbage.pth ({}) is not the FID Inception weights (UnpicklingError: "),
+    ("other.pth", "other.pth ({}) is not the FID Inception weights (missing keys "),
+], ids=["missing", "folder", "garbage", "other-keys"])
+@pytest.mark.parametrize("source", ["--inception-weights", "GANFAST_INCEPTION_WEIGHTS"],
+                         ids=["flag", "variable"])
+def test_inception_weights_errors_name_where_the_path_came_from(tmp_path, monkeypatch, capsys,
+                                                                  given, message, source):
+    """Not `ganfast fid`'s --weights, which ganfast.metrics' messages name by default."""
+    import numpy as np
+
+    np.save(tmp_path / "images.npy", np.zeros((4, 1, 8, 8), np.uint8) + 9)
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "garbage.pth").write_text("not a checkpoint")
+    torch.save({"fc.weight": torch.zeros(1)}, tmp_path / "other.pth")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("GANFAST_INCEPTION_WEIGHTS", raising=False)
+    args = ["train", "--data", "images.npy", "--steps", "1", "--out", "run"]
+    if source == "--inception-weights":
+        args += ["--inception-weights", given]
+        origin = "from --inception-weights"
+    else:
+        monkeypatch.setenv("GANFAST_INCEPTION_WEIGHTS", given)
+        origin = "from the GANFAST_INCEPTION_WEIGHTS variable"
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err
+    assert f"ganfast train: fid_inception: {message.format(origin)}" in err, err
+    assert "--weights" not in err and "ganfast fid" not in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_inception_weights_load_from_a_path_under_the_home_folder(tmp_path, monkeypatch):
+    """~ is the home folder, as in --data (a shell leaves it in --inception-weights=~/...)."""
+    import numpy as np
+
+    from ganfast.metrics.inception import FIDInceptionV3
+    from ganfast.train import quality
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    torch.save(FIDInceptionV3().state_dict(), tmp_path / "inception.pth")  # random weights
+    np.save(tmp_path / "images.npy", np.zeros((2, 1, 8, 8), np.uint8) + 9)
+    t = make(tmp_path / "run", data=str(tmp_path / "images.npy"), inception_weights="~/inception.pth")
+    assert isinstance(t.evaluator, quality.InceptionFID) and t.evaluator.real.count == 2
 
 
 @pytest.mark.parametrize("seed", [-1, 2**32])
@@ -562,6 +633,23 @@ def test_amp_on_cpu_says_it_is_usually_slower(tmp_path):
     Trainer(TrainConfig(data="ring8", amp="bf16", device="cpu", tensorboard=False), out=tmp_path,
             log=messages.append)
     assert any("--amp bf16 on CPU is usually slower" in m for m in messages)
+
+
+def test_a_batch_larger_than_the_data_is_said_and_drawn_with_replacement(tmp_path):
+    import numpy as np
+
+    np.save(tmp_path / "ten.npy", np.zeros((10, 1, 8, 8), np.uint8) + 9)
+    messages = []
+    t = Trainer(TrainConfig(data=str(tmp_path / "ten.npy"), tensorboard=False), out=tmp_path / "run",
+                log=messages.append)  # the default batch size of images, 64
+    assert ("note: the batch size 64 (--batch-size) is more than the 10 samples of "
+            f"{tmp_path / 'ten.npy'}: batches are drawn at random with replacement, so each holds "
+            "every sample 6.4 times on average") in messages
+    assert len(t._batch()[0]) == 64  # the batch asked for, not capped
+    messages.clear()
+    Trainer(TrainConfig(data=str(tmp_path / "ten.npy"), batch_size=10, tensorboard=False),
+            out=tmp_path / "run", log=messages.append)
+    assert not [m for m in messages if "--batch-size" in m]
 
 
 def test_a_run_saved_before_checkpoints_held_the_data_shape_resumes_at_the_size_it_trained_at(

@@ -157,6 +157,17 @@ def _check_dependencies(config: TrainConfig, given: set, log) -> None:
             "(pip install tensorboard)")
 
 
+def _fid_inception(weights: str | None):
+    """ganfast.metrics' FID Inception network from --inception-weights, else the
+    GANFAST_INCEPTION_WEIGHTS variable, its errors naming the one the path came from."""
+    from ..metrics import fid_inception
+
+    try:
+        return fid_inception(weights, source="--inception-weights")
+    except (OSError, ValueError, ImportError) as err:  # missing, unreadable, not the weights
+        raise TrainingError(str(err)) from None
+
+
 def _saved_config(saved: dict) -> TrainConfig:
     """The settings of a checkpoint. One written before checkpoints recorded the data's shape
     came from a ganfast that ignored --image-size for digits and .npy data while storing it:
@@ -257,6 +268,15 @@ class Trainer:
                 continue
             if getattr(config, key) is None:
                 setattr(config, key, value)
+        samples = len(self.dataset.x)
+        if config.batch_size > samples:
+            # Batches are drawn with replacement (_batch), so one larger than the data works;
+            # said, not capped: the batch size is the run's setting (its learning rates and
+            # penalty weights are tuned to it), and a smaller one is the user's to choose.
+            self._say(f"note: the batch size {config.batch_size} (--batch-size) is more than the "
+                      f"{samples} samples of {config.data}: batches are drawn at random with "
+                      f"replacement, so each holds every sample {config.batch_size / samples:.1f} "
+                      "times on average")
         if self.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
             # These models' ops are small: splitting each across threads saves little on an idle
             # machine and costs up to 10x on a busy one (measured on 2 shared cores). Set
@@ -350,8 +370,9 @@ class Trainer:
                                 f"pass --image-size {model_zoo.MIN_IMAGE_SIZE} (or more) to resize them")
 
     def _claim_run_folder(self, resume: bool):
-        """The saved state when resuming; refuses a folder that holds another run. The folder
-        is made when the run starts (run()), so a run refused here leaves nothing behind."""
+        """The saved state when resuming; refuses a folder that holds another run, or anything
+        else (a new run starts in a new or empty folder). The folder is made when the run starts
+        (run()), so a run refused here leaves nothing behind."""
         if self.out.exists() and not self.out.is_dir():
             raise TrainingError(f"--out {self.out} is a file, not a run folder")
         has_checkpoint = (self.out / checkpoint.CHECKPOINT).exists()
@@ -370,6 +391,18 @@ class Trainer:
             raise TrainingError(f"{self.out} holds the metrics.jsonl of a run that left no "
                                 f"{checkpoint.CHECKPOINT} to resume from: delete the folder or "
                                 "choose another --out (nothing was overwritten)")
+        # Any other file is the user's: a run would write beside it, or over it where the names
+        # meet (metrics.png, samples_final.png). Hidden files (.gitkeep, .DS_Store) are left
+        # out: the run writes none but its own temp files, under names of their own.
+        try:
+            others = sorted(p.name for p in self.out.iterdir() if not p.name.startswith(".")) \
+                if self.out.is_dir() else []
+        except OSError as err:
+            raise TrainingError(f"--out {self.out}: cannot read the folder ({err})") from None
+        if others:
+            raise TrainingError(f"--out {self.out} holds other files ({datasets._some(others)}) "
+                                "and no ganfast run: choose a new or empty folder (nothing was "
+                                "written)")
         return None
 
     def _resumed_config(self, config: TrainConfig, given: set, saved: TrainConfig,
@@ -455,11 +488,11 @@ class Trainer:
         self.evaluator, self.eval_samples = quality.for_dataset(ds, self._say)
         weights = c.inception_weights or os.environ.get("GANFAST_INCEPTION_WEIGHTS")
         if weights and ds.x.dim() == 4:
-            try:
-                self.evaluator = quality.InceptionFID(weights, ds.x, self.evaluator, self.device)
-            except (OSError, ValueError, ImportError) as err:  # missing, unreadable, wrong keys
-                source = ("--inception-weights" if c.inception_weights
-                          else "$GANFAST_INCEPTION_WEIGHTS")
+            source = "--inception-weights" if c.inception_weights else "$GANFAST_INCEPTION_WEIGHTS"
+            net = _fid_inception(c.inception_weights)
+            try:  # (weights that load can still give the training images non-finite features)
+                self.evaluator = quality.InceptionFID(net, ds.x, self.evaluator, self.device)
+            except ValueError as err:
                 raise TrainingError(f"{source} {weights}: {err}") from None
             self.eval_samples = self.eval_samples or quality.DIGITS_SAMPLES
         elif c.inception_weights:
