@@ -101,3 +101,21 @@ def test_a_slow_call_is_timed_once_after_its_warm_up(monkeypatch):
     monkeypatch.setattr(fid_bench.time, "perf_counter", lambda: next(clock))
     seconds, value = fid_bench.timed(lambda: calls.append(1) or len(calls), repeats=5)
     assert len(calls) == 2 and value == 2 and seconds == 3
+
+
+def test_quick_means_quick_when_called_directly(tmp_path, monkeypatch):
+    """`python -m ganfast.bench.fid --quick` once only marked its rows and ran at D=2048."""
+    from ganfast.bench import report
+
+    sizes = []
+    monkeypatch.setattr(fid_bench, "frechet_rows", lambda dim, repeats, device: sizes.append(
+        (dim, repeats)) or [("ganfast", 0.5, 1.0), ("pytorch-fid", 1.0, 1.0)])
+    monkeypatch.setattr(fid_bench, "small_batch_rows", lambda dim, batch, repeats, device: [
+        ("FrechetReference", 0.1, 1.0)])
+    monkeypatch.setattr(fid_bench, "stats_rows", lambda n, dim, device, repeats: sizes.append(
+        (n, dim, repeats)) or [("ganfast", 0.5, 1.0)])
+    out = tmp_path / "fid.jsonl"
+    fid_bench.main(["--device", "cpu", "--quick", "--part", "frechet", "--out", str(out)])
+    fid_bench.main(["--device", "cpu", "--quick", "--part", "stats", "--dim", "32"])
+    assert sizes == [(256, 1), (2000, 32, 1)]
+    assert all(row["quick"] for row in report.load_rows([out]))

@@ -205,10 +205,9 @@ def _bench_op(args) -> int:
     if args.op == "fid":
         from . import fid as fid_bench
 
-        quick = ["--dim", "256", "--stats-n", "2000", "--repeats", "1", "--quick"] \
-            if args.quick else []
         try:
-            fid_bench.main((["--device", args.device] if args.device else []) + quick
+            fid_bench.main((["--device", args.device] if args.device else [])
+                           + (["--quick"] if args.quick else [])
                            + (["--out", args.out] if args.out else []))
         except KeyboardInterrupt:  # each part's rows were written as it ended
             print("bench fid: interrupted" + ("; the rows of the parts that ended are in "

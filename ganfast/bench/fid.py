@@ -237,11 +237,14 @@ def result_rows(mode: str, shape: list, dtype: str, timed_rows, env: dict) -> li
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dim", type=int, default=2048)
+    parser.add_argument("--dim", type=int, default=None, help="features (default 2048; 256 "
+                                                                "with --quick)")
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="timings of each case, the median kept (default 3; 1 with --quick)")
     parser.add_argument("--stats-n", type=int, default=None,
-                        help="features for the statistics rows (default 50000 on GPU, 10000 on CPU)")
+                        help="features for the statistics rows (default 50000 on GPU, 10000 on "
+                             "CPU, 2000 with --quick)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision-effect", type=int, metavar="N", default=0,
                         help="only measure bf16 against fp32 Inception features and the FID "
@@ -252,14 +255,21 @@ def main(argv=None) -> None:
                         help="frechet: the Frechet distance and training-time FID rows only")
     parser.add_argument("--out", help="append the rows as JSON lines to this file (ganfast "
                                       "bench's format: ganfast against pytorch-fid / np.cov)")
-    parser.add_argument("--quick", action="store_true", help=argparse.SUPPRESS)  # marks the rows
+    parser.add_argument("--quick", action="store_true",
+                        help="a minute's check: the defaults above for --quick, the rows marked "
+                             "as such")
     args = parser.parse_args(argv)
+    if args.dim is None:
+        args.dim = 256 if args.quick else 2048
+    if args.repeats is None:
+        args.repeats = 1 if args.quick else 3
     device = torch.device(args.device)
     if args.precision_effect:
         print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
         print("\n".join(precision_effect(args.precision_effect, device, args.weights)))
         return
-    stats_n = args.stats_n or (50000 if device.type == "cuda" else 10000)
+    stats_n = args.stats_n if args.stats_n is not None else (
+        2000 if args.quick else 50000 if device.type == "cuda" else 10000)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, D={args.dim}")
     env = {**environment(device), **({"quick": True} if args.quick else {})}
     out = Path(args.out) if args.out else None
