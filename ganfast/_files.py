@@ -43,6 +43,13 @@ def write_atomically(path: Path, write) -> None:
         raise
 
 
+def some_names(names, shown: int = 3) -> str:
+    """'a, b, c and 4 more': the first few of a list of names, for messages."""
+    names = [str(n) for n in names]
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
 def is_hidden_below(path: Path, folder: Path) -> bool:
     """Whether a file under `folder` is hidden, or inside a hidden folder below it
     (.ipynb_checkpoints/, macOS's ._name copies): not images of the set. `folder` itself may be."""
@@ -76,18 +83,28 @@ def sixteen_bit_grey_to_eight(image):
     return Image.fromarray(np.round(values * (255 / 65535)).astype(np.uint8))
 
 
+# Floats above this are pixel values 0..255 (ganfast train's .npy images and float grey TIFFs
+# alike): floats up to 1 are [0, 1] (or, in .npy data, [-1, 1]), and a little above 1 (1..1.5)
+# fits neither reading, so it is an error.
+PIXEL_FLOAT_MIN_MAX = 1.5
+
+
 def float_grey_to_eight(image):
-    """An "L" copy of a float grey PIL image (mode "F", as 32- and 64-bit float TIFFs open),
-    scaled by 255 and rounded: floats in [0, 1] as images are, where PIL's convert() would
-    truncate every value below 1 to black. ValueError for NaN or values outside [0, 1] (floats
-    of 0..255 or 0..65535 cannot be told from each other: rescale them first)."""
+    """An "L" copy of a float grey PIL image (mode "F", as 32- and 64-bit float TIFFs open):
+    floats in [0, 1] scaled by 255, floats above PIXEL_FLOAT_MIN_MAX taken as 0..255, rounded.
+    PIL's convert() would truncate every value of a [0, 1] image below 1 to black. ValueError
+    for NaN or values that fit neither range."""
     from PIL import Image
 
     values = np.asarray(image).astype(np.float64)
     if np.isnan(values).any():
         raise ValueError(f"PIL mode {image.mode} (float grey) with NaN values; expected floats "
-                         "in [0, 1]")
-    if values.size and (values.min() < 0 or values.max() > 1):
-        raise ValueError(f"PIL mode {image.mode} (float grey) with values from {values.min():g} "
-                         f"to {values.max():g}; expected floats in [0, 1] (rescale them first)")
+                         "in [0, 1] or 0..255")
+    low, high = (values.min(), values.max()) if values.size else (0.0, 0.0)
+    if high > PIXEL_FLOAT_MIN_MAX and low >= 0 and high <= 255:
+        return Image.fromarray(np.round(values).astype(np.uint8))
+    if low < 0 or high > 1:
+        raise ValueError(f"PIL mode {image.mode} (float grey) with values from {low:.7g} to "
+                         f"{high:.7g}; expected floats in [0, 1] or 0..255 (above "
+                         f"{PIXEL_FLOAT_MIN_MAX:g}): rescale them first")
     return Image.fromarray(np.round(values * 255).astype(np.uint8))

@@ -119,3 +119,16 @@ def test_quick_means_quick_when_called_directly(tmp_path, monkeypatch):
     fid_bench.main(["--device", "cpu", "--quick", "--part", "stats", "--dim", "32"])
     assert sizes == [(256, 1), (2000, 32, 1)]
     assert all(row["quick"] for row in report.load_rows([out]))
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--stats-n", "1"], "--stats-n takes at least 2 (a covariance), got 1"),
+    (["--stats-n", "0"], "argument --stats-n: takes a positive integer, got '0'"),
+    (["--dim", "-3"], "argument --dim: takes a positive integer, got '-3'"),
+    (["--repeats", "x"], "argument --repeats: takes a positive integer, got 'x'"),
+])
+def test_sizes_that_measure_nothing_are_refused(args, message, capsys):
+    """--stats-n 0 once ran at the default; 1 ended in a traceback from the covariance."""
+    with pytest.raises(SystemExit) as exit_:
+        fid_bench.main(["--device", "cpu", "--part", "stats", *args])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err

@@ -139,6 +139,16 @@ def test_user_mistakes_are_named_before_features_are_extracted(tmp_path, extract
         assert re.search("ganfast fid: .*" + message, err), err
 
 
+def test_a_gpu_number_past_the_last_is_named(monkeypatch):
+    from ganfast.metrics.cli import FidError, _device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(FidError, match=r"--device 'cuda:2': torch sees 2 CUDA device\(s\), "
+                                       r"cuda:0 to cuda:1$"):
+        _device("cuda:2")
+
+
 def test_features_from_the_current_folder_or_a_file(tmp_path, monkeypatch, capsys):
     # The installed `ganfast` script does not put the current folder on sys.path itself.
     (tmp_path / "fid_test_cwd_features.py").write_text(
@@ -222,7 +232,7 @@ def test_hidden_files_and_folders_are_skipped_and_the_counts_printed(tmp_path, e
                      capsys.readouterr().err)
 
 
-def test_float_grey_tiffs_are_scaled_from_zero_one_and_32_bit_integers_named(tmp_path):
+def test_float_grey_tiffs_are_read_from_zero_one_or_0_255_and_32_bit_integers_named(tmp_path):
     # Mode "F" (32- and 64-bit float TIFFs) went through PIL's convert(), which truncates every
     # value below 1 to 0: a [0, 1] image came out black.
     from ganfast.metrics.cli import FidError, _read
@@ -235,7 +245,11 @@ def test_float_grey_tiffs_are_scaled_from_zero_one_and_32_bit_integers_named(tmp
         assert Image.open(path).mode == "F"
         expected = np.round(grey.astype(np.float64) * 255).astype(np.uint8)
         assert torch.equal(_read(path), torch.from_numpy(np.repeat(expected[None], 3, axis=0)))
-    for values, message in [(grey * 255, r"values from 0 to 255; expected floats in \[0, 1\]"),
+    Image.fromarray(grey * 255).save(tmp_path / "pixels.tif")  # above 1.5: 0..255, as in train
+    assert torch.equal(_read(tmp_path / "pixels.tif")[0],
+                       torch.from_numpy(np.round(grey.astype(np.float64) * 255).astype(np.uint8)))
+    for values, message in [(grey * 1.25, r"values from 0 to 1.25; expected floats in \[0, 1\] "
+                                          r"or 0..255"),
                             (np.where(grey > 0.5, np.nan, grey), "NaN values")]:
         Image.fromarray(values.astype(np.float32)).save(tmp_path / "bad.tif")
         with pytest.raises(FidError, match=r"cannot read image .*bad.tif: PIL mode F \(float "

@@ -152,8 +152,8 @@ def test_inception_fid_of_samples_against_the_training_images(tmp_path):
     weights = tmp_path / "inception.pth"
     torch.save(FIDInceptionV3().state_dict(), weights)
     real, fake = torch.rand(5, 1, 16, 16) * 2 - 1, torch.rand(4, 1, 16, 16) * 2 - 1
-    row = quality.InceptionFID(weights, real, None, torch.device("cpu")).measure(fake)
     net = fid_inception(weights)
+    row = quality.InceptionFID(net, real, None, torch.device("cpu")).measure(fake)
     with torch.no_grad():
         stats = [FeatureStats(2048).update(net(((x + 1) / 2).expand(-1, 3, -1, -1)))
                  for x in (fake, real)]
@@ -245,16 +245,19 @@ def test_image_folder_scales_16_bit_grey_to_8_bits(tmp_path, mode, suffix):
     assert torch.equal(((ds.x[0, 0] + 1) * 127.5).round().double(), torch.from_numpy(eight_bit))
 
 
-def test_image_folder_scales_float_grey_from_zero_one(tmp_path):
+def test_image_folder_reads_float_grey_from_zero_one_or_as_pixel_values(tmp_path):
     from PIL import Image
 
     values = np.array([[0.0, 0.25, 0.5, 1.0]] * 4, np.float32)  # a float TIFF opens as mode F
-    Image.fromarray(values, mode="F").save(tmp_path / "float.tif")
-    ds = data.load(str(tmp_path))
-    eight_bit = np.round(values.astype(np.float64) * 255)
-    assert torch.equal(((ds.x[0, 0] + 1) * 127.5).round().double(), torch.from_numpy(eight_bit))
-    Image.fromarray(values * 255, mode="F").save(tmp_path / "float.tif")
-    assert "expected floats in [0, 1]" in _data_error(tmp_path)
+    eight_bit = torch.from_numpy(np.round(values.astype(np.float64) * 255))
+    for scale in (1, 255):  # [0, 1], and 0..255 as in .npy data (floats above 1.5)
+        Image.fromarray(values * scale, mode="F").save(tmp_path / "float.tif")
+        ds = data.load(str(tmp_path))
+        assert torch.equal(((ds.x[0, 0] + 1) * 127.5).round().double(), eight_bit)
+    for bad, shown in [(values * 1.2, "0 to 1.2;"), (values - 0.5, "-0.5 to 0.5;"),
+                       (values * 300, "0 to 300;")]:
+        Image.fromarray(bad, mode="F").save(tmp_path / "float.tif")
+        assert f"{shown} expected floats in [0, 1] or 0..255" in _data_error(tmp_path)
 
 
 def test_image_folder_skips_hidden_files_and_folders(tmp_path):
@@ -268,6 +271,12 @@ def test_image_folder_skips_hidden_files_and_folders(tmp_path):
         (tmp_path / hidden).write_bytes(b"not an image")  # read, these would be errors
     ds = data.load(str(tmp_path))
     assert ds.x.shape == (2, 3, 8, 8) and ds.class_names == ["cat", "dog"]
+    # A folder of hidden images alone says why none was found.
+    only_hidden = tmp_path / "only_hidden"
+    only_hidden.mkdir()
+    Image.new("RGB", (8, 8)).save(only_hidden / ".0.png")
+    message = _data_error(only_hidden)
+    assert "no images found" in message and "names starting with '.' are skipped" in message
 
 
 def test_image_folder_counts_grey_with_alpha_as_grey(tmp_path):

@@ -106,8 +106,8 @@ def test_a_folder_holding_a_run_is_never_overwritten(tmp_path, capsys):
     assert "holds no checkpoint.pt" in capsys.readouterr().err
 
 
-def test_a_folder_of_other_files_is_refused_and_left_as_it_was(tmp_path, capsys):
-    # A run wrote beside the user's files, and over those named as its outputs (metrics.png).
+def test_a_folder_of_other_files_keeps_them_and_refuses_names_a_run_writes(tmp_path, capsys):
+    # A run wrote over the user's files named like its outputs (metrics.png).
     out = tmp_path / "mine"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
@@ -115,19 +115,23 @@ def test_a_folder_of_other_files_is_refused_and_left_as_it_was(tmp_path, capsys)
     args = ["train", "--data", "ring8", "--steps", "1", "--batch-size", "8", "--no-tensorboard"]
     assert cli.main([*args, "--out", str(out)]) == 1
     err = capsys.readouterr().err
-    assert f"--out {out} holds other files (metrics.png, notes.txt) and no ganfast run: choose a " \
-           "new or empty folder (nothing was written)" in err and "Traceback" not in err
+    assert f"--out {out} holds files named like a run's outputs (metrics.png) and no ganfast " \
+           "run: choose a new or empty folder (nothing was written)" in err and "Traceback" not in err
     assert sorted(p.name for p in out.iterdir()) == ["metrics.png", "notes.txt"]
     assert (out / "metrics.png").read_text() == "my plot"
-    # Hidden files alone (.gitkeep) leave a folder empty; a run's folder holding the user's
+    # Other files stay, the run beside them: a log the shell made (`> out/train.log`) before
+    # the run started; hidden ones (.gitkeep) are not named. A run's folder holding the user's
     # files since resumes.
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    (empty / ".gitkeep").write_text("")
-    assert cli.main([*args, "--out", str(empty)]) == 0
-    (empty / "notes.txt").write_text("mine")
-    assert cli.main(["train", "--resume", "--steps", "2", "--out", str(empty)]) == 0
-    assert (empty / "notes.txt").read_text() == "mine"
+    (out / "metrics.png").unlink()
+    (out / ".gitkeep").write_text("")
+    (out / "train.log").write_text("")
+    assert cli.main([*args, "--out", str(out)]) == 0
+    assert f"note: --out {out} also holds notes.txt, train.log: the run writes beside them" \
+        in capsys.readouterr().out
+    assert (out / "notes.txt").read_text() == "mine" and (out / "checkpoint.pt").exists()
+    assert cli.main(["train", "--resume", "--steps", "2", "--out", str(out)]) == 0
+    assert "also holds" not in capsys.readouterr().out
+    assert (out / "notes.txt").read_text() == "mine"
 
 
 @pytest.mark.parametrize("args,message", [
@@ -319,6 +323,10 @@ def test_inception_weights_load_from_a_path_under_the_home_folder(tmp_path, monk
     np.save(tmp_path / "images.npy", np.zeros((2, 1, 8, 8), np.uint8) + 9)
     t = make(tmp_path / "run", data=str(tmp_path / "images.npy"), inception_weights="~/inception.pth")
     assert isinstance(t.evaluator, quality.InceptionFID) and t.evaluator.real.count == 2
+    # An empty flag (a script's --inception-weights "$W", W unset) leaves it to the variable.
+    monkeypatch.setenv("GANFAST_INCEPTION_WEIGHTS", str(tmp_path / "inception.pth"))
+    t = make(tmp_path / "run2", data=str(tmp_path / "images.npy"), inception_weights="")
+    assert isinstance(t.evaluator, quality.InceptionFID)
 
 
 @pytest.mark.parametrize("seed", [-1, 2**32])

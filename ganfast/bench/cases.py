@@ -9,6 +9,7 @@ speedup_vs_compile, device, cpu (the host CPU: model, vector ISA, threads), torc
 cuda, ganfast (its version), date and time (UTC); quick: true for rows of a --quick run.
 """
 
+import argparse
 import dataclasses
 import datetime
 import importlib.metadata
@@ -23,6 +24,17 @@ from tqdm import tqdm
 import ganfast
 
 from .timing import copy_bandwidth_gbps, device_ms, interleaved_ms, median_ms
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"takes a positive integer, got {text!r}")
+    return value
 
 
 @dataclasses.dataclass

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from .cases import positive_int
+
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 # (GPU, CPU) shapes: a DCGAN-64 batch, then feature-map gradients large enough to be
 # bandwidth-bound on a GPU; the CPU set stays small so a laptop run takes seconds.
@@ -41,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--block", action="append",
                         help="upsample_conv: a generator block such as sngan32-256-4 (repeatable; "
                              "default: all of ganfast.bench.upsample_conv.BLOCKS)")
-    parser.add_argument("--batch", type=_positive_int, action="append",
+    parser.add_argument("--batch", type=positive_int, action="append",
                         help="train_step, and gradient_penalty's full WGAN-GP step: a batch size "
                              "(repeatable; default: train_step 64 and 256 on GPU, the full step "
                              "64; 16 on CPU, 2 for train_step --quick)")
@@ -84,16 +86,6 @@ def _parse_dtypes(text: str) -> list:
         raise argparse.ArgumentTypeError(f"takes {', '.join(DTYPES)} (comma-separated); got "
                                          f"{', '.join(map(repr, unknown))}")
     return [DTYPES[name] for name in names]
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"takes a positive integer, got {text!r}")
-    return value
 
 
 # The options each op's benchmark reads: any other one given is refused, not silently ignored.

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ganfast.bench.cases import environment, write_jsonl
+from ganfast.bench.cases import environment, positive_int, write_jsonl
 from ganfast.metrics import FeatureStats, FrechetReference, frechet_distance
 
 SLOW_CALL_S = 2.0  # a call this slow (scipy's sqrtm at D=2048) is timed once after its warm-up
@@ -237,12 +237,12 @@ def result_rows(mode: str, shape: list, dtype: str, timed_rows, env: dict) -> li
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dim", type=int, default=None, help="features (default 2048; 256 "
+    parser.add_argument("--dim", type=positive_int, default=None, help="features (default 2048; 256 "
                                                                 "with --quick)")
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=None,
+    parser.add_argument("--batch", type=positive_int, default=64)
+    parser.add_argument("--repeats", type=positive_int, default=None,
                         help="timings of each case, the median kept (default 3; 1 with --quick)")
-    parser.add_argument("--stats-n", type=int, default=None,
+    parser.add_argument("--stats-n", type=positive_int, default=None,
                         help="features for the statistics rows (default 50000 on GPU, 10000 on "
                              "CPU, 2000 with --quick)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -270,6 +270,8 @@ def main(argv=None) -> None:
         return
     stats_n = args.stats_n if args.stats_n is not None else (
         2000 if args.quick else 50000 if device.type == "cuda" else 10000)
+    if stats_n < 2:
+        parser.error(f"--stats-n takes at least 2 (a covariance), got {stats_n}")
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, D={args.dim}")
     env = {**environment(device), **({"quick": True} if args.quick else {})}
     out = Path(args.out) if args.out else None

@@ -2,12 +2,12 @@
 
 A and B are each a folder of images (.png, .jpg, .jpeg, .bmp, .webp, .tif, .tiff, .ppm, .pgm:
 pytorch-fid's set; searched recursively, skipping files and folders whose names start with ".";
-16-bit grey scaled to 8 bits, float grey from [0, 1]) or a statistics file in pytorch-fid's .npz
-format (mu, sigma). Features come from the FID Inception network (`--weights` or
-GANFAST_INCEPTION_WEIGHTS), or from `--features module:function` (a module importable from the
-current folder, or path/to/file.py:function), any callable taking images [N, 3, H, W] in [0, 1]
-and returning features [N, D]. The Inception Score is torch-fidelity's: logits without the fc
-bias, rows shuffled with numpy's RandomState(2020), 10 splits.
+16-bit grey scaled to 8 bits, float grey from [0, 1] or 0..255) or a statistics file in
+pytorch-fid's .npz format (mu, sigma). Features come from the FID Inception network (`--weights`
+or GANFAST_INCEPTION_WEIGHTS), or from `--features module:function` (a module importable from
+the current folder, or path/to/file.py:function), any callable taking images [N, 3, H, W] in
+[0, 1] and returning features [N, D]. The Inception Score is torch-fidelity's: logits without
+the fc bias, rows shuffled with numpy's RandomState(2020), 10 splits.
 """
 
 import argparse
@@ -107,7 +107,7 @@ def compute(args) -> list[str]:
         _check_count(source, len(names), args)
         # stderr, before the extraction: the count to check against what was meant (stdout
         # holds the results alone)
-        print(f"{source}: {len(names)} images", file=sys.stderr)
+        print(f"{source}: {len(names)} image{'s' if len(names) != 1 else ''}", file=sys.stderr)
     loaded = {source: _load_stats(source, args) for source in sources if not source.is_dir()}
     stats, features, logits = [], [], []
     for source in sources:
@@ -210,14 +210,20 @@ def _device(name: str | None) -> torch.device:
         raise FidError(f"--device {name!r}: {error}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise FidError(f"--device {name!r}: CUDA is not available here (use --device cpu)")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise FidError(f"--device {name!r}: torch sees {count} CUDA device(s), cuda:0 to "
+                       f"cuda:{count - 1}")
     if device.type == "meta":
         raise FidError(f"--device {name!r}: meta tensors hold shapes, no values; features need "
                        "a device that computes (cpu or cuda)")
-    try:  # a backend this PyTorch lacks (mps on Linux, xpu, ...), or a GPU index past the last
+    try:  # a backend this PyTorch lacks (mps on Linux, xpu, ...)
         torch.empty(0, device=device)
     except Exception as error:  # NotImplementedError, AssertionError, RuntimeError, ...
+        said = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise FidError(f"--device {name!r}: this PyTorch cannot place tensors there "
-                       f"({type(error).__name__}); use cpu or cuda") from None
+                       f"({type(error).__name__}{': ' + said if said else ''}); use cpu or "
+                       "cuda") from None
     return device
 
 

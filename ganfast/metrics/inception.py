@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._files import some_names
 from ._tensors import check_choice
 from .resize import RESIZE_CHOICES, resize_299
 
@@ -237,17 +238,17 @@ class FIDInceptionV3(nn.Module):
 
 
 def fid_inception(weights=None, *, resize: str = "pytorch", precision: str = "fp32",
-                  source: str = "weights= (--weights of ganfast fid)") -> FIDInceptionV3:
+                  flag_name: str = "weights= (--weights of ganfast fid)") -> FIDInceptionV3:
     """The FID Inception network with pytorch-fid's weights from a local file: `weights`, else
     the GANFAST_INCEPTION_WEIGHTS environment variable. Inference mode; `resize` and `precision`
-    as in FIDInceptionV3 (defaults: pytorch-fid's resize, fp32). `source`: where `weights` came
-    from, as errors name it (a tool passes its own flag)."""
+    as in FIDInceptionV3 (defaults: pytorch-fid's resize, fp32). `flag_name`: what errors call
+    `weights` (a tool passes its own flag)."""
     net = FIDInceptionV3(resize=resize, precision=precision)  # bad choices fail before file I/O
-    given_as = source
+    source = flag_name  # where the path came from, as errors say
     if weights is None:
         weights, source = os.environ.get(WEIGHTS_ENV) or None, f"the {WEIGHTS_ENV} variable"
     how = (f"download {WEIGHTS_URL} once (pytorch-fid's weights) and pass its path as "
-           f"{given_as} or set {WEIGHTS_ENV}; ganfast never downloads")
+           f"{flag_name} or set {WEIGHTS_ENV}; ganfast never downloads")
     if weights is None:
         raise FileNotFoundError(f"fid_inception: no weights file given: {how}")
     path = Path(weights).expanduser()  # a shell leaves ~ in --flag=~/...
@@ -288,12 +289,6 @@ def fid_inception(weights=None, *, resize: str = "pytorch", precision: str = "fp
     return net.requires_grad_(False).eval()
 
 
-def _some(keys: list, shown: int = 3) -> str:
-    """'a, b, c and 4 more'."""
-    more = f" and {len(keys) - shown} more" if len(keys) > shown else ""
-    return ", ".join(map(str, keys[:shown])) + more
-
-
 def _state_dict_mismatch(expected: dict, state) -> str:
     """What keeps `state` from being the network's state dict `expected`: keys it lacks or
     should not have, and values of other shapes, the first few of each; "" when nothing does.
@@ -312,9 +307,9 @@ def _state_dict_mismatch(expected: dict, state) -> str:
             reshaped.append(f"{key} a {type(given).__name__}, no tensor")
     problems = []
     if missing:
-        problems.append(f"missing keys ({len(missing)}): {_some(missing)}")
+        problems.append(f"missing keys ({len(missing)}): {some_names(missing)}")
     if unexpected:
-        problems.append(f"unexpected keys ({len(unexpected)}): {_some(unexpected)}")
+        problems.append(f"unexpected keys ({len(unexpected)}): {some_names(unexpected)}")
     if reshaped:
-        problems.append(f"other shapes ({len(reshaped)}): {_some(reshaped)}")
+        problems.append(f"other shapes ({len(reshaped)}): {some_names(reshaped)}")
     return "; ".join(problems)

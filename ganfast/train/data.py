@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._files import grey_to_eight_bit, is_hidden_below, is_sixteen_bit_grey
+from .._files import PIXEL_FLOAT_MIN_MAX, grey_to_eight_bit, is_hidden_below, is_sixteen_bit_grey, some_names
 
 
 class DataError(ValueError):
@@ -96,13 +96,6 @@ def _is_grey(mode: str) -> bool:
     return mode in GREY_MODES or is_sixteen_bit_grey(mode)
 
 
-def _some(names: list, shown: int = 3) -> str:
-    """'a, b, c and 4 more'."""
-    names = [str(n) for n in names]
-    more = f" and {len(names) - shown} more" if len(names) > shown else ""
-    return ", ".join(names[:shown]) + more
-
-
 def _eight_bit(im):
     """An "L" or "RGB" copy of im (16-bit and float grey scaled to 8 bits)."""
     if is_sixteen_bit_grey(im.mode) or im.mode == "F":
@@ -140,8 +133,8 @@ def image_folder(path: Path, size: int | None = None, log=print) -> Dataset:
         top_level = sorted(p.name for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
                            and p.is_file() and not p.name.startswith("."))
         if top_level:
-            raise DataError(f"--data {path} holds both images ({_some(top_level)}) and class "
-                            f"subfolders ({_some([name for name, _ in classes])}); put every image "
+            raise DataError(f"--data {path} holds both images ({some_names(top_level)}) and class "
+                            f"subfolders ({some_names([name for name, _ in classes])}); put every image "
                             "in a class subfolder, or none")
     groups = classes or [("all", images_under(path))]
     files, labels = [], []
@@ -150,7 +143,8 @@ def image_folder(path: Path, size: int | None = None, log=print) -> Dataset:
         labels += [index] * len(found)
     if not files:
         raise DataError(f"--data {path}: no images found (expected files ending in "
-                        f"{', '.join(sorted(IMAGE_SUFFIXES))}, directly or one subfolder per class)")
+                        f"{', '.join(sorted(IMAGE_SUFFIXES))}, directly or one subfolder per "
+                        "class; names starting with '.' are skipped)")
     images = []
     for file in files:
         try:
@@ -188,9 +182,6 @@ def image_folder(path: Path, size: int | None = None, log=print) -> Dataset:
                    torch.tensor(labels) if classes else None, class_names)
 
 
-# The 0..255 rule for float images keys on values above this: floats up to 1 are [0, 1] or
-# [-1, 1] data, and a little above 1 (1..1.5) fits neither reading, so it is an error.
-PIXEL_FLOAT_MIN_MAX = 1.5
 IMAGE_SHAPES = "images [N, H, W], [N, C, H, W] or [N, H, W, C]"
 
 

@@ -169,13 +169,10 @@ class InceptionFID:
     """The true FID (FID Inception network, pytorch-fid's weights) of samples against the
     training images, beside what `inner` (the built-in measure, or None) reports: `fid_inception`.
     Comparable with published FIDs only when the data and sample count are the published ones.
-    `weights`: the weights file, or the network loaded from it (the trainer loads it itself, its
-    errors naming --inception-weights)."""
+    `net`: that network, from `fid_inception` (the trainer loads it, its errors naming
+    --inception-weights)."""
 
-    def __init__(self, weights, real_images: torch.Tensor, inner, device, batch: int = 50):
-        from ..metrics import fid_inception
-
-        net = weights if isinstance(weights, nn.Module) else fid_inception(weights)
+    def __init__(self, net: nn.Module, real_images: torch.Tensor, inner, device, batch: int = 50):
         self.net, self.inner, self.device, self.batch = net.to(device), inner, device, batch
         self.real = self._stats(real_images, across_ranks=False)  # every rank holds all of it
 

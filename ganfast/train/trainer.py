@@ -25,6 +25,7 @@ import torch.distributed as dist
 
 import ganfast
 
+from .._files import some_names
 from . import checkpoint, objectives, quality
 from . import data as datasets
 from . import models as model_zoo
@@ -163,9 +164,16 @@ def _fid_inception(weights: str | None):
     from ..metrics import fid_inception
 
     try:
-        return fid_inception(weights, source="--inception-weights")
+        return fid_inception(weights, flag_name="--inception-weights")
     except (OSError, ValueError, ImportError) as err:  # missing, unreadable, not the weights
         raise TrainingError(str(err)) from None
+
+
+def _is_run_output(name: str) -> bool:
+    """Whether a run writes a file or folder of this name into its folder (monitor.py, run())."""
+    return name in (checkpoint.CHECKPOINT, checkpoint.GENERATOR_WEIGHTS, "metrics.jsonl",
+                    "metrics.png", "tensorboard") or (name.startswith("samples_")
+                                                      and name.endswith(".png"))
 
 
 def _saved_config(saved: dict) -> TrainConfig:
@@ -241,12 +249,16 @@ class Trainer:
         # until then, and this one then takes the next (make_new_folder).
         self.out_is_default = not out and not resume
         self.log = log
+        self.files_beside = []  # the user's files in a new run's --out (_claim_run_folder)
         saved = None if self.out_is_default else self._claim_run_folder(resume)
         if saved is not None:  # the stored settings win; how the run runs may change
             config = self._resumed_config(config, given, _saved_config(saved), int(saved["step"]),
                                           saved.get("data_shape"))
         self.rank, self.world, self.device = _distributed_setup(config.device)
         self.writer = self.rank == 0
+        if self.files_beside:
+            self._say(f"note: --out {self.out} also holds {some_names(self.files_beside)}: the "
+                      "run writes beside them")
         _check_dependencies(config, given, self._say)
         self.config = config
         self._check_names()
@@ -391,18 +403,20 @@ class Trainer:
             raise TrainingError(f"{self.out} holds the metrics.jsonl of a run that left no "
                                 f"{checkpoint.CHECKPOINT} to resume from: delete the folder or "
                                 "choose another --out (nothing was overwritten)")
-        # Any other file is the user's: a run would write beside it, or over it where the names
-        # meet (metrics.png, samples_final.png). Hidden files (.gitkeep, .DS_Store) are left
-        # out: the run writes none but its own temp files, under names of their own.
+        # Any other file is the user's. One named like an output (metrics.png, samples_*.png)
+        # would be overwritten: refused. Others stay, the run beside them (said, in __init__):
+        # `ganfast train --out runs/x > runs/x/train.log` makes its log before the run starts.
+        # Hidden files (.gitkeep) are left out: the run writes none but its own temp files.
         try:
-            others = sorted(p.name for p in self.out.iterdir() if not p.name.startswith(".")) \
-                if self.out.is_dir() else []
+            self.files_beside = sorted(p.name for p in self.out.iterdir()
+                                       if not p.name.startswith(".")) if self.out.is_dir() else []
         except OSError as err:
             raise TrainingError(f"--out {self.out}: cannot read the folder ({err})") from None
-        if others:
-            raise TrainingError(f"--out {self.out} holds other files ({datasets._some(others)}) "
-                                "and no ganfast run: choose a new or empty folder (nothing was "
-                                "written)")
+        clashing = [name for name in self.files_beside if _is_run_output(name)]
+        if clashing:
+            raise TrainingError(f"--out {self.out} holds files named like a run's outputs "
+                                f"({some_names(clashing)}) and no ganfast run: choose a new or "
+                                "empty folder (nothing was written)")
         return None
 
     def _resumed_config(self, config: TrainConfig, given: set, saved: TrainConfig,
@@ -489,7 +503,7 @@ class Trainer:
         weights = c.inception_weights or os.environ.get("GANFAST_INCEPTION_WEIGHTS")
         if weights and ds.x.dim() == 4:
             source = "--inception-weights" if c.inception_weights else "$GANFAST_INCEPTION_WEIGHTS"
-            net = _fid_inception(c.inception_weights)
+            net = _fid_inception(c.inception_weights or None)  # "" from an unset $W: the variable
             try:  # (weights that load can still give the training images non-finite features)
                 self.evaluator = quality.InceptionFID(net, ds.x, self.evaluator, self.device)
             except ValueError as err:
