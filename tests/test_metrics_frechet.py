@@ -192,3 +192,26 @@ def test_gpu_matches_cpu():
     mu2, s2 = random_stats(rng, 512, 2000)
     on_gpu = [torch.from_numpy(x).cuda() for x in (mu1, s1, mu2, s2)]
     assert frechet_distance(*on_gpu) == pytest.approx(frechet_distance(mu1, s1, mu2, s2), rel=1e-9)
+
+
+@settings(max_examples=40, deadline=None)
+@given(d=st.integers(1, 300), row=st.integers(0, 10**6), col=st.integers(0, 10**6),
+       seed=st.integers(0, 2**16))
+def test_largest_asymmetry_by_blocks_equals_the_whole_difference(d, row, col, seed):
+    """The CPU's blocks of rows (upper triangle only) against max |sigma - sigma^T| at once, on
+    sizes across block edges (128 rows), with one entry made asymmetric anywhere."""
+    from ganfast.metrics._tensors import largest_asymmetry
+
+    gen = torch.Generator().manual_seed(seed)
+    a = torch.randn(d, d, dtype=torch.float64, generator=gen)
+    sigma = a + a.mT
+    sigma[row % d, col % d] += float(torch.rand((), dtype=torch.float64, generator=gen))
+    assert largest_asymmetry(sigma) == float((sigma - sigma.mT).abs().max())
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_entries_anywhere_in_sigma_are_named(bad):
+    sigma = torch.eye(130, dtype=torch.float64)
+    sigma[129, 3] = bad  # below the diagonal, past the first block of rows
+    with pytest.raises(ValueError, match="sigma2 holds NaN or infinite values"):
+        frechet_distance(torch.zeros(130), torch.eye(130), torch.zeros(130), sigma)
