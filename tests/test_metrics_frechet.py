@@ -38,7 +38,7 @@ def scipy_oracle(mu1, s1, mu2, s2):
     return diff @ diff + np.trace(s1) + np.trace(s2) - 2 * np.sqrt(eig).sum()
 
 
-@pytest.mark.parametrize("d", [2, 7, 64, 203])
+@pytest.mark.parametrize("d", [2, 7, 64, 203, 301])  # 301: the CPU's blocked congruence
 def test_matches_pytorch_fid_full_rank(d):
     fid_score = pytest.importorskip("pytorch_fid.fid_score")
     rng = np.random.default_rng(d)
@@ -48,7 +48,7 @@ def test_matches_pytorch_fid_full_rank(d):
     assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(expected, rel=1e-6)
 
 
-@pytest.mark.parametrize("d,n1,n2", [(50, 10, 30), (128, 64, 64), (33, 2, 100)])
+@pytest.mark.parametrize("d,n1,n2", [(50, 10, 30), (128, 64, 64), (33, 2, 100), (260, 40, 900)])
 def test_singular_covariances(d, n1, n2):
     rng = np.random.default_rng(n1 + n2)
     mu1, s1 = random_stats(rng, d, n1)
@@ -215,3 +215,30 @@ def test_non_finite_entries_anywhere_in_sigma_are_named(bad):
     sigma[129, 3] = bad  # below the diagonal, past the first block of rows
     with pytest.raises(ValueError, match="sigma2 holds NaN or infinite values"):
         frechet_distance(torch.zeros(130), torch.eye(130), torch.zeros(130), sigma)
+
+
+@settings(max_examples=40, deadline=None)
+@given(d=st.integers(1, 40), seed=st.integers(0, 2**16))
+def test_lower_congruence_by_blocks_equals_the_full_products(d, seed):
+    """L^T S L's lower triangle by blocks of columns of the Cholesky factor L (8 blocks, some
+    empty below 8 features) against the two full products."""
+    from ganfast.metrics.frechet import lower_congruence
+
+    rng = np.random.default_rng(seed)
+    _, s1 = random_stats(rng, d, 3 * d + 5)
+    _, s2 = random_stats(rng, d, 3 * d + 5)
+    factor = torch.linalg.cholesky(torch.from_numpy(np.atleast_2d(s1)))  # np.cov: 0-dim for d=1
+    sigma = torch.from_numpy(np.atleast_2d(s2))
+    full = factor.mT @ sigma @ factor
+    got = lower_congruence(factor, sigma)
+    assert torch.allclose(got.tril(), full.tril(), rtol=0, atol=1e-13 * float(full.abs().max()))
+
+
+@pytest.mark.parametrize("n_ref", [1200, 100])  # the reference full rank (blocked) and singular
+def test_reference_distance_matches_the_scipy_oracle_past_the_blocked_size(n_ref):
+    rng = np.random.default_rng(n_ref)
+    mu_r, s_r = random_stats(rng, 300, n_ref)
+    mu, s = random_stats(rng, 300, 700)
+    ref = FrechetReference(mu_r, s_r)
+    assert ref.factor_is_lower_triangular == (n_ref > 300)
+    assert ref.distance(mu, s) == pytest.approx(scipy_oracle(mu_r, s_r, mu, s), rel=1e-6)

@@ -32,7 +32,7 @@ class FrechetReference:
         self.mu = as_float64(mu, "mu", 1, device)
         self.sigma = as_float64(sigma, "sigma", 2, device)
         check_stats(self.mu, self.sigma, "mu", "sigma")
-        self.factor = psd_factor(self.sigma, "sigma")
+        self.factor, self.factor_is_lower_triangular = psd_factor(self.sigma, "sigma")
         self.trace = self.sigma.trace()
 
     @property
@@ -54,7 +54,8 @@ class FrechetReference:
         self._check_length(mu.shape[0], "mu")
         check_positive_semidefinite(sigma, "sigma", scale)
         diff = mu - self.mu
-        fid = diff.dot(diff) + self.trace + sigma.trace() - 2 * trace_sqrt_product(self.factor, sigma)
+        tr_covmean = trace_sqrt_product(self.factor, sigma, self.factor_is_lower_triangular)
+        fid = diff.dot(diff) + self.trace + sigma.trace() - 2 * tr_covmean
         return clamped_distance(fid)
 
     def distance_to_features(self, features) -> float:
