@@ -1,5 +1,7 @@
 """Small file helpers shared by the training loop and the evaluation tool."""
 
+from __future__ import annotations
+
 import errno
 import os
 import stat
@@ -56,12 +58,14 @@ def is_hidden_below(path: Path, folder: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(folder).parts)
 
 
-def grey_to_eight_bit(image):
-    """An "L" copy of a 16-bit or float grey PIL image (see below); any other image as it is."""
+def grey_to_eight_bit(image, float_grey: FloatGreyScale | None = None, name: str = ""):
+    """An "L" copy of a 16-bit or float grey PIL image (see below; float grey through
+    `float_grey`, the scale of the folder `name` belongs to, else of the image alone); any other
+    image as it is."""
     if is_sixteen_bit_grey(image.mode):
         return sixteen_bit_grey_to_eight(image)
     if image.mode == "F":
-        return float_grey_to_eight(image)
+        return (float_grey or FloatGreyScale()).to_eight_bit(image, name)
     return image
 
 
@@ -89,22 +93,39 @@ def sixteen_bit_grey_to_eight(image):
 PIXEL_FLOAT_MIN_MAX = 1.5
 
 
-def float_grey_to_eight(image):
-    """An "L" copy of a float grey PIL image (mode "F", as 32- and 64-bit float TIFFs open):
-    floats in [0, 1] scaled by 255, floats above PIXEL_FLOAT_MIN_MAX taken as 0..255, rounded.
-    PIL's convert() would truncate every value of a [0, 1] image below 1 to black. ValueError
-    for NaN or values that fit neither range."""
-    from PIL import Image
+class FloatGreyScale:
+    """How the float grey images (PIL mode "F", as 32- and 64-bit float TIFFs open) of one
+    folder become 8 bits: floats in [0, 1] times 255, or, once an image goes above
+    PIXEL_FLOAT_MIN_MAX, pixel values 0..255 (as ganfast train reads .npy data), rounded. PIL's
+    convert() would truncate every value of a [0, 1] image below 1 to black.
 
-    values = np.asarray(image).astype(np.float64)
-    if np.isnan(values).any():
-        raise ValueError(f"PIL mode {image.mode} (float grey) with NaN values; expected floats "
-                         "in [0, 1] or 0..255")
-    low, high = (values.min(), values.max()) if values.size else (0.0, 0.0)
-    if high > PIXEL_FLOAT_MIN_MAX and low >= 0 and high <= 255:
-        return Image.fromarray(np.round(values).astype(np.uint8))
-    if low < 0 or high > 1:
-        raise ValueError(f"PIL mode {image.mode} (float grey) with values from {low:.7g} to "
-                         f"{high:.7g}; expected floats in [0, 1] or 0..255 (above "
-                         f"{PIXEL_FLOAT_MIN_MAX:g}): rescale them first")
-    return Image.fromarray(np.round(values * 255).astype(np.uint8))
+    The folder decides, not each image: in a 0..255 set a dark frame (every value at most 1)
+    read as [0, 1] would be stretched to white. Images come in order, so one above 1.5 after a
+    [0, 1] reading is refused, naming both; so are NaN and values that fit neither range."""
+
+    def __init__(self):
+        self.unit_from = None  # the first image read as [0, 1]
+        self.pixel_values_from = None  # the first image read as 0..255
+
+    def to_eight_bit(self, image, name: str = ""):
+        from PIL import Image
+
+        values = np.asarray(image).astype(np.float64)
+        if np.isnan(values).any():
+            raise ValueError(f"PIL mode {image.mode} (float grey) with NaN values; expected "
+                             "floats in [0, 1] or 0..255")
+        low, high = (values.min(), values.max()) if values.size else (0.0, 0.0)
+        pixel_values = high > PIXEL_FLOAT_MIN_MAX or self.pixel_values_from is not None
+        if low < 0 or high > (255 if pixel_values else 1):
+            raise ValueError(f"PIL mode {image.mode} (float grey) with values from {low:.7g} to "
+                             f"{high:.7g}; expected floats in [0, 1] or 0..255 (above "
+                             f"{PIXEL_FLOAT_MIN_MAX:g}): rescale them first")
+        if pixel_values and self.unit_from is not None:
+            raise ValueError(f"float grey values up to {high:.7g} (0..255), but {self.unit_from} "
+                             "was read as [0, 1] (its values at most 1): a folder's float grey "
+                             "images are all [0, 1] or all 0..255; rescale them to one")
+        if pixel_values:
+            self.pixel_values_from = self.pixel_values_from or name or "an image"
+            return Image.fromarray(np.round(values).astype(np.uint8))
+        self.unit_from = self.unit_from or name or "an image"
+        return Image.fromarray(np.round(values * 255).astype(np.uint8))

@@ -255,6 +255,22 @@ def test_float_grey_tiffs_are_read_from_zero_one_or_0_255_and_32_bit_integers_na
         with pytest.raises(FidError, match=r"cannot read image .*bad.tif: PIL mode F \(float "
                                            r"grey\) with " + message):
             _read(tmp_path / "bad.tif")
+    # One folder, one scale: a dark frame of a 0..255 set (values 0 and 1) after a bright one
+    # is read as 0..255, not stretched to white; a 0..255 image after a [0, 1] reading is refused.
+    from ganfast._files import FloatGreyScale
+
+    dark = np.array([[0.0, 1.0]], np.float32)
+    Image.fromarray(dark * 200).save(tmp_path / "bright.tif")
+    Image.fromarray(dark).save(tmp_path / "dark.tif")
+    scale = FloatGreyScale()
+    assert [_read(tmp_path / name, scale)[0].tolist() for name in ("bright.tif", "dark.tif")] == \
+        [[[0, 200]], [[0, 1]]]
+    assert _read(tmp_path / "dark.tif")[0].tolist() == [[0, 255]]  # alone: [0, 1]
+    scale = FloatGreyScale()
+    _read(tmp_path / "dark.tif", scale)
+    with pytest.raises(FidError, match=r"bright.tif: float grey values up to 200 \(0..255\), but "
+                                       r".*dark.tif was read as \[0, 1\]"):
+        _read(tmp_path / "bright.tif", scale)
     # Mode "I" is 16-bit grey (16-bit PGMs open so, and 16-bit PNGs in older Pillow); a 32-bit
     # integer image past 65535 is refused, naming the file, its mode and what to do.
     Image.fromarray(np.array([[0, 65535]], np.int32)).save(tmp_path / "i.tif")

@@ -61,6 +61,10 @@ def test_missing_weights_say_how_to_get_them(monkeypatch, tmp_path):
     monkeypatch.setenv(WEIGHTS_ENV, "")  # set but empty: as unset
     with pytest.raises(FileNotFoundError, match="no weights file given"):
         fid_inception()
+    # An empty path (`--weights "$W"`, W unset) leaves it to the variable, not the folder "."
+    monkeypatch.setenv(WEIGHTS_ENV, str(tmp_path / "gone.pth"))
+    with pytest.raises(FileNotFoundError, match=f"gone.pth \\(from the {WEIGHTS_ENV} variable\\)"):
+        fid_inception("")
     with pytest.raises(FileNotFoundError, match="is a folder, not a weights file"):
         fid_inception(tmp_path)
 

@@ -260,6 +260,24 @@ def test_image_folder_reads_float_grey_from_zero_one_or_as_pixel_values(tmp_path
         assert f"{shown} expected floats in [0, 1] or 0..255" in _data_error(tmp_path)
 
 
+def test_float_grey_images_of_one_folder_are_read_on_one_scale(tmp_path):
+    """The folder decides, not each image: a dark frame of a 0..255 set (values 0 and 1) read
+    as [0, 1] was stretched to white."""
+    from PIL import Image
+
+    dark = np.array([[0.0, 1.0]] * 2, np.float32)
+    Image.fromarray(dark * 200, mode="F").save(tmp_path / "a.tif")
+    Image.fromarray(dark, mode="F").save(tmp_path / "b.tif")
+    ds = data.load(str(tmp_path))
+    assert ((ds.x[:, 0] + 1) * 127.5).round()[:, 0].tolist() == [[0, 200], [0, 1]]
+    # Read in order: a [0, 1] reading before the first 0..255 image is refused, naming both.
+    Image.fromarray(dark, mode="F").save(tmp_path / "a.tif")
+    Image.fromarray(dark * 200, mode="F").save(tmp_path / "b.tif")
+    message = _data_error(tmp_path)
+    assert "b.tif: float grey values up to 200 (0..255), but" in message
+    assert "a.tif was read as [0, 1]" in message
+
+
 def test_image_folder_skips_hidden_files_and_folders(tmp_path):
     from PIL import Image
 

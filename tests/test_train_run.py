@@ -119,15 +119,22 @@ def test_a_folder_of_other_files_keeps_them_and_refuses_names_a_run_writes(tmp_p
            "run: choose a new or empty folder (nothing was written)" in err and "Traceback" not in err
     assert sorted(p.name for p in out.iterdir()) == ["metrics.png", "notes.txt"]
     assert (out / "metrics.png").read_text() == "my plot"
+    for name in ("samples_0000100.png", "tensorboard"):  # the names of grids and folders too
+        (out / "metrics.png").unlink(missing_ok=True)
+        (out / name).mkdir() if name == "tensorboard" else (out / name).write_text("mine")
+        assert cli.main([*args, "--out", str(out)]) == 1
+        assert f"named like a run's outputs ({name})" in capsys.readouterr().err
+        (out / name).rmdir() if name == "tensorboard" else (out / name).unlink()
     # Other files stay, the run beside them: a log the shell made (`> out/train.log`) before
     # the run started; hidden ones (.gitkeep) are not named. A run's folder holding the user's
     # files since resumes.
-    (out / "metrics.png").unlink()
     (out / ".gitkeep").write_text("")
     (out / "train.log").write_text("")
     assert cli.main([*args, "--out", str(out)]) == 0
-    assert f"note: --out {out} also holds notes.txt, train.log: the run writes beside them" \
-        in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert f"note: --out {out} also holds notes.txt, train.log: the run writes beside them" in said
+    outputs = said.split("outputs in")[-1]
+    assert "checkpoint.pt" in outputs and "notes.txt" not in outputs and "train.log" not in outputs
     assert (out / "notes.txt").read_text() == "mine" and (out / "checkpoint.pt").exists()
     assert cli.main(["train", "--resume", "--steps", "2", "--out", str(out)]) == 0
     assert "also holds" not in capsys.readouterr().out

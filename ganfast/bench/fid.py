@@ -237,8 +237,8 @@ def result_rows(mode: str, shape: list, dtype: str, timed_rows, env: dict) -> li
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dim", type=positive_int, default=None, help="features (default 2048; 256 "
-                                                                "with --quick)")
+    parser.add_argument("--dim", type=positive_int, default=None,
+                        help="features (default 2048; 256 with --quick)")
     parser.add_argument("--batch", type=positive_int, default=64)
     parser.add_argument("--repeats", type=positive_int, default=None,
                         help="timings of each case, the median kept (default 3; 1 with --quick)")

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .._files import grey_to_eight_bit, is_hidden_below, write_atomically
+from .._files import FloatGreyScale, grey_to_eight_bit, is_hidden_below, write_atomically
 from .inception import PRECISION_CHOICES
 from .resize import RESIZE_CHOICES
 
@@ -304,12 +304,14 @@ def _image_files(folder: Path) -> list[Path]:
     return files
 
 
-def _read(path: Path) -> torch.Tensor:
+def _read(path: Path, float_grey: FloatGreyScale | None = None) -> torch.Tensor:
+    """[3, H, W] uint8; float grey images through `float_grey`, their folder's scale."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
-            array = np.asarray(grey_to_eight_bit(image).convert("RGB"), dtype=np.uint8)
+            eight_bit = grey_to_eight_bit(image, float_grey, str(path))
+            array = np.asarray(eight_bit.convert("RGB"), dtype=np.uint8)
     except (OSError, UnidentifiedImageError, ValueError) as error:
         raise FidError(f"cannot read image {path}: {error}") from None
     return torch.from_numpy(array.copy()).permute(2, 0, 1)
@@ -323,11 +325,11 @@ def _features_of_folder(folder, files, extractor, batch_size, device, with_logit
     from .stats import FeatureStats
 
     features_fn, logits_of_features = extractor
-    stats, features, logits, size = None, [], [], None
+    stats, features, logits, size, float_grey = None, [], [], None, FloatGreyScale()
     for start in tqdm(range(0, len(files), batch_size), desc=f"features of {folder}",
                       unit="batch", leave=False):
         paths = files[start:start + batch_size]
-        batch = [_read(p) for p in paths]
+        batch = [_read(p, float_grey) for p in paths]
         for path, image in zip(paths, batch, strict=True):
             size = size or image.shape[1:]
             if image.shape[1:] != size:

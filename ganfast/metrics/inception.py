@@ -245,6 +245,8 @@ def fid_inception(weights=None, *, resize: str = "pytorch", precision: str = "fp
     `weights` (a tool passes its own flag)."""
     net = FIDInceptionV3(resize=resize, precision=precision)  # bad choices fail before file I/O
     source = flag_name  # where the path came from, as errors say
+    if weights is not None and not os.fspath(weights):  # "" from an unset $W: --weights "$W"
+        weights = None
     if weights is None:
         weights, source = os.environ.get(WEIGHTS_ENV) or None, f"the {WEIGHTS_ENV} variable"
     how = (f"download {WEIGHTS_URL} once (pytorch-fid's weights) and pass its path as "

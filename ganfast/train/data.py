@@ -14,7 +14,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._files import PIXEL_FLOAT_MIN_MAX, grey_to_eight_bit, is_hidden_below, is_sixteen_bit_grey, some_names
+from .._files import (
+    PIXEL_FLOAT_MIN_MAX,
+    FloatGreyScale,
+    grey_to_eight_bit,
+    is_hidden_below,
+    is_sixteen_bit_grey,
+    some_names,
+)
 
 
 class DataError(ValueError):
@@ -96,10 +103,11 @@ def _is_grey(mode: str) -> bool:
     return mode in GREY_MODES or is_sixteen_bit_grey(mode)
 
 
-def _eight_bit(im):
-    """An "L" or "RGB" copy of im (16-bit and float grey scaled to 8 bits)."""
+def _eight_bit(im, float_grey: FloatGreyScale, name: str):
+    """An "L" or "RGB" copy of im (16-bit grey scaled to 8 bits, float grey by `float_grey`, the
+    data's scale)."""
     if is_sixteen_bit_grey(im.mode) or im.mode == "F":
-        return grey_to_eight_bit(im)
+        return grey_to_eight_bit(im, float_grey, name)
     if im.mode in ("L", "RGB"):
         return im.copy()
     return im.convert("L" if _is_grey(im.mode) else "RGB")
@@ -112,8 +120,8 @@ def image_folder(path: Path, size: int | None = None, log=print) -> Dataset:
     error, not silently left out. Mixed sizes are resized (with a message) to the most common
     size, or to size when given; without size that must be square, as the models need. Grayscale
     (L, LA, 1-bit, 16-bit, float) stays one channel only when every image is grayscale; 16-bit
-    grey is scaled to 8 bits, float grey from [0, 1]. Files and folders whose names start with "."
-    (.ipynb_checkpoints/) are not read.
+    grey is scaled to 8 bits, float grey from [0, 1] or 0..255 (FloatGreyScale: one scale for
+    the folder). Files and folders whose names start with "." (.ipynb_checkpoints/) are not read.
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -145,11 +153,11 @@ def image_folder(path: Path, size: int | None = None, log=print) -> Dataset:
         raise DataError(f"--data {path}: no images found (expected files ending in "
                         f"{', '.join(sorted(IMAGE_SUFFIXES))}, directly or one subfolder per "
                         "class; names starting with '.' are skipped)")
-    images = []
+    images, float_grey = [], FloatGreyScale()
     for file in files:
         try:
             with Image.open(file) as im:
-                images.append(_eight_bit(im))
+                images.append(_eight_bit(im, float_grey, str(file)))
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError,
                 Image.DecompressionBombError) as err:
             if isinstance(err, DataError):

@@ -9,6 +9,10 @@ import torch
 
 from .._files import write_atomically
 
+# What a run writes into its folder besides the checkpoint files (checkpoint.py) and the
+# sample grids samples_<step>.png / samples_final.png (trainer.py)
+METRICS_FILE, METRICS_PLOT, TENSORBOARD_FOLDER = "metrics.jsonl", "metrics.png", "tensorboard"
+
 
 def image_grid(images: torch.Tensor, rows: int) -> np.ndarray:
     """[N, C, H, W] in [-1, 1] -> uint8 [rows*(H+1)+1, cols*(W+1)+1, C] with 1-pixel borders."""
@@ -116,7 +120,7 @@ class Monitor:
         """resumed_from: the checkpoint's step when resuming; what was logged after it is
         dropped (metrics.jsonl rows and TensorBoard events), as the run repeats those steps."""
         self.out, self.writer = out, writer
-        self.metrics_path = out / "metrics.jsonl"
+        self.metrics_path = out / METRICS_FILE
         self.bar = self.board = None
         # The last row this run logged (or kept, resuming), on the writer: what the run reports
         # at its end, not re-read from metrics.jsonl, which another program could append to.
@@ -136,7 +140,7 @@ class Monitor:
                 SummaryWriter = None
             if SummaryWriter is not None:
                 purge = None if resumed_from is None else resumed_from + 1 if resumed_from else 0
-                self.board = SummaryWriter(str(out / "tensorboard"), purge_step=purge)
+                self.board = SummaryWriter(str(out / TENSORBOARD_FOLDER), purge_step=purge)
 
     def advance(self, steps: int, postfix: dict) -> None:
         """Move the bar by `steps`; a non-empty postfix replaces the figures shown beside it
@@ -174,6 +178,6 @@ class Monitor:
             rows = read_metrics(self.metrics_path)
             if rows:
                 try:
-                    plot_metrics(rows, self.out / "metrics.png")
+                    plot_metrics(rows, self.out / METRICS_PLOT)
                 except Exception as err:  # a picture is not worth the run's end: say, go on
                     self.message(f"metrics.png not written: {type(err).__name__}: {err}")

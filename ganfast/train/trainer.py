@@ -30,7 +30,7 @@ from . import checkpoint, objectives, quality
 from . import data as datasets
 from . import models as model_zoo
 from .config import AMP_MODES, PRESETS, TrainConfig
-from .monitor import Monitor, save_image_grid, save_points
+from .monitor import METRICS_FILE, METRICS_PLOT, TENSORBOARD_FOLDER, Monitor, save_image_grid, save_points
 
 
 class TrainingError(RuntimeError):
@@ -169,11 +169,11 @@ def _fid_inception(weights: str | None):
         raise TrainingError(str(err)) from None
 
 
-def _is_run_output(name: str) -> bool:
-    """Whether a run writes a file or folder of this name into its folder (monitor.py, run())."""
-    return name in (checkpoint.CHECKPOINT, checkpoint.GENERATOR_WEIGHTS, "metrics.jsonl",
-                    "metrics.png", "tensorboard") or (name.startswith("samples_")
-                                                      and name.endswith(".png"))
+def is_run_output(name: str) -> bool:
+    """Whether a run writes a file or folder of this name into its folder."""
+    return name in (checkpoint.CHECKPOINT, checkpoint.GENERATOR_WEIGHTS, METRICS_FILE, METRICS_PLOT,
+                    TENSORBOARD_FOLDER) \
+        or (name.startswith("samples_") and name.endswith(".png"))
 
 
 def _saved_config(saved: dict) -> TrainConfig:
@@ -399,8 +399,8 @@ class Trainer:
         if has_checkpoint:
             raise TrainingError(f"{self.out} already holds a run: continue it with --resume, or "
                                 "choose another --out (nothing was overwritten)")
-        if (self.out / "metrics.jsonl").exists():
-            raise TrainingError(f"{self.out} holds the metrics.jsonl of a run that left no "
+        if (self.out / METRICS_FILE).exists():
+            raise TrainingError(f"{self.out} holds the {METRICS_FILE} of a run that left no "
                                 f"{checkpoint.CHECKPOINT} to resume from: delete the folder or "
                                 "choose another --out (nothing was overwritten)")
         # Any other file is the user's. One named like an output (metrics.png, samples_*.png)
@@ -412,7 +412,7 @@ class Trainer:
                                        if not p.name.startswith(".")) if self.out.is_dir() else []
         except OSError as err:
             raise TrainingError(f"--out {self.out}: cannot read the folder ({err})") from None
-        clashing = [name for name in self.files_beside if _is_run_output(name)]
+        clashing = [name for name in self.files_beside if is_run_output(name)]
         if clashing:
             raise TrainingError(f"--out {self.out} holds files named like a run's outputs "
                                 f"({some_names(clashing)}) and no ganfast run: choose a new or "
@@ -503,7 +503,7 @@ class Trainer:
         weights = c.inception_weights or os.environ.get("GANFAST_INCEPTION_WEIGHTS")
         if weights and ds.x.dim() == 4:
             source = "--inception-weights" if c.inception_weights else "$GANFAST_INCEPTION_WEIGHTS"
-            net = _fid_inception(c.inception_weights or None)  # "" from an unset $W: the variable
+            net = _fid_inception(c.inception_weights)
             try:  # (weights that load can still give the training images non-finite features)
                 self.evaluator = quality.InceptionFID(net, ds.x, self.evaluator, self.device)
             except ValueError as err:
