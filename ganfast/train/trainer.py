@@ -382,9 +382,9 @@ class Trainer:
                                 f"pass --image-size {model_zoo.MIN_IMAGE_SIZE} (or more) to resize them")
 
     def _claim_run_folder(self, resume: bool):
-        """The saved state when resuming; refuses a folder that holds another run, or anything
-        else (a new run starts in a new or empty folder). The folder is made when the run starts
-        (run()), so a run refused here leaves nothing behind."""
+        """The saved state when resuming; refuses a folder that holds another run, or files
+        named like a run's outputs; the user's other files stay (files_beside). The folder is
+        made when the run starts (run()), so a run refused here leaves nothing behind."""
         if self.out.exists() and not self.out.is_dir():
             raise TrainingError(f"--out {self.out} is a file, not a run folder")
         has_checkpoint = (self.out / checkpoint.CHECKPOINT).exists()
