@@ -367,9 +367,10 @@ def test_fid_alone_streams_the_statistics_without_keeping_features(tmp_path, ext
     folder = _folder(tmp_path / "a", 23, 0)
     files = fid_cli._image_files(folder)
     expected = _features(folder, extractor).numpy()
-    for keep in (False, True):
+    for keep, workers in ((False, 0), (True, 2)):
         stats, features, logits = fid_cli._features_of_folder(
-            folder, files, (extractor, None), 5, torch.device("cpu"), False, keep=keep)
+            folder, files, (extractor, None), 5, torch.device("cpu"), False, keep=keep,
+            workers=workers)
         assert logits is None and (features is None) == (not keep)
         assert stats.count == 23
         np.testing.assert_allclose(stats.covariance.numpy(), np.cov(expected, rowvar=False),
@@ -384,6 +385,39 @@ def test_fid_alone_streams_the_statistics_without_keeping_features(tmp_path, ext
     with pytest.raises(fid_cli.FidError, match="returned 10 features per image for earlier"):
         fid_cli._features_of_folder(folder, files, (changing_width, None), 5,
                                     torch.device("cpu"), False, keep=False)
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_decoding_threads_give_the_images_in_order(tmp_path, workers):
+    """The next batch decodes in threads while this one is computed: the same images, in the
+    same order, as one thread; float grey scales decided in file order; the first bad file
+    named."""
+    from ganfast.metrics import cli as fid_cli
+
+    folder = _folder(tmp_path / "a", 11, 0)
+    dark = np.tile(np.array([[0.0, 1.0]], np.float32), (12, 5))  # 12 x 10, the PNGs' size
+    Image.fromarray(dark * 200).save(folder / "005_bright.tif")
+    Image.fromarray(dark).save(folder / "006_dark.tif")  # 0..255 after 005: values 0 and 1
+    files = fid_cli._image_files(folder)
+    one = list(fid_cli._image_batches(files, 4, 0))
+    threaded = list(fid_cli._image_batches(files, 4, workers))
+    assert [paths for paths, _ in threaded] == [paths for paths, _ in one]
+    assert all(torch.equal(a, b) for (_, x), (_, y) in zip(one, threaded, strict=True)
+               for a, b in zip(x, y, strict=True))
+    dark_image = next(image for paths, images in threaded
+                      for path, image in zip(paths, images, strict=True) if path.name == "006_dark.tif")
+    assert dark_image.unique().tolist() == [0, 1]
+    (folder / "008.png").write_bytes(b"not a png")
+    (folder / "010.png").write_bytes(b"not a png either")
+    with pytest.raises(fid_cli.FidError, match=r"cannot read image .*008.png"):
+        list(fid_cli._image_batches(fid_cli._image_files(folder), 4, workers))
+
+
+def test_workers_must_not_be_negative(tmp_path, extractor, capsys):
+    a = _folder(tmp_path / "a", 3, 0)
+    assert main(["fid", str(a), str(a), "--features", "fid_test_features:colour_features",
+                 "--workers", "-1"]) == 1
+    assert "--workers must be >= 0, got -1" in capsys.readouterr().err
 
 
 def _no_extraction(monkeypatch):

@@ -18,6 +18,7 @@ import os
 import shutil
 import sys
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=50,
                         help="images per forward pass of the extractor (default: 50, as pytorch-fid)")
     parser.add_argument("--device", help="default: cuda when available")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="threads decoding the next batch of images while the network runs "
+                             "(default: up to 8 on a GPU, 0 on the CPU: read in the main "
+                             "thread)")
     parser.add_argument("--save-stats", metavar="NPZ", nargs=2,
                         help="also write A's and B's statistics to these .npz files (a statistics "
                              "input is copied as it is); written once every metric asked for is "
@@ -90,7 +95,13 @@ def compute(args) -> list[str]:
     # Everything that can be checked before the features are: extraction can take hours.
     if args.batch_size < 1:
         raise FidError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.workers is not None and args.workers < 0:
+        raise FidError(f"--workers must be >= 0, got {args.workers}")
     device = _device(args.device)
+    # On a GPU the network outruns one decoding thread; on the CPU it is the slow part, and
+    # decoding threads would take its cores.
+    workers = args.workers if args.workers is not None else (
+        min(8, os.cpu_count() or 1) if device.type == "cuda" else 0)
     sources = [Path(args.a), Path(args.b)]
     for source in sources:
         if not source.exists():
@@ -113,7 +124,8 @@ def compute(args) -> list[str]:
     for source in sources:
         if source in files:
             s, f, lg = _features_of_folder(source, files[source], extractor, args.batch_size,
-                                           device, args.isc, keep=args.kid or args.prc)
+                                           device, args.isc, keep=args.kid or args.prc,
+                                           workers=workers)
             stats.append(s)
             features.append(f)
             logits.append(lg)
@@ -304,32 +316,74 @@ def _image_files(folder: Path) -> list[Path]:
     return files
 
 
-def _read(path: Path, float_grey: FloatGreyScale | None = None) -> torch.Tensor:
-    """[3, H, W] uint8; float grey images through `float_grey`, their folder's scale."""
+def _decode(path: Path):
+    """A file's image as [3, H, W] uint8, or, float grey (mode F), as the decoded PIL image:
+    its scale is its folder's, decided in order (_finish). Safe in a worker thread."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
-            eight_bit = grey_to_eight_bit(image, float_grey, str(path))
-            array = np.asarray(eight_bit.convert("RGB"), dtype=np.uint8)
+            if image.mode == "F":
+                image.load()  # decoded here, usable once the file is closed
+                return image
+            array = np.asarray(grey_to_eight_bit(image).convert("RGB"), dtype=np.uint8)
     except (OSError, UnidentifiedImageError, ValueError) as error:
         raise FidError(f"cannot read image {path}: {error}") from None
     return torch.from_numpy(array.copy()).permute(2, 0, 1)
 
 
+def _finish(decoded, path: Path, float_grey: FloatGreyScale | None) -> torch.Tensor:
+    """_decode's result as [3, H, W] uint8, float grey through `float_grey`."""
+    if isinstance(decoded, torch.Tensor):
+        return decoded
+    try:
+        array = np.asarray(grey_to_eight_bit(decoded, float_grey, str(path)).convert("RGB"),
+                           dtype=np.uint8)
+    except ValueError as error:
+        raise FidError(f"cannot read image {path}: {error}") from None
+    return torch.from_numpy(array.copy()).permute(2, 0, 1)
+
+
+def _read(path: Path, float_grey: FloatGreyScale | None = None) -> torch.Tensor:
+    """[3, H, W] uint8; float grey images through `float_grey`, their folder's scale."""
+    return _finish(_decode(path), path, float_grey)
+
+
+def _image_batches(files: list[Path], batch_size: int, workers: int):
+    """(paths, their [3, H, W] uint8 images) batch by batch, in order. With `workers` threads
+    the next batch decodes while the caller computes on this one (Pillow's decoders release the
+    GIL: 930 against 524 images/s for 256x256 PNGs on 2 cores, and a GPU's Inception would wait
+    on one thread); float grey scales are still decided in order, here."""
+    batches = [files[start:start + batch_size] for start in range(0, len(files), batch_size)]
+    float_grey = FloatGreyScale()
+    if workers == 0:
+        for paths in batches:
+            yield paths, [_read(path, float_grey) for path in paths]
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        ahead = None  # (paths, futures) of the batch decoding while the caller has the last
+        for paths in [*batches, None]:
+            submitted = (paths, [pool.submit(_decode, path) for path in paths]) if paths else None
+            if ahead is not None:
+                yield ahead[0], [_finish(future.result(), path, float_grey)
+                                 for path, future in zip(*ahead, strict=True)]
+            ahead = submitted
+
+
 @torch.no_grad()
-def _features_of_folder(folder, files, extractor, batch_size, device, with_logits, keep):
+def _features_of_folder(folder, files, extractor, batch_size, device, with_logits, keep,
+                        workers=0):
     """(FeatureStats, the features [N, D] float64 if `keep` else None, the logits if
-    `with_logits` else None) of a folder's images. The statistics take each batch as it comes:
-    FID alone holds O(D^2), not the N x D features (KID and precision/recall need them)."""
+    `with_logits` else None) of a folder's images, decoded in `workers` threads. The statistics
+    take each batch as it comes: FID alone holds O(D^2), not the N x D features (KID and
+    precision/recall need them)."""
     from .stats import FeatureStats
 
     features_fn, logits_of_features = extractor
-    stats, features, logits, size, float_grey = None, [], [], None, FloatGreyScale()
-    for start in tqdm(range(0, len(files), batch_size), desc=f"features of {folder}",
-                      unit="batch", leave=False):
-        paths = files[start:start + batch_size]
-        batch = [_read(p, float_grey) for p in paths]
+    stats, features, logits, size = None, [], [], None
+    batches = tqdm(_image_batches(files, batch_size, workers), desc=f"features of {folder}",
+                   total=-(-len(files) // batch_size), unit="batch", leave=False)
+    for batch_number, (paths, batch) in enumerate(batches, start=1):
         for path, image in zip(paths, batch, strict=True):
             size = size or image.shape[1:]
             if image.shape[1:] != size:
@@ -337,7 +391,7 @@ def _features_of_folder(folder, files, extractor, batch_size, device, with_logit
                                f"{tuple(image.shape[1:])}, earlier ones {tuple(size)}; resize "
                                "them to one size first")
         images = torch.stack(batch).to(device=device, dtype=torch.float32) / 255
-        f = _checked_features(features_fn(images), paths, folder, start // batch_size + 1)
+        f = _checked_features(features_fn(images), paths, folder, batch_number)
         stats = stats or FeatureStats(f.shape[1])
         if f.shape[1] != stats.num_features:
             raise FidError(f"the feature extractor returned {stats.num_features} features per "
