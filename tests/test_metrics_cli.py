@@ -413,6 +413,16 @@ def test_decoding_threads_give_the_images_in_order(tmp_path, workers):
         list(fid_cli._image_batches(fid_cli._image_files(folder), 4, workers))
 
 
+def test_an_image_past_pillows_pixel_limit_is_named(tmp_path, monkeypatch):
+    # Pillow's DecompressionBombError is neither OSError nor ValueError: it was a traceback.
+    from ganfast.metrics import cli as fid_cli
+
+    folder = _folder(tmp_path / "a", 1, 0)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50)  # 12 x 10 = 120 pixels, over twice that
+    with pytest.raises(fid_cli.FidError, match=r"cannot read image .*000.png: Image size"):
+        fid_cli._read(folder / "000.png")
+
+
 def test_workers_must_not_be_negative(tmp_path, extractor, capsys):
     a = _folder(tmp_path / "a", 3, 0)
     assert main(["fid", str(a), str(a), "--features", "fid_test_features:colour_features",

@@ -327,7 +327,7 @@ def _decode(path: Path):
                 image.load()  # decoded here, usable once the file is closed
                 return image
             array = np.asarray(grey_to_eight_bit(image).convert("RGB"), dtype=np.uint8)
-    except (OSError, UnidentifiedImageError, ValueError) as error:
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as error:
         raise FidError(f"cannot read image {path}: {error}") from None
     return torch.from_numpy(array.copy()).permute(2, 0, 1)
 
