@@ -390,8 +390,7 @@ def test_fid_alone_streams_the_statistics_without_keeping_features(tmp_path, ext
 @pytest.mark.parametrize("workers", [1, 3])
 def test_decoding_threads_give_the_images_in_order(tmp_path, workers):
     """The next batch decodes in threads while this one is computed: the same images, in the
-    same order, as one thread; float grey scales decided in file order; the first bad file
-    named."""
+    same order, as one thread, a folder of PNGs and float grey TIFFs read on one scale."""
     from ganfast.metrics import cli as fid_cli
 
     folder = _folder(tmp_path / "a", 11, 0)
@@ -404,13 +403,77 @@ def test_decoding_threads_give_the_images_in_order(tmp_path, workers):
     assert [paths for paths, _ in threaded] == [paths for paths, _ in one]
     assert all(torch.equal(a, b) for (_, x), (_, y) in zip(one, threaded, strict=True)
                for a, b in zip(x, y, strict=True))
-    dark_image = next(image for paths, images in threaded
-                      for path, image in zip(paths, images, strict=True) if path.name == "006_dark.tif")
-    assert dark_image.unique().tolist() == [0, 1]
-    (folder / "008.png").write_bytes(b"not a png")
-    (folder / "010.png").write_bytes(b"not a png either")
-    with pytest.raises(fid_cli.FidError, match=r"cannot read image .*008.png"):
-        list(fid_cli._image_batches(fid_cli._image_files(folder), 4, workers))
+
+
+def test_decoding_threads_decide_in_file_order_not_as_they_finish(tmp_path):
+    """The earlier file of each pair is slow to decode and the later one fast, in one batch:
+    what finishes first must not decide. The first bad file is the one named; the float grey
+    scale is the bright (0..255) image's, the first in order."""
+    import io
+
+    from ganfast.metrics import cli as fid_cli
+
+    rng = np.random.default_rng(0)
+    bad, grey = tmp_path / "bad", tmp_path / "grey"
+    bad.mkdir()
+    grey.mkdir()
+    encoded = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (1500, 1500, 3), dtype=np.uint8)).save(
+        encoded, "PNG", compress_level=1)
+    (bad / "0_slow_truncated.png").write_bytes(encoded.getvalue()[:len(encoded.getvalue()) * 9 // 10])
+    (bad / "1_fast_garbage.png").write_bytes(b"not a png")
+    bright = rng.random((1500, 1500), dtype=np.float32) * 200
+    Image.fromarray(bright).save(grey / "0_bright.tif", compression="tiff_adobe_deflate")
+    Image.fromarray(np.array([[0.0, 1.0]], np.float32)).save(grey / "1_dark.tif")
+    with pytest.raises(fid_cli.FidError, match=r"cannot read image .*0_slow_truncated.png"):
+        list(fid_cli._image_batches(fid_cli._image_files(bad), 4, 2))
+    [(_, images)] = fid_cli._image_batches(fid_cli._image_files(grey), 4, 2)
+    assert images[1].unique().tolist() == [0, 1]  # read as 0..255, not stretched from [0, 1]
+
+
+def test_a_caller_that_stops_leaves_no_decoding_queued(tmp_path, monkeypatch):
+    """An error, Ctrl-C or a caller done early: the batch decoding ahead is dropped, its queued
+    files never decoded, and closing does not wait for it."""
+    import time
+
+    from ganfast.metrics import cli as fid_cli
+
+    decoded = []
+
+    def slow_decode(path):
+        time.sleep(0.2)
+        decoded.append(path)
+        return torch.zeros(3, 1, 1, dtype=torch.uint8)
+
+    monkeypatch.setattr(fid_cli, "_decode", slow_decode)
+    batches = fid_cli._image_batches([tmp_path / f"{i}.png" for i in range(12)], 4, 2)
+    next(batches)  # batch 1 decoded; batch 2: two files decoding, two queued
+    batches.close()
+    time.sleep(0.5)
+    assert len(decoded) == 6
+
+
+def test_default_workers_are_for_a_gpu(monkeypatch):
+    from ganfast.metrics import cli as fid_cli
+
+    assert fid_cli.default_workers(torch.device("cpu")) == 0
+    monkeypatch.setattr(fid_cli.os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    assert fid_cli.default_workers(torch.device("cuda")) == 3  # the cores this process may use
+    monkeypatch.setattr(fid_cli.os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    assert fid_cli.default_workers(torch.device("cuda:1")) == 8
+
+
+def test_a_broken_png_is_named(tmp_path):
+    # A PNG chunk with broken type bytes raises SyntaxError in Pillow: it was a traceback.
+    from ganfast.metrics import cli as fid_cli
+
+    folder = _folder(tmp_path / "a", 1, 0, size=(300, 300))  # several IDAT chunks of 64 KiB
+    data = bytearray((folder / "000.png").read_bytes())
+    second = data.index(b"IDAT", data.index(b"IDAT") + 4)
+    data[second:second + 4] = bytes([0, 1, 2, 3])
+    (folder / "000.png").write_bytes(bytes(data))
+    with pytest.raises(fid_cli.FidError, match=r"cannot read image .*000.png"):
+        fid_cli._read(folder / "000.png")
 
 
 def test_an_image_past_pillows_pixel_limit_is_named(tmp_path, monkeypatch):

@@ -11,6 +11,7 @@ the fc bias, rows shuffled with numpy's RandomState(2020), 10 splits.
 """
 
 import argparse
+import contextlib
 import functools
 import importlib
 import importlib.util
@@ -98,10 +99,7 @@ def compute(args) -> list[str]:
     if args.workers is not None and args.workers < 0:
         raise FidError(f"--workers must be >= 0, got {args.workers}")
     device = _device(args.device)
-    # On a GPU the network outruns one decoding thread; on the CPU it is the slow part, and
-    # decoding threads would take its cores.
-    workers = args.workers if args.workers is not None else (
-        min(8, os.cpu_count() or 1) if device.type == "cuda" else 0)
+    workers = args.workers if args.workers is not None else default_workers(device)
     sources = [Path(args.a), Path(args.b)]
     for source in sources:
         if not source.exists():
@@ -327,7 +325,8 @@ def _decode(path: Path):
                 image.load()  # decoded here, usable once the file is closed
                 return image
             array = np.asarray(grey_to_eight_bit(image).convert("RGB"), dtype=np.uint8)
-    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as error:
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError,
+            Image.DecompressionBombError) as error:  # SyntaxError: a broken PNG chunk
         raise FidError(f"cannot read image {path}: {error}") from None
     return torch.from_numpy(array.copy()).permute(2, 0, 1)
 
@@ -360,7 +359,8 @@ def _image_batches(files: list[Path], batch_size: int, workers: int):
         for paths in batches:
             yield paths, [_read(path, float_grey) for path in paths]
         return
-    with ThreadPoolExecutor(workers) as pool:
+    pool = ThreadPoolExecutor(workers)
+    try:
         ahead = None  # (paths, futures) of the batch decoding while the caller has the last
         for paths in [*batches, None]:
             submitted = (paths, [pool.submit(_decode, path) for path in paths]) if paths else None
@@ -368,6 +368,18 @@ def _image_batches(files: list[Path], batch_size: int, workers: int):
                 yield ahead[0], [_finish(future.result(), path, float_grey)
                                  for path, future in zip(*ahead, strict=True)]
             ahead = submitted
+    finally:  # an error, Ctrl-C or a caller that stopped: decodes no one will use are dropped
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def default_workers(device: torch.device) -> int:
+    """--workers when not given: on a GPU the network outruns one decoding thread, up to 8 of
+    the cores this process may use; elsewhere 0, the network being the slow part and decoding
+    threads taking its cores."""
+    if device.type != "cuda":
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return min(8, cores or 1)
 
 
 @torch.no_grad()
@@ -381,26 +393,29 @@ def _features_of_folder(folder, files, extractor, batch_size, device, with_logit
 
     features_fn, logits_of_features = extractor
     stats, features, logits, size = None, [], [], None
-    batches = tqdm(_image_batches(files, batch_size, workers), desc=f"features of {folder}",
-                   total=-(-len(files) // batch_size), unit="batch", leave=False)
-    for batch_number, (paths, batch) in enumerate(batches, start=1):
-        for path, image in zip(paths, batch, strict=True):
-            size = size or image.shape[1:]
-            if image.shape[1:] != size:
-                raise FidError(f"images of mixed sizes in {folder}: {path} is "
-                               f"{tuple(image.shape[1:])}, earlier ones {tuple(size)}; resize "
-                               "them to one size first")
-        images = torch.stack(batch).to(device=device, dtype=torch.float32) / 255
-        f = _checked_features(features_fn(images), paths, folder, batch_number)
-        stats = stats or FeatureStats(f.shape[1])
-        if f.shape[1] != stats.num_features:
-            raise FidError(f"the feature extractor returned {stats.num_features} features per "
-                           f"image for earlier images of {folder} and {f.shape[1]} now")
-        stats.update(f)
-        if keep:
-            features.append(f)
-        if with_logits:
-            logits.append(logits_of_features(f))
+    # closed when this function ends, by an error too: the decoding threads stop then, not
+    # when the traceback that holds the generator is let go
+    with contextlib.closing(_image_batches(files, batch_size, workers)) as decoded:
+        batches = tqdm(decoded, desc=f"features of {folder}", total=-(-len(files) // batch_size),
+                       unit="batch", leave=False)
+        for batch_number, (paths, batch) in enumerate(batches, start=1):
+            for path, image in zip(paths, batch, strict=True):
+                size = size or image.shape[1:]
+                if image.shape[1:] != size:
+                    raise FidError(f"images of mixed sizes in {folder}: {path} is "
+                                   f"{tuple(image.shape[1:])}, earlier ones {tuple(size)}; "
+                                   "resize them to one size first")
+            images = torch.stack(batch).to(device=device, dtype=torch.float32) / 255
+            f = _checked_features(features_fn(images), paths, folder, batch_number)
+            stats = stats or FeatureStats(f.shape[1])
+            if f.shape[1] != stats.num_features:
+                raise FidError(f"the feature extractor returned {stats.num_features} features "
+                               f"per image for earlier images of {folder} and {f.shape[1]} now")
+            stats.update(f)
+            if keep:
+                features.append(f)
+            if with_logits:
+                logits.append(logits_of_features(f))
     return (stats, torch.cat(features) if keep else None,
             torch.cat(logits) if with_logits else None)
 
