@@ -324,10 +324,15 @@ def _decode(path: Path):
             if image.mode == "F":
                 image.load()  # decoded here, usable once the file is closed
                 return image
-            array = np.asarray(grey_to_eight_bit(image).convert("RGB"), dtype=np.uint8)
+            return _rgb_tensor(grey_to_eight_bit(image))
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError,
             Image.DecompressionBombError) as error:  # SyntaxError: a broken PNG chunk
         raise FidError(f"cannot read image {path}: {error}") from None
+
+
+def _rgb_tensor(image) -> torch.Tensor:
+    """An 8-bit PIL image as [3, H, W] uint8 (a writable copy)."""
+    array = np.asarray(image.convert("RGB"), dtype=np.uint8)
     return torch.from_numpy(array.copy()).permute(2, 0, 1)
 
 
@@ -336,11 +341,9 @@ def _finish(decoded, path: Path, float_grey: FloatGreyScale | None) -> torch.Ten
     if isinstance(decoded, torch.Tensor):
         return decoded
     try:
-        array = np.asarray(grey_to_eight_bit(decoded, float_grey, str(path)).convert("RGB"),
-                           dtype=np.uint8)
+        return _rgb_tensor(grey_to_eight_bit(decoded, float_grey, str(path)))
     except ValueError as error:
         raise FidError(f"cannot read image {path}: {error}") from None
-    return torch.from_numpy(array.copy()).permute(2, 0, 1)
 
 
 def _read(path: Path, float_grey: FloatGreyScale | None = None) -> torch.Tensor:
