@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ganfast.metrics import FeatureStats
-from ganfast.metrics.stats import _row_sums_float64, collective_device
+from ganfast.metrics import stats as stats_module
+from ganfast.metrics.stats import _gram, _row_sums_float64, collective_device
 
 
 def features(n, d, seed, offset=0.0, scale=1.0):
@@ -103,6 +104,39 @@ def test_row_sums_float64_equal_a_float64_sum(rows, dtype):
     got = _row_sums_float64(x)
     assert got.dtype == torch.float64
     torch.testing.assert_close(got, x.double().sum(0), rtol=1e-14, atol=0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=st.integers(1, 9), columns=st.integers(1, 23), block=st.integers(1, 8),
+       dtype=st.sampled_from([torch.float32, torch.float64]), seed=st.integers(0, 2**31 - 1))
+def test_gram_by_blocks_equals_one_product(rows, columns, block, dtype, seed):
+    # On the CPU _gram multiplies the lower block triangle and mirrors it; small blocks here
+    # give every case of it (one block, a ragged last block, blocks of one column) on small x.
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(rows, 2 * columns, dtype=torch.float64, generator=generator)[:, ::2]  # strided
+    x = (x * 4 + 3).to(dtype)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(stats_module, "CPU_GRAM_BLOCK_COLUMNS", block)
+        got = _gram(x)
+    assert got.dtype == dtype
+    exact = x.double()
+    # rounding bound of a dot product: a few units of the dtype per row, times |x|^T |x|
+    bound = (exact.abs().mT @ exact.abs()) * rows * 4 * torch.finfo(dtype).eps
+    assert bool(((got.double() - exact.mT @ exact).abs() <= bound).all())
+    block_of = torch.arange(columns) // block
+    mirrored = block_of[:, None] != block_of[None, :]  # off the diagonal blocks: copies
+    assert torch.equal(got[mirrored], got.mT[mirrored])
+
+
+def test_wide_features_equal_np_cov():
+    # D above CPU_GRAM_BLOCK_COLUMNS at its real value: three blocks, the last one ragged.
+    assert 2 * stats_module.CPU_GRAM_BLOCK_COLUMNS < 1100
+    x = np.random.default_rng(3).standard_normal((1500, 1100)) * 2 + 10
+    stats = FeatureStats(1100)
+    for part in np.array_split(x.astype(np.float32), 3):
+        stats.update(part)
+    expected = np.cov(x.astype(np.float32).astype(np.float64), rowvar=False)
+    assert rel_err(stats.covariance, expected) < 1e-6
 
 
 def test_merge_equals_one_update():
