@@ -114,6 +114,32 @@ def test_bad_arguments_name_the_argument():
         frechet_distance(mu, [[1.0]], mu, s)
 
 
+def test_reversed_numpy_arrays_and_narrow_integer_dtypes_are_taken():
+    # torch.from_numpy refused negative strides (a reversed view) with its own error, naming no
+    # argument; int16 and uint8 were refused as not "real numbers" where int32 and int64 passed.
+    rng = np.random.default_rng(0)
+    mu1, s1 = random_stats(rng, 6, 40)
+    mu2, s2 = random_stats(rng, 6, 30)
+    assert frechet_distance(mu1[::-1], s1[::-1, ::-1], mu2[::-1], s2[::-1, ::-1]) == frechet_distance(
+        mu1[::-1].copy(), s1[::-1, ::-1].copy(), mu2[::-1].copy(), s2[::-1, ::-1].copy())
+    for dtype in (np.int16, np.uint8):
+        expected = frechet_distance(np.arange(3.0), np.eye(3), np.zeros(3), 2 * np.eye(3))
+        assert frechet_distance(np.arange(3, dtype=dtype), np.eye(3, dtype=dtype), np.zeros(3),
+                                2 * np.eye(3, dtype=dtype)) == expected
+
+
+def test_arguments_that_require_grad_build_no_graph():
+    # The result is a float: a graph through the factorization only held its D x D tensors.
+    rng = np.random.default_rng(1)
+    mu1, s1, mu2, s2 = (torch.from_numpy(x) for x in (*random_stats(rng, 6, 40), *random_stats(rng, 6, 30)))
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(tuple(t.shape)) or t,
+                                                  lambda t: t):
+        got = frechet_distance(mu1.requires_grad_(), s1.requires_grad_(), mu2, s2)
+    assert saved == []
+    assert got == frechet_distance(mu1.detach(), s1.detach(), mu2, s2)
+
+
 @pytest.mark.parametrize("d,n", [(100, 5), (100, 500), (10, 50)])
 def test_identical_inputs_never_give_a_negative_distance(d, n):
     # The rounding of tr S1 + tr S2 - 2 tr sqrt(S1 S2) fell below 0 (-1e-13) for most of these;

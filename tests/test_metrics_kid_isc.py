@@ -191,3 +191,115 @@ def test_non_finite_logits_are_named(bad):
     logits[3, 2] = bad
     with pytest.raises(ValueError, match="logits holds NaN or infinite values"):
         inception_score(logits, splits=2)
+
+
+def _saved_for_backward(call):
+    """The shapes of the tensors autograd saved while `call` ran: none when it built no graph."""
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(tuple(t.shape)) or t,
+                                                  lambda t: t):
+        call()
+    return saved
+
+
+def test_features_that_require_grad_build_no_graph():
+    # Features straight from a network in training mode: the results are floats, yet the
+    # metrics recorded a graph through their GEMMs and distance tiles, holding all of them in
+    # memory until they returned (every subset's kernels for kid).
+    f = torch.randn(30, 4, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(30, 4, dtype=torch.float64)
+    for call in (lambda: kid(f, g, subsets=3, subset_size=10), lambda: inception_score(f, splits=2),
+                 lambda: precision_recall(f, g), lambda: precision_recall(g, f)):
+        assert _saved_for_backward(call) == []
+    assert kid(f, g, subsets=3, subset_size=10) == kid(f.detach(), g, subsets=3, subset_size=10)
+
+
+def test_reversed_numpy_arrays_are_taken():
+    # torch.from_numpy refused negative strides (`x[::-1]`) with its own error, naming no argument.
+    import numpy as np
+
+    x = np.random.default_rng(0).standard_normal((30, 4))
+    y = np.random.default_rng(1).standard_normal((25, 4)) + 0.3
+    reversed_, copy = x[::-1], x[::-1].copy()
+    assert kid(reversed_, y, subsets=3, subset_size=10) == kid(copy, y, subsets=3, subset_size=10)
+    assert kid(y, x[:, ::-1], subsets=3, subset_size=10) == kid(y, x[:, ::-1].copy(), subsets=3,
+                                                                 subset_size=10)
+    assert inception_score(reversed_, splits=3) == inception_score(copy, splits=3)
+    assert precision_recall(reversed_, y[::-1]) == precision_recall(copy, y[::-1].copy())
+
+
+def test_numpy_dtypes_torch_lacks_are_named():
+    import numpy as np
+
+    with pytest.raises(TypeError, match="^features1 must hold real numbers .*got numpy dtype object"):
+        kid(np.zeros((10, 4), dtype=object), np.zeros((10, 4)), subset_size=5)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int8, torch.int16, torch.int32])
+def test_kid_takes_integer_features_of_any_width(dtype):
+    # int32 and int64 were taken, uint8 and int16 refused as not "real numbers".
+    f = torch.randint(0, 100, (20, 4), generator=torch.Generator().manual_seed(0))
+    g = torch.randint(0, 100, (20, 4), generator=torch.Generator().manual_seed(1))
+    expected = kid(f.double(), g.double(), subsets=3, subset_size=10)
+    assert kid(f.to(dtype), g.to(dtype), subsets=3, subset_size=10) == expected
+
+
+def test_empty_feature_widths_and_logits_are_named():
+    # kid divided by zero (gamma = 1 / D), precision_recall gave (1.0, 1.0) for features of no
+    # width, inception_score 1.0 for logits of no classes, and blamed splits for no rows.
+    empty = torch.zeros(10, 0, dtype=torch.float64)
+    with pytest.raises(ValueError, match="^features1 and features2 must have at least 1 feature"):
+        kid(empty, empty, subsets=2, subset_size=5)
+    with pytest.raises(ValueError, match="^fake_features and real_features must have at least 1 feature"):
+        precision_recall(empty, empty)
+    for shape in ((10, 0), (0, 5)):
+        with pytest.raises(ValueError, match=r"^logits must be \[N, C\] with at least 1 row and 1 class"):
+            inception_score(torch.zeros(shape), splits=1)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(gamma=float("inf")), "^gamma must be > 0 and finite"),
+    (dict(gamma=float("nan")), "^gamma must be > 0 and finite"),
+    (dict(gamma="0.5"), "^gamma must be > 0 and finite"),
+    (dict(coef0=float("nan")), "^coef0 must be a finite number"),
+    (dict(coef0=float("-inf")), "^coef0 must be a finite number"),
+    (dict(coef0=None), "^coef0 must be a finite number"),
+])
+def test_kid_gamma_and_coef0_must_be_finite_numbers(kwargs, match):
+    # an infinite gamma or a NaN coef0 gave (nan, nan); a string or None an operator's TypeError
+    f = torch.randn(10, 4, dtype=torch.float64)
+    with pytest.raises(ValueError, match=match):
+        kid(f, f + 1, subsets=2, subset_size=5, **kwargs)
+
+
+def test_kid_names_a_kernel_that_overflows_float64():
+    # (nan, nan) or (finite, inf) came back for finite features the kernel's power overflowed
+    f = torch.randn(10, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    for features, degree in ((f, 1000), (f * 1e60, 3)):
+        with pytest.raises(ValueError, match="^kid overflows float64"):
+            kid(features, features + 1, subsets=2, subset_size=5, degree=degree)
+    mean, std = kid(f, f + 1, subsets=2, subset_size=5, degree=100)  # large, still finite
+    assert abs(mean) < float("inf") and std < float("inf")
+
+
+@pytest.mark.parametrize("offset", [1e3, 1e4])
+def test_precision_recall_of_float32_features_far_from_the_origin_equals_float64(offset):
+    # cdist's |x|^2 + |y|^2 - 2 x.y form cancelled the offset's share of the norms in float32:
+    # (1.0, 1.0) at 1e4 for (0.98, 0.20), off at 1e3 too (torch-fidelity's numbers as well).
+    g = torch.Generator().manual_seed(1)
+    fake = (torch.randn(200, 16, generator=g, dtype=torch.float64) * 0.7 + offset).float()
+    real = (torch.randn(300, 16, generator=g, dtype=torch.float64) + 0.4 + offset).float()
+    expected = precision_recall(fake.double(), real.double())  # the same float32 values, exactly
+    assert 0 < expected[0] < 1 and 0 < expected[1] < 1
+    assert precision_recall(fake, real) == expected
+
+
+def test_precision_recall_computes_in_the_wider_dtype_of_its_arguments():
+    # Real features 2e-9 from 1 rounded to 1 in float32 when the fakes were float32, which put
+    # the fake at -1 on the ball's edge (precision 2/3); with the fakes float64 it was outside.
+    real = torch.tensor([[0.0], [1 - 2e-9], [5.0], [20.0]], dtype=torch.float64)
+    fake = torch.tensor([[-1.0], [30.0], [40.0]], dtype=torch.float32)
+    expected = precision_recall(fake.double(), real, k=1)
+    assert expected[0] == pytest.approx(1 / 3)
+    assert precision_recall(fake, real, k=1) == expected
+    assert precision_recall(real, fake, k=1) == precision_recall(real, fake.double(), k=1)

@@ -93,3 +93,35 @@ def test_reference_distances_are_never_negative():
         ref = FrechetReference(x.mean(0), np.cov(x, rowvar=False))
         assert ref.distance(x.mean(0), np.cov(x, rowvar=False)) >= 0
         assert ref.distance_to_features(x) >= 0
+
+
+def test_reversed_numpy_features_and_features_that_require_grad():
+    # torch.from_numpy refused negative strides (a reversed view) with its own error; features
+    # that required grad built a graph through the n x D product, held until the float returned.
+    rng = np.random.default_rng(6)
+    mu, s = random_stats(rng, 10, 50)
+    ref = FrechetReference(mu[::-1], s[::-1, ::-1])
+    x = rng.standard_normal((20, 10))
+    expected = FrechetReference(mu[::-1].copy(), s[::-1, ::-1].copy()).distance_to_features(x[::-1].copy())
+    assert ref.distance_to_features(x[::-1]) == expected
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(tuple(t.shape)) or t,
+                                                  lambda t: t):
+        got = ref.distance_to_features(torch.from_numpy(x[::-1].copy()).requires_grad_())
+    assert saved == [] and got == expected
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gpu_mu_beside_a_numpy_sigma_puts_the_reference_on_the_gpu():
+    # mu stayed on the GPU and sigma (with its factor) on the CPU: every distance then failed
+    # on tensors of two devices.
+    rng = np.random.default_rng(7)
+    mu, s = random_stats(rng, 16, 60)
+    x = rng.standard_normal((8, 16))
+    ref = FrechetReference(torch.from_numpy(mu).cuda(), s)
+    assert ref.mu.device.type == ref.sigma.device.type == ref.factor.device.type == "cuda"
+    expected = FrechetReference(mu, s)
+    assert ref.distance_to_features(x) == pytest.approx(expected.distance_to_features(x), rel=1e-9)
+    assert ref.distance(x.mean(0), np.cov(x, rowvar=False)) == pytest.approx(
+        expected.distance(x.mean(0), np.cov(x, rowvar=False)), rel=1e-9)

@@ -277,6 +277,8 @@ def test_float32_features_fewer_than_dimensions_give_np_cov_fid():
     (dict(mu=np.zeros(2), sigma=np.eye(2), count=np.array([10, 20])), "count must be a single"),
     (dict(mu=np.zeros(3), sigma=np.array([[1.0, 5, 0], [0, 1, 0], [0, 0, 1]]), count=5),
      "sigma is not symmetric"),
+    # was FeatureStats(0)'s "num_features must be a positive int", naming no file
+    (dict(mu=np.zeros(0), sigma=np.zeros((0, 0)), count=5), "mu and sigma are empty"),
 ])
 def test_load_refuses_statistics_that_are_not_a_covariance(tmp_path, contents, message):
     path = tmp_path / "bad.npz"
@@ -330,3 +332,13 @@ def test_load_refuses_a_count_that_contradicts_the_files(tmp_path):
         FeatureStats.load(path, count=5)
     assert FeatureStats.load(path, count=30).count == 30
     assert FeatureStats.load(path, count=np.int64(30)).count == 30
+
+
+def test_update_takes_reversed_numpy_arrays():
+    # torch.from_numpy refused negative strides (a reversed view) with its own error.
+    x = features(40, 5, 4)
+    reversed_rows = FeatureStats(5).update(x[::-1])
+    copied = FeatureStats(5).update(x[::-1].copy())
+    torch.testing.assert_close(reversed_rows.covariance, copied.covariance, rtol=0, atol=0)
+    torch.testing.assert_close(FeatureStats(5).update(x[:, ::-1]).mean, torch.from_numpy(x[:, ::-1].mean(0)),
+                               rtol=1e-12, atol=1e-14)

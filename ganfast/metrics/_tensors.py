@@ -14,17 +14,40 @@ import torch
 SYMMETRY_TOLERANCE = 1e-6
 
 
+INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64,
+                  torch.uint16, torch.uint32, torch.uint64)
+
+
+def tensor_from_numpy(value, name: str):
+    """`value` as a tensor when it is a numpy array (sharing its memory where torch can), else
+    `value` as it is. torch.from_numpy refuses negative strides (a reversed view, `x[::-1]`)
+    with an error naming no argument, so those are copied; a dtype torch has not (long double,
+    object) is named after the argument."""
+    if not isinstance(value, np.ndarray):
+        return value
+    if any(stride < 0 for stride in value.strides):
+        value = value.copy()
+    try:
+        return torch.from_numpy(value)
+    except TypeError:
+        raise TypeError(f"{name} must hold real numbers in a dtype torch has (float16, float32, "
+                        f"float64, an integer type), got numpy dtype {value.dtype}") from None
+
+
 def as_float64(value, name: str, ndim: int, device: torch.device | None = None) -> torch.Tensor:
-    """`value` (numpy array or tensor) as a float64 tensor with `ndim` dims, or a clear error."""
-    if isinstance(value, np.ndarray):
-        value = torch.from_numpy(value)
+    """`value` (numpy array or tensor) as a float64 tensor with `ndim` dims, or a clear error.
+    Detached: every metric returns a float, so a graph through its GEMMs would only hold their
+    inputs and results in memory until it returns (gigabytes for kid's 100 subsets)."""
+    value = tensor_from_numpy(value, name)
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{name} must be a numpy array or a torch tensor, got {type(value).__name__}")
     if value.dim() != ndim:
         raise ValueError(f"{name} must have {ndim} dimension(s), got shape {tuple(value.shape)}")
-    if value.is_complex() or not (value.is_floating_point() or value.dtype in (torch.int32, torch.int64)):
-        raise TypeError(f"{name} must hold real numbers, got {value.dtype}")
-    return value.to(device=device if device is not None else value.device, dtype=torch.float64)
+    if not (value.is_floating_point() or value.dtype in INTEGER_DTYPES):
+        raise TypeError(f"{name} must hold real numbers (a floating-point or integer dtype), "
+                        f"got {value.dtype}")
+    return value.detach().to(device=device if device is not None else value.device,
+                              dtype=torch.float64)
 
 
 def first_device(*values) -> torch.device | None:

@@ -21,8 +21,10 @@ def inception_score(logits, splits=10):
     fid_inception's pool features, shuffled first with
     `numpy.random.RandomState(2020).permutation(N)`."""
     logits = as_float64(logits, "logits", 2)
+    n, classes = logits.shape
+    if n == 0 or classes == 0:  # no classes gave a score of exactly 1, whatever the rows
+        raise ValueError(f"logits must be [N, C] with at least 1 row and 1 class, got shape {(n, classes)}")
     check_finite(logits, "logits")  # NaN spreads to every score; -inf too (0 * -inf in the KL)
-    n = logits.shape[0]
     splits = check_int(splits, "splits", 1)
     if splits > n:
         raise ValueError(f"splits must be in [1, N={n}], got {splits}")

@@ -8,6 +8,9 @@ in float64.
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import numpy as np
 import torch
 
@@ -23,6 +26,11 @@ def _unbiased_mmd2(k_xx: torch.Tensor, k_xy: torch.Tensor, k_yy: torch.Tensor) -
     return (off_diag(k_xx) + off_diag(k_yy)) / (m * (m - 1)) - 2 * k_xy.sum((-2, -1)) / (m * m)
 
 
+def _is_real_number(value) -> bool:
+    """An int or float, numpy's included; not a bool (True would pass for 1)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def kid(features1, features2, subsets=100, subset_size=1000, degree=3, gamma=None, coef0=1.0, seed=0):
     """(mean, std) over subsets of MMD^2 with kernel (gamma <x, y> + coef0) ** degree."""
     device = first_device(features1, features2)
@@ -32,6 +40,9 @@ def kid(features1, features2, subsets=100, subset_size=1000, degree=3, gamma=Non
         raise ValueError(
             f"features1 and features2 must have the same width, got {f1.shape[1]} and {f2.shape[1]}"
         )
+    if f1.shape[1] == 0:  # gamma's default, 1 / D, would divide by zero
+        raise ValueError(f"features1 and features2 must have at least 1 feature (column), got "
+                         f"shapes {tuple(f1.shape)} and {tuple(f2.shape)}")
     check_finite(f1, "features1")
     check_finite(f2, "features2")
     subsets = check_int(subsets, "subsets", 1)
@@ -44,9 +55,13 @@ def kid(features1, features2, subsets=100, subset_size=1000, degree=3, gamma=Non
             f"[2, {min(len(f1), len(f2))}], got {subset_size}"
         )
     check_int(degree, "degree", 1, "a polynomial kernel's")
-    if gamma is not None and not gamma > 0:
-        raise ValueError(f"gamma must be > 0 (or None: 1 / D), got {gamma!r}")
-    gamma = 1.0 / f1.shape[1] if gamma is None else gamma
+    # a NaN or infinite gamma or coef0 made every kernel value, and so the result, NaN
+    if gamma is None:
+        gamma = 1.0 / f1.shape[1]
+    elif not _is_real_number(gamma) or not 0 < gamma < math.inf:
+        raise ValueError(f"gamma must be > 0 and finite (a number, or None: 1 / D), got {gamma!r}")
+    if not _is_real_number(coef0) or not math.isfinite(coef0):
+        raise ValueError(f"coef0 must be a finite number, got {coef0!r}")
     rng = np.random.RandomState(seed)
     draws = [
         (rng.choice(len(f1), subset_size, replace=False), rng.choice(len(f2), subset_size, replace=False))
@@ -60,4 +75,11 @@ def kid(features1, features2, subsets=100, subset_size=1000, degree=3, gamma=Non
         y = f2[torch.from_numpy(np.stack([j for _, j in group])).to(f2.device)]
         mmds.append(_unbiased_mmd2(kernel(x, x), kernel(x, y), kernel(y, y)))
     mmds = torch.cat(mmds)
-    return float(mmds.mean()), float(mmds.std(unbiased=False))
+    mean, std = float(mmds.mean()), float(mmds.std(unbiased=False))
+    if not (math.isfinite(mean) and math.isfinite(std)):  # finite features, checked above
+        raise ValueError(
+            f"kid overflows float64: the kernel (gamma <x, y> + coef0) ** degree with degree={degree}, "
+            f"gamma={gamma:.6g}, coef0={coef0:.6g} is too large for these features' scale "
+            "(scale features1 and features2 down, or lower degree or gamma)"
+        )
+    return mean, std

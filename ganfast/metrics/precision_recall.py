@@ -9,10 +9,9 @@ O(tile^2 + N k), never O(N^2).
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-from ._tensors import check_finite, check_int
+from ._tensors import check_finite, check_int, tensor_from_numpy
 
 TILE = 4096
 
@@ -50,22 +49,35 @@ def precision_recall(fake_features, real_features, k=3, tile=TILE):
     """(precision, recall) of fake [N, D] against real [M, D] features with k-NN balls
     (numpy arrays or tensors)."""
     k, tile = check_int(k, "k", 1), check_int(tile, "tile", 1)
-    fake_features, real_features = (torch.from_numpy(f) if isinstance(f, np.ndarray) else f
-                                    for f in (fake_features, real_features))
+    fake_features = tensor_from_numpy(fake_features, "fake_features")
+    real_features = tensor_from_numpy(real_features, "real_features")
     for name, f in (("fake_features", fake_features), ("real_features", real_features)):
         if not isinstance(f, torch.Tensor) or f.dim() != 2 or not f.is_floating_point():
             raise ValueError(f"{name} must be a 2-D floating-point tensor (or numpy array) [N, D]")
         if len(f) <= k:
             raise ValueError(f"{name} needs more than k={k} rows, got {len(f)}")
-        check_finite(f, name)  # a NaN distance is inside no ball: it would pass for a miss
+        check_finite(f.detach(), name)  # a NaN distance is inside no ball: it would pass for a miss
     if fake_features.shape[1] != real_features.shape[1]:
         raise ValueError(
             f"fake_features and real_features must have the same width, got "
             f"{fake_features.shape[1]} and {real_features.shape[1]}"
         )
-    dtype = torch.promote_types(fake_features.dtype, torch.float32)
-    fake = fake_features.to(dtype)
-    real = real_features.to(device=fake.device, dtype=dtype)
+    if fake_features.shape[1] == 0:  # every distance 0: (1.0, 1.0) whatever the rows
+        raise ValueError(f"fake_features and real_features must have at least 1 feature (column), "
+                         f"got shapes {tuple(fake_features.shape)} and {tuple(real_features.shape)}")
+    # the wider of the two dtypes: float64 real features were rounded to float32 fake ones' (and
+    # the result depended on the order of the arguments); detached, as the result is a float and
+    # a graph would keep every distance tile
+    dtype = torch.promote_types(torch.promote_types(fake_features.dtype, real_features.dtype),
+                                torch.float32)
+    fake = fake_features.detach().to(dtype)
+    real = real_features.detach().to(device=fake.device, dtype=dtype)
+    # Distances do not change under a shift, but cdist's matrix-product form (|x|^2 + |y|^2 - 2 x.y,
+    # which it takes past 25 rows) loses to cancellation what a common offset adds to the norms:
+    # float32 features 1e4 from the origin with a spread of 1 gave (1.0, 1.0) for (0.98, 0.20).
+    # Centred on the real features' mean, only their spread (and the fakes' distance) counts.
+    centre = real.mean(0)
+    fake, real = fake - centre, real - centre
     precision = _inside_any_ball(fake, real, _knn_radius(real, k, tile), tile)
     recall = _inside_any_ball(real, fake, _knn_radius(fake, k, tile), tile)
     return float(precision), float(recall)

@@ -11,9 +11,7 @@ mean and covariance.
 
 from __future__ import annotations
 
-import torch
-
-from ._tensors import as_float64, check_finite, check_stats
+from ._tensors import as_float64, check_finite, check_stats, first_device
 from .frechet import (
     check_positive_semidefinite,
     clamped_distance,
@@ -25,10 +23,13 @@ from .frechet import (
 
 
 class FrechetReference:
-    """Reference statistics (mu, sigma) with their factorization cached; float64 on sigma's device."""
+    """Reference statistics (mu, sigma) with their factorization cached; float64 on sigma's device
+    (mu's when sigma is a numpy array, as frechet_distance)."""
 
     def __init__(self, mu, sigma):
-        device = sigma.device if isinstance(sigma, torch.Tensor) else None
+        # one device for both: a CUDA mu beside a numpy sigma stayed on the GPU, its factor on the
+        # CPU, and every distance failed on mixed devices
+        device = first_device(sigma, mu)
         self.mu = as_float64(mu, "mu", 1, device)
         self.sigma = as_float64(sigma, "sigma", 2, device)
         check_stats(self.mu, self.sigma, "mu", "sigma")

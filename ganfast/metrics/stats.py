@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .._files import write_atomically
-from ._tensors import SYMMETRY_TOLERANCE, check_int
+from ._tensors import SYMMETRY_TOLERANCE, check_int, tensor_from_numpy
 
 
 def open_npz(path):
@@ -116,8 +116,7 @@ class FeatureStats:
 
     def update(self, features: torch.Tensor) -> FeatureStats:
         """Fold a batch [N, D] (any float dtype, any device) into the statistics."""
-        if isinstance(features, np.ndarray):
-            features = torch.from_numpy(features)
+        features = tensor_from_numpy(features, "features")
         if not isinstance(features, torch.Tensor) or not features.is_floating_point():
             raise TypeError(
                 f"features must be a floating-point tensor, got {getattr(features, 'dtype', type(features))}"
@@ -243,6 +242,8 @@ class FeatureStats:
                 raise ValueError(f"{path}: {name} holds NaN or infinite values")
         if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
             raise ValueError(f"{path}: mu {mu.shape} and sigma {sigma.shape} do not form D and [D, D]")
+        if mu.shape[0] == 0:  # was FeatureStats(0)'s error, naming an argument the caller never gave
+            raise ValueError(f"{path}: mu and sigma are empty: expected at least 1 feature")
         scale = max(float(np.abs(sigma).max(initial=0.0)), np.finfo(np.float64).tiny)
         if np.abs(sigma - sigma.T).max(initial=0.0) > SYMMETRY_TOLERANCE * scale:
             raise ValueError(f"{path}: sigma is not symmetric, so it is no covariance matrix")
