@@ -9,8 +9,10 @@ What it converts (everything else is left alone):
   created before the call keeps training them. A spectral-normalized conv (a generator's, as in
   BigGAN) brings its spectral norm along: the parametrization moves to the fused layer, u and v
   included, under the same keys. A pair is left alone (and the report says why) when either
-  module has hooks, which would no longer run, when the conv has another parametrization, or
-  when the Sequential is a subclass with its own forward, which may use the modules otherwise.
+  module has hooks, which would no longer run, when the conv has another parametrization or a
+  weight or bias that is not a Parameter, when the Sequential is a subclass with its own
+  forward, which may use the modules otherwise, or when any of the three has a forward set on
+  the instance.
 - Spectral norm of either PyTorch API (torch.nn.utils.parametrizations.spectral_norm or the
   legacy hook torch.nn.utils.spectral_norm) becomes ganfast.nn.spectral_norm with the same
   weight Parameter, u, v, n_power_iterations, eps and dim. A legacy layer keeps the legacy update
@@ -50,6 +52,9 @@ def accelerate(model: nn.Module, *, spectral_norm: bool = True, upsample_conv: b
     table of what changed (module path, before, after), or a line saying nothing did, and the
     fusable-looking pairs left alone with the reason. `model.ganfast_changes` lists the changes
     of every call so far, `model.ganfast_left_alone` this call's pairs left alone."""
+    if isinstance(model, type) and issubclass(model, nn.Module):  # "got type" would not say it
+        raise TypeError(f"accelerate: model must be a torch.nn.Module instance, got the class "
+                        f"{model.__name__} itself; pass the model built from it")
     if not isinstance(model, nn.Module):
         raise TypeError(f"accelerate: model must be a torch.nn.Module, got {type(model).__name__}")
     wrapped = [path or type(model).__name__ for path, m in model.named_modules()
@@ -116,27 +121,38 @@ def _why_not_fusable(container: nn.Sequential, upsample: nn.Module, conv: nn.Mod
     """Why a nearest-2x Upsample + 3x3 Conv2d pair must keep its modules (None: it need not)."""
     if type(container).forward is not nn.Sequential.forward:
         return f"{type(container).__name__} has its own forward"
+    # A forward set on the instance (a wrapper, a patch) runs instead of its class's, which is
+    # all the checks on types below can see.
+    for name, module in (("Sequential", container), ("Upsample", upsample), ("Conv2d", conv)):
+        if "forward" in vars(module):
+            return f"the {name}'s forward is replaced on the instance"
     for name, module in (("Upsample", upsample), ("Conv2d", conv)):
         if (module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
                 or module._backward_pre_hooks):
             return f"the {name} has hooks, which would no longer run"
     if _layer_class(conv) is not nn.Conv2d:
         return f"{_layer_class(conv).__name__} is a subclass of Conv2d"
-    from .nn.spectral_norm import _is_spectral_norm, _load_legacy_keys
+    from .nn.spectral_norm import _load_legacy_keys
 
-    # The fused layer takes the weight and bias (and their spectral norms) alone: anything else
-    # registered on the conv would drop out of parameters(), buffers() and its checkpoints.
-    extra = ((set(conv._parameters) - {"weight", "bias"}) | set(conv._buffers)
-             | (set(conv._modules) - {"parametrizations"}))
+    # Parametrizations first: another one (weight_norm's) registers a state_dict hook of its
+    # own, and the parametrization is the reason worth naming.
+    parametrized = dict(conv.parametrizations) if parametrize.is_parametrized(conv) else {}
+    for name, chain in parametrized.items():
+        if not (chain.is_tensor and all(type(p) in _spectral_norms() for p in chain)):
+            return f"the Conv2d's {name} has a parametrization other than spectral norm"
+    # The fused layer holds the conv's own weight and bias Parameters (with their spectral
+    # norms): one replaced by a plain tensor or a buffer leaves it nothing to hold, and anything
+    # else registered on the conv would drop out of parameters(), buffers() and its checkpoints.
+    for name in ("weight", "bias"):
+        own = parametrized[name].original if name in parametrized else conv._parameters.get(name)
+        no_bias = name == "bias" and own is None and "bias" in conv._parameters  # bias=False
+        if not (isinstance(own, nn.Parameter) or no_bias):
+            return f"the Conv2d's {name} is not a Parameter of its own"
+    extra = ((set(conv._parameters) | set(parametrized)) - {"weight", "bias"}
+             | set(conv._buffers) | (set(conv._modules) - {"parametrizations"}))
     if extra:
         return (f"the Conv2d holds {', '.join(sorted(extra))} beyond its weight and bias, which "
                 "the fused layer would drop")
-    # Parametrizations first: another one (weight_norm's) registers a state_dict hook of its
-    # own, and the parametrization is the reason worth naming.
-    if parametrize.is_parametrized(conv):
-        for name, chain in conv.parametrizations.items():
-            if not (chain.is_tensor and all(_is_spectral_norm(p) for p in chain)):
-                return f"the Conv2d's {name} has a parametrization other than spectral norm"
     for hooks in (conv._state_dict_hooks, conv._state_dict_pre_hooks,
                   conv._load_state_dict_pre_hooks, conv._load_state_dict_post_hooks):
         for hook in hooks.values():
@@ -144,6 +160,17 @@ def _why_not_fusable(container: nn.Sequential, upsample: nn.Module, conv: nn.Mod
             if not (isinstance(inner, functools.partial) and inner.func is _load_legacy_keys):
                 return "the Conv2d has state_dict hooks, which would no longer run"
     return None
+
+
+def _spectral_norms() -> tuple[type, ...]:
+    """The parametrizations a conv may bring to the fused layer: PyTorch's and ganfast's spectral
+    norms, by type, not name. Moving one registers it again, which runs its right_inverse on the
+    weight: the identity for these two, not for a user's class that shares the name."""
+    from torch.nn.utils.parametrizations import _SpectralNorm
+
+    from .nn.spectral_norm import SpectralNorm
+
+    return _SpectralNorm, SpectralNorm
 
 
 def _move_tensors(conv: nn.Conv2d, fused: nn.Module) -> None:
@@ -185,7 +212,7 @@ def _fuse_upsample_conv(model: nn.Module, left_alone: list[LeftAlone]) -> list[C
                                    bias=conv.bias is not None, device="meta")
             _move_tensors(conv, fused)  # the same Parameters: optimizers keep training them
             fused.train(conv.training)
-            container._modules[up_name] = nn.Identity()
+            container._modules[up_name] = nn.Identity().train(upsample.training)
             container._modules[conv_name] = fused
             padding = "'same'" if conv.padding == "same" else "1"
             changes.append(Change(f"{prefix}{up_name}+{conv_name}",
@@ -245,11 +272,18 @@ def _replace_parametrized(module: nn.Module, name: str, torch_sn) -> None:
 
 
 def _replace_legacy(module: nn.Module, hook_key: int, hook) -> None:
-    from .nn import spectral_norm
+    from .nn.spectral_norm import SpectralNorm, _load_legacy_keys
 
     name = hook.name
-    weight = module._parameters.pop(f"{name}_orig")
-    u, v = module._buffers.pop(f"{name}_u"), module._buffers.pop(f"{name}_v")
+    weight = module._parameters[f"{name}_orig"]
+    # Made before the module is touched, so that an error leaves it as it was, and directly
+    # rather than through ganfast.nn.spectral_norm, whose argument checks are stricter than the
+    # legacy API's (eps=0): what that API accepted, the layer computes on.
+    with _rng_untouched(weight.device):  # the constructor's random u, v are replaced
+        ours = SpectralNorm(weight.detach(), hook.n_power_iterations, hook.dim, hook.eps)
+    ours.legacy_update_order = True
+    _copy_uv(ours, module._buffers[f"{name}_u"], module._buffers[f"{name}_v"])
+    del module._parameters[f"{name}_orig"], module._buffers[f"{name}_u"], module._buffers[f"{name}_v"]
     del module._forward_pre_hooks[hook_key]
     # The legacy API also registered a state_dict hook and a load pre-hook bound to it.
     for hooks in (module._state_dict_hooks, module._load_state_dict_pre_hooks):
@@ -258,12 +292,10 @@ def _replace_legacy(module: nn.Module, hook_key: int, hook) -> None:
     if name in module.__dict__:  # the last normalized weight, set as a plain attribute
         delattr(module, name)
     module.register_parameter(name, weight)
-    with _rng_untouched(weight.device):
-        spectral_norm(module, name, n_power_iterations=hook.n_power_iterations, eps=hook.eps,
-                      dim=hook.dim)
-    ours = module.parametrizations[name][0]
-    ours.legacy_update_order = True
-    _copy_uv(ours, u, v)
+    # unsafe: no forward check run (it would advance u); right_inverse, the identity, keeps the
+    # weight the same Parameter, as in _move_tensors
+    parametrize.register_parametrization(module, name, ours, unsafe=True)
+    module._register_load_state_dict_pre_hook(functools.partial(_load_legacy_keys, name))
 
 
 def _belongs_to(state_hook, legacy_hook) -> bool:

@@ -133,6 +133,8 @@ def test_report_names_each_change(capsys):
 def test_accelerate_rejects_a_non_module():
     with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
         ganfast.accelerate(lambda x: x)
+    with pytest.raises(TypeError, match="got the class DCGANGenerator itself"):
+        ganfast.accelerate(stock_gans.DCGANGenerator)
 
 
 def _load_example(name):
@@ -184,6 +186,24 @@ def test_spectral_normalized_up_convs_are_fused_with_their_spectral_norm(api):
     torch.testing.assert_close(converted(x), original(x), rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("api", ["parametrizations", "legacy"])
+def test_spectral_norm_settings_either_api_accepts_are_converted(api):
+    # eps=0 is accepted by both PyTorch APIs (ganfast.nn.spectral_norm refuses it when asked
+    # directly); converting must neither refuse the layer nor leave it half-converted.
+    sn = nn.utils.parametrizations.spectral_norm if api == "parametrizations" \
+        else nn.utils.spectral_norm
+    torch.manual_seed(0)
+    model = nn.Sequential(sn(nn.Conv2d(3, 4, 3, padding=1), eps=0.0, n_power_iterations=2),
+                          nn.ReLU(), sn(nn.ConvTranspose2d(4, 2, 4, 2, 1), eps=1e-3))
+    original = model.double()
+    converted = copy.deepcopy(original)
+    parameters = [id(p) for p in converted.parameters()]
+    ganfast.accelerate(converted, verbose=False)
+    assert len(converted.ganfast_changes) == 2
+    assert [id(p) for p in converted.parameters()] == parameters  # an optimizer's, in its order
+    _assert_same_steps(original, converted, lambda: torch.randn(2, 3, 5, 6, dtype=torch.float64))
+
+
 def _hooked(where):
     model = nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(3, 4, 3, padding=1))
     module = model[0] if where == "upsample" else model[1]
@@ -212,6 +232,46 @@ def _with_extra(kind):
     return model
 
 
+def _patched(kind):
+    """A pair whose modules are not what their types say: a forward or a tensor replaced on the
+    instance, or a parametrization that only shares spectral norm's name."""
+    model = nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(3, 4, 3, padding=1))
+    upsample, conv = model
+    if kind == "sequential-forward":  # uses the upsampled tensor twice, as _ResidualUp
+        model.forward = lambda x: model[1](model[0](x)) + model[0](x).sum(1, keepdim=True)
+    elif kind == "upsample-forward":  # a wrapper set on the instance, as profilers do
+        upsample.forward = lambda x: nn.functional.interpolate(x, scale_factor=2, mode="bilinear")
+    elif kind == "conv-forward":
+        conv_forward = conv.forward
+        conv.forward = lambda x: conv_forward(x) * 2
+    elif kind == "plain-tensor-weight":
+        weight = conv.weight.detach().clone()
+        del conv.weight
+        conv.weight = weight
+    elif kind == "buffer-bias":
+        bias = conv.bias.detach().clone()
+        del conv.bias
+        conv.register_buffer("bias", bias)
+    elif kind == "spectral-norm-on-buffer-weight":
+        weight = conv.weight.detach().clone()
+        del conv.weight
+        conv.register_buffer("weight", weight)
+        ganfast.nn.spectral_norm(conv)
+    elif kind == "spectral-norm-on-extra-parameter":
+        conv.extra = nn.Parameter(torch.randn(4, 4))
+        ganfast.nn.spectral_norm(conv, "extra")
+    else:
+        class SpectralNorm(nn.Module):  # a user's own, whose right_inverse is not the identity
+            def forward(self, w):
+                return w / torch.linalg.matrix_norm(w.flatten(1), 2) * 0.9
+
+            def right_inverse(self, w):
+                return w + 1.0
+
+        nn.utils.parametrize.register_parametrization(conv, "weight", SpectralNorm())
+    return model
+
+
 @pytest.mark.parametrize("make,reason", [
     (lambda: _ResidualUp(), "_ResidualUp has its own forward"),
     (lambda: _hooked("upsample"), "the Upsample has hooks"),
@@ -224,17 +284,42 @@ def _with_extra(kind):
     (lambda: _with_extra("parameter"), "the Conv2d holds scale beyond its weight and bias"),
     (lambda: _with_extra("buffer"), "the Conv2d holds running beyond its weight and bias"),
     (lambda: _with_extra("state-dict-hook"), "the Conv2d has state_dict hooks"),
+    (lambda: _patched("sequential-forward"), "the Sequential's forward is replaced on the instance"),
+    (lambda: _patched("upsample-forward"), "the Upsample's forward is replaced on the instance"),
+    (lambda: _patched("conv-forward"), "the Conv2d's forward is replaced on the instance"),
+    (lambda: _patched("plain-tensor-weight"), "the Conv2d's weight is not a Parameter of its own"),
+    (lambda: _patched("buffer-bias"), "the Conv2d's bias is not a Parameter of its own"),
+    (lambda: _patched("spectral-norm-on-buffer-weight"),
+     "the Conv2d's weight is not a Parameter of its own"),
+    (lambda: _patched("spectral-norm-on-extra-parameter"),
+     "the Conv2d holds extra beyond its weight and bias"),
+    (lambda: _patched("namesake-spectral-norm"),
+     "the Conv2d's weight has a parametrization other than spectral norm"),
 ], ids=["own-forward", "upsample-hook", "conv-hook", "orthogonal", "weight-norm", "extra-parameter",
-        "extra-buffer", "state-dict-hook"])
+        "extra-buffer", "state-dict-hook", "sequential-instance-forward", "upsample-instance-forward",
+        "conv-instance-forward", "plain-tensor-weight", "buffer-bias", "spectral-norm-on-buffer",
+        "spectral-norm-on-extra-parameter", "namesake-spectral-norm"])
 def test_pairs_that_must_keep_their_modules_are_left_alone_and_reported(make, reason, capsys):
     torch.manual_seed(0)
     model = make()
     types = [type(m) for m in model.modules()]
+    x = torch.randn(2, model[1].in_channels, 4, 5)
+    with torch.no_grad():
+        expected = model.eval()(x)
     ganfast.accelerate(model)
     assert [type(m) for m in model.modules()] == types
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), expected, rtol=0, atol=0)
     assert model.ganfast_changes == [] and len(model.ganfast_left_alone) == 1
     assert reason in model.ganfast_left_alone[0].reason
     assert f"left alone: 0+1 ({reason}" in capsys.readouterr().out
+
+
+def test_a_model_in_eval_mode_stays_in_eval_mode():
+    model = nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(2, 2, 3, padding=1)).eval()
+    ganfast.accelerate(model, verbose=False)
+    assert isinstance(model[1], ganfast.nn.UpsampleConv2d)
+    assert not any(m.training for m in model.modules())  # the Identity too
 
 
 def test_one_dimensional_spectral_norm_is_left_alone():
