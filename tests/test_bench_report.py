@@ -397,3 +397,51 @@ def test_train_step_table_prefers_a_full_run_and_marks_quick_figures():
     only_quick = report.train_step_table([step(100.0, "2026-12-03", shape=(2, 3, 64, 64),
                                                quick=True)])
     assert "dcgan64 (quick)" in only_quick
+
+
+def test_rows_without_a_time_or_a_date_are_reported_not_a_traceback():
+    # Rows the loader accepts (median_ms and date may be missing or null: older files, rows
+    # written by hand) ended the README's train-step table and --auto-table in a traceback.
+    from ganfast.bench import auto_table
+
+    def step(backend, **fields):
+        return dict(op="train_step", mode="dcgan64", shape=[16, 3, 64, 64], dtype="float32",
+                    backend=backend, device="cpu", date="2026-12-03", **fields)
+
+    for timed in ({}, {"median_ms": None}):
+        table = report.train_step_table([step("eager", median_ms=2.0), step("ganfast", **timed)])
+        assert "| 500.00 | – | – |" in table
+    undated = [{k: v for k, v in r.items() if k != "date"} for r in synthetic_rows()]
+    assert auto_table.table(undated)["gradient_penalty"]["date"] is None
+    dated = [{**r, "date": None} for r in synthetic_rows()]
+    dated[3]["date"] = "2026-01-05"  # fwd cuda
+    assert auto_table.table(dated)["gradient_penalty"]["date"] == "2026-01-05"
+
+
+def test_a_gbps_of_zero_from_an_earlier_version_is_read():
+    # `ganfast bench` once wrote a small --shape's GB/s rounded to 0.0; the report shows
+    # frac_of_copy, not GB/s, and refused the whole file for it.
+    rows = synthetic_rows()
+    rows[2] = {**rows[2], "gbps": 0.0, "copy_gbps": 0.0}
+    assert report._row_problem(rows[2]) is None
+    assert "| fwd | 64x3x64x64 | float16 | triton | 0.2 |" in report.markdown(rows)
+
+
+def test_report_refuses_a_readme_it_may_not_write_before_writing_anything(tmp_path, monkeypatch,
+                                                                            capsys):
+    # The README is replaced last: a read-only one was found only after report.md and the
+    # plots were written.
+    import os
+
+    from ganfast.cli import main
+
+    readme = tmp_path / "README.md"
+    readme.write_text(README)
+    good = write_jsonl(tmp_path / "good.jsonl", synthetic_rows())
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, m: False if os.fspath(p) == str(readme)
+                        else real_access(p, m))
+    out = tmp_path / "out"
+    assert main(["bench", "--report", str(good), "--out", str(out), "--readme", str(readme)]) == 2
+    assert f"--readme {readme}: the file (or its folder) may not be written" in capsys.readouterr().err
+    assert not out.exists() and readme.read_text() == README

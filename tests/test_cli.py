@@ -383,8 +383,8 @@ def test_bench_sigint_saves_once_and_restores_the_handler(monkeypatch, tmp_path,
             try:
                 os.kill(os.getpid(), signal.SIGINT)  # the handler raises at once
             except KeyboardInterrupt:
-                seen.append(signal.getsignal(signal.SIGINT))
-                os.kill(os.getpid(), signal.SIGINT)  # ignored now
+                os.kill(os.getpid(), signal.SIGINT)  # timeout's second signal: ignored
+                seen.append("second SIGINT ignored")
                 raise
         seen.append(len(fns))
         return {i: 1.0 for i in fns}
@@ -396,10 +396,98 @@ def test_bench_sigint_saves_once_and_restores_the_handler(monkeypatch, tmp_path,
     out = tmp_path / "rows.jsonl"
     assert main(["bench", "--op", "gradient_penalty", "--device", "cpu", "--quick",
                  "--no-compile", "--out", str(out)]) == 130
-    assert seen[1] is signal.SIG_IGN
+    assert seen[1] == "second SIGINT ignored"
     assert len(out.read_text().splitlines()) == seen[0]  # the first group's rows
     assert signal.getsignal(signal.SIGINT) is before
     assert "interrupted; keeping" in capsys.readouterr().err
+
+
+def test_a_sigint_that_python_dropped_does_not_make_the_run_unstoppable(monkeypatch):
+    # A KeyboardInterrupt raised in a weakref callback (torch.compile's caches have many) is
+    # printed and dropped by Python: the benchmark never sees it. The next Ctrl-C must stop the
+    # run; the handler once ignored every SIGINT after the first, and a time-limited stage
+    # (gpu_check.sh) ended in SIGKILL with its rows lost.
+    import os
+    import signal
+    import weakref
+
+    from ganfast.bench import cases
+    from ganfast.bench import cli as bench_cli
+
+    class Cached:
+        pass
+
+    dropped = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: dropped.append(
+        unraisable.exc_type))
+    monkeypatch.setattr(cases, "last_run_interrupted", False)
+    monkeypatch.setattr(bench_cli, "SIGINT_REPEAT_S", 0.0)  # the next Ctrl-C comes later
+    previous = bench_cli._sigint_once()
+    try:
+        entry = Cached()
+        ref = weakref.ref(entry, lambda _: os.kill(os.getpid(), signal.SIGINT))
+        del entry  # the callback runs, the handler raises in it, and Python drops that
+        assert ref() is None and dropped == [KeyboardInterrupt]
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_bench_upsample_conv_interrupted_measuring_matrix_throughput_keeps_its_rows(
+        tmp_path, monkeypatch, capsys):
+    # After the timed cases, the matrix throughput takes seconds of matmuls and convolutions; a
+    # SIGINT there (a stage's time limit) lost every row timed before it.
+    from ganfast.bench import cases, overhead, timing
+    from ganfast.bench import upsample_conv as uc_bench
+    from ganfast.cli import main
+
+    def interrupted(device, dtype):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(uc_bench.BLOCKS, "tiny-3-4-5", (2, 2, 3, 4, 5))
+    monkeypatch.setattr(cases, "interleaved_ms", lambda fns, reps: {i: 1.0 for i in fns})
+    _bench_machine(monkeypatch, cases)
+    monkeypatch.setattr(timing, "matrix_tflops", interrupted)
+    monkeypatch.setattr(overhead, "timed_rows", lambda *a, **k: pytest.fail("overhead after SIGINT"))
+    out = tmp_path / "rows.jsonl"
+    assert main(["bench", "--op", "upsample_conv", "--device", "cpu", "--no-compile",
+                 "--block", "tiny-3-4-5", "--out", str(out)]) == 130
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 12  # fwd, bwd, fwd+bwd x eager, torch x two layouts
+    assert "interrupted while measuring the matrix throughput" in capsys.readouterr().err
+
+
+def test_a_small_shapes_bandwidth_is_written_as_a_figure_the_report_reads(monkeypatch):
+    # 8 bytes in a millisecond is 8e-6 GB/s: rounded to one decimal it was written as 0.0 (and
+    # its copy ceiling too), which the report refuses as a GB/s figure.
+    import time
+
+    import torch
+
+    from ganfast.bench import cases, report
+
+    monkeypatch.setattr(cases, "copy_bandwidth_gbps", lambda device, bytes_moved=None: 0.004)
+    monkeypatch.setattr(cases, "last_run_interrupted", False)
+    key = dict(shape=[2, 1], dtype="float32")
+    [row] = cases.run("gradient_penalty", [
+        cases.Case("fwd", key, "eager", lambda: time.sleep(1e-3), 8, reps=3)], torch.device("cpu"))
+    assert 0 < row["gbps"] < 1e-5 and row["copy_gbps"] == 0.004
+    assert row["frac_of_copy"] == round(row["gbps"] / 0.004, 3)
+    assert report._row_problem(row) is None
+
+
+def test_rows_appended_after_a_line_without_its_newline_are_kept(tmp_path):
+    # A rows file whose last line lacks its newline (written by hand, or cut short by a killed
+    # run): the first appended row ran into that line, and the report refused both.
+    from ganfast.bench import cases, report
+
+    out = tmp_path / "rows.jsonl"
+    earlier = dict(op="fid", mode="fwd", shape=[1], dtype="float32", backend="eager", device="cpu")
+    out.write_text(json.dumps(earlier))
+    cases.write_jsonl([{**earlier, "backend": "ganfast"}], out)
+    cases.write_jsonl([{**earlier, "backend": "torch"}], out)
+    assert [r["backend"] for r in report.load_rows(out)] == ["eager", "ganfast", "torch"]
 
 
 def test_bench_interrupted_in_the_overhead_cases_keeps_the_kernel_rows(monkeypatch, tmp_path):
@@ -507,6 +595,9 @@ def test_bench_usage_errors_are_named_before_anything_is_timed(tmp_path, monkeyp
         (["--report", "rows.jsonl", "--out", str(tmp_path / "r"), "--device", "cpu", "--quick"],
          "--report makes a report from result files and times nothing: it does not take --device, "
          "--quick"),
+        # --op picks what to time: with --report it was ignored, every op's rows reported
+        (["--report", "rows.jsonl", "--out", str(tmp_path / "r"), "--op", "fid"],
+         "times nothing: it does not take --op"),
     ]
     if not torch.cuda.is_available():
         refused.append((["--op", "spectral_norm", "--device", "cuda"], "torch sees no CUDA device"))

@@ -132,3 +132,18 @@ def test_sizes_that_measure_nothing_are_refused(args, message, capsys):
     with pytest.raises(SystemExit) as exit_:
         fid_bench.main(["--device", "cpu", "--part", "stats", *args])
     assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_rows_appended_is_said_only_when_this_run_appended_some(tmp_path, monkeypatch, capsys):
+    # --out may hold earlier runs' rows: interrupted before its first part ended, the run said
+    # "rows appended to" a file it had not touched.
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    out = tmp_path / "fid.jsonl"
+    out.write_text('{"earlier": "rows"}\n')
+    monkeypatch.setattr(fid_bench, "frechet_rows", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        fid_bench.main(["--device", "cpu", "--quick", "--out", str(out)])
+    assert "rows appended" not in capsys.readouterr().out
+    assert out.read_text() == '{"earlier": "rows"}\n'

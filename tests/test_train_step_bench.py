@@ -39,3 +39,15 @@ def test_a_failing_first_step_is_recorded_as_skipped():
 
     case = cases.Case("m", {"shape": [1], "dtype": "float32"}, "compile", boom, None)
     assert train_step.first_call_fails(case) == "RuntimeError: double backward is not supported"
+
+
+def test_quick_times_the_batch_sizes_asked_for(monkeypatch):
+    # --quick takes one default batch size (2 on CPU); `--batch 8 --quick` ran batch 2 instead.
+    from ganfast.cli import main
+
+    timed = []
+    monkeypatch.setattr(train_step, "cases", lambda models, batches, *a: timed.append(batches) or [])
+    monkeypatch.setattr(cases, "run", lambda *a, **k: [])  # nothing timed: status 1, no rows
+    for batch in (["--batch", "8"], ["--batch", "8", "--batch", "4"], []):
+        assert main(["bench", "--op", "train_step", "--device", "cpu", "--quick", *batch]) == 1
+    assert timed == [[8], [8, 4], [2]]

@@ -54,7 +54,8 @@ def table(rows) -> dict:
                                for c in ("small", "large")},
             "measured": True,
             "device": sorted({r["device"] for r in mine}),
-            "date": max(r["date"] for r in mine),
+            # rows may lack a date (the report accepts them): the latest of those that have one
+            "date": max((r["date"] for r in mine if r.get("date")), default=None),
             "note": "ranked by the geometric mean speedup over eager canonical code "
                     "(ganfast bench --report ... --auto-table)",
         }

@@ -14,6 +14,7 @@ import dataclasses
 import datetime
 import importlib.metadata
 import json
+import os
 import platform
 import sys
 from pathlib import Path
@@ -175,19 +176,40 @@ def _timing_columns(case: Case, ms: float, baselines: dict, device, copy_gbps) -
     return {
         "median_ms": round(ms, 4),
         "device_ms": round(kernels_ms, 4) if kernels_ms else None,
-        "gbps": round(gbps, 1) if gbps else None,
+        "gbps": _rate(gbps) if gbps else None,
         "frac_of_copy": round(gbps / ceiling, 3) if gbps else None,
         "speedup": round(eager / ms, 2) if eager else None,
         "speedup_vs_compile": round(compiled / ms, 2) if compiled else None,
-        "copy_gbps": round(ceiling, 1) if ceiling else None,
+        "copy_gbps": _rate(ceiling) if ceiling else None,
     }
+
+
+def _rate(gbps: float) -> float:
+    """GB/s to one decimal, or to three significant digits below 0.05: to one decimal a small
+    --shape's rate was written as 0.0, as if nothing moved (and the report refused the row)."""
+    return round(gbps, 1) if gbps >= 0.05 else float(f"{gbps:.3g}")
 
 
 def write_jsonl(rows: list[dict], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    # A file whose last line has no newline (written by hand, or cut short by a killed run)
+    # would have the first row appended to that line, and the report refuse both.
+    newline_first = _ends_mid_line(path)
     with path.open("a") as f:
+        if newline_first:
+            f.write("\n")
         for row in rows:
             f.write(json.dumps(row) + "\n")
+
+
+def _ends_mid_line(path: Path) -> bool:
+    """Whether a regular file's last byte is other than a newline (not asked of a pipe such as
+    --out /dev/stdout, which cannot be read back)."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return False
+    with path.open("rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) != b"\n"
 
 
 def markdown_table(rows: list[dict], columns: list[str] | None = None) -> str:

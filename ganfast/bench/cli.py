@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 import torch
@@ -22,6 +23,8 @@ GP_SHAPES = {
 }
 
 
+DEFAULT_OP = "gradient_penalty"
+
 DESCRIPTION = """Time ganfast beside the canonical PyTorch code it replaces (and torch.compile
 of it), side by side in one run: speedups, GB/s and the fraction of the machine's limits, as a
 table and, with --out FILE, JSON lines appended to FILE. CPU figures time the fallback path
@@ -30,28 +33,33 @@ updates a README between its markers)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--op", default="gradient_penalty",
-                        choices=["gradient_penalty", "spectral_norm", "upsample_conv", "train_step",
-                                 "fid"], help="what to time (default: gradient_penalty)")
+    # No argparse default, so that --op given with --report is seen (and refused, not ignored).
+    parser.add_argument("--op", choices=["gradient_penalty", "spectral_norm", "upsample_conv",
+                                         "train_step", "fid"],
+                        help=f"what to time (default: {DEFAULT_OP})")
     parser.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
     parser.add_argument("--dtype", type=_parse_dtypes,
                         help="comma-separated from fp32,fp16,bf16 (default on CPU: fp32; on GPU: "
                              "gradient_penalty all three, upsample_conv and train_step fp32,bf16; "
+                             "gradient_penalty's full WGAN-GP step runs in the first only; "
                              "spectral_norm and fid take no --dtype)")
     parser.add_argument("--shape", type=_parse_shape, action="append",
-                        help="a gradient shape such as 64x3x64x64 (repeatable)")
+                        help="gradient_penalty: a gradient shape such as 64x3x64x64 "
+                             "(repeatable; default: ganfast.bench.cli.GP_SHAPES of the device)")
     parser.add_argument("--block", action="append",
                         help="upsample_conv: a generator block such as sngan32-256-4 (repeatable; "
                              "default: all of ganfast.bench.upsample_conv.BLOCKS)")
     parser.add_argument("--batch", type=positive_int, action="append",
                         help="train_step, and gradient_penalty's full WGAN-GP step: a batch size "
-                             "(repeatable; default: train_step 64 and 256 on GPU, the full step "
-                             "64; 16 on CPU, 2 for train_step --quick)")
+                             "(repeatable; default: train_step 64 and 256 on GPU, 64 with "
+                             "--quick; the full step 64; 16 on CPU, train_step --quick 2)")
     parser.add_argument("--quick", action="store_true",
-                        help="a smoke run, fewer calls per case (noisier figures; the rows are "
-                             "marked quick): gradient_penalty and upsample_conv the first default "
-                             "shape or block only, spectral_norm 1, 4 and 16 layers, train_step "
-                             "one batch size (2 on CPU), fid D=256")
+                        help="a smoke run (noisier figures; the rows are marked quick): "
+                             "gradient_penalty and upsample_conv the first default shape or "
+                             "block only, spectral_norm 1, 4 and 16 layers, train_step one "
+                             "default batch size, fid D=256, N=2000 and fewer repeats; fewer calls "
+                             "of the full WGAN-GP step, the host-time (overhead) cases and the "
+                             "SNGAN-32 D cases (the other cases get the calls of a full run)")
     parser.add_argument("--no-compile", action="store_true",
                         help="leave out torch.compile of the canonical code")
     parser.add_argument("--mode", choices=["all", "kernels", "overhead"],
@@ -113,18 +121,19 @@ def _given(args, names) -> list:
 def _bench_usage_error(args) -> str | None:
     """What is wrong with the options of a run, checked before anything is timed or written."""
     if args.report:
-        timing = _given(args, ("device", "quick", "mode", *KERNEL_OPTIONS))
+        timing = _given(args, ("op", "device", "quick", "mode", *KERNEL_OPTIONS))
         return (f"--report makes a report from result files and times nothing: it does not take "
                 f"{', '.join(map(_option, timing))}") if timing else None
     if args.readme or args.auto_table:
         return f"{_option('readme' if args.readme else 'auto_table')} goes with --report FILES"
     if args.out == "":
         return "--out needs a file name (the JSON lines file the rows are appended to)"
+    op = args.op or DEFAULT_OP
     wrong = [name for name in _given(args, ("mode", "out", *KERNEL_OPTIONS))
-             if name not in OP_OPTIONS[args.op]]
+             if name not in OP_OPTIONS[op]]
     if wrong:
-        return (f"--op {args.op} does not take {', '.join(map(_option, wrong))} (it takes "
-                f"{', '.join(map(_option, OP_OPTIONS[args.op]))})")
+        return (f"--op {op} does not take {', '.join(map(_option, wrong))} (it takes "
+                f"{', '.join(map(_option, OP_OPTIONS[op]))})")
     if args.mode == "overhead" and _given(args, KERNEL_OPTIONS):
         return (f"--mode overhead times fixed tiny float32 inputs: it does not take "
                 f"{', '.join(map(_option, _given(args, KERNEL_OPTIONS)))}")
@@ -166,9 +175,7 @@ def run(args) -> int:
     if args.report:
         return _bench_report(args)
     args.mode = args.mode or "all"
-    # `timeout --signal=INT` signals the process and then its group, so a second SIGINT can
-    # follow the first by microseconds: the first raises KeyboardInterrupt (the benchmark keeps
-    # the rows timed so far and saves them), any later one is ignored while they are saved.
+    args.op = args.op or DEFAULT_OP
     previous = _sigint_once()
     try:
         return _bench_op(args)
@@ -177,13 +184,33 @@ def run(args) -> int:
             signal.signal(signal.SIGINT, previous)
 
 
+# `timeout --signal=INT` signals the process and then its group, so a second SIGINT can follow
+# the first by microseconds: within this many seconds of the one that raised, a SIGINT is taken
+# for the same interruption and ignored.
+SIGINT_REPEAT_S = 1.0
+
+
 def _sigint_once():
-    """Install the SIGINT handler above; the previous handler (None off the main thread)."""
+    """Install a SIGINT handler that raises KeyboardInterrupt (the benchmark keeps the rows
+    timed so far and saves them) and ignores the SIGINTs that follow it while those rows are
+    saved; the previous handler (None off the main thread).
+
+    A later SIGINT raises again if the benchmark never took up the first: a KeyboardInterrupt
+    raised in a weakref callback or a __del__ (torch.compile's caches have many) is printed and
+    dropped by Python, and ignoring every SIGINT after it left a run that Ctrl-C could not stop
+    (and `timeout` SIGKILLed, losing its rows)."""
     if threading.current_thread() is not threading.main_thread():
         return None
+    from . import cases as bench_cases
+
+    bench_cases.last_run_interrupted = False  # not a flag left by an earlier run in this process
+    raised_at = []
 
     def interrupt(signum, frame):
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if raised_at and (bench_cases.last_run_interrupted
+                          or time.monotonic() - raised_at[-1] < SIGINT_REPEAT_S):
+            return
+        raised_at.append(time.monotonic())
         raise KeyboardInterrupt
 
     return signal.signal(signal.SIGINT, interrupt)
@@ -285,14 +312,19 @@ def _bench_train_step(args, device, dtypes) -> int:
     from . import cases as bench_cases
     from . import train_step
 
-    # GPU: the batch sizes of the issue; CPU: small enough for a 2-core machine.
-    batches = args.batch or ([64, 256] if device.type == "cuda" else [16])
+    # GPU: the batch sizes of the issue; CPU: small enough for a 2-core machine. --quick takes
+    # one of them (2 on CPU), as it takes the first default shape of the other ops: batch sizes
+    # asked for with --batch are all timed.
+    if args.batch:
+        batches = args.batch
+    elif device.type == "cuda":
+        batches = [64] if args.quick else [64, 256]
+    else:
+        batches = [2] if args.quick else [16]
     if not args.dtype:  # fp32 and bf16 autocast (fp16 would need a GradScaler in the loop)
         dtypes = [torch.float32, torch.bfloat16] if device.type == "cuda" else [torch.float32]
     models = list(train_step.MODELS)
     backends = [b for b in train_step.BACKENDS if not (args.no_compile and "compile" in b)]
-    if args.quick:
-        batches = [2 if device.type == "cpu" else batches[0]]
     all_cases = train_step.cases(models, batches, dtypes, device, backends)
     rows = train_step.add_steps_per_s(
         bench_cases.run("train_step", all_cases, device, train_step.first_call_fails))
@@ -321,8 +353,13 @@ def _bench_upsample_conv(args) -> int:
         all_cases = uc_bench.cases(blocks, dtypes, device, ["nchw", "channels_last"],
                                    backend_names, with_compile=not args.no_compile)
         rows = bench_cases.run("upsample_conv", all_cases, device)
-        uc_bench.add_throughput(rows, device, functools.cache(
-            lambda dtype: bench_timing.matrix_tflops(device, getattr(torch, dtype))))
+        try:  # seconds of matmuls and convolutions after the timed cases
+            uc_bench.add_throughput(rows, device, functools.cache(
+                lambda dtype: bench_timing.matrix_tflops(device, getattr(torch, dtype))))
+        except KeyboardInterrupt:  # the timed rows are kept, some without their throughput
+            bench_cases.last_run_interrupted = True
+            print(f"bench upsample_conv: interrupted while measuring the matrix throughput; "
+                  f"keeping the {len(rows)} rows timed", file=sys.stderr)
         interrupted = bench_cases.last_run_interrupted
     if args.mode in ("all", "overhead") and not interrupted:
         overhead_rows = overhead.timed_rows(
@@ -377,6 +414,12 @@ def _bench_report(args) -> int:
         return 1
     if args.auto_table and not os.access(auto_table.AUTO_TABLE, os.W_OK):
         return refuse(f"--auto-table: {auto_table.AUTO_TABLE} may not be written")
+    # The README is replaced last, through a temporary file beside it: checked now, or a
+    # read-only one is found only after report.md and the plots were written.
+    readme = Path(args.readme) if args.readme else None
+    if readme and readme.is_file() and not (os.access(readme, os.W_OK)
+                                            and os.access(readme.absolute().parent, os.W_OK)):
+        return refuse(f"--readme {readme}: the file (or its folder) may not be written")
     try:
         written = report.write_report(args.report, Path(args.out), readme=args.readme)
         measured = auto_table.write(report.load_rows(args.report)) if args.auto_table else {}
@@ -389,6 +432,8 @@ def _bench_report(args) -> int:
     for op, entry in measured.items():
         print(f"auto order for {op}: {', '.join(entry['order'])} (from the GPU rows given)")
     if args.auto_table and not measured:
-        print(f"--auto-table: no GPU rows in the files given; {auto_table.AUTO_TABLE} unchanged")
+        print("--auto-table: no GPU rows to rank backends by in the files given (rows of --quick "
+              f"runs and of ops without a choice of backend are not ranked); "
+              f"{auto_table.AUTO_TABLE} unchanged")
     return 0
 

@@ -275,6 +275,8 @@ def main(argv=None) -> None:
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, D={args.dim}")
     env = {**environment(device), **({"quick": True} if args.quick else {})}
     out = Path(args.out) if args.out else None
+    # --out may hold earlier runs' rows: "appended" is said only if this run added some.
+    size_before = out.stat().st_size if out is not None and out.is_file() else 0
     try:
         if args.part in ("all", "frechet"):
             rows = frechet_rows(args.dim, args.repeats, device)
@@ -303,7 +305,7 @@ def main(argv=None) -> None:
                                     [(name, seconds, value)], env)
                 _save(out, [{**row, "images_per_s": round(batch / seconds, 2)}])
     finally:  # each part's rows are written as it ends: an interrupted run keeps them
-        if out is not None and out.exists():
+        if out is not None and out.is_file() and out.stat().st_size > size_before:
             print(f"rows appended to {out}")
 
 

@@ -23,10 +23,12 @@ REQUIRED = ("op", "mode", "shape", "dtype", "backend", "device")
 DASH = "–"
 
 
-# The numeric fields a row may carry (None: not measured) and the least each may be.
-POSITIVE = ("median_ms", "device_ms", "us_per_call", "gbps", "speedup", "speedup_vs_compile",
-            "copy_gbps", "steps_per_s")
-NON_NEGATIVE = ("frac_of_copy", "frac_of_matrix", "saved_mb")
+# The numeric fields a row may carry (None: not measured) and the least each may be. GB/s may
+# be 0: `ganfast bench` once wrote a small --shape's GB/s rounded to 0.0, and the report shows
+# neither GB/s field (frac_of_copy is its figure).
+POSITIVE = ("median_ms", "device_ms", "us_per_call", "speedup", "speedup_vs_compile",
+            "steps_per_s")
+NON_NEGATIVE = ("frac_of_copy", "frac_of_matrix", "saved_mb", "gbps", "copy_gbps")
 
 
 def load_rows(paths) -> list[dict]:
@@ -415,17 +417,20 @@ def train_step_table(rows) -> str:
              "|---|---|---:|---|---:|---:|---:|---:|---:|---:|"]
     for (device, mode, shape, dtype), by in sorted(runs.items(), key=lambda kv: (_is_cpu(kv[0][0]),
                                                                                  kv[0])):
+        # A row without a time (not measured, or written by hand) shows a dash, as in markdown().
         def rate(backend, by=by):
             row = by.get(backend)
             if row is None:
                 return DASH
             if "skipped" in row:
                 return "fails"
-            return f"{1e3 / row['median_ms']:.2f}"
+            return DASH if row.get("median_ms") is None else f"{1e3 / row['median_ms']:.2f}"
 
         def ratio(backend, baseline, by=by):
             a, b = by.get(backend), by.get(baseline)
             if not a or not b or "skipped" in a or "skipped" in b:
+                return DASH
+            if a.get("median_ms") is None or b.get("median_ms") is None:
                 return DASH
             return f"{b['median_ms'] / a['median_ms']:.2f}x"
 
