@@ -134,6 +134,24 @@ def test_sizes_that_measure_nothing_are_refused(args, message, capsys):
     assert exit_.value.code == 2 and message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("device,message", [
+    ("gpu", "argument --device: invalid choice: 'gpu'"),
+    ("meta", "argument --device: invalid choice: 'meta'"),
+])
+def test_devices_the_benchmark_cannot_time_on_are_refused(device, message, capsys):
+    """Any string was taken: 'gpu' ended in torch's traceback, 'meta' timed nothing."""
+    with pytest.raises(SystemExit) as exit_:
+        fid_bench.main(["--device", device, "--part", "stats"])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for a machine without CUDA")
+def test_cuda_without_a_gpu_is_refused(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        fid_bench.main(["--device", "cuda", "--part", "stats"])
+    assert exit_.value.code == 2 and "torch sees no CUDA device" in capsys.readouterr().err
+
+
 def test_rows_appended_is_said_only_when_this_run_appended_some(tmp_path, monkeypatch, capsys):
     # --out may hold earlier runs' rows: interrupted before its first part ended, the run said
     # "rows appended to" a file it had not touched.

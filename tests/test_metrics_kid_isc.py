@@ -244,6 +244,17 @@ def test_kid_takes_integer_features_of_any_width(dtype):
     assert kid(f.to(dtype), g.to(dtype), subsets=3, subset_size=10) == expected
 
 
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int16, torch.int64])
+def test_precision_recall_takes_integer_features_as_kid_does(dtype):
+    # refused before ("must be a 2-D floating-point tensor") while kid took them
+    f = torch.randint(0, 50, (30, 3), generator=torch.Generator().manual_seed(0))
+    g = torch.randint(0, 50, (40, 3), generator=torch.Generator().manual_seed(1))
+    expected = precision_recall(f.float(), g.float())
+    assert precision_recall(f.to(dtype), g.to(dtype)) == expected
+    with pytest.raises(ValueError, match=r"real_features must be a 2-D real-valued .* torch.bool"):
+        precision_recall(f.float(), g > 25)
+
+
 def test_empty_feature_widths_and_logits_are_named():
     # kid divided by zero (gamma = 1 / D), precision_recall gave (1.0, 1.0) for features of no
     # width, inception_score 1.0 for logits of no classes, and blamed splits for no rows.

@@ -245,7 +245,9 @@ def main(argv=None) -> None:
     parser.add_argument("--stats-n", type=positive_int, default=None,
                         help="features for the statistics rows (default 50000 on GPU, 10000 on "
                              "CPU, 2000 with --quick)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", choices=["cpu", "cuda"],
+                        default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="default: cuda when available")
     parser.add_argument("--precision-effect", type=int, metavar="N", default=0,
                         help="only measure bf16 against fp32 Inception features and the FID "
                              "between two sets of N random images (random weights unless "
@@ -263,6 +265,8 @@ def main(argv=None) -> None:
         args.dim = 256 if args.quick else 2048
     if args.repeats is None:
         args.repeats = 1 if args.quick else 3
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no CUDA device here (use --device cpu)")
     device = torch.device(args.device)
     if args.precision_effect:
         print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from ._tensors import check_finite, check_int, tensor_from_numpy
+from ._tensors import INTEGER_DTYPES, check_finite, check_int, tensor_from_numpy
 
 TILE = 4096
 
@@ -45,6 +45,13 @@ def _inside_any_ball(
     return torch.cat(hits).double().mean()
 
 
+def _described(value) -> str:
+    """What a refused argument is: a tensor's shape and dtype, or its type."""
+    if isinstance(value, torch.Tensor):
+        return f"shape {tuple(value.shape)}, {value.dtype}"
+    return type(value).__name__
+
+
 def precision_recall(fake_features, real_features, k=3, tile=TILE):
     """(precision, recall) of fake [N, D] against real [M, D] features with k-NN balls
     (numpy arrays or tensors)."""
@@ -52,8 +59,11 @@ def precision_recall(fake_features, real_features, k=3, tile=TILE):
     fake_features = tensor_from_numpy(fake_features, "fake_features")
     real_features = tensor_from_numpy(real_features, "real_features")
     for name, f in (("fake_features", fake_features), ("real_features", real_features)):
-        if not isinstance(f, torch.Tensor) or f.dim() != 2 or not f.is_floating_point():
-            raise ValueError(f"{name} must be a 2-D floating-point tensor (or numpy array) [N, D]")
+        # integers too, as kid and the Frechet distance take them (computed in float32 or wider)
+        if not isinstance(f, torch.Tensor) or f.dim() != 2 or not (
+                f.is_floating_point() or f.dtype in INTEGER_DTYPES):
+            raise ValueError(f"{name} must be a 2-D real-valued tensor (or numpy array) [N, D], "
+                             f"got {_described(f)}")
         if len(f) <= k:
             raise ValueError(f"{name} needs more than k={k} rows, got {len(f)}")
         check_finite(f.detach(), name)  # a NaN distance is inside no ball: it would pass for a miss
