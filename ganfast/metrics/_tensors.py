@@ -77,6 +77,12 @@ def finite_range(value: torch.Tensor, name: str) -> tuple[float, float]:
     return low, high
 
 
+def all_finite(value: torch.Tensor) -> bool:
+    """Whether a non-empty tensor holds no NaN or infinite value, through finite_range's one
+    aminmax pass (for a caller whose error says more than finite_range's)."""
+    return all(map(math.isfinite, torch.stack(value.aminmax()).tolist()))
+
+
 def check_finite(value: torch.Tensor, name: str) -> None:
     """finite_range's check alone; an empty tensor passes."""
     if value.numel():
