@@ -411,7 +411,7 @@ def test_a_sigint_that_python_dropped_does_not_make_the_run_unstoppable(monkeypa
     import signal
     import weakref
 
-    from ganfast.bench import cases
+    from ganfast.bench import cases, timing
     from ganfast.bench import cli as bench_cli
 
     class Cached:
@@ -421,6 +421,7 @@ def test_a_sigint_that_python_dropped_does_not_make_the_run_unstoppable(monkeypa
     monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: dropped.append(
         unraisable.exc_type))
     monkeypatch.setattr(cases, "last_run_interrupted", False)
+    monkeypatch.setattr(timing, "stop_requested", False)
     monkeypatch.setattr(bench_cli, "SIGINT_REPEAT_S", 0.0)  # the next Ctrl-C comes later
     previous = bench_cli._sigint_once()
     try:
@@ -430,6 +431,69 @@ def test_a_sigint_that_python_dropped_does_not_make_the_run_unstoppable(monkeypa
         assert ref() is None and dropped == [KeyboardInterrupt]
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_timeouts_single_sigint_dropped_by_python_still_stops_the_run(monkeypatch, tmp_path):
+    # `timeout --signal=INT` sends one SIGINT, to the process and then its group microseconds
+    # apart (the second ignored as the same interruption). When Python drops the
+    # KeyboardInterrupt (raised in a weakref callback), no third SIGINT comes: the timing
+    # loops must honour the request, or the stage runs on until SIGKILL and loses its rows.
+    import os
+    import signal
+    import weakref
+
+    from ganfast.bench import cases, overhead, timing
+    from ganfast.cli import main
+
+    class Cached:
+        pass
+
+    dropped, groups = [], []
+    monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: dropped.append(
+        unraisable.exc_type))
+    real_interleaved_ms = cases.interleaved_ms
+
+    def interleaved(fns, reps):
+        groups.append(len(fns))
+        if len(groups) == 2:  # the second group: timeout's signal lands in a weakref callback
+            entry = Cached()
+            ref = weakref.ref(entry, lambda _: os.kill(os.getpid(), signal.SIGINT))
+            del entry
+            assert ref() is None and dropped == [KeyboardInterrupt]
+            os.kill(os.getpid(), signal.SIGINT)  # the group's copy: ignored, nothing raised
+        return real_interleaved_ms({i: (lambda: None) for i in fns}, reps=reps)
+
+    monkeypatch.setattr(cases, "interleaved_ms", interleaved)
+    _bench_machine(monkeypatch, cases)
+    monkeypatch.setattr(overhead, "run", lambda *a, **k: pytest.fail("overhead after SIGINT"))
+    out = tmp_path / "rows.jsonl"
+    assert main(["bench", "--op", "gradient_penalty", "--device", "cpu", "--quick",
+                 "--no-compile", "--out", str(out)]) == 130
+    assert len(groups) == 2  # stopped in the second group, not after every group
+    assert len(out.read_text().splitlines()) == groups[0]  # the first group's rows
+    assert not timing.stop_requested  # answered: later timing in this process is not stopped
+
+
+def test_a_sigint_while_rows_are_written_is_left_to_the_timing_loops(monkeypatch):
+    # Raised inside write_jsonl, the interrupt cut a row in half and the report refused the file.
+    import os
+    import signal
+
+    from ganfast.bench import cases, timing
+    from ganfast.bench import cli as bench_cli
+
+    monkeypatch.setattr(cases, "last_run_interrupted", False)
+    monkeypatch.setattr(timing, "stop_requested", False)
+    previous = bench_cli._sigint_once()
+    try:
+        monkeypatch.setattr(cases, "writing_rows", True)
+        os.kill(os.getpid(), signal.SIGINT)  # nothing raised while the row is written
+        monkeypatch.setattr(cases, "writing_rows", False)
+        assert timing.stop_requested
+        with pytest.raises(KeyboardInterrupt):
+            timing.interleaved_ms({"a": lambda: None}, reps=3)
     finally:
         signal.signal(signal.SIGINT, previous)
 

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 import ganfast
 
+from . import timing as bench_timing
 from .timing import copy_bandwidth_gbps, device_ms, interleaved_ms, median_ms
 
 
@@ -88,6 +89,14 @@ def environment(device: torch.device) -> dict:
 last_run_interrupted = False
 
 
+def take_interrupt() -> None:
+    """Mark the run as cut short by SIGINT: the caller keeps the rows it has, and the timing
+    loops stop raising the request (timing.stop_requested) that the interrupt answered."""
+    global last_run_interrupted
+    last_run_interrupted = True
+    bench_timing.stop_requested = False
+
+
 def run(op: str, cases, device: torch.device, skip=lambda case: "") -> list[dict]:
     """Time every case; a case `skip` gives a reason for is recorded with that reason.
 
@@ -124,7 +133,7 @@ def run(op: str, cases, device: torch.device, skip=lambda case: "") -> list[dict
             try:
                 rows += _group_rows(op, members, device, skip, env, copy_gbps)
             except KeyboardInterrupt:  # the group under way is dropped, the finished ones kept
-                last_run_interrupted = True
+                take_interrupt()
                 print(f"bench {op}: interrupted; keeping the {len(rows)} rows timed so far",
                       file=sys.stderr)
                 break
@@ -190,26 +199,37 @@ def _rate(gbps: float) -> float:
     return round(gbps, 1) if gbps >= 0.05 else float(f"{gbps:.3g}")
 
 
+# True while write_jsonl appends rows: `ganfast bench`'s SIGINT handler then leaves the
+# interrupt to the timing loops rather than cut a row in half.
+writing_rows = False
+
+
 def write_jsonl(rows: list[dict], path: Path) -> None:
+    global writing_rows
     path.parent.mkdir(parents=True, exist_ok=True)
-    # A file whose last line has no newline (written by hand, or cut short by a killed run)
-    # would have the first row appended to that line, and the report refuse both.
+    # A file whose last line has no newline (a hand-written row) would have the first row
+    # appended to that line, and the report refuse both.
     newline_first = _ends_mid_line(path)
-    with path.open("a") as f:
-        if newline_first:
-            f.write("\n")
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
+    lines = ("\n" if newline_first else "") + "".join(json.dumps(row) + "\n" for row in rows)
+    writing_rows = True
+    try:
+        with path.open("a") as f:
+            f.write(lines)
+    finally:
+        writing_rows = False
 
 
 def _ends_mid_line(path: Path) -> bool:
     """Whether a regular file's last byte is other than a newline (not asked of a pipe such as
     --out /dev/stdout, which cannot be read back)."""
-    if not path.is_file() or path.stat().st_size == 0:
+    try:
+        if not path.is_file() or path.stat().st_size == 0:
+            return False
+        with path.open("rb") as f:
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) != b"\n"
+    except OSError:  # a file this process may append to but not read: appended as it is
         return False
-    with path.open("rb") as f:
-        f.seek(-1, os.SEEK_END)
-        return f.read(1) != b"\n"
 
 
 def markdown_table(rows: list[dict], columns: list[str] | None = None) -> str:

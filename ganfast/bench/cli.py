@@ -182,6 +182,9 @@ def run(args) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
+            from . import timing as bench_timing
+
+            bench_timing.stop_requested = False  # answered, or the run is over: not for later calls
 
 
 # `timeout --signal=INT` signals the process and then its group, so a second SIGINT can follow
@@ -202,8 +205,10 @@ def _sigint_once():
     if threading.current_thread() is not threading.main_thread():
         return None
     from . import cases as bench_cases
+    from . import timing as bench_timing
 
-    bench_cases.last_run_interrupted = False  # not a flag left by an earlier run in this process
+    # not flags left by an earlier run in this process
+    bench_cases.last_run_interrupted = bench_timing.stop_requested = False
     raised_at = []
 
     def interrupt(signum, frame):
@@ -211,6 +216,12 @@ def _sigint_once():
                           or time.monotonic() - raised_at[-1] < SIGINT_REPEAT_S):
             return
         raised_at.append(time.monotonic())
+        # Raised where Python drops it (a weakref callback), the request stays for the timing
+        # loops to raise again (timing.stop_if_requested); a row being written is finished
+        # first: cut in half, it would make the whole file unreadable to --report.
+        bench_timing.stop_requested = True
+        if bench_cases.writing_rows:
+            return
         raise KeyboardInterrupt
 
     return signal.signal(signal.SIGINT, interrupt)
@@ -353,11 +364,12 @@ def _bench_upsample_conv(args) -> int:
         all_cases = uc_bench.cases(blocks, dtypes, device, ["nchw", "channels_last"],
                                    backend_names, with_compile=not args.no_compile)
         rows = bench_cases.run("upsample_conv", all_cases, device)
-        try:  # seconds of matmuls and convolutions after the timed cases
-            uc_bench.add_throughput(rows, device, functools.cache(
-                lambda dtype: bench_timing.matrix_tflops(device, getattr(torch, dtype))))
+        try:  # seconds of matmuls and convolutions after the timed cases; none once interrupted
+            if not bench_cases.last_run_interrupted:
+                uc_bench.add_throughput(rows, device, functools.cache(
+                    lambda dtype: bench_timing.matrix_tflops(device, getattr(torch, dtype))))
         except KeyboardInterrupt:  # the timed rows are kept, some without their throughput
-            bench_cases.last_run_interrupted = True
+            bench_cases.take_interrupt()
             print(f"bench upsample_conv: interrupted while measuring the matrix throughput; "
                   f"keeping the {len(rows)} rows timed", file=sys.stderr)
         interrupted = bench_cases.last_run_interrupted

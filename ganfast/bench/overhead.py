@@ -18,6 +18,7 @@ from ..ops.gradient_penalty import interpolate, norm_penalty, per_sample_norm
 from ..train.models import TinyCritic
 from . import cases as bench_cases
 from . import gradient_penalty as gp_cases
+from . import timing as bench_timing
 from .cases import environment
 
 CALLS = 200
@@ -32,6 +33,7 @@ def host_us(fn, device: torch.device, calls: int = CALLS, repeats: int = REPEATS
     sync()
     best = float("inf")
     for _ in range(repeats):
+        bench_timing.stop_if_requested()
         start = time.perf_counter()
         for _ in range(calls):
             fn()
@@ -102,7 +104,7 @@ def timed_rows(op: str, all_cases, device: torch.device, skip=lambda backend: ""
                              "speedup": round(eager_us / us, 2), "speedup_vs_compile": None,
                              **env})
     except KeyboardInterrupt:
-        bench_cases.last_run_interrupted = True
+        bench_cases.take_interrupt()
         print(f"bench {op}: interrupted in the overhead cases; keeping the {len(rows)} overhead "
               "rows timed so far and those before them", file=sys.stderr)
     return rows

@@ -159,7 +159,7 @@ def run(device, mode="all", quick=False, with_compile=True):
         with backends.backend_scope("torch"):
             _run_into(rows, device, mode, quick, with_compile)
     except KeyboardInterrupt:
-        bench_cases.last_run_interrupted = True
+        bench_cases.take_interrupt()
         print(f"bench spectral_norm: interrupted; keeping the {len(rows)} rows timed so far",
               file=sys.stderr)
     return rows

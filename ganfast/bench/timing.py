@@ -12,6 +12,19 @@ import time
 
 import torch
 
+# Set by `ganfast bench`'s SIGINT handler before it raises KeyboardInterrupt, cleared when a
+# benchmark takes the interrupt (cases.take_interrupt). Python prints and drops an exception
+# raised in a weakref callback or a __del__ (torch.compile's caches run many), and `timeout
+# --signal=INT` sends one SIGINT (to the process, then its group, microseconds apart): the
+# timing loops check the request between calls, so a dropped interrupt still stops the run.
+stop_requested = False
+
+
+def stop_if_requested() -> None:
+    """Raise KeyboardInterrupt if SIGINT asked the run to stop and nothing took it up yet."""
+    if stop_requested:
+        raise KeyboardInterrupt
+
 # do_bench times as many calls as fit in 100 ms: a call over this many ms would get fewer than
 # 50 samples (a 50 ms training step two), so such calls are timed `reps` times by CUDA events.
 DO_BENCH_MAX_MS = 2.0
@@ -24,6 +37,7 @@ def median_ms(fn, device: torch.device, *, warmup: int = 5, reps: int = 60) -> f
             from triton.testing import do_bench
         except ImportError:
             return _cuda_events_ms(fn, warmup, reps)
+        stop_if_requested()  # do_bench's loop (100 ms) is Triton's
         if _cuda_events_ms(fn, 1, 3) > DO_BENCH_MAX_MS:
             return _cuda_events_ms(fn, warmup, reps)
         return float(do_bench(fn, warmup=25, rep=100, return_mode="median"))
@@ -36,6 +50,7 @@ def _cpu_call_ms(fn, warmup: int, reps: int) -> list:
         fn()
     times = []
     for _ in range(reps):
+        stop_if_requested()
         start = time.perf_counter()
         fn()
         times.append((time.perf_counter() - start) * 1e3)
@@ -58,6 +73,7 @@ def interleaved_ms(fns, reps=30, warmup=3):
     shuffle = random.Random(0).shuffle
     times = {name: [] for name in order}
     for _ in range(reps):
+        stop_if_requested()
         shuffle(order)
         for name in order:
             start = time.perf_counter()
@@ -104,6 +120,7 @@ def _cuda_events_ms(fn, warmup: int, reps: int) -> float:
     torch.cuda.synchronize()
     times = []
     for _ in range(reps):
+        stop_if_requested()
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
         fn()
