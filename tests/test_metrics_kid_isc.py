@@ -1,5 +1,6 @@
 """kid and inception_score against torch-fidelity's functions on random features."""
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -229,10 +230,17 @@ def test_reversed_numpy_arrays_are_taken():
 
 
 def test_numpy_dtypes_torch_lacks_are_named():
-    import numpy as np
-
-    with pytest.raises(TypeError, match="^features1 must hold real numbers .*got numpy dtype object"):
+    with pytest.raises(TypeError, match="^features1: numpy dtype object has no torch dtype"):
         kid(np.zeros((10, 4), dtype=object), np.zeros((10, 4)), subset_size=5)
+
+
+def test_big_endian_numpy_features_are_taken():
+    # torch.from_numpy refuses another byte order than the machine's, naming no argument
+    f = np.random.default_rng(0).standard_normal((12, 4))
+    g = f[::-1] + 1
+    expected = kid(f, g, subsets=2, subset_size=5), precision_recall(f, g)
+    swapped = [x.astype(">f8") for x in (f, g)]
+    assert (kid(*swapped, subsets=2, subset_size=5), precision_recall(*swapped)) == expected
 
 
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.int8, torch.int16, torch.int32])
@@ -275,12 +283,23 @@ def test_empty_feature_widths_and_logits_are_named():
     (dict(coef0=float("nan")), "^coef0 must be a finite number"),
     (dict(coef0=float("-inf")), "^coef0 must be a finite number"),
     (dict(coef0=None), "^coef0 must be a finite number"),
+    (dict(gamma=True), "^gamma must be > 0 and finite"),
+    (dict(gamma=torch.tensor([0.5, 0.5])), "^gamma must be > 0 and finite"),
+    (dict(coef0=np.array(True)), "^coef0 must be a finite number"),
 ])
 def test_kid_gamma_and_coef0_must_be_finite_numbers(kwargs, match):
     # an infinite gamma or a NaN coef0 gave (nan, nan); a string or None an operator's TypeError
     f = torch.randn(10, 4, dtype=torch.float64)
     with pytest.raises(ValueError, match=match):
         kid(f, f + 1, subsets=2, subset_size=5, **kwargs)
+
+
+def test_kid_takes_gamma_and_coef0_as_one_element_tensors_and_arrays():
+    # as before the finiteness checks: a 0-d tensor or array is one number
+    f = torch.randn(12, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    expected = kid(f, f + 1, subsets=2, subset_size=5, gamma=0.25, coef0=2.0)
+    for gamma, coef0 in ((torch.tensor(0.25), np.array(2.0)), (np.float32(0.25), torch.tensor([2]))):
+        assert kid(f, f + 1, subsets=2, subset_size=5, gamma=gamma, coef0=coef0) == expected
 
 
 def test_kid_names_a_kernel_that_overflows_float64():

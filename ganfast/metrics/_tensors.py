@@ -21,17 +21,19 @@ INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64
 def tensor_from_numpy(value, name: str):
     """`value` as a tensor when it is a numpy array (sharing its memory where torch can), else
     `value` as it is. torch.from_numpy refuses negative strides (a reversed view, `x[::-1]`)
-    with an error naming no argument, so those are copied; a dtype torch has not (long double,
-    object) is named after the argument."""
+    and another byte order than the machine's with errors naming no argument, so those are
+    copied; a dtype torch has not (long double, object) is named after the argument."""
     if not isinstance(value, np.ndarray):
         return value
+    if not value.dtype.isnative:  # big-endian data ('>f4'): torch takes the machine's order only
+        value = value.astype(value.dtype.newbyteorder("="))
     if any(stride < 0 for stride in value.strides):
         value = value.copy()
     try:
         return torch.from_numpy(value)
-    except TypeError:
-        raise TypeError(f"{name} must hold real numbers in a dtype torch has (float16, float32, "
-                        f"float64, an integer type), got numpy dtype {value.dtype}") from None
+    except TypeError:  # named neutrally: which real dtypes a caller takes, its own check says
+        raise TypeError(f"{name}: numpy dtype {value.dtype} has no torch dtype; convert it (to "
+                        "float64, say)") from None
 
 
 def as_float64(value, name: str, ndim: int, device: torch.device | None = None) -> torch.Tensor:

@@ -26,9 +26,20 @@ def _unbiased_mmd2(k_xx: torch.Tensor, k_xy: torch.Tensor, k_yy: torch.Tensor) -
     return (off_diag(k_xx) + off_diag(k_yy)) / (m * (m - 1)) - 2 * k_xy.sum((-2, -1)) / (m * m)
 
 
-def _is_real_number(value) -> bool:
-    """An int or float, numpy's included; not a bool (True would pass for 1)."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+def _real_number(value) -> float | None:
+    """`value` as a float when it is one real number: an int or float (numpy's included) or a
+    one-element tensor or array; None otherwise (a bool, which would pass for 1, a string)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not (
+            value.dtype == torch.bool or value.is_complex()):
+        return float(value)
+    if isinstance(value, np.ndarray) and value.size == 1 and (
+            np.issubdtype(value.dtype, np.integer) or np.issubdtype(value.dtype, np.floating)):
+        return float(value.item())
+    return None
 
 
 def kid(features1, features2, subsets=100, subset_size=1000, degree=3, gamma=None, coef0=1.0, seed=0):
@@ -56,12 +67,14 @@ def kid(features1, features2, subsets=100, subset_size=1000, degree=3, gamma=Non
         )
     check_int(degree, "degree", 1, "a polynomial kernel's")
     # a NaN or infinite gamma or coef0 made every kernel value, and so the result, NaN
-    if gamma is None:
-        gamma = 1.0 / f1.shape[1]
-    elif not _is_real_number(gamma) or not 0 < gamma < math.inf:
-        raise ValueError(f"gamma must be > 0 and finite (a number, or None: 1 / D), got {gamma!r}")
-    if not _is_real_number(coef0) or not math.isfinite(coef0):
-        raise ValueError(f"coef0 must be a finite number, got {coef0!r}")
+    given_gamma, given_coef0 = gamma, coef0
+    gamma = 1.0 / f1.shape[1] if gamma is None else _real_number(gamma)
+    if gamma is None or not 0 < gamma < math.inf:
+        raise ValueError(f"gamma must be > 0 and finite (a number, or None: 1 / D), got "
+                         f"{given_gamma!r}")
+    coef0 = _real_number(coef0)
+    if coef0 is None or not math.isfinite(coef0):
+        raise ValueError(f"coef0 must be a finite number, got {given_coef0!r}")
     rng = np.random.RandomState(seed)
     draws = [
         (rng.choice(len(f1), subset_size, replace=False), rng.choice(len(f2), subset_size, replace=False))

@@ -80,14 +80,15 @@ def precision_recall(fake_features, real_features, k=3, tile=TILE):
     # a graph would keep every distance tile
     dtype = torch.promote_types(torch.promote_types(fake_features.dtype, real_features.dtype),
                                 torch.float32)
-    fake = fake_features.detach().to(dtype)
-    real = real_features.detach().to(device=fake.device, dtype=dtype)
     # Distances do not change under a shift, but cdist's matrix-product form (|x|^2 + |y|^2 - 2 x.y,
     # which it takes past 25 rows) loses to cancellation what a common offset adds to the norms:
     # float32 features 1e4 from the origin with a spread of 1 gave (1.0, 1.0) for (0.98, 0.20).
     # Centred on the real features' mean, only their spread (and the fakes' distance) counts.
-    centre = real.mean(0)
-    fake, real = fake - centre, real - centre
+    # The subtraction converts to `dtype` as it goes (type promotion): one copy of each set.
+    device = fake_features.device
+    centre = real_features.detach().mean(0, dtype=dtype).to(device)
+    fake = fake_features.detach() - centre
+    real = real_features.detach().to(device) - centre
     precision = _inside_any_ball(fake, real, _knn_radius(real, k, tile), tile)
     recall = _inside_any_ball(real, fake, _knn_radius(fake, k, tile), tile)
     return float(precision), float(recall)
