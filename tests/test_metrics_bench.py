@@ -39,6 +39,9 @@ def test_rows_written_for_the_report(tmp_path, monkeypatch):
     out = tmp_path / "fid.jsonl"
     monkeypatch.setattr(fid_bench, "inception_rows", lambda batch, device, repeats: [
         ("FID Inception fp32", 0.5, 0.25), ("FID Inception bf16", 0.25, 0.2)])
+    monkeypatch.setattr(fid_bench, "inception_tf1_rows", lambda batch, device, repeats: (
+        [("ganfast FIDInceptionV3, tf1 resize", 0.4, 0.3), (fid_bench.TORCH_FIDELITY, 0.8, 0.3)],
+        2e-7))
     for part in ("frechet", "stats", "inception"):
         fid_bench.main(["--device", "cpu", "--dim", "24", "--stats-n", "200", "--batch", "8",
                         "--repeats", "1", "--part", part, "--out", str(out)])
@@ -49,7 +52,9 @@ def test_rows_written_for_the_report(tmp_path, monkeypatch):
                        ("frechet to a cached reference", "float64", "ganfast"),
                        ("stats update", "float32", "ganfast"), ("stats update", "float32", "eager"),
                        ("inception features", "float32", "ganfast"),
-                       ("inception features", "bfloat16", "ganfast")}
+                       ("inception features", "bfloat16", "ganfast"),
+                       ("inception features, tf1 resize", "float32", "ganfast"),
+                       ("inception features, tf1 resize", "float32", "eager")}
     for (mode, dtype, backend), row in by.items():
         assert row["op"] == "fid" and row["device"] == "cpu"
         eager = by[mode, dtype, "eager"] if (mode, dtype, "eager") in by else None
@@ -66,6 +71,34 @@ def test_rows_written_for_the_report(tmp_path, monkeypatch):
     assert set(by["stats update", "float32", "ganfast"]["peer_ms"]) == {"float64 raw sums"}
     assert by["stats update", "float32", "ganfast"]["shape"] == [200, 24]
     assert by["inception features", "bfloat16", "ganfast"]["images_per_s"] == 16.0  # batch 4 on CPU
+    tf1 = {backend: by["inception features, tf1 resize", "float32", backend]
+           for backend in ("ganfast", "eager")}
+    assert (tf1["ganfast"]["images_per_s"], tf1["eager"]["images_per_s"]) == (10.0, 5.0)
+    assert tf1["ganfast"]["speedup"] == 2.0 and tf1["ganfast"]["features_max_rel_diff"] == 2e-7
+
+
+def test_precision_effect_measures_each_faster_way_against_fp32_nchw(capsys):
+    fid_bench.main(["--device", "cpu", "--precision-effect", "4"])
+    lines = capsys.readouterr().out.splitlines()[1:]
+    assert lines[0].startswith("Inception on cpu (fp32 default there: channels_last), random "
+                               "weights (batch-norm statistics calibrated), 2 x 4 random")
+    for line, way in zip(lines[1:], ("fp32 channels_last", "bf16"), strict=True):
+        assert line.startswith(f"  {way}: features |{way} - fp32 NCHW| / |fp32 NCHW| = ")
+        error = float(line.split(" = ")[1].split(",")[0])
+        assert 0 < error < 0.5  # rounding (amplified by this network), not another network
+
+
+def test_inception_with_tf1_resize_is_timed_beside_torch_fidelitys_on_equal_features():
+    # the acceptance's comparison: the same weights and images give the same features (1e-4)
+    pytest.importorskip("torch_fidelity")
+    rows, difference = fid_bench.inception_tf1_rows(2, torch.device("cpu"), repeats=1)
+    assert [name for name, _, _ in rows] == ["ganfast FIDInceptionV3, tf1 resize",
+                                             "ganfast, NCHW instead",  # channels_last on CPU
+                                             fid_bench.TORCH_FIDELITY]
+    assert all(seconds > 0 for _, seconds, _ in rows)
+    assert difference < 1e-5
+    for _, _, mean_feature in rows[1:]:
+        assert mean_feature == pytest.approx(rows[0][2], rel=1e-5)
 
 
 def test_a_missing_baseline_is_recorded_and_an_interrupted_run_keeps_its_rows(tmp_path,

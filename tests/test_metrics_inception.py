@@ -3,20 +3,15 @@
 import pytest
 import torch
 
+from ganfast.bench.fid import random_weights
 from ganfast.metrics import fid_inception
 from ganfast.metrics.inception import WEIGHTS_ENV, FIDInceptionV3
 from ganfast.metrics.resize import resize_bilinear_tf1
 
 
 def _random_state(seed=0):
-    torch.manual_seed(seed)
-    state = FIDInceptionV3().state_dict()
-    for key, value in state.items():  # BN statistics off their defaults, so they are checked too
-        if key.endswith("running_var"):
-            value.uniform_(0.5, 2)
-        elif key.endswith("running_mean"):
-            value.normal_(0, 0.1)
-    return state
+    # BN statistics off their defaults, so they are checked too
+    return random_weights(seed)
 
 
 def test_features_equal_pytorch_fid_given_the_same_weights(monkeypatch, tmp_path):
@@ -212,6 +207,24 @@ def test_bf16_features_stay_near_fp32():
     assert got.dtype == torch.float32 and got.shape == (3, 2048)
     error = float((got - reference).norm() / reference.norm())
     assert 0 < error < BF16_FEATURE_TOLERANCE
+
+
+def test_fp32_on_the_cpu_runs_channels_last_with_the_same_features():
+    # channels_last_devices: oneDNN's NHWC convolutions and pools are faster on the CPU; the
+    # features must not move (rounding only), and the layout must really be the one taken.
+    state = _random_state(5)
+    default, nchw = FIDInceptionV3(), FIDInceptionV3()
+    nchw.channels_last_devices = ()
+    layouts = []
+    for net in (default, nchw):
+        net.load_state_dict(state)
+        net.Conv2d_2a_3x3.conv.register_forward_pre_hook(lambda _, args: layouts.append(
+            args[0].is_contiguous(memory_format=torch.channels_last)))
+    images = torch.rand(2, 3, 37, 50)
+    with torch.no_grad():
+        got, reference = default(images), nchw(images)
+    assert layouts == [True, False]
+    torch.testing.assert_close(got, reference, atol=1e-6, rtol=1e-5)
 
 
 def test_bad_resize_and_precision_name_the_argument_and_choices(tmp_path):

@@ -7,11 +7,14 @@ Frechet distance: ganfast (Cholesky + eigvalsh) against pytorch-fid's calculate_
 (torchmetrics' way); the training-time FID of a 64-feature batch against a cached reference;
 the statistics of N features (FeatureStats.update in chunks) against numpy's float64 np.cov
 (pytorch-fid's way) and float64 raw sums (torchmetrics' way); FID Inception images per second
-(random weights: the time does not depend on them), fp32 and bf16.
+(random weights: the time does not depend on them), fp32 and bf16, and with TensorFlow 1's resize
+against torch-fidelity's feature extractor (the same weights and uint8 images; the rows say how
+far apart their features are).
 
     python -m ganfast.bench.fid --precision-effect 64 [--weights pt_inception-....pth]
 
-measures instead what bf16 Inception inference does to the features and to the FID.
+measures instead what bf16 Inception inference, and fp32 in the other memory format, do to the
+features and to the FID.
 """
 
 from __future__ import annotations
@@ -142,6 +145,80 @@ def inception_rows(batch: int, device: torch.device, repeats: int):
     return rows
 
 
+TORCH_FIDELITY = "torch-fidelity InceptionV3"
+
+
+def random_weights(seed: int = 0) -> dict:
+    """A random FID Inception state_dict whose batch-norm statistics are off their defaults
+    (variance 0.5-2, mean around 0), so that they take part in the features. Not calibrated as
+    random_inception's: that network amplifies float32 rounding (two exact implementations
+    differ by 3% of the largest feature there), this one does not (1.3e-7)."""
+    from ganfast.metrics.inception import FIDInceptionV3
+
+    torch.manual_seed(seed)
+    state = FIDInceptionV3().state_dict()
+    for key, value in state.items():
+        if key.endswith("running_var"):
+            value.uniform_(0.5, 2)
+        elif key.endswith("running_mean"):
+            value.normal_(0, 0.1)
+    return state
+
+
+def inception_tf1_rows(batch: int, device: torch.device, repeats: int):
+    """ganfast's network with TensorFlow 1's resize (resize="tf1") against torch-fidelity's
+    FeatureExtractorInceptionV3, the pipeline it computes: the same random weights (loaded from
+    a file, as torch-fidelity takes them: never downloaded), the same uint8 images [batch, 3,
+    64, 64], fp32; and ganfast's network in the other memory format than the one it takes on
+    this device (FIDInceptionV3.channels_last_devices), which tells whether to change it.
+    ([(name, seconds, mean feature)], ganfast's first; the largest difference of its features
+    from torch-fidelity's relative to their largest, None without torch-fidelity.)"""
+    import os
+    import tempfile
+
+    from ganfast.metrics.inception import FIDInceptionV3
+
+    state = random_weights()
+    ours, other_layout = FIDInceptionV3(resize="tf1"), FIDInceptionV3(resize="tf1")
+    for net in (ours, other_layout):
+        net.load_state_dict(state)
+        net.to(device).eval()
+    ours_channels_last = device.type in ours.channels_last_devices
+    other_layout.channels_last_devices = () if ours_channels_last else (device.type,)
+    images = torch.randint(0, 256, (batch, 3, 64, 64), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(0)).to(device)
+    nets = {"ganfast FIDInceptionV3, tf1 resize": lambda: ours(images.float() / 255),
+            f"ganfast, {'NCHW' if ours_channels_last else 'channels_last'} instead":
+                lambda: other_layout(images.float() / 255)}
+    try:
+        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+    except ImportError:
+        theirs = None
+    else:
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "inception.pth")
+            torch.save(state, path)
+            theirs = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"],
+                                                 feature_extractor_weights_path=path)
+        theirs.to(device).eval()
+        nets[TORCH_FIDELITY] = lambda: theirs(images)[0]
+    rows, features = [], {}
+    for name, net in nets.items():
+        @torch.no_grad()
+        def mean_feature(net=net, name=name):
+            features[name] = net()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            return float(features[name].mean())
+
+        rows.append((name, *timed(mean_feature, repeats)))
+    if theirs is None:
+        return rows, None
+    ours_features, their_features = features[next(iter(nets))], features[TORCH_FIDELITY]
+    difference = float((ours_features - their_features).abs().max() / their_features.abs().max())
+    return rows, difference
+
+
 def random_images(n: int, seed: int, smooth: bool) -> torch.Tensor:
     """n images [3, 32, 32] in [0, 1]: uniform noise, or noise blurred into blobs (a second,
     different distribution, so the FID between the two sets is far from 0)."""
@@ -174,44 +251,55 @@ def random_inception(seed: int = 0, calibration: int = 16):
 
 @torch.no_grad()
 def precision_effect(n: int, device: torch.device, weights=None, batch: int = 16) -> list[str]:
-    """bf16 (channels_last, autocast) against fp32 Inception features: their relative error and
-    the FID between two sets of n random images each way."""
+    """What the faster ways of running the Inception network do to its features and to the FID
+    between two sets of n random images: bf16 (channels_last, autocast) and fp32 in either
+    memory format (FIDInceptionV3.channels_last_devices picks one per device), each against
+    fp32 NCHW, the layout of pytorch-fid's network."""
     from ganfast.metrics import FeatureStats
     from ganfast.metrics.inception import FIDInceptionV3, fid_inception
 
     state = (fid_inception(weights) if weights else random_inception()).state_dict()
     sets = [random_images(n, 10, smooth=False), random_images(n, 11, smooth=True)]
+    ways = {"fp32 NCHW": ("fp32", ()), "fp32 channels_last": ("fp32", (device.type,)),
+            "bf16": ("bf16", ())}
     features, seconds = {}, {}
-    for precision in ("fp32", "bf16"):
+    for way, (precision, channels_last_devices) in ways.items():
         net = FIDInceptionV3(precision=precision)
+        net.channels_last_devices = channels_last_devices
         net.load_state_dict(state)
         net.to(device)
         start = time.perf_counter()
-        features[precision] = [torch.cat([net(part.to(device)).double().cpu()
-                                          for part in images.split(batch)]) for images in sets]
-        seconds[precision] = time.perf_counter() - start
+        features[way] = [torch.cat([net(part.to(device)).double().cpu()
+                                    for part in images.split(batch)]) for images in sets]
+        seconds[way] = time.perf_counter() - start
     fid = {}
-    for precision, (fa, fb) in features.items():
+    for way, (fa, fb) in features.items():
         a, b = FeatureStats(fa.shape[1]).update(fa), FeatureStats(fb.shape[1]).update(fb)
-        fid[precision] = frechet_distance(a.mean, a.covariance, b.mean, b.covariance)
-    exact, fast = torch.cat(features["fp32"]), torch.cat(features["bf16"])
+        fid[way] = frechet_distance(a.mean, a.covariance, b.mean, b.covariance)
+    exact = torch.cat(features["fp32 NCHW"])
     spread = (exact - exact.mean(0)).norm()
     label = f"weights {weights}" if weights else "random weights (batch-norm statistics calibrated)"
-    return [
-        f"Inception bf16 vs fp32 on {device.type}, {label}, 2 x {n} random 32x32 images:",
-        f"  features: |bf16 - fp32| / |fp32| = {float((fast - exact).norm() / exact.norm()):.3g}, "
-        f"/ |fp32 - its mean| = {float((fast - exact).norm() / spread):.3g}",
-        f"  FID fp32 {fid['fp32']:.6g}, bf16 {fid['bf16']:.6g}: relative difference "
-        f"{abs(fid['bf16'] - fid['fp32']) / fid['fp32']:.3g}",
-        f"  images/s fp32 {2 * n / seconds['fp32']:.2f}, bf16 {2 * n / seconds['bf16']:.2f}",
-    ]
+    default = "channels_last" if device.type in FIDInceptionV3.channels_last_devices else "NCHW"
+    lines = [f"Inception on {device.type} (fp32 default there: {default}), {label}, "
+             f"2 x {n} random 32x32 images; FID fp32 NCHW {fid['fp32 NCHW']:.6g}, "
+             f"{2 * n / seconds['fp32 NCHW']:.2f} images/s"]
+    for way in ("fp32 channels_last", "bf16"):
+        fast = torch.cat(features[way])
+        lines += [
+            f"  {way}: features |{way} - fp32 NCHW| / |fp32 NCHW| = "
+            f"{float((fast - exact).norm() / exact.norm()):.3g}, / |fp32 - its mean| = "
+            f"{float((fast - exact).norm() / spread):.3g}; FID {fid[way]:.6g}, relative "
+            f"difference {abs(fid[way] - fid['fp32 NCHW']) / fid['fp32 NCHW']:.3g}; "
+            f"{2 * n / seconds[way]:.2f} images/s"]
+    return lines
 
 
 # Result rows (ganfast bench --out): ganfast's figure (backend "ganfast", as train_step's
 # rows: a metric, not a choice of kernels) against what users run today ("eager": pytorch-fid's
 # function and numpy's float64 np.cov, on the host as they run), as the other ops' rows stand
 # against the canonical code; the other ways timed go into the ganfast row's peer_ms.
-BASELINES = {"frechet distance": "pytorch-fid (scipy sqrtm)", "stats update": "numpy float64 np.cov"}
+BASELINES = {"frechet distance": "pytorch-fid (scipy sqrtm)", "stats update": "numpy float64 np.cov",
+             "inception features, tf1 resize": TORCH_FIDELITY}
 
 
 def result_rows(mode: str, shape: list, dtype: str, timed_rows, env: dict) -> list[dict]:
@@ -249,9 +337,9 @@ def main(argv=None) -> None:
                         default="cuda" if torch.cuda.is_available() else "cpu",
                         help="default: cuda when available")
     parser.add_argument("--precision-effect", type=int, metavar="N", default=0,
-                        help="only measure bf16 against fp32 Inception features and the FID "
-                             "between two sets of N random images (random weights unless "
-                             "--weights)")
+                        help="only measure bf16 and fp32 channels_last against fp32 NCHW "
+                             "Inception features and the FID between two sets of N random "
+                             "images (random weights unless --weights)")
     parser.add_argument("--weights", help="with --precision-effect: the FID Inception weights")
     parser.add_argument("--part", choices=["all", "frechet", "stats", "inception"], default="all",
                         help="frechet: the Frechet distance and training-time FID rows only")
@@ -308,6 +396,17 @@ def main(argv=None) -> None:
                 [row] = result_rows("inception features", [batch, 3, 64, 64], dtype,
                                     [(name, seconds, value)], env)
                 _save(out, [{**row, "images_per_s": round(batch / seconds, 2)}])
+            rows, difference = inception_tf1_rows(batch, device, args.repeats)
+            for name, seconds, _ in rows:
+                print(f"{name:45s} {seconds * 1e3:10.1f} ms  {batch / seconds:.1f} images/s  "
+                      f"{seconds / rows[0][1]:7.2f}x ganfast's time")
+            if difference is not None:
+                print(f"  features differ by {difference:.1e} of the largest")
+            rows = result_rows("inception features, tf1 resize", [batch, 3, 64, 64], "float32",
+                               rows, env)
+            rows[0]["features_max_rel_diff"] = difference
+            _save(out, [{**row, "images_per_s": round(batch / row["median_ms"] * 1e3, 2)}
+                        if "median_ms" in row else row for row in rows])
     finally:  # each part's rows are written as it ends: an interrupted run keeps them
         if out is not None and out.is_file() and out.stat().st_size > size_before:
             print(f"rows appended to {out}")
