@@ -5,6 +5,7 @@ SHELL := /bin/bash
 #   make bench      pytest-benchmark files (CPU) and `ganfast bench`
 #   make gpu-check OUT=dir   on a GPU machine: build in place, gpu tests, benchmarks, logs, in
 #                            time-limited stages (scripts/gpu_check.sh)
+#   make gpu-wheels  here, before a device session: the test peers' wheels for it to carry
 #   make report     README's performance section and the auto table from benchmarks/results
 
 PYTHON ?= python3
@@ -17,7 +18,7 @@ PIN_TORCH := import torch; print('torch==' + torch.__version__.split('+')[0])
 OUT ?= out/gpu-check
 GPU_PY ?= python3
 
-.PHONY: install demo test test-min-torch bench gpu-check report cmake-check lint clean
+.PHONY: install demo test test-min-torch bench gpu-check gpu-wheels report cmake-check lint clean
 
 install: $(STAMP)
 
@@ -77,6 +78,13 @@ bench: install
 STAGES ?=
 gpu-check:
 	GPU_PY=$(GPU_PY) scripts/gpu_check.sh $(OUT) $(STAGES)
+
+# The peers the gpu tests and `ganfast bench --op fid` compare with are not in the device
+# image: their wheels (pure Python; their needs are there) go to .whl/, which a device call
+# carries (carry: [".whl"]) and gpu_check.sh installs for its run.
+PEER_WHEELS ?= pytorch-fid==0.3.0 torch-fidelity==0.4.0
+gpu-wheels: install
+	$(PY) -m pip download --no-deps --only-binary=:all: -d .whl $(PEER_WHEELS)
 
 # Committed GPU results -> README's performance section, docs/perf plots, the auto table.
 # The files in byte order whatever the locale: rows of one day without a time rank by file order.

@@ -16,6 +16,8 @@
 # rebuilds if the machine is a fresh one):
 #   GPU_CHECK_DEADLINE=420 scripts/gpu_check.sh $OUT build info tests bench-gp
 #   GPU_CHECK_DEADLINE=300 scripts/gpu_check.sh $OUT build bench-upsample bench-sn bench-train bench-fid
+# Run `make gpu-wheels` here first and name .whl in each device call's carry: the peers that
+# the gpu tests and the fid benchmark compare with (not in the device image) then run too.
 #
 # What comes back in OUT_DIR, 8 files at most: summary.txt (each stage's exit status and
 # seconds), gpu-tests.xml, one .jsonl of rows per benchmark (gradient_penalty, upsample_conv,
@@ -43,6 +45,22 @@ export PYTHONUNBUFFERED=1 MAX_JOBS=${MAX_JOBS:-16} GANFAST_CUDA_ARCHS=${GANFAST_
 mkdir -p "$OUT/logs" && OUT=$(cd "$OUT" && pwd -P) || exit 2  # absolute: the cd below
 [ -f "$OUT/logs.tar.gz" ] && tar -xzf "$OUT/logs.tar.gz" -C "$OUT"  # same OUT again: keep them
 cd "$(dirname "$0")/.." || exit 2
+
+# The peers that gpu tests and the fid benchmark compare with (pytorch-fid, torch-fidelity) are
+# not in the device image: `make gpu-wheels` puts their wheels in .whl/ (GPU_CHECK_WHEELS), a
+# device call carries it, and they are installed here for this run, apart from the image's.
+WHEELS=${GPU_CHECK_WHEELS:-.whl}
+if compgen -G "$WHEELS/*.whl" > /dev/null; then
+  PEERS=$(mktemp -d)
+  if "$PY" -m pip install -q --no-index --no-deps --no-compile --target "$PEERS" "$WHEELS"/*.whl; then
+    rm -rf "$PEERS/tests"  # torch-fidelity's wheel ships a top-level `tests`, which is ganfast's name
+    export PYTHONPATH="$PEERS${PYTHONPATH:+:$PYTHONPATH}"
+    echo "peers: $(cd "$WHEELS" && echo *.whl)" | tee -a "$OUT/summary.txt"
+  else
+    echo "peers: not installed from $WHEELS (pip failed): their rows and tests are skipped" \
+      | tee -a "$OUT/summary.txt"
+  fi
+fi
 
 # The device image has pytest-xdist (8 workers share the GPU and compile Triton kernels in
 # parallel) and pytest-timeout (one hung test cannot take the stage); used where installed.

@@ -96,3 +96,39 @@ def test_unknown_stage_is_refused_before_any_stage_runs(tmp_path):
     assert result.returncode == 2
     assert "unknown stage benchmarks" in result.stderr and "bench-upsample" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def _wheel(folder: Path, name: str) -> Path:
+    """A minimal pure-Python wheel holding module `name` (what `make gpu-wheels` downloads)."""
+    import zipfile
+
+    path = folder / f"{name}-0.1-py3-none-any.whl"
+    info = f"{name}-0.1.dist-info"
+    with zipfile.ZipFile(path, "w") as wheel:
+        wheel.writestr(f"{name}.py", "PEER = True\n")
+        wheel.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+        wheel.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\n"
+                                        "Root-Is-Purelib: true\nTag: py3-none-any\n")
+        wheel.writestr(f"{info}/RECORD", "")
+    return path
+
+
+def test_carried_peer_wheels_are_installed_for_the_stages(tmp_path):
+    # The device image lacks pytorch-fid and torch-fidelity: wheels carried in .whl/ are
+    # installed for the run, and the stages import them.
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    _wheel(wheels, "ganfast_test_peer")
+    python = tmp_path / "python-with-peer-check"
+    python.write_text(f"""#!/usr/bin/env bash
+case "$*" in *"ganfast info"*) exec {sys.executable} -c "import ganfast_test_peer" ;; esac
+exec {sys.executable} "$@"
+""")
+    python.chmod(0o755)
+    out = tmp_path / "out"
+    assert _run(out, "info", python=python, GPU_CHECK_WHEELS=str(wheels)).returncode == 0
+    assert _summary(out)[0] == "peers: ganfast_test_peer-0.1-py3-none-any.whl"
+    assert _summary(out)[1].startswith("info: exit 0")
+    # without the wheels the import fails: the check above is the installation's
+    assert _run(tmp_path / "out2", "info", python=python,
+                GPU_CHECK_WHEELS=str(tmp_path / "none")).returncode != 0
