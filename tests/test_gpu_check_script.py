@@ -20,7 +20,10 @@ sleep 30 & wait $!
 
 
 def _run(out, *stages, python=sys.executable, **env):
-    env = {**os.environ, "GPU_PY": str(python), **env}
+    # no peer wheels unless a test gives some (a .whl/ left by `make gpu-wheels` in this checkout
+    # would be installed and named in the summary)
+    env = {**os.environ, "GPU_PY": str(python), "GPU_CHECK_WHEELS": str(out) + ".no-wheels",
+           **env}
     return subprocess.run(["bash", str(SCRIPT), str(out), *stages], env=env, text=True,
                           capture_output=True, timeout=120)
 
