@@ -64,7 +64,9 @@ def test_rows_written_for_the_report(tmp_path, monkeypatch):
             assert eager["skipped"] == "pytorch-fid (scipy sqrtm): not installed"
             assert "speedup" not in row
         elif backend == "ganfast":
-            assert row["speedup"] == pytest.approx(eager["median_ms"] / row["median_ms"], rel=1e-2)
+            # written to 3 decimals: a ratio of 0.0032 (a tiny case, a busy machine) is 0.003
+            assert row["speedup"] == pytest.approx(eager["median_ms"] / row["median_ms"],
+                                                   rel=1e-2, abs=5e-4)
             assert row["value"] == pytest.approx(eager["value"], rel=1e-6)
     assert set(by["frechet distance", "float64", "ganfast"]["peer_ms"]) == {
         "numpy eigvals (torch-fidelity)", "torch eigvals (torchmetrics)"}
