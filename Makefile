@@ -84,6 +84,7 @@ gpu-check:
 # carries (carry: [".whl"]) and gpu_check.sh installs for its run.
 PEER_WHEELS ?= pytorch-fid==0.3.0 torch-fidelity==0.4.0
 gpu-wheels: install
+	rm -rf .whl  # another version of a peer left here would make pip refuse both there
 	$(PY) -m pip download --no-deps --only-binary=:all: -d .whl $(PEER_WHEELS)
 
 # Committed GPU results -> README's performance section, docs/perf plots, the auto table.

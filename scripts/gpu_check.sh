@@ -44,23 +44,35 @@ export PYTHONUNBUFFERED=1 MAX_JOBS=${MAX_JOBS:-16} GANFAST_CUDA_ARCHS=${GANFAST_
 
 mkdir -p "$OUT/logs" && OUT=$(cd "$OUT" && pwd -P) || exit 2  # absolute: the cd below
 [ -f "$OUT/logs.tar.gz" ] && tar -xzf "$OUT/logs.tar.gz" -C "$OUT"  # same OUT again: keep them
+# The peers that gpu tests and the fid benchmark compare with (pytorch-fid, torch-fidelity) are
+# not in the device image: `make gpu-wheels` puts their wheels in .whl/ (GPU_CHECK_WHEELS, a
+# path from where the script is called, like OUT), a device call carries it, and they are
+# installed for this run only, apart from the image's packages.
+WHEELS=${GPU_CHECK_WHEELS:-$(dirname "$0")/../.whl}
 cd "$(dirname "$0")/.." || exit 2
 
-# The peers that gpu tests and the fid benchmark compare with (pytorch-fid, torch-fidelity) are
-# not in the device image: `make gpu-wheels` puts their wheels in .whl/ (GPU_CHECK_WHEELS), a
-# device call carries it, and they are installed here for this run, apart from the image's.
-WHEELS=${GPU_CHECK_WHEELS:-.whl}
-if compgen -G "$WHEELS/*.whl" > /dev/null; then
-  PEERS=$(mktemp -d)
-  if "$PY" -m pip install -q --no-index --no-deps --no-compile --target "$PEERS" "$WHEELS"/*.whl; then
-    rm -rf "$PEERS/tests"  # torch-fidelity's wheel ships a top-level `tests`, which is ganfast's name
-    export PYTHONPATH="$PEERS${PYTHONPATH:+:$PYTHONPATH}"
-    echo "peers: $(cd "$WHEELS" && echo *.whl)" | tee -a "$OUT/summary.txt"
-  else
-    echo "peers: not installed from $WHEELS (pip failed): their rows and tests are skipped" \
-      | tee -a "$OUT/summary.txt"
+say() { echo "$*" | tee -a "$OUT/summary.txt"; }
+
+peers() {  # the wheels in WHEELS installed for this run, each said importable or not
+  local found wheel module broken=""
+  compgen -G "$WHEELS/*.whl" > /dev/null || return 0
+  found=$(cd "$WHEELS" && echo *.whl)
+  PEERS=$(mktemp -d) && [ -d "$PEERS" ] || { say "peers: no temporary folder for $found"; return; }
+  if ! "$PY" -m pip install -q --no-index --no-deps --no-compile --target "$PEERS" "$WHEELS"/*.whl
+  then
+    say "peers: pip could not install $found: their rows and tests are skipped"
+    return
   fi
-fi
+  rm -rf "${PEERS:?}/tests"  # torch-fidelity's wheel ships a top-level `tests`, ganfast's name
+  export PYTHONPATH="$PEERS${PYTHONPATH:+:$PYTHONPATH}"
+  for wheel in $found; do  # a wheel's name is its module's here (pytorch_fid, torch_fidelity)
+    module=${wheel%%-*}
+    "$PY" -c "import $module" 2> /dev/null || broken+=" $module"
+  done
+  say "peers: $found${broken:+ (not importable:$broken)}"
+}
+case $WHEELS in /*) ;; *) WHEELS=$OLDPWD/$WHEELS ;; esac  # relative to where it was called
+peers
 
 # The device image has pytest-xdist (8 workers share the GPU and compile Triton kernels in
 # parallel) and pytest-timeout (one hung test cannot take the stage); used where installed.

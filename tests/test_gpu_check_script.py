@@ -23,7 +23,7 @@ def _run(out, *stages, python=sys.executable, **env):
     # no peer wheels unless a test gives some (a .whl/ left by `make gpu-wheels` in this checkout
     # would be installed and named in the summary)
     env = {**os.environ, "GPU_PY": str(python), "GPU_CHECK_WHEELS": str(out) + ".no-wheels",
-           **env}
+           "TMPDIR": str(Path(out).parent), **env}
     return subprocess.run(["bash", str(SCRIPT), str(out), *stages], env=env, text=True,
                           capture_output=True, timeout=120)
 
@@ -101,14 +101,15 @@ def test_unknown_stage_is_refused_before_any_stage_runs(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def _wheel(folder: Path, name: str) -> Path:
-    """A minimal pure-Python wheel holding module `name` (what `make gpu-wheels` downloads)."""
+def _wheel(folder: Path, name: str, module: str | None = None) -> Path:
+    """A minimal pure-Python wheel holding module `module` (default: its name), as `make
+    gpu-wheels` downloads."""
     import zipfile
 
     path = folder / f"{name}-0.1-py3-none-any.whl"
     info = f"{name}-0.1.dist-info"
     with zipfile.ZipFile(path, "w") as wheel:
-        wheel.writestr(f"{name}.py", "PEER = True\n")
+        wheel.writestr(f"{module or name}.py", "PEER = True\n")
         wheel.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
         wheel.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\n"
                                         "Root-Is-Purelib: true\nTag: py3-none-any\n")
@@ -129,9 +130,20 @@ exec {sys.executable} "$@"
 """)
     python.chmod(0o755)
     out = tmp_path / "out"
-    assert _run(out, "info", python=python, GPU_CHECK_WHEELS=str(wheels)).returncode == 0
+    # a path relative to where the script is called, as OUT
+    result = subprocess.run(["bash", str(SCRIPT), "out", "info"], cwd=tmp_path, text=True,
+                            capture_output=True, timeout=120, env={
+                                **os.environ, "GPU_PY": str(python), "TMPDIR": str(tmp_path),
+                                "GPU_CHECK_WHEELS": "wheels"})
+    assert result.returncode == 0, result.stdout + result.stderr
     assert _summary(out)[0] == "peers: ganfast_test_peer-0.1-py3-none-any.whl"
     assert _summary(out)[1].startswith("info: exit 0")
+    # a wheel whose module cannot be imported under its name is said so
+    _wheel(wheels, "ganfast_test_broken", module="elsewhere")
+    _run(tmp_path / "out3", "info", python=python, GPU_CHECK_WHEELS=str(wheels))
+    assert _summary(tmp_path / "out3")[0] == (
+        "peers: ganfast_test_broken-0.1-py3-none-any.whl ganfast_test_peer-0.1-py3-none-any.whl "
+        "(not importable: ganfast_test_broken)")
     # without the wheels the import fails: the check above is the installation's
     assert _run(tmp_path / "out2", "info", python=python,
                 GPU_CHECK_WHEELS=str(tmp_path / "none")).returncode != 0

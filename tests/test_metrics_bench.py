@@ -200,3 +200,41 @@ def test_rows_appended_is_said_only_when_this_run_appended_some(tmp_path, monkey
         fid_bench.main(["--device", "cpu", "--quick", "--out", str(out)])
     assert "rows appended" not in capsys.readouterr().out
     assert out.read_text() == '{"earlier": "rows"}\n'
+
+
+def test_a_sigint_while_rows_are_written_stops_bench_fid(tmp_path, monkeypatch):
+    # The SIGINT is left to the timing loops while a row is written; fid times in loops of its
+    # own, which did not look: every part ran and the command exited 0 (SIGKILL under timeout).
+    import os
+    import pathlib
+    import signal
+
+    from ganfast.bench import cases
+    from ganfast.cli import main
+
+    parts = []
+
+    def part(name, rows):
+        return lambda *args, **kwargs: parts.append(name) or rows
+
+    monkeypatch.setattr(fid_bench, "frechet_rows", part("frechet", [("ganfast", 0.1, 1.0)]))
+    monkeypatch.setattr(fid_bench, "small_batch_rows", part("small", [("reference", 0.01, 1.0)]))
+    monkeypatch.setattr(fid_bench, "stats_rows", part("stats", [("ganfast N=2", 0.1, 1.0)]))
+    monkeypatch.setattr(fid_bench, "inception_rows", part("inception", [("a", 0.1, 1.0),
+                                                                        ("b", 0.1, 1.0)]))
+    monkeypatch.setattr(fid_bench, "inception_tf1_rows", part("tf1", ([("ganfast", 0.1, 1.0)],
+                                                                      None)))
+    real_open = pathlib.Path.open
+
+    def open_during_a_write(self, mode="r", *args, **kwargs):
+        if mode == "a" and cases.writing_rows and not parts[1:]:
+            os.kill(os.getpid(), signal.SIGINT)  # timeout's SIGINT, then the group's copy
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_open(self, mode, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "open", open_during_a_write)
+    out = tmp_path / "fid.jsonl"
+    assert main(["bench", "--op", "fid", "--device", "cpu", "--quick", "--out", str(out)]) == 130
+    assert parts == ["frechet"]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]  # written whole
+    assert {row["mode"] for row in rows} == {"frechet distance"}

@@ -3,15 +3,36 @@
 import pytest
 import torch
 
-from ganfast.bench.fid import random_weights
+from ganfast.bench.fid import random_inception
 from ganfast.metrics import fid_inception
 from ganfast.metrics.inception import WEIGHTS_ENV, FIDInceptionV3
 from ganfast.metrics.resize import resize_bilinear_tf1
 
 
 def _random_state(seed=0):
-    # BN statistics off their defaults, so they are checked too
-    return random_weights(seed)
+    # Batch-norm statistics calibrated on random images: features follow the input, at a trained
+    # network's scale (largest ~20-30). With the default statistics activations shrink layer by
+    # layer and any two pipelines, black images included, gave the same features to 1e-7.
+    state = random_inception(seed, calibration=2).state_dict()
+    for key, value in state.items():
+        if key.endswith("num_batches_tracked"):  # a step count, not a weight: as in the file
+            value.zero_()
+    return state
+
+
+# Features of one pipeline computed two ways (layouts, libraries) agree to this fraction of the
+# largest feature, issue 9's bar (measured on the CPU: 4e-6 between NCHW and channels_last,
+# 3.6e-5 from torch-fidelity's extractor: float32 rounding, which this network amplifies);
+# another batch of images moves them by about a third of the largest.
+FEATURE_TOLERANCE = 1e-4
+
+
+def _assert_same_features(got, expected, other):
+    """got equals expected to FEATURE_TOLERANCE of the largest feature, while `other` (the
+    features of other images) does not: the comparison can fail."""
+    scale = float(expected.abs().max())
+    assert float((got - expected).abs().max()) <= FEATURE_TOLERANCE * scale
+    assert float((other - expected).abs().max()) > 100 * FEATURE_TOLERANCE * scale
 
 
 def test_features_equal_pytorch_fid_given_the_same_weights(monkeypatch, tmp_path):
@@ -27,8 +48,9 @@ def test_features_equal_pytorch_fid_given_the_same_weights(monkeypatch, tmp_path
     images = torch.rand(2, 3, 37, 50)  # odd size: resized to 299 as pytorch-fid does
     with torch.no_grad():
         expected = theirs(images)[0].flatten(1)
-        torch.testing.assert_close(ours(images), expected, atol=1e-5, rtol=1e-4)
-        torch.testing.assert_close(ours.logits(images), ours.fc(expected), atol=1e-5, rtol=1e-4)
+        _assert_same_features(ours(images), expected, ours(images.flip(0)))
+        logits = ours.fc(expected)
+        _assert_same_features(ours.logits(images), logits, ours.logits(images.flip(0)))
     assert ours.logits(images).shape == (2, 1008)
 
 
@@ -177,23 +199,30 @@ def test_tf1_resize_equals_torch_fidelity(in_size, out_size):
         assert not torch.allclose(got, half_pixel, atol=1e-3)
 
 
-def test_network_with_tf1_resize_equals_it_fed_torch_fidelity_resized_images():
-    compat = pytest.importorskip("torch_fidelity.interpolate_compat_tensorflow")
-    tf1 = FIDInceptionV3(resize="tf1")
-    tf1.load_state_dict(_random_state(2))
-    plain = FIDInceptionV3()  # pytorch's resize of a 299x299 image is the identity
-    plain.load_state_dict(_random_state(2))
-    images = torch.rand(2, 3, 45, 31)
-    resized = compat.interpolate_bilinear_2d_like_tensorflow1x(images, size=(299, 299),
-                                                               align_corners=False)
+def test_network_with_tf1_resize_equals_torch_fidelitys_feature_extractor(tmp_path):
+    # torch-fidelity's whole pipeline (uint8 images, TensorFlow 1's resize and its scaling
+    # (v - 128) / 128) from the same weights; ganfast once scaled as pytorch-fid (2 x - 1) and
+    # was 3% off, which a network with default batch-norm statistics could not show.
+    extractor = pytest.importorskip("torch_fidelity.feature_extractor_inceptionv3")
+    state = _random_state(2)
+    path = tmp_path / "inception.pth"
+    torch.save(state, path)
+    theirs = extractor.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"],
+                                                   feature_extractor_weights_path=str(path)).eval()
+    ours = FIDInceptionV3(resize="tf1")
+    ours.load_state_dict(state)
+    images = torch.randint(0, 256, (2, 3, 45, 31), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        torch.testing.assert_close(tf1(images), plain(resized), atol=1e-6, rtol=1e-5)
+        expected = theirs(images)[0]
+        _assert_same_features(ours(images.float() / 255), expected,
+                              ours(images.flip(0).float() / 255))
 
 
-# bf16 features of this random network are 7.8e-4 (relative, in norm) off fp32's on the 2-core
-# CPU; the bound leaves room for other CPUs and GPUs. Random networks whose batch-norm statistics
-# are calibrated amplify the error far more: README gives that and its effect on FID.
-BF16_FEATURE_TOLERANCE = 1e-2
+# bf16 features of this random network are 3.3% (relative, in norm) off fp32's on the 2-core
+# CPU, where features of other images are some 30% off; the bound leaves room for other CPUs
+# and GPUs. README gives bf16's effect on FID.
+BF16_FEATURE_TOLERANCE = 0.1
 
 
 def test_bf16_features_stay_near_fp32():
@@ -223,8 +252,8 @@ def test_fp32_on_the_cpu_runs_channels_last_with_the_same_features():
     images = torch.rand(2, 3, 37, 50)
     with torch.no_grad():
         got, reference = default(images), nchw(images)
-    assert layouts == [True, False]
-    torch.testing.assert_close(got, reference, atol=1e-6, rtol=1e-5)
+        assert layouts == [True, False]
+        _assert_same_features(got, reference, nchw(images.flip(0)))
 
 
 def test_bad_resize_and_precision_name_the_argument_and_choices(tmp_path):
@@ -244,10 +273,19 @@ def test_gpu_resize_and_bf16_match_cpu():
     exact.load_state_dict(state)
     fast = FIDInceptionV3(resize="tf1", precision="bf16")
     fast.load_state_dict(state)
+    cudnn = torch.backends.cudnn
     with torch.no_grad():
-        reference = exact(images)
+        reference, other = exact(images), exact(images.flip(0))
         got = fast.cuda()(images.cuda()).cpu()
-        on_gpu = exact.cuda()(images.cuda()).cpu()
-    # cuDNN may run fp32 convolutions in TF32 (PyTorch's default): a norm bound, not 1e-6
-    assert float((on_gpu - reference).norm() / reference.norm()) < 1e-3
+        exact.cuda()
+        tf32 = exact(images.cuda()).cpu()  # cuDNN's fp32 convolutions in TF32: PyTorch's default
+        allowed = cudnn.allow_tf32
+        cudnn.allow_tf32 = False
+        try:
+            on_gpu = exact(images.cuda()).cpu()
+        finally:
+            cudnn.allow_tf32 = allowed
+    _assert_same_features(on_gpu, reference, other)
+    # TF32 keeps 10 bits of mantissa, bf16 7: within bf16's bound
+    assert float((tf32 - reference).norm() / reference.norm()) < BF16_FEATURE_TOLERANCE
     assert float((got - reference).norm() / reference.norm()) < BF16_FEATURE_TOLERANCE

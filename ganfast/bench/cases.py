@@ -159,7 +159,10 @@ def _group_rows(op, members: list[Case], device, skip, env: dict, copy_gbps) -> 
 def _time_group(members: list[Case], device: torch.device, skip) -> list:
     """Median ms of each case, or the reason it was not timed (skipped; out of memory on
     CUDA, where one case's failure must not lose the others' rows)."""
-    timings = [skip(case) or None for case in members]
+    timings = []
+    for case in members:  # skip() may run a case's first call (train_step's compiles)
+        bench_timing.stop_if_requested()
+        timings.append(skip(case) or None)
     todo = [i for i, reason in enumerate(timings) if reason is None]
     if device.type == "cpu" and todo:
         reps = min(members[i].reps for i in todo)

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from ganfast.bench.cases import environment, positive_int, write_jsonl
+from ganfast.bench.timing import stop_if_requested
 from ganfast.metrics import FeatureStats, FrechetReference, frechet_distance
 
 SLOW_CALL_S = 2.0  # a call this slow (scipy's sqrtm at D=2048) is timed once after its warm-up
@@ -37,12 +38,14 @@ def timed(fn, repeats: int) -> tuple[float, float]:
     """(median seconds over `repeats` calls after a warm-up, the value of the last call).
     A call slower than SLOW_CALL_S in the warm-up is timed once: its median would not move,
     and a time-limited run (the GPU check's stage) must not spend a minute on one baseline."""
+    stop_if_requested()  # under `ganfast bench`, a SIGINT Python dropped (bench.timing)
     start = time.perf_counter()
     value = fn()  # warm-up (thread pools, first-call allocations)
     if time.perf_counter() - start > SLOW_CALL_S:
         repeats = 1
     times = []
     for _ in range(repeats):
+        stop_if_requested()
         start = time.perf_counter()
         value = fn()
         times.append(time.perf_counter() - start)
@@ -148,23 +151,6 @@ def inception_rows(batch: int, device: torch.device, repeats: int):
 TORCH_FIDELITY = "torch-fidelity InceptionV3"
 
 
-def random_weights(seed: int = 0) -> dict:
-    """A random FID Inception state_dict whose batch-norm statistics are off their defaults
-    (variance 0.5-2, mean around 0), so that they take part in the features. Not calibrated as
-    random_inception's: that network amplifies float32 rounding (two exact implementations
-    differ by 3% of the largest feature there), this one does not (1.3e-7)."""
-    from ganfast.metrics.inception import FIDInceptionV3
-
-    torch.manual_seed(seed)
-    state = FIDInceptionV3().state_dict()
-    for key, value in state.items():
-        if key.endswith("running_var"):
-            value.uniform_(0.5, 2)
-        elif key.endswith("running_mean"):
-            value.normal_(0, 0.1)
-    return state
-
-
 def inception_tf1_rows(batch: int, device: torch.device, repeats: int):
     """ganfast's network with TensorFlow 1's resize (resize="tf1") against torch-fidelity's
     FeatureExtractorInceptionV3, the pipeline it computes: the same random weights (loaded from
@@ -178,7 +164,9 @@ def inception_tf1_rows(batch: int, device: torch.device, repeats: int):
 
     from ganfast.metrics.inception import FIDInceptionV3
 
-    state = random_weights()
+    # calibrated: features that follow the images (with default batch-norm statistics they
+    # shrink layer by layer, and any two pipelines, or two image batches, look alike)
+    state = random_inception().state_dict()
     ours, other_layout = FIDInceptionV3(resize="tf1"), FIDInceptionV3(resize="tf1")
     for net in (ours, other_layout):
         net.load_state_dict(state)
@@ -268,6 +256,7 @@ def precision_effect(n: int, device: torch.device, weights=None, batch: int = 16
         net.channels_last_devices = channels_last_devices
         net.load_state_dict(state)
         net.to(device)
+        net(sets[0][:batch].to(device))  # warm-up: first-call costs would land on the first way
         start = time.perf_counter()
         features[way] = [torch.cat([net(part.to(device)).double().cpu()
                                     for part in images.split(batch)]) for images in sets]
@@ -415,6 +404,7 @@ def main(argv=None) -> None:
 def _save(out: Path | None, rows: list[dict]) -> None:
     if out is not None:
         write_jsonl(rows, out)
+    stop_if_requested()  # a SIGINT while the rows were written waited for them
 
 if __name__ == "__main__":
     main()

@@ -29,6 +29,7 @@ def host_us(fn, device: torch.device, calls: int = CALLS, repeats: int = REPEATS
     """Best-of-`repeats` microseconds per call of fn() over `calls` back-to-back calls."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for _ in range(max(calls // 4, 5)):  # warm-up: caches, lazy imports, kernel compilation
+        bench_timing.stop_if_requested()
         fn()
     sync()
     best = float("inf")

@@ -46,7 +46,8 @@ def median_ms(fn, device: torch.device, *, warmup: int = 5, reps: int = 60) -> f
 
 def _cpu_call_ms(fn, warmup: int, reps: int) -> list:
     """Wall milliseconds of each of `reps` calls of fn(), after `warmup` untimed ones."""
-    for _ in range(warmup):
+    for _ in range(warmup):  # a first call may compile for many seconds: checked before each
+        stop_if_requested()
         fn()
     times = []
     for _ in range(reps):
@@ -68,6 +69,7 @@ def interleaved_ms(fns, reps=30, warmup=3):
     both once the order changed from round to round."""
     for _ in range(warmup):
         for fn in fns.values():
+            stop_if_requested()
             fn()
     order = list(fns)
     shuffle = random.Random(0).shuffle
@@ -116,6 +118,7 @@ def device_ms(fn, device: torch.device) -> float | None:
 
 def _cuda_events_ms(fn, warmup: int, reps: int) -> float:
     for _ in range(warmup):
+        stop_if_requested()
         fn()
     torch.cuda.synchronize()
     times = []

@@ -160,9 +160,10 @@ class InceptionE(nn.Module):
 class FIDInceptionV3(nn.Module):
     """images [N, 3, H, W] in [0, 1] -> 2048-d pool features; `.logits` -> [N, 1008].
 
-    Images are resized to 299x299 and scaled to [-1, 1]. `resize="pytorch"` resizes as
-    pytorch-fid does (bilinear, align_corners=False, half-pixel centres), `resize="tf1"` as
-    TensorFlow 1 and torch-fidelity do (see ganfast.metrics.resize). `precision="fp32"` is the
+    Images are resized to 299x299 and scaled to [-1, 1]. `resize="pytorch"` does both as
+    pytorch-fid does (bilinear, align_corners=False, half-pixel centres; 2 x - 1),
+    `resize="tf1"` as TensorFlow 1's FID graph and torch-fidelity do (see
+    ganfast.metrics.resize; 0..255 values v to (v - 128) / 128). `precision="fp32"` is the
     reference; `precision="bf16"` runs the convolutions channels_last under bf16 autocast on the
     images' device (features pooled and returned in fp32): faster where bf16 matrix units exist,
     at the cost in FID measured in README. Built with random weights; `fid_inception()` loads
@@ -171,8 +172,9 @@ class FIDInceptionV3(nn.Module):
 
     # fp32 feature maps run channels_last on these device types (bf16 runs it everywhere). On
     # the CPU oneDNN's NHWC convolutions and pools took a batch of 4 from 347-400 ms to 275 ms
-    # (2 cores), features equal to 3.5e-7 of the largest. On CUDA not measured yet: `ganfast
-    # bench --op fid` times the other layout beside the default there too.
+    # (2 cores), features within 5e-6 of NCHW's (a network with calibrated batch-norm
+    # statistics). On CUDA not measured yet: `ganfast bench --op fid` times the other layout
+    # beside the default there too.
     channels_last_devices = ("cpu",)
 
     def __init__(self, resize: str = "pytorch", precision: str = "fp32"):
@@ -219,11 +221,15 @@ class FIDInceptionV3(nn.Module):
                              f"[{low:.3g}, {high:.3g}] (a generator's [-1, 1] "
                              "output: (x + 1) / 2; uint8 values: x / 255)")
         images = images.to(self.fc.weight.dtype)
-        x = 2 * resize_299(images, self.resize) - 1
+        resized = resize_299(images, self.resize)
+        # pytorch-fid maps [0, 1] to [-1, 1] with 2 x - 1; TensorFlow 1's FID graph (and
+        # torch-fidelity) takes 0..255 values v to (v - 128) / 128, 1/256 below it: features
+        # 3% apart with a network whose features follow its input
+        x = 2 * resized - 1 if self.resize == "pytorch" else resized * (255 / 128) - 1
         if self.precision == "bf16":
             with torch.autocast(x.device.type, dtype=torch.bfloat16):
                 x = self._feature_map(x.contiguous(memory_format=torch.channels_last))
-        elif x.device.type in self.channels_last_devices:  # the weights follow the input's layout
+        elif x.device.type in self.channels_last_devices:  # oneDNN reorders the weights to it
             x = self._feature_map(x.contiguous(memory_format=torch.channels_last))
         else:
             x = self._feature_map(x)
