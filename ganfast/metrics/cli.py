@@ -59,9 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", help="the FID Inception weights file (pytorch-fid's "
                                           "pt_inception-2015-12-05-6726825d.pth or .safetensors)")
     parser.add_argument("--resize", choices=RESIZE_CHOICES,
-                        help="how the Inception network resizes images to 299: pytorch "
-                             "(pytorch-fid's bilinear, the default) or tf1 (TensorFlow 1's, as "
-                             "the original FID code and torch-fidelity)")
+                        help="how the Inception network resizes images to 299 and scales them: "
+                             "pytorch (pytorch-fid's bilinear and 2x-1, the default) or tf1 "
+                             "(TensorFlow 1's, as the original FID code and torch-fidelity)")
     parser.add_argument("--precision", choices=PRECISION_CHOICES,
                         help="Inception inference: fp32 (the default) or bf16 (channels_last + "
                              "bf16 autocast: FID slightly off; faster on GPUs and CPUs with bf16 "
