@@ -25,6 +25,7 @@ def stop_if_requested() -> None:
     if stop_requested:
         raise KeyboardInterrupt
 
+
 # do_bench times as many calls as fit in 100 ms: a call over this many ms would get fewer than
 # 50 samples (a 50 ms training step two), so such calls are timed `reps` times by CUDA events.
 DO_BENCH_MAX_MS = 2.0

@@ -223,7 +223,7 @@ class FIDInceptionV3(nn.Module):
         images = images.to(self.fc.weight.dtype)
         resized = resize_299(images, self.resize)
         # pytorch-fid maps [0, 1] to [-1, 1] with 2 x - 1; TensorFlow 1's FID graph (and
-        # torch-fidelity) takes 0..255 values v to (v - 128) / 128, 1/256 below it: features
+        # torch-fidelity) takes 0..255 values v to (v - 128) / 128, [-1, 1 - 1/128]: features
         # 3% apart with a network whose features follow its input
         x = 2 * resized - 1 if self.resize == "pytorch" else resized * (255 / 128) - 1
         if self.precision == "bf16":
