@@ -298,7 +298,7 @@ def test_kid_takes_gamma_and_coef0_as_one_element_tensors_and_arrays():
     # as before the finiteness checks: a 0-d tensor or array is one number
     f = torch.randn(12, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
     expected = kid(f, f + 1, subsets=2, subset_size=5, gamma=0.25, coef0=2.0)
-    for gamma, coef0 in ((torch.tensor(0.25), np.array(2.0)), (np.float32(0.25), torch.tensor([2]))):
+    for gamma, coef0 in ((torch.tensor(0.25), np.array(2.0)), (np.float32(0.25), torch.tensor(2))):
         assert kid(f, f + 1, subsets=2, subset_size=5, gamma=gamma, coef0=coef0) == expected
 
 

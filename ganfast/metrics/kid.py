@@ -9,11 +9,11 @@ in float64.
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 import torch
 
+from .._numbers import real_number
 from ._tensors import as_float64, check_finite, check_int, first_device
 
 SUBSETS_PER_GEMM = 8  # bounds memory at 8 * subset_size * (D + 3 * subset_size) doubles
@@ -24,22 +24,6 @@ def _unbiased_mmd2(k_xx: torch.Tensor, k_xy: torch.Tensor, k_yy: torch.Tensor) -
     m = k_xx.shape[-1]
     off_diag = lambda k: k.sum((-2, -1)) - k.diagonal(dim1=-2, dim2=-1).sum(-1)  # noqa: E731
     return (off_diag(k_xx) + off_diag(k_yy)) / (m * (m - 1)) - 2 * k_xy.sum((-2, -1)) / (m * m)
-
-
-def _real_number(value) -> float | None:
-    """`value` as a float when it is one real number: an int or float (numpy's included) or a
-    one-element tensor or array; None otherwise (a bool, which would pass for 1, a string)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, numbers.Real):
-        return float(value)
-    if isinstance(value, torch.Tensor) and value.numel() == 1 and not (
-            value.dtype == torch.bool or value.is_complex()):
-        return float(value)
-    if isinstance(value, np.ndarray) and value.size == 1 and (
-            np.issubdtype(value.dtype, np.integer) or np.issubdtype(value.dtype, np.floating)):
-        return float(value.item())
-    return None
 
 
 def kid(features1, features2, subsets=100, subset_size=1000, degree=3, gamma=None, coef0=1.0, seed=0):
@@ -68,11 +52,11 @@ def kid(features1, features2, subsets=100, subset_size=1000, degree=3, gamma=Non
     check_int(degree, "degree", 1, "a polynomial kernel's")
     # a NaN or infinite gamma or coef0 made every kernel value, and so the result, NaN
     given_gamma, given_coef0 = gamma, coef0
-    gamma = 1.0 / f1.shape[1] if gamma is None else _real_number(gamma)
+    gamma = 1.0 / f1.shape[1] if gamma is None else real_number(gamma)
     if gamma is None or not 0 < gamma < math.inf:
         raise ValueError(f"gamma must be > 0 and finite (a number, or None: 1 / D), got "
                          f"{given_gamma!r}")
-    coef0 = _real_number(coef0)
+    coef0 = real_number(coef0)
     if coef0 is None or not math.isfinite(coef0):
         raise ValueError(f"coef0 must be a finite number, got {given_coef0!r}")
     rng = np.random.RandomState(seed)

@@ -38,13 +38,12 @@ formulation, on CPU the one cpu_route picks.
 """
 
 import math
-import numbers
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .. import backends
+from .._numbers import real_number
 from ._library import define, kernel, transformed
 from .layout import image_format, matching_layout
 from .upsample_conv_taps import tap_weight, taps_backward, taps_forward
@@ -172,11 +171,9 @@ def check_configuration(kernel_size, padding, scale_factor) -> None:
 def checked_slope(negative_slope, caller: str = "upsample_conv2d") -> float:
     """negative_slope as a float, or an error naming it unless it is a finite real number (a
     0-dim tensor or numpy array too, as float() takes them)."""
-    if isinstance(negative_slope, (torch.Tensor, np.ndarray)) and negative_slope.ndim == 0:
-        negative_slope = negative_slope.item()  # (a complex or bool one is then refused below)
-    if isinstance(negative_slope, numbers.Real) and not isinstance(negative_slope, bool) \
-            and math.isfinite(negative_slope):
-        return float(negative_slope)
+    slope = real_number(negative_slope)
+    if slope is not None and math.isfinite(slope):
+        return slope
     raise ValueError(f"{caller}: negative_slope must be a finite real number; got "
                      f"{negative_slope!r}")
 

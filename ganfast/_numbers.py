@@ -1,0 +1,19 @@
+"""Arguments that must be one real number, given as Python, numpy or torch values."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import torch
+
+
+def real_number(value) -> float | None:
+    """`value` as a float when it is one real number: an int or float (numpy's included), or a
+    0-dim tensor or array holding one, as float() takes them; None otherwise (a bool, which
+    would pass for 1, a complex, a string, a tensor of several values)."""
+    if isinstance(value, (torch.Tensor, np.ndarray)) and value.ndim == 0:
+        value = value.item()  # a bool or complex one is then refused below
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    return None
