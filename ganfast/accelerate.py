@@ -132,13 +132,13 @@ def _why_not_fusable(container: nn.Sequential, upsample: nn.Module, conv: nn.Mod
             return f"the {name} has hooks, which would no longer run"
     if _layer_class(conv) is not nn.Conv2d:
         return f"{_layer_class(conv).__name__} is a subclass of Conv2d"
-    from .nn.spectral_norm import _load_legacy_keys
+    from .nn.spectral_norm import _is_spectral_norm, _load_legacy_keys
 
     # Parametrizations first: another one (weight_norm's) registers a state_dict hook of its
     # own, and the parametrization is the reason worth naming.
     parametrized = dict(conv.parametrizations) if parametrize.is_parametrized(conv) else {}
     for name, chain in parametrized.items():
-        if not (chain.is_tensor and all(type(p) in _spectral_norms() for p in chain)):
+        if not (chain.is_tensor and all(_is_spectral_norm(p) for p in chain)):
             return f"the Conv2d's {name} has a parametrization other than spectral norm"
     # The fused layer holds the conv's own weight and bias Parameters (with their spectral
     # norms): one replaced by a plain tensor or a buffer leaves it nothing to hold, and anything
@@ -160,17 +160,6 @@ def _why_not_fusable(container: nn.Sequential, upsample: nn.Module, conv: nn.Mod
             if not (isinstance(inner, functools.partial) and inner.func is _load_legacy_keys):
                 return "the Conv2d has state_dict hooks, which would no longer run"
     return None
-
-
-def _spectral_norms() -> tuple[type, ...]:
-    """The parametrizations a conv may bring to the fused layer: PyTorch's and ganfast's spectral
-    norms, by type, not name. Moving one registers it again, which runs its right_inverse on the
-    weight: the identity for these two, not for a user's class that shares the name."""
-    from torch.nn.utils.parametrizations import _SpectralNorm
-
-    from .nn.spectral_norm import SpectralNorm
-
-    return _SpectralNorm, SpectralNorm
 
 
 def _move_tensors(conv: nn.Conv2d, fused: nn.Module) -> None:

@@ -117,7 +117,11 @@ class SpectralNorm(nn.Module):
 
 
 def _is_spectral_norm(parametrization) -> bool:
-    return type(parametrization).__name__ in ("SpectralNorm", "_SpectralNorm")
+    """PyTorch's or ganfast's spectral norm, by type, not by name: a user's parametrization that
+    shares the name is neither (accelerate would move it, running its right_inverse again)."""
+    from torch.nn.utils.parametrizations import _SpectralNorm
+
+    return type(parametrization) in (_SpectralNorm, SpectralNorm)
 
 
 def spectral_norm(module: nn.Module, name: str = "weight", n_power_iterations: int = 1,
