@@ -67,22 +67,17 @@ def check_int(value, name: str, minimum: int, why: str = "") -> int:
     return int(value)
 
 
-def finite_range(value: torch.Tensor, name: str) -> tuple[float, float]:
+def finite_range(value: torch.Tensor, name: str, cause: str = "") -> tuple[float, float]:
     """(smallest, largest) value of a non-empty tensor, or a ValueError naming the argument when
     it holds NaN or infinite values (an O(size) pass and, on a GPU, one sync: for one-shot
-    metrics, not for per-batch updates). aminmax reads once and writes nothing, NaN and inf
+    metrics, not for per-batch updates; `cause` is appended to the message). aminmax reads once
+    and writes nothing, NaN and inf
     showing in its result: isfinite().all() first writes a bool tensor (0.7 ms against 17.5 ms
     for 2048 x 2048 float64 on 2 CPU cores)."""
     low, high = torch.stack(value.aminmax()).tolist()
     if not (math.isfinite(low) and math.isfinite(high)):
-        raise ValueError(f"{name} holds NaN or infinite values")
+        raise ValueError(f"{name} holds NaN or infinite values{cause}")
     return low, high
-
-
-def all_finite(value: torch.Tensor) -> bool:
-    """Whether a non-empty tensor holds no NaN or infinite value, through finite_range's one
-    aminmax pass (for a caller whose error says more than finite_range's)."""
-    return all(map(math.isfinite, torch.stack(value.aminmax()).tolist()))
 
 
 def check_finite(value: torch.Tensor, name: str) -> None:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .._files import write_atomically
-from ._tensors import SYMMETRY_TOLERANCE, all_finite, check_int, tensor_from_numpy
+from ._tensors import SYMMETRY_TOLERANCE, check_int, finite_range, tensor_from_numpy
 
 
 def open_npz(path):
@@ -183,10 +183,9 @@ class FeatureStats:
         """`state`, or a ValueError when it holds NaN or infinite values. Checked as a result is
         read, not in update(): the state keeps any NaN or inf a batch brought (it reaches the
         mean and M2), and a check per batch would cost a device sync each."""
-        if not all_finite(state):
-            raise ValueError(f"the statistics' {what} holds NaN or infinite values: a batch given "
-                             "to update() (or statistics merged in) held NaN or infinite features, "
-                             "or features too large to square")
+        finite_range(state, f"the statistics' {what}", cause=": a batch given to update() (or "
+                     "statistics merged in) held NaN or infinite features, or features too "
+                     "large to square")
         return state
 
     @property
