@@ -71,9 +71,8 @@ def finite_range(value: torch.Tensor, name: str, cause: str = "") -> tuple[float
     """(smallest, largest) value of a non-empty tensor, or a ValueError naming the argument when
     it holds NaN or infinite values (an O(size) pass and, on a GPU, one sync: for one-shot
     metrics, not for per-batch updates; `cause` is appended to the message). aminmax reads once
-    and writes nothing, NaN and inf
-    showing in its result: isfinite().all() first writes a bool tensor (0.7 ms against 17.5 ms
-    for 2048 x 2048 float64 on 2 CPU cores)."""
+    and writes nothing, NaN and inf showing in its result: isfinite().all() first writes a bool
+    tensor (0.7 ms against 17.5 ms for 2048 x 2048 float64 on 2 CPU cores)."""
     low, high = torch.stack(value.aminmax()).tolist()
     if not (math.isfinite(low) and math.isfinite(high)):
         raise ValueError(f"{name} holds NaN or infinite values{cause}")
