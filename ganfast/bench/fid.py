@@ -127,6 +127,22 @@ def stats_rows(n: int, dim: int, device: torch.device, repeats: int, chunk: int 
     return [(f"{name} N={n}", *timed(fn, repeats)) for name, fn in cases.items()]
 
 
+def timed_network(call, device: torch.device, repeats: int):
+    """(median seconds, mean feature, the features) of a network's call() without autograd,
+    synchronised on CUDA so that the time is the network's."""
+    last = []
+
+    @torch.no_grad()
+    def mean_feature():
+        last[:] = [call()]
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return float(last[0].mean())
+
+    seconds, value = timed(mean_feature, repeats)
+    return seconds, value, last[0]
+
+
 def inception_rows(batch: int, device: torch.device, repeats: int):
     from ganfast.metrics.inception import FIDInceptionV3
 
@@ -134,15 +150,7 @@ def inception_rows(batch: int, device: torch.device, repeats: int):
     rows = []
     for precision in ("fp32", "bf16"):
         net = FIDInceptionV3(precision=precision).to(device)
-
-        @torch.no_grad()
-        def features(net=net):
-            out = net(images)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            return float(out.mean())
-
-        seconds, value = timed(features, repeats)
+        seconds, value, _ = timed_network(lambda net=net: net(images), device, repeats)
         rows.append((f"FID Inception {precision}, batch {batch}: {batch / seconds:.1f} images/s",
                      seconds, value))
     return rows
@@ -192,14 +200,8 @@ def inception_tf1_rows(batch: int, device: torch.device, repeats: int):
         nets[TORCH_FIDELITY] = lambda: theirs(images)[0]
     rows, features = [], {}
     for name, net in nets.items():
-        @torch.no_grad()
-        def mean_feature(net=net, name=name):
-            features[name] = net()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            return float(features[name].mean())
-
-        rows.append((name, *timed(mean_feature, repeats)))
+        seconds, value, features[name] = timed_network(net, device, repeats)
+        rows.append((name, seconds, value))
     if theirs is None:
         return rows, None
     ours_features, their_features = features[next(iter(nets))], features[TORCH_FIDELITY]
