@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils import parametrizations
+from torch.nn.utils import parametrizations, parametrize
 
 import ganfast
 from ganfast.bench.spectral_norm import SNGANDiscriminator32
@@ -179,11 +179,27 @@ def test_bad_models_and_backends_are_named():
         ganfast.nn.SpectralNormGroup(nn.Linear(3, 4))
     with pytest.raises(ValueError, match="PyTorch's spectral norm.*ganfast.accelerate"):
         ganfast.nn.SpectralNormGroup(nn.Sequential(parametrizations.spectral_norm(nn.Linear(3, 4))))
+    # A model that is itself the layer is named by its type, not by an empty path.
+    with pytest.raises(ValueError, match=r"norm, not ganfast's: Linear\.weight;"):
+        ganfast.nn.SpectralNormGroup(parametrizations.spectral_norm(nn.Linear(3, 4)))
     with pytest.raises(ValueError, match="SpectralNormGroup: backend must be one of"):
         ganfast.nn.SpectralNormGroup(ganfast.nn.spectral_norm(nn.Linear(3, 4)), backend="nope")
     group = ganfast.nn.SpectralNormGroup(ganfast.nn.spectral_norm(nn.Linear(3, 4)), backend="triton")
     with pytest.raises(ganfast.backends.BackendUnavailable, match="needs CUDA tensors"):
         group.normalize()
+
+
+def test_a_namesake_of_pytorchs_spectral_norm_is_not_taken_for_it():
+    # Recognised by type, as ganfast.nn.spectral_norm does: a user's own parametrization that
+    # happens to share the class name is neither PyTorch's nor ganfast's.
+    class _SpectralNorm(nn.Module):
+        def forward(self, weight):
+            return weight
+
+    layer = nn.Linear(3, 4)
+    parametrize.register_parametrization(layer, "weight", _SpectralNorm())
+    with pytest.raises(ValueError, match="no ganfast spectral-norm layer"):
+        ganfast.nn.SpectralNormGroup(layer)
 
 
 def test_group_plan_refuses_mixed_dtypes():

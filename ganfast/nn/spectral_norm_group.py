@@ -25,6 +25,7 @@ import contextlib
 
 from torch import nn
 from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import _SpectralNorm
 
 from ..backends import _check_name, resolve
 from ..ops import spectral_norm as ops
@@ -48,6 +49,9 @@ class SpectralNormGroup:
         for path, module in model.named_modules():
             if not parametrize.is_parametrized(module):
                 continue
+            # The model itself may be the layer: name it by its class (as the user wrote it, not
+            # parametrize's ParametrizedLinear) rather than by an empty path.
+            where = path or parametrize.type_before_parametrizations(module).__name__
             for name, parametrizations in module.parametrizations.items():
                 for parametrization in parametrizations:
                     if isinstance(parametrization, SpectralNorm):
@@ -58,12 +62,12 @@ class SpectralNormGroup:
                         seen.add(id(parametrization))
                         if len(parametrizations) != 1:
                             raise ValueError(
-                                f"SpectralNormGroup: {path or type(module).__name__}.{name} has "
+                                f"SpectralNormGroup: {where}.{name} has "
                                 f"{len(parametrizations)} parametrizations; a grouped layer must "
                                 "have spectral norm as its only one")
                         self.layers.append((module, name, parametrization))
-                    elif type(parametrization).__name__ == "_SpectralNorm":
-                        torch_sn.append(f"{path}.{name}")
+                    elif type(parametrization) is _SpectralNorm:
+                        torch_sn.append(f"{where}.{name}")
         if torch_sn:
             raise ValueError(
                 "SpectralNormGroup: these layers use PyTorch's spectral norm, not ganfast's: "
