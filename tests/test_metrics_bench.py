@@ -134,8 +134,23 @@ def test_a_slow_call_is_timed_once_after_its_warm_up(monkeypatch):
     calls = []
     clock = iter(range(0, 1000, 3))  # every call "takes" 3 s: over SLOW_CALL_S
     monkeypatch.setattr(fid_bench.time, "perf_counter", lambda: next(clock))
-    seconds, value = fid_bench.timed(lambda: calls.append(1) or len(calls), repeats=5)
-    assert len(calls) == 2 and value == 2 and seconds == 3
+    timings = fid_bench.timed_cases({"slow": lambda: calls.append(1) or len(calls)}, repeats=5)
+    assert len(calls) == 2 and timings == {"slow": (3, 2)}
+
+
+def test_the_cases_are_timed_in_turns_each_with_its_last_value():
+    # One case after the other would time each over a different stretch of a drifting load.
+    calls = []
+
+    def case(name):
+        return lambda: calls.append(name) or f"{name}{calls.count(name)}"
+
+    timings = fid_bench.timed_cases({"a": case("a"), "b": case("b"), "c": case("c")}, repeats=4)
+    assert calls[:3] == ["a", "b", "c"]  # the warm-ups
+    rounds = [calls[i:i + 3] for i in range(3, len(calls), 3)]
+    assert len(rounds) == 4 and all(sorted(r) == ["a", "b", "c"] for r in rounds)
+    assert {name: value for name, (_, value) in timings.items()} == {"a": "a5", "b": "b5", "c": "c5"}
+    assert all(seconds >= 0 for seconds, _ in timings.values())
 
 
 def test_quick_means_quick_when_called_directly(tmp_path, monkeypatch):

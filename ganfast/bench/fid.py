@@ -28,28 +28,41 @@ import numpy as np
 import torch
 
 from ganfast.bench.cases import environment, positive_int, write_jsonl
-from ganfast.bench.timing import stop_if_requested
+from ganfast.bench.timing import interleaved_ms, stop_if_requested
 from ganfast.metrics import FeatureStats, FrechetReference, frechet_distance
 
 SLOW_CALL_S = 2.0  # a call this slow (scipy's sqrtm at D=2048) is timed once after its warm-up
 
 
-def timed(fn, repeats: int) -> tuple[float, float]:
-    """(median seconds over `repeats` calls after a warm-up, the value of the last call).
-    A call slower than SLOW_CALL_S in the warm-up is timed once: its median would not move,
-    and a time-limited run (the GPU check's stage) must not spend a minute on one baseline."""
-    stop_if_requested()  # under `ganfast bench`, a SIGINT Python dropped (bench.timing)
-    start = time.perf_counter()
-    value = fn()  # warm-up (thread pools, first-call allocations)
-    if time.perf_counter() - start > SLOW_CALL_S:
-        repeats = 1
-    times = []
-    for _ in range(repeats):
+def timed_cases(cases: dict, repeats: int) -> dict:
+    """{name: (median seconds over `repeats` calls after a warm-up, the value of its last call)}.
+    The calls take turns (bench.timing.interleaved_ms): on a shared machine the load drifts, and
+    timing each case over the same stretch keeps the ratios between them honest. A call slower
+    than SLOW_CALL_S in its warm-up is timed once, on its own: its median would not move, and a
+    time-limited run (the GPU check's stage) must not spend a minute on one baseline."""
+    values, seconds, quick = {}, {}, {}
+    for name, fn in cases.items():
+        stop_if_requested()  # under `ganfast bench`, a SIGINT Python dropped (bench.timing)
+        start = time.perf_counter()
+        values[name] = fn()  # warm-up (thread pools, first-call allocations)
+        if time.perf_counter() - start <= SLOW_CALL_S:
+            quick[name] = fn
+            continue
         stop_if_requested()
         start = time.perf_counter()
-        value = fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)), value
+        values[name] = fn()
+        seconds[name] = time.perf_counter() - start
+
+    def keeping_value(name, fn):
+        def call():
+            values[name] = fn()
+        return call
+
+    if quick:
+        ms = interleaved_ms({name: keeping_value(name, fn) for name, fn in quick.items()},
+                            reps=repeats, warmup=0)
+        seconds.update({name: ms[name] / 1e3 for name in quick})
+    return {name: (seconds[name], values[name]) for name in cases}
 
 
 def random_stats(rng, d: int, n: int):
@@ -85,13 +98,10 @@ def frechet_rows(dim: int, repeats: int, device=None) -> list[tuple[str, float, 
         pass
     cases["numpy eigvals (torch-fidelity)"] = lambda: eigvals_numpy(mu1, s1, mu2, s2)
     cases["torch eigvals (torchmetrics)"] = lambda: eigvals_torch(*t)
-    rows = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for name, fn in cases.items():
-            seconds, value = timed(fn, repeats)
-            rows.append((name, seconds, float(value)))
-    return rows
+        timings = timed_cases(cases, repeats)
+    return [(name, seconds, float(value)) for name, (seconds, value) in timings.items()]
 
 
 def small_batch_rows(dim: int, n: int, repeats: int, device=None) -> list[tuple[str, float, float]]:
@@ -99,8 +109,10 @@ def small_batch_rows(dim: int, n: int, repeats: int, device=None) -> list[tuple[
     ref = FrechetReference(*[torch.from_numpy(x).to(device)
                              for x in random_stats(rng, dim, 2 * dim)])
     feats = torch.from_numpy(rng.standard_normal((n, dim))).to(device)
-    seconds, value = timed(lambda: ref.distance_to_features(feats), repeats)
-    return [(f"FrechetReference.distance_to_features n={n}", seconds, value)]
+    name = f"FrechetReference.distance_to_features n={n}"
+    [(seconds, value)] = timed_cases({name: lambda: ref.distance_to_features(feats)},
+                                     repeats).values()
+    return [(name, seconds, value)]
 
 
 def stats_rows(n: int, dim: int, device: torch.device, repeats: int, chunk: int = 5000):
@@ -124,36 +136,36 @@ def stats_rows(n: int, dim: int, device: torch.device, repeats: int, chunk: int 
 
     cases = {"ganfast FeatureStats.update": ganfast_stats, "numpy float64 np.cov": numpy_cov,
              "float64 raw sums": raw_sums}
-    return [(f"{name} N={n}", *timed(fn, repeats)) for name, fn in cases.items()]
+    return [(f"{name} N={n}", seconds, value)
+            for name, (seconds, value) in timed_cases(cases, repeats).items()]
 
 
-def timed_network(call, device: torch.device, repeats: int):
-    """(median seconds, mean feature, the features) of a network's call() without autograd,
-    synchronised on CUDA so that the time is the network's."""
-    last = []
+def timed_networks(calls: dict, device: torch.device, repeats: int) -> dict:
+    """{name: (median seconds, the features)} of each network's call() without autograd, timed
+    in turns (timed_cases), synchronised on CUDA so that the time is the network's."""
+    def synchronised(call):
+        @torch.no_grad()
+        def features():
+            out = call()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            return out
+        return features
 
-    @torch.no_grad()
-    def mean_feature():
-        last[:] = [call()]
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return float(last[0].mean())
-
-    seconds, value = timed(mean_feature, repeats)
-    return seconds, value, last[0]
+    return timed_cases({name: synchronised(call) for name, call in calls.items()}, repeats)
 
 
 def inception_rows(batch: int, device: torch.device, repeats: int):
     from ganfast.metrics.inception import FIDInceptionV3
 
     images = torch.rand(batch, 3, 64, 64, device=device)
-    rows = []
-    for precision in ("fp32", "bf16"):
-        net = FIDInceptionV3(precision=precision).to(device)
-        seconds, value, _ = timed_network(lambda net=net: net(images), device, repeats)
-        rows.append((f"FID Inception {precision}, batch {batch}: {batch / seconds:.1f} images/s",
-                     seconds, value))
-    return rows
+    nets = {precision: FIDInceptionV3(precision=precision).to(device)
+            for precision in ("fp32", "bf16")}
+    timings = timed_networks({precision: lambda net=net: net(images)
+                              for precision, net in nets.items()}, device, repeats)
+    return [(f"FID Inception {precision}, batch {batch}: {batch / seconds:.1f} images/s",
+             seconds, float(features.mean()))
+            for precision, (seconds, features) in timings.items()]
 
 
 TORCH_FIDELITY = "torch-fidelity InceptionV3"
@@ -198,13 +210,11 @@ def inception_tf1_rows(batch: int, device: torch.device, repeats: int):
                                                  feature_extractor_weights_path=path)
         theirs.to(device).eval()
         nets[TORCH_FIDELITY] = lambda: theirs(images)[0]
-    rows, features = [], {}
-    for name, net in nets.items():
-        seconds, value, features[name] = timed_network(net, device, repeats)
-        rows.append((name, seconds, value))
+    timings = timed_networks(nets, device, repeats)
+    rows = [(name, seconds, float(features.mean())) for name, (seconds, features) in timings.items()]
     if theirs is None:
         return rows, None
-    ours_features, their_features = features[next(iter(nets))], features[TORCH_FIDELITY]
+    ours_features, their_features = timings[next(iter(nets))][1], timings[TORCH_FIDELITY][1]
     difference = float((ours_features - their_features).abs().max() / their_features.abs().max())
     return rows, difference
 
