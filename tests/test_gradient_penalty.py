@@ -531,6 +531,14 @@ def _two(*shape, **kw):
      r"alpha must have shape .* at most real's 2 dims"),
     (dict(**_two(2, 12), backend=["torch"]), ValueError, "backend must be one of"),
     (dict(**_two(2, 12), scaler=object()), TypeError, "scaler must be the torch.amp.GradScaler"),
+    # a negative weight makes the penalty a reward for steep critics: refused, not trained on
+    (dict(**_two(2, 12), weight=-10.0), ValueError,
+     r"^gradient_penalty: weight must be >= 0 .* got -10.0$"),
+    (dict(**_two(2, 12), weight=torch.tensor(-1.0)), ValueError,
+     "gradient_penalty: weight must be >= 0"),
+    # the class itself has .scale and .get_scale; it failed inside the penalty, after the critic
+    (dict(**_two(2, 12), scaler=torch.amp.GradScaler), TypeError,
+     "gradient_penalty: scaler must be the torch.amp.GradScaler instance .* got the class"),
 ])
 def test_gradient_penalty_rejects_bad_input(kwargs, error, match):
     critic_calls = []
@@ -546,6 +554,9 @@ def test_gradient_penalty_rejects_bad_input(kwargs, error, match):
     (dict(scaler=object()), TypeError, "scaler must be the torch.amp.GradScaler"),
     (dict(x=torch.ones(2, 12, dtype=torch.int64)), TypeError, "x must have a floating-point"),
     (dict(x=torch.randn(0, 12)), ValueError, "x must have a non-empty batch"),
+    (dict(gamma=-1.0), ValueError, r"^r1_penalty: gamma must be >= 0 .* got -1.0$"),
+    (dict(scaler=torch.amp.GradScaler), TypeError,
+     "r1_penalty: scaler must be the torch.amp.GradScaler instance"),
 ])
 def test_r1_penalty_rejects_bad_input(kwargs, error, match):
     critic_calls = []
@@ -581,10 +592,116 @@ def test_interpolate_rejects_bad_input_before_any_backend(args, error, match, ba
      "weight must be a real number"),
     (lambda: ganfast.ops.norm_penalty(torch.randn(2, 3), center="1"), TypeError,
      "center must be a real number"),
+    (lambda: ganfast.ops.norm_penalty(torch.randn(2, 3), weight=-5.0), ValueError,
+     "norm_penalty: weight must be >= 0"),
 ])
 def test_norm_ops_name_the_bad_argument(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_a_zero_weight_turns_the_penalty_off_and_a_negative_center_is_still_taken():
+    # Only a negative weight (or gamma) is refused: weight 0 is an ablation, and a center is a
+    # target, any finite number.
+    critic = canonical.critic_for((3, 2, 5, 5), torch.float64)
+    real, fake = _pair((3, 2, 5, 5))
+    alpha = torch.rand(3, dtype=torch.float64)
+    assert ganfast.gradient_penalty(critic, real, fake, weight=0.0, alpha=alpha).item() == 0.0
+    assert ganfast.r1_penalty(critic, real, gamma=0).item() == 0.0
+    torch.testing.assert_close(
+        ganfast.gradient_penalty(critic, real, fake, center=-0.5, alpha=alpha),
+        canonical.wgan_gp(critic, real, fake, alpha, center=-0.5), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("call,error,message", [
+    (lambda: ganfast.gradient_penalty(_mlp(), torch.randn(2, 12), torch.randn(3, 12)),
+     ValueError, "gradient_penalty: real and fake must have the same shape"),
+    (lambda: ganfast.gradient_penalty(_mlp(), torch.randn(2, 12), torch.randn(2, 12),
+                                      alpha=torch.rand(3)),
+     ValueError, "gradient_penalty: alpha must have shape [B] = [2]"),
+    (lambda: ganfast.gradient_penalty(_mlp(), [1.0], torch.randn(2, 12)),
+     TypeError, "gradient_penalty: real must be a torch.Tensor"),
+    (lambda: ganfast.gradient_penalty(_mlp(), torch.randn(0, 12), torch.randn(0, 12)),
+     ValueError, "gradient_penalty: real must have a non-empty batch"),
+    (lambda: ganfast.gradient_penalty(_mlp(), torch.randn(2, 12), torch.randn(2, 12),
+                                      center=float("nan")),
+     ValueError, "gradient_penalty: center must be finite"),
+    (lambda: ganfast.gradient_penalty(_mlp(), torch.randn(2, 12), torch.randn(2, 12),
+                                      scaler=object()),
+     TypeError, "gradient_penalty: scaler must be"),
+    (lambda: ganfast.gradient_penalty(lambda x: x.sum(), torch.randn(2, 12), torch.randn(2, 12)),
+     ValueError, "gradient_penalty: critic output must have a batch dimension"),
+    (lambda: ganfast.gradient_penalty(lambda x: torch.ones(2), torch.randn(2, 12),
+                                      torch.randn(2, 12)),
+     ValueError, "gradient_penalty: critic output does not depend on its input"),
+    (lambda: ganfast.r1_penalty(_mlp(), torch.ones(2, 12, dtype=torch.int64)),
+     TypeError, "r1_penalty: x must have a floating-point dtype"),
+    (lambda: ganfast.r1_penalty(_mlp(), torch.randn(2, 12), gamma=None),
+     TypeError, "r1_penalty: gamma must be a real number"),
+    (lambda: ganfast.r1_penalty(lambda x: _mlp()(torch.randn_like(x)), torch.randn(2, 12)),
+     ValueError, "r1_penalty: critic output does not depend on its input"),
+    (lambda: ganfast.ops.interpolate(torch.randn(2, 3), torch.randn(2, 4), torch.rand(2)),
+     ValueError, "interpolate: real and fake must have the same shape"),
+    (lambda: ganfast.ops.interpolate(torch.randn(2, 3), torch.randn(2, 3), 0.5),
+     TypeError, "interpolate: alpha must be a torch.Tensor"),
+    (lambda: ganfast.ops.per_sample_norm(torch.tensor(1.0)),
+     ValueError, "per_sample_norm: x must have a batch dimension"),
+    (lambda: ganfast.ops.norm_penalty(torch.ones(2, 3, dtype=torch.int32)),
+     TypeError, "norm_penalty: grad must have a floating-point dtype"),
+    (lambda: ganfast.ops.norm_penalty(torch.randn(2, 3), weight=float("inf")),
+     ValueError, "norm_penalty: weight must be finite"),
+])
+def test_errors_name_the_function_and_the_argument(call, error, message):
+    # "x must have a floating-point dtype" alone does not say whose x (r1_penalty's, or the
+    # per_sample_norm a loss calls): every refusal starts with the public function's name, as
+    # ganfast's other functions word theirs ("upsample_conv2d: ...", "spectral_norm: ...").
+    with pytest.raises(error) as info:
+        call()
+    assert str(info.value).startswith(message), str(info.value)
+
+
+@pytest.mark.parametrize("name,penalty", [
+    ("r1_penalty", lambda critic, x: ganfast.r1_penalty(critic, x)),
+    ("gradient_penalty", lambda critic, x: ganfast.gradient_penalty(critic, x, x.flip(0))),
+], ids=["r1_penalty", "gradient_penalty"])
+def test_critic_output_passed_for_the_critic_is_named(name, penalty):
+    # StyleGAN code computes R1 from the critic's output, `d_r1_loss(real_pred, real_img)`; a
+    # port passing real_pred here got Python's "'Tensor' object is not callable".
+    critic, real = _mlp(), torch.randn(3, 12)
+    for not_a_critic, kind in ((critic(real), "Tensor"), (3, "int")):
+        with pytest.raises(TypeError, match=rf"^{name}: critic must be callable, .* not its "
+                                            rf"output; got {kind}$"):
+            penalty(not_a_critic, real)
+
+    # A callable critic's own TypeError is its own: passed on unchanged, not reworded.
+    def broken(x):
+        raise TypeError("unsupported operand in the user's critic")
+
+    with pytest.raises(TypeError, match="^unsupported operand in the user's critic$"):
+        penalty(broken, real)
+
+
+def test_a_critic_with_several_outputs_is_told_to_pick_its_score():
+    # An AC-GAN critic returns (score, class logits): the refusal names the closure to pass,
+    # and that closure gives the canonical penalty.
+    critic64 = canonical.MLPCritic(12).double()
+    head = torch.nn.Linear(12, 5).double()
+
+    def acgan(x):
+        return critic64(x), head(x.flatten(1))
+
+    real, fake = _pair((3, 12))
+    alpha = torch.rand(3, dtype=torch.float64)
+    for call in (lambda c: ganfast.gradient_penalty(c, real, fake, alpha=alpha),
+                 lambda c: ganfast.r1_penalty(c, real)):
+        with pytest.raises(ValueError, match=r"got tuple; a critic with several outputs .* "
+                                             r"`lambda x: D\(x\)\[0\]`"):
+            call(acgan)
+    torch.testing.assert_close(
+        ganfast.gradient_penalty(lambda x: acgan(x)[0], real, fake, alpha=alpha),
+        canonical.wgan_gp(critic64, real, fake, alpha), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(ganfast.r1_penalty(lambda x: acgan(x)[0], real),
+                               canonical.r1(critic64, real), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("fake_dtype", [torch.bfloat16, torch.float16, torch.float64])

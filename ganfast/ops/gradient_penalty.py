@@ -183,7 +183,8 @@ class _NormPenalty(torch.autograd.Function):
 
 
 # ---------------------------------------------------------------- argument checks
-# Each public function checks its arguments before any work, every error naming its argument:
+# Each public function checks its arguments before any work, every error naming the function
+# and its argument ("gradient_penalty: real must ..."; the rest of ganfast words errors so):
 # one expression for a valid call (what runs every step), the checks one by one otherwise.
 
 def check_float_tensor(t, name: str) -> None:
@@ -197,27 +198,33 @@ def check_float_tensor(t, name: str) -> None:
     raise ValueError(f"{name} must have a batch dimension [B, ...], got a 0-dim tensor")
 
 
-def check_number(value, name: str) -> None:
+def check_number(value, name: str, nonnegative: bool = False) -> None:
     """A penalty's weight, center or gamma: a finite real number (a 0-dim tensor without grad
-    too)."""
+    too); with `nonnegative`, also >= 0 (a weight: a negative one would turn the penalty into a
+    reward for steep critics, a sign slip that trains on silently). `name` says whose argument
+    it is ("gradient_penalty: weight")."""
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        if math.isfinite(value):
-            return
+        number = value
     elif isinstance(value, torch.Tensor) and value.dim() == 0 and not value.requires_grad \
             and not value.is_complex() and value.dtype != torch.bool:
-        if torch.isfinite(value):
-            return
+        number = value.item()  # one host read, as the float(weight) the penalty takes anyway
     else:
         raise TypeError(f"{name} must be a real number (a float, or a 0-dim tensor that needs "
                         f"no gradient: the penalty's would not reach it), got {value!r}")
-    raise ValueError(f"{name} must be finite, got {float(value)}")
+    if math.isfinite(number) and (not nonnegative or number >= 0):
+        return
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be finite, got {float(number)}")
+    raise ValueError(f"{name} must be >= 0 (a negative weight rewards large critic gradients "
+                     f"instead of penalizing them; 0 turns the penalty off), got {number}")
 
 
-def interpolation_inputs(real, fake, alpha):
+def interpolation_inputs(real, fake, alpha, caller: str = "interpolate"):
     """real, fake and alpha ready for the interpolation op, checked: real and fake of one shape
     and device, in their promoted dtype (as the canonical expression computes: an autocast
     generator's bf16 fakes beside fp32 reals give fp32), alpha [B], given as [B] or as the
-    canonical code shapes it, [B, 1, ..., 1]."""
+    canonical code shapes it, [B, 1, ..., 1]. Errors name `caller`, the public function whose
+    arguments these are (gradient_penalty or interpolate share them)."""
     if (isinstance(real, torch.Tensor) and isinstance(fake, torch.Tensor)
             and isinstance(alpha, torch.Tensor) and real.dim() > 0 and real.shape == fake.shape
             and real.dtype == fake.dtype and real.is_floating_point()
@@ -225,20 +232,21 @@ def interpolation_inputs(real, fake, alpha):
             and real.device == fake.device == alpha.device):
         return real, fake, alpha
     for name, t in (("real", real), ("fake", fake), ("alpha", alpha)):
-        check_float_tensor(t, name)
+        check_float_tensor(t, f"{caller}: {name}")
     if real.shape != fake.shape:
-        raise ValueError(f"real and fake must have the same shape, got real {list(real.shape)} "
-                         f"and fake {list(fake.shape)}")
+        raise ValueError(f"{caller}: real and fake must have the same shape, got real "
+                         f"{list(real.shape)} and fake {list(fake.shape)}")
     if real.device != fake.device:
-        raise ValueError(f"real and fake must be on the same device, got real on {real.device} "
-                         f"and fake on {fake.device}")
+        raise ValueError(f"{caller}: real and fake must be on the same device, got real on "
+                         f"{real.device} and fake on {fake.device}")
     batch = real.shape[0]
     if alpha.shape[0] != batch or any(size != 1 for size in alpha.shape[1:]) \
             or alpha.dim() > real.dim():
-        raise ValueError(f"alpha must have shape [B] = [{batch}] (or [B, 1, ..., 1] with at most "
-                         f"real's {real.dim()} dims), got {list(alpha.shape)}")
+        raise ValueError(f"{caller}: alpha must have shape [B] = [{batch}] (or [B, 1, ..., 1] "
+                         f"with at most real's {real.dim()} dims), got {list(alpha.shape)}")
     if alpha.device != real.device:
-        raise ValueError(f"alpha must be on {real.device} like real, got {alpha.device}")
+        raise ValueError(f"{caller}: alpha must be on {real.device} like real, got "
+                         f"{alpha.device}")
     if real.dtype != fake.dtype:
         dtype = torch.promote_types(real.dtype, fake.dtype)
         real, fake = real.to(dtype), fake.to(dtype)
@@ -268,7 +276,7 @@ def interpolate_with(backend: str, real, fake, alpha):
 
 def per_sample_norm(x: torch.Tensor, backend: str = "auto") -> torch.Tensor:
     """||x[b]||_2 over all non-batch dims: [B] in fp32 (fp64 for fp64 input)."""
-    check_float_tensor(x, "x")
+    check_float_tensor(x, "per_sample_norm: x")
     return per_sample_norm_with(backends.resolve(OP, backend, x.is_cuda), x)
 
 
@@ -284,10 +292,11 @@ def per_sample_norm_with(backend: str, x):
 def norm_penalty(grad: torch.Tensor, weight: float = 10.0, center: float = 1.0,
                  backend: str = "auto") -> torch.Tensor:
     """weight * mean_b (||grad[b]||_2 - center)^2, the tail of WGAN-GP (R1: center=0,
-    weight=gamma/2). A 0-dim tensor in fp32 (fp64 for fp64 input)."""
-    check_float_tensor(grad, "grad")
-    check_number(weight, "weight")
-    check_number(center, "center")
+    weight=gamma/2). A 0-dim tensor in fp32 (fp64 for fp64 input). weight is a finite number
+    >= 0, center a finite number."""
+    check_float_tensor(grad, "norm_penalty: grad")
+    check_number(weight, "norm_penalty: weight", True)
+    check_number(center, "norm_penalty: center")
     return norm_penalty_with(backends.resolve(OP, backend, grad.is_cuda), grad, weight, center)
 
 
