@@ -1,6 +1,7 @@
 """ganfast.nn.spectral_norm against torch.nn.utils.parametrizations.spectral_norm (the oracle)."""
 
 import copy
+import importlib
 import io
 
 import numpy as np
@@ -386,6 +387,66 @@ def test_compile_fullgraph_matches_eager():
 def test_bad_arguments_are_named(kwargs, match):
     with pytest.raises(ValueError, match=match):
         ganfast.nn.spectral_norm(nn.Linear(3, 4), **kwargs)
+
+
+def test_bad_name_weight_and_eps_types_are_named():
+    # eps=True is a numbers.Real (it would be eps=1); a non-str name failed in getattr, a plain
+    # tensor attribute in register_parametrization and an integer weight in normal_, none of
+    # them naming spectral_norm.
+    with pytest.raises(ValueError, match="eps must be a finite number > 0, got eps=True"):
+        ganfast.nn.spectral_norm(nn.Linear(3, 4), eps=True)
+    with pytest.raises(TypeError, match="spectral_norm: name must be a str .* got int"):
+        ganfast.nn.spectral_norm(nn.Linear(3, 4), name=0)
+    plain = nn.Module()
+    plain.weight = torch.randn(3, 4)  # an attribute, neither parameter nor buffer
+    with pytest.raises(ValueError, match="spectral_norm: module Module has no parameter or "
+                                         "buffer named name='weight'"):
+        ganfast.nn.spectral_norm(plain)
+    integer = nn.Module()
+    integer.register_buffer("weight", torch.ones(3, 4, dtype=torch.int64))
+    with pytest.raises(TypeError, match="spectral_norm: the weight 'weight' must have a "
+                                        "floating-point or complex dtype, got torch.int64"):
+        ganfast.nn.spectral_norm(integer)
+
+
+def _complex_steps(theirs, ours, x, steps=3):
+    """SGD steps on |y|^2 of both: outputs, the gradient of the original weight, u and v equal."""
+    for _ in range(steps):
+        for m in (theirs, ours):
+            m.zero_grad()
+            m(x).abs().square().sum().backward()
+        torch.testing.assert_close(ours(x), theirs(x), rtol=1e-10, atol=1e-10)
+        for a, b in zip(sn_state(theirs), sn_state(ours), strict=True):
+            torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(sn_state(ours)[0].grad, sn_state(theirs)[0].grad,
+                                   rtol=1e-10, atol=1e-10)
+        with torch.no_grad():
+            for m in (theirs, ours):
+                for p in m.parameters():
+                    p -= 0.05 * p.grad
+    theirs.eval(), ours.eval()
+    torch.testing.assert_close(ours(x), theirs(x), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.filterwarnings("ignore:Complex modules are a new feature")
+@pytest.mark.parametrize("kind", ["linear", "conv2d", "convT2d"])
+@pytest.mark.parametrize("route", ["torch", "fused", "to_complex"])
+def test_complex_weights_train_as_pytorch(monkeypatch, kind, route):
+    # PyTorch's parametrization takes complex weights; the Function's hand-written backward is
+    # derived for real ones (it gave a wrong gradient: G/sigma - <G/sigma, y> u v^T instead of
+    # autograd's conjugates). "fused": a backend with kernels (real only) takes the torch route;
+    # "to_complex": a real layer made complex by .to() after spectral_norm.
+    factory, shape = MODULES[kind]
+    torch.manual_seed(0)
+    base = factory().double() if route == "to_complex" else factory().to(torch.complex128)
+    theirs, ours = normalized_pair(base, 1, 2)
+    if route == "to_complex":
+        theirs, ours = theirs.to(torch.complex128), ours.to(torch.complex128)
+    if route == "fused":  # on CPU: the plan-less path a CUDA weight would take
+        module = importlib.import_module("ganfast.nn.spectral_norm")
+        monkeypatch.setattr(module, "resolve", lambda *args: "triton")
+    x = torch.randn(shape, dtype=torch.complex128, generator=torch.Generator().manual_seed(2))
+    _complex_steps(theirs, ours, x)
 
 
 @pytest.mark.parametrize("function", [ganfast.nn.spectral_norm, ganfast.nn.remove_spectral_norm])

@@ -35,6 +35,12 @@ class SpectralNorm(nn.Module):
 
     legacy_update_order = False
     _group_weight = None  # set by SpectralNormGroup.once(): the weight it normalized on entry
+    # W / sigma(W, u, v) for the torch route. The Function's hand-written backward (and the
+    # kernels) are derived for real weights: complex ones get the reference instead, whose
+    # gradient autograd derives (PyTorch's). Chosen when the dtype is set (__init__, _apply),
+    # never per call; for real weights the class attribute (read in ~25 ns more than the
+    # module global it replaces, beside a ~190 us step: faster than an instance attribute).
+    _normalize_by_sigma = staticmethod(ops.normalize_by_sigma)
 
     def __init__(self, weight: torch.Tensor, n_power_iterations: int = 1, dim: int = 0,
                  eps: float = 1e-12) -> None:
@@ -58,6 +64,7 @@ class SpectralNorm(nn.Module):
             self.register_buffer("_u", F.normalize(u, dim=0, eps=eps))
             self.register_buffer("_v", F.normalize(v, dim=0, eps=eps))
             ops.power_iteration_(weight_mat, self._u, self._v, 15, eps)
+            self._choose_normalizer()
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         if self._group_weight is not None:
@@ -79,7 +86,7 @@ class SpectralNorm(nn.Module):
                 ops.power_iteration_(weight_mat.t(), v, u, self.n_power_iterations, self.eps)
             else:
                 ops.power_iteration_(weight_mat, u, v, self.n_power_iterations, self.eps)
-        return ops.normalize_by_sigma(weight, u, v, self.dim)
+        return self._normalize_by_sigma(weight, u, v, self.dim)
 
     def _normalize_fused(self, weight: torch.Tensor, backend: str) -> torch.Tensor:
         # The grouped kernel (Triton or CUDA) with a group of one: power iteration, sigma and
@@ -91,6 +98,13 @@ class SpectralNorm(nn.Module):
         plans = self.__dict__.setdefault("_fused_plans", {})
         plan = plans.get(key)
         if plan is None:
+            if weight.is_complex():
+                # The kernels take real weights: a complex one takes the torch route (no plan
+                # is kept, so it comes here on every call, off the real weights' path).
+                if self.training:
+                    ops.power_iteration_(ops.weight_to_matrix(weight.detach(), self.dim),
+                                         self._u, self._v, self.n_power_iterations, self.eps)
+                return self._normalize_by_sigma(weight, self._u, self._v, self.dim)
             plan = plans[key] = ops.GroupPlan([weight], [self.dim], [key[0]])
         return ops.normalize_group(plan, [weight], [self._u], [self._v], self.eps, backend)[0]
 
@@ -99,7 +113,18 @@ class SpectralNorm(nn.Module):
         # and keep what they made for them (a channels_last weight's contiguous copy on the old
         # device); cleared in place, so DataParallel replicas still share the dict.
         self.__dict__.setdefault("_fused_plans", {}).clear()
-        return super()._apply(fn, *args, **kwargs)
+        module = super()._apply(fn, *args, **kwargs)
+        self._choose_normalizer()  # .to(torch.complex64) and back change the gradient's form
+        return module
+
+    def _choose_normalizer(self) -> None:
+        """The torch route's W / sigma for the weight's dtype (the buffers follow the weight's):
+        the reference for complex weights (class attribute comment), the Function otherwise."""
+        u = getattr(self, "_u", None)  # none for a 1-d weight (F.normalize: autograd's)
+        if u is not None and u.is_complex():
+            self._normalize_by_sigma = _normalize_by_sigma_complex
+        else:
+            self.__dict__.pop("_normalize_by_sigma", None)  # the class attribute's Function
 
     def __getstate__(self):
         # A copy made inside a SpectralNormGroup block (deepcopy for an EMA model) is not part
@@ -116,6 +141,12 @@ class SpectralNorm(nn.Module):
         return f"dim={self.dim}, n_power_iterations={self.n_power_iterations}, eps={self.eps}"
 
 
+def _normalize_by_sigma_complex(weight, u, v, dim: int) -> torch.Tensor:
+    """W / sigma for complex weights, with autograd's gradient; on copies of u and v, as PyTorch
+    takes them (a second call of the module updates the buffers before the backward runs)."""
+    return ops.normalize_by_sigma_reference(weight, u.clone(), v.clone(), dim)
+
+
 def _is_spectral_norm(parametrization) -> bool:
     """PyTorch's or ganfast's spectral norm, by type, not by name: a user's parametrization that
     shares the name is neither (accelerate would move it, running its right_inverse again)."""
@@ -128,21 +159,34 @@ def spectral_norm(module: nn.Module, name: str = "weight", n_power_iterations: i
                   eps: float = 1e-12, dim: int = None) -> nn.Module:
     """Apply spectral normalization to `module.<name>`; returns the module (as PyTorch's)."""
     _check_module(module, "spectral_norm")
+    if not isinstance(name, str):  # (getattr's own error names neither function nor argument)
+        raise TypeError(f"spectral_norm: name must be a str (the parameter's name, such as "
+                        f"'weight'), got {type(name).__name__}")
     if _has_legacy_spectral_norm(module, name):
         raise ValueError(f"spectral_norm: {type(module).__name__}.{name} already has the legacy "
                          "torch.nn.utils.spectral_norm; ganfast.accelerate(module) converts it")
     weight = getattr(module, name, None)
-    if not isinstance(weight, torch.Tensor):
+    # A plain tensor attribute is neither: register_parametrization would refuse it later.
+    if not isinstance(weight, torch.Tensor) or not (
+            name in module._parameters or name in module._buffers
+            or parametrize.is_parametrized(module, name)):
         raise ValueError(f"spectral_norm: module {type(module).__name__} has no parameter or "
                          f"buffer named name={name!r}")
     if weight.ndim < 1:
         raise ValueError(f"spectral_norm: the weight {name!r} must have at least 1 dimension, "
                          f"got a {weight.ndim}-d tensor")
+    if not (weight.is_floating_point() or weight.is_complex()):
+        # (u and v are drawn from a normal distribution in the weight's dtype: the error would
+        # otherwise be normal_'s "not implemented for 'Long'")
+        raise TypeError(f"spectral_norm: the weight {name!r} must have a floating-point or "
+                        f"complex dtype, got {weight.dtype}")
     n_power_iterations = _integer(n_power_iterations, "n_power_iterations")
     if n_power_iterations < 1:
         raise ValueError("spectral_norm: n_power_iterations must be an int >= 1, got "
                          f"{n_power_iterations!r}")
-    if not isinstance(eps, numbers.Real) or not 0 < eps < math.inf:
+    # bool is a numbers.Real: eps=True would be taken as eps=1 (n_power_iterations and dim
+    # refuse bools too)
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not 0 < eps < math.inf:
         raise ValueError(f"spectral_norm: eps must be a finite number > 0, got eps={eps!r}")
     if dim is not None:
         dim = _integer(dim, "dim")
