@@ -212,6 +212,18 @@ def test_group_plan_refuses_mixed_dtypes():
         plan.pointer_tables([weight], [torch.randn(4, dtype=torch.float64)], [torch.randn(3)])
 
 
+def test_group_plan_refuses_complex_weights():
+    # The kernels' arithmetic is real: a complex weight's numbers would be read as pairs of
+    # reals. (Each layer's SpectralNorm takes complex weights on the torch route.)
+    from ganfast.ops import spectral_norm as ops
+
+    weight = torch.randn(4, 3, dtype=torch.complex64)
+    plan = ops.GroupPlan([weight], [0], [1])
+    with pytest.raises(ValueError, match="fused kernels take real weights.*backend='torch'"):
+        plan.pointer_tables([weight], [torch.randn(4, dtype=torch.complex64)],
+                            [torch.randn(3, dtype=torch.complex64)])
+
+
 def test_group_plan_follows_its_weights_to_another_device():
     # A plan's meta table lives on one device; when the layers move (model.to("cuda:1")) the
     # next launch's tables, meta included, are made on the weights' new device.

@@ -208,6 +208,10 @@ class GroupPlan:
             # The kernels read every address with the first weight's dtype: check once per
             # change of tensors, not per call.
             first = weights[0]
+            if first.is_complex():  # (each layer's own SpectralNorm takes them, autograd's way)
+                raise ValueError(
+                    "spectral norm group: the fused kernels take real weights, got "
+                    f"{first.dtype}; normalize complex layers with backend='torch'")
             if first.device != self.meta.device:  # the layers moved (model.to("cuda:1"))
                 self.meta = torch.tensor(self.rows, dtype=torch.int64, device=first.device)
             for t in (*weights, *us, *vs):
