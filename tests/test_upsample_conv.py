@@ -719,7 +719,8 @@ def test_mixed_dtypes_are_refused_naming_the_argument(name):
                                          ({"kernel_size": (3, 5)}, "kernel_size"),
                                          ({"activation": "gelu"}, "activation")])
 def test_module_rejects_unsupported_configuration(kwargs, name):
-    with pytest.raises(ValueError, match=name):
+    # Named as UpsampleConv2d's: upsample_conv2d() has no kernel_size, padding or scale_factor.
+    with pytest.raises(ValueError, match=f"^UpsampleConv2d: {name}"):
         UpsampleConv2d(3, 4, **kwargs)
 
 
