@@ -145,7 +145,7 @@ def resolve(op: str, backend: str, on_cuda: bool) -> str:
 
 
 def _resolve(op: str, backend: str, on_cuda: bool) -> str:
-    requested = _check_name(backend, "backend")
+    requested = _check_name(backend, f"{op} ops: backend")  # (which call's argument it was)
     if requested not in ("auto", *kernels(op)):  # named on the call: refused with the reason
         raise BackendUnavailable(f"ganfast backend {requested!r} cannot run the {op} ops: it has no "
                                  f"{requested} kernel; use one of {', '.join(kernels(op))} or 'auto'")
