@@ -127,8 +127,12 @@ def test_mixture_metrics_count_modes_and_quality():
 
 def test_digits_metrics_see_real_digits_and_mode_collapse(tmp_path, monkeypatch):
     monkeypatch.setenv("GANFAST_CACHE", str(tmp_path))
-    q = quality.DigitsQuality(data.DIGITS_SIZE)
-    assert (tmp_path / f"digits_classifier_{data.DIGITS_SIZE}px.pt").exists()
+    said = []
+    q = quality.DigitsQuality(data.DIGITS_SIZE, log=said.append)
+    cached = tmp_path / f"digits_classifier_{data.DIGITS_SIZE}px.pt"
+    assert cached.exists()
+    # The seconds of training before the run starts are said (not a silent wait), once.
+    assert said == [f"training the digits classifier of the quality metrics (once: cached as {cached})"]
     ds = data.digits()
     real = q.measure(ds.x[:1000], ds.labels[:1000])
     assert real["classes_covered"] == 10 and real["class_accuracy"] > 0.95 and real["class_kl"] < 0.05
@@ -136,7 +140,8 @@ def test_digits_metrics_see_real_digits_and_mode_collapse(tmp_path, monkeypatch)
     collapsed = q.measure(ones)
     assert collapsed["classes_covered"] <= 2 and collapsed["class_kl"] > 1.5
     assert collapsed["fd_digits"] > 5 * real["fd_digits"]
-    again = quality.DigitsQuality(data.DIGITS_SIZE)  # from the cache: the same network
+    again = quality.DigitsQuality(data.DIGITS_SIZE, log=said.append)  # from the cache: the same
+    assert len(said) == 1  # network, and nothing to say
     for p, p2 in zip(q.net.parameters(), again.net.parameters(), strict=True):
         assert torch.equal(p, p2)
 
@@ -160,6 +165,34 @@ def test_inception_fid_of_samples_against_the_training_images(tmp_path):
     expected = frechet_distance(stats[0].mean, stats[0].covariance, stats[1].mean,
                                 stats[1].covariance)
     assert row["fid_inception"] == pytest.approx(expected, rel=1e-9)
+
+
+def test_inception_fid_of_rgba_images_is_that_of_their_rgb_channels():
+    # A .npy of RGBA images trains with 4 channels; the FID network takes RGB, and pytorch-fid
+    # reads an RGBA image as RGB by dropping the alpha (PIL's convert("RGB")). It was a
+    # ValueError that the trainer reported as bad --inception-weights. A stand-in network
+    # (random Inception weights give near-constant features, an FID of ~0 whatever the input).
+    from ganfast.metrics import FeatureStats, frechet_distance
+    from ganfast.train import quality
+
+    class RGBFeatures(nn.Module):  # as FIDInceptionV3: [N, 3, H, W] in [0, 1] only
+        def __init__(self):
+            super().__init__()
+            self.proj = nn.Linear(3 * 16 * 16, 2048)
+
+        def forward(self, x):
+            if x.shape[1] != 3 or x.min() < 0 or x.max() > 1:
+                raise ValueError(f"FID Inception: images must be [N, 3, H, W] in [0, 1], got {list(x.shape)}")
+            return self.proj(x.flatten(1))
+
+    torch.manual_seed(0)
+    net = RGBFeatures()
+    real, fake = torch.rand(40, 4, 16, 16) * 2 - 1, torch.rand(30, 4, 16, 16) * 2 - 1
+    fid = quality.InceptionFID(net, real, None, torch.device("cpu")).measure(fake)["fid_inception"]
+    with torch.no_grad():
+        stats = [FeatureStats(2048).update(net((x[:, :3] + 1) / 2)) for x in (fake, real)]
+    expected = frechet_distance(stats[0].mean, stats[0].covariance, stats[1].mean, stats[1].covariance)
+    assert expected > 1 and fid == pytest.approx(expected, rel=1e-9)
 
 
 def _data_error(spec, **kwargs) -> str:
@@ -297,6 +330,31 @@ def test_image_folder_skips_hidden_files_and_folders(tmp_path):
     assert "no images found" in message and "names starting with '.' are skipped" in message
 
 
+@pytest.mark.parametrize("with_classes", [True, False], ids=["classes", "no-classes"])
+def test_image_folder_leaves_out_the_pictures_of_ganfast_runs_inside_it(tmp_path, with_classes):
+    # `cd photos && ganfast train --data .` writes runs/<name>/ inside the data (an --out inside
+    # it does too): the next run (or --resume) read its sample grids as training images, as a
+    # class of their own ("runs") or beside the photos.
+    from PIL import Image
+
+    folders = ["cat", "dog"] if with_classes else [""]
+    for i, folder in enumerate(folders):
+        (tmp_path / folder).mkdir(exist_ok=True)
+        Image.new("RGB", (8, 8), (10 * i, 0, 0)).save(tmp_path / folder / f"{i}.png")
+    run = tmp_path / "runs" / "data-20260101-000000"
+    run.mkdir(parents=True)
+    for name in ("checkpoint.pt", "metrics.jsonl"):
+        (run / name).write_bytes(b"")
+    for name in ("samples_0000000.png", "samples_final.png", "metrics.png"):
+        Image.new("RGB", (64, 64)).save(run / name)
+    said = []
+    ds = data.load(str(tmp_path), log=said.append)
+    assert ds.x.shape == (len(folders), 3, 8, 8)
+    assert ds.class_names == (["cat", "dog"] if with_classes else [])
+    assert said[0] == (f"--data {tmp_path}: skipping 1 ganfast run folder(s) "
+                       "(runs/data-20260101-000000): their sample grids are not training images")
+
+
 def test_image_folder_counts_grey_with_alpha_as_grey(tmp_path):
     from PIL import Image
 
@@ -358,6 +416,16 @@ def test_image_size_message_reads_naturally_for_one_size(tmp_path):
 def test_missing_data_path_says_no_such_file_or_folder(tmp_path):
     for missing in (tmp_path / "nope", tmp_path / "nope.npy", tmp_path / "nope" / "x.npy"):
         assert "no such file or folder" in _data_error(missing)
+
+
+def test_an_empty_data_path_is_refused_not_read_as_the_working_folder(tmp_path, monkeypatch):
+    # Path("") is "."; an empty --data must not train on the images below the working folder.
+    from PIL import Image
+
+    Image.new("L", (8, 8)).save(tmp_path / "stray.png")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(data.DataError, match="--data '' is empty: expected digits, ring8"):
+        data.load("")
 
 
 def test_image_size_resizes_digits_and_npy_images_and_is_refused_for_points(tmp_path):

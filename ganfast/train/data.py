@@ -22,6 +22,8 @@ from .._files import (
     is_sixteen_bit_grey,
     some_names,
 )
+from .checkpoint import CHECKPOINT
+from .monitor import METRICS_FILE
 
 
 class DataError(ValueError):
@@ -55,6 +57,8 @@ RING8 = {"modes": 8, "radius": 2.0, "std": 0.02}
 GRID25 = {"side": 5, "spacing": 2.0, "std": 0.05}
 MIXTURE_SAMPLES = 100_000
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+# What marks a folder as a ganfast run's: image_folder does not read its pictures as data.
+RUN_FOLDER_FILES = (CHECKPOINT, METRICS_FILE)
 
 
 def _bilinear(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -125,9 +129,22 @@ def image_folder(path: Path, size: int | None = None, log=print) -> Dataset:
     """
     from PIL import Image, UnidentifiedImageError
 
+    # ganfast run folders below the data (runs/ of `ganfast train --data .`, the default, or an
+    # --out inside the data folder): their sample grids and plots are not training images, and
+    # read as such they became a class of their own, or more images, in the next run (resumed
+    # runs included). A run folder holds both files below (trainer: before its first picture).
+    run_folders = sorted({marker.parent for marker in path.rglob(RUN_FOLDER_FILES[0])
+                          if marker.parent != path and (marker.parent / RUN_FOLDER_FILES[1]).is_file()
+                          and not is_hidden_below(marker, path)})
+    if run_folders:
+        log(f"--data {path}: skipping {len(run_folders)} ganfast run folder(s) "
+            f"({some_names(p.relative_to(path) for p in run_folders)}): their sample grids are "
+            "not training images")
+
     def images_under(folder: Path) -> list:
         return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
-                      and p.is_file() and not is_hidden_below(p, folder))
+                      and p.is_file() and not is_hidden_below(p, folder)
+                      and not any(run in p.parents for run in run_folders))
 
     subdirs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     classes = []
@@ -321,6 +338,11 @@ def load(spec: str, image_size: int | None = None, log=print) -> Dataset:
     image_size x image_size when it is given (2-D points refuse it)."""
     if image_size is not None and image_size < 1:
         raise DataError(f"--image-size must be a positive number of pixels, got {image_size}")
+    if not spec:
+        # Path("") is ".": an empty --data (a script's unset variable, `--data "$DATA"`) would
+        # train on every image below the working folder, run folders' sample grids included.
+        raise DataError(f"--data {spec!r} is empty: expected {', '.join(BUILT_IN)}, an image "
+                        "folder or a .npy file (--data . for the images of this folder)")
     if spec == "digits":
         return digits(image_size or DIGITS_SIZE)
     if spec in BUILT_IN:

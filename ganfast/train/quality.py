@@ -110,6 +110,8 @@ def load_digits_classifier(size: int, log=print) -> DigitsClassifier:
             return net.eval()
         except (RuntimeError, OSError, KeyError) as err:
             log(f"the cached digits classifier {path} is unreadable ({err}); training it again")
+    else:  # said, as the run is silent until it is trained (seconds; longer on a slow CPU)
+        log(f"training the digits classifier of the quality metrics (once: cached as {path})")
     net = train_digits_classifier(size)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(path, lambda tmp: torch.save(net.state_dict(), tmp))
@@ -183,7 +185,9 @@ class InceptionFID:
         stats = FeatureStats(2048)
         for start in range(0, len(images), self.batch):
             x = ((images[start:start + self.batch].float().to(self.device) + 1) / 2).clamp_(0, 1)
-            stats.update(self.net(x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x))
+            # grey as RGB; RGBA (a .npy's 4 channels) without its alpha, as pytorch-fid reads an
+            # RGBA image (PIL's convert("RGB") drops it): the network takes 3 channels
+            stats.update(self.net(x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x[:, :3]))
         if across_ranks and torch.distributed.is_available() and torch.distributed.is_initialized():
             stats.all_reduce()  # each rank measured its share of the samples
         return stats
