@@ -411,6 +411,17 @@ def test_a_run_stopped_at_its_last_step_logs_its_last_row_on_resume(tmp_path, mo
     assert [r["step"] for r in rows(tmp_path / "stopped") if "modes_covered" in r] == [0, 7]
 
 
+def test_resuming_a_complete_run_says_there_is_nothing_left_to_train(tmp_path):
+    make(tmp_path, data="ring8", steps=2, batch_size=8).run()
+    said = []
+    Trainer(TrainConfig(), out=tmp_path, resume=True, log=said.append).run()
+    assert said[0] == (f"resuming {tmp_path} at step 2 of 2 (every step is trained: pass a "
+                       "larger --steps to train on)")
+    said.clear()
+    Trainer(TrainConfig(steps=3), out=tmp_path, resume=True, log=said.append)
+    assert said == [f"resuming {tmp_path} at step 2 of 3"]
+
+
 def test_a_single_process_random_state_resumes_in_several_processes_with_new_streams():
     # A checkpoint holding one process's random state (a single process's, or one written by
     # several before each one's was kept): each process continues with a stream of its own.
@@ -493,6 +504,33 @@ def test_resume_refuses_settings_it_would_otherwise_ignore(tmp_path, capsys, arg
     assert re.search(message, capsys.readouterr().err)
     assert cli.main(["train", "--resume", "--out", out, "--steps", "4", "--no-tensorboard",
                      "--sample-every", "1"]) == 0  # what may change
+
+
+def test_a_run_on_a_relative_data_path_resumes_from_another_folder(tmp_path, monkeypatch, capsys):
+    # The checkpoint holds where the data are, not a path relative to where the run started:
+    # resumed from elsewhere (a cluster job's other working folder) it finds them, and --data
+    # naming the same file another way is the same setting, not a conflict.
+    import numpy as np
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    np.save(tmp_path / "a" / "pts.npy", np.random.default_rng(0).normal(size=(64, 2)).astype(np.float32))
+    out = str(tmp_path / "run")
+    monkeypatch.chdir(tmp_path / "a")
+    assert cli.main(["train", "--data", "pts.npy", "--steps", "2", "--batch-size", "8",
+                     "--no-tensorboard", "--out", out]) == 0
+    monkeypatch.chdir(tmp_path / "b")
+    assert cli.main(["train", "--resume", "--out", out, "--steps", "3"]) == 0, capsys.readouterr().err
+    assert cli.main(["train", "--resume", "--out", out, "--steps", "4",
+                     "--data", str(tmp_path / "a" / "pts.npy")]) == 0, capsys.readouterr().err
+    monkeypatch.chdir(tmp_path / "a")
+    assert cli.main(["train", "--resume", "--out", out, "--steps", "5", "--data", "pts.npy"]) == 0
+    assert [r["step"] for r in rows(tmp_path / "run")] == list(range(6))
+    capsys.readouterr()
+    np.save(tmp_path / "b" / "pts.npy", np.zeros((64, 2), np.float32))
+    monkeypatch.chdir(tmp_path / "b")  # another file of the same name: still refused
+    assert cli.main(["train", "--resume", "--out", out, "--steps", "6", "--data", "pts.npy"]) == 1
+    assert "these differ: --data 'pts.npy'" in capsys.readouterr().err
 
 
 def test_resume_takes_flags_typed_even_when_they_are_defaults(tmp_path, capsys):

@@ -191,6 +191,10 @@ def _effective(config: TrainConfig, name: str, data_shape: list | None):
     and --image-size left out, stand for what the data chooses. Without the shape (a checkpoint
     written before they recorded it) the value as stored."""
     value = getattr(config, name)
+    if name == "data" and value not in datasets.BUILT_IN:
+        # the same files: `--data photos/` typed in the folder the run started in is the
+        # absolute path the checkpoint holds, also through a symlink
+        return str(Path(value).expanduser().resolve())
     if data_shape is None:
         return value
     if name == "model":
@@ -200,6 +204,12 @@ def _effective(config: TrainConfig, name: str, data_shape: list | None):
     if name == "image_size" and value is None and len(data_shape) == 3:
         return data_shape[-1]  # trained at the data's own (square) size
     return value
+
+
+def _absolute_data_path(data: str) -> str:
+    """--data as stored in the checkpoint: a built-in name as it is, a file or folder as an
+    absolute path (not resolving symlinks: a link the user re-points is followed on resume)."""
+    return data if data in datasets.BUILT_IN else os.path.abspath(Path(data).expanduser())
 
 
 def default_run_folder(data: str) -> Path:
@@ -266,6 +276,10 @@ class Trainer:
         if typed:
             self._check_flags_take_effect(given)
         self.dataset = datasets.load(config.data, config.image_size, self._say)
+        # The checkpoint keeps the data's absolute path: one relative to the folder the run was
+        # started in would not be found by `--resume` from another folder, and --data cannot be
+        # changed on resume to point at it (_effective compares the paths themselves).
+        config.data = _absolute_data_path(config.data)
         self._check_image_size()
         trained_on = saved and saved.get("data_shape")
         if trained_on and list(self.dataset.x.shape[1:]) != trained_on:
@@ -560,7 +574,11 @@ class Trainer:
             raise TrainingError(f"--resume: {self.out / checkpoint.CHECKPOINT} does not fit the "
                                 f"models this run builds ({type(err).__name__}: {err})") from None
         self.resumed_from = self.step
-        self._say(f"resuming {self.out} at step {self.step} of {self.config.steps}")
+        # A run resumed at its last step only writes its final outputs again: said, or a
+        # `--resume` without the larger --steps meant would look like training that took no time
+        complete = (" (every step is trained: pass a larger --steps to train on)"
+                    if self.step >= self.config.steps else "")
+        self._say(f"resuming {self.out} at step {self.step} of {self.config.steps}{complete}")
 
     # -- one iteration ----------------------------------------------------------------------
     def _autocast(self):
