@@ -351,8 +351,31 @@ def test_image_folder_leaves_out_the_pictures_of_ganfast_runs_inside_it(tmp_path
     ds = data.load(str(tmp_path), log=said.append)
     assert ds.x.shape == (len(folders), 3, 8, 8)
     assert ds.class_names == (["cat", "dog"] if with_classes else [])
-    assert said[0] == (f"--data {tmp_path}: skipping 1 ganfast run folder(s) "
-                       "(runs/data-20260101-000000): their sample grids are not training images")
+    assert said[0] == (f"--data {tmp_path}: leaving out the sample grids and plots of 1 ganfast "
+                       "run folder(s) (runs/data-20260101-000000)")
+
+
+def _mark_as_run(folder):
+    for name in ("checkpoint.pt", "metrics.jsonl"):
+        (folder / name).write_bytes(b"")
+
+
+def test_image_folder_leaves_out_only_what_a_run_writes(tmp_path):
+    # A run written into the data folder itself (--out equal to --data) loses its grids there;
+    # a user's class folder that holds a checkpoint.pt and a metrics.jsonl of its own keeps its
+    # images (only names a run writes are left out).
+    from PIL import Image
+
+    for i, folder in enumerate(["cat", "dog"]):
+        (tmp_path / folder).mkdir()
+        Image.new("RGB", (8, 8), (10 * i, 0, 0)).save(tmp_path / folder / f"{i}.png")
+    _mark_as_run(tmp_path / "dog")
+    _mark_as_run(tmp_path)
+    for name in ("samples_0000000.png", "metrics.png"):
+        Image.new("RGB", (64, 64)).save(tmp_path / name)  # not "images beside class subfolders"
+    Image.new("RGB", (64, 64)).save(tmp_path / "dog" / "samples_0000001.png")
+    ds = data.load(str(tmp_path), log=lambda text: None)
+    assert ds.class_names == ["cat", "dog"] and ds.x.shape == (2, 3, 8, 8)
 
 
 def test_image_folder_counts_grey_with_alpha_as_grey(tmp_path):

@@ -533,6 +533,37 @@ def test_a_run_on_a_relative_data_path_resumes_from_another_folder(tmp_path, mon
     assert "these differ: --data 'pts.npy'" in capsys.readouterr().err
 
 
+def test_a_run_whose_data_moved_resumes_with_data_saying_where(tmp_path, monkeypatch, capsys):
+    # A project folder moved (or copied to a cluster): the absolute path the checkpoint holds is
+    # gone. Without --data the run says so; with it, it continues on the same samples.
+    import numpy as np
+
+    (tmp_path / "proj").mkdir()
+    np.save(tmp_path / "proj" / "pts.npy",
+            np.random.default_rng(0).normal(size=(64, 2)).astype(np.float32))
+    monkeypatch.chdir(tmp_path / "proj")
+    assert cli.main(["train", "--data", "pts.npy", "--steps", "2", "--batch-size", "8",
+                     "--no-tensorboard", "--out", "run"]) == 0
+    (tmp_path / "proj").rename(tmp_path / "moved")
+    monkeypatch.chdir(tmp_path / "moved")
+    capsys.readouterr()
+    assert cli.main(["train", "--resume", "--out", "run", "--steps", "3"]) == 1
+    err = capsys.readouterr().err
+    assert "is no longer there; pass --data with where they are now" in err
+    assert str(tmp_path / "proj" / "pts.npy") in err
+    assert cli.main(["train", "--resume", "--out", "run", "--steps", "3", "--data", "pts.npy"]) == 0
+    assert "the data of run, moved from" in capsys.readouterr().out
+    assert [r["step"] for r in rows(tmp_path / "moved" / "run")] == list(range(4))
+    # stored where they are now: the next resume needs no --data
+    assert cli.main(["train", "--resume", "--out", "run", "--steps", "4"]) == 0
+    # another shape is still refused, after reading it
+    np.save(tmp_path / "moved" / "images.npy", np.full((64, 8, 8), 0.5, np.float32))
+    (tmp_path / "moved" / "pts.npy").rename(tmp_path / "moved" / "gone.npy")
+    capsys.readouterr()
+    assert cli.main(["train", "--resume", "--out", "run", "--steps", "5", "--data", "images.npy"]) == 1
+    assert "was trained on [2]" in capsys.readouterr().err
+
+
 def test_resume_takes_flags_typed_even_when_they_are_defaults(tmp_path, capsys):
     out = tmp_path / "run"
     assert cli.main(["train", "--data", "ring8", "--steps", "2", "--batch-size", "8",

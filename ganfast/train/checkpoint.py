@@ -6,9 +6,22 @@ from pathlib import Path
 import torch
 
 from .._files import write_atomically
+from .monitor import METRICS_FILE, METRICS_PLOT, TENSORBOARD_FOLDER
 
 CHECKPOINT = "checkpoint.pt"
 GENERATOR_WEIGHTS = "generator_ema.safetensors"
+
+
+def is_run_output(name: str) -> bool:
+    """Whether a run writes a file or folder of this name into its folder."""
+    return name in (CHECKPOINT, GENERATOR_WEIGHTS, METRICS_FILE, METRICS_PLOT, TENSORBOARD_FOLDER) \
+        or (name.startswith("samples_") and name.endswith(".png"))
+
+
+def is_run_folder(folder: Path) -> bool:
+    """Whether a ganfast run wrote into this folder: it holds a checkpoint and the metrics rows
+    (both written before the run's first picture)."""
+    return (folder / CHECKPOINT).is_file() and (folder / METRICS_FILE).is_file()
 
 
 def save(out: Path, state: dict, generator_state: dict) -> Path:

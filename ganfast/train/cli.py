@@ -116,7 +116,7 @@ def _train(args, settings: dict) -> int:
 def _contents(folder) -> str:
     """What the run wrote into its folder (not the user's files beside it), the step-numbered
     sample grids counted rather than listed."""
-    from .trainer import is_run_output
+    from .checkpoint import is_run_output
 
     names = sorted(p.name + "/" * p.is_dir() for p in folder.iterdir() if is_run_output(p.name))
     grids = [n for n in names if n.startswith("samples_") and n != "samples_final.png"]

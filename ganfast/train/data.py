@@ -22,8 +22,7 @@ from .._files import (
     is_sixteen_bit_grey,
     some_names,
 )
-from .checkpoint import CHECKPOINT
-from .monitor import METRICS_FILE
+from .checkpoint import CHECKPOINT, is_run_folder, is_run_output
 
 
 class DataError(ValueError):
@@ -57,8 +56,6 @@ RING8 = {"modes": 8, "radius": 2.0, "std": 0.02}
 GRID25 = {"side": 5, "spacing": 2.0, "std": 0.05}
 MIXTURE_SAMPLES = 100_000
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-# What marks a folder as a ganfast run's: image_folder does not read its pictures as data.
-RUN_FOLDER_FILES = (CHECKPOINT, METRICS_FILE)
 
 
 def _bilinear(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -129,22 +126,25 @@ def image_folder(path: Path, size: int | None = None, log=print) -> Dataset:
     """
     from PIL import Image, UnidentifiedImageError
 
-    # ganfast run folders below the data (runs/ of `ganfast train --data .`, the default, or an
-    # --out inside the data folder): their sample grids and plots are not training images, and
-    # read as such they became a class of their own, or more images, in the next run (resumed
-    # runs included). A run folder holds both files below (trainer: before its first picture).
-    run_folders = sorted({marker.parent for marker in path.rglob(RUN_FOLDER_FILES[0])
-                          if marker.parent != path and (marker.parent / RUN_FOLDER_FILES[1]).is_file()
-                          and not is_hidden_below(marker, path)})
+    # The pictures of ganfast runs written under the data (the runs/ of `ganfast train --data
+    # .`, or an --out inside the data folder or equal to it) are not training images: read as
+    # such they became more images, or a class of their own, in the next run (resumed runs
+    # included). Only the files a run writes are left out, so a user's folder that happens to
+    # hold a checkpoint.pt and a metrics.jsonl keeps its images.
+    run_folders = {marker.parent for marker in path.rglob(CHECKPOINT)
+                   if not is_hidden_below(marker, path) and is_run_folder(marker.parent)}
     if run_folders:
-        log(f"--data {path}: skipping {len(run_folders)} ganfast run folder(s) "
-            f"({some_names(p.relative_to(path) for p in run_folders)}): their sample grids are "
-            "not training images")
+        log(f"--data {path}: leaving out the sample grids and plots of "
+            f"{len(run_folders)} ganfast run folder(s) "
+            f"({some_names(str(p.relative_to(path)) for p in sorted(run_folders))})")
+
+    def is_image(p: Path) -> bool:
+        return p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() \
+            and not (p.parent in run_folders and is_run_output(p.name))
 
     def images_under(folder: Path) -> list:
-        return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
-                      and p.is_file() and not is_hidden_below(p, folder)
-                      and not any(run in p.parents for run in run_folders))
+        return sorted(p for p in folder.rglob("*")
+                      if is_image(p) and not is_hidden_below(p, folder))
 
     subdirs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     classes = []
@@ -155,8 +155,8 @@ def image_folder(path: Path, size: int | None = None, log=print) -> Dataset:
         else:
             log(f"--data {path}: skipping subfolder {folder.name}/: it holds no images")
     if classes:
-        top_level = sorted(p.name for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
-                           and p.is_file() and not p.name.startswith("."))
+        top_level = sorted(p.name for p in path.iterdir()
+                           if is_image(p) and not p.name.startswith("."))
         if top_level:
             raise DataError(f"--data {path} holds both images ({some_names(top_level)}) and class "
                             f"subfolders ({some_names([name for name, _ in classes])}); put every image "

@@ -30,7 +30,7 @@ from . import checkpoint, objectives, quality
 from . import data as datasets
 from . import models as model_zoo
 from .config import AMP_MODES, PRESETS, TrainConfig
-from .monitor import METRICS_FILE, METRICS_PLOT, TENSORBOARD_FOLDER, Monitor, save_image_grid, save_points
+from .monitor import METRICS_FILE, Monitor, save_image_grid, save_points
 
 
 class TrainingError(RuntimeError):
@@ -169,13 +169,6 @@ def _fid_inception(weights: str | None):
         raise TrainingError(str(err)) from None
 
 
-def is_run_output(name: str) -> bool:
-    """Whether a run writes a file or folder of this name into its folder."""
-    return name in (checkpoint.CHECKPOINT, checkpoint.GENERATOR_WEIGHTS, METRICS_FILE, METRICS_PLOT,
-                    TENSORBOARD_FOLDER) \
-        or (name.startswith("samples_") and name.endswith(".png"))
-
-
 def _saved_config(saved: dict) -> TrainConfig:
     """The settings of a checkpoint. One written before checkpoints recorded the data's shape
     came from a ganfast that ignored --image-size for digits and .npy data while storing it:
@@ -260,12 +253,16 @@ class Trainer:
         self.out_is_default = not out and not resume
         self.log = log
         self.files_beside = []  # the user's files in a new run's --out (_claim_run_folder)
+        self.data_moved_from = None  # the saved --data a resumed run found gone (_resumed_config)
         saved = None if self.out_is_default else self._claim_run_folder(resume)
         if saved is not None:  # the stored settings win; how the run runs may change
             config = self._resumed_config(config, given, _saved_config(saved), int(saved["step"]),
                                           saved.get("data_shape"))
         self.rank, self.world, self.device = _distributed_setup(config.device)
         self.writer = self.rank == 0
+        if self.data_moved_from:
+            self._say(f"--data {config.data}: the data of {self.out}, moved from "
+                      f"{self.data_moved_from}")
         if self.files_beside:
             self._say(f"note: --out {self.out} also holds {some_names(self.files_beside)}: the "
                       "run writes beside them")
@@ -277,8 +274,8 @@ class Trainer:
             self._check_flags_take_effect(given)
         self.dataset = datasets.load(config.data, config.image_size, self._say)
         # The checkpoint keeps the data's absolute path: one relative to the folder the run was
-        # started in would not be found by `--resume` from another folder, and --data cannot be
-        # changed on resume to point at it (_effective compares the paths themselves).
+        # started in would not be found by `--resume` from another folder (_effective compares
+        # the paths themselves; data moved since are named anew: _resumed_config).
         config.data = _absolute_data_path(config.data)
         self._check_image_size()
         trained_on = saved and saved.get("data_shape")
@@ -426,7 +423,7 @@ class Trainer:
                                        if not p.name.startswith(".")) if self.out.is_dir() else []
         except OSError as err:
             raise TrainingError(f"--out {self.out}: cannot read the folder ({err})") from None
-        clashing = [name for name in self.files_beside if is_run_output(name)]
+        clashing = [name for name in self.files_beside if checkpoint.is_run_output(name)]
         if clashing:
             raise TrainingError(f"--out {self.out} holds files named like a run's outputs "
                                 f"({some_names(clashing)}) and no ganfast run: choose a new or "
@@ -439,11 +436,24 @@ class Trainer:
         the settings `given`); any other given setting whose effective value differs from the
         saved run's is an error, not silently dropped (--width 32 matches a dcgan saved with the
         default width: the same run)."""
+        given = set(given)
+        if self._data_moved(saved.data):
+            # The files are gone from where the run read them (a project folder moved or
+            # copied to another machine): --data says where they are now, the samples' shape
+            # checked against the run's once they are read.
+            if "data" not in given:
+                raise TrainingError(
+                    f"--resume: the data {self.out} was trained on, {saved.data!r}, is no longer "
+                    "there; pass --data with where they are now")
+            if config.data not in datasets.BUILT_IN:
+                self.data_moved_from = saved.data  # said once the process knows its rank
+                saved.data = config.data
+                given.discard("data")
         asked = copy.copy(saved)  # the saved run with the flags typed: resolved as the saved one
         for name in given:
             setattr(asked, name, getattr(config, name))
-        conflicts = [f"{_flag(name)} {getattr(config, name)!r} "
-                     f"(saved: {_effective(saved, name, data_shape)!r})"
+        conflicts = [f"{_flag(name)} {getattr(config, name)!r} (saved: "
+                     f"{saved.data if name == 'data' else _effective(saved, name, data_shape)!r})"
                      for name in sorted(given, key=list(TrainConfig.__dataclass_fields__).index)
                      if name not in RESUMABLE_CHANGES
                      and _effective(asked, name, data_shape) != _effective(saved, name, data_shape)]
@@ -457,6 +467,12 @@ class Trainer:
             raise TrainingError(f"--steps {saved.steps} is below the step {step} that {self.out} "
                                 "already reached")
         return saved
+
+    @staticmethod
+    def _data_moved(data: str) -> bool:
+        """A saved --data path that no longer names a file or folder (a checkpoint of before
+        they were stored absolute holds one relative to where that run started)."""
+        return data not in datasets.BUILT_IN and not Path(data).expanduser().exists()
 
     def _make_run_folder(self) -> None:
         """A default folder is made new (runs/<data>-<time>-2 when two runs start in the same
