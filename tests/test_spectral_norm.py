@@ -430,18 +430,25 @@ def _complex_steps(theirs, ours, x, steps=3):
 
 @pytest.mark.filterwarnings("ignore:Complex modules are a new feature")
 @pytest.mark.parametrize("kind", ["linear", "conv2d", "convT2d"])
-@pytest.mark.parametrize("route", ["torch", "fused", "to_complex"])
+@pytest.mark.parametrize("route", ["torch", "fused", "to_complex", "assigned"])
 def test_complex_weights_train_as_pytorch(monkeypatch, kind, route):
     # PyTorch's parametrization takes complex weights; the Function's hand-written backward is
     # derived for real ones (it gave a wrong gradient: G/sigma - <G/sigma, y> u v^T instead of
     # autograd's conjugates). "fused": a backend with kernels (real only) takes the torch route;
-    # "to_complex": a real layer made complex by .to() after spectral_norm.
+    # "to_complex": a real layer made complex by .to() after spectral_norm; "assigned": a real
+    # layer built on the meta device, its complex tensors assigned by load_state_dict (no
+    # .to(), no __init__ sees the dtype: the route is chosen per call).
     factory, shape = MODULES[kind]
     torch.manual_seed(0)
     base = factory().double() if route == "to_complex" else factory().to(torch.complex128)
     theirs, ours = normalized_pair(base, 1, 2)
     if route == "to_complex":
         theirs, ours = theirs.to(torch.complex128), ours.to(torch.complex128)
+    if route == "assigned":
+        with torch.device("meta"):
+            empty = ganfast.nn.spectral_norm(factory(), n_power_iterations=2)
+        empty.load_state_dict(ours.state_dict(), assign=True)
+        ours = empty
     if route == "fused":  # on CPU: the plan-less path a CUDA weight would take
         module = importlib.import_module("ganfast.nn.spectral_norm")
         monkeypatch.setattr(module, "resolve", lambda *args: "triton")

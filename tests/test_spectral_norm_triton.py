@@ -248,3 +248,30 @@ def test_one_launch_on_drawn_layers_equals_pytorch(layers, n_iter, training, dty
         y = ops.normalize_by_sigma_reference(w, sn._u.double(), sn._v.double(), dim)
         (expected,) = torch.autograd.grad(y, w, grad.double())
         torch.testing.assert_close(g.double(), expected, rtol=tol * 10, atol=tol * 10)
+
+
+@pytest.mark.filterwarnings("ignore:Complex modules are a new feature")
+def test_group_triton_route_takes_complex_layers_one_by_one(monkeypatch):
+    # The kernels' arithmetic is real: a group's complex layer runs its own torch route (as
+    # PyTorch's, autograd's gradient) while the real ones share the launch.
+    torch.manual_seed(0)
+    bases = {"complex": nn.Linear(5, 3).to(torch.complex128), "real": nn.Linear(5, 3).double()}
+    models = {}
+    for name, apply in (("theirs", parametrizations.spectral_norm),
+                        ("ours", ganfast.nn.spectral_norm)):
+        torch.manual_seed(1)  # the same u, v draws for both
+        models[name] = nn.ModuleDict({k: apply(copy.deepcopy(b)) for k, b in bases.items()})
+    group = ganfast.nn.SpectralNormGroup(models["ours"], backend="triton")
+    monkeypatch.setattr(spectral_norm_group, "resolve", lambda op, backend, on_cuda: backend)
+    for _ in range(2):
+        got = group.normalize()
+        expected = [models["theirs"][k].weight for k in bases]
+        for g, e in zip(got, expected, strict=True):
+            torch.testing.assert_close(g, e, rtol=1e-12, atol=1e-12)
+        sum(w.abs().square().sum() for w in got).backward()
+        sum(w.abs().square().sum() for w in expected).backward()
+    for k in bases:
+        theirs = models["theirs"][k].parametrizations.weight
+        ours = models["ours"][k].parametrizations.weight
+        torch.testing.assert_close(ours.original.grad, theirs.original.grad, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(ours[0]._u, theirs[0]._u, rtol=1e-12, atol=1e-12)

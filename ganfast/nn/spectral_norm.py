@@ -20,7 +20,6 @@ from torch.nn.utils import parametrize
 
 from ..backends import resolve
 from ..ops import spectral_norm as ops
-from ..ops._library import transformed
 
 _TRANSPOSED_CONVS = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
@@ -35,12 +34,6 @@ class SpectralNorm(nn.Module):
 
     legacy_update_order = False
     _group_weight = None  # set by SpectralNormGroup.once(): the weight it normalized on entry
-    # W / sigma(W, u, v) for the torch route. The Function's hand-written backward (and the
-    # kernels) are derived for real weights: complex ones get the reference instead, whose
-    # gradient autograd derives (PyTorch's). Chosen when the dtype is set (__init__, _apply),
-    # never per call; for real weights the class attribute (read in ~25 ns more than the
-    # module global it replaces, beside a ~190 us step: faster than an instance attribute).
-    _normalize_by_sigma = staticmethod(ops.normalize_by_sigma)
 
     def __init__(self, weight: torch.Tensor, n_power_iterations: int = 1, dim: int = 0,
                  eps: float = 1e-12) -> None:
@@ -64,7 +57,6 @@ class SpectralNorm(nn.Module):
             self.register_buffer("_u", F.normalize(u, dim=0, eps=eps))
             self.register_buffer("_v", F.normalize(v, dim=0, eps=eps))
             ops.power_iteration_(weight_mat, self._u, self._v, 15, eps)
-            self._choose_normalizer()
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         if self._group_weight is not None:
@@ -75,9 +67,10 @@ class SpectralNorm(nn.Module):
             # Resolved on CPU too: a global set_backend("cuda") then raises BackendUnavailable
             # here as it does in the penalties, rather than running torch unasked.
             backend = resolve(ops.OP, "auto", weight.is_cuda)
-            # torch.func transforms and forward-mode AD cannot run the kernels' Function: the
-            # torch route below takes them (normalize_by_sigma runs its reference there)
-            if backend != "torch" and not transformed(weight):
+            # torch.func transforms and forward-mode AD cannot run the kernels' Function, and
+            # the kernels take real weights: the torch route below takes those (its
+            # normalize_by_sigma runs the reference for them)
+            if backend != "torch" and not ops.takes_reference(weight):
                 return self._normalize_fused(weight, backend)
         u, v = self._u, self._v  # each buffer read through Module.__getattr__ once (3 us)
         if self.training:
@@ -86,7 +79,7 @@ class SpectralNorm(nn.Module):
                 ops.power_iteration_(weight_mat.t(), v, u, self.n_power_iterations, self.eps)
             else:
                 ops.power_iteration_(weight_mat, u, v, self.n_power_iterations, self.eps)
-        return self._normalize_by_sigma(weight, u, v, self.dim)
+        return ops.normalize_by_sigma(weight, u, v, self.dim)
 
     def _normalize_fused(self, weight: torch.Tensor, backend: str) -> torch.Tensor:
         # The grouped kernel (Triton or CUDA) with a group of one: power iteration, sigma and
@@ -98,13 +91,6 @@ class SpectralNorm(nn.Module):
         plans = self.__dict__.setdefault("_fused_plans", {})
         plan = plans.get(key)
         if plan is None:
-            if weight.is_complex():
-                # The kernels take real weights: a complex one takes the torch route (no plan
-                # is kept, so it comes here on every call, off the real weights' path).
-                if self.training:
-                    ops.power_iteration_(ops.weight_to_matrix(weight.detach(), self.dim),
-                                         self._u, self._v, self.n_power_iterations, self.eps)
-                return self._normalize_by_sigma(weight, self._u, self._v, self.dim)
             plan = plans[key] = ops.GroupPlan([weight], [self.dim], [key[0]])
         return ops.normalize_group(plan, [weight], [self._u], [self._v], self.eps, backend)[0]
 
@@ -113,18 +99,7 @@ class SpectralNorm(nn.Module):
         # and keep what they made for them (a channels_last weight's contiguous copy on the old
         # device); cleared in place, so DataParallel replicas still share the dict.
         self.__dict__.setdefault("_fused_plans", {}).clear()
-        module = super()._apply(fn, *args, **kwargs)
-        self._choose_normalizer()  # .to(torch.complex64) and back change the gradient's form
-        return module
-
-    def _choose_normalizer(self) -> None:
-        """The torch route's W / sigma for the weight's dtype (the buffers follow the weight's):
-        the reference for complex weights (class attribute comment), the Function otherwise."""
-        u = getattr(self, "_u", None)  # none for a 1-d weight (F.normalize: autograd's)
-        if u is not None and u.is_complex():
-            self._normalize_by_sigma = _normalize_by_sigma_complex
-        else:
-            self.__dict__.pop("_normalize_by_sigma", None)  # the class attribute's Function
+        return super()._apply(fn, *args, **kwargs)
 
     def __getstate__(self):
         # A copy made inside a SpectralNormGroup block (deepcopy for an EMA model) is not part
@@ -139,12 +114,6 @@ class SpectralNorm(nn.Module):
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, n_power_iterations={self.n_power_iterations}, eps={self.eps}"
-
-
-def _normalize_by_sigma_complex(weight, u, v, dim: int) -> torch.Tensor:
-    """W / sigma for complex weights, with autograd's gradient; on copies of u and v, as PyTorch
-    takes them (a second call of the module updates the buffers before the backward runs)."""
-    return ops.normalize_by_sigma_reference(weight, u.clone(), v.clone(), dim)
 
 
 def _is_spectral_norm(parametrization) -> bool:

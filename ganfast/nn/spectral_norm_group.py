@@ -25,12 +25,11 @@ import contextlib
 
 from torch import nn
 from torch.nn.utils import parametrize
-from torch.nn.utils.parametrizations import _SpectralNorm
 
 from ..backends import _check_name, resolve
 from ..ops import spectral_norm as ops
 from ..ops._library import transformed
-from .spectral_norm import SpectralNorm
+from .spectral_norm import SpectralNorm, _is_spectral_norm
 
 
 class SpectralNormGroup:
@@ -66,7 +65,7 @@ class SpectralNormGroup:
                                 f"{len(parametrizations)} parametrizations; a grouped layer must "
                                 "have spectral norm as its only one")
                         self.layers.append((module, name, parametrization))
-                    elif type(parametrization) is _SpectralNorm:
+                    elif _is_spectral_norm(parametrization):  # PyTorch's (ganfast's is above)
                         torch_sn.append(f"{where}.{name}")
         if torch_sn:
             raise ValueError(
@@ -112,8 +111,10 @@ class SpectralNormGroup:
         weights = [None] * len(layers)
         batches = {}  # one launch per (dtype, device, eps)
         for j, ((_, _, p), original) in enumerate(zip(layers, originals, strict=True)):
-            if original.ndim == 1 or p.legacy_update_order:
-                weights[j] = p(original)  # exact 1-d normalization, legacy order: the torch route
+            if original.ndim == 1 or p.legacy_update_order or original.is_complex():
+                # exact 1-d normalization, legacy order, complex weights (the kernels' are
+                # real): the layer's own torch route
+                weights[j] = p(original)
             else:
                 batches.setdefault((original.dtype, original.device, p.eps), []).append(j)
         for (_, _, eps), members in batches.items():

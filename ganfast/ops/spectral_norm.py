@@ -135,9 +135,17 @@ def _outer_factors(u, v, weight, dim: int):
     return u.view(u_shape), v.view(v_shape)
 
 
+def takes_reference(weight) -> bool:
+    """Whether W / sigma must run as the reference, with autograd's gradient: under torch.func
+    transforms and forward-mode AD, which cannot run a Function, and for complex weights (which
+    PyTorch's spectral norm takes), for which the Function's backward and the kernels, derived
+    for real ones, would be wrong."""
+    return transformed(weight) or weight.is_complex()
+
+
 def normalize_by_sigma(weight, u, v, dim: int):
     """W / sigma(W, u, v); the gradient flows to W only."""
-    if transformed(weight):
+    if takes_reference(weight):
         # On copies of u and v, as PyTorch's parametrization takes: a second call of the
         # module updates the buffers before the backward reads them.
         return normalize_by_sigma_reference(weight, u.clone(), v.clone(), dim)
@@ -208,7 +216,7 @@ class GroupPlan:
             # The kernels read every address with the first weight's dtype: check once per
             # change of tensors, not per call.
             first = weights[0]
-            if first.is_complex():  # (each layer's own SpectralNorm takes them, autograd's way)
+            if first.is_complex():  # (SpectralNormGroup sends them to each layer's torch route)
                 raise ValueError(
                     "spectral norm group: the fused kernels take real weights, got "
                     f"{first.dtype}; normalize complex layers with backend='torch'")
