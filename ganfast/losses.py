@@ -125,7 +125,7 @@ def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, *, weight: 
     closure, `gradient_penalty(lambda x: D(x, labels), real, fake)`. weight is a finite number
     >= 0 (0: no penalty), center a finite number.
     """
-    check_number(weight, "gradient_penalty: weight", True)
+    check_number(weight, "gradient_penalty: weight", nonnegative=True)
     check_number(center, "gradient_penalty: center")
     _check_scaler(scaler, "gradient_penalty")
     if not torch.is_grad_enabled():  # under no_grad (logging, say): its value, without a graph
@@ -157,7 +157,7 @@ def r1_penalty(critic, x: torch.Tensor, *, gamma: float = 10.0, backend: str = "
     """
     check_float_tensor(x, "r1_penalty: x")
     _check_batch(x, "r1_penalty: x")
-    check_number(gamma, "r1_penalty: gamma", True)
+    check_number(gamma, "r1_penalty: gamma", nonnegative=True)
     _check_scaler(scaler, "r1_penalty")
     if not torch.is_grad_enabled():  # as gradient_penalty
         _needs_autograd("r1_penalty")

@@ -183,8 +183,9 @@ class _NormPenalty(torch.autograd.Function):
 
 
 # ---------------------------------------------------------------- argument checks
-# Each public function checks its arguments before any work, every error naming the function
-# and its argument ("gradient_penalty: real must ..."; the rest of ganfast words errors so):
+# Each public function checks its arguments before any work (a critic that is not callable:
+# once calling it failed), every error naming the function and its argument
+# ("gradient_penalty: real must ..."; the rest of ganfast words errors so):
 # one expression for a valid call (what runs every step), the checks one by one otherwise.
 
 def check_float_tensor(t, name: str) -> None:
@@ -215,7 +216,7 @@ def check_number(value, name: str, nonnegative: bool = False) -> None:
         return
     if not math.isfinite(number):
         raise ValueError(f"{name} must be finite, got {float(number)}")
-    raise ValueError(f"{name} must be >= 0 (a negative weight rewards large critic gradients "
+    raise ValueError(f"{name} must be >= 0 (a negative one rewards large critic gradients "
                      f"instead of penalizing them; 0 turns the penalty off), got {number}")
 
 
@@ -295,7 +296,7 @@ def norm_penalty(grad: torch.Tensor, weight: float = 10.0, center: float = 1.0,
     weight=gamma/2). A 0-dim tensor in fp32 (fp64 for fp64 input). weight is a finite number
     >= 0, center a finite number."""
     check_float_tensor(grad, "norm_penalty: grad")
-    check_number(weight, "norm_penalty: weight", True)
+    check_number(weight, "norm_penalty: weight", nonnegative=True)
     check_number(center, "norm_penalty: center")
     return norm_penalty_with(backends.resolve(OP, backend, grad.is_cuda), grad, weight, center)
 

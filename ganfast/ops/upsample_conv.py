@@ -153,10 +153,9 @@ def apply_activation(out, activation, negative_slope, inplace=False):
 
 # ---------------------------------------------------------------- argument checks
 
-def check_configuration(kernel_size, padding, scale_factor, caller: str = "UpsampleConv2d") -> None:
-    """Raise naming the argument unless it is the supported kernel 3, padding 1, scale 2. The
-    caller is UpsampleConv2d: upsample_conv2d() has none of these arguments, so an error under
-    its name would point at a function the user did not call with them."""
+def check_configuration(kernel_size, padding, scale_factor) -> None:
+    """Raise naming the argument unless it is the supported kernel 3, padding 1, scale 2: the
+    arguments of UpsampleConv2d, named as its (upsample_conv2d() has none of them)."""
     for name, value, supported in (("kernel_size", kernel_size, KERNEL_SIZE),
                                    ("padding", padding, PADDING),
                                    ("scale_factor", scale_factor, SCALE_FACTOR)):
@@ -165,7 +164,7 @@ def check_configuration(kernel_size, padding, scale_factor, caller: str = "Upsam
         pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
         if pair != (supported, supported):
             raise ValueError(
-                f"{caller}: {name}={value!r} is not supported; the fused op is "
+                f"UpsampleConv2d: {name}={value!r} is not supported; the fused op is "
                 f"nearest upsampling by scale_factor=2 followed by a 3x3 conv with padding=1 "
                 f"(kernel_size=3, padding=1, scale_factor=2)")
 
