@@ -138,6 +138,41 @@ def test_a_slow_call_is_timed_once_after_its_warm_up(monkeypatch):
     assert len(calls) == 2 and timings == {"slow": (3, 2)}
 
 
+def test_a_slow_case_is_timed_alone_and_the_quick_ones_in_turns(monkeypatch):
+    # Each case advances a fake clock by its own duration: every median goes to its own name.
+    clock, calls = [0.0], []
+
+    def case(name, seconds):
+        def call():
+            calls.append(name)
+            clock[0] += seconds
+            return calls.count(name)
+        return call
+
+    monkeypatch.setattr(fid_bench.time, "perf_counter", lambda: clock[0])
+    timings = fid_bench.timed_cases({"slow": case("slow", 3.0), "a": case("a", 0.25),
+                                     "b": case("b", 0.5)}, repeats=3)
+    assert timings == {"slow": (3.0, 2), "a": (0.25, 4), "b": (0.5, 4)}
+    assert calls[:4] == ["slow", "slow", "a", "b"]  # the slow one's warm-up and its one timing
+
+
+def test_a_stop_request_ends_the_turns_before_the_next_call(monkeypatch):
+    from ganfast.bench import timing
+
+    calls = []
+
+    def case(name):
+        def call():
+            calls.append(name)
+            if len(calls) == 4:  # in the first timed round
+                monkeypatch.setattr(timing, "stop_requested", True)
+        return call
+
+    with pytest.raises(KeyboardInterrupt):
+        fid_bench.timed_cases({"a": case("a"), "b": case("b"), "c": case("c")}, repeats=5)
+    assert len(calls) == 4
+
+
 def test_the_cases_are_timed_in_turns_each_with_its_last_value():
     # One case after the other would time each over a different stretch of a drifting load.
     calls = []
