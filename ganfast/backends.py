@@ -128,8 +128,9 @@ _resolved: dict = {}  # (op, backend, on CUDA, global choice, environment) -> wh
 # (availability checks read files and import modules, which dynamo cannot trace): a later
 # set_backend() applies to code compiled after it.
 @torch.compiler.assume_constant_result
-def resolve(op: str, backend: str, on_cuda: bool) -> str:
-    """The concrete backend that runs `op` for tensors on a CUDA device (on_cuda) or not.
+def resolve(op: str, backend: str, on_cuda: bool, caller: str = "") -> str:
+    """The concrete backend that runs `op` for tensors on a CUDA device (on_cuda) or not;
+    `caller`, the public function whose argument `backend` is, names it in a refusal.
 
     Callers pass `x.is_cuda`: all the choice depends on, and cheaper than `x.device`, which
     builds an object (7 us per call beside a 100 us penalty on the 2-core machine). Called
@@ -140,12 +141,12 @@ def resolve(op: str, backend: str, on_cuda: bool) -> str:
     # an unhashable key)
     name = _resolved.get(key) if isinstance(backend, str) else None
     if name is None:
-        name = _resolved[key] = _resolve(op, backend, on_cuda)
+        name = _resolved[key] = _resolve(op, backend, on_cuda, caller)
     return name
 
 
-def _resolve(op: str, backend: str, on_cuda: bool) -> str:
-    requested = _check_name(backend, f"{op} ops: backend")  # (which call's argument it was)
+def _resolve(op: str, backend: str, on_cuda: bool, caller: str) -> str:
+    requested = _check_name(backend, f"{caller or op + ' ops'}: backend")
     if requested not in ("auto", *kernels(op)):  # named on the call: refused with the reason
         raise BackendUnavailable(f"ganfast backend {requested!r} cannot run the {op} ops: it has no "
                                  f"{requested} kernel; use one of {', '.join(kernels(op))} or 'auto'")

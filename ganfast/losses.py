@@ -138,7 +138,7 @@ def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, *, weight: 
         alpha = torch.rand(real.shape[0], device=real.device)
     real, fake, alpha = interpolation_inputs(real, fake, alpha, "gradient_penalty")
     _check_batch(real, "gradient_penalty: real")
-    backend = backends.resolve(OP, backend, real.is_cuda)
+    backend = backends.resolve(OP, backend, real.is_cuda, "gradient_penalty")
 
     x_hat = interpolate_with(backend, real, fake, alpha)
     if not x_hat.requires_grad:  # real and fake are data: x_hat is the leaf we differentiate at
@@ -163,7 +163,7 @@ def r1_penalty(critic, x: torch.Tensor, *, gamma: float = 10.0, backend: str = "
         _needs_autograd("r1_penalty")
         with torch.enable_grad():
             return r1_penalty(critic, x, gamma=gamma, backend=backend, scaler=scaler).detach()
-    backend = backends.resolve(OP, backend, x.is_cuda)
+    backend = backends.resolve(OP, backend, x.is_cuda, "r1_penalty")
     # (an inference-mode tensor cannot require grad: its copy can)
     x = (x.clone() if x.is_inference() else x.detach()).requires_grad_(True)
     grad = _input_gradient(critic, x, scaler, "r1_penalty")

@@ -505,6 +505,20 @@ def _two(*shape, **kw):
     return dict(real=torch.randn(*shape, **kw), fake=torch.randn(*shape, **kw))
 
 
+@pytest.mark.parametrize("name,call", [
+    ("gradient_penalty", lambda b: ganfast.gradient_penalty(_mlp(), **_two(2, 12), backend=b)),
+    ("r1_penalty", lambda b: ganfast.r1_penalty(_mlp(), torch.randn(2, 12), backend=b)),
+    ("interpolate", lambda b: ganfast.ops.interpolate(*_two(2, 12).values(), torch.rand(2),
+                                                      backend=b)),
+    ("per_sample_norm", lambda b: ganfast.ops.per_sample_norm(torch.randn(2, 12), backend=b)),
+    ("norm_penalty", lambda b: ganfast.ops.norm_penalty(torch.randn(2, 12), backend=b)),
+])
+def test_an_unknown_backend_is_refused_under_the_function_called(name, call):
+    with pytest.raises(ValueError, match=f"^{name}: backend must be one of auto, cuda, triton, "
+                                         "torch; got 'nope'$"):
+        call("nope")
+
+
 @pytest.mark.parametrize("kwargs,error,match", [
     (dict(real=torch.randn(2, 12), fake=torch.randn(3, 12)), ValueError,
      "real and fake must have the same shape"),
@@ -519,7 +533,7 @@ def _two(*shape, **kw):
     (dict(**_two(2, 12), alpha=0.5), TypeError, "alpha must be a torch.Tensor"),
     (dict(**_two(2, 12), alpha=torch.rand(2, device="meta")), ValueError, "alpha must be on cpu"),
     (dict(**_two(2, 12), backend="fast"), ValueError,
-     "^gradient_penalty ops: backend must be one of auto, cuda, triton, torch; got 'fast'$"),
+     "^gradient_penalty: backend must be one of auto, cuda, triton, torch; got 'fast'$"),
     (dict(**_two(2, 12), weight=None), TypeError, "weight must be a real number"),
     (dict(**_two(2, 12), weight="10"), TypeError, "weight must be a real number"),
     (dict(**_two(2, 12), weight=torch.tensor(10.0, requires_grad=True)), TypeError,

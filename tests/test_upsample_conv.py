@@ -830,6 +830,11 @@ def test_functional_rejects_wrong_types_naming_the_argument(x, weight, match):
         upsample_conv2d(x, weight)
 
 
+def test_an_unknown_backend_is_refused_under_the_function_called():
+    with pytest.raises(ValueError, match="^upsample_conv2d: backend must be one of"):
+        upsample_conv2d(torch.randn(1, 2, 3, 3), torch.randn(3, 2, 3, 3), backend="nope")
+
+
 def test_meta_tensors_give_the_shapes():
     # Model code is often built and shape-checked on the meta device.
     with torch.device("meta"):

@@ -262,7 +262,7 @@ def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor,
     float dtype); real and fake of different float dtypes are promoted, as in the expression.
     The result has their dtype, not alpha's: an alpha of another dtype does not promote it."""
     real, fake, alpha = interpolation_inputs(real, fake, alpha)
-    return interpolate_with(backends.resolve(OP, backend, real.is_cuda), real, fake, alpha)
+    return interpolate_with(backends.resolve(OP, backend, real.is_cuda, "interpolate"), real, fake, alpha)
 
 
 def interpolate_with(backend: str, real, fake, alpha):
@@ -278,7 +278,7 @@ def interpolate_with(backend: str, real, fake, alpha):
 def per_sample_norm(x: torch.Tensor, backend: str = "auto") -> torch.Tensor:
     """||x[b]||_2 over all non-batch dims: [B] in fp32 (fp64 for fp64 input)."""
     check_float_tensor(x, "per_sample_norm: x")
-    return per_sample_norm_with(backends.resolve(OP, backend, x.is_cuda), x)
+    return per_sample_norm_with(backends.resolve(OP, backend, x.is_cuda, "per_sample_norm"), x)
 
 
 def per_sample_norm_with(backend: str, x):
@@ -298,7 +298,8 @@ def norm_penalty(grad: torch.Tensor, weight: float = 10.0, center: float = 1.0,
     check_float_tensor(grad, "norm_penalty: grad")
     check_number(weight, "norm_penalty: weight", nonnegative=True)
     check_number(center, "norm_penalty: center")
-    return norm_penalty_with(backends.resolve(OP, backend, grad.is_cuda), grad, weight, center)
+    return norm_penalty_with(backends.resolve(OP, backend, grad.is_cuda, "norm_penalty"), grad,
+                             weight, center)
 
 
 def norm_penalty_with(backend: str, grad, weight, center):

@@ -389,6 +389,6 @@ def upsample_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
     backend: "auto" (torch until GPU measurements choose, ops/auto_backends.json), "torch",
     "triton" (CUDA tensors)."""
     check_inputs(x, weight, bias, activation)
-    return upsample_conv2d_with(backends.resolve(OP, backend, x.is_cuda), x, weight, bias, activation,
-                                negative_slope)
+    return upsample_conv2d_with(backends.resolve(OP, backend, x.is_cuda, "upsample_conv2d"), x,
+                                weight, bias, activation, negative_slope)
 
