@@ -12,6 +12,8 @@ def real_number(value) -> float | None:
     """`value` as a float when it is one real number: an int or float (numpy's included), or a
     0-dim tensor or array holding one, as float() takes them; None otherwise (a bool, which
     would pass for 1, a complex, a string, a tensor of several values)."""
+    if type(value) is float:  # what a valid call passes nearly always, per call (penalties)
+        return value
     if isinstance(value, (torch.Tensor, np.ndarray)) and value.ndim == 0:
         value = value.item()  # a bool or complex one is then refused below
     if isinstance(value, numbers.Real) and not isinstance(value, bool):

@@ -21,11 +21,11 @@ the reference expressions instead, which autograd can differentiate again.
 """
 
 import math
-import numbers
 
 import torch
 
 from .. import backends
+from .._numbers import real_number
 from ._library import define, kernel, transformed
 from .layout import acc_dtype, as_rows, matching_layout, per_sample
 
@@ -200,16 +200,13 @@ def check_float_tensor(t, name: str) -> None:
 
 
 def check_number(value, name: str, nonnegative: bool = False) -> None:
-    """A penalty's weight, center or gamma: a finite real number (a 0-dim tensor without grad
-    too); with `nonnegative`, also >= 0 (a weight: a negative one would turn the penalty into a
-    reward for steep critics, a sign slip that trains on silently). `name` says whose argument
-    it is ("gradient_penalty: weight")."""
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        number = value
-    elif isinstance(value, torch.Tensor) and value.dim() == 0 and not value.requires_grad \
-            and not value.is_complex() and value.dtype != torch.bool:
-        number = value.item()  # one host read, as the float(weight) the penalty takes anyway
-    else:
+    """A penalty's weight, center or gamma: a finite real number (_numbers.real_number: a
+    0-dim tensor without grad, or array, too); with `nonnegative`, also >= 0 (a weight: a
+    negative one would turn the penalty into a reward for steep critics, a sign slip that
+    trains on silently). `name` says whose argument it is ("gradient_penalty: weight")."""
+    # (a 0-dim tensor is read once on the host, as the float(weight) the penalty takes anyway)
+    number = None if isinstance(value, torch.Tensor) and value.requires_grad else real_number(value)
+    if number is None:
         raise TypeError(f"{name} must be a real number (a float, or a 0-dim tensor that needs "
                         f"no gradient: the penalty's would not reach it), got {value!r}")
     if math.isfinite(number) and (not nonnegative or number >= 0):
