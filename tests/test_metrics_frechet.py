@@ -268,3 +268,22 @@ def test_reference_distance_matches_the_scipy_oracle_past_the_blocked_size(n_ref
     ref = FrechetReference(mu_r, s_r)
     assert ref.factor_is_lower_triangular == (n_ref > 300)
     assert ref.distance(mu, s) == pytest.approx(scipy_oracle(mu_r, s_r, mu, s), rel=1e-6)
+
+
+@pytest.mark.parametrize("kind,match", [
+    ("meta", "is a tensor on the 'meta' device, which holds no values"),
+    ("sparse", "must be a dense tensor, got layout torch.sparse_coo"),
+    ("masked", "is a numpy masked array with masked entries"),
+])
+def test_meta_sparse_and_masked_arguments_are_named(kind, match):
+    # Before: "Tensor.item() cannot be called on meta tensors", "Could not run 'aten::as_strided'
+    # with arguments from the 'SparseCPU' backend", naming nothing; a masked array's hidden
+    # values were read as the statistics.
+    mu, sigma = random_stats(np.random.default_rng(3), 4, 20)
+    bad = {"meta": lambda x: torch.from_numpy(x).to("meta"),
+           "sparse": lambda x: torch.from_numpy(x).to_sparse(),
+           "masked": lambda x: np.ma.masked_array(x, mask=np.ones_like(x, dtype=bool))}[kind]
+    with pytest.raises(ValueError, match=f"^mu2 {match}"):
+        frechet_distance(mu, sigma, bad(mu), sigma)
+    with pytest.raises(ValueError, match=f"^sigma1 {match}"):
+        frechet_distance(mu, bad(sigma), mu, sigma)

@@ -333,3 +333,89 @@ def test_precision_recall_computes_in_the_wider_dtype_of_its_arguments():
     assert expected[0] == pytest.approx(1 / 3)
     assert precision_recall(fake, real, k=1) == expected
     assert precision_recall(real, fake, k=1) == precision_recall(real, fake.double(), k=1)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint16, torch.uint32, torch.uint64])
+def test_precision_recall_takes_unsigned_integer_features_past_uint8(dtype):
+    # The finiteness check's aminmax has no kernel for uint16, uint32, uint64: they passed the
+    # dtype check and failed with torch's NotImplementedError ("aminmax_cpu" not implemented).
+    f = torch.randint(0, 50, (30, 3), generator=torch.Generator().manual_seed(0))
+    g = torch.randint(0, 50, (40, 3), generator=torch.Generator().manual_seed(1))
+    metric_prc = pytest.importorskip("torch_fidelity.metric_prc")
+    expected = metric_prc.calculate_precision_recall_full(f.double(), g.double(), neighborhood=3)
+    assert 0 < expected[0] < 1 or 0 < expected[1] < 1
+    assert precision_recall(f.to(dtype), g.to(dtype)) == pytest.approx(expected, abs=1e-6)
+    assert precision_recall(f.to(dtype), g.double()) == precision_recall(f.double(), g.double())
+
+
+@pytest.mark.parametrize("dtype,factor", [
+    (torch.float32, 2.0**70), (torch.float32, 2.0**-90), (torch.bfloat16, 2.0**80),
+    (torch.float64, 2.0**600), (torch.float64, 2.0**-560),
+])
+def test_precision_recall_of_features_whose_squared_distances_leave_the_dtype(dtype, factor):
+    # Squared distances overflowed (float32 features past ~1e17: every distance inf, every
+    # sample inside every ball) or underflowed (below ~1e-19: every distance 0): (1.0, 1.0)
+    # either way. A power of two rescales every distance exactly alike, so the balls are
+    # those of the features at scale 1: torch-fidelity's numbers on them.
+    metric_prc = pytest.importorskip("torch_fidelity.metric_prc")
+    g = torch.Generator().manual_seed(4)
+    # the values `dtype` holds (bfloat16 rounds them; computed in float32, as wide a range)
+    fake = (torch.randn(60, 8, generator=g, dtype=torch.float64) * 0.7).to(dtype).double()
+    real = (torch.randn(50, 8, generator=g, dtype=torch.float64) + 0.4).to(dtype).double()
+    expected = metric_prc.calculate_precision_recall_full(fake, real, neighborhood=3)
+    assert 0 < expected[0] < 1 and 0 < expected[1] < 1  # (1.0, 1.0) would fail
+    scaled = precision_recall((fake * factor).to(dtype), (real * factor).to(dtype))
+    assert scaled == pytest.approx(expected, abs=1e-6)
+
+
+def test_kid_seed_past_numpys_range_is_named():
+    # numpy's RandomState refused it with its own "Seed must be between 0 and 2**32 - 1"
+    f = torch.randn(12, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    with pytest.raises(ValueError, match=r"^seed must be an int in \[0, 2\*\*32 - 1\] \(numpy's "
+                                         r"RandomState seed\), got 4294967296"):
+        kid(f, f + 1, subsets=2, subset_size=5, seed=2**32)
+    expected = metric_kid.kid_features_to_metric(
+        f, f + 1, kid_subsets=2, kid_subset_size=5, verbose=False, rng_seed=2**32 - 1,
+        kid_kernel="poly", kid_kernel_poly_degree=3, kid_kernel_poly_gamma=None,
+        kid_kernel_poly_coef0=1.0)
+    mean, std = kid(f, f + 1, subsets=2, subset_size=5, seed=2**32 - 1)
+    assert mean == pytest.approx(expected["kernel_inception_distance_mean"], rel=1e-9)
+    assert std == pytest.approx(expected["kernel_inception_distance_std"], rel=1e-8)
+
+
+_META = torch.zeros(12, 4, device="meta")
+_SPARSE = torch.eye(12, 4, dtype=torch.float64).to_sparse()
+
+
+@pytest.mark.parametrize("call,name", [
+    (lambda f, bad: kid(f, bad, subsets=2, subset_size=5), "features2"),
+    (lambda f, bad: kid(bad, f, subsets=2, subset_size=5), "features1"),
+    (lambda f, bad: inception_score(bad, splits=2), "logits"),
+    (lambda f, bad: precision_recall(bad, f), "fake_features"),
+    (lambda f, bad: precision_recall(f, bad), "real_features"),
+])
+@pytest.mark.parametrize("bad,match", [
+    (_META, "is a tensor on the 'meta' device, which holds no values"),
+    (_SPARSE, "must be a dense tensor, got layout torch.sparse_coo"),
+])
+def test_meta_and_sparse_tensors_are_named(call, name, bad, match):
+    # Before: torch's "Cannot copy out of meta tensor; no data!" or "Could not run 'aten::aminmax'
+    # with arguments from the 'SparseCPU' backend", naming no argument.
+    f = torch.randn(12, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    with pytest.raises(ValueError, match=f"^{name} {match}"):
+        call(f.numpy(), bad)  # a numpy argument beside the bad tensor is moved to its device
+
+
+def test_masked_numpy_arrays_with_masked_entries_are_refused():
+    # torch.from_numpy read the values hidden under the mask as features.
+    f = np.random.default_rng(7).standard_normal((12, 4))
+    masked = np.ma.masked_array(f, mask=f > 1.0)
+    assert np.ma.is_masked(masked)
+    for call, name in ((lambda x: kid(x, f, subsets=2, subset_size=5), "features1"),
+                       (lambda x: inception_score(x, splits=2), "logits"),
+                       (lambda x: precision_recall(f, x), "real_features")):
+        with pytest.raises(ValueError, match=f"^{name} is a numpy masked array with masked entries"):
+            call(masked)
+    # a masked array with nothing masked is its data
+    assert kid(np.ma.masked_array(f), f + 1, subsets=2, subset_size=5) == kid(f, f + 1, subsets=2,
+                                                                              subset_size=5)

@@ -125,3 +125,22 @@ def test_gpu_mu_beside_a_numpy_sigma_puts_the_reference_on_the_gpu():
     assert ref.distance_to_features(x) == pytest.approx(expected.distance_to_features(x), rel=1e-9)
     assert ref.distance(x.mean(0), np.cov(x, rowvar=False)) == pytest.approx(
         expected.distance(x.mean(0), np.cov(x, rowvar=False)), rel=1e-9)
+
+
+def test_meta_and_sparse_tensors_are_named():
+    # Before: torch's "Cannot copy out of meta tensor; no data!" or "Could not run 'aten::aminmax'
+    # with arguments from the 'SparseCPU' backend", naming no argument.
+    rng = np.random.default_rng(9)
+    mu, sigma = random_stats(rng, 5, 40)
+    with pytest.raises(ValueError, match="^sigma is a tensor on the 'meta' device"):
+        FrechetReference(mu, torch.zeros(5, 5, device="meta"))
+    with pytest.raises(ValueError, match="^mu is a tensor on the 'meta' device"):
+        FrechetReference(torch.zeros(5, device="meta"), sigma)
+    ref = FrechetReference(mu, sigma)
+    with pytest.raises(ValueError, match="^features is a tensor on the 'meta' device"):
+        ref.distance_to_features(torch.zeros(10, 5, device="meta"))
+    with pytest.raises(ValueError, match="^features must be a dense tensor, got layout "
+                                         "torch.sparse_coo"):
+        ref.distance_to_features(torch.eye(10, 5, dtype=torch.float64).to_sparse())
+    with pytest.raises(ValueError, match="^sigma must be a dense tensor"):
+        ref.distance(mu, torch.from_numpy(sigma).to_sparse())

@@ -1,8 +1,10 @@
 """FeatureStats against np.cov (float64): streaming, offsets, dtypes, merge, all_reduce, .npz."""
 
 
+import io
 import os
 import stat
+import zipfile
 
 import numpy as np
 import pytest
@@ -342,3 +344,64 @@ def test_update_takes_reversed_numpy_arrays():
     torch.testing.assert_close(reversed_rows.covariance, copied.covariance, rtol=0, atol=0)
     torch.testing.assert_close(FeatureStats(5).update(x[:, ::-1]).mean, torch.from_numpy(x[:, ::-1].mean(0)),
                                rtol=1e-12, atol=1e-14)
+
+
+def test_meta_sparse_and_masked_batches_are_refused_and_leave_the_state():
+    # A meta batch was counted and moved the state to 'meta' (the first batch's device): every
+    # later read failed with torch's "Cannot copy out of meta tensor; no data!". A sparse batch
+    # failed inside the centring ("expected sizes of 'self' and 'other' to match"); a masked
+    # array's hidden values were folded in.
+    x = features(20, 4, 5)
+    stats = FeatureStats(4)
+    for bad, match in ((torch.zeros(3, 4, device="meta"), "is a tensor on the 'meta' device"),
+                       (torch.from_numpy(x).to_sparse(), "must be a dense tensor, got layout"),
+                       (np.ma.masked_array(x, mask=x > 1), "is a numpy masked array with masked")):
+        with pytest.raises(ValueError, match=f"^features {match}"):
+            stats.update(bad)
+    assert stats.count == 0
+    stats.update(torch.from_numpy(x))
+    assert rel_err(stats.covariance, np.cov(x, rowvar=False)) < 1e-12
+    with pytest.raises(ValueError, match=r"^device must hold values \(the CPU or a GPU\), got 'meta'"):
+        FeatureStats(4, device="meta")
+
+
+def test_load_takes_big_endian_arrays(tmp_path):
+    # torch.from_numpy refused them ("given numpy array has byte order different from the native
+    # byte order"), naming no file: arrays another machine, or astype('>f8'), wrote.
+    x = features(30, 4, 6, offset=3.0)
+    path = tmp_path / "big_endian.npz"
+    np.savez(path, mu=x.mean(0).astype(">f8"), sigma=np.cov(x, rowvar=False).astype(">f8"),
+             count=np.array(30, dtype=">i8"))
+    stats = FeatureStats.load(path)
+    assert stats.count == 30
+    assert rel_err(stats.mean, x.mean(0)) < 1e-15
+    assert rel_err(stats.covariance, np.cov(x, rowvar=False)) < 1e-15
+    merged = stats.merge(FeatureStats(4).update(torch.from_numpy(x)))
+    assert rel_err(merged.covariance, np.cov(np.concatenate([x, x]), rowvar=False)) < 1e-12
+
+
+def test_load_names_the_file_for_object_arrays_and_a_bad_stored_count(tmp_path):
+    # numpy's "Object arrays cannot be loaded when allow_pickle=False" named neither the file
+    # nor the array; a stored count that is no count was refused as if it were the argument.
+    path = tmp_path / "odd.npz"
+    np.savez(path, mu=np.array([1.0, "a"], dtype=object), sigma=np.eye(2), count=5)
+    with pytest.raises(ValueError, match="odd.npz: mu must hold real numbers, got an object array"):
+        FeatureStats.load(path)
+    for count in (np.array("5"), np.array(1), np.array(2.5)):
+        np.savez(path, mu=np.zeros(2), sigma=np.eye(2), count=count)
+        with pytest.raises(ValueError, match="odd.npz: count must be an int >= 2"):
+            FeatureStats.load(path)
+
+
+def test_load_names_the_file_and_array_of_truncated_data(tmp_path):
+    # numpy's own ValueError for a damaged array is kept, with the file and key before it (not
+    # taken for an object array)
+    saved = io.BytesIO()
+    np.save(saved, np.arange(6.0))
+    path = tmp_path / "cut.npz"
+    with zipfile.ZipFile(path, "w") as npz:
+        npz.writestr("mu.npy", saved.getvalue()[:-16])
+        npz.writestr("sigma.npy", saved.getvalue())
+    with pytest.raises(ValueError, match=r"cut.npz: mu: .*expected 48 bytes") as refused:
+        FeatureStats.load(path, count=2)
+    assert "object array" not in str(refused.value)

@@ -22,9 +22,13 @@ def tensor_from_numpy(value, name: str):
     """`value` as a tensor when it is a numpy array (sharing its memory where torch can), else
     `value` as it is. torch.from_numpy refuses negative strides (a reversed view, `x[::-1]`)
     and another byte order than the machine's with errors naming no argument, so those are
-    copied; a dtype torch has not (long double, object) is named after the argument."""
+    copied; a dtype torch has not (long double, object) is named after the argument, and so is a
+    masked array with masked entries (torch.from_numpy reads the values under its mask)."""
     if not isinstance(value, np.ndarray):
         return value
+    if isinstance(value, np.ma.MaskedArray) and np.ma.is_masked(value):
+        raise ValueError(f"{name} is a numpy masked array with masked entries: their hidden "
+                         "values would be read as data; drop those entries' rows, or fill them")
     if not value.dtype.isnative:  # big-endian data ('>f4'): torch takes the machine's order only
         value = value.astype(value.dtype.newbyteorder("="))
     if any(stride < 0 for stride in value.strides):
@@ -45,11 +49,26 @@ def as_float64(value, name: str, ndim: int, device: torch.device | None = None) 
         raise TypeError(f"{name} must be a numpy array or a torch tensor, got {type(value).__name__}")
     if value.dim() != ndim:
         raise ValueError(f"{name} must have {ndim} dimension(s), got shape {tuple(value.shape)}")
+    check_has_values(value, name)
     if not (value.is_floating_point() or value.dtype in INTEGER_DTYPES):
         raise TypeError(f"{name} must hold real numbers (a floating-point or integer dtype), "
                         f"got {value.dtype}")
     return value.detach().to(device=device if device is not None else value.device,
                               dtype=torch.float64)
+
+
+def check_has_values(value: torch.Tensor, name: str) -> None:
+    """A ValueError naming the argument for a tensor whose values the metrics cannot read as
+    they are: one on the 'meta' device has a shape and a dtype but no values (torch's "Cannot
+    copy out of meta tensor" or "Tensor.item() cannot be called on meta tensors" came later,
+    naming nothing, and FeatureStats moved its state to 'meta'); a sparse one failed in aminmax
+    or as_strided ("Could not run ... with arguments from the 'SparseCPU' backend")."""
+    if value.is_meta:
+        raise ValueError(f"{name} is a tensor on the 'meta' device, which holds no values (a shape "
+                         "and a dtype only): pass one that holds its values (on the CPU or a GPU)")
+    if value.layout != torch.strided:
+        raise ValueError(f"{name} must be a dense tensor, got layout {value.layout}: convert it "
+                         "with .to_dense()")
 
 
 def first_device(*values) -> torch.device | None:

@@ -16,6 +16,7 @@ import torch
 from .._numbers import real_number
 from ._tensors import as_float64, check_finite, check_int, first_device
 
+MAX_SEED = 2**32 - 1  # numpy's RandomState takes seeds up to this
 SUBSETS_PER_GEMM = 8  # bounds memory at 8 * subset_size * (D + 3 * subset_size) doubles
 
 
@@ -44,6 +45,9 @@ def kid(features1, features2, subsets=100, subset_size=1000, degree=3, gamma=Non
     subset_size = check_int(subset_size, "subset_size", 2)
     if seed is not None:  # None: numpy draws a seed (subsets differ from call to call)
         check_int(seed, "seed", 0, "numpy's RandomState seed")
+        if seed > MAX_SEED:  # numpy's own refusal ("Seed must be between ...") names no caller
+            raise ValueError(f"seed must be an int in [0, 2**32 - 1] (numpy's RandomState seed), "
+                             f"got {seed!r}")
     if subset_size > min(len(f1), len(f2)):
         raise ValueError(
             "subset_size must be in [2, min(len(features1), len(features2))] = "

@@ -9,9 +9,11 @@ O(tile^2 + N k), never O(N^2).
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from ._tensors import INTEGER_DTYPES, check_finite, check_int, tensor_from_numpy
+from ._tensors import INTEGER_DTYPES, check_has_values, check_int, finite_range, tensor_from_numpy
 
 TILE = 4096
 
@@ -45,6 +47,23 @@ def _inside_any_ball(
     return torch.cat(hits).double().mean()
 
 
+def _range_scale(ranges: list[tuple[float, float]], dtype: torch.dtype, d: int) -> float:
+    """A power of two that brings features of the given value ranges to magnitude ~1 when their
+    squared distances would overflow `dtype` (|x|^2 of D values: float32 features past ~1e17
+    gave inf distances, every sample inside every ball, (1.0, 1.0)) or underflow it (float32
+    features below ~1e-16 gave distances of 0, (1.0, 1.0) too); else 1.0. Exact: a power of two
+    scales every distance alike and rounds nothing, so the balls keep their members."""
+    largest = max((max(-low, high) for low, high in ranges), default=0.0)
+    info = torch.finfo(dtype)
+    # centred values are at most twice the largest; the sum of D squares, the norms beside
+    # them in cdist's product form and a margin of 16 stay below the largest float
+    too_large = math.sqrt(info.max / (64 * d))
+    too_small = math.sqrt(info.tiny / info.eps)  # squares keep a normal number's precision
+    if largest == 0.0 or too_small <= largest <= too_large:
+        return 1.0
+    return math.ldexp(1.0, -math.frexp(largest)[1])
+
+
 def _described(value) -> str:
     """What a refused argument is: a tensor's shape and dtype, or its type."""
     if isinstance(value, torch.Tensor):
@@ -58,15 +77,20 @@ def precision_recall(fake_features, real_features, k=3, tile=TILE):
     k, tile = check_int(k, "k", 1), check_int(tile, "tile", 1)
     fake_features = tensor_from_numpy(fake_features, "fake_features")
     real_features = tensor_from_numpy(real_features, "real_features")
+    ranges = []  # (smallest, largest) value of each floating-point argument
     for name, f in (("fake_features", fake_features), ("real_features", real_features)):
         # integers too, as kid and the Frechet distance take them (computed in float32 or wider)
         if not isinstance(f, torch.Tensor) or f.dim() != 2 or not (
                 f.is_floating_point() or f.dtype in INTEGER_DTYPES):
             raise ValueError(f"{name} must be a 2-D real-valued tensor (or numpy array) [N, D], "
                              f"got {_described(f)}")
+        check_has_values(f, name)
         if len(f) <= k:
             raise ValueError(f"{name} needs more than k={k} rows, got {len(f)}")
-        check_finite(f.detach(), name)  # a NaN distance is inside no ball: it would pass for a miss
+        # a NaN distance is inside no ball: it would pass for a miss. Integers are finite (and
+        # aminmax has no kernel for uint16, uint32, uint64); their range is their dtype's.
+        if f.is_floating_point() and f.numel():
+            ranges.append(finite_range(f.detach(), name))
     if fake_features.shape[1] != real_features.shape[1]:
         raise ValueError(
             f"fake_features and real_features must have the same width, got "
@@ -86,9 +110,13 @@ def precision_recall(fake_features, real_features, k=3, tile=TILE):
     # Centred on the real features' mean, only their spread (and the fakes' distance) counts.
     # The subtraction converts to `dtype` as it goes (type promotion): one copy of each set.
     device = fake_features.device
-    centre = real_features.detach().mean(0, dtype=dtype).to(device)
-    fake = fake_features.detach() - centre
-    real = real_features.detach().to(device) - centre
+    fake, real = fake_features.detach(), real_features.detach().to(device)
+    scale = _range_scale(ranges, dtype, fake.shape[1])
+    if scale != 1.0:  # rare: features whose squared distances leave dtype's range
+        fake, real = fake.to(dtype) * scale, real.to(dtype) * scale
+    centre = real.mean(0, dtype=dtype)
+    fake = fake - centre
+    real = real - centre
     precision = _inside_any_ball(fake, real, _knn_radius(real, k, tile), tile)
     recall = _inside_any_ball(real, fake, _knn_radius(fake, k, tile), tile)
     return float(precision), float(recall)

@@ -24,7 +24,13 @@ import numpy as np
 import torch
 
 from .._files import write_atomically
-from ._tensors import SYMMETRY_TOLERANCE, check_int, finite_range, tensor_from_numpy
+from ._tensors import (
+    SYMMETRY_TOLERANCE,
+    check_has_values,
+    check_int,
+    finite_range,
+    tensor_from_numpy,
+)
 
 
 def open_npz(path):
@@ -97,6 +103,9 @@ class FeatureStats:
                 or num_features < 1:
             raise ValueError(f"num_features must be a positive int, got {num_features!r}")
         num_features = int(num_features)
+        if device is not None and torch.device(device).type == "meta":  # no values to hold
+            raise ValueError(f"device must hold values (the CPU or a GPU), got {device!r}: a "
+                             "'meta' tensor has a shape and a dtype only")
         self.num_features = num_features
         self._count = 0
         self._mean = torch.zeros(num_features, dtype=torch.float64, device=device)
@@ -123,6 +132,9 @@ class FeatureStats:
             )
         if features.dim() != 2 or features.shape[1] != self.num_features:
             raise ValueError(f"features must be [N, {self.num_features}], got {tuple(features.shape)}")
+        # a meta batch moved the state to 'meta' (the first batch's device) and counted its rows;
+        # every later read failed with torch's "Cannot copy out of meta tensor"
+        check_has_values(features, "features")
         n = features.shape[0]
         if n == 0:
             return self
@@ -232,8 +244,8 @@ class FeatureStats:
             missing = {"mu", "sigma"} - set(data.files)
             if missing:
                 raise ValueError(f"{path} lacks {sorted(missing)}: expected pytorch-fid's .npz (mu, sigma)")
-            mu, sigma = data["mu"], data["sigma"]
-            stored_count = data["count"] if "count" in data.files else None
+            mu, sigma = _read_array(data, "mu", path), _read_array(data, "sigma", path)
+            stored_count = _read_array(data, "count", path) if "count" in data.files else None
         for name, array in (("mu", mu), ("sigma", sigma)):
             if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
                 raise ValueError(f"{path}: {name} must hold real numbers, got dtype {array.dtype}")
@@ -246,9 +258,9 @@ class FeatureStats:
         scale = max(float(np.abs(sigma).max(initial=0.0)), np.finfo(np.float64).tiny)
         if np.abs(sigma - sigma.T).max(initial=0.0) > SYMMETRY_TOLERANCE * scale:
             raise ValueError(f"{path}: sigma is not symmetric, so it is no covariance matrix")
-        count = None if count is None else _as_count(count, path)
+        count = None if count is None else _as_count(count)
         if stored_count is not None:
-            stored_count = _as_count(stored_count, path)
+            stored_count = _as_count(stored_count, f"{path}: ")
             if count is not None and count != stored_count:
                 raise ValueError(f"count={count} contradicts the count {stored_count} stored in "
                                  f"{path}: leave count out (it is for files without one, as "
@@ -258,18 +270,36 @@ class FeatureStats:
             raise ValueError(f"{path} stores no count: pass count= (the number of samples behind it)")
         stats = cls(mu.shape[0])
         stats._count = count
-        stats._mean = torch.from_numpy(mu).double()
-        stats._m2 = torch.from_numpy(sigma).double() * (count - 1)
+        # float64 in the machine's byte order: torch.from_numpy refused big-endian arrays ('>f8',
+        # as another machine or np.dtype('>f8') writes them) with an error naming no file
+        stats._mean = torch.from_numpy(np.asarray(mu, dtype=np.float64))
+        stats._m2 = torch.from_numpy(np.asarray(sigma, dtype=np.float64)) * (count - 1)
         return stats
 
 
-def _as_count(count, path) -> int:
+def _read_array(data, key: str, path) -> np.ndarray:
+    """data[key] of an open .npz, an object array refused naming the file and the key (numpy's
+    own refusal, "Object arrays cannot be loaded when allow_pickle=False", names neither)."""
+    try:
+        return data[key]
+    except ValueError as error:
+        if "allow_pickle" not in str(error):  # a damaged array: numpy's message, with the file's
+            raise ValueError(f"{path}: {key}: {error}") from None
+        raise ValueError(f"{path}: {key} must hold real numbers, got an object array (which "
+                         "numpy reads only by unpickling)") from None
+
+
+def _as_count(count, where: str = "") -> int:
     """A sample count as an int >= 2, from the argument or an .npz's 0-d array (a whole float
-    too: some writers store the count as one)."""
+    too: some writers store the count as one); `where` starts a refusal (the file's, for its
+    count)."""
     if isinstance(count, np.ndarray):
         if count.shape != ():
-            raise ValueError(f"{path}: count must be a single number, got shape {count.shape}")
+            raise ValueError(f"{where}count must be a single number, got shape {count.shape}")
         count = count.item()
     if isinstance(count, float) and count.is_integer():
         count = int(count)
-    return check_int(count, "count", 2, "the samples behind a covariance")
+    try:
+        return check_int(count, "count", 2, "the samples behind a covariance")
+    except ValueError as error:
+        raise ValueError(f"{where}{error}") from None
