@@ -117,7 +117,7 @@ def test_user_mistakes_are_named_before_features_are_extracted(tmp_path, extract
         ([str(three), str(a), "--prc", *features, "--device", "cpu"], "three holds 3 .*--prc"),
         ([str(a), str(a), *features, "--device", "foo"], "--device 'foo'"),
         ([str(a), str(a), "--features", "fid_test_not_callable:features", "--device", "cpu"],
-         "features is a int, not a function"),
+         "features is an int, not a function"),
         ([str(a), str(a), *features, "--device", "cpu", "--save-stats", str(tmp_path / "x.npz"),
           str(tmp_path / "no" / "such" / "b.npz")], "--save-stats .*b.npz: its folder .* not exist"),
         ([str(a), str(nan_stats), *features, "--device", "cpu"], "nan.npz: mu holds NaN"),
@@ -621,3 +621,205 @@ def test_save_stats_help_says_nothing_is_written_when_anything_fails(capsys):
     with pytest.raises(SystemExit):
         main(["fid", "--help"])
     assert "nothing is written when anything fails" in " ".join(capsys.readouterr().out.split())
+
+
+FAILING_EXTRACTOR = EXTRACTOR + '''
+calls = []
+
+def failing(images):
+    """colour_features, raising on its second batch what the test set in `raised`."""
+    calls.append(len(images))
+    if len(calls) == 2:
+        raise raised[0]
+    return colour_features(images)
+
+raised = []
+'''
+
+
+def _failing_extractor(tmp_path, monkeypatch, error):
+    (tmp_path / "fid_test_failing.py").write_text(FAILING_EXTRACTOR)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import fid_test_failing
+
+    monkeypatch.setattr(fid_test_failing, "calls", [])
+    monkeypatch.setattr(fid_test_failing, "raised", [error])
+    return ["--features", "fid_test_failing:failing", "--device", "cpu", "--batch-size", "4"]
+
+
+def test_ctrl_c_is_a_message_and_exit_130_with_nothing_written(tmp_path, monkeypatch, capsys):
+    # It was a traceback ending in KeyboardInterrupt (and death by SIGINT); ganfast train's
+    # Ctrl-C returns 130, 128 + SIGINT, as a shell reports it.
+    features = _failing_extractor(tmp_path, monkeypatch, KeyboardInterrupt())
+    a = _folder(tmp_path / "a", 6, seed=0)
+    saved = [tmp_path / "a.npz", tmp_path / "b.npz"]
+    assert main(["fid", str(a), str(a), *features, "--workers", "1",
+                 "--save-stats", *map(str, saved)]) == 130
+    err = capsys.readouterr().err
+    assert err.rstrip().endswith("ganfast fid: interrupted") and "Traceback" not in err, err
+    assert not any(p.exists() for p in saved)
+
+
+def test_an_extractor_that_raises_shows_its_own_frames_and_names_the_batch(tmp_path, monkeypatch,
+                                                                          capsys):
+    # It was a traceback through ganfast's frames, ending in the user's error, no batch named.
+    features = _failing_extractor(tmp_path, monkeypatch, RuntimeError("boom\nsecond line"))
+    a = _folder(tmp_path / "a", 6, seed=0)
+    assert main(["fid", str(a), str(a), *features]) == 1
+    err = capsys.readouterr().err
+    assert re.search(r'Traceback .*\n  File ".*fid_test_failing.py", line \d+, in failing\n', err)
+    assert "ganfast/metrics/cli.py" not in err and "_contextlib" not in err, err
+    assert err.rstrip().splitlines()[-1] == (
+        f"ganfast fid: the feature extractor failed on batch 2 of {a}, images 004.png to "
+        "005.png: RuntimeError: boom")
+
+
+def test_out_of_memory_in_the_extractor_says_to_lower_the_batch_size(tmp_path, monkeypatch,
+                                                                    capsys):
+    features = _failing_extractor(tmp_path, monkeypatch,
+                                  torch.cuda.OutOfMemoryError("CUDA out of memory. Tried ..."))
+    a = _folder(tmp_path / "a", 6, seed=0)
+    assert main(["fid", str(a), str(a), *features]) == 1
+    err = capsys.readouterr().err
+    assert re.search(rf"ganfast fid: out of memory on cpu computing the features of batch 2 of "
+                     rf"{re.escape(str(a))}, .*\(2 images of 12x10\): use a smaller --batch-size",
+                     err), err
+    assert "Traceback" not in err
+
+
+def test_features_modules_that_fail_or_are_misnamed(tmp_path, monkeypatch, capsys):
+    # A file.py whose code raised was wrapped twice ("cannot load it (--features ...: running
+    # ... failed ...)"); a module:function whose import raised was a traceback through
+    # importlib and ganfast; "module" without ":function" said "Empty module name"; an empty
+    # --features silently meant the Inception network.
+    _folder(tmp_path / "a", 3, seed=0)
+    (tmp_path / "fid_test_broken_file.py").write_text("import torch\n\nvalue = undefined_name\n")
+    (tmp_path / "fid_test_broken_module.py").write_text("x = 1\nraise ValueError('at import')\n")
+    (tmp_path / "fid_test_needs_dep.py").write_text("import fid_test_no_such_dependency\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GANFAST_INCEPTION_WEIGHTS", str(tmp_path / "weights.pth"))
+    _no_extraction(monkeypatch)
+    cases = [  # --features, the error's last line, the user's frame shown (or None)
+        ("fid_test_broken_file.py:f", r"--features 'fid_test_broken_file.py:f': running "
+         r"fid_test_broken_file.py failed: NameError: name 'undefined_name' is not defined$",
+         r'fid_test_broken_file.py", line 3, in <module>'),
+        ("fid_test_broken_module:f", r"--features 'fid_test_broken_module:f': importing "
+         r"fid_test_broken_module failed: ValueError: at import$",
+         r'fid_test_broken_module.py", line 2, in <module>'),
+        ("fid_test_needs_dep:f", r"importing fid_test_needs_dep failed: ModuleNotFoundError: "
+         r"No module named 'fid_test_no_such_dependency'$", r'fid_test_needs_dep.py", line 1'),
+        ("no_such_package.sub:f", r"cannot load it \(No module named 'no_such_package'\); "
+         r"expected module:function", None),
+        ("fid_test_broken_file", r"--features 'fid_test_broken_file': no module named; expected "
+         r"module:function", None),
+        ("fid_test_broken_file.py:", r"no function named; expected module:function", None),
+        ("my-features:f", r"'my-features' is not a module name", None),
+        ("", r"--features '': expected module:function or path/to/file.py:function \(an unset "
+         r"variable\?\)", None),
+    ]
+    for spec, message, frame in cases:
+        assert main(["fid", "a", "a", "--features", spec, "--device", "cpu"]) == 1, spec
+        err = capsys.readouterr().err
+        assert re.search("ganfast fid: .*" + message, err.rstrip().splitlines()[-1]), err
+        assert "cannot load it (--features" not in err and "metrics/cli.py" not in err, err
+        assert ("Traceback" in err) == (frame is not None) and (
+            frame is None or re.search(frame, err)), err
+
+
+def test_weights_with_features_is_refused(tmp_path, extractor, monkeypatch, capsys):
+    # --weights was ignored without a word when --features chose another extractor.
+    a = _folder(tmp_path / "a", 3, seed=0)
+    _no_extraction(monkeypatch)
+    assert main(["fid", str(a), str(a), "--features", "fid_test_features:colour_features",
+                 "--weights", str(tmp_path / "w.pth"), "--device", "cpu"]) == 1
+    assert "ganfast fid: --weights sets up the Inception network: leave it out with --features" \
+        in capsys.readouterr().err
+
+
+def test_weights_errors_name_the_weights_flag(tmp_path, monkeypatch, capsys):
+    # They said "weights= (--weights of ganfast fid)", the Python argument's name.
+    monkeypatch.delenv("GANFAST_INCEPTION_WEIGHTS", raising=False)
+    a = _folder(tmp_path / "a", 2, seed=0)
+    assert main(["fid", str(a), str(a), "--device", "cpu", "--weights",
+                 str(tmp_path / "nope.pth")]) == 1
+    err = capsys.readouterr().err
+    assert "nope.pth (from --weights) does not exist" in err
+    assert "pass its path as --weights or set GANFAST_INCEPTION_WEIGHTS" in err
+    assert "weights=" not in err
+
+
+def test_save_stats_without_npz_suffix_is_refused_before_extraction(tmp_path, extractor,
+                                                                    monkeypatch, capsys):
+    # `--save-stats stats_a stats_b` wrote files `ganfast fid stats_a stats_b` then refused to
+    # read ("neither a folder nor a .npz statistics file"); "" was reported as the folder ".".
+    a = _folder(tmp_path / "a", 3, seed=0)
+    _no_extraction(monkeypatch)
+    features = ["--features", "fid_test_features:colour_features", "--device", "cpu"]
+    for targets, message in [((tmp_path / "stats_a", tmp_path / "b.npz"),
+                              r"--save-stats .*stats_a: expected a name ending in .npz.*"
+                              r"\(stats_a.npz, say\)"),
+                             ((tmp_path / "a.npz", tmp_path / "b.txt"), r"b.txt: .*\(b.npz, say\)"),
+                             (("", tmp_path / "b.npz"), r"--save-stats '': expected the path")]:
+        assert main(["fid", str(a), str(a), *features, "--save-stats", *map(str, targets)]) == 1
+        assert re.search("ganfast fid: .*" + message, capsys.readouterr().err)
+    assert not list(tmp_path.glob("*.npz")) and not (tmp_path / "stats_a").exists()
+
+
+def test_a_folder_named_like_an_image_is_walked_not_read(tmp_path, extractor, capsys):
+    # `a/more.png/` (a folder) was listed as an image: "cannot read image ...: Is a directory".
+    a = _folder(tmp_path / "a", 3, seed=0)
+    _folder(a / "more.png", 2, seed=1)
+    assert main(["fid", str(a), str(a), "--features", "fid_test_features:colour_features",
+                 "--device", "cpu"]) == 0, capsys.readouterr().err
+    assert f"{a}: 5 images\n" in capsys.readouterr().err
+    (a / "gone.png").symlink_to(tmp_path / "nowhere.png")  # a broken link is still named
+    assert main(["fid", str(a), str(a), "--features", "fid_test_features:colour_features",
+                 "--device", "cpu"]) == 1
+    assert "cannot read image" in capsys.readouterr().err
+
+
+def test_statistics_of_another_feature_size_are_named_before_the_folder_is_read(
+        tmp_path, extractor, monkeypatch, capsys):
+    # A 64-d .npz (pytorch-fid's --dims 64, or another extractor's) beside a folder was found
+    # out after all of the folder's features had been extracted: hours on a large set.
+    from ganfast.metrics import cli as fid_cli
+    from ganfast.metrics import inception
+
+    a = _folder(tmp_path / "a", 6, seed=0)
+    small = tmp_path / "dims64.npz"
+    np.savez(small, mu=np.zeros(64), sigma=np.eye(64))
+    monkeypatch.setattr(inception, "fid_inception", lambda *args, **kwargs:
+                        inception.FIDInceptionV3())  # no weights file here
+    real_features_of_folder = fid_cli._features_of_folder
+    with monkeypatch.context() as patch:
+        _no_extraction(patch)
+        assert main(["fid", str(a), str(small), "--device", "cpu"]) == 1
+    assert re.search(r"ganfast fid: .*dims64.npz holds statistics of 64 features; the FID "
+                     r"Inception network gives 2048", capsys.readouterr().err)
+    # another extractor's size is known from its first batch: the rest is not extracted
+    calls = []
+    monkeypatch.setattr(fid_cli, "_features_of_folder", real_features_of_folder)
+    (tmp_path / "fid_test_counted.py").write_text(
+        EXTRACTOR + "\ncalls = []\n\ndef counted(images):\n    calls.append(len(images))\n"
+                    "    return colour_features(images)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import fid_test_counted
+
+    monkeypatch.setattr(fid_test_counted, "calls", calls)
+    assert main(["fid", str(small), str(a), "--features", "fid_test_counted:counted",
+                 "--device", "cpu", "--batch-size", "2"]) == 1
+    assert re.search(r"ganfast fid: feature sizes differ: .*dims64.npz has 64, .*a has 10",
+                     capsys.readouterr().err)
+    assert calls == [2]
+
+
+def test_statistics_errors_name_the_file_once(tmp_path, extractor, capsys):
+    # "cannot read statistics from x.npz: x.npz: mu (10, 1) and sigma ..." named it twice.
+    a = _folder(tmp_path / "a", 3, seed=0)
+    bad = tmp_path / "column.npz"
+    np.savez(bad, mu=np.zeros((10, 1)), sigma=np.eye(10))
+    assert main(["fid", str(a), str(bad), "--features", "fid_test_features:colour_features",
+                 "--device", "cpu"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("column.npz") == 1 and re.search(r"ganfast fid: .*column.npz: mu \(10, 1\)",
+                                                      err), err

@@ -156,7 +156,7 @@ def test_nan_images_are_named():
 
 
 @pytest.mark.parametrize("images,error,match", [
-    (torch.zeros(1, 3, 8, 8, dtype=torch.uint8), TypeError, "divide by 255"),
+    (torch.zeros(1, 3, 8, 8, dtype=torch.uint8), TypeError, r"x.float\(\) / 255"),
     (torch.rand(1, 3, 8, 8) * 2 - 1, ValueError, r"in \[0, 1\], got values in \[-"),
     (torch.rand(1, 3, 8, 8) * 255, ValueError, r"x / 255"),
 ], ids=["uint8", "[-1, 1]", "[0, 255]"])
@@ -289,3 +289,45 @@ def test_gpu_resize_and_bf16_match_cpu():
     # TF32 keeps 10 bits of mantissa, bf16 7: within bf16's bound
     assert float((tf32 - reference).norm() / reference.norm()) < BF16_FEATURE_TOLERANCE
     assert float((got - reference).norm() / reference.norm()) < BF16_FEATURE_TOLERANCE
+
+
+@pytest.mark.parametrize("images,error,match", [
+    (torch.rand(1, 3, 8, 8).numpy(), TypeError, r"a tensor \[N, 3, H, W\] in \[0, 1\], "
+                                      r"got ndarray \(torch.from_numpy\(x\)\)"),
+    (torch.rand(2, 1, 8, 8), ValueError, r"got \[2, 1, 8, 8\] \(grey images: "
+                                         r"x.expand\(-1, 3, -1, -1\)\)"),
+    (torch.rand(2, 8, 8, 3), ValueError, r"got \[2, 8, 8, 3\] \(channels last, \[N, H, W, C\]: "
+                                         r"x.permute\(0, 3, 1, 2\)\)"),
+    (torch.rand(2, 4, 8, 8), ValueError, r"\(RGBA images: x\[:, :3\]"),
+    (torch.rand(3, 8, 8), ValueError, r"got \[3, 8, 8\] \(one image: x\[None\]\)"),
+    (torch.rand(1, 3, 0, 8), ValueError, r"H and W at least 1, got \[1, 3, 0, 8\]$"),
+    (torch.rand(1, 3, 8, 8) > 0.5, TypeError, r"floating point in \[0, 1\], got torch.bool$"),
+], ids=["numpy", "grey", "channels-last", "rgba", "one image", "no rows", "bool"])
+def test_images_of_other_kinds_say_what_to_do(images, error, match):
+    # numpy was an AttributeError ('numpy.ndarray' object has no attribute 'dim'), no rows a
+    # RuntimeError from F.interpolate; bool images were told to divide by 255.
+    with pytest.raises(error, match=r"^FID Inception: images must .*" + match):
+        FIDInceptionV3()(images)
+
+
+def test_weights_that_are_empty_or_not_floating_point_are_named(tmp_path):
+    # An integer or complex tensor was cast by load_state_dict (complex to its real part, with
+    # a warning): not pytorch-fid's weights, yet loaded. An empty file said "EOFError: EOFError()".
+    state = FIDInceptionV3().state_dict()
+    state["fc.weight"] = state["fc.weight"].to(torch.complex64)
+    state["fc.bias"] = state["fc.bias"].long()
+    torch.save(state, tmp_path / "cast.pth")
+    with pytest.raises(ValueError, match=r"cast.pth \(from weights=.*\) is not the FID Inception "
+                                         r"weights \(not floating point \(2\): fc.weight "
+                                         r"torch.complex64, fc.bias torch.int64\)"):
+        fid_inception(tmp_path / "cast.pth")
+    (tmp_path / "empty.pth").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"empty.pth \(from weights=.*\) is not the FID Inception "
+                                         r"weights \(it is empty, 0 bytes: an interrupted "
+                                         r"download\?\)"):
+        fid_inception(tmp_path / "empty.pth")
+    half = FIDInceptionV3().state_dict()  # other floating dtypes load, as load_state_dict casts
+    half["fc.weight"] = half["fc.weight"].half()
+    torch.save(half, tmp_path / "half.pth")
+    torch.testing.assert_close(fid_inception(tmp_path / "half.pth").fc.weight,
+                               half["fc.weight"].float())

@@ -18,6 +18,7 @@ import importlib.util
 import os
 import shutil
 import sys
+import traceback
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .._errors import error_line
 from .._files import FloatGreyScale, grey_to_eight_bit, is_hidden_below, write_atomically
 from .inception import PRECISION_CHOICES
 from .resize import RESIZE_CHOICES
@@ -39,6 +41,20 @@ DESCRIPTION = __doc__
 
 class FidError(ValueError):
     """Bad input to `ganfast fid`: printed as a message, no traceback."""
+
+
+class UserCodeError(FidError):
+    """The --features module or function raised `error`: printed as a message after the
+    traceback of the user's own frames (the line to fix), none of ganfast's."""
+
+    def __init__(self, message: str, error: BaseException):
+        super().__init__(message)
+        self.error = error
+
+
+# The Inception network's feature size: .npz statistics of another size are refused before any
+# extraction (pytorch-fid's --dims 64, say)
+INCEPTION_FEATURES = 2048
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -84,10 +100,27 @@ def run(args) -> int:
     try:
         for line in compute(args):
             print(line)
+    except UserCodeError as error:
+        _print_user_traceback(error.error)
+        print(f"ganfast fid: {error}", file=sys.stderr)
+        return 1
     except (FidError, FileNotFoundError, NotADirectoryError) as error:
         print(f"ganfast fid: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # as ganfast train: 128 + SIGINT, as a shell reports it
+        print("ganfast fid: interrupted", file=sys.stderr)
+        return 130
     return 0
+
+
+def _print_user_traceback(error: BaseException) -> None:
+    """`error`'s traceback to stderr from the first frame that is neither this module's nor
+    importlib's: the user's extractor or module, where the fix is."""
+    tb = error.__traceback__
+    while tb is not None and (tb.tb_frame.f_code.co_filename == __file__
+                              or "importlib" in tb.tb_frame.f_code.co_filename):
+        tb = tb.tb_next
+    traceback.print_exception(type(error), error, tb, file=sys.stderr)
 
 
 def compute(args) -> list[str]:
@@ -109,7 +142,7 @@ def compute(args) -> list[str]:
         raise FidError("--kid, --isc and --prc need image folders for both A and B, not .npz "
                        "statistics")
     if args.save_stats:
-        _check_save_paths([Path(p) for p in args.save_stats], sources)
+        _check_save_paths(args.save_stats, sources)
     files = {source: _image_files(source) for source in sources if source.is_dir()}
     extractor = _extractor(args, device) if files else None
     for source, names in files.items():
@@ -118,12 +151,19 @@ def compute(args) -> list[str]:
         # holds the results alone)
         print(f"{source}: {len(names)} image{'s' if len(names) != 1 else ''}", file=sys.stderr)
     loaded = {source: _load_stats(source, args) for source in sources if not source.is_dir()}
+    # A statistics file's feature size against the extractor's: the Inception network's is
+    # known now, another extractor's once its first batch is computed (not after the folder)
+    expected = next(((source, s.num_features) for source, s in loaded.items()), None)
+    if files and expected and not args.features and expected[1] != INCEPTION_FEATURES:
+        raise FidError(f"{expected[0]} holds statistics of {expected[1]} features; the FID "
+                       f"Inception network gives {INCEPTION_FEATURES} (statistics of another "
+                       "extractor, or pytorch-fid's --dims, compare only with their own kind)")
     stats, features, logits = [], [], []
     for source in sources:
         if source in files:
             s, f, lg = _features_of_folder(source, files[source], extractor, args.batch_size,
                                            device, args.isc, keep=args.kid or args.prc,
-                                           workers=workers)
+                                           workers=workers, expected=expected, sources=sources)
             stats.append(s)
             features.append(f)
             logits.append(lg)
@@ -132,8 +172,7 @@ def compute(args) -> list[str]:
     (mu1, sigma1), (mu2, sigma2) = (_mean_and_covariance(s, source)
                                     for s, source in zip(stats, sources, strict=True))
     if len(mu1) != len(mu2):
-        raise FidError(f"feature sizes differ: {sources[0]} has {len(mu1)}, {sources[1]} has "
-                       f"{len(mu2)}")
+        raise FidError(_sizes_differ(sources, [len(mu1), len(mu2)]))
     fid = frechet_distance(mu1, sigma1, mu2, sigma2)
     lines = [f"FID: {_fixed(fid, 6)}"]
     if args.kid:
@@ -155,6 +194,11 @@ def compute(args) -> list[str]:
     return lines
 
 
+def _sizes_differ(sources: list[Path], sizes: list[int]) -> str:
+    return (f"feature sizes differ: {sources[0]} has {sizes[0]}, {sources[1]} has {sizes[1]} "
+            "(features of different extractors)")
+
+
 def _same_file(path: Path, other: Path) -> bool:
     """Whether two paths name one file: the same after symbolic links, or hard links of one."""
     if path.resolve() == other.resolve():
@@ -162,11 +206,21 @@ def _same_file(path: Path, other: Path) -> bool:
     return path.exists() and other.exists() and os.path.samefile(path, other)
 
 
-def _check_save_paths(targets: list[Path], sources: list[Path]) -> None:
-    """Refuse, before any extraction, --save-stats paths that could not be written or whose
-    writing would destroy an input (the other input's statistics file). A statistics input's
-    own path is allowed: the file is already what would be written."""
+def _check_save_paths(given: list[str], sources: list[Path]) -> None:
+    """Refuse, before any extraction, --save-stats paths that could not be written, would not
+    be read back as statistics (no .npz suffix), or whose writing would destroy an input (the
+    other input's statistics file). A statistics input's own path is allowed: the file is
+    already what would be written."""
+    for text in given:
+        if not text:
+            raise FidError("--save-stats '': expected the path of a .npz file to write (an "
+                           "unset variable?)")
+    targets = [Path(text) for text in given]
     for target in targets:
+        if target.suffix.lower() != ".npz" and not target.is_dir():
+            raise FidError(f"--save-stats {target}: expected a name ending in .npz, the files "
+                           "ganfast fid reads statistics from "
+                           f"({target.stem or target.name}.npz, say)")
         if not target.absolute().parent.is_dir():
             raise FidError(f"--save-stats {target}: its folder {target.absolute().parent} does "
                            "not exist")
@@ -230,10 +284,8 @@ def _device(name: str | None) -> torch.device:
     try:  # a backend this PyTorch lacks (mps on Linux, xpu, ...)
         torch.empty(0, device=device)
     except Exception as error:  # NotImplementedError, AssertionError, RuntimeError, ...
-        said = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise FidError(f"--device {name!r}: this PyTorch cannot place tensors there "
-                       f"({type(error).__name__}{': ' + said if said else ''}); use cpu or "
-                       "cuda") from None
+                       f"({error_line(error)}); use cpu or cuda") from None
     return device
 
 
@@ -254,16 +306,19 @@ def _extractor(args, device):
     if args.features:
         if args.isc:
             raise FidError("--isc needs the Inception network's logits: leave out --features")
-        for option in ("resize", "precision"):
-            if getattr(args, option) is not None:
+        for option in ("weights", "resize", "precision"):  # --weights "": unset, as without
+            if getattr(args, option):
                 raise FidError(f"--{option} sets up the Inception network: leave it out with "
                                "--features")
         return _load_callable(args.features), None
+    if args.features is not None:  # "" (--features "$F" with F unset): not the Inception network
+        raise FidError("--features '': expected module:function or path/to/file.py:function "
+                       "(an unset variable?); leave the option out for the FID Inception network")
     from .inception import fid_inception
 
     try:
         net = fid_inception(args.weights, resize=args.resize or "pytorch",
-                            precision=args.precision or "fp32").to(device)
+                            precision=args.precision or "fp32", flag_name="--weights").to(device)
     except ValueError as error:  # a file that is not the weights
         raise FidError(str(error)) from None
     # torch-fidelity's "logits_unbiased" (the original Inception Score code's too): the pool
@@ -274,38 +329,59 @@ def _extractor(args, device):
 
 def _load_callable(spec: str):
     """module:function (importable from the current folder too, as with `python -m`) or
-    path/to/file.py:function."""
+    path/to/file.py:function. An error raised by the module's own code is a UserCodeError (its
+    traceback shown); a name that finds no module, file or function, a FidError."""
     where, _, attr = spec.rpartition(":")
-    try:
-        if where.endswith(".py"):
-            module_spec = importlib.util.spec_from_file_location(Path(where).stem, where)
-            if module_spec is None or not Path(where).is_file():
-                raise ImportError(f"no file {where}")
-            module = importlib.util.module_from_spec(module_spec)
-            sys.modules[module_spec.name] = module  # as an import would (dataclasses need it)
-            try:
-                module_spec.loader.exec_module(module)
-            except Exception as error:
-                del sys.modules[module_spec.name]
-                raise FidError(f"--features {spec!r}: running {where} failed: "
-                               f"{type(error).__name__}: {error}") from error
-        else:
-            if os.getcwd() not in sys.path:
-                sys.path.insert(0, os.getcwd())
+    expected = ("expected module:function with the module importable from the current folder "
+                "(or on PYTHONPATH), or path/to/file.py:function")
+    if not where or not attr:
+        raise FidError(f"--features {spec!r}: no {'module' if not where else 'function'} "
+                       f"named; {expected}")
+    if where.endswith(".py"):
+        if not Path(where).is_file():
+            raise FidError(f"--features {spec!r}: cannot load it (no file {where}); {expected}")
+        module_spec = importlib.util.spec_from_file_location(Path(where).stem, where)
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[module_spec.name] = module  # as an import would (dataclasses need it)
+        try:
+            module_spec.loader.exec_module(module)
+        except Exception as error:
+            del sys.modules[module_spec.name]
+            raise UserCodeError(f"--features {spec!r}: running {where} failed: "
+                                f"{error_line(error)}", error) from error
+    else:
+        if not all(part.isidentifier() for part in where.split(".")):
+            raise FidError(f"--features {spec!r}: {where!r} is not a module name; {expected}")
+        if os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())
+        try:
             module = importlib.import_module(where)
-        fn = getattr(module, attr)
-    except (ImportError, AttributeError, ValueError) as error:
-        raise FidError(f"--features {spec!r}: cannot load it ({error}); expected module:function "
-                       "with the module importable from the current folder (or on PYTHONPATH), "
-                       "or path/to/file.py:function") from None
+        except ModuleNotFoundError as error:
+            if error.name is not None and (where + ".").startswith(error.name + "."):
+                raise FidError(f"--features {spec!r}: cannot load it ({error}); "
+                               f"{expected}") from None
+            raise UserCodeError(f"--features {spec!r}: importing {where} failed: "
+                                f"{error_line(error)}", error) from error
+        except Exception as error:  # the module's own code raised
+            raise UserCodeError(f"--features {spec!r}: importing {where} failed: "
+                                f"{error_line(error)}", error) from error
+    if not hasattr(module, attr):
+        raise FidError(f"--features {spec!r}: cannot load it (module {module.__name__!r} has no "
+                       f"attribute {attr!r}); {expected}")
+    fn = getattr(module, attr)
     if not callable(fn):
-        raise FidError(f"--features {spec!r}: {attr} is a {type(fn).__name__}, not a function")
+        kind = type(fn).__name__
+        raise FidError(f"--features {spec!r}: {attr} is {'an' if kind[0] in 'aeiou' else 'a'} "
+                       f"{kind}, not a function")
     return fn
 
 
 def _image_files(folder: Path) -> list[Path]:
+    # A folder named like an image (rglob walks into it) and a pipe or socket are no image
+    # files; a broken link is kept, to be named
     files = sorted(p for p in folder.rglob("*")
-                   if p.suffix.lower() in IMAGE_SUFFIXES and not is_hidden_below(p, folder))
+                   if p.suffix.lower() in IMAGE_SUFFIXES and not is_hidden_below(p, folder)
+                   and (p.is_file() or not p.exists()))
     if not files:
         raise FidError(f"{folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}; names "
                        "starting with '.' are skipped)")
@@ -387,11 +463,13 @@ def default_workers(device: torch.device) -> int:
 
 @torch.no_grad()
 def _features_of_folder(folder, files, extractor, batch_size, device, with_logits, keep,
-                        workers=0):
+                        workers=0, expected=None, sources=None):
     """(FeatureStats, the features [N, D] float64 if `keep` else None, the logits if
     `with_logits` else None) of a folder's images, decoded in `workers` threads. The statistics
     take each batch as it comes: FID alone holds O(D^2), not the N x D features (KID and
-    precision/recall need them)."""
+    precision/recall need them). `expected`: (the other input, a .npz, its feature size),
+    checked on the first batch; `sources`: A and B, in the order a message names them."""
+    from .inception import FIDInceptionV3
     from .stats import FeatureStats
 
     features_fn, logits_of_features = extractor
@@ -409,7 +487,25 @@ def _features_of_folder(folder, files, extractor, batch_size, device, with_logit
                                    f"{tuple(image.shape[1:])}, earlier ones {tuple(size)}; "
                                    "resize them to one size first")
             images = torch.stack(batch).to(device=device, dtype=torch.float32) / 255
-            f = _checked_features(features_fn(images), paths, folder, batch_number)
+            which = (f"batch {batch_number} of {folder}, images {paths[0].name} to "
+                     f"{paths[-1].name}")
+            try:
+                f = features_fn(images)
+            except torch.cuda.OutOfMemoryError as error:
+                raise FidError(f"out of memory on {device} computing the features of {which} "
+                               f"({len(paths)} images of {images.shape[2]}x{images.shape[3]}): "
+                               f"use a smaller --batch-size ({error_line(error)})") from None
+            except Exception as error:
+                if isinstance(features_fn, FIDInceptionV3):  # ganfast's own: a bug to report
+                    raise
+                raise UserCodeError(f"the feature extractor failed on {which}: "
+                                    f"{error_line(error)}", error) from error
+            f = _checked_features(f, paths, folder, batch_number)
+            if stats is None and expected is not None and f.shape[1] != expected[1]:
+                names, sizes = [folder, expected[0]], [f.shape[1], expected[1]]
+                in_order = sources is None or sources[0] == folder
+                raise FidError(_sizes_differ(names if in_order else names[::-1],
+                                             sizes if in_order else sizes[::-1]))
             stats = stats or FeatureStats(f.shape[1])
             if f.shape[1] != stats.num_features:
                 raise FidError(f"the feature extractor returned {stats.num_features} features "
@@ -456,7 +552,9 @@ def _load_stats(path: Path, args):
         # pytorch-fid files carry no count, which FID does not need
         stats = FeatureStats.load(path, count=None if has_count else 2)
     except (KeyError, ValueError, OSError, zipfile.BadZipFile) as error:
-        raise FidError(f"cannot read statistics from {path}: {error}") from None
+        said = str(error)  # most name the file already
+        raise FidError(said if said.startswith(str(path)) else
+                       f"cannot read statistics from {path}: {said}") from None
     covariance = stats.covariance  # finite and symmetric: FeatureStats.load checked
     if (covariance.diagonal() < 0).any():
         raise FidError(f"{path}: sigma has negative variances on its diagonal; not a covariance")

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._errors import error_line
 from .._files import some_names
 from ._tensors import check_choice
 from .resize import RESIZE_CHOICES, resize_299
@@ -203,12 +204,18 @@ class FIDInceptionV3(nn.Module):
         self.eval()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if images.dim() != 4 or images.shape[1] != 3:
-            raise ValueError(f"FID Inception: images must be [N, 3, H, W] in [0, 1], got "
-                             f"{list(images.shape)}")
+        if not isinstance(images, torch.Tensor):
+            raise TypeError(f"FID Inception: images must be a tensor [N, 3, H, W] in [0, 1], got "
+                            f"{type(images).__name__}"
+                            + (" (torch.from_numpy(x))" if hasattr(images, "__array__") else ""))
+        if images.dim() != 4 or images.shape[1] != 3 or 0 in images.shape[2:]:
+            raise ValueError(f"FID Inception: images must be [N, 3, H, W] in [0, 1], H and W at "
+                             f"least 1, got {list(images.shape)}{_layout_hint(images.shape)}")
         if not images.is_floating_point():
+            integers = images.dtype != torch.bool and not images.is_complex()
             raise TypeError(f"FID Inception: images must be floating point in [0, 1], got "
-                            f"{images.dtype} (uint8 images: divide by 255 first)")
+                            f"{images.dtype}" + (" (0..255 integers: x.float() / 255)"
+                                                 if integers else ""))
         # One pass (and a host sync) that catches [-1, 1] and [0, 255] images and NaN; left out
         # of compiled graphs and empty batches.
         low, high = (torch.stack(images.aminmax()).tolist()
@@ -251,6 +258,19 @@ class FIDInceptionV3(nn.Module):
         return self.fc(self(images))
 
 
+def _layout_hint(shape) -> str:
+    """What to do with an image batch of another shape, where it is a common one."""
+    if len(shape) == 4 and shape[1] == 1:
+        return " (grey images: x.expand(-1, 3, -1, -1))"
+    if len(shape) == 4 and shape[1] == 4:
+        return " (RGBA images: x[:, :3], alpha dropped as pytorch-fid's convert('RGB'))"
+    if len(shape) == 4 and shape[3] in (1, 3) and shape[1] not in (1, 3):
+        return " (channels last, [N, H, W, C]: x.permute(0, 3, 1, 2))"
+    if len(shape) == 3 and shape[0] == 3:
+        return " (one image: x[None])"
+    return ""
+
+
 def fid_inception(weights=None, *, resize: str = "pytorch", precision: str = "fp32",
                   flag_name: str = "weights= (--weights of ganfast fid)") -> FIDInceptionV3:
     """The FID Inception network with pytorch-fid's weights from a local file: `weights`, else
@@ -284,9 +304,10 @@ def fid_inception(weights=None, *, resize: str = "pytorch", precision: str = "fp
             f"a .safetensors of it), from {WEIGHTS_URL}")
 
     def failed(error: Exception) -> ValueError:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
-        return not_the_weights(f"{type(error).__name__}: {first_line}")
+        return not_the_weights(error_line(error))
 
+    if path.stat().st_size == 0:
+        raise not_the_weights("it is empty, 0 bytes: an interrupted download?")
     try:
         if path.suffix == ".safetensors":
             state = load_file(str(path))
@@ -307,18 +328,23 @@ def fid_inception(weights=None, *, resize: str = "pytorch", precision: str = "fp
 
 def _state_dict_mismatch(expected: dict, state) -> str:
     """What keeps `state` from being the network's state dict `expected`: keys it lacks or
-    should not have, and values of other shapes, the first few of each; "" when nothing does.
+    should not have, and values of other shapes or not floating point where the network's are
+    (load_state_dict would cast them, complex ones to their real part), the first few of each;
+    "" when nothing does.
     BatchNorm's num_batches_tracked (a training step count, unused in inference) may be absent,
     as load_state_dict allows in files saved without it."""
     if not isinstance(state, dict):
         return f"it holds a {type(state).__name__}, not a state dict"
     missing = [k for k in expected if k not in state and not k.endswith(".num_batches_tracked")]
     unexpected = [k for k in state if k not in expected]
-    reshaped = []
+    reshaped, retyped = [], []
     for key, value in expected.items():
         given = state.get(key)
         if isinstance(given, torch.Tensor) and given.shape != value.shape:
             reshaped.append(f"{key} {list(given.shape)} where {list(value.shape)} belongs")
+        elif (isinstance(given, torch.Tensor) and value.is_floating_point()
+              and not given.is_floating_point()):
+            retyped.append(f"{key} {given.dtype}")
         elif key in state and not isinstance(given, torch.Tensor):
             reshaped.append(f"{key} a {type(given).__name__}, no tensor")
     problems = []
@@ -328,4 +354,6 @@ def _state_dict_mismatch(expected: dict, state) -> str:
         problems.append(f"unexpected keys ({len(unexpected)}): {some_names(unexpected)}")
     if reshaped:
         problems.append(f"other shapes ({len(reshaped)}): {some_names(reshaped)}")
+    if retyped:
+        problems.append(f"not floating point ({len(retyped)}): {some_names(retyped)}")
     return "; ".join(problems)
