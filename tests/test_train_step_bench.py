@@ -41,6 +41,15 @@ def test_a_failing_first_step_is_recorded_as_skipped():
     assert train_step.first_call_fails(case) == "RuntimeError: double backward is not supported"
 
 
+def test_a_first_step_failing_with_an_empty_message_is_recorded_by_its_type():
+    # the reason was the first line of the message: an error without one raised IndexError
+    def boom():
+        raise NotImplementedError
+
+    case = cases.Case("m", {"shape": [1], "dtype": "float32"}, "compile", boom, None)
+    assert train_step.first_call_fails(case) == "NotImplementedError"
+
+
 def test_quick_times_the_batch_sizes_asked_for(monkeypatch):
     # --quick takes one default batch size (2 on CPU); `--batch 8 --quick` ran batch 2 instead.
     from ganfast.cli import main

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from .. import backends
 from .. import nn as gnn
+from .._errors import error_line
 from . import cases as bench_cases
 from .overhead import host_us
 from .stock_gans import SNGANDiscriminator
@@ -201,7 +202,7 @@ def _run_cases(side_by_side, device, kernels, overhead, layer_counts, quick, wit
             try:  # torch.compile of PyTorch's SN fails on D(real), D(fake), one backward
                 fns["compile"]()
             except RuntimeError as err:
-                print(f"compile: skipped, {str(err).splitlines()[0][:100]}")
+                print(f"compile: skipped, {error_line(err, 100)}")
                 del fns["compile"]
         side_by_side("SNGAN-32 D step", (batch, 3, 32, 32), fns,
                      _timer(device, reps=10 if quick else 40), "ms")

@@ -21,6 +21,7 @@ import copy
 import torch
 import torch.nn.functional as F
 
+from .._errors import error_line
 from ..accelerate import accelerate
 from ..losses import gradient_penalty
 from . import stock_gans
@@ -105,7 +106,7 @@ def first_call_fails(case) -> str:
     try:
         case.fn()
     except Exception as error:  # noqa: BLE001 - any failure is reported as the row's reason
-        return f"{type(error).__name__}: {str(error).strip().splitlines()[0][:160]}"
+        return error_line(error, 160)
     return ""
 
 
