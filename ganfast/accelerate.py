@@ -12,12 +12,21 @@ What it converts (everything else is left alone):
   module has hooks, which would no longer run, when the conv has another parametrization or a
   weight or bias that is not a Parameter, when the Sequential is a subclass with its own
   forward, which may use the modules otherwise, or when any of the three has a forward set on
-  the instance.
+  the instance. An Upsample followed by a 3x3 Conv2d that the fused layer does not compute
+  (another mode, scale or size; a stride, padding, dilation, groups or padding_mode of its
+  own) is reported too, with the setting that keeps them apart.
 - Spectral norm of either PyTorch API (torch.nn.utils.parametrizations.spectral_norm or the
   legacy hook torch.nn.utils.spectral_norm) becomes ganfast.nn.spectral_norm with the same
   weight Parameter, u, v, n_power_iterations, eps and dim. A legacy layer keeps the legacy update
   order (v from u, then u from v) so its outputs stay the same; its state_dict then uses the
-  parametrization keys, and ganfast's spectral norm still loads the legacy keys.
+  parametrization keys, and ganfast's spectral norm still loads the legacy keys. The legacy hook
+  updates u and v once per call of the layer, a parametrization on each read of the weight in
+  training mode: the same where the forward reads it once, as PyTorch's Linear, Bilinear,
+  Embedding(Bag), Conv and ConvTranspose layers do. PyTorch's other layers (an RNN reads each
+  weight twice per call) keep the legacy hook and are reported; a user's own layer is converted,
+  as what its forward reads cannot be seen. Code that reads a converted layer's .weight outside
+  its forward in training mode (to log its norm) now advances u and v, which the legacy
+  attribute did not: read it in eval() mode, or parametrizations.weight.original.
 
 The converted model computes the same function (to float rounding) in eval and training mode,
 with the same gradients: tests/test_accelerate.py checks this in float64. Convert before wrapping
@@ -41,7 +50,8 @@ class Change:
 
 @dataclasses.dataclass(frozen=True)
 class LeftAlone:
-    """An Upsample + Conv2d pair that looks fusable but is not: what and why."""
+    """A conversion that looks possible but would change results or drop something: what (an
+    Upsample + Conv2d pair, or a weight with the legacy spectral norm) and why."""
     path: str
     reason: str
 
@@ -49,9 +59,10 @@ class LeftAlone:
 def accelerate(model: nn.Module, *, spectral_norm: bool = True, upsample_conv: bool = True,
                verbose: bool = True) -> nn.Module:
     """Convert `model` in place (see the module docstring) and return it. With verbose, print a
-    table of what changed (module path, before, after), or a line saying nothing did, and the
-    fusable-looking pairs left alone with the reason. `model.ganfast_changes` lists the changes
-    of every call so far, `model.ganfast_left_alone` this call's pairs left alone."""
+    table of what changed (module path, before, after), or a line saying nothing did, and what
+    it left alone (LeftAlone: Upsample + Conv2d pairs, legacy spectral norms) with the reason.
+    `model.ganfast_changes` lists the changes of every call so far, `model.ganfast_left_alone`
+    what this call left alone."""
     if isinstance(model, type) and issubclass(model, nn.Module):  # "got type" would not say it
         raise TypeError(f"accelerate: model must be a torch.nn.Module instance, got the class "
                         f"{model.__name__} itself; pass the model built from it")
@@ -66,13 +77,13 @@ def accelerate(model: nn.Module, *, spectral_norm: bool = True, upsample_conv: b
             "model before wrapping it")
     changes, left_alone = [], []
     if spectral_norm:  # first: a legacy spectral norm's hook would keep its conv from fusing
-        changes += _convert_spectral_norm(model)
+        changes += _convert_spectral_norm(model, left_alone)
     if upsample_conv:
         changes += _fuse_upsample_conv(model, left_alone)
     model.ganfast_changes = getattr(model, "ganfast_changes", []) + changes
     model.ganfast_left_alone = left_alone
     if verbose:
-        print(report(changes, type(model).__name__, left_alone))
+        print(report(changes, _layer_class(model).__name__, left_alone))
     return model
 
 
@@ -99,22 +110,46 @@ def report(changes: list[Change], model_name: str = "model",
 # "nearest" does: the same function. nn.UpsamplingNearest2d is Upsample(mode="nearest").
 _NEAREST_UPSAMPLES = (nn.Upsample, nn.UpsamplingNearest2d)
 _NEAREST_MODES = ("nearest", "nearest-exact")
+# The modules of a pair close enough to the fused layer's that the report says what keeps them
+# apart (an Upsample of another mode, a 3x3 conv of another stride...).
+_UPSAMPLES = (*_NEAREST_UPSAMPLES, nn.UpsamplingBilinear2d)
 
 
-def _is_nearest_2x(module: nn.Module) -> bool:
-    if (type(module) not in _NEAREST_UPSAMPLES or module.mode not in _NEAREST_MODES
-            or module.size is not None):
-        return False
+def _upsample_setting_not_fused(module: nn.Module) -> str | None:
+    """For an nn.Upsample (of a stock class), the setting the fused layer does not compute, or
+    None when it upsamples by nearest 2x."""
+    name = type(module).__name__
+    if module.mode not in _NEAREST_MODES:
+        return f"the {name} has mode={module.mode!r}, the fused layer mode='nearest'"
+    if module.size is not None:
+        return f"the {name} has size={module.size!r}, the fused layer scale_factor=2"
     scale = module.scale_factor
     scales = scale if isinstance(scale, tuple) else (scale, scale)
-    return len(scales) == 2 and all(float(s) == 2.0 for s in scales)
+    if not (len(scales) == 2 and all(float(s) == 2.0 for s in scales)):
+        return f"the {name} has scale_factor={scale!r}, the fused layer scale_factor=2"
+    if module.align_corners is not None:  # (the stock pair raises: F.interpolate refuses it)
+        return (f"the {name} sets align_corners={module.align_corners!r}, which nearest "
+                "upsampling refuses")
+    return None
 
 
-def _is_3x3_same(module: nn.Module) -> bool:
-    """A conv the fused op computes: 3x3, stride 1, padding 1, ungrouped, zero padding."""
-    return (isinstance(module, nn.Conv2d) and module.kernel_size == (3, 3) and module.stride == (1, 1)
-            and module.padding in ((1, 1), "same") and module.dilation == (1, 1)
-            and module.groups == 1 and module.padding_mode == "zeros")
+def _conv_setting_not_fused(module: nn.Conv2d) -> str | None:
+    """For a 3x3 nn.Conv2d, the setting the fused op does not compute (stride 1, padding 1,
+    ungrouped, undilated, zero padding), or None."""
+    for setting, fused in (("stride", (1, 1)), ("dilation", (1, 1)), ("groups", 1),
+                           ("padding_mode", "zeros")):
+        if getattr(module, setting) != fused:
+            return (f"the Conv2d has {setting}={getattr(module, setting)!r}, the fused layer "
+                    f"{setting}={fused!r}")
+    if module.padding not in ((1, 1), "same"):
+        return f"the Conv2d has padding={module.padding!r}, the fused layer padding=1"
+    return None
+
+
+def _looks_fusable(upsample: nn.Module, conv: nn.Module) -> bool:
+    """A stock Upsample followed by a 3x3 Conv2d: fused, or reported with what keeps them apart."""
+    return (type(upsample) in _UPSAMPLES and isinstance(conv, nn.Conv2d)
+            and conv.kernel_size == (3, 3))
 
 
 def _why_not_fusable(container: nn.Sequential, upsample: nn.Module, conv: nn.Module) -> str | None:
@@ -129,7 +164,7 @@ def _why_not_fusable(container: nn.Sequential, upsample: nn.Module, conv: nn.Mod
     for name, module in (("Upsample", upsample), ("Conv2d", conv)):
         if (module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
                 or module._backward_pre_hooks):
-            return f"the {name} has hooks, which would no longer run"
+            return _hooks_reason(name, module)
     if _layer_class(conv) is not nn.Conv2d:
         return f"{_layer_class(conv).__name__} is a subclass of Conv2d"
     from .nn.spectral_norm import _is_spectral_norm, _load_legacy_keys
@@ -162,6 +197,22 @@ def _why_not_fusable(container: nn.Sequential, upsample: nn.Module, conv: nn.Mod
     return None
 
 
+def _hooks_reason(name: str, module: nn.Module) -> str:
+    """Why a module's hooks keep a pair apart, naming the legacy spectral and weight norms, which
+    a user applied rather than registered as hooks (spectral_norm=False keeps the former)."""
+    from torch.nn.utils.spectral_norm import SpectralNorm as LegacySpectralNorm
+    from torch.nn.utils.weight_norm import WeightNorm
+
+    for hook in module._forward_pre_hooks.values():
+        if isinstance(hook, LegacySpectralNorm):
+            return (f"the {name} has the legacy torch.nn.utils.spectral_norm, a hook, which would "
+                    "no longer run; accelerate converts it unless spectral_norm=False")
+        if isinstance(hook, WeightNorm):
+            return (f"the {name} has the legacy torch.nn.utils.weight_norm, a hook, which would "
+                    "no longer run")
+    return f"the {name} has hooks, which would no longer run"
+
+
 def _move_tensors(conv: nn.Conv2d, fused: nn.Module) -> None:
     """The conv's weight and bias Parameters onto `fused`, with their spectral norms (the same
     modules: u, v and the state_dict keys move along)."""
@@ -191,9 +242,10 @@ def _fuse_upsample_conv(model: nn.Module, left_alone: list[LeftAlone]) -> list[C
         prefix = f"{path}." if path else ""
         for up_name, conv_name in zip(names, names[1:], strict=False):
             upsample, conv = container._modules[up_name], container._modules[conv_name]
-            if not (_is_nearest_2x(upsample) and _is_3x3_same(conv)):
+            if not _looks_fusable(upsample, conv):
                 continue
-            reason = _why_not_fusable(container, upsample, conv)
+            reason = (_upsample_setting_not_fused(upsample) or _conv_setting_not_fused(conv)
+                      or _why_not_fusable(container, upsample, conv))
             if reason is not None:
                 left_alone.append(LeftAlone(f"{prefix}{up_name}+{conv_name}", reason))
                 continue
@@ -214,7 +266,26 @@ def _fuse_upsample_conv(model: nn.Module, left_alone: list[LeftAlone]) -> list[C
 
 # --- spectral norm: PyTorch's (either API) -> ganfast's -------------------------------------------
 
-def _convert_spectral_norm(model: nn.Module) -> list[Change]:
+# PyTorch's layers whose forward reads the weight once per call, where the legacy hook's one
+# update of u and v per call is the parametrization's one per read of the weight. Its other
+# layers may read a weight more often: an RNN reads each twice, nn.MultiheadAttention its
+# in_proj_weight three times.
+_READS_WEIGHT_ONCE = (nn.Linear, nn.Bilinear, nn.Embedding, nn.EmbeddingBag, nn.Conv1d, nn.Conv2d,
+                      nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+
+
+def _why_legacy_stays(layer: type, name: str) -> str | None:
+    """Why a legacy spectral norm on `layer`.`name` must stay (None: it need not). A user's own
+    layer is converted: what its forward reads cannot be seen (the module docstring says so)."""
+    stock = next((c for c in layer.__mro__ if c is not nn.Module
+                  and c.__module__.startswith("torch.nn.")), None)
+    if stock is None or (issubclass(stock, _READS_WEIGHT_ONCE) and name == "weight"):
+        return None
+    return (f"{layer.__name__} is not known to read {name} once per call: the legacy spectral "
+            "norm updates u and v once per call, ganfast's on each read")
+
+
+def _convert_spectral_norm(model: nn.Module, left_alone: list[LeftAlone]) -> list[Change]:
     from torch.nn.utils.parametrizations import _SpectralNorm
     from torch.nn.utils.spectral_norm import SpectralNorm as LegacySpectralNorm
 
@@ -230,6 +301,10 @@ def _convert_spectral_norm(model: nn.Module) -> list[Change]:
                     changes.append(_sn_change(path, layer, name, "parametrizations.spectral_norm"))
         for key, hook in list(module._forward_pre_hooks.items()):
             if isinstance(hook, LegacySpectralNorm) and getattr(module, f"{hook.name}_orig").ndim > 1:
+                reason = _why_legacy_stays(_layer_class(module), hook.name)
+                if reason is not None:
+                    left_alone.append(LeftAlone(f"{path}.{hook.name}" if path else hook.name, reason))
+                    continue
                 _replace_legacy(module, key, hook)
                 changes.append(_sn_change(path, layer, hook.name, "utils.spectral_norm (legacy)"))
     return changes

@@ -346,3 +346,191 @@ def test_a_distributed_wrapper_is_refused_naming_the_order(tmp_path):
             ganfast.accelerate(nn.Sequential(nn.Linear(2, 2), wrapped))
     finally:
         dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("make,reason", [
+    (lambda: nn.Upsample(scale_factor=2, mode="bilinear"),
+     "the Upsample has mode='bilinear', the fused layer mode='nearest'"),
+    (lambda: nn.UpsamplingBilinear2d(scale_factor=2),
+     "the UpsamplingBilinear2d has mode='bilinear', the fused layer mode='nearest'"),
+    (lambda: nn.Upsample(size=(8, 10)), "the Upsample has size=(8, 10), the fused layer scale_factor=2"),
+    (lambda: nn.Upsample(scale_factor=(2, 1)),
+     "the Upsample has scale_factor=(2.0, 1.0), the fused layer scale_factor=2"),
+    (lambda: nn.Conv2d(3, 4, 3, padding=1, padding_mode="reflect"),
+     "the Conv2d has padding_mode='reflect', the fused layer padding_mode='zeros'"),
+    (lambda: nn.Conv2d(4, 4, 3, padding=1, groups=2), "the Conv2d has groups=2, the fused layer groups=1"),
+    (lambda: nn.Conv2d(3, 4, 3, padding="same", dilation=2),
+     "the Conv2d has dilation=(2, 2), the fused layer dilation=(1, 1)"),
+    (lambda: nn.Conv2d(3, 4, 3, padding=1, stride=2),
+     "the Conv2d has stride=(2, 2), the fused layer stride=(1, 1)"),
+    (lambda: nn.Conv2d(3, 4, 3, padding=(1, 0)), "the Conv2d has padding=(1, 0), the fused layer padding=1"),
+], ids=["bilinear", "UpsamplingBilinear2d", "size", "scale-2x1", "reflect", "groups", "dilation",
+        "stride-2", "padding-1x0"])
+def test_an_upsample_and_3x3_conv_the_fused_layer_does_not_compute_are_reported(make, reason, capsys):
+    # A resize-conv the user expected to be fused: the report names the setting that differs.
+    torch.manual_seed(0)
+    module = make()
+    if isinstance(module, nn.Conv2d):
+        model = nn.Sequential(nn.Upsample(scale_factor=2), module)
+    else:
+        model = nn.Sequential(module, nn.Conv2d(3, 4, 3, padding=1))
+    x = torch.randn(2, model[1].in_channels, 4, 5)
+    expected = model(x)
+    ganfast.accelerate(model)
+    out = capsys.readouterr().out
+    assert f"nothing to convert in Sequential; it is unchanged.\n  left alone: 0+1 ({reason})" in out
+    assert [m.reason for m in model.ganfast_left_alone] == [reason] and model.ganfast_changes == []
+    torch.testing.assert_close(model(x), expected, rtol=0, atol=0)
+
+
+def test_a_nearest_upsample_with_align_corners_keeps_raising():
+    # F.interpolate refuses align_corners for nearest: the stock pair raises, and so must the model
+    # after accelerate, rather than compute something the code never computed.
+    model = nn.Sequential(nn.Upsample(scale_factor=2, align_corners=False), nn.Conv2d(3, 4, 3, padding=1))
+    ganfast.accelerate(model, verbose=False)
+    assert model.ganfast_changes == []
+    assert model.ganfast_left_alone[0].reason == (
+        "the Upsample sets align_corners=False, which nearest upsampling refuses")
+    with pytest.raises(ValueError, match="align_corners"):
+        model(torch.randn(1, 3, 4, 4))
+
+
+def test_a_pair_kept_apart_by_a_legacy_norm_names_it():
+    # spectral_norm=False keeps the legacy spectral norm, a hook the user applied, not registered:
+    # "has hooks" alone would not say which.
+    model = nn.Sequential(nn.Upsample(scale_factor=2),
+                          nn.utils.spectral_norm(nn.Conv2d(3, 4, 3, padding=1)),
+                          nn.Upsample(scale_factor=2))
+    with pytest.warns(FutureWarning, match="weight_norm"):
+        model.append(nn.utils.weight_norm(nn.Conv2d(4, 4, 3, padding=1)))
+    ganfast.accelerate(model, spectral_norm=False, verbose=False)
+    assert [m.reason for m in model.ganfast_left_alone] == [
+        "the Conv2d has the legacy torch.nn.utils.spectral_norm, a hook, which would no longer run; "
+        "accelerate converts it unless spectral_norm=False",
+        "the Conv2d has the legacy torch.nn.utils.weight_norm, a hook, which would no longer run"]
+
+
+def test_legacy_spectral_norm_on_a_layer_that_reads_its_weight_twice_is_left_alone(capsys):
+    # An LSTM reads each weight twice per call: the legacy hook advances u and v once per call,
+    # a parametrization would advance them twice, and the outputs would drift from step 2 on.
+    class Recurrent(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = nn.utils.spectral_norm(nn.LSTM(3, 4, batch_first=True), name="weight_hh_l0")
+            self.head = nn.utils.spectral_norm(nn.Linear(4, 2))
+
+        def forward(self, x):
+            return self.head(self.rnn(x)[0])
+
+    torch.manual_seed(0)
+    original = Recurrent().double()
+    converted = Recurrent().double()
+    converted.load_state_dict(original.state_dict())
+    ganfast.accelerate(converted)
+    _assert_same_steps(original, converted, lambda: torch.randn(2, 5, 3, dtype=torch.float64))
+    assert "left alone: rnn.weight_hh_l0 (LSTM is not known to read weight_hh_l0 once per call" \
+        in capsys.readouterr().out
+    assert [c.path for c in converted.ganfast_changes] == ["head.weight"]  # a Linear reads it once
+
+
+def test_the_report_names_the_model_class_not_its_parametrized_subclass(capsys):
+    ganfast.accelerate(nn.utils.spectral_norm(nn.Linear(3, 2)))
+    ganfast.accelerate(nn.utils.parametrizations.spectral_norm(nn.Conv2d(3, 2, 3)), upsample_conv=False,
+                       spectral_norm=False)
+    out = capsys.readouterr().out
+    assert "1 change(s) in Linear\n" in out
+    assert "nothing to convert in Conv2d;" in out
+
+
+class _SharedModules(nn.Module):
+    """One spectral-normalized conv after an Upsample in two Sequentials and plain in a third,
+    one Upsample in all of them and called on its own."""
+
+    def __init__(self):
+        super().__init__()
+        up, conv = nn.Upsample(scale_factor=2), nn.utils.parametrizations.spectral_norm(
+            nn.Conv2d(3, 3, 3, padding=1))
+        self.a = nn.Sequential(up, conv, nn.ReLU())
+        self.b = nn.Sequential(up, conv)
+        self.c = nn.Sequential(nn.ReLU(), conv, up)
+        self.up = up
+
+    def forward(self, x):
+        return self.a(x) + self.b(x) + self.c(x) + self.up(x).mean()
+
+
+@pytest.mark.parametrize("kind,make,fused", [
+    ("shared", _SharedModules, 2),
+    ("data-parallel", lambda: nn.DataParallel(stock_gans.DCGANGenerator(z_dim=8, width=2)), 4),
+    ("module-dict", lambda: nn.ModuleDict({"g": stock_gans.SNGANGenerator(z_dim=8, width=4)}), 3),
+], ids=["shared", "data-parallel", "module-dict"])
+def test_shared_and_wrapped_modules_keep_their_results(kind, make, fused):
+    torch.manual_seed(0)
+    original, converted = _pair(make())
+    assert sum(isinstance(m, ganfast.nn.UpsampleConv2d) for m in converted.modules()) == fused
+    assert converted.state_dict().keys() == original.state_dict().keys()
+    shape = {"shared": (2, 3, 4, 5), "data-parallel": (2, 8), "module-dict": (2, 8)}[kind]
+    run = (lambda m: m["g"]) if kind == "module-dict" else (lambda m: m)
+    _assert_same_steps(run(original), run(converted), lambda: torch.randn(*shape, dtype=torch.float64))
+    fresh = make().double()  # the converted model's checkpoint loads into the stock model
+    fresh.load_state_dict(converted.state_dict())
+    torch.testing.assert_close(fresh.state_dict(), original.state_dict(), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("api", ["parametrizations", "legacy"])
+def test_a_model_made_on_the_meta_device_converts_and_loads_a_checkpoint(api):
+    def make():
+        return stock_gans.SNGANDiscriminator(width=4, spectral_norm=api).double()
+
+    torch.manual_seed(0)
+    original = make()
+    with torch.device("meta"):
+        converted = make()
+    ganfast.accelerate(converted, verbose=False)
+    assert len(converted.ganfast_changes) == 11
+    converted.to_empty(device="cpu")
+    converted.load_state_dict(original.state_dict())
+    _assert_same_steps(original, converted, lambda: torch.randn(2, 3, 32, 32, dtype=torch.float64))
+
+
+def test_an_ema_copy_of_the_converted_model_tracks_the_stock_models_copy():
+    torch.manual_seed(0)
+    stock = stock_gans.SNGANGenerator(z_dim=4, width=4).double()
+    for module in list(stock.modules()):
+        if isinstance(module, nn.Conv2d):
+            nn.utils.parametrizations.spectral_norm(module)
+    fast = ganfast.accelerate(copy.deepcopy(stock), verbose=False)
+    stock_ema, fast_ema = copy.deepcopy(stock), copy.deepcopy(fast)  # EMA copies, made after
+    for model, ema in ((stock, stock_ema), (fast, fast_ema)):
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+        torch.manual_seed(1)
+        for _ in range(3):
+            model(torch.randn(3, 4, dtype=torch.float64)).square().mean().backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            with torch.no_grad():  # parameters and buffers in order, as EMA code zips them
+                for p_ema, p in zip(ema.parameters(), model.parameters(), strict=True):
+                    p_ema.lerp_(p, 0.1)
+                for b_ema, b in zip(ema.buffers(), model.buffers(), strict=True):
+                    b_ema.copy_(b)
+    z = torch.randn(3, 4, dtype=torch.float64)
+    torch.testing.assert_close(fast_ema.eval()(z), stock_ema.eval()(z), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("api", ["parametrizations", "legacy"])
+def test_a_gradient_penalty_through_a_converted_discriminator_is_unchanged(api):
+    # WGAN-GP's double backward through the spectral norms, D called twice per step (real, fake).
+    torch.manual_seed(0)
+    original, converted = _pair(stock_gans.SNGANDiscriminator(width=4, spectral_norm=api))
+    for _ in range(2):
+        real, fake = torch.randn(2, 2, 3, 32, 32, dtype=torch.float64)
+        grads = []
+        for d in (original, converted):
+            x = fake.clone().requires_grad_(True)
+            loss = d(x).mean() - d(real).mean()
+            (g,) = torch.autograd.grad(d(x).sum(), x, create_graph=True)
+            (loss + ((g.flatten(1).norm(dim=1) - 1) ** 2).mean()).backward()
+            grads.append([p.grad for p in d.parameters()])
+            d.zero_grad(set_to_none=True)
+        for g_converted, g_original in zip(grads[1], grads[0], strict=True):
+            torch.testing.assert_close(g_converted, g_original, rtol=1e-10, atol=1e-10)
