@@ -13,15 +13,24 @@ def _print_info(args) -> int:
         print(json.dumps(report, indent=2))
         return 0
     ext = report["extension"]
-    print(f"ganfast {report['ganfast']}  torch {report['torch']} (CUDA {report['torch_cuda']})"
-          f"  triton {report['triton']}  python {report['python']}")
+    cuda = f"CUDA {report['torch_cuda']}" if report["torch_cuda"] else "a CPU-only build"
+    triton = f"triton {report['triton']}" if report["triton"] else "triton not installed"
+    print(f"ganfast {report['ganfast']}  torch {report['torch']} ({cuda})  {triton}"
+          f"  python {report['python']}")
     print(f"device: {report['device']}")
     print(f"backend setting: {report['backend_setting']}")
     print(f"extension ganfast._C: {'loaded' if ext['loaded'] else 'not loaded: ' + ext['reason']}"
           + (f" (archs {ext['cuda_archs']}; {len(ext['registered_ops'])} ops)" if ext["loaded"] else ""))
+    setting = report["backend_setting"]
     for op, entry in report["ops"].items():
-        measured = "measured" if entry["auto_order_measured"] else "default order, not yet measured"
-        print(f"  {op}: auto -> {entry['auto']} ({measured})")
+        # how auto chose: only where it chose (not under a backend set by name, nor a refusal)
+        measured = ("" if setting != "auto" or entry["auto"].startswith("refused")
+                    else " (measured)" if entry["auto_order_measured"]
+                    else " (default order, not yet measured)")
+        if setting.startswith("invalid"):  # the setting's line above says why
+            print(f"  {op}: refused, the backend setting is invalid")
+        else:
+            print(f"  {op}: {setting} -> {entry['auto']}{measured}")
         for name, status in entry["available"].items():
             print(f"    {name:7s} {status}")
     return 0

@@ -15,9 +15,33 @@ def _version(package: str) -> str | None:
         return None
 
 
+def _unavailable(name: str, device: torch.device) -> str:
+    """Why backend `name` cannot run here, or "". Without a GPU, the machine's reason (not
+    "it needs CUDA tensors; got tensors on cpu": `ganfast info` was given no tensors), then
+    whatever else stands in the backend's way on a GPU (triton missing, ganfast._C not built
+    or not importable), so that a CPU-only machine still tells what is missing."""
+    if name == "torch" or device.type == "cuda":
+        return backends.unavailable_reason(name, device)
+    machine = (f"torch {torch.__version__} is a CPU-only build" if torch.version.cuda is None
+               and getattr(torch.version, "hip", None) is None
+               else "no CUDA device (torch.cuda.is_available() is False)")
+    own = backends._unavailable(name, True, "")  # without a GPU: no arch to compare the build with
+    return f"{machine}; {own}" if own else machine
+
+
+def _gpu_description() -> str:
+    """The current GPU with its compute capability (to set beside the extension's archs), and
+    how many GPUs there are when more than one."""
+    major, minor = torch.cuda.get_device_capability()
+    count = torch.cuda.device_count()
+    return (f"{torch.cuda.get_device_name()} (compute capability {major}.{minor})"
+            + (f"; {count} GPUs" if count > 1 else ""))
+
+
 def info() -> dict:
     """A snapshot of what ganfast can run here, and why not where it cannot."""
     from . import __version__
+    from .bench.cases import cpu_description  # the CPU as bench rows name it
 
     cuda = torch.cuda.is_available()
     device = torch.device("cuda" if cuda else "cpu")
@@ -37,7 +61,7 @@ def info() -> dict:
         ops[op] = {
             "auto": auto,
             "auto_order_measured": entry.get("measured", False),
-            "available": {name: (backends.unavailable_reason(name, device) or "yes")
+            "available": {name: (_unavailable(name, device) or "yes")
                           if name in backends.kernels(op) else f"{op} has no {name} kernel"
                           for name in backends.BACKENDS[1:]},
         }
@@ -47,8 +71,7 @@ def info() -> dict:
         "torch": torch.__version__,
         "torch_cuda": torch.version.cuda,
         "triton": _version("triton"),
-        "device": (torch.cuda.get_device_name() if cuda
-                   else f"cpu ({platform.processor() or platform.machine()})"),
+        "device": _gpu_description() if cuda else f"cpu ({cpu_description()})",
         "backend_setting": setting,
         "extension": {
             "built": bool(build.get("extension_built")),

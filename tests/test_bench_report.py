@@ -294,6 +294,10 @@ def test_report_refuses_bad_input_before_writing_anything(tmp_path, capsys):
     ("dtype", None, "dtype must be a non-empty string, got None"),
     ("date", 20261122, "date must be a string or null, got 20261122"),
     ("time", 5, "time must be a string or null, got 5"),
+    # grouping keys: a number or a list among strings was a TypeError out of sorted() or dict
+    ("case", 3, "case must be a string or null, got 3"),
+    ("block", ["a"], "block must be a string or null, got ['a']"),
+    ("layout", 5, "layout must be a string or null, got 5"),
 ])
 def test_rows_the_report_cannot_show_truthfully_are_named_by_file_and_line(tmp_path, field, value,
                                                                            message):
@@ -445,3 +449,27 @@ def test_report_refuses_a_readme_it_may_not_write_before_writing_anything(tmp_pa
     assert main(["bench", "--report", str(good), "--out", str(out), "--readme", str(readme)]) == 2
     assert f"--readme {readme}: the file (or its folder) may not be written" in capsys.readouterr().err
     assert not out.exists() and readme.read_text() == README
+
+
+def test_a_grouping_field_of_the_wrong_kind_is_refused_not_a_traceback(tmp_path, capsys):
+    from ganfast.cli import main
+
+    rows = synthetic_rows()
+    rows[0]["case"], rows[1]["case"] = 3, "x"  # were sorted together: str < int, TypeError
+    path = write_jsonl(tmp_path / "rows.jsonl", rows)
+    out = tmp_path / "out"
+    assert main(["bench", "--report", str(path), "--out", str(out)]) == 2
+    assert f"{path}:1: case must be a string or null, got 3" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_readme_help_names_both_pairs_of_markers_the_report_needs(tmp_path, capsys):
+    # --readme with train_step rows needs the train-step markers as well: the help said only
+    # "between its bench-report markers", and such a README was refused.
+    from ganfast.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    for marker in (*report.TRAIN_STEP_MARKERS, report.BEGIN, report.END):
+        assert marker in help_text

@@ -40,6 +40,35 @@ def test_info_human_readable():
     assert "gradient_penalty" in out and "extension" in out
 
 
+def _info_report(setting: str, auto: str) -> dict:
+    entry = {"auto": auto, "auto_order_measured": True, "available": {"torch": "yes"}}
+    return {"ganfast": "0", "torch": "2.11.0+cpu", "torch_cuda": None, "triton": None,
+            "python": "3.11", "device": "cpu", "backend_setting": setting,
+            "extension": {"loaded": False, "reason": "not built"},
+            "ops": {"gradient_penalty": entry}}
+
+
+@pytest.mark.parametrize("setting,auto,line", [
+    ("auto", "torch", "gradient_penalty: auto -> torch (measured)"),
+    ("torch", "torch", "gradient_penalty: torch -> torch\n"),
+    ("cuda", "refused: it needs CUDA tensors", "gradient_penalty: cuda -> refused: it needs CUDA "
+     "tensors\n"),
+    ("invalid (GANFAST_BACKEND ...)", "refused: GANFAST_BACKEND ...",
+     "gradient_penalty: refused, the backend setting is invalid\n"),
+])
+def test_info_text_says_what_the_setting_chose(monkeypatch, capsys, setting, auto, line):
+    # "CUDA None" and "triton None" were printed for a CPU-only torch without triton, and a
+    # refusal or a backend set by name read "auto -> refused: ... (measured)"
+    from ganfast.cli import main
+
+    # the module (ganfast.info is the function ganfast exports)
+    monkeypatch.setattr(sys.modules["ganfast.info"], "info", lambda: _info_report(setting, auto))
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "torch 2.11.0+cpu (a CPU-only build)  triton not installed" in out
+    assert "None" not in out and line in out
+
+
 def test_bench_writes_rows_side_by_side(tmp_path):
     import ganfast
     from ganfast.cli import main
@@ -304,6 +333,23 @@ def test_interleaved_timing_changes_the_order_of_any_number_of_calls():
         before = {r[r.index(name) - 1] if r.index(name) else None for r in rounds}
         assert before == {None} | set("abc") - {name}
     assert interleaved_ms({}) == {}
+
+
+def test_a_cpu_copy_ceiling_is_its_fastest_call_not_a_loaded_median(monkeypatch):
+    # Timed while neighbours loaded the machine, the median copy once gave a ceiling 2000x too
+    # low, and a case's row ran at 60 times "100%" of it.
+    import torch
+
+    from ganfast.bench import timing
+
+    def one_quiet_call_among_loaded_ones(fn, warmup, reps):
+        fn()
+        return [0.002] + [1000.0] * (reps - 1)
+
+    numel = 1000  # float32 values: 8,000 bytes read and written per copy
+    monkeypatch.setattr(timing, "_cpu_call_ms", one_quiet_call_among_loaded_ones)
+    gbps = timing.copy_bandwidth_gbps(torch.device("cpu"), bytes_moved=8 * numel)
+    assert gbps == pytest.approx(2 * numel * 4 / 0.002e-3 / 1e9)
 
 
 def test_bench_interrupted_keeps_the_rows_timed_so_far(monkeypatch, tmp_path, capsys):
@@ -709,3 +755,96 @@ def test_version_and_missing_plot_package(tmp_path, monkeypatch, capsys):
     assert main(["bench", "--report", str(rows), "--out", str(tmp_path / "r")]) == 1
     assert "the plots need matplotlib: pip install 'ganfast[bench]'" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_bench_refuses_to_append_rows_to_a_file_of_something_else(tmp_path, monkeypatch, capsys):
+    # `--out README.md` (or a training log) appended JSON rows to it after minutes of timing,
+    # and --report then refused the file: refused before anything is timed, the file untouched.
+    from ganfast.bench import cases, overhead
+    from ganfast.cli import main
+
+    monkeypatch.setattr(cases, "run", lambda *a, **k: pytest.fail("timed despite a usage error"))
+    others = {"README.md": b"# My GAN\n\nnotes\n",
+              "metrics.jsonl": json.dumps({"step": 1, "loss_d": 0.5}).encode() + b"\n",
+              "image.png": b"\x89PNG\r\n\x1a\n\x00\x00\xff"}
+    for name, data in others.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        assert main(["bench", "--device", "cpu", "--out", str(path)]) == 2, name
+        assert f"--out {path} holds something other than `ganfast bench` rows" in \
+            capsys.readouterr().err
+        assert path.read_bytes() == data
+    # What bench wrote, an empty file, or one of blank lines are appended to: the run goes on
+    # (here to timing nothing, so status 1).
+    row = dict(op="gradient_penalty", mode="fwd", shape=[2, 3], dtype="float32", backend="eager",
+               device="cpu", median_ms=1.0)
+    monkeypatch.setattr(cases, "run", lambda *a, **k: [])
+    monkeypatch.setattr(overhead, "run", lambda *a, **k: [])
+    for text in ("", "\n\n", json.dumps(row) + "\n"):
+        (tmp_path / "rows.jsonl").write_text(text)
+        assert main(["bench", "--device", "cpu", "--out", str(tmp_path / "rows.jsonl")]) == 1
+        assert "no gradient_penalty case was timed" in capsys.readouterr().err
+
+
+def test_bench_times_a_case_asked_for_twice_once(monkeypatch):
+    # `--dtype fp32,fp32` or a repeated --shape/--batch timed every case twice, its rows doubled.
+    from ganfast.bench import cases
+    from ganfast.cli import main
+
+    timed = []
+    monkeypatch.setattr(cases, "run", lambda op, all_cases, *a, **k: timed.extend(all_cases) or [])
+    assert main(["bench", "--device", "cpu", "--mode", "kernels", "--no-compile",
+                 "--dtype", "fp32,fp32", "--shape", "2x3", "--shape", "2x3", "--shape", "1x3",
+                 "--batch", "2", "--batch", "2"]) == 1  # nothing timed: cases.run is stubbed
+    keys = [(c.mode, tuple(c.key["shape"]), c.key["dtype"], c.backend) for c in timed]
+    assert len(keys) == len(set(keys))
+    assert {tuple(shape) for mode, shape, _, _ in keys if mode != "full"} == {(2, 3), (1, 3)}
+    assert {tuple(shape) for mode, shape, _, _ in keys if mode == "full"} == {(2, 3, 64, 64)}
+
+
+def test_info_on_a_cpu_machine_says_what_else_each_backend_lacks(monkeypatch):
+    # The reason was "it needs CUDA tensors; got tensors on cpu" (info is given no tensors),
+    # whatever else was missing: triton not installed, the extension not built.
+    import torch
+
+    import ganfast
+    from ganfast import _extension, backends
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(_extension, "load", lambda: (False, "extension not built: nvcc not found"))
+    monkeypatch.setattr(backends, "_triton_reason", lambda: "triton is not installed (no module)")
+    available = ganfast.info()["ops"]["gradient_penalty"]["available"]
+    no_device = ("is a CPU-only build" if torch.version.cuda is None
+                 else "no CUDA device (torch.cuda.is_available() is False)")
+    assert available["cuda"] == f"{no_device}; extension not built: nvcc not found"
+    assert available["triton"] == f"{no_device}; triton is not installed (no module)"
+    assert available["torch"] == "yes"
+    monkeypatch.setattr(torch.version, "cuda", None)
+    monkeypatch.setattr(torch.version, "hip", None, raising=False)
+    assert ganfast.info()["ops"]["spectral_norm"]["available"]["triton"].startswith(
+        f"torch {torch.__version__} is a CPU-only build; triton is not installed")
+    # with nothing else missing, the machine's reason alone
+    monkeypatch.setattr(backends, "_triton_reason", lambda: "")
+    assert ganfast.info()["ops"]["spectral_norm"]["available"]["triton"] == \
+        f"torch {torch.__version__} is a CPU-only build"
+
+
+def test_info_names_the_cpu_and_the_gpus_compute_capability(monkeypatch):
+    # "cpu (x86_64)" said nothing a bench row's section is named by; on a GPU, the capability
+    # is what the extension's archs ("archs 80;90") are to be compared with.
+    import torch
+
+    import ganfast
+    from ganfast import backends
+    from ganfast.bench.cases import cpu_description
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert ganfast.info()["device"] == f"cpu ({cpu_description()})"
+    monkeypatch.setattr(backends, "_resolved", {})  # resolutions on the pretend GPU are not kept
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "NVIDIA Pretend")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (7, 5))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert ganfast.info()["device"] == "NVIDIA Pretend (compute capability 7.5)"
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    assert ganfast.info()["device"] == "NVIDIA Pretend (compute capability 7.5); 4 GPUs"

@@ -3,6 +3,7 @@
 import argparse
 import functools
 import importlib.util
+import json
 import os
 import signal
 import sys
@@ -70,7 +71,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report", nargs="+", metavar="FILE",
                         help="instead of timing: a markdown table and plots from result files")
     parser.add_argument("--readme", help="with --report: also splice the table into this file, "
-                                         "between its bench-report markers")
+                                         "between its lines <!-- bench-report:begin --> and "
+                                         "<!-- bench-report:end --> (and, when train_step rows "
+                                         "are given, the steps/s table between "
+                                         "<!-- train-step:begin --> and <!-- train-step:end -->)")
     parser.add_argument("--auto-table", action="store_true",
                         help="with --report: rank the backends by the GPU rows and write the "
                              "order auto uses (ganfast/ops/auto_backends.json)")
@@ -157,7 +161,9 @@ def _out_problem(path: Path, kind: str) -> str | None:
     if kind == "folder" and path.exists() and not path.is_dir():
         return f"--out {path} is a file; give the folder for report.md and the plots"
     if kind == "file" and path.exists():  # through a symlink, its target
-        return None if os.access(path, os.W_OK) else f"--out {path}: the file may not be written"
+        if not os.access(path, os.W_OK):
+            return f"--out {path}: the file may not be written"
+        return _not_rows(path)
     existing = next(p for p in (path if kind == "folder" else path.parent).absolute().joinpath("x").parents
                     if p.exists())
     if not existing.is_dir():
@@ -167,6 +173,39 @@ def _out_problem(path: Path, kind: str) -> str | None:
     return None
 
 
+def _not_rows(path: Path) -> str | None:
+    """Why the rows must not be appended to an existing file, or None: one whose first line is
+    not a `ganfast bench` row (a README or a training log given as --out by mistake) would have
+    JSON appended to it, and --report would refuse the result. Only the first line is read; an
+    empty file, a pipe (--out /dev/stdout) or a file this process may not read is written to."""
+    from . import report
+
+    try:
+        if not path.is_file():
+            return None
+        with path.open("rb") as f:
+            head = f.read(1 << 20)  # a row is well under this; a file of no lines is not read whole
+    except OSError:
+        return None
+    first = next((line for line in head.splitlines() if line.strip()), None)
+    if first is None:
+        return None
+    try:
+        problem = report._row_problem(json.loads(first))
+    except (UnicodeDecodeError, ValueError):  # not text, or not JSON
+        problem = "it is not JSON"
+    if problem:
+        return (f"--out {path} holds something other than `ganfast bench` rows (its first line: "
+                f"{problem}); the rows are appended to the file, so give a new file or one that "
+                "ganfast bench wrote")
+    return None
+
+
+def _distinct(values):
+    """The values in their first order, each once (a case asked for twice is timed once)."""
+    return list(dict.fromkeys(values)) if values else values
+
+
 def run(args) -> int:
     problem = _bench_usage_error(args)
     if problem:
@@ -174,6 +213,8 @@ def run(args) -> int:
         return 2
     if args.report:
         return _bench_report(args)
+    for name in ("dtype", "shape", "block", "batch"):
+        setattr(args, name, _distinct(getattr(args, name)))
     args.mode = args.mode or "all"
     args.op = args.op or DEFAULT_OP
     previous = _sigint_once()

@@ -71,7 +71,8 @@ def _row_problem(row) -> str | None:
     for key in ("op", "mode", "dtype", "backend", "device"):
         if not isinstance(row[key], str) or not row[key]:
             return f"{key} must be a non-empty string, got {row[key]!r}"
-    for key in ("date", "time"):  # compared when ordering runs
+    # compared when ordering runs (date, time) or grouping rows (case, block, layout)
+    for key in ("date", "time", "case", "block", "layout"):
         if row.get(key) is not None and not isinstance(row[key], str):
             return f"{key} must be a string or null, got {row[key]!r}"
     shape = row["shape"]

@@ -140,11 +140,17 @@ def copy_bandwidth_gbps(device: torch.device, bytes_moved: int | None = None) ->
     memory's own, or of a copy that moves `bytes_moved`. A CPU case is timed with its data in
     cache (nothing flushes the caches between its calls, unlike do_bench on CUDA), and against
     memory bandwidth small cases ran at 2-3 times "100%" on the 2-core machine, so on CPU its
-    ceiling is a copy of the same size, timed the same way."""
+    ceiling is a copy of the same size, timed the same way, its fastest call (as
+    matrix_tflops's): a ceiling is what the machine does at its best, and the median of a copy
+    timed while neighbours loaded the 2-core machine once came out at 0.07 GB/s against its
+    usual 146, a case's row at 60 times "100%"."""
     numel = bytes_moved // 8 if bytes_moved else (256 if device.type == "cuda" else 32) * 2**20
     src = torch.randn(max(numel, 1), device=device)
     dst = torch.empty_like(src)
-    ms = median_ms(lambda: dst.copy_(src), device)
+    if device.type == "cuda":
+        ms = median_ms(lambda: dst.copy_(src), device)
+    else:
+        ms = min(_cpu_call_ms(lambda: dst.copy_(src), 5, 60))
     return 2 * src.numel() * src.element_size() / (ms * 1e-3) / 1e9
 
 
