@@ -351,6 +351,9 @@ def test_precision_recall_takes_unsigned_integer_features_past_uint8(dtype):
 @pytest.mark.parametrize("dtype,factor", [
     (torch.float32, 2.0**70), (torch.float32, 2.0**-90), (torch.bfloat16, 2.0**80),
     (torch.float64, 2.0**600), (torch.float64, 2.0**-560),
+    # the scale itself outside the dtype's range: 2**140 for float32, 2**1029 for float64
+    # (subnormal features: an OverflowError computing it, (0.0, 0.0) from an inf scale)
+    (torch.float32, 2.0**-140), (torch.float64, 2.0**-1029),
 ])
 def test_precision_recall_of_features_whose_squared_distances_leave_the_dtype(dtype, factor):
     # Squared distances overflowed (float32 features past ~1e17: every distance inf, every
@@ -371,7 +374,7 @@ def test_precision_recall_of_features_whose_squared_distances_leave_the_dtype(dt
 def test_kid_seed_past_numpys_range_is_named():
     # numpy's RandomState refused it with its own "Seed must be between 0 and 2**32 - 1"
     f = torch.randn(12, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
-    with pytest.raises(ValueError, match=r"^seed must be an int in \[0, 2\*\*32 - 1\] \(numpy's "
+    with pytest.raises(ValueError, match=r"^seed must be an int in \[0, 4294967295\] \(numpy's "
                                          r"RandomState seed\), got 4294967296"):
         kid(f, f + 1, subsets=2, subset_size=5, seed=2**32)
     expected = metric_kid.kid_features_to_metric(
@@ -419,3 +422,20 @@ def test_masked_numpy_arrays_with_masked_entries_are_refused():
     # a masked array with nothing masked is its data
     assert kid(np.ma.masked_array(f), f + 1, subsets=2, subset_size=5) == kid(f, f + 1, subsets=2,
                                                                               subset_size=5)
+
+
+@pytest.mark.parametrize("dtype,low,high", [(torch.int64, -7, 8), (torch.uint64, 0, 16)])
+def test_precision_recall_of_large_integer_features_is_computed_in_float64(dtype, low, high):
+    # Integers were computed in float32, never rescaled: features k * 2**60 (up to 1.7e19 for
+    # uint64) gave squared distances past float32's range, (1.0, 1.0). In float64 (as kid and
+    # frechet_distance take them) they are torch-fidelity's numbers on the same values.
+    metric_prc = pytest.importorskip("torch_fidelity.metric_prc")
+    g = torch.Generator().manual_seed(8)
+    steps = [torch.randint(low, high, (n, 8), generator=g).tolist() for n in (40, 50)]
+    fake, real = (torch.tensor([[k * 2**60 for k in row] for row in rows], dtype=dtype)
+                  for rows in steps)
+    expected = metric_prc.calculate_precision_recall_full(
+        torch.tensor(steps[0], dtype=torch.float64) * 2.0**60,
+        torch.tensor(steps[1], dtype=torch.float64) * 2.0**60, neighborhood=3)
+    assert 0 < expected[0] < 1 and 0 < expected[1] < 1
+    assert precision_recall(fake, real) == pytest.approx(expected, abs=1e-6)

@@ -77,12 +77,15 @@ def first_device(*values) -> torch.device | None:
     return next((v.device for v in values if isinstance(v, torch.Tensor)), None)
 
 
-def check_int(value, name: str, minimum: int, why: str = "") -> int:
+def check_int(value, name: str, minimum: int, why: str = "", maximum: int | None = None) -> int:
     """`value` as an int (numpy integers included; bools and floats refused), at least
-    `minimum`, or a ValueError naming the argument (`why`: a parenthetical reason)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+    `minimum` (and at most `maximum`), or a ValueError naming the argument (`why`: a
+    parenthetical reason)."""
+    if (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum
+            or (maximum is not None and value > maximum)):
         reason = f" ({why})" if why else ""
-        raise ValueError(f"{name} must be an int >= {minimum}{reason}, got {value!r}")
+        bounds = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise ValueError(f"{name} must be an int {bounds}{reason}, got {value!r}")
     return int(value)
 
 

@@ -44,10 +44,8 @@ def kid(features1, features2, subsets=100, subset_size=1000, degree=3, gamma=Non
     subsets = check_int(subsets, "subsets", 1)
     subset_size = check_int(subset_size, "subset_size", 2)
     if seed is not None:  # None: numpy draws a seed (subsets differ from call to call)
-        check_int(seed, "seed", 0, "numpy's RandomState seed")
-        if seed > MAX_SEED:  # numpy's own refusal ("Seed must be between ...") names no caller
-            raise ValueError(f"seed must be an int in [0, 2**32 - 1] (numpy's RandomState seed), "
-                             f"got {seed!r}")
+        # (numpy's own refusal past its range, "Seed must be between ...", names no caller)
+        check_int(seed, "seed", 0, "numpy's RandomState seed", maximum=MAX_SEED)
     if subset_size > min(len(f1), len(f2)):
         raise ValueError(
             "subset_size must be in [2, min(len(features1), len(features2))] = "

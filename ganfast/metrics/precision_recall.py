@@ -47,12 +47,14 @@ def _inside_any_ball(
     return torch.cat(hits).double().mean()
 
 
-def _range_scale(ranges: list[tuple[float, float]], dtype: torch.dtype, d: int) -> float:
-    """A power of two that brings features of the given value ranges to magnitude ~1 when their
-    squared distances would overflow `dtype` (|x|^2 of D values: float32 features past ~1e17
-    gave inf distances, every sample inside every ball, (1.0, 1.0)) or underflow it (float32
-    features below ~1e-16 gave distances of 0, (1.0, 1.0) too); else 1.0. Exact: a power of two
-    scales every distance alike and rounds nothing, so the balls keep their members."""
+def _range_exponent(ranges: list[tuple[float, float]], dtype: torch.dtype, d: int) -> int:
+    """The power of two (its exponent) that brings features of the given value ranges to
+    magnitude ~1 when their squared distances would overflow `dtype` (|x|^2 of D values: float32
+    features past ~1e17 gave inf distances, every sample inside every ball, (1.0, 1.0)) or
+    underflow it (float32 features below ~1e-16 gave distances of 0, (1.0, 1.0) too); else 0.
+    A power of two scales every distance alike and rounds no value that is a normal number
+    before and after, so the balls keep their members (values far below the largest may lose
+    bits, as they do in the sums of the distances anyway)."""
     largest = max((max(-low, high) for low, high in ranges), default=0.0)
     info = torch.finfo(dtype)
     # centred values are at most twice the largest; the sum of D squares, the norms beside
@@ -60,8 +62,15 @@ def _range_scale(ranges: list[tuple[float, float]], dtype: torch.dtype, d: int) 
     too_large = math.sqrt(info.max / (64 * d))
     too_small = math.sqrt(info.tiny / info.eps)  # squares keep a normal number's precision
     if largest == 0.0 or too_small <= largest <= too_large:
-        return 1.0
-    return math.ldexp(1.0, -math.frexp(largest)[1])
+        return 0
+    return -math.frexp(largest)[1]
+
+
+def _times_power_of_two(x: torch.Tensor, exponent: int, dtype: torch.dtype) -> torch.Tensor:
+    """x * 2**exponent in `dtype`, in two halves: 2**exponent itself may lie outside dtype's
+    range (float32 features of 2**-140 need 2**140, subnormal float64 ones 2**1029)."""
+    half = exponent // 2
+    return x.to(dtype) * math.ldexp(1.0, half) * math.ldexp(1.0, exponent - half)
 
 
 def _described(value) -> str:
@@ -87,10 +96,10 @@ def precision_recall(fake_features, real_features, k=3, tile=TILE):
         check_has_values(f, name)
         if len(f) <= k:
             raise ValueError(f"{name} needs more than k={k} rows, got {len(f)}")
-        # a NaN distance is inside no ball: it would pass for a miss. Integers are finite (and
-        # aminmax has no kernel for uint16, uint32, uint64); their range is their dtype's.
-        if f.is_floating_point() and f.numel():
-            ranges.append(finite_range(f.detach(), name))
+        # a NaN distance is inside no ball: it would pass for a miss. Integers are finite; their
+        # range is read from a float64 copy (aminmax has no kernel for uint16, uint32, uint64).
+        if f.numel():
+            ranges.append(finite_range(f.detach() if f.is_floating_point() else f.double(), name))
     if fake_features.shape[1] != real_features.shape[1]:
         raise ValueError(
             f"fake_features and real_features must have the same width, got "
@@ -100,10 +109,14 @@ def precision_recall(fake_features, real_features, k=3, tile=TILE):
         raise ValueError(f"fake_features and real_features must have at least 1 feature (column), "
                          f"got shapes {tuple(fake_features.shape)} and {tuple(real_features.shape)}")
     # the wider of the two dtypes: float64 real features were rounded to float32 fake ones' (and
-    # the result depended on the order of the arguments); detached, as the result is a float and
-    # a graph would keep every distance tile
-    dtype = torch.promote_types(torch.promote_types(fake_features.dtype, real_features.dtype),
-                                torch.float32)
+    # the result depended on the order of the arguments); float64 for integers, as kid and the
+    # Frechet distance take them (float32 rounds integers past 2**24, and the squares of int64
+    # ones overflowed it); detached, as the result is a float and a graph would keep every
+    # distance tile
+    dtype = (torch.float64 if not (fake_features.is_floating_point()
+                                   and real_features.is_floating_point())
+             else torch.promote_types(torch.promote_types(fake_features.dtype,
+                                                          real_features.dtype), torch.float32))
     # Distances do not change under a shift, but cdist's matrix-product form (|x|^2 + |y|^2 - 2 x.y,
     # which it takes past 25 rows) loses to cancellation what a common offset adds to the norms:
     # float32 features 1e4 from the origin with a spread of 1 gave (1.0, 1.0) for (0.98, 0.20).
@@ -111,9 +124,10 @@ def precision_recall(fake_features, real_features, k=3, tile=TILE):
     # The subtraction converts to `dtype` as it goes (type promotion): one copy of each set.
     device = fake_features.device
     fake, real = fake_features.detach(), real_features.detach().to(device)
-    scale = _range_scale(ranges, dtype, fake.shape[1])
-    if scale != 1.0:  # rare: features whose squared distances leave dtype's range
-        fake, real = fake.to(dtype) * scale, real.to(dtype) * scale
+    exponent = _range_exponent(ranges, dtype, fake.shape[1])
+    if exponent:  # rare: features whose squared distances leave dtype's range
+        fake = _times_power_of_two(fake, exponent, dtype)
+        real = _times_power_of_two(real, exponent, dtype)
     centre = real.mean(0, dtype=dtype)
     fake = fake - centre
     real = real - centre
