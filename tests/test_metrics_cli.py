@@ -710,10 +710,14 @@ def test_features_modules_that_fail_or_are_misnamed(tmp_path, monkeypatch, capsy
          r"No module named 'fid_test_no_such_dependency'$", r'fid_test_needs_dep.py", line 1'),
         ("no_such_package.sub:f", r"cannot load it \(No module named 'no_such_package'\); "
          r"expected module:function", None),
-        ("fid_test_broken_file", r"--features 'fid_test_broken_file': no module named; expected "
-         r"module:function", None),
+        ("fid_test_broken_file", r"--features 'fid_test_broken_file': no function named; "
+         r"expected module:function", None),
+        ("fid_test_broken_file.py", r"no function named; expected module:function", None),
         ("fid_test_broken_file.py:", r"no function named; expected module:function", None),
-        ("my-features:f", r"'my-features' is not a module name", None),
+        (":f", r"no module named; expected module:function", None),
+        (".fid_test_broken_module:f", r"'.fid_test_broken_module' is not a module name", None),
+        ("sub/fid_test_broken_module:f", r"'sub/fid_test_broken_module' is not a module name",
+         None),
         ("", r"--features '': expected module:function or path/to/file.py:function \(an unset "
          r"variable\?\)", None),
     ]
@@ -724,6 +728,20 @@ def test_features_modules_that_fail_or_are_misnamed(tmp_path, monkeypatch, capsy
         assert "cannot load it (--features" not in err and "metrics/cli.py" not in err, err
         assert ("Traceback" in err) == (frame is not None) and (
             frame is None or re.search(frame, err)), err
+
+
+def test_features_modules_named_as_files_may_be_named(tmp_path, monkeypatch, capsys):
+    # import_module finds a file of any name in the current folder: "my-feats:fn" and
+    # "2024_feats:fn" worked and must keep working (not refused as "not a module name")
+    a = _folder(tmp_path / "a", 3, seed=0)
+    for name in ("fid-test-features", "2024_fid_test_features"):
+        (tmp_path / f"{name}.py").write_text(
+            "def extract(images):\n    return images.flatten(2).mean(2).double()\n")
+    monkeypatch.chdir(tmp_path)
+    for name in ("fid-test-features", "2024_fid_test_features"):
+        assert main(["fid", str(a), str(a), "--features", f"{name}:extract",
+                     "--device", "cpu"]) == 0, capsys.readouterr().err
+        assert capsys.readouterr().out.startswith("FID: ")
 
 
 def test_weights_with_features_is_refused(tmp_path, extractor, monkeypatch, capsys):

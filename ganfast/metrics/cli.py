@@ -331,12 +331,13 @@ def _load_callable(spec: str):
     """module:function (importable from the current folder too, as with `python -m`) or
     path/to/file.py:function. An error raised by the module's own code is a UserCodeError (its
     traceback shown); a name that finds no module, file or function, a FidError."""
-    where, _, attr = spec.rpartition(":")
+    where, colon, attr = spec.rpartition(":")
     expected = ("expected module:function with the module importable from the current folder "
                 "(or on PYTHONPATH), or path/to/file.py:function")
-    if not where or not attr:
-        raise FidError(f"--features {spec!r}: no {'module' if not where else 'function'} "
-                       f"named; {expected}")
+    if not colon or not attr:  # "feats", "feats.py", "feats:"
+        raise FidError(f"--features {spec!r}: no function named; {expected}")
+    if not where:
+        raise FidError(f"--features {spec!r}: no module named; {expected}")
     if where.endswith(".py"):
         if not Path(where).is_file():
             raise FidError(f"--features {spec!r}: cannot load it (no file {where}); {expected}")
@@ -350,7 +351,9 @@ def _load_callable(spec: str):
             raise UserCodeError(f"--features {spec!r}: running {where} failed: "
                                 f"{error_line(error)}", error) from error
     else:
-        if not all(part.isidentifier() for part in where.split(".")):
+        # import_module finds any file name ("my-feats", "2024_feats"), but takes a leading "."
+        # as a relative import (a TypeError without a package) and a path as nothing
+        if "" in where.split(".") or "/" in where or os.sep in where:
             raise FidError(f"--features {spec!r}: {where!r} is not a module name; {expected}")
         if os.getcwd() not in sys.path:
             sys.path.insert(0, os.getcwd())
