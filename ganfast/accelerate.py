@@ -22,9 +22,11 @@ What it converts (everything else is left alone):
   parametrization keys, and ganfast's spectral norm still loads the legacy keys. The legacy hook
   updates u and v once per call of the layer, a parametrization on each read of the weight in
   training mode: the same where the forward reads it once, as PyTorch's Linear, Bilinear,
-  Embedding(Bag), Conv and ConvTranspose layers do. PyTorch's other layers (an RNN reads each
-  weight twice per call) keep the legacy hook and are reported; a user's own layer is converted,
-  as what its forward reads cannot be seen. Code that reads a converted layer's .weight outside
+  Embedding(Bag), Conv, ConvTranspose layers and RNN cells do. PyTorch's other layers (an RNN
+  reads each weight twice per call), and layers held by PyTorch's modules other than containers
+  (MultiheadAttention reads its out_proj's weight without calling it, so the legacy hook never
+  normalized it), keep the legacy hook and are reported; a user's own layer is converted, as
+  what its forward reads cannot be seen. Code that reads a converted layer's .weight outside
   its forward in training mode (to log its norm) now advances u and v, which the legacy
   attribute did not: read it in eval() mode, or parametrizations.weight.original.
 
@@ -269,20 +271,49 @@ def _fuse_upsample_conv(model: nn.Module, left_alone: list[LeftAlone]) -> list[C
 # PyTorch's layers whose forward reads the weight once per call, where the legacy hook's one
 # update of u and v per call is the parametrization's one per read of the weight. Its other
 # layers may read a weight more often: an RNN reads each twice, nn.MultiheadAttention its
-# in_proj_weight three times.
+# in_proj_weight three times. RNN cells read weight_ih and weight_hh once each.
 _READS_WEIGHT_ONCE = (nn.Linear, nn.Bilinear, nn.Embedding, nn.EmbeddingBag, nn.Conv1d, nn.Conv2d,
                       nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+_CELL_WEIGHTS = ("weight_ih", "weight_hh")
+# PyTorch's modules that run their children by calling them. Its other modules with children
+# may read a child's weight without calling the child (nn.MultiheadAttention reads
+# out_proj.weight itself; a Transformer layer's inference fast path, its linear layers'), where
+# the legacy hook, which runs on the child's call, never normalized it.
+_CALLS_ITS_CHILDREN = (nn.Sequential, nn.ModuleList, nn.ModuleDict, nn.DataParallel)
 
 
-def _why_legacy_stays(layer: type, name: str) -> str | None:
-    """Why a legacy spectral norm on `layer`.`name` must stay (None: it need not). A user's own
-    layer is converted: what its forward reads cannot be seen (the module docstring says so)."""
-    stock = next((c for c in layer.__mro__ if c is not nn.Module
-                  and c.__module__.startswith("torch.nn.")), None)
-    if stock is None or (issubclass(stock, _READS_WEIGHT_ONCE) and name == "weight"):
+def _stock_class(layer: type) -> type | None:
+    """The first of PyTorch's own classes that `layer` is (itself or a base), or None for a
+    user's module."""
+    return next((c for c in layer.__mro__ if c is not nn.Module
+                 and c.__module__.startswith("torch.nn.")), None)
+
+
+def _why_legacy_stays(layer: type, name: str, parents: list[type]) -> str | None:
+    """Why a legacy spectral norm on `layer`.`name`, a child of `parents`, must stay (None: it
+    need not). A user's own layer or parent is converted: what its forward reads cannot be seen
+    (the module docstring says so)."""
+    for parent in parents:
+        stock = _stock_class(parent)
+        if stock is not None and not issubclass(stock, _CALLS_ITS_CHILDREN):
+            return (f"inside {parent.__name__}, which may read the {layer.__name__}'s {name} "
+                    "without calling it (MultiheadAttention reads out_proj.weight itself), and "
+                    "the legacy spectral norm normalizes it only on a call")
+    stock = _stock_class(layer)
+    if (stock is None or (issubclass(stock, _READS_WEIGHT_ONCE) and name == "weight")
+            or (issubclass(stock, nn.RNNCellBase) and name in _CELL_WEIGHTS)):
         return None
     return (f"{layer.__name__} is not known to read {name} once per call: the legacy spectral "
             "norm updates u and v once per call, ganfast's on each read")
+
+
+def _parent_classes(model: nn.Module) -> dict[int, list[type]]:
+    """id(module) -> the classes of the modules holding it as a child (several if shared)."""
+    parents: dict[int, list[type]] = {}
+    for module in model.modules():
+        for child in module.children():
+            parents.setdefault(id(child), []).append(_layer_class(module))
+    return parents
 
 
 def _convert_spectral_norm(model: nn.Module, left_alone: list[LeftAlone]) -> list[Change]:
@@ -291,6 +322,7 @@ def _convert_spectral_norm(model: nn.Module, left_alone: list[LeftAlone]) -> lis
 
     # (a 1-d weight has no u, v to carry over and nothing to fuse: rare, and left as it is)
     changes = []
+    parents = _parent_classes(model)
     for path, module in list(model.named_modules()):
         layer = _layer_class(module).__name__  # before legacy layers become Parametrized...
         if parametrize.is_parametrized(module):
@@ -301,7 +333,8 @@ def _convert_spectral_norm(model: nn.Module, left_alone: list[LeftAlone]) -> lis
                     changes.append(_sn_change(path, layer, name, "parametrizations.spectral_norm"))
         for key, hook in list(module._forward_pre_hooks.items()):
             if isinstance(hook, LegacySpectralNorm) and getattr(module, f"{hook.name}_orig").ndim > 1:
-                reason = _why_legacy_stays(_layer_class(module), hook.name)
+                reason = _why_legacy_stays(_layer_class(module), hook.name,
+                                           parents.get(id(module), []))
                 if reason is not None:
                     left_alone.append(LeftAlone(f"{path}.{hook.name}" if path else hook.name, reason))
                     continue

@@ -2,6 +2,7 @@
 
 import copy
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
@@ -22,8 +23,9 @@ def _pair(model):
 
 
 def _param_name(name: str) -> str:
-    """A converted legacy layer's weight lives under the parametrization's key."""
-    return name.replace("weight_orig", "parametrizations.weight.original")
+    """A converted legacy layer's weight (weight_orig, weight_hh_orig...) lives under the
+    parametrization's key (a legacy layer left alone keeps its own)."""
+    return re.sub(r"(\w+)_orig$", r"parametrizations.\1.original", name)
 
 
 def _assert_same_steps(original, converted, make_input, steps=3):
@@ -42,7 +44,8 @@ def _assert_same_steps(original, converted, make_input, steps=3):
         torch.testing.assert_close(x_converted.grad, x.grad, rtol=1e-10, atol=1e-10)
         grads_of = dict(converted.named_parameters())
         for name, p in original.named_parameters():
-            torch.testing.assert_close(grads_of[_param_name(name)].grad, p.grad,
+            converted_p = grads_of[name] if name in grads_of else grads_of[_param_name(name)]
+            torch.testing.assert_close(converted_p.grad, p.grad,
                                        rtol=1e-10, atol=1e-10, msg=lambda m, n=name: f"{n}: {m}")
         original.zero_grad()
         converted.zero_grad()
@@ -412,7 +415,7 @@ def test_a_pair_kept_apart_by_a_legacy_norm_names_it():
 
 def test_legacy_spectral_norm_on_a_layer_that_reads_its_weight_twice_is_left_alone(capsys):
     # An LSTM reads each weight twice per call: the legacy hook advances u and v once per call,
-    # a parametrization would advance them twice, and the outputs would drift from step 2 on.
+    # a parametrization would advance them twice, and the outputs drifted from the first call.
     class Recurrent(nn.Module):
         def __init__(self):
             super().__init__()
@@ -431,6 +434,52 @@ def test_legacy_spectral_norm_on_a_layer_that_reads_its_weight_twice_is_left_alo
     assert "left alone: rnn.weight_hh_l0 (LSTM is not known to read weight_hh_l0 once per call" \
         in capsys.readouterr().out
     assert [c.path for c in converted.ganfast_changes] == ["head.weight"]  # a Linear reads it once
+
+
+def test_legacy_spectral_norm_on_a_layer_that_pytorch_reads_without_calling_it_stays(capsys):
+    # MultiheadAttention reads out_proj.weight itself: the legacy hook, run on out_proj's call,
+    # never normalized it, and a conversion (a Linear subclass) normalized it: other outputs.
+    class Attention(nn.Module):
+        def __init__(self):
+            super().__init__()
+            # float64 from the start: the weight the legacy hook set at its creation is never
+            # set again (.double() would leave it float32)
+            self.attention = nn.MultiheadAttention(4, 2, batch_first=True, dtype=torch.float64)
+            self.attention.out_proj = nn.utils.spectral_norm(self.attention.out_proj)
+            self.head = nn.utils.spectral_norm(nn.Linear(4, 2, dtype=torch.float64))
+
+        def forward(self, x):
+            return self.head(self.attention(x, x, x, need_weights=False)[0])
+
+    torch.manual_seed(0)
+    original, converted = Attention(), Attention()
+    converted.load_state_dict(original.state_dict())
+    ganfast.accelerate(converted)
+    _assert_same_steps(original, converted, lambda: torch.randn(2, 5, 4, dtype=torch.float64))
+    assert ("left alone: attention.out_proj.weight (inside MultiheadAttention, which may read the "
+            "NonDynamicallyQuantizableLinear's weight without calling it") in capsys.readouterr().out
+    assert [c.path for c in converted.ganfast_changes] == ["head.weight"]  # the model calls it
+
+
+@pytest.mark.parametrize("cell", [nn.RNNCell, nn.LSTMCell, nn.GRUCell])
+def test_legacy_spectral_norm_on_an_rnn_cell_is_converted_with_the_same_results(cell):
+    # A cell reads weight_ih and weight_hh once per call, as a Linear reads its weight.
+    class Recurrent(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.cell = nn.utils.spectral_norm(cell(3, 4), name="weight_hh")
+
+        def forward(self, x):
+            out = self.cell(x)
+            return out[0] if isinstance(out, tuple) else out
+
+    torch.manual_seed(0)
+    original = Recurrent().double()
+    converted = Recurrent().double()
+    converted.load_state_dict(original.state_dict())
+    ganfast.accelerate(converted, verbose=False)
+    assert [c.path for c in converted.ganfast_changes] == ["cell.weight_hh"]
+    _assert_same_steps(original, converted, lambda: torch.randn(2, 3, dtype=torch.float64))
 
 
 def test_the_report_names_the_model_class_not_its_parametrized_subclass(capsys):
