@@ -80,6 +80,13 @@ def unavailable_reason(name: str, device: torch.device) -> str:
     return _unavailable(name, device.type == "cuda", f"got tensors on {device.type}")
 
 
+def unavailable_besides_the_gpu(name: str) -> str:
+    """What else keeps backend `name` from running on a GPU (triton not installed, ganfast._C not
+    built or not importable), or "": for `ganfast info` on a machine without a GPU, where no
+    GPU's arch can be compared with the build."""
+    return _unavailable(name, True, "")
+
+
 def _unavailable(name: str, on_cuda: bool, what_was_given: str) -> str:
     if name == "torch":
         return ""

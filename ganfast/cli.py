@@ -23,8 +23,10 @@ def _print_info(args) -> int:
           + (f" (archs {ext['cuda_archs']}; {len(ext['registered_ops'])} ops)" if ext["loaded"] else ""))
     setting = report["backend_setting"]
     for op, entry in report["ops"].items():
-        # how auto chose: only where it chose (not under a backend set by name, nor a refusal)
+        # how auto chose: only where it chose from an order (on a GPU; not under a backend set
+        # by name, nor a refusal)
         measured = ("" if setting != "auto" or entry["auto"].startswith("refused")
+                    or not report.get("cuda_available")
                     else " (measured)" if entry["auto_order_measured"]
                     else " (default order, not yet measured)")
         if setting.startswith("invalid"):  # the setting's line above says why

@@ -25,7 +25,7 @@ def _unavailable(name: str, device: torch.device) -> str:
     machine = (f"torch {torch.__version__} is a CPU-only build" if torch.version.cuda is None
                and getattr(torch.version, "hip", None) is None
                else "no CUDA device (torch.cuda.is_available() is False)")
-    own = backends._unavailable(name, True, "")  # without a GPU: no arch to compare the build with
+    own = backends.unavailable_besides_the_gpu(name)
     return f"{machine}; {own}" if own else machine
 
 
@@ -56,7 +56,12 @@ def info() -> dict:
         try:
             # (a global choice that cannot run here is what a user asks `ganfast info` about)
             auto = backends.resolve(op, "auto", cuda)
-        except (backends.BackendUnavailable, ValueError) as error:
+        except backends.BackendUnavailable as error:
+            # without a GPU, the machine's reason: the ops' "the inputs are not on CUDA" would
+            # speak of inputs that `ganfast info` has none of
+            auto = (f"refused: {error}" if cuda else f"refused: ganfast backend {setting!r} "
+                    f"cannot run the {op} ops here: {_unavailable(setting, device)}")
+        except ValueError as error:  # the invalid setting
             auto = f"refused: {error}"
         ops[op] = {
             "auto": auto,
@@ -72,6 +77,7 @@ def info() -> dict:
         "torch_cuda": torch.version.cuda,
         "triton": _version("triton"),
         "device": _gpu_description() if cuda else f"cpu ({cpu_description()})",
+        "cuda_available": cuda,  # auto's measured order applies on a GPU: on the CPU, torch
         "backend_setting": setting,
         "extension": {
             "built": bool(build.get("extension_built")),

@@ -17,7 +17,8 @@ def test_info_prints_json_with_every_op_backend():
 
 
 @pytest.mark.parametrize("setting,expected", [
-    ("cuda", "refused: ganfast backend 'cuda' cannot run the gradient_penalty ops"),
+    # (the machine's reason follows: no CUDA device, or a CPU-only build of torch)
+    ("cuda", "refused: ganfast backend 'cuda' cannot run the gradient_penalty ops here: "),
     ("Torch", "refused: GANFAST_BACKEND must be one of"),
 ])
 def test_info_explains_a_global_backend_that_cannot_run(setting, expected):
@@ -40,16 +41,17 @@ def test_info_human_readable():
     assert "gradient_penalty" in out and "extension" in out
 
 
-def _info_report(setting: str, auto: str) -> dict:
+def _info_report(setting: str, auto: str, cuda: bool) -> dict:
     entry = {"auto": auto, "auto_order_measured": True, "available": {"torch": "yes"}}
     return {"ganfast": "0", "torch": "2.11.0+cpu", "torch_cuda": None, "triton": None,
-            "python": "3.11", "device": "cpu", "backend_setting": setting,
+            "python": "3.11", "device": "cpu", "cuda_available": cuda, "backend_setting": setting,
             "extension": {"loaded": False, "reason": "not built"},
             "ops": {"gradient_penalty": entry}}
 
 
 @pytest.mark.parametrize("setting,auto,line", [
-    ("auto", "torch", "gradient_penalty: auto -> torch (measured)"),
+    ("auto", "cuda", "gradient_penalty: auto -> cuda (measured)"),  # (a GPU's report)
+    ("auto", "torch", "gradient_penalty: auto -> torch\n"),  # on a CPU, no order to measure
     ("torch", "torch", "gradient_penalty: torch -> torch\n"),
     ("cuda", "refused: it needs CUDA tensors", "gradient_penalty: cuda -> refused: it needs CUDA "
      "tensors\n"),
@@ -62,7 +64,8 @@ def test_info_text_says_what_the_setting_chose(monkeypatch, capsys, setting, aut
     from ganfast.cli import main
 
     # the module (ganfast.info is the function ganfast exports)
-    monkeypatch.setattr(sys.modules["ganfast.info"], "info", lambda: _info_report(setting, auto))
+    report = _info_report(setting, auto, cuda=auto == "cuda")
+    monkeypatch.setattr(sys.modules["ganfast.info"], "info", lambda: report)
     assert main(["info"]) == 0
     out = capsys.readouterr().out
     assert "torch 2.11.0+cpu (a CPU-only build)  triton not installed" in out
