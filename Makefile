@@ -87,7 +87,8 @@ gpu-wheels: install
 	rm -rf .whl  # another version of a peer left here would make pip refuse both there
 	$(PY) -m pip download --no-deps --only-binary=:all: -d .whl $(PEER_WHEELS)
 
-# Committed GPU results -> README's performance section, docs/perf plots, the auto table.
+# Committed results (GPU and CPU) -> README's performance section and docs/perf plots; the auto
+# table from the GPU rows.
 # The files in byte order whatever the locale: rows of one day without a time rank by file order.
 report: install
 	$(VENV)/bin/ganfast bench --report $(sort $(wildcard benchmarks/results/*.jsonl)) --out docs/perf \

@@ -5,8 +5,8 @@ access: a discriminator called on reals and on fakes in one step runs the power 
 W / sigma twice per layer, each a handful of small kernels and Python calls. Inside
 `group.once()` every layer is normalized once, on entry, in one host call (with backend
 "triton" or "cuda", one launch of that backend's kernel for all layers of a dtype, device and
-eps; 1-d weights and layers loaded from the legacy API take their own torch route), and each
-access returns that tensor:
+eps; 1-d and complex weights, and layers ganfast.accelerate converted from the legacy hook-based
+API, take their own torch route), and each access returns that tensor:
 
     sn = ganfast.nn.SpectralNormGroup(D)
     with sn.once():

@@ -9,6 +9,10 @@ Public functions:
         (the exact expressions of torch.nn.utils.parametrizations.spectral_norm).
     normalize_by_sigma(weight, u, v, dim)
         W / sigma with sigma = vdot(u, W_mat v): u and v are constants for autograd.
+    normalize_group(plan, weights, us, vs, eps, backend)
+        every layer of a GroupPlan at once, power iteration included: one launch of the Triton
+        (kernels/spectral_norm.py) or CUDA (csrc/spectral_norm.cu) kernel, for
+        SpectralNormGroup and the per-access fused route (a group of one).
 
 Backward of y = W / sigma (u, v constant, G = dL/dy, <.,.> the Frobenius product):
     dsigma/dW = u v^T (in W_mat's layout), so
