@@ -1,9 +1,12 @@
 """ganfast.train's parts against independent oracles: data, models, adapters, metrics."""
 
+import math
+
 import numpy as np
 import pytest
 import scipy.linalg
 import torch
+from PIL import Image
 from torch import nn
 
 from ganfast.train import data, layers, models, quality
@@ -123,6 +126,198 @@ def test_mixture_metrics_count_modes_and_quality():
     row = q.measure(on_three)
     assert row["modes_covered"] == 3 and row["high_quality"] > 0.95
     assert q.measure(torch.zeros(2500, 2))["high_quality"] == 0.0
+
+
+def _mixture_oracle(points, centers, std):
+    """VEEGAN/PacGAN's measures in plain float64 Python: each finite sample's nearest mode by the
+    exact distance; high quality below 3 std; a mode covered by at least 20 high-quality samples
+    per 2,500 (compared as integers); KL of the nearest-mode histogram to uniform."""
+    k, n = len(centers), len(points)
+    hq, nearest = [0] * k, [0] * k
+    for x, y in points.tolist():
+        d, j = min((math.sqrt((x - cx) ** 2 + (y - cy) ** 2), j)
+                   for j, (cx, cy) in enumerate(centers.tolist()))
+        if math.isfinite(d):
+            nearest[j] += 1
+            hq[j] += d < 3 * std
+    total = sum(nearest)
+    kl = sum(m / total * math.log(m / total * k) for m in nearest if m) if total else math.log(k)
+    return {"modes_covered": sum(m * 2500 >= 20 * n for m in hq), "high_quality": sum(hq) / n,
+            "mode_kl": kl}
+
+
+def _crafted_mixture_samples(centers, std):
+    k = len(centers)
+    rng = torch.Generator().manual_seed(0)
+    far = torch.full((2500, 2), 100.0)
+    count = {c: torch.cat([centers[1].expand(c, 2), far[c:]]) for c in (19, 20)}
+    return {
+        "on every mode": centers[torch.arange(2500) % k],
+        "on one mode": centers[3].expand(2500, 2),
+        "on half the modes": centers[torch.arange(2500) % (k // 2)]
+        + std * torch.randn(2500, 2, generator=rng),
+        "far from every mode": far,
+        "between two modes": ((centers[0] + centers[1]) / 2).expand(2500, 2),
+        "19 of 2500 on a mode": count[19],
+        "20 of 2500 on a mode": count[20],
+        # 20 on each mode but one, the rest on it: full coverage by the counts, a collapse
+        "piled on one mode": torch.cat([centers[0].expand(2500 - 20 * (k - 1), 2),
+                                        centers[1:].repeat_interleave(20, 0)]),
+        "half NaN": torch.cat([centers[torch.arange(1250) % k], torch.full((1250, 2), math.nan)]),
+        "half inf": torch.cat([centers[torch.arange(1250) % k], torch.full((1250, 2), math.inf)]),
+        "1000 samples": centers[torch.arange(1000) % k],
+        "7 samples": centers[torch.arange(7) % k],
+    }
+
+
+@pytest.mark.parametrize("name", ["ring8", "grid25"])
+def test_mixture_metrics_match_a_float64_oracle_on_crafted_samples(name):
+    ds = data.load(name)
+    q = quality.MixtureQuality(ds.centers, ds.std)
+    for case, points in _crafted_mixture_samples(ds.centers, ds.std).items():
+        row, expected = q.measure(points), _mixture_oracle(points.double(), ds.centers.double(), ds.std)
+        assert row["modes_covered"] == expected["modes_covered"], case
+        assert row["high_quality"] == pytest.approx(expected["high_quality"], abs=1e-15), case
+        assert row["mode_kl"] == pytest.approx(expected["mode_kl"], rel=1e-12, abs=1e-15), case
+    k = len(ds.centers)
+    piled = q.measure(_crafted_mixture_samples(ds.centers, ds.std)["piled on one mode"])
+    assert piled["modes_covered"] == k and piled["high_quality"] == 1 and piled["mode_kl"] > 1.5
+    assert q.measure(ds.centers[torch.arange(100 * k) % k])["mode_kl"] == pytest.approx(0, abs=1e-15)
+    assert q.measure(ds.centers[5].expand(50, 2))["mode_kl"] == pytest.approx(math.log(k), rel=1e-15)
+
+
+def test_mixture_high_quality_boundary_is_the_exact_distance_in_a_batch_of_any_size():
+    # Points (2 + e, 0) beside ring8's mode (2, 0), e a few float64 steps either side of 3 std:
+    # the distance e is exact (2 + e - 2 rounds nothing). torch.cdist, past 25 rows, took
+    # |x|^2 + |c|^2 - 2 x.c: the same point was high quality in a batch of 2,500 and not alone.
+    centers = data.ring8_centers()
+    q = quality.MixtureQuality(centers, 0.02)
+    threshold = 3 * 0.02
+    xs, up, down = [2 + threshold], 2 + threshold, 2 + threshold
+    for _ in range(6):
+        up, down = math.nextafter(up, math.inf), math.nextafter(down, -math.inf)
+        xs += [up, down]
+    for x in xs:
+        point = torch.tensor([x, 0.0], dtype=torch.float64)
+        for n in (1, 2500):
+            assert q.measure(point.expand(n, 2))["high_quality"] == float(x - 2 < threshold), (x, n)
+
+
+def test_mixture_metrics_refuse_an_empty_or_misshapen_batch():
+    q = quality.MixtureQuality(data.ring8_centers(), 0.02)
+    with pytest.raises(ValueError, match=r"MixtureQuality.measure: points must hold at least one "
+                                         r"sample \(over all processes\), got shape \[0, 2\]"):
+        q.measure(torch.zeros(0, 2))
+    with pytest.raises(ValueError, match=r"MixtureQuality.measure: points must be \[N, 2\], got "
+                                         r"shape \[5, 3\]"):
+        q.measure(torch.zeros(5, 3))
+
+
+def test_quality_statistics_travel_where_the_process_group_takes_them(monkeypatch):
+    # The statistics are CPU tensors and NCCL reduces CUDA tensors only: every multi-GPU run
+    # (nccl) failed its first evaluation with "No backend type associated with device type
+    # cpu". The sum now goes through metrics' collective_device (the CUDA device for nccl); here,
+    # with no GPU, a stand-in group: the rule is asked with the backend and the tensors' device,
+    # and what comes back from the reduction (two processes holding the same share) is used.
+    import torch.distributed as dist
+
+    from ganfast.metrics import stats
+
+    asked, reduced = [], []
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_backend", lambda group=None: "nccl")
+    monkeypatch.setattr(stats, "collective_device",
+                        lambda backend, device: asked.append((backend, device)) or torch.device("cpu"))
+    monkeypatch.setattr(dist, "all_reduce", lambda t, *a, **k: reduced.append(t.device) or t.mul_(2))
+    centers = data.ring8_centers()
+    points = torch.cat([centers[torch.arange(16) % 8], centers[:1].expand(9, 2)])  # 10 on mode 0
+    row = quality.MixtureQuality(centers, 0.02).measure(points)
+    assert asked == [("nccl", torch.device("cpu"))] and reduced == [torch.device("cpu")]
+    expected = _mixture_oracle(torch.cat([points, points]).double(), centers.double(), 0.02)
+    assert row == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.gpu
+def test_quality_statistics_reduce_over_nccl(tmp_path):
+    import torch.distributed as dist
+
+    torch.cuda.set_device(0)
+    dist.init_process_group("nccl", store=dist.FileStore(str(tmp_path / "store"), 1), rank=0,
+                            world_size=1)
+    try:
+        centers = data.ring8_centers()
+        points = centers[torch.arange(100) % 8]  # on the CPU, as the trainer measures them
+        row = quality.MixtureQuality(centers, 0.02).measure(points)
+        assert row == pytest.approx(_mixture_oracle(points.double(), centers.double(), 0.02))
+        t = torch.arange(5, dtype=torch.float64)
+        total = quality.all_reduce_sum(t.clone())
+        assert total.device == t.device and torch.equal(total, t)
+    finally:
+        dist.destroy_process_group()
+
+
+class _ClassFromPixel(nn.Module):
+    """A stand-in digits classifier: an image's first pixel is its class; features one-hot."""
+    head = nn.Identity()
+    head.in_features = 10
+
+    def body(self, x):
+        return nn.functional.one_hot(x[:, 0, 0, 0].long().clamp(0, 9), 10).float() * 3
+
+
+def _stand_in_digits_quality(monkeypatch):
+    monkeypatch.setattr(quality, "load_digits_classifier", lambda size, log=print: _ClassFromPixel())
+    return quality.DigitsQuality(data.DIGITS_SIZE)
+
+
+def _images_of_classes(classes):
+    return torch.tensor(classes, dtype=torch.float32).view(-1, 1, 1, 1).expand(-1, 1, 4, 4)
+
+
+@pytest.mark.parametrize("classes", [[i % 10 for i in range(2000)], [3] * 2000, [i % 5 for i in range(2000)],
+                                     [i % 9 for i in range(1950)] + [9] * 50,   # a quarter share: covered
+                                     [i % 9 for i in range(1951)] + [9] * 49,   # under it: not
+                                     list(range(7))])
+def test_digits_class_coverage_and_kl_match_a_float64_oracle(monkeypatch, classes):
+    q = _stand_in_digits_quality(monkeypatch)
+    labels = torch.tensor(classes[::-1])
+    row = q.measure(_images_of_classes(classes), labels)
+    counts = np.bincount(classes, minlength=10)
+    p = counts / counts.sum()
+    assert row["classes_covered"] == sum(int(c * 10 * 4 >= len(classes)) for c in counts)
+    kl = sum(x * math.log(10 * x) for x in p if x > 0)
+    assert row["class_kl"] == pytest.approx(kl, rel=1e-12, abs=1e-15)
+    right = sum(a == b for a, b in zip(classes, classes[::-1], strict=True))
+    assert row["class_accuracy"] == right / len(classes)
+
+
+def test_digits_metrics_refuse_fewer_than_two_images(monkeypatch):
+    q = _stand_in_digits_quality(monkeypatch)
+    for n in (0, 1):
+        with pytest.raises(ValueError, match=r"DigitsQuality.measure: images must hold at least 2 "
+                                             r"images \(over all processes\) for a covariance, "
+                                             rf"got shape \[{n}, 1, 4, 4\]"):
+            q.measure(_images_of_classes([2] * n))
+
+
+def test_only_the_built_in_digits_get_the_digits_measures(tmp_path, monkeypatch):
+    # A folder or .npy is named after its path: --data photos/digits (colour images) or
+    # digits.npy (points) got the digits classifier, a shape error at step 0 after training it.
+    built = []
+    monkeypatch.setattr(quality, "DigitsQuality", lambda size, log=print: built.append(size) or "digits")
+    assert quality.for_dataset(data.digits()) == ("digits", quality.DIGITS_SAMPLES)
+    assert quality.for_dataset(data.digits(12)) == ("digits", quality.DIGITS_SAMPLES)
+    assert built == [data.DIGITS_SIZE, 12]
+    ds = data.digits()
+    folder = tmp_path / "photos" / "digits"
+    folder.mkdir(parents=True)
+    for i in range(3):
+        Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(folder / f"{i}.png")
+    np.save(tmp_path / "digits.npy", np.random.default_rng(0).standard_normal((64, 2)))
+    for other in (data.load(str(folder), log=lambda _: None), data.load(str(tmp_path / "digits.npy")),
+                  data.Dataset("digits", ds.x, ds.labels, ds.class_names)):  # (not --data digits)
+        assert other.name == "digits" and quality.for_dataset(other) == (None, 0)
+    assert built == [data.DIGITS_SIZE, 12]
 
 
 def test_digits_metrics_see_real_digits_and_mode_collapse(tmp_path, monkeypatch):

@@ -37,6 +37,8 @@ class Dataset:
     class_names: list = field(default_factory=list)
     centers: torch.Tensor | None = None  # 2-D mixtures: [modes, 2]
     std: float = 0.0                     # 2-D mixtures: each mode's standard deviation
+    # one of BUILT_IN, not a folder or .npy (whose name is its path's: --data photos/digits)
+    builtin: bool = False
 
     @property
     def is_image(self) -> bool:
@@ -74,7 +76,7 @@ def digits(size: int = DIGITS_SIZE) -> Dataset:
     if size != 8:
         x = _bilinear(x, size)
     return Dataset("digits", x.clamp(0, 1) * 2 - 1, torch.tensor(bunch.target, dtype=torch.int64),
-                   [str(i) for i in range(10)])
+                   [str(i) for i in range(10)], builtin=True)
 
 
 def ring8_centers() -> torch.Tensor:
@@ -91,7 +93,8 @@ def mixture(name: str, centers: torch.Tensor, std: float, seed: int = 0) -> Data
     gen = torch.Generator().manual_seed(seed)
     which = torch.randint(len(centers), (MIXTURE_SAMPLES,), generator=gen)
     x = centers[which] + std * torch.randn(MIXTURE_SAMPLES, 2, generator=gen)
-    return Dataset(name, x, which, [str(i) for i in range(len(centers))], centers, std)
+    return Dataset(name, x, which, [str(i) for i in range(len(centers))], centers, std,
+                   builtin=True)
 
 
 # PIL modes with one channel of colour: with "LA" the alpha is dropped; "I;16*" (16-bit, and "I",
