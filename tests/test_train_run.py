@@ -602,6 +602,75 @@ def test_training_errors_are_raised_for_unlabelled_conditional(tmp_path):
         make(tmp_path / "r", data=str(tmp_path / "p.npy"), conditional=True)
 
 
+def test_conditional_on_a_folder_of_one_class_is_refused(tmp_path):
+    # `--data photos --conditional` with all images in photos/train/: one class, so the class
+    # loss is 0 and the embedding learns nothing; it trained as an unconditional run, unsaid.
+    import numpy as np
+    from PIL import Image
+
+    (tmp_path / "photos" / "train").mkdir(parents=True)
+    for i in range(4):
+        Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(tmp_path / "photos" / "train" / f"{i}.png")
+    data = str(tmp_path / "photos")
+    with pytest.raises(TrainingError, match=r"--conditional needs at least 2 classes: .*photos has "
+                                            r"one, its subfolder train/; put each class's images in "
+                                            r"a subfolder of its own, or leave out --conditional"):
+        make(tmp_path / "run", data=data, conditional=True, steps=1, batch_size=4)
+    assert not (tmp_path / "run").exists()
+    make(tmp_path / "run", data=data, steps=1, batch_size=4, width=4).run()  # unconditional: trains
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["step"] == 1
+
+
+@pytest.fixture
+def global_backend(monkeypatch):
+    """set(value): as GANFAST_BACKEND=value at import, nothing set_backend() since; ganfast's
+    global backend restored after the test (Trainer sets it for a --backend typed)."""
+    from ganfast import backends
+
+    def set_environment(value):
+        monkeypatch.setenv("GANFAST_BACKEND", value)
+        monkeypatch.setattr(backends, "_environment", value)
+        monkeypatch.setattr(backends, "_selected", None)
+
+    return set_environment
+
+
+def test_ganfast_backend_in_the_environment_is_the_default_of_backend(tmp_path, capsys,
+                                                                      global_backend):
+    # Left out, --backend was set to "auto", which hid GANFAST_BACKEND: `GANFAST_BACKEND=torch
+    # ganfast train` on a GPU ran the fused kernels, and a backend that cannot run on the device
+    # (triton on the CPU) trained unasked rather than being refused as every ganfast call does.
+    from ganfast import backends
+
+    args = ["train", "--data", "ring8", "--steps", "1", "--batch-size", "8", "--device", "cpu",
+            "--no-tensorboard", "--eval-every", "100"]
+    global_backend("triton")
+    assert cli.main([*args, "--out", str(tmp_path / "a")]) == 1
+    err = capsys.readouterr().err
+    assert ("ganfast train: GANFAST_BACKEND=triton: it needs CUDA tensors; got tensors on cpu "
+            "(unset it, or pass --backend auto or torch)") in err and "Traceback" not in err
+    assert not (tmp_path / "a").exists()
+    # Typed, --backend wins, "auto" included.
+    for backend in ("torch", "auto"):
+        global_backend("triton")
+        assert cli.main([*args, "--out", str(tmp_path / backend), "--backend", backend]) == 0
+        assert backends.get_backend() == backend
+    global_backend("torch")
+    t = make(tmp_path / "b", data="ring8", steps=1, batch_size=8, device="cpu")
+    assert (t.config.backend, backends.get_backend()) == ("auto", "torch")
+    global_backend("cuda-ish")
+    with pytest.raises(TrainingError, match=r"GANFAST_BACKEND must be one of auto, cuda, triton, "
+                                            r"torch; got 'cuda-ish' \(or pass --backend\)"):
+        make(tmp_path / "c", data="ring8", device="cpu")
+    # A Python caller's global choice is the default too, named as such when it cannot run.
+    global_backend("")
+    backends.set_backend("triton")
+    with pytest.raises(TrainingError, match=r"ganfast.set_backend\('triton'\): it needs CUDA "
+                                            r"tensors; got tensors on cpu \(ganfast.set_backend"
+                                            r"\(None\) to go back to auto, or pass --backend"):
+        make(tmp_path / "d", data="ring8", device="cpu")
+
+
 DDP_WORKER = """
 import sys, torch, torch.distributed as dist
 from ganfast.train import Trainer, TrainConfig

@@ -57,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="torch.compile the models (default: no)")
     parser.add_argument("--backend", choices=BACKENDS,
                         help=f"ganfast backend of the penalty, spectral norm and up-convs (default: "
-                             f"{d.backend})")
+                             f"$GANFAST_BACKEND when set, else {d.backend})")
     parser.add_argument("--device", help=f"auto | cpu | cuda | cuda:N (default: {d.device})")
     parser.add_argument("--seed", type=int, help=f"default: {d.seed}")
     parser.add_argument("--out", help="run folder (default: runs/<name of --data>-<time>)")

@@ -286,6 +286,12 @@ class Trainer:
         if config.conditional and self.dataset.labels is None:
             raise TrainingError(f"--conditional needs labelled data: {config.data} has no classes "
                                 "(use digits, or a folder with one subfolder per class)")
+        if config.conditional and self.dataset.num_classes == 1 and saved is None:
+            # (an image folder holding a single subfolder, `photos/train/`): AC-GAN with one
+            # class has nothing to condition on, a run without --conditional in disguise
+            raise TrainingError(f"--conditional needs at least 2 classes: {config.data} has one, its "
+                                f"subfolder {self.dataset.class_names[0]}/; put each class's images "
+                                "in a subfolder of its own, or leave out --conditional")
         for key, value in _preset(self.dataset).items():
             if key == "penalty_weight" and config.penalty not in ("r1", "r2"):
                 continue
@@ -314,14 +320,34 @@ class Trainer:
         self.log_every = config.log_every or max(1, config.steps // 100)
         self.sample_every = config.sample_every or max(1, config.steps // 5)
         self.eval_every = config.eval_every or max(1, config.steps // 5)
-        ganfast.set_backend(config.backend)
-        if config.backend not in ("auto", "torch"):
-            why_not = ganfast.backends.unavailable_reason(config.backend, self.device)
-            if why_not:
-                raise TrainingError(f"--backend {config.backend}: {why_not} (use auto or torch)")
+        self._choose_backend(config.backend, "backend" in given)
         self._build(saved)
 
     # -- setup -----------------------------------------------------------------------------
+    def _choose_backend(self, backend: str, typed: bool) -> None:
+        """Make `backend` the global choice of ganfast's ops (spectral norm and the up-convs
+        read it; the penalty gets it too), refusing one that cannot run on the run's device.
+        --backend auto left out (a run saved with it too) defers to the global choice, as
+        backend="auto" does in every ganfast call: GANFAST_BACKEND, or a Python caller's
+        ganfast.set_backend(). Setting "auto" there hid GANFAST_BACKEND=torch on a GPU."""
+        if backend != "auto" or typed:
+            ganfast.set_backend(backend)
+            source, hint = f"--backend {backend}", "use auto or torch"
+        else:
+            try:
+                backend = ganfast.backends.get_backend()
+            except ValueError as err:  # a misspelt GANFAST_BACKEND
+                raise TrainingError(f"{err} (or pass --backend)") from None
+            from_environment = os.environ.get("GANFAST_BACKEND") == backend
+            source = f"GANFAST_BACKEND={backend}" if from_environment \
+                else f"ganfast.set_backend({backend!r})"
+            hint = ("unset it" if from_environment else "ganfast.set_backend(None) to go back to "
+                    "auto") + ", or pass --backend auto or torch"
+        if backend not in ("auto", "torch"):
+            why_not = ganfast.backends.unavailable_reason(backend, self.device)
+            if why_not:
+                raise TrainingError(f"{source}: {why_not} ({hint})")
+
     def _say(self, text: str) -> None:
         if self.writer:
             self.log(text)
