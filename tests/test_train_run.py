@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -49,7 +50,8 @@ def test_a_short_run_writes_grids_metrics_plot_and_checkpoint(tmp_path, dataset,
     table = rows(out)
     assert [r["step"] for r in table] == [0, 2, 4, 6]
     assert all({"loss_d", "loss_g"} <= set(r) for r in table[1:])
-    expected = {"modes_covered", "high_quality"} if dataset != "digits" else {"fd_digits", "class_kl"}
+    expected = ({"modes_covered", "high_quality", "mode_kl"} if dataset != "digits"
+                else {"fd_digits", "class_kl"})
     assert expected <= set(table[-1])
     assert list((out / "tensorboard").iterdir())
 
@@ -624,7 +626,7 @@ def test_conditional_on_a_folder_of_one_class_is_refused(tmp_path):
 @pytest.fixture
 def global_backend(monkeypatch):
     """set(value): as GANFAST_BACKEND=value at import, nothing set_backend() since; ganfast's
-    global backend restored after the test (Trainer sets it for a --backend typed)."""
+    global backend restored after the test."""
     from ganfast import backends
 
     def set_environment(value):
@@ -647,28 +649,47 @@ def test_ganfast_backend_in_the_environment_is_the_default_of_backend(tmp_path, 
     global_backend("triton")
     assert cli.main([*args, "--out", str(tmp_path / "a")]) == 1
     err = capsys.readouterr().err
-    assert ("ganfast train: GANFAST_BACKEND=triton: it needs CUDA tensors; got tensors on cpu "
-            "(unset it, or pass --backend auto or torch)") in err and "Traceback" not in err
+    assert ("ganfast train: the global backend 'triton' (GANFAST_BACKEND or ganfast.set_backend): "
+            "it needs CUDA tensors; got tensors on cpu (unset GANFAST_BACKEND, or pass --backend "
+            "auto or torch)") in err and "Traceback" not in err
     assert not (tmp_path / "a").exists()
-    # Typed, --backend wins, "auto" included.
+    # Typed, --backend wins, "auto" included, and the run says which ran.
     for backend in ("torch", "auto"):
         global_backend("triton")
         assert cli.main([*args, "--out", str(tmp_path / backend), "--backend", backend]) == 0
-        assert backends.get_backend() == backend
+        assert f"device cpu, backend {backend}, writing" in capsys.readouterr().out
     global_backend("torch")
     t = make(tmp_path / "b", data="ring8", steps=1, batch_size=8, device="cpu")
-    assert (t.config.backend, backends.get_backend()) == ("auto", "torch")
+    assert (t.config.backend, t.backend) == ("auto", "torch")
     global_backend("cuda-ish")
     with pytest.raises(TrainingError, match=r"GANFAST_BACKEND must be one of auto, cuda, triton, "
                                             r"torch; got 'cuda-ish' \(or pass --backend\)"):
         make(tmp_path / "c", data="ring8", device="cpu")
-    # A Python caller's global choice is the default too, named as such when it cannot run.
+    # A Python caller's global choice is the default too.
     global_backend("")
     backends.set_backend("triton")
-    with pytest.raises(TrainingError, match=r"ganfast.set_backend\('triton'\): it needs CUDA "
-                                            r"tensors; got tensors on cpu \(ganfast.set_backend"
-                                            r"\(None\) to go back to auto, or pass --backend"):
+    with pytest.raises(TrainingError, match=r"the global backend 'triton' \(GANFAST_BACKEND or "
+                                            r"ganfast.set_backend\): it needs CUDA tensors"):
         make(tmp_path / "d", data="ring8", device="cpu")
+
+
+def test_a_runs_backend_holds_for_its_run_and_is_not_the_next_runs_default(tmp_path,
+                                                                            global_backend):
+    # The backend was made the process-wide choice: after Trainer(backend="triton") was refused
+    # on the CPU, the next Trainer() was refused too, and a sweep's train(backend="torch") left
+    # later default runs on torch.
+    from ganfast import backends
+
+    global_backend("")
+    with pytest.raises(TrainingError, match="--backend triton: it needs CUDA tensors"):
+        make(tmp_path / "a", data="ring8", device="cpu", backend="triton")
+    t = make(tmp_path / "b", data="ring8", steps=1, batch_size=8, device="cpu", backend="torch")
+    seen = []
+    t._loop = lambda monitor, stop: seen.append(backends.get_backend())
+    t.run()
+    assert t.backend == "torch" and seen == ["torch"]  # the ops of the run read it
+    assert backends.get_backend() == "auto"
+    assert make(tmp_path / "c", data="ring8", steps=1, batch_size=8, device="cpu").backend == "auto"
 
 
 DDP_WORKER = """
@@ -993,3 +1014,23 @@ def test_device_cuda_n_is_understood(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(TrainingError, match="--device cuda:0: torch sees no CUDA device"):
         make(tmp_path, data="ring8", device="cuda:0")
+
+
+def test_data_named_like_a_built_in_gets_the_defaults_of_its_kind(tmp_path):
+    # The defaults were chosen by the data's name, which a folder or .npy takes from its path:
+    # imgs/ring8/ trained 5,000 steps of batch 256 at lr 1e-3 (the 2-D mixture's); ring8.npy
+    # 5,000 steps instead of the 3,000 of points.
+    from PIL import Image
+
+    from ganfast.train.config import PRESETS
+
+    folder = tmp_path / "imgs" / "ring8"
+    folder.mkdir(parents=True)
+    for i in range(8):
+        Image.fromarray(np.full((8, 8, 3), 30 * i, np.uint8)).save(folder / f"{i}.png")
+    np.save(tmp_path / "ring8.npy", np.random.default_rng(0).standard_normal((64, 2)))
+    for data, kind in ((str(folder), "images"), (str(tmp_path / "ring8.npy"), "points")):
+        t = make(tmp_path / kind, data=data, device="cpu")
+        assert t.dataset.name == "ring8"
+        assert {k: getattr(t.config, k) for k in PRESETS[kind]} == PRESETS[kind], data
+    assert make(tmp_path / "built-in", data="ring8", device="cpu").config.steps == 5000

@@ -4,9 +4,10 @@
 standard deviations of its nearest mode (distance < 3 std, as PacGAN's code, from the exact
 float64 differences: a point on the boundary is decided the same in a batch of any size); a mode
 is covered when it holds at least 0.8% of the samples as high-quality ones (20 of 2,500, PacGAN's
-threshold for its grid). `mode_kl`, the reverse KL that PacGAN reports beside the two counts: the
-KL divergence of the samples' distribution over their nearest modes (every finite sample) to the
-data's, uniform; 0 when balanced, log(modes) when all fall to one mode. It sees a generator that
+threshold for its grid). `mode_kl`, after the reverse KL in PacGAN's tables beside the two
+counts: the KL divergence of the samples' distribution over their nearest modes (every finite
+sample, high quality or not) to the data's, uniform; 0 when balanced, log(modes) when all fall to
+one mode. It sees a generator that
 piles most samples on a few modes while leaving 20 on each other one, which the two counts read
 as full coverage (8 of 8 modes, 100% high quality).
 
@@ -39,6 +40,13 @@ MIXTURE_SAMPLES = 2500
 DIGITS_SAMPLES = 2000
 HIGH_QUALITY_STDS = 3.0
 MODE_COVERED_FRACTION = 20 / 2500
+
+
+def kl_to_uniform(counts: torch.Tensor) -> float:
+    """KL divergence of the histogram `counts` (not all 0) to the uniform one over its bins: 0
+    when balanced, log(bins) when everything falls in one."""
+    p = counts[counts > 0] / counts.sum()
+    return float((p * (p * len(counts)).log()).sum())
 
 
 def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
@@ -85,11 +93,10 @@ class MixtureQuality:
         if n == 0:
             raise ValueError("MixtureQuality.measure: points must hold at least one sample (over "
                              f"all processes), got shape {list(points.shape)}")
-        p = nearest_mode[nearest_mode > 0] / nearest_mode.sum()
         return {"modes_covered": int((per_mode >= MODE_COVERED_FRACTION * n).sum()),
                 "high_quality": per_mode.sum().item() / n,
                 # (no sample with a nearest mode, all NaN/inf: as far from the data as all in one)
-                "mode_kl": float((p * (p * k).log()).sum()) if len(p) else float(math.log(k))}
+                "mode_kl": kl_to_uniform(nearest_mode) if nearest_mode.sum() else math.log(k)}
 
 
 class DigitsClassifier(nn.Module):
@@ -184,7 +191,7 @@ class DigitsQuality:
         p = counts / counts.sum()
         row = {"fd_digits": frechet_distance(*mean_and_covariance(m, self.dim), *self.real_stats),
                "classes_covered": int((p >= 0.25 / 10).sum()),
-               "class_kl": float((p[p > 0] * (p[p > 0] * 10).log()).sum())}
+               "class_kl": kl_to_uniform(counts)}
         if labels is not None:
             row["class_accuracy"] = correct / counts.sum().item()
         return row

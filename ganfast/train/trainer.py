@@ -133,7 +133,8 @@ def _distributed_setup(device_name: str):
 
 
 def _preset(dataset: datasets.Dataset) -> dict:
-    if dataset.name in PRESETS:
+    # a built-in's own (an image folder or .npy is named after its path: --data imgs/ring8)
+    if dataset.builtin and dataset.name in PRESETS:
         return PRESETS[dataset.name]
     return PRESETS["images" if dataset.is_image else "points"]
 
@@ -320,33 +321,32 @@ class Trainer:
         self.log_every = config.log_every or max(1, config.steps // 100)
         self.sample_every = config.sample_every or max(1, config.steps // 5)
         self.eval_every = config.eval_every or max(1, config.steps // 5)
-        self._choose_backend(config.backend, "backend" in given)
+        self.backend = self._choose_backend(config.backend, "backend" in given)
         self._build(saved)
 
     # -- setup -----------------------------------------------------------------------------
-    def _choose_backend(self, backend: str, typed: bool) -> None:
-        """Make `backend` the global choice of ganfast's ops (spectral norm and the up-convs
-        read it; the penalty gets it too), refusing one that cannot run on the run's device.
-        --backend auto left out (a run saved with it too) defers to the global choice, as
-        backend="auto" does in every ganfast call: GANFAST_BACKEND, or a Python caller's
-        ganfast.set_backend(). Setting "auto" there hid GANFAST_BACKEND=torch on a GPU."""
+    def _choose_backend(self, backend: str, typed: bool) -> str:
+        """The backend of ganfast's ops in this run (spectral norm and the up-convs read the
+        global choice, which run() and generate() set to it for their duration; the penalty
+        gets it too), refusing one that cannot run on the run's device. --backend auto left out
+        (a run saved with it too) takes the global choice, as backend="auto" does in every
+        ganfast call: GANFAST_BACKEND, or a Python caller's ganfast.set_backend() (setting
+        "auto" hid GANFAST_BACKEND=torch on a GPU). The global choice is left as it was: one
+        run's backend is not the next one's default."""
         if backend != "auto" or typed:
-            ganfast.set_backend(backend)
             source, hint = f"--backend {backend}", "use auto or torch"
         else:
             try:
                 backend = ganfast.backends.get_backend()
             except ValueError as err:  # a misspelt GANFAST_BACKEND
                 raise TrainingError(f"{err} (or pass --backend)") from None
-            from_environment = os.environ.get("GANFAST_BACKEND") == backend
-            source = f"GANFAST_BACKEND={backend}" if from_environment \
-                else f"ganfast.set_backend({backend!r})"
-            hint = ("unset it" if from_environment else "ganfast.set_backend(None) to go back to "
-                    "auto") + ", or pass --backend auto or torch"
+            source = f"the global backend {backend!r} (GANFAST_BACKEND or ganfast.set_backend)"
+            hint = "unset GANFAST_BACKEND, or pass --backend auto or torch"
         if backend not in ("auto", "torch"):
             why_not = ganfast.backends.unavailable_reason(backend, self.device)
             if why_not:
                 raise TrainingError(f"{source}: {why_not} ({hint})")
+        return backend
 
     def _say(self, text: str) -> None:
         if self.writer:
@@ -698,11 +698,12 @@ class Trainer:
         """n samples of the EMA generator on the CPU (latents from `generator`; labels [n] for a
         conditional model), made `batch` at a time."""
         out = []
-        for start in range(0, n, batch):
-            m = min(batch, n - start)
-            z = torch.randn(m, self.G.z_dim, generator=generator).to(self.device)
-            y = labels[start:start + m].to(self.device) if labels is not None else None
-            out.append(self.G_ema(z, y).float().cpu())
+        with ganfast.backends.backend_scope(self.backend):
+            for start in range(0, n, batch):
+                m = min(batch, n - start)
+                z = torch.randn(m, self.G.z_dim, generator=generator).to(self.device)
+                y = labels[start:start + m].to(self.device) if labels is not None else None
+                out.append(self.G_ema(z, y).float().cpu())
         return torch.cat(out)
 
     def evaluate(self) -> dict:
@@ -829,12 +830,13 @@ class Trainer:
             self._make_run_folder()
         # Signals are taken from the first checkpoint to the last: one that arrived while the
         # final outputs were written would otherwise leave the checkpoint steps behind the rows.
-        with _StopAtBoundary() as stop:
+        with _StopAtBoundary() as stop, ganfast.backends.backend_scope(self.backend):
             if self.step == 0:
                 self._say(f"training {type(self.G).__name__} and {type(self.D).__name__} on "
                           f"{c.data} {list(self.dataset.x.shape)}, loss {c.loss}, penalty "
                           f"{c.penalty}, {c.steps} steps, batch {c.batch_size} x {self.world} "
-                          f"process(es), device {self.device}, writing {self.out}")
+                          f"process(es), device {self.device}, backend {self.backend}, "
+                          f"writing {self.out}")
                 self.save_checkpoint()  # first: a run stopped at any point can be resumed
             monitor = Monitor(self.out, c.steps, self.step, self.writer, c.tensorboard,
                               resumed_from=self.resumed_from)
