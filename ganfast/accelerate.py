@@ -297,7 +297,7 @@ def _why_legacy_stays(layer: type, name: str, parents: list[type]) -> str | None
         stock = _stock_class(parent)
         if stock is not None and not issubclass(stock, _CALLS_ITS_CHILDREN):
             return (f"inside {parent.__name__}, which may read the {layer.__name__}'s {name} "
-                    "without calling it (MultiheadAttention reads out_proj.weight itself), and "
+                    "without calling it (as MultiheadAttention reads out_proj.weight), and "
                     "the legacy spectral norm normalizes it only on a call")
     stock = _stock_class(layer)
     if (stock is None or (issubclass(stock, _READS_WEIGHT_ONCE) and name == "weight")

@@ -16,6 +16,7 @@ import torch
 from ._tensors import INTEGER_DTYPES, check_has_values, check_int, finite_range, tensor_from_numpy
 
 TILE = 4096
+_NO_AMINMAX = (torch.uint16, torch.uint32, torch.uint64)
 
 
 def _tiles(x: torch.Tensor, tile: int):
@@ -96,10 +97,10 @@ def precision_recall(fake_features, real_features, k=3, tile=TILE):
         check_has_values(f, name)
         if len(f) <= k:
             raise ValueError(f"{name} needs more than k={k} rows, got {len(f)}")
-        # a NaN distance is inside no ball: it would pass for a miss. Integers are finite; their
-        # range is read from a float64 copy (aminmax has no kernel for uint16, uint32, uint64).
+        # a NaN distance is inside no ball: it would pass for a miss. Integers are finite;
+        # aminmax has no kernel for uint16, uint32, uint64, whose range a float64 copy gives.
         if f.numel():
-            ranges.append(finite_range(f.detach() if f.is_floating_point() else f.double(), name))
+            ranges.append(finite_range(f.double() if f.dtype in _NO_AMINMAX else f.detach(), name))
     if fake_features.shape[1] != real_features.shape[1]:
         raise ValueError(
             f"fake_features and real_features must have the same width, got "
