@@ -699,3 +699,23 @@ def test_npy_images_square_neither_way_are_channels_first_for_image_size(tmp_pat
     pixels = np.random.default_rng(0).integers(0, 256, (10, 3, 12, 4)).astype(np.uint8)
     np.save(tmp_path / "im.npy", pixels)
     assert data.load(str(tmp_path / "im.npy"), image_size=4).x.shape == (10, 3, 4, 4)
+
+
+def test_metrics_plot_shows_a_single_loss_row_and_distances_on_a_log_scale(tmp_path, monkeypatch):
+    # With one loss row (--steps 1, or --log-every past --steps) the losses panel was a line of
+    # one point, drawn as nothing; fid_inception falls by orders of magnitude as fd_digits does.
+    import matplotlib.pyplot as plt
+
+    from ganfast.train import monitor
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    rows = [{"step": 0, "fid_inception": 300.0, "fd_digits": 900.0},
+            {"step": 1, "loss_d": 1.2, "loss_g": 0.7, "fid_inception": 40.0, "fd_digits": 30.0}]
+    monitor.plot_metrics(rows, tmp_path / "metrics.png")
+    (fig,) = figures
+    losses, *panels = fig.axes
+    assert [line.get_marker() for line in losses.lines] == ["o", "o"]
+    assert {ax.get_title(): ax.get_yscale() for ax in panels} == {"fid_inception": "log",
+                                                                  "fd_digits": "log"}
+    assert (tmp_path / "metrics.png").stat().st_size > 0

@@ -67,8 +67,8 @@ def plot_metrics(rows: list, path: Path) -> None:
     axes = np.atleast_1d(axes)
     for key in ("loss_d", "loss_g"):
         pts = [(r["step"], r[key]) for r in rows if key in r]
-        if pts:
-            axes[0].plot(*zip(*pts, strict=True), label=key)
+        if pts:  # a single row (--steps 1) is a point: a line alone would draw nothing
+            axes[0].plot(*zip(*pts, strict=True), label=key, marker="o" if len(pts) == 1 else None)
     axes[0].set_xlabel("step")
     if axes[0].lines:
         axes[0].legend()
@@ -76,7 +76,7 @@ def plot_metrics(rows: list, path: Path) -> None:
     for ax, key in zip(axes[1:], metric_names, strict=True):
         pts = [(r["step"], r[key]) for r in rows if key in r]
         ax.plot(*zip(*pts, strict=True), marker="o")
-        if key.startswith("fd_") and all(v > 0 for _, v in pts):
+        if key.startswith(("fd_", "fid_")) and all(v > 0 for _, v in pts):
             ax.set_yscale("log")  # distances fall by orders of magnitude
         ax.set_xlabel("step")
         ax.set_title(key)
