@@ -2,6 +2,7 @@
 
 import re
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -841,3 +842,45 @@ def test_statistics_errors_name_the_file_once(tmp_path, extractor, capsys):
     err = capsys.readouterr().err
     assert err.count("column.npz") == 1 and re.search(r"ganfast fid: .*column.npz: mu \(10, 1\)",
                                                       err), err
+
+
+def test_one_folder_named_twice_is_extracted_once(tmp_path, extractor, monkeypatch, capsys):
+    # `fid a a`, `fid a a/`, a link to a, ./a beside /abs/a: the features were extracted twice
+    # (hours on a large folder, for an FID of 0); now once, with a note, and KID, IS and
+    # precision/recall those of the folder against itself.
+    from ganfast.metrics import cli as fid_cli
+    from ganfast.metrics import inception_score
+
+    a = _folder(tmp_path / "a", 20, seed=0)
+    _folder(tmp_path / "other", 20, seed=1, shift=20)
+    (tmp_path / "link").symlink_to(a, target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    calls = []
+
+    def counted(images):
+        calls.append(len(images))
+        return extractor(images)
+
+    # --isc without the Inception network: these features as 10 logits
+    monkeypatch.setattr(fid_cli, "_extractor", lambda args, device: (counted, lambda f: f))
+    fa = _features(a, extractor)
+    kid_mean, kid_std = kid(fa, fa, subset_size=20, seed=2020)
+    order = torch.from_numpy(np.random.RandomState(2020).permutation(20))
+    is_mean, is_std = inception_score(fa[order], splits=10)
+    for pair in (["a", "a"], ["a", "a/"], ["a", "link"], ["./link/", str(a)]):
+        calls.clear()
+        assert main(["fid", *pair, "--kid", "--isc", "--prc", "--batch-size", "8",
+                     "--device", "cpu"]) == 0, pair
+        out, err = capsys.readouterr()
+        assert calls == [8, 8, 4], pair  # one pass over the folder's 20 images
+        assert f"A and B are one folder, {a.resolve()}: its features are extracted once" in err
+        assert err.count(": 20 images") == 1, err
+        printed = dict(line.split(": ", 1) for line in out.splitlines())
+        assert printed["FID"] == "0.000000"
+        assert printed["KID"] == f"{kid_mean:.6f} +- {kid_std:.6f} (100 subsets of 20)"
+        assert [printed[f"IS of {Path(p)}"] for p in pair] == [f"{is_mean:.4f} +- {is_std:.4f}"] * 2
+        assert out.endswith("precision: 1.0000  recall: 1.0000\n")
+    # two folders: each extracted, no note
+    calls.clear()
+    assert main(["fid", "a", "other", "--device", "cpu", "--batch-size", "8"]) == 0
+    assert calls == [8, 8, 4] * 2 and "one folder" not in capsys.readouterr().err

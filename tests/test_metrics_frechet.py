@@ -270,6 +270,27 @@ def test_reference_distance_matches_the_scipy_oracle_past_the_blocked_size(n_ref
     assert ref.distance(mu, s) == pytest.approx(scipy_oracle(mu_r, s_r, mu, s), rel=1e-6)
 
 
+@pytest.mark.parametrize("d,n,offset", [(64, 3, 0.0), (300, 6, 100.0)])  # 300: blocked sizes
+def test_reference_and_frechet_distance_agree_on_a_covariance_of_fewer_samples_than_features(
+        d, n, offset):
+    # The covariance of n < d samples is singular, its smallest eigenvalues negative by rounding
+    # (-1e-14): FrechetReference (the reference's factor from eigh) takes it as frechet_distance
+    # does, with the same tolerance, on either side, and both give the float64 scipy oracle.
+    rng = np.random.default_rng(d)
+    few = rng.standard_normal((n, d)) + offset
+    mu, s = few.mean(0), np.cov(few, rowvar=False)
+    assert np.linalg.eigvalsh(s)[0] < 0
+    mu2, s2 = random_stats(rng, d, 3 * d)
+    mu2 = mu2 + offset
+    expected = scipy_oracle(mu, s, mu2, s2)
+    got = {"frechet_distance": frechet_distance(mu, s, mu2, s2),
+           "frechet_distance, swapped": frechet_distance(mu2, s2, mu, s),
+           "reference of the few": FrechetReference(mu, s).distance(mu2, s2),
+           "reference of the many": FrechetReference(mu2, s2).distance(mu, s),
+           "distance_to_features": FrechetReference(mu2, s2).distance_to_features(few)}
+    assert got == pytest.approx(dict.fromkeys(got, expected), rel=1e-9)
+
+
 @pytest.mark.parametrize("kind,match", [
     ("meta", "is a tensor on the 'meta' device, which holds no values"),
     ("sparse", "must be a dense tensor, got layout torch.sparse_coo"),

@@ -281,12 +281,40 @@ def test_float32_features_fewer_than_dimensions_give_np_cov_fid():
      "sigma is not symmetric"),
     # was FeatureStats(0)'s "num_features must be a positive int", naming no file
     (dict(mu=np.zeros(0), sigma=np.zeros((0, 0)), count=5), "mu and sigma are empty"),
+    # these two were loaded; frechet_distance refused them later, naming "sigma1", no file
+    (dict(mu=np.zeros(3), sigma=np.array([[1.0, 2, 0], [2, 1, 0], [0, 0, 1]]), count=5),
+     r"sigma is not a covariance matrix \(positive semi-definite\): it has the eigenvalue -1"),
+    (dict(mu=np.zeros(3), sigma=np.diag([1.0, -1e-3, 1.0]), count=5),
+     "sigma has negative variances on its diagonal"),
 ])
 def test_load_refuses_statistics_that_are_not_a_covariance(tmp_path, contents, message):
     path = tmp_path / "bad.npz"
     np.savez(path, **contents)
     with pytest.raises(ValueError, match=f"bad.npz: {message}"):
         FeatureStats.load(path)
+
+
+def test_load_takes_pytorch_fid_statistics_of_fewer_images_than_features(tmp_path):
+    # pytorch-fid's statistics: np.mean and np.cov of float32 activations. Of fewer images than
+    # features the covariance is singular, its smallest eigenvalues negative by rounding (and
+    # one from a float32 computation, -1e-8 of the largest): loaded, and the FID from the file
+    # is the one from the arrays.
+    from ganfast.metrics import frechet_distance
+
+    act = np.maximum(features(40, 64, 5), 0).astype(np.float32)
+    mu, sigma = np.mean(act, axis=0), np.cov(act, rowvar=False)
+    w, v = np.linalg.eigh(sigma)
+    assert w[0] < 0
+    rounded = (v * np.where(w < 1e-9 * w[-1], -1e-8 * w[-1], w)) @ v.T
+    other = features(500, 64, 6)
+    for i, s in enumerate((sigma, rounded)):
+        np.savez(tmp_path / f"{i}.npz", mu=mu, sigma=s)
+        stats = FeatureStats.load(tmp_path / f"{i}.npz", count=40)
+        got = frechet_distance(stats.mean, stats.covariance, other.mean(0),
+                               np.cov(other, rowvar=False))
+        expected = frechet_distance(mu.astype(np.float64), s, other.mean(0),
+                                    np.cov(other, rowvar=False))
+        assert got == pytest.approx(expected, rel=1e-12)
 
 
 def test_load_takes_a_count_stored_as_a_whole_float(tmp_path):

@@ -143,14 +143,23 @@ def compute(args) -> list[str]:
                        "statistics")
     if args.save_stats:
         _check_save_paths(args.save_stats, sources)
-    files = {source: _image_files(source) for source in sources if source.is_dir()}
+    # A and B one folder or file under two names (a/ and a, a link, ./a and /abs/a): read once,
+    # B's results being A's
+    same = _same_file(*sources)
+    distinct = sources[:1] if same else sources
+    files = {source: _image_files(source) for source in distinct if source.is_dir()}
     extractor = _extractor(args, device) if files else None
     for source, names in files.items():
         _check_count(source, len(names), args)
         # stderr, before the extraction: the count to check against what was meant (stdout
         # holds the results alone)
         print(f"{source}: {len(names)} image{'s' if len(names) != 1 else ''}", file=sys.stderr)
-    loaded = {source: _load_stats(source, args) for source in sources if not source.is_dir()}
+    if same:
+        kind, done = (("folder", "its features are extracted") if sources[0].is_dir()
+                      else ("statistics file", "it is read"))
+        print(f"A and B are one {kind}, {sources[0].resolve()}: {done} once (FID 0 up to "
+              "rounding)", file=sys.stderr)
+    loaded = {source: _load_stats(source, args) for source in distinct if not source.is_dir()}
     # A statistics file's feature size against the extractor's: the Inception network's is
     # known now, another extractor's once its first batch is computed (not after the folder)
     expected = next(((source, s.num_features) for source, s in loaded.items()), None)
@@ -158,17 +167,17 @@ def compute(args) -> list[str]:
         raise FidError(f"{expected[0]} holds statistics of {expected[1]} features; the FID "
                        f"Inception network gives {INCEPTION_FEATURES} (statistics of another "
                        "extractor, or pytorch-fid's --dims, compare only with their own kind)")
-    stats, features, logits = [], [], []
-    for source in sources:
+    extracted = []  # (statistics, features, logits) of each distinct input
+    for source in distinct:
         if source in files:
-            s, f, lg = _features_of_folder(source, files[source], extractor, args.batch_size,
-                                           device, args.isc, keep=args.kid or args.prc,
-                                           workers=workers, expected=expected, sources=sources)
-            stats.append(s)
-            features.append(f)
-            logits.append(lg)
+            extracted.append(_features_of_folder(
+                source, files[source], extractor, args.batch_size, device, args.isc,
+                keep=args.kid or args.prc, workers=workers, expected=expected, sources=sources))
         else:
-            stats.append(loaded[source])
+            extracted.append((loaded[source], None, None))
+    stats, features, logits = (list(column) for column in zip(*extracted, strict=True))
+    if same:
+        stats, features, logits = stats * 2, features * 2, logits * 2
     (mu1, sigma1), (mu2, sigma2) = (_mean_and_covariance(s, source)
                                     for s, source in zip(stats, sources, strict=True))
     if len(mu1) != len(mu2):
@@ -544,7 +553,6 @@ def _checked_features(f, paths: list[Path], folder: Path, batch_number: int) -> 
 
 
 def _load_stats(path: Path, args):
-    from .frechet import check_positive_semidefinite
     from .stats import FeatureStats, open_npz
 
     if path.suffix.lower() != ".npz":
@@ -558,11 +566,4 @@ def _load_stats(path: Path, args):
         said = str(error)  # most name the file already
         raise FidError(said if said.startswith(str(path)) else
                        f"cannot read statistics from {path}: {said}") from None
-    covariance = stats.covariance  # finite and symmetric: FeatureStats.load checked
-    if (covariance.diagonal() < 0).any():
-        raise FidError(f"{path}: sigma has negative variances on its diagonal; not a covariance")
-    try:
-        check_positive_semidefinite(covariance, "sigma")
-    except ValueError as error:
-        raise FidError(f"{path}: {error}") from None
-    return stats
+    return stats  # a covariance: FeatureStats.load checked

@@ -31,6 +31,7 @@ from ._tensors import (
     finite_range,
     tensor_from_numpy,
 )
+from .frechet import check_covariance
 
 
 def open_npz(path):
@@ -239,7 +240,8 @@ class FeatureStats:
     def load(cls, path, count: int | None = None) -> FeatureStats:
         """Read an .npz with mu and sigma (pytorch-fid's format); count from the file, or from
         the argument for a file without one (pytorch-fid's); a count that contradicts the
-        file's is refused."""
+        file's is refused, and so is a sigma that is no covariance up to rounding (not finite,
+        not [D, D], not symmetric, a negative variance or eigenvalue), naming the file."""
         with open_npz(path) as data:
             missing = {"mu", "sigma"} - set(data.files)
             if missing:
@@ -258,6 +260,14 @@ class FeatureStats:
         scale = max(float(np.abs(sigma).max(initial=0.0)), np.finfo(np.float64).tiny)
         if np.abs(sigma - sigma.T).max(initial=0.0) > SYMMETRY_TOLERANCE * scale:
             raise ValueError(f"{path}: sigma is not symmetric, so it is no covariance matrix")
+        # float64 in the machine's byte order: torch.from_numpy refused big-endian arrays ('>f8',
+        # as another machine or np.dtype('>f8') writes them) with an error naming no file
+        sigma = torch.from_numpy(np.asarray(sigma, dtype=np.float64))
+        try:  # an indefinite sigma gave frechet_distance's "sigma1 is not a covariance ...",
+            # naming no file, or, merged into other statistics, a wrong number
+            check_covariance(sigma, "sigma")
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
         count = None if count is None else _as_count(count)
         if stored_count is not None:
             stored_count = _as_count(stored_count, f"{path}: ")
@@ -270,10 +280,8 @@ class FeatureStats:
             raise ValueError(f"{path} stores no count: pass count= (the number of samples behind it)")
         stats = cls(mu.shape[0])
         stats._count = count
-        # float64 in the machine's byte order: torch.from_numpy refused big-endian arrays ('>f8',
-        # as another machine or np.dtype('>f8') writes them) with an error naming no file
         stats._mean = torch.from_numpy(np.asarray(mu, dtype=np.float64))
-        stats._m2 = torch.from_numpy(np.asarray(sigma, dtype=np.float64)) * (count - 1)
+        stats._m2 = sigma * (count - 1)
         return stats
 
 
