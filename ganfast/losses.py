@@ -75,6 +75,9 @@ def _check_critic_output(out, batch: int, caller: str) -> torch.Tensor:
                          f"with B={batch} (one score per sample, or a map of them), got "
                          f"{shape}{hint}")
     if not out.requires_grad:
+        # Under inference_mode, with grad mode switched back on inside it (enable_grad), the
+        # early refusal did not run: say why there is no graph. (Checked only on failure.)
+        _needs_autograd(caller)
         raise ValueError(f"{caller}: critic output does not depend on its input (no autograd "
                          "graph: was it computed under torch.no_grad() or detached?); the "
                          "penalty is a gradient of the critic at its input")

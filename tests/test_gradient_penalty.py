@@ -783,6 +783,21 @@ def test_penalties_under_no_grad_give_their_value_and_refuse_inference_mode():
                                expected_gp, rtol=1e-12, atol=1e-12)
 
 
+def test_inference_mode_with_grad_mode_switched_on_is_refused_as_inference_mode():
+    # enable_grad() inside inference_mode() turns grad mode on, so the early refusal did not
+    # run, and the critic's output (no graph in inference mode) was reported as "computed
+    # under torch.no_grad() or detached?".
+    critic = canonical.critic_for((3, 2, 5, 5), torch.float64)
+    real, fake = _pair((3, 2, 5, 5))
+    with torch.inference_mode(), torch.enable_grad():
+        with pytest.raises(RuntimeError, match="^gradient_penalty takes an input gradient, .* "
+                                               "cannot run under torch.inference_mode"):
+            ganfast.gradient_penalty(critic, real, fake)
+        with pytest.raises(RuntimeError, match="^r1_penalty takes an input gradient, .* "
+                                               "cannot run under torch.inference_mode"):
+            ganfast.r1_penalty(critic, real)
+
+
 @pytest.mark.parametrize("critic", [
     lambda x: x.flatten(),
     lambda x: x.sum(),

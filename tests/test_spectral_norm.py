@@ -635,3 +635,39 @@ def test_a_global_backend_that_cannot_run_is_refused_as_in_the_penalties():
                 layer(x)
     ganfast.set_backend("torch")
     assert layer(x).shape == (2, 4)
+
+
+def test_scalars_as_0_dim_tensors_and_numpy_numbers_are_taken_as_pytorch_takes_them():
+    # PyTorch's spectral norm takes eps as a 0-dim tensor or numpy float, and
+    # n_power_iterations as a 0-dim integer tensor; ganfast's refused the tensors and kept a
+    # numpy eps as numpy's type. The oracle: PyTorch's layer with the same arguments.
+    x = torch.randn(2, 3, dtype=torch.float64)
+    for eps, n_iter, dim in ((torch.tensor(1e-3), torch.tensor(2), torch.tensor(1)),
+                             (np.float32(1e-3), np.array(2), np.array(1)),
+                             (np.array(1e-3), np.int64(2), np.int64(1))):
+        torch.manual_seed(0)
+        theirs = parametrizations.spectral_norm(nn.Linear(3, 4).double(),
+                                                n_power_iterations=int(n_iter), eps=float(eps),
+                                                dim=int(dim))
+        torch.manual_seed(0)
+        ours = ganfast.nn.spectral_norm(nn.Linear(3, 4).double(), n_power_iterations=n_iter,
+                                        eps=eps, dim=dim)
+        sn = ours.parametrizations.weight[0]
+        assert (type(sn.eps), type(sn.n_power_iterations), type(sn.dim)) == (float, int, int)
+        assert (sn.eps, sn.n_power_iterations, sn.dim) == (float(eps), 2, 1)
+        for _ in range(2):
+            torch.testing.assert_close(ours(x), theirs(x), rtol=1e-12, atol=1e-12)
+    for kwargs, match in ((dict(n_power_iterations=torch.tensor(2.0)), r"got tensor\(2\.\)"),
+                          (dict(n_power_iterations=torch.tensor(True)), "got True"),
+                          (dict(dim=torch.tensor([0])), r"dim must be an int, got tensor\(\[0\]\)"),
+                          (dict(eps=torch.tensor([1e-3])), "eps must be a finite number > 0"),
+                          (dict(eps=np.bool_(True)), "eps must be a finite number > 0")):
+        with pytest.raises(ValueError, match=match):
+            ganfast.nn.spectral_norm(nn.Linear(3, 4), **kwargs)
+
+
+def test_remove_with_a_name_that_is_not_a_str_is_named():
+    # It said "ParametrizedLinear.0 is not spectral-normalized", as if the layer had no SN.
+    layer = ganfast.nn.spectral_norm(nn.Linear(3, 4))
+    with pytest.raises(TypeError, match="remove_spectral_norm: name must be a str .* got int"):
+        ganfast.nn.remove_spectral_norm(layer, name=0)

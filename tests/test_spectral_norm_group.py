@@ -129,7 +129,9 @@ def test_a_layer_at_two_places_is_normalized_once_per_block():
     weight = conv.parametrizations.weight.original.detach().flatten(1)
     u_one_step = F.normalize(weight @ p._v, dim=0)
     with group.once():
-        pass
+        # Both modules read the shared weight (each its own ParametrizationList, holding the
+        # same original): the block's, no step of their own.
+        fused(torch.randn(1, 3, 4, 4, dtype=torch.float64))
     torch.testing.assert_close(p._u, u_one_step, rtol=1e-12, atol=1e-12)
 
 
@@ -236,3 +238,63 @@ def test_group_plan_follows_its_weights_to_another_device():
     tables, meta = plan.pointer_tables([weight], [torch.randn(4)], [torch.randn(3)])
     assert meta is plan.meta and meta.device == weight.device == tables.device
     assert torch.equal(meta, expected)
+
+
+def test_functional_call_with_other_weights_inside_a_block_normalizes_those():
+    # Inside a block each access returned the block's W / sigma whatever tensor the layer was
+    # given: torch.func.functional_call with other parameters (an EMA's, a meta-learning
+    # step's) got the model's own normalized weights, and torch.func.grad through them a zero
+    # gradient. The oracle: PyTorch's spectral norm, same u and v (eval: no update).
+    theirs, ours = discriminators()
+    theirs.eval(), ours.eval()
+    group = ganfast.nn.SpectralNormGroup(ours, backend="torch")
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64, generator=g)
+    others = {name: 1.5 * p.detach() + 0.1 * torch.randn(p.shape, dtype=p.dtype, generator=g)
+              for name, p in ours.named_parameters()}
+
+    def loss(model, params):
+        return torch.func.functional_call(model, params, (x,)).square().sum()
+
+    expected = loss(theirs, others)
+    expected_grad = torch.func.grad(lambda p: loss(theirs, p))(others)
+    with group.once():
+        got = loss(ours, others)
+        got_grad = torch.func.grad(lambda p: loss(ours, p))(others)
+        own = ours(x)  # the model's own parameters still get the block's weights
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    for name in others:
+        torch.testing.assert_close(got_grad[name], expected_grad[name], rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(own, theirs(x), rtol=1e-12, atol=1e-12)
+
+
+def test_a_group_whose_layer_lost_its_spectral_norm_names_it():
+    # remove_spectral_norm after the group was made: AttributeError "'Linear' object has no
+    # attribute 'parametrizations'" at the next once(); removed and applied again: the group
+    # iterated the old parametrization's u and v while the layer normalized itself on access.
+    for reapply in (False, True):
+        model = nn.Sequential(ganfast.nn.spectral_norm(nn.Linear(3, 4)),
+                              ganfast.nn.spectral_norm(nn.Linear(4, 2)))
+        group = ganfast.nn.SpectralNormGroup(model, backend="torch")
+        ganfast.nn.remove_spectral_norm(model[1])
+        if reapply:
+            ganfast.nn.spectral_norm(model[1])
+        with pytest.raises(ValueError, match=r"SpectralNormGroup: the spectral norm of 1\.weight "
+                                             r"was removed .* make a new SpectralNormGroup"):
+            with group.once():
+                pass
+        with pytest.raises(ValueError, match=r"spectral norm of 1\.weight was removed"):
+            group.normalize()
+        assert all(p._group_weight is None for _, _, p in group.layers)
+        with ganfast.nn.SpectralNormGroup(model, backend="torch").once():  # a new group works
+            model(torch.randn(2, 3))
+
+
+def test_a_model_that_is_not_a_module_is_named_and_the_group_has_a_repr():
+    with pytest.raises(TypeError, match="SpectralNormGroup: model must be a torch.nn.Module .* "
+                                        "got Tensor"):
+        ganfast.nn.SpectralNormGroup(torch.randn(3, 3))
+    model = nn.Sequential(ganfast.nn.spectral_norm(nn.Linear(3, 4)), nn.ReLU(),
+                          ganfast.nn.spectral_norm(nn.Linear(4, 2)))
+    assert repr(ganfast.nn.SpectralNormGroup(model)) == \
+        "SpectralNormGroup(2 layers: 0.weight, 2.weight; backend='auto')"

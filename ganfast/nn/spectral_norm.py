@@ -12,12 +12,14 @@ import functools
 import math
 import numbers
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.compiler import is_compiling
 from torch.nn.utils import parametrize
 
+from .._numbers import real_number
 from ..backends import resolve
 from ..ops import spectral_norm as ops
 
@@ -33,7 +35,12 @@ class SpectralNorm(nn.Module):
     """
 
     legacy_update_order = False
-    _group_weight = None  # set by SpectralNormGroup.once(): the weight it normalized on entry
+    # Set by SpectralNormGroup.once(): the weight it normalized on entry, and the tensor it
+    # normalized (the layer's original), so that an access with another tensor in its place
+    # (torch.func.functional_call with other parameters, torch.func transforms, a
+    # DataParallel replica's copy) normalizes that tensor instead of getting the block's.
+    _group_weight = None
+    _group_original = None
 
     def __init__(self, weight: torch.Tensor, n_power_iterations: int = 1, dim: int = 0,
                  eps: float = 1e-12) -> None:
@@ -59,8 +66,9 @@ class SpectralNorm(nn.Module):
             ops.power_iteration_(weight_mat, self._u, self._v, 15, eps)
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        if self._group_weight is not None:
-            return self._group_weight
+        group_weight = self._group_weight
+        if group_weight is not None and weight is self._group_original:
+            return group_weight
         if weight.ndim == 1:
             return F.normalize(weight, dim=0, eps=self.eps)
         if not (self.legacy_update_order or is_compiling()):
@@ -107,6 +115,7 @@ class SpectralNorm(nn.Module):
         # tensor, which deepcopy refuses) stays behind.
         state = dict(super().__getstate__())
         state.pop("_group_weight", None)
+        state.pop("_group_original", None)
         return state
 
     def right_inverse(self, value: torch.Tensor) -> torch.Tensor:
@@ -153,10 +162,14 @@ def spectral_norm(module: nn.Module, name: str = "weight", n_power_iterations: i
     if n_power_iterations < 1:
         raise ValueError("spectral_norm: n_power_iterations must be an int >= 1, got "
                          f"{n_power_iterations!r}")
-    # bool is a numbers.Real: eps=True would be taken as eps=1 (n_power_iterations and dim
-    # refuse bools too)
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not 0 < eps < math.inf:
+    # A Python float from here on (numpy's, or a 0-dim tensor as PyTorch's spectral norm takes
+    # it): the layer's repr, its group's batching by eps and the kernels' float argument. bool
+    # is refused by real_number: eps=True would be taken as eps=1 (n_power_iterations and dim
+    # refuse bools too).
+    number = real_number(eps)
+    if number is None or not 0 < number < math.inf:
         raise ValueError(f"spectral_norm: eps must be a finite number > 0, got eps={eps!r}")
+    eps = number
     if dim is not None:
         dim = _integer(dim, "dim")
     if parametrize.is_parametrized(module, name) and any(
@@ -178,8 +191,14 @@ def _check_module(module, caller: str) -> None:
 
 
 def _integer(value, argument: str) -> int:
-    """An int, or anything that is one (numpy's integers); bools and floats are refused (with
-    ValueError, as before these checks named the type)."""
+    """An int, or anything that is one (numpy's integers, a 0-dim integer tensor or array, as
+    PyTorch's spectral norm takes them); bools and floats are refused (with ValueError, as
+    before these checks named the type)."""
+    if isinstance(value, torch.Tensor) and value.ndim == 0 and not (
+            value.is_floating_point() or value.is_complex()):
+        value = value.item()  # an int (or a bool, refused below)
+    elif isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]  # its numpy scalar: an integer one is a numbers.Integral
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ValueError(f"spectral_norm: {argument} must be an int, got {value!r}")
     return int(value)
@@ -195,6 +214,9 @@ def _has_legacy_spectral_norm(module: nn.Module, name: str) -> bool:
 def remove_spectral_norm(module: nn.Module, name: str = "weight") -> nn.Module:
     """Leave a plain layer whose `name` is the normalized weight (as remove_parametrizations)."""
     _check_module(module, "remove_spectral_norm")
+    if not isinstance(name, str):
+        raise TypeError(f"remove_spectral_norm: name must be a str (the parameter's name, such "
+                        f"as 'weight'), got {type(name).__name__}")
     if _has_legacy_spectral_norm(module, name):
         raise ValueError(f"remove_spectral_norm: {type(module).__name__}.{name} has the legacy "
                          "torch.nn.utils.spectral_norm; remove it with "

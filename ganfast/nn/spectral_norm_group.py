@@ -18,7 +18,11 @@ access, so D(real) and D(fake) inside one block are normalized by the same sigma
 been called once on the concatenated batch). Weights are read on entry: an optimizer step
 inside the block is not seen until the next block. The calls share the normalization's graph:
 one backward per block (sum the losses, or retain_graph=True on the first of two). A copy of
-the model made inside a block (an EMA copy) is not part of it. Outside a block nothing changes.
+the model made inside a block (an EMA copy) is not part of it, nor is a call that puts other
+tensors in the layers' place (torch.func.functional_call with other parameters, torch.func
+transforms): those normalize the tensors they are given, on access. Removing a layer's spectral
+norm (or removing and applying it again) leaves the group stale: once() then says so, and a new
+group is made for the model as it is. Outside a block nothing changes.
 """
 
 import contextlib
@@ -41,9 +45,15 @@ class SpectralNormGroup:
     """
 
     def __init__(self, model: nn.Module, backend: str = "auto") -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError("SpectralNormGroup: model must be a torch.nn.Module (the model whose "
+                            f"spectral-norm layers are grouped), got {type(model).__name__}")
         _check_name(backend, "SpectralNormGroup: backend")  # now, not at the first once()
         self.backend = backend
         self.layers = []  # (module, tensor name, parametrization)
+        # Each layer's ParametrizationList and its name in the model: remove_spectral_norm (or
+        # removing and applying it again) replaces the list, which normalize() then names.
+        self._lists, self._names = [], []
         torch_sn, seen = [], set()
         for path, module in model.named_modules():
             if not parametrize.is_parametrized(module):
@@ -65,6 +75,8 @@ class SpectralNormGroup:
                                 f"{len(parametrizations)} parametrizations; a grouped layer must "
                                 "have spectral norm as its only one")
                         self.layers.append((module, name, parametrization))
+                        self._lists.append(parametrizations)
+                        self._names.append(f"{where}.{name}")
                     elif _is_spectral_norm(parametrization):  # PyTorch's (ganfast's is above)
                         torch_sn.append(f"{where}.{name}")
         if torch_sn:
@@ -89,25 +101,43 @@ class SpectralNormGroup:
         if not free:  # nested in a block that holds every layer (a helper's own block)
             yield self
             return
-        weights = self.normalize(free)
-        for i, weight in zip(free, weights, strict=True):
-            self.layers[i][2]._group_weight = weight
+        weights, originals = self._normalize(free)
+        # Into the layers' __dict__: Module.__setattr__ would register a Parameter original as
+        # a parameter of the SpectralNorm (and costs more). The original is the tensor the
+        # weight was normalized from: an access with another one in its place (functional_call
+        # with other parameters, torch.func transforms) normalizes that one (SpectralNorm.forward).
+        for i, weight, original in zip(free, weights, originals, strict=True):
+            vars(self.layers[i][2]).update(_group_weight=weight, _group_original=original)
         try:
             yield self
         finally:
             for i in free:
-                self.layers[i][2]._group_weight = None
+                vars(self.layers[i][2]).update(_group_weight=None, _group_original=None)
+
+    def __repr__(self) -> str:
+        return (f"SpectralNormGroup({len(self.layers)} layers: {', '.join(self._names)}; "
+                f"backend={self.backend!r})")
 
     def normalize(self, indices=None) -> list:
         """W / sigma of every layer (or of the layers at `indices`), after its power-iteration
         steps in training mode."""
+        return self._normalize(indices)[0]
+
+    def _normalize(self, indices=None):
+        """normalize() and the layers' originals, the tensors it normalized."""
         indices = range(len(self.layers)) if indices is None else indices
         layers = [self.layers[i] for i in indices]
-        originals = [module.parametrizations[name].original for module, name, _ in layers]
+        try:
+            lists = [module.parametrizations[name] for module, name, _ in layers]
+        except (AttributeError, KeyError):  # the layer's parametrizations are gone
+            lists = None
+        if lists is None or lists != [self._lists[i] for i in indices]:
+            self._raise_stale(indices)
+        originals = [plist.original for plist in lists]
         backend = resolve(ops.OP, self.backend, originals[0].is_cuda)
         if backend == "torch" or transformed(*originals):  # (as SpectralNorm.forward)
             return [parametrization(original) for (_, _, parametrization), original
-                    in zip(layers, originals, strict=True)]
+                    in zip(layers, originals, strict=True)], originals
         weights = [None] * len(layers)
         batches = {}  # one launch per (dtype, device, eps)
         for j, ((_, _, p), original) in enumerate(zip(layers, originals, strict=True)):
@@ -122,7 +152,20 @@ class SpectralNormGroup:
                                                [originals[j] for j in members], eps, backend)
             for j, weight in zip(members, normalized, strict=True):
                 weights[j] = weight
-        return weights
+        return weights, originals
+
+    def _raise_stale(self, indices) -> None:
+        """Name the first layer whose spectral norm is no longer the one this group holds."""
+        for i in indices:
+            module, name, _ = self.layers[i]
+            lists = getattr(module, "parametrizations", {})
+            if name not in lists or lists[name] is not self._lists[i]:
+                raise ValueError(
+                    f"SpectralNormGroup: the spectral norm of {self._names[i]} was removed (or "
+                    "removed and applied again) after the group was made; make a new "
+                    "SpectralNormGroup(model) for the model as it is now")
+        raise ValueError("SpectralNormGroup: a layer's spectral norm is no longer the one the "
+                         "group was made with; make a new SpectralNormGroup(model)")
 
     def _normalize_batch(self, indices, originals, eps, backend):
         """One launch for the layers at `indices` (their weights `originals`)."""

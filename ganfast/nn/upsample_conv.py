@@ -1,10 +1,20 @@
 """UpsampleConv2d: nn.Upsample(scale_factor=2, mode="nearest") + nn.Conv2d(k=3, padding=1)
 as one fused layer (see ganfast/ops/upsample_conv.py for the folding)."""
 
+import numbers
+
 import torch
 from torch import nn
 
-from ..ops.upsample_conv import ACTIVATIONS, check_configuration, checked_slope, upsample_conv2d
+from ..ops.upsample_conv import (
+    ACTIVATIONS,
+    KERNEL_SIZE,
+    PADDING,
+    SCALE_FACTOR,
+    check_configuration,
+    checked_slope,
+    upsample_conv2d,
+)
 
 # torch.fx.symbolic_trace records the call as one node (its argument checks cannot run on
 # Proxies): a traced accelerated model keeps the fused op, as a traced Conv2d keeps conv2d.
@@ -22,13 +32,25 @@ class UpsampleConv2d(nn.Conv2d):
     def __init__(self, in_channels: int, out_channels: int, kernel_size=3, padding=1,
                  bias: bool = True, scale_factor=2, *, activation: str | None = None,
                  negative_slope: float = 0.01, device=None, dtype=None):
+        for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
+            # (nn.Conv2d's own errors name neither: "not all arguments converted during string
+            # formatting" for a str, "in_channels must be divisible by groups" for 3.5, a
+            # negative dimension from torch.empty; a bool passed for 1)
+            is_int = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+            if not (is_int and value >= 0):
+                raise (ValueError if is_int else TypeError)(
+                    f"UpsampleConv2d: {name} must be an int >= 0 (a channel count, as for "
+                    f"nn.Conv2d), got {value!r}")
         check_configuration(kernel_size, padding, scale_factor)
         if activation not in ACTIVATIONS:
             raise ValueError(f"UpsampleConv2d: activation must be one of {ACTIVATIONS}; "
                              f"got {activation!r}")
-        super().__init__(in_channels, out_channels, kernel_size, padding=padding, bias=bias,
+        # The supported values themselves from here on, however given (np.int64(3), a tensor
+        # pair, 2.0): what the layer's repr shows and a copy of it is made with
+        padding = "same" if isinstance(padding, str) else PADDING
+        super().__init__(in_channels, out_channels, KERNEL_SIZE, padding=padding, bias=bias,
                          device=device, dtype=dtype)
-        self.scale_factor = scale_factor
+        self.scale_factor = SCALE_FACTOR
         self.activation = activation
         self.negative_slope = checked_slope(negative_slope, "UpsampleConv2d")
 
