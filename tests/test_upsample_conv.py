@@ -724,6 +724,36 @@ def test_module_rejects_unsupported_configuration(kwargs, name):
         UpsampleConv2d(3, 4, **kwargs)
 
 
+@pytest.mark.parametrize("kwargs,name", [({"kernel_size": 3.0}, "kernel_size"),
+                                         ({"kernel_size": True}, "kernel_size"),
+                                         ({"padding": True}, "padding"),
+                                         ({"padding": "valid"}, "padding"),
+                                         ({"padding": (1, 1, 1)}, "padding"),
+                                         ({"kernel_size": np.array([3, 5])}, "kernel_size"),
+                                         ({"scale_factor": 2 + 0j}, "scale_factor"),
+                                         ({"scale_factor": "2"}, "scale_factor")])
+def test_module_rejects_configuration_that_only_compares_equal(kwargs, name):
+    # A float kernel_size failed inside nn.Conv2d ("empty(): argument 'size' ..."), a bool or
+    # complex passed for 1 or 2, an array's comparison raised numpy's "truth value ... ambiguous".
+    with pytest.raises(ValueError, match=f"^UpsampleConv2d: {name}=.* is not supported"):
+        UpsampleConv2d(3, 4, **kwargs)
+
+
+def test_module_takes_the_supported_configuration_however_given():
+    conv = nn.Conv2d(3, 4, 3, padding=1).double()
+    x = torch.randn(2, 3, 4, 5, dtype=torch.float64)
+    expected = conv(nn.Upsample(scale_factor=2, mode="nearest")(x))
+    for kwargs in ({"kernel_size": np.int64(3), "padding": np.int64(1), "scale_factor": 2.0},
+                   {"kernel_size": np.array([3, 3]), "padding": torch.tensor([1, 1]),
+                    "scale_factor": (np.float64(2), 2)},
+                   {"kernel_size": [3, 3], "padding": (1, 1), "scale_factor": torch.tensor(2)}):
+        fused = UpsampleConv2d(3, 4, **kwargs).double()
+        fused.load_state_dict(conv.state_dict())
+        torch.testing.assert_close(fused(x), expected, rtol=1e-12, atol=1e-12)
+        # the supported values themselves, as a layer given plain ints shows them
+        assert repr(fused) == repr(UpsampleConv2d(3, 4))
+
+
 def test_fx_symbolic_trace_keeps_the_fused_call():
     # The argument checks cannot run on FX's Proxies: the call is recorded as one node.
     model = nn.Sequential(UpsampleConv2d(3, 4, activation="leaky_relu", negative_slope=0.2),
@@ -916,3 +946,28 @@ def test_matrix_throughput_is_measured_in_the_dtype():
 
     tflops = matrix_tflops(torch.device("cpu"), torch.float32)
     assert 1e-4 < tflops < 100  # a CPU's float32 matrix throughput, in TFLOP/s
+
+
+@pytest.mark.parametrize("args, error, match", [
+    (("3", 4), TypeError, "in_channels must be an int >= 0 .* got '3'"),
+    ((3.5, 4), TypeError, "in_channels must be an int >= 0 .* got 3.5"),
+    ((True, 4), TypeError, "in_channels must be an int >= 0 .* got True"),
+    ((-1, 4), ValueError, "in_channels must be an int >= 0 .* got -1"),
+    ((3, None), TypeError, "out_channels must be an int >= 0 .* got None"),
+    ((3, -2), ValueError, "out_channels must be an int >= 0 .* got -2"),
+])
+def test_module_names_bad_channel_counts(args, error, match):
+    # nn.Conv2d's own errors named neither the layer nor the argument ("not all arguments
+    # converted during string formatting", "in_channels must be divisible by groups", a negative
+    # dimension from torch.empty), and took True for 1 channel.
+    with pytest.raises(error, match=f"^UpsampleConv2d: {match}"):
+        UpsampleConv2d(*args)
+
+
+def test_module_takes_numpy_channel_counts_as_conv2d_does():
+    conv = nn.Conv2d(np.int64(3), np.int32(4), 3, padding=1).double()
+    fused = UpsampleConv2d(np.int64(3), np.int32(4)).double()
+    fused.load_state_dict(conv.state_dict())
+    x = torch.randn(2, 3, 4, 5, dtype=torch.float64)
+    expected = conv(nn.Upsample(scale_factor=2, mode="nearest")(x))
+    torch.testing.assert_close(fused(x), expected, rtol=1e-12, atol=1e-12)
