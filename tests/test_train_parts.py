@@ -719,3 +719,194 @@ def test_metrics_plot_shows_a_single_loss_row_and_distances_on_a_log_scale(tmp_p
     assert {ax.get_title(): ax.get_yscale() for ax in panels} == {"fid_inception": "log",
                                                                   "fd_digits": "log"}
     assert (tmp_path / "metrics.png").stat().st_size > 0
+
+
+# -- what a run draws: sample grids, scatter plots, metrics.png, the progress bar --------------
+
+def _grid_oracle(images: torch.Tensor, rows: int, cols: int, border: int) -> np.ndarray:
+    """The grid built cell by cell in numpy: 1-pixel borders of `border` (opaque alpha), the
+    images' pixels ((x + 1) * 127.5 rounded), cells past the last image border-coloured."""
+    x = np.rint((images.double().clamp(-1, 1).numpy() + 1) * 127.5).astype(np.uint8)
+    n, c, h, w = x.shape
+    grid = np.full((rows * (h + 1) + 1, cols * (w + 1) + 1, c), border, np.uint8)
+    if c in (2, 4):
+        grid[..., -1] = 255
+    for i in range(n):
+        top, left = 1 + (i // cols) * (h + 1), 1 + (i % cols) * (w + 1)
+        grid[top:top + h, left:left + w] = x[i].transpose(1, 2, 0)
+    return grid
+
+
+@pytest.mark.parametrize("background,border", [(-1.0, 255), (1.0, 0)])
+def test_grid_borders_stand_out_against_the_images_backgrounds(background, border):
+    # The borders were black (zeros): invisible against the black backgrounds of digits, the
+    # samples running into each other. Now white on dark images, black on light ones; cells
+    # left over in the last row take the border's colour, not black (a black sample).
+    from ganfast.train import monitor
+
+    images = torch.full((5, 1, 6, 6), background)
+    images[:, :, 2:4, 2:4] = -background  # a stroke in the middle, as digits
+    grid = monitor.image_grid(images, rows=2)
+    assert grid.shape == (2 * 7 + 1, 3 * 7 + 1, 1)
+    np.testing.assert_array_equal(grid, _grid_oracle(images, 2, 3, border))
+    assert (grid[0] == border).all() and (grid[:, 7] == border).all()
+
+
+def test_the_digits_get_white_borders_and_light_images_black_ones():
+    # Decided by the 1-pixel frame of the images (the background they sit on), in luma for
+    # colour: the digits' frame is black; a white frame around a dark centre is light.
+    from ganfast.train import monitor
+
+    assert monitor.border_level(data.digits().x) == 255
+    light = -torch.ones(4, 3, 8, 8)
+    light[:, :, [0, -1], :] = 1
+    light[:, :, :, [0, -1]] = 1
+    assert monitor.border_level(light) == 0
+    # an alpha channel does not count: dark colour, opaque or not
+    dark_rgba = torch.cat([-torch.ones(2, 3, 8, 8), torch.ones(2, 1, 8, 8)], 1)
+    assert monitor.border_level(dark_rgba) == 255
+
+
+@pytest.mark.parametrize("channels,mode", [(1, "L"), (2, "LA"), (3, "RGB"), (4, "RGBA")])
+def test_sample_grids_keep_every_channel_the_data_has(tmp_path, channels, mode):
+    # A .npy of RGBA images ([N, 4, H, W]) trains with 4 channels; its grids were saved as RGB,
+    # the generated alpha dropped. The borders are opaque.
+    from ganfast.train import monitor
+
+    torch.manual_seed(0)
+    images = torch.rand(7, channels, 5, 5) * 2 - 1
+    monitor.save_image_grid(images, 2, tmp_path / "grid.png", border=255)
+    with Image.open(tmp_path / "grid.png") as picture:
+        assert picture.mode == mode
+        pixels = np.asarray(picture)
+    pixels = pixels[..., None] if channels == 1 else pixels
+    np.testing.assert_array_equal(pixels, _grid_oracle(images, 2, 4, 255))
+
+
+def test_a_grid_of_five_channels_is_refused_by_name(tmp_path):
+    from ganfast.train import monitor
+
+    with pytest.raises(ValueError, match=r"^save_image_grid: images must be \[N, C, H, W\] with "
+                                         r"C = 1, 2, 3 or 4, got shape \[2, 5, 4, 4\]$"):
+        monitor.save_image_grid(torch.zeros(2, 5, 4, 4), 1, tmp_path / "grid.png")
+
+
+@pytest.mark.parametrize("classes", [2, 3, 10, 11, 15, 20, 30, 37, 50, 100, 999, 1024])
+def test_a_conditional_grid_is_a_row_per_class_up_to_ten_and_about_square_beyond(classes):
+    # One row of 10 per class made a 30-class folder's grid 300 samples, 30 rows by 10, and a
+    # 100-class one 1,000 samples ten times taller than wide.
+    from ganfast.train import monitor
+
+    labels, rows, cols = monitor.class_grid(classes)
+    per_class = len(labels) // classes
+    assert torch.equal(labels, torch.arange(classes).repeat_interleave(per_class))  # in order
+    assert rows * cols >= len(labels) > (rows - 1) * cols  # no empty row
+    if classes <= 10:
+        assert (rows, cols, per_class) == (classes, 10, 10)
+    else:
+        assert per_class == max(1, 100 // classes) and len(labels) <= max(100, classes)
+        assert cols % per_class == 0  # a class's samples never split over two rows
+        assert max(rows, cols) <= 2 * min(rows, cols)  # about square
+    assert rows <= 32 and cols <= 32
+
+
+def test_a_conditional_grid_of_very_many_classes_draws_the_first_1024():
+    from ganfast.train import monitor
+
+    labels, rows, cols = monitor.class_grid(5000)
+    assert torch.equal(labels, torch.arange(1024)) and (rows, cols) == (32, 32)
+    with pytest.raises(ValueError, match=r"^class_grid: num_classes must be >= 1, got 0$"):
+        monitor.class_grid(0)
+
+
+def _capture_figure(monkeypatch) -> list:
+    import matplotlib.pyplot as plt
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    return figures
+
+
+def test_a_points_scatter_shows_the_data_beneath_and_says_which_is_which(tmp_path, monkeypatch):
+    # A run on a .npy of points drew its samples alone, nothing to compare them with; the
+    # crosses of the modes had a label but no legend.
+    from ganfast.train import monitor
+
+    figures = _capture_figure(monkeypatch)
+    samples, reference = torch.randn(50, 2), torch.randn(80, 2) * 3
+    monitor.save_points(samples, torch.zeros(1, 2), tmp_path / "p.png", "step 3", data=reference)
+    (fig,) = figures
+    (ax,) = fig.axes
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["data", "samples", "modes"]
+    drawn = {c.get_label(): c.get_offsets() for c in ax.collections}
+    np.testing.assert_array_equal(drawn["data"], reference.numpy())
+    np.testing.assert_array_equal(drawn["samples"], samples.numpy())
+    assert (tmp_path / "p.png").stat().st_size > 0
+
+
+def test_metrics_plot_steps_and_counts_on_integer_ticks_and_wraps_many_panels(tmp_path,
+                                                                              monkeypatch):
+    # A 2-step run's axes read "step 0.5, 1.5" and "classes_covered 6.5"; a conditional digits
+    # run with the FID drew six panels in one row, 24 inches wide; the losses panel started at
+    # step 1, the measures at 0, each axis its own.
+    from ganfast.train import monitor
+
+    figures = _capture_figure(monkeypatch)
+    rows = [{"step": 0, "fd_digits": 900.0, "classes_covered": 6, "class_kl": 1.0,
+             "class_accuracy": 0.1, "fid_inception": 300.0},
+            {"step": 1, "loss_d": 1.2, "loss_g": 0.7},
+            {"step": 2, "loss_d": 1.1, "loss_g": 0.8, "fd_digits": 800.0, "classes_covered": 8,
+             "class_kl": 0.5, "class_accuracy": 0.2, "fid_inception": 200.0}]
+    monitor.plot_metrics(rows, tmp_path / "metrics.png")
+    (fig,) = figures
+    fig.canvas.draw()
+    assert [ax.get_title() for ax in fig.axes] == ["losses", "fd_digits", "classes_covered",
+                                                   "class_kl", "class_accuracy", "fid_inception"]
+    assert {ax.get_subplotspec().get_geometry()[:2] for ax in fig.axes} == {(2, 3)}
+    for ax in fig.axes:
+        lo, hi = ax.get_xlim()
+        assert lo <= 0 and hi >= 2, ax.get_title()  # every panel over the same steps
+        shown = [t for t in ax.get_xticks() if lo <= t <= hi]
+        assert shown and all(float(t).is_integer() for t in shown), (ax.get_title(), shown)
+    counts = fig.axes[2]
+    lo, hi = counts.get_ylim()
+    assert all(float(t).is_integer() for t in counts.get_yticks() if lo <= t <= hi)
+    four = [{"step": 0, "a": 1.0, "b": 2.0, "c": 3.0}]
+    monitor.plot_metrics(four, tmp_path / "metrics.png")
+    assert {ax.get_subplotspec().get_geometry()[:2] for ax in figures[1].axes} == {(1, 4)}
+
+
+def test_a_row_of_nothing_but_its_step_is_not_logged(tmp_path):
+    # Data with nothing to measure (an image folder or .npy without --inception-weights)
+    # logged {"step": 0}: a row of no figures, read as an evaluation that measured nothing.
+    # metrics.jsonl is there from the start all the same: with checkpoint.pt it marks a run
+    # folder, whose pictures an image folder around it leaves out.
+    from ganfast.train import checkpoint, monitor
+
+    (tmp_path / "checkpoint.pt").write_bytes(b"")
+    m = monitor.Monitor(tmp_path, 4, 0, True, False)
+    try:
+        m.log({"step": 0})
+        assert (tmp_path / "metrics.jsonl").read_text() == ""
+        assert checkpoint.is_run_folder(tmp_path)
+        m.log({"step": 1, "loss_d": 0.5, "loss_g": 1.0})
+        assert monitor.read_metrics(tmp_path / "metrics.jsonl") == [
+            {"step": 1, "loss_d": 0.5, "loss_g": 1.0}]
+    finally:
+        m.close()
+
+
+def test_the_progress_bar_keeps_the_last_measures_until_the_next_evaluation(tmp_path):
+    # An evaluation's figures were replaced by the losses of the next row: on screen for one
+    # log interval of the many between two evaluations.
+    from ganfast.train import monitor
+
+    m = monitor.Monitor(tmp_path, 10, 0, True, False)
+    try:
+        m.advance(1, {"fd_digits": 900.0, "classes_covered": 6})
+        m.advance(1, {"loss_d": 0.5, "loss_g": 1.25})
+        assert m.bar.postfix == "loss_d=0.5, loss_g=1.25, fd_digits=900, classes_covered=6"
+        m.advance(1, {"loss_d": 0.25, "loss_g": 1.5, "fd_digits": 80.0, "classes_covered": 9})
+        assert m.bar.postfix == "loss_d=0.25, loss_g=1.5, fd_digits=80, classes_covered=9"
+    finally:
+        m.close()

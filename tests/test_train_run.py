@@ -527,7 +527,8 @@ def test_a_run_on_a_relative_data_path_resumes_from_another_folder(tmp_path, mon
                      "--data", str(tmp_path / "a" / "pts.npy")]) == 0, capsys.readouterr().err
     monkeypatch.chdir(tmp_path / "a")
     assert cli.main(["train", "--resume", "--out", out, "--steps", "5", "--data", "pts.npy"]) == 0
-    assert [r["step"] for r in rows(tmp_path / "run")] == list(range(6))
+    # (no step-0 row: the points of a .npy have nothing to measure)
+    assert [r["step"] for r in rows(tmp_path / "run")] == list(range(1, 6))
     capsys.readouterr()
     np.save(tmp_path / "b" / "pts.npy", np.zeros((64, 2), np.float32))
     monkeypatch.chdir(tmp_path / "b")  # another file of the same name: still refused
@@ -555,7 +556,7 @@ def test_a_run_whose_data_moved_resumes_with_data_saying_where(tmp_path, monkeyp
     assert str(tmp_path / "proj" / "pts.npy") in err
     assert cli.main(["train", "--resume", "--out", "run", "--steps", "3", "--data", "pts.npy"]) == 0
     assert "the data of run, moved from" in capsys.readouterr().out
-    assert [r["step"] for r in rows(tmp_path / "moved" / "run")] == list(range(4))
+    assert [r["step"] for r in rows(tmp_path / "moved" / "run")] == [1, 2, 3]  # (nothing measured)
     # stored where they are now: the next resume needs no --data
     assert cli.main(["train", "--resume", "--out", "run", "--steps", "4"]) == 0
     # another shape is still refused, after reading it
@@ -1034,3 +1035,65 @@ def test_data_named_like_a_built_in_gets_the_defaults_of_its_kind(tmp_path):
         assert t.dataset.name == "ring8"
         assert {k: getattr(t.config, k) for k in PRESETS[kind]} == PRESETS[kind], data
     assert make(tmp_path / "built-in", data="ring8", device="cpu").config.steps == 5000
+
+
+def test_a_conditional_folder_of_thirty_classes_draws_a_bounded_grid_of_every_class(tmp_path):
+    # One row of 10 per class made 30 classes a grid of 300 samples, 30 rows by 10 (100
+    # classes: 1,000 samples, ten times taller than wide). Now 3 of each class, 3 classes a
+    # row: 10 rows of 9.
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for cls in range(30):
+        (tmp_path / "data" / f"c{cls:02d}").mkdir(parents=True)
+        Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)).save(
+            tmp_path / "data" / f"c{cls:02d}" / "0.png")
+    t = make(tmp_path / "run", data=str(tmp_path / "data"), conditional=True, steps=1,
+             batch_size=4, width=4)
+    t.run()
+    assert t.fixed_y.tolist() == [c for c in range(30) for _ in range(3)]
+    with Image.open(tmp_path / "run" / "samples_final.png") as grid:  # 8x8 images drawn 8x larger
+        assert grid.size == ((9 * 9 + 1) * 8, (10 * 9 + 1) * 8)
+
+
+def test_data_with_nothing_to_measure_logs_loss_rows_only_and_rgba_grids(tmp_path, capsys):
+    # A .npy of dark RGBA images: its grids were RGB (the generated alpha dropped) with black
+    # borders lost against the dark backgrounds; with nothing to measure, metrics.jsonl began
+    # with {"step": 0}, a row of no figures, and --eval-every was taken without a word.
+    from PIL import Image
+
+    pixels = np.random.default_rng(0).integers(0, 60, (12, 8, 8, 4), dtype=np.uint8)
+    pixels[..., 3] = 255
+    np.save(tmp_path / "rgba.npy", pixels)
+    out = tmp_path / "run"
+    assert cli.main(["train", "--data", str(tmp_path / "rgba.npy"), "--steps", "2", "--batch-size",
+                     "4", "--width", "4", "--out", str(out), "--eval-every", "1",
+                     "--no-tensorboard"]) == 0
+    said = capsys.readouterr().out
+    assert (f"note: --eval-every 1: {tmp_path / 'rgba.npy'} has no built-in quality measure "
+            "(digits, ring8 and grid25 have), and --inception-weights adds the FID of images; "
+            "this run logs losses only") in said
+    assert "done: step 2, loss_d" in said
+    table = rows(out)
+    assert [r["step"] for r in table] == [1, 2]
+    assert all(set(r) == {"step", "loss_d", "loss_g", "steps_per_s"} for r in table)
+    for name in ("samples_0000000.png", "samples_final.png"):
+        with Image.open(out / name) as grid:
+            assert grid.mode == "RGBA" and grid.size == ((8 * 9 + 1) * 8,) * 2
+            assert grid.getpixel((0, 0)) == (255, 255, 255, 255)  # a white border, opaque
+
+
+def test_a_points_scatter_draws_the_same_sample_of_the_data_at_every_step(tmp_path, monkeypatch):
+    # Samples of a .npy of points were drawn alone: nothing to compare them with.
+    points = np.random.default_rng(0).normal(size=(3000, 2)).astype(np.float32)
+    np.save(tmp_path / "p.npy", points)
+    drawn = []
+    monkeypatch.setattr(trainer_module, "save_points",
+                        lambda samples, centers, path, title, data: drawn.append(data))
+    make(tmp_path / "run", data=str(tmp_path / "p.npy"), steps=2, batch_size=4,
+         sample_every=1).run()
+    assert len(drawn) == 3 and all(torch.equal(d, drawn[0]) for d in drawn)
+    assert drawn[0].shape == (2000, 2)
+    rows_of_data = {tuple(p) for p in points.tolist()}
+    assert len({tuple(p) for p in drawn[0].tolist()} & rows_of_data) == 2000  # rows of the data
+

@@ -30,7 +30,7 @@ from . import checkpoint, objectives, quality
 from . import data as datasets
 from . import models as model_zoo
 from .config import AMP_MODES, PRESETS, TrainConfig
-from .monitor import METRICS_FILE, Monitor, save_image_grid, save_points
+from .monitor import METRICS_FILE, Monitor, border_level, class_grid, save_image_grid, save_points
 
 
 class TrainingError(RuntimeError):
@@ -568,13 +568,25 @@ class Trainer:
         elif c.inception_weights:
             self._say(f"note: --inception-weights measures images; {c.data} holds points, so "
                       "the run reports its built-in measures only")
+        if self.evaluator is None and c.eval_every is not None:
+            # (else a flag silently without effect: metrics.jsonl holds losses only)
+            fid = ", and --inception-weights adds the FID of images" if ds.is_image else ""
+            self._say(f"note: --eval-every {c.eval_every}: {c.data} has no built-in quality "
+                      f"measure (digits, ring8 and grid25 have){fid}; this run logs losses only")
+        # The sample grid: 8x8 samples, or for a conditional run the classes in order, one row
+        # of 10 per class up to 10 classes (monitor.class_grid: bounded for more); from the
+        # same latents at every step
         fixed = torch.Generator().manual_seed(12345)
-        rows = max(self.num_classes, 1) if self.num_classes else 8
-        cols = 10 if self.num_classes else 8
-        self.fixed_z = torch.randn(rows * cols, self.G.z_dim, generator=fixed).to(self.device)
-        self.fixed_y = (torch.arange(rows).repeat_interleave(cols).to(self.device)
-                        if self.num_classes else None)
-        self.grid_rows = rows
+        if self.num_classes:
+            labels, self.grid_rows, self.grid_cols = class_grid(self.num_classes)
+            self.fixed_y = labels.to(self.device)
+        else:
+            labels, self.grid_rows, self.grid_cols, self.fixed_y = None, 8, 8, None
+        count = len(labels) if labels is not None else self.grid_rows * self.grid_cols
+        self.fixed_z = torch.randn(count, self.G.z_dim, generator=fixed).to(self.device)
+        # borders that stand out against the data's backgrounds (and so the samples' once
+        # trained), the same in every grid of the run
+        self.grid_border = border_level(ds.x) if ds.is_image else None
         if saved is not None:  # last: building the pieces above may draw from the global RNG
             checkpoint.restore_rng(self._saved_rng(saved), self.sampler)
 
@@ -737,18 +749,24 @@ class Trainer:
                                 "learning rate or a penalty)")
 
     def save_samples(self, name: str) -> None:
-        """The EMA generator's picture as run folder/name: an image grid from the fixed latents,
-        or a scatter of points over the modes (the writing process only)."""
+        """The EMA generator's picture as run folder/name: an image grid from the fixed latents
+        (fixed_z, fixed_y: grid_rows x grid_cols, borders of grid_border), or a scatter of points
+        over a sample of the data and the modes (the writing process only)."""
         if not self.writer:
             return
         if self.dataset.is_image:
             with torch.no_grad():
                 images = self.G_ema(self.fixed_z, self.fixed_y)
-            save_image_grid(images, self.grid_rows, self.out / name, scale=max(1, 64 // images.shape[-1]))
+            save_image_grid(images, self.grid_rows, self.out / name,
+                            scale=max(1, 64 // images.shape[-1]), cols=self.grid_cols,
+                            border=self.grid_border)
         else:
             labels = torch.arange(2000) % self.num_classes if self.num_classes else None
             points = self.generate(2000, torch.Generator().manual_seed(4242), labels)
-            save_points(points, self.dataset.centers, self.out / name, f"step {self.step}")
+            data = self.dataset.x  # 2,000 of the data beneath, the same at every step
+            shown = torch.randperm(len(data), generator=torch.Generator().manual_seed(4243))[:2000]
+            save_points(points, self.dataset.centers, self.out / name, f"step {self.step}",
+                        data=data[shown])
 
     def save_checkpoint(self, pending=()) -> None:
         """checkpoint.pt (everything --resume needs) and generator_ema.safetensors, each written
