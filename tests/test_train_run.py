@@ -1097,3 +1097,15 @@ def test_a_points_scatter_draws_the_same_sample_of_the_data_at_every_step(tmp_pa
     rows_of_data = {tuple(p) for p in points.tolist()}
     assert len({tuple(p) for p in drawn[0].tolist()} & rows_of_data) == 2000  # rows of the data
 
+
+def test_a_finished_run_taken_further_keeps_the_grid_of_its_last_step(tmp_path):
+    # The finished run's last grid was samples_final.png, which the longer run writes anew: its
+    # step's grid is drawn again, from the restored EMA generator and the fixed latents.
+    from PIL import Image
+
+    make(tmp_path, steps=3, batch_size=8, sample_every=2).run()
+    final = np.asarray(Image.open(tmp_path / "samples_final.png"))
+    assert not (tmp_path / "samples_0000003.png").exists()
+    make(tmp_path, resume=True, steps=5).run()
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "samples_0000003.png")), final)
+    assert not np.array_equal(np.asarray(Image.open(tmp_path / "samples_final.png")), final)

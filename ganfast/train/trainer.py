@@ -256,8 +256,14 @@ class Trainer:
         self.files_beside = []  # the user's files in a new run's --out (_claim_run_folder)
         self.data_moved_from = None  # the saved --data a resumed run found gone (_resumed_config)
         saved = None if self.out_is_default else self._claim_run_folder(resume)
+        # The step of a finished run taken further (--resume with a larger --steps): its last
+        # grid, samples_final.png, is written anew by this run (run() draws that step's again)
+        self.extends_finished_at = None
         if saved is not None:  # the stored settings win; how the run runs may change
-            config = self._resumed_config(config, given, _saved_config(saved), int(saved["step"]),
+            saved_config = _saved_config(saved)
+            if saved_config.steps == int(saved["step"]):
+                self.extends_finished_at = int(saved["step"])
+            config = self._resumed_config(config, given, saved_config, int(saved["step"]),
                                           saved.get("data_shape"))
         self.rank, self.world, self.device = _distributed_setup(config.device)
         self.writer = self.rank == 0
@@ -862,6 +868,9 @@ class Trainer:
                 if self.step == 0:
                     monitor.log({"step": 0, **self.evaluate()})
                     self.save_samples("samples_0000000.png")
+                elif self.extends_finished_at == self.step < c.steps:
+                    # (the restored EMA generator draws the same grid from the fixed latents)
+                    self.save_samples(f"samples_{self.step:07d}.png")
                 self._loop(monitor, stop)
                 self._save_final_outputs(monitor)
             finally:
