@@ -83,9 +83,12 @@ gpu-check:
 # image: their wheels (pure Python; their needs are there) go to .whl/, which a device call
 # carries (carry: [".whl"]) and gpu_check.sh installs for its run.
 PEER_WHEELS ?= pytorch-fid==0.3.0 torch-fidelity==0.4.0
-gpu-wheels: install
-	rm -rf .whl  # another version of a peer left here would make pip refuse both there
-	$(PY) -m pip download --no-deps --only-binary=:all: -d .whl $(PEER_WHEELS)
+# Only pip is needed (not the extension `install` would rebuild after a csrc/ change), and .whl
+# is replaced once the download succeeded: a failed one leaves the last wheels in place.
+gpu-wheels: $(VENV)/bin/python
+	rm -rf .whl.tmp
+	$(PY) -m pip download --no-deps --only-binary=:all: -d .whl.tmp $(PEER_WHEELS)
+	rm -rf .whl && mv .whl.tmp .whl  # whole: another version of a peer left there makes pip refuse both
 
 # Committed results (GPU and CPU) -> README's performance section and docs/perf plots; the auto
 # table from the GPU rows.

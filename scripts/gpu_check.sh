@@ -7,7 +7,10 @@
 #
 # Each stage runs under its own time limit (seconds, below; GPU_CHECK_SCALE=0.5 halves all but
 # the build's), trimmed so that the whole call ends within GPU_CHECK_DEADLINE seconds (default
-# 540); a stage with under 15 s left is skipped. The next stage runs whatever the last one did,
+# 540; whole seconds, `420`, not `420s`: a value that is not a number is refused before any
+# stage); a stage with under 15 s left is skipped. GPU_CHECK_DRY_RUN=1 runs nothing (but the
+# peers' install) and says what each stage would run, with its limit, assuming each stage
+# before it took its whole limit. The next stage runs whatever the last one did,
 # so a hang or a failure costs only its own stage. A stage at its limit gets SIGINT, and
 # SIGKILL GPU_CHECK_GRACE seconds later (default 10): a benchmark saves the rows it timed so
 # far. Stages in order of what the open issues need most: the build and every `gpu` test, then
@@ -20,8 +23,11 @@
 # the gpu tests and the fid benchmark compare with (not in the device image) then run too.
 #
 # What comes back in OUT_DIR, 8 files at most: summary.txt (each stage's exit status and
-# seconds), gpu-tests.xml, one .jsonl of rows per benchmark (gradient_penalty, upsample_conv,
-# spectral_norm, train_step, fid), logs.tar.gz (every stage's full output, and info.json).
+# seconds; the build's says whether ganfast._C loads), gpu-tests.xml, one .jsonl of rows per
+# benchmark (gradient_penalty, upsample_conv, spectral_norm, train_step, fid), logs.tar.gz
+# (every stage's full output, the build's with nvcc's, and info.json). The archive is renewed
+# as each stage ends and only the running stage's log is in OUT/logs: a call cut short by the
+# device tool's own limit still brings back the finished stages' logs, within the 8 files.
 # `make report` here then turns committed rows into the README's tables and the auto order.
 # The exit status is the worst stage's.
 set -uo pipefail
@@ -40,10 +46,28 @@ PY=${GPU_PY:-python3}
 SCALE=${GPU_CHECK_SCALE:-1}
 DEADLINE=${GPU_CHECK_DEADLINE:-540}
 GRACE=${GPU_CHECK_GRACE:-10}
+DRY_RUN=${GPU_CHECK_DRY_RUN:-0}
+# Refused before any stage: in the arithmetic below `420s` made every stage fail its deadline
+# check silently (all skipped, exit 0) and `abc` stopped the script with no summary.
+for setting in "GPU_CHECK_DEADLINE=$DEADLINE" "GPU_CHECK_GRACE=$GRACE"; do
+  case ${setting#*=} in *[!0-9]*)
+    echo "gpu_check: ${setting%%=*} must be whole seconds, like 420; got ${setting#*=}" >&2
+    exit 2 ;;
+  esac
+done
+if ! awk -v k="$SCALE" 'BEGIN { exit !(k ~ /^([0-9]+[.]?[0-9]*|[.][0-9]+)$/ && k + 0 > 0) }'; then
+  echo "gpu_check: GPU_CHECK_SCALE must be a positive number, like 0.5; got $SCALE" >&2
+  exit 2
+fi
+DEADLINE=$((10#$DEADLINE)) GRACE=$((10#$GRACE))  # 0420 is not octal
 export PYTHONUNBUFFERED=1 MAX_JOBS=${MAX_JOBS:-16} GANFAST_CUDA_ARCHS=${GANFAST_CUDA_ARCHS:-90}
 
 mkdir -p "$OUT/logs" && OUT=$(cd "$OUT" && pwd -P) || exit 2  # absolute: the cd below
-[ -f "$OUT/logs.tar.gz" ] && tar -xzf "$OUT/logs.tar.gz" -C "$OUT"  # same OUT again: keep them
+# The finished stages' logs wait here, outside OUT, and go into OUT/logs.tar.gz as each stage
+# ends (archive below): OUT/logs holds only the running stage's log.
+STAGED=$(mktemp -d) && [ -d "$STAGED" ] && mkdir -p "$STAGED/logs" || {
+  echo "gpu_check: no temporary folder for the logs" >&2; exit 2; }
+[ -f "$OUT/logs.tar.gz" ] && tar -xzf "$OUT/logs.tar.gz" -C "$STAGED"  # same OUT again: keep them
 # The peers that gpu tests and the fid benchmark compare with (pytorch-fid, torch-fidelity) are
 # not in the device image: `make gpu-wheels` puts their wheels in .whl/ (GPU_CHECK_WHEELS, a
 # path from where the script is called, like OUT), a device call carries it, and they are
@@ -80,20 +104,34 @@ PYTEST_EXTRA=()
 "$PY" -c "import xdist" 2> /dev/null && PYTEST_EXTRA+=(-n 8)
 "$PY" -c "import pytest_timeout" 2> /dev/null && PYTEST_EXTRA+=(--timeout 90)
 
+archive() {  # OUT/logs.tar.gz: every finished stage's log, replaced whole (never half written)
+  local log
+  for log in "$OUT"/logs/*; do [ -e "$log" ] && mv -f "$log" "$STAGED/logs/"; done
+  tar -czf "$OUT/logs/.logs.tar.gz.tmp" -C "$STAGED" logs \
+    && mv -f "$OUT/logs/.logs.tar.gz.tmp" "$OUT/logs.tar.gz"
+}
+
 WORST=0
+DRY_ELAPSED=0  # a dry run's clock: each stage taken to use its whole limit and the grace
 # run_stage NAME SECONDS SCALED COMMAND...: the command under `timeout` (SIGINT first, SIGKILL
 # GRACE seconds later), its output in logs/NAME.log, its limit trimmed to the deadline.
 run_stage() {
-  local name=$1 limit=$2 scaled=$3 start status left
+  local name=$1 limit=$2 scaled=$3 start status left note
   shift 3
   [ "$scaled" = yes ] && limit=$(awk -v s="$limit" -v k="$SCALE" \
     'BEGIN { t = int(s * k); print (t < 1 ? 1 : t) }')
-  left=$(( DEADLINE - SECONDS - GRACE - 5 ))
+  left=$(( DEADLINE - SECONDS - DRY_ELAPSED - GRACE - 5 ))
   if [ "$left" -lt 15 ]; then
     echo "$name: skipped, ${left}s left before the deadline" | tee -a "$OUT/summary.txt"
     return
   fi
   [ "$left" -lt "$limit" ] && limit=$left
+  if [ "$DRY_RUN" = 1 ]; then
+    echo "== $name (limit ${limit}s): $*"
+    echo "$name: dry run, limit ${limit}s" | tee -a "$OUT/summary.txt"
+    DRY_ELAPSED=$(( DRY_ELAPSED + limit + GRACE ))
+    return
+  fi
   start=$SECONDS
   echo "== $name (limit ${limit}s): $*"
   timeout --signal=INT --kill-after="$GRACE" "$limit" "$@" > "$OUT/logs/$name.log" 2>&1
@@ -103,9 +141,19 @@ run_stage() {
     124) status="124 (time limit)" ;;
     137) status="137 (killed $GRACE s after the time limit)" ;;
   esac
-  echo "$name: exit $status, $(( SECONDS - start )) s" | tee -a "$OUT/summary.txt"
+  note=""
+  [ "$name" = build ] && note=$(grep -a '^ganfast._C:' "$OUT/logs/$name.log" | tail -1)
+  echo "$name: exit $status, $(( SECONDS - start )) s${note:+; $note}" | tee -a "$OUT/summary.txt"
   tail -5 "$OUT/logs/$name.log"
+  archive
 }
+
+# After the build: whether ganfast._C loads, and why not (a failed compile is a warning in the
+# install, exit 0; the reason is in ganfast/_build_info.json, nvcc's message in the log above).
+EXTENSION_CHECK='import ganfast; e = ganfast.info()["extension"]; print("ganfast._C:", \
+"loaded (archs %s)" % e["cuda_archs"] if e["loaded"] else "not loaded: %s" % e["reason"]); \
+raise SystemExit(0 if e["loaded"] else 1)'
+BUILD='"$1" -m pip install -v -e . --no-build-isolation --no-deps --no-index && "$1" -c "$2"'
 
 bench() {  # bench NAME SECONDS ARGS...: ganfast bench with its rows in OUT/NAME.jsonl
   local name=$1 limit=$2
@@ -115,7 +163,10 @@ bench() {  # bench NAME SECONDS ARGS...: ganfast bench with its rows in OUT/NAME
 
 for stage in "${STAGES[@]}"; do
   case $stage in
-    build) run_stage build 240 no "$PY" -m pip install -e . --no-build-isolation --no-deps ;;
+    # --no-index: the machine has no network (and pip then skips its version check online);
+    # -v: the compile's output (nvcc's errors) in the log, which pip hides from a build that
+    # setup.py lets pass without the extension.
+    build) run_stage build 240 no bash -c "$BUILD" _ "$PY" "$EXTENSION_CHECK" ;;
     info) run_stage info 30 yes bash -c '"$1" -m ganfast info --json > "$2"' _ "$PY" \
             "$OUT/logs/info.json" ;;
     # -v: each test's outcome is in the log as it happens, should the junit file not be written
@@ -130,6 +181,8 @@ for stage in "${STAGES[@]}"; do
 done
 
 # At most 8 files come back from the device machine: the logs travel as one archive.
-tar -czf "$OUT/logs.tar.gz" -C "$OUT" logs && rm -rf "$OUT/logs"
+archive && rm -rf "$STAGED"  # kept, should the archive have failed
+rmdir "$OUT/logs" 2> /dev/null
+[ -n "${PEERS:-}" ] && rm -rf "$PEERS"  # the peers installed for this run
 echo "== files in $OUT:"; ls -la "$OUT"
 exit "$WORST"

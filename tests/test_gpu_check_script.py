@@ -4,9 +4,12 @@ its stages, time limits, deadline and what it leaves in OUT (the device tool ret
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "gpu_check.sh"
 
@@ -32,9 +35,10 @@ def _summary(out):
     return (out / "summary.txt").read_text().splitlines()
 
 
-def _fake_python(tmp_path):
-    path = tmp_path / "fake-python"
-    path.write_text(FAKE_PYTHON)
+def _python(tmp_path, script=None):
+    """An executable stand-in for the device's python: FAKE_PYTHON or another script."""
+    path = tmp_path / ("fake-python" if script is None else "recording-python")
+    path.write_text(FAKE_PYTHON if script is None else script)
     path.chmod(0o755)
     return path
 
@@ -67,7 +71,7 @@ def test_a_full_run_leaves_at_most_eight_files(tmp_path):
 
 def test_a_stage_at_its_limit_gets_sigint_first(tmp_path):
     out, mark = tmp_path / "out", tmp_path / "interrupted"
-    result = _run(out, "bench-sn", python=_fake_python(tmp_path), FAKE_MODE="catch",
+    result = _run(out, "bench-sn", python=_python(tmp_path), FAKE_MODE="catch",
                   MARK=str(mark), GPU_CHECK_SCALE="0.04", GPU_CHECK_GRACE="5")  # a 2 s limit
     assert result.returncode == 124
     assert _summary(out)[0].startswith("bench-spectral_norm: exit 124 (time limit)")
@@ -77,7 +81,7 @@ def test_a_stage_at_its_limit_gets_sigint_first(tmp_path):
 
 def test_a_stage_ignoring_sigint_is_killed_after_the_grace(tmp_path):
     out = tmp_path / "out"
-    result = _run(out, "bench-sn", python=_fake_python(tmp_path), FAKE_MODE="ignore",
+    result = _run(out, "bench-sn", python=_python(tmp_path), FAKE_MODE="ignore",
                   GPU_CHECK_SCALE="0.04", GPU_CHECK_GRACE="1")
     assert result.returncode == 137
     assert _summary(out)[0].startswith("bench-spectral_norm: exit 137 (killed 1 s after")
@@ -85,7 +89,7 @@ def test_a_stage_ignoring_sigint_is_killed_after_the_grace(tmp_path):
 
 def test_stages_past_the_deadline_are_skipped(tmp_path):
     out = tmp_path / "out"
-    result = _run(out, "bench-sn", "bench-fid", python=_fake_python(tmp_path),
+    result = _run(out, "bench-sn", "bench-fid", python=_python(tmp_path),
                   FAKE_MODE="catch", MARK=str(tmp_path / "m"), GPU_CHECK_DEADLINE="20",
                   GPU_CHECK_GRACE="1")
     # 20 s less the grace and a 5 s margin leave 14 s: under the 15 s a stage needs
@@ -147,3 +151,90 @@ exec {sys.executable} "$@"
     # without the wheels the import fails: the check above is the installation's
     assert _run(tmp_path / "out2", "info", python=python,
                 GPU_CHECK_WHEELS=str(tmp_path / "none")).returncode != 0
+
+
+@pytest.mark.parametrize("setting, value", [
+    ("GPU_CHECK_DEADLINE", "420s"), ("GPU_CHECK_DEADLINE", "7m"), ("GPU_CHECK_GRACE", "ten"),
+    ("GPU_CHECK_SCALE", "half"), ("GPU_CHECK_SCALE", "0")])
+def test_a_setting_that_is_not_a_number_is_refused_before_any_stage(tmp_path, setting, value):
+    # GPU_CHECK_DEADLINE=420s made every stage fail its deadline check: all skipped, exit 0, a
+    # device call spent on nothing; GPU_CHECK_SCALE=half ran each stage for 1 s.
+    out = tmp_path / "out"
+    result = _run(out, "info", **{setting: value})
+    assert result.returncode == 2
+    assert f"gpu_check: {setting} must be" in result.stderr and f"got {value}" in result.stderr
+    assert not out.exists()
+
+
+RECORDING_PYTHON = """#!/usr/bin/env bash
+case "$*" in
+  *ganfast.info*) echo "ganfast._C: not loaded: the CUDA extension failed to compile"; exit 1 ;;
+  *import*) exit 1 ;;
+  *"ganfast info"*) echo "{}"; exit 0 ;;
+esac
+echo "$*" >> "$CALLS"
+case "$*" in *"ganfast bench"*) echo $$ > "$MARK.tmp"; mv "$MARK.tmp" "$MARK"; exec sleep 60 ;; esac
+"""
+
+
+def test_the_build_installs_offline_with_the_compile_log_and_says_if_the_extension_loads(tmp_path):
+    # The device machine has no network: pip is told so (--no-index). A compile that fails is a
+    # warning in a passing install, which pip hides without -v: the log now holds nvcc's output,
+    # and the summary says whether ganfast._C loads (the second call runs no info stage).
+    out, calls = tmp_path / "out", tmp_path / "calls"
+    result = _run(out, "build", python=_python(tmp_path, RECORDING_PYTHON), CALLS=str(calls))
+    assert result.returncode == 1
+    pip = calls.read_text().split()
+    assert pip[:3] == ["-m", "pip", "install"]
+    assert {"--no-index", "-v", "-e", "--no-build-isolation", "--no-deps"} <= set(pip)
+    line = _summary(out)[0]
+    assert line.startswith("build: exit 1, ")
+    assert line.endswith("s; ganfast._C: not loaded: the CUDA extension failed to compile")
+
+
+def test_a_call_cut_short_keeps_the_finished_stages_logs_in_few_files(tmp_path):
+    # The device tool's own limit (less device time left than timeout_s) kills the whole call:
+    # the logs were archived only at the end, so none came back, and logs/ held a file per stage
+    # beyond the 8 files that come back.
+    import signal
+    import time
+
+    out, mark = tmp_path / "out", tmp_path / "bench-started"
+    env = {**os.environ, "GPU_PY": str(_python(tmp_path, RECORDING_PYTHON)), "CALLS": str(tmp_path / "c"),
+           "MARK": str(mark), "GPU_CHECK_WHEELS": str(tmp_path / "none"), "TMPDIR": str(tmp_path)}
+    script = subprocess.Popen(["bash", str(SCRIPT), str(out), "info", "bench-sn"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    try:
+        for _ in range(600):  # the benchmark stage is running once the mark is there
+            if mark.exists() or script.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert mark.exists(), "the benchmark stage did not start"
+    finally:
+        os.killpg(script.pid, signal.SIGKILL)  # as the device tool stops a call
+        script.wait()
+        if mark.exists():  # the stand-in benchmark, in timeout's process group
+            os.kill(int(mark.read_text()), signal.SIGKILL)
+    names = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert names == ["logs.tar.gz", "logs/bench-spectral_norm.log", "summary.txt"]
+    listing = subprocess.run(["tar", "tzf", str(out / "logs.tar.gz")], text=True,
+                             capture_output=True, check=True).stdout.split()
+    assert {"logs/info.log", "logs/info.json"} <= set(listing)
+    assert _summary(out)[0].startswith("info: exit 0")
+
+
+def test_a_dry_run_runs_no_stage_and_shows_the_limits_of_the_worst_case(tmp_path):
+    out, calls = tmp_path / "out", tmp_path / "calls"
+    result = _run(out, "build", "bench-upsample", "bench-sn", python=_python(tmp_path, RECORDING_PYTHON),
+                  CALLS=str(calls), GPU_CHECK_DRY_RUN="1", GPU_CHECK_DEADLINE="300",
+                  GPU_CHECK_GRACE="10")
+    assert result.returncode == 0, result.stderr
+    assert not calls.exists()  # nothing ran
+    assert "== build (limit 240s): bash -c" in result.stdout
+    summary = _summary(out)
+    assert summary[0] == "build: dry run, limit 240s"
+    # 300 s less the build's 240 + 10 s of grace, the next stage's 10 s and a 5 s margin
+    assert re.fullmatch(r"bench-upsample_conv: dry run, limit 3[0-5]s", summary[1])
+    assert summary[2].startswith("bench-spectral_norm: skipped")
+    assert sorted(p.name for p in out.iterdir()) == ["logs.tar.gz", "summary.txt"]
