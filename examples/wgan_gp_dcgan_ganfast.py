@@ -78,16 +78,18 @@ def train(steps=200, batch_size=64, n_critic=5, z_dim=64, width=16, seed=0, devi
         loss_g.backward()
         opt_g.step()
         history.append((loss_d.item(), loss_g.item()))
-        if log_every and step % log_every == 0:
+        if log_every and (step % log_every == 0 or step == steps - 1):  # and the last step
             print(f"step {step:5d}  loss_d {loss_d.item():8.4f}  loss_g {loss_g.item():8.4f}")
     return history
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=200,
+                        help="generator updates, each after 5 critic updates (default: 200)")
+    parser.add_argument("--batch-size", type=int, default=64, help="default: 64")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="default: cuda when available, else cpu")
+    parser.add_argument("--seed", type=int, default=0, help="default: 0")
     args = parser.parse_args()
     train(args.steps, args.batch_size, seed=args.seed, device=args.device)

@@ -473,3 +473,65 @@ def test_readme_help_names_both_pairs_of_markers_the_report_needs(tmp_path, caps
     help_text = " ".join(capsys.readouterr().out.split())
     for marker in (*report.TRAIN_STEP_MARKERS, report.BEGIN, report.END):
         assert marker in help_text
+
+
+def test_a_readme_that_is_a_symlink_is_updated_through_the_link(tmp_path, capsys):
+    # `--readme README.md` where README.md links to the file the user keeps: the target gets the
+    # new table (replaced whole, through a temporary file beside it), the link stays a link.
+    pytest.importorskip("matplotlib")
+    import os
+
+    from ganfast.cli import main
+
+    target = tmp_path / "docs" / "README.md"
+    target.parent.mkdir()
+    target.write_text(README)
+    target.chmod(0o640)
+    link = tmp_path / "README.md"
+    link.symlink_to(os.path.join("docs", "README.md"))
+    good = write_jsonl(tmp_path / "good.jsonl", synthetic_rows())
+    assert main(["bench", "--report", str(good), "--out", str(tmp_path / "out"),
+                 "--readme", str(link)]) == 0, capsys.readouterr().err
+    assert link.is_symlink() and os.readlink(link) == os.path.join("docs", "README.md")
+    text = target.read_text()
+    assert "old table" not in text and "| fwd | 64x3x64x64 | float16 | cuda | 0.125 |" in text
+    assert text.startswith("# ganfast\n\nintro\n") and text.endswith("\n\ntail\n")
+    assert (target.stat().st_mode & 0o777) == 0o640  # the target's permissions kept
+    assert sorted(p.name for p in target.parent.iterdir()) == ["README.md"]  # no temp file left
+
+
+@pytest.mark.parametrize("read_only", ["target's folder", "link's folder"])
+def test_a_symlinked_readme_is_checked_where_it_is_replaced(tmp_path, monkeypatch, capsys,
+                                                            read_only):
+    # The README is replaced through a temporary file in its target's folder: that folder is
+    # the one checked before anything is written. The link's folder was checked instead, so a
+    # read-only target folder was found only after report.md and the plots were written, and a
+    # read-only folder holding only the link refused a README that could be written.
+    pytest.importorskip("matplotlib")
+    import os
+
+    from ganfast.cli import main
+
+    target = tmp_path / "docs" / "README.md"
+    target.parent.mkdir()
+    target.write_text(README)
+    (tmp_path / "top").mkdir()
+    link = tmp_path / "top" / "README.md"
+    link.symlink_to(target)
+    denied = str(target.parent if read_only == "target's folder" else link.parent)
+    real_access = os.access
+    # (the tests may run as root, whom the file system lets write anywhere)
+    monkeypatch.setattr(os, "access", lambda p, m: False if os.fspath(p) == denied and m & os.W_OK
+                        else real_access(p, m))
+    out = tmp_path / "out"
+    status = main(["bench", "--report", str(write_jsonl(tmp_path / "good.jsonl", synthetic_rows())),
+                   "--out", str(out), "--readme", str(link)])
+    err = capsys.readouterr().err
+    if read_only == "target's folder":
+        assert status == 2
+        assert (f"--readme {link} (a link to {target}): the file (or its folder) may not be "
+                f"written") in err
+        assert not out.exists() and target.read_text() == README
+    else:
+        assert status == 0, err
+        assert link.is_symlink() and "old table" not in target.read_text()

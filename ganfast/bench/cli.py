@@ -43,7 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated from fp32,fp16,bf16 (default on CPU: fp32; on GPU: "
                              "gradient_penalty all three, upsample_conv and train_step fp32,bf16; "
                              "gradient_penalty's full WGAN-GP step runs in the first only; "
-                             "spectral_norm and fid take no --dtype)")
+                             "spectral_norm and fid take no --dtype). On CPU, fp16 "
+                             "convolutions and matrix products are emulated, tens of times "
+                             "slower than fp32 (an upsample_conv or train_step run can take "
+                             "many minutes), and bf16 is fast only on CPUs with AVX512-BF16 or "
+                             "AMX: such rows time the emulation")
     parser.add_argument("--shape", type=_parse_shape, action="append",
                         help="gradient_penalty: a gradient shape such as 64x3x64x64 "
                              "(repeatable; default: ganfast.bench.cli.GP_SHAPES of the device)")
@@ -64,8 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-compile", action="store_true",
                         help="leave out torch.compile of the canonical code")
     parser.add_argument("--mode", choices=["all", "kernels", "overhead"],
-                        help="kernels: device time per pass and a full step; overhead: host time "
-                             "per public call on tiny inputs (default: both)")
+                        help="gradient_penalty, upsample_conv and spectral_norm: kernels: "
+                             "device time per pass (and gradient_penalty's full WGAN-GP step); "
+                             "overhead: host time per public call on tiny inputs (default: both)")
     parser.add_argument("--out", help="append the rows as JSON lines to this file "
                                       "(with --report: the directory for report.md and plots)")
     parser.add_argument("--report", nargs="+", metavar="FILE",
@@ -468,11 +473,13 @@ def _bench_report(args) -> int:
     if args.auto_table and not os.access(auto_table.AUTO_TABLE, os.W_OK):
         return refuse(f"--auto-table: {auto_table.AUTO_TABLE} may not be written")
     # The README is replaced last, through a temporary file beside it: checked now, or a
-    # read-only one is found only after report.md and the plots were written.
+    # read-only one is found only after report.md and the plots were written. A symlink's
+    # target is the file replaced (the link stays), so its target's folder is the one checked.
     readme = Path(args.readme) if args.readme else None
     if readme and readme.is_file() and not (os.access(readme, os.W_OK)
-                                            and os.access(readme.absolute().parent, os.W_OK)):
-        return refuse(f"--readme {readme}: the file (or its folder) may not be written")
+                                            and os.access(readme.resolve().parent, os.W_OK)):
+        target = f" (a link to {readme.resolve()})" if readme.is_symlink() else ""
+        return refuse(f"--readme {readme}{target}: the file (or its folder) may not be written")
     try:
         written = report.write_report(args.report, Path(args.out), readme=args.readme)
         measured = auto_table.write(report.load_rows(args.report)) if args.auto_table else {}
