@@ -884,3 +884,15 @@ def test_one_folder_named_twice_is_extracted_once(tmp_path, extractor, monkeypat
     calls.clear()
     assert main(["fid", "a", "other", "--device", "cpu", "--batch-size", "8"]) == 0
     assert calls == [8, 8, 4] * 2 and "one folder" not in capsys.readouterr().err
+    # one statistics file named twice: read once, the same note
+    stats = FeatureStats(fa.shape[1])
+    stats.update(fa)
+    stats.save(tmp_path / "a.npz")
+    read = []
+    monkeypatch.setattr(fid_cli, "_load_stats", lambda path, args: read.append(path) or
+                        FeatureStats.load(path))
+    assert main(["fid", "a.npz", str(tmp_path / "a.npz")]) == 0
+    out, err = capsys.readouterr()
+    assert len(read) == 1
+    assert f"A and B are one statistics file, {(tmp_path / 'a.npz').resolve()}: it is read once" in err
+    assert out.startswith("FID: 0.000000")

@@ -317,6 +317,33 @@ def test_load_takes_pytorch_fid_statistics_of_fewer_images_than_features(tmp_pat
         assert got == pytest.approx(expected, rel=1e-12)
 
 
+def test_load_takes_raw_sum_covariances_whose_rounding_is_negative(tmp_path):
+    # A covariance formed from raw sums (StyleGAN's metric_utils, torchmetrics), E[x x^T] -
+    # mu mu^T, is exact to the raw second moments only: a dead feature's variance, or every
+    # entry of a collapsed generator's covariance, is rounding of either sign. Loaded, as
+    # frechet_distance takes the arrays (they were refused as "negative variances" or "not a
+    # covariance matrix").
+    from ganfast.metrics import frechet_distance
+
+    rng = np.random.default_rng(7)
+    dead = rng.standard_normal((500, 4)).astype(np.float32)
+    dead[:, 2] = np.float32(0.88238147)
+    collapsed = np.repeat(rng.standard_normal((1, 64)).astype(np.float32) + 0.5, 300, axis=0)
+    for name, f in (("dead", dead), ("collapsed", collapsed)):
+        x = f.astype(np.float64)
+        n, mu = len(x), x.mean(0)
+        sigma = ((x.T @ x) / n - np.outer(mu, mu)) * n / (n - 1)
+        sigma = (sigma + sigma.T) / 2
+        assert np.linalg.eigvalsh(sigma)[0] < 0 or sigma.diagonal().min() < 0  # (the case)
+        np.savez(tmp_path / f"{name}.npz", mu=mu, sigma=sigma, count=n)
+        stats = FeatureStats.load(tmp_path / f"{name}.npz")
+        other = features(200, x.shape[1], 8)
+        expected = frechet_distance(mu, sigma, other.mean(0), np.cov(other, rowvar=False))
+        got = frechet_distance(stats.mean, stats.covariance, other.mean(0),
+                               np.cov(other, rowvar=False))
+        assert got == pytest.approx(expected, rel=1e-12)
+
+
 def test_load_takes_a_count_stored_as_a_whole_float(tmp_path):
     path = tmp_path / "float_count.npz"
     np.savez(path, mu=np.zeros(2), sigma=np.eye(2), count=np.float64(100.0))

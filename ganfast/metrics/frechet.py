@@ -76,16 +76,20 @@ def check_positive_semidefinite(sigma: torch.Tensor, name: str, scale: float = 0
         check_eigenvalues(torch.linalg.eigvalsh(sigma), name, scale)
 
 
-def check_covariance(sigma: torch.Tensor, name: str) -> None:
+def check_covariance(sigma: torch.Tensor, name: str, scale: float = 0.0) -> None:
     """A ValueError naming `name` unless the symmetric float64 matrix sigma is a covariance up to
-    rounding, judged on its own scale: no negative variance, then check_positive_semidefinite.
-    For statistics read from a file (FeatureStats.load), where the file is what to name; it
-    costs one Cholesky where that proves it (0.13 to 0.25 s at D = 2048 on 2 busy CPU cores,
+    rounding: no variance and no eigenvalue below -tolerance * the larger of its largest
+    variance and `scale`. For statistics read from a file (FeatureStats.load), where the file is
+    what to name, with `scale` the largest raw second moment (variance + mean^2): a covariance
+    formed from raw sums (StyleGAN's metric_utils, torchmetrics) is exact only to that, and of a
+    dead feature or a collapsed generator it is rounding of either sign, which frechet_distance
+    takes. One Cholesky where that proves it (0.13 to 0.25 s at D = 2048 on 2 busy CPU cores,
     beside 2.5 s and more for the distance)."""
-    if sigma.numel() and float(sigma.diagonal().min()) < 0:
+    if sigma.numel() and float(sigma.diagonal().min()) < -NEGATIVE_EIGENVALUE_TOLERANCE * max(
+            distance_scale(sigma), scale):
         raise ValueError(f"{name} has negative variances on its diagonal, so it is no covariance "
                          "matrix")
-    check_positive_semidefinite(sigma, name)
+    check_positive_semidefinite(sigma, name, scale)
 
 
 def sum_sqrt_eigenvalues(matrix: torch.Tensor, lower_only: bool = False) -> torch.Tensor:

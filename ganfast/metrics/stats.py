@@ -257,7 +257,11 @@ class FeatureStats:
             raise ValueError(f"{path}: mu {mu.shape} and sigma {sigma.shape} do not form D and [D, D]")
         if mu.shape[0] == 0:  # was FeatureStats(0)'s error, naming an argument the caller never gave
             raise ValueError(f"{path}: mu and sigma are empty: expected at least 1 feature")
-        scale = max(float(np.abs(sigma).max(initial=0.0)), np.finfo(np.float64).tiny)
+        # Rounding is judged against the raw second moments (variance + mean^2), what sums of
+        # the features round at: a collapsed generator's covariance from raw sums is rounding
+        # of either sign (check_covariance)
+        moments = float(np.max(np.diagonal(sigma) + mu.astype(np.float64) ** 2, initial=0.0))
+        scale = max(float(np.abs(sigma).max(initial=0.0)), moments, np.finfo(np.float64).tiny)
         if np.abs(sigma - sigma.T).max(initial=0.0) > SYMMETRY_TOLERANCE * scale:
             raise ValueError(f"{path}: sigma is not symmetric, so it is no covariance matrix")
         # float64 in the machine's byte order: torch.from_numpy refused big-endian arrays ('>f8',
@@ -265,7 +269,7 @@ class FeatureStats:
         sigma = torch.from_numpy(np.asarray(sigma, dtype=np.float64))
         try:  # an indefinite sigma gave frechet_distance's "sigma1 is not a covariance ...",
             # naming no file, or, merged into other statistics, a wrong number
-            check_covariance(sigma, "sigma")
+            check_covariance(sigma, "sigma", moments)
         except ValueError as error:
             raise ValueError(f"{path}: {error}") from None
         count = None if count is None else _as_count(count)
