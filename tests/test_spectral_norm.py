@@ -658,7 +658,7 @@ def test_scalars_as_0_dim_tensors_and_numpy_numbers_are_taken_as_pytorch_takes_t
         for _ in range(2):
             torch.testing.assert_close(ours(x), theirs(x), rtol=1e-12, atol=1e-12)
     for kwargs, match in ((dict(n_power_iterations=torch.tensor(2.0)), r"got tensor\(2\.\)"),
-                          (dict(n_power_iterations=torch.tensor(True)), "got True"),
+                          (dict(n_power_iterations=torch.tensor(True)), r"got tensor\(True\)"),
                           (dict(dim=torch.tensor([0])), r"dim must be an int, got tensor\(\[0\]\)"),
                           (dict(eps=torch.tensor([1e-3])), "eps must be a finite number > 0"),
                           (dict(eps=np.bool_(True)), "eps must be a finite number > 0")):

@@ -724,18 +724,22 @@ def test_module_rejects_unsupported_configuration(kwargs, name):
         UpsampleConv2d(3, 4, **kwargs)
 
 
-@pytest.mark.parametrize("kwargs,name", [({"kernel_size": 3.0}, "kernel_size"),
-                                         ({"kernel_size": True}, "kernel_size"),
-                                         ({"padding": True}, "padding"),
-                                         ({"padding": "valid"}, "padding"),
-                                         ({"padding": (1, 1, 1)}, "padding"),
-                                         ({"kernel_size": np.array([3, 5])}, "kernel_size"),
-                                         ({"scale_factor": 2 + 0j}, "scale_factor"),
-                                         ({"scale_factor": "2"}, "scale_factor")])
-def test_module_rejects_configuration_that_only_compares_equal(kwargs, name):
-    # A float kernel_size failed inside nn.Conv2d ("empty(): argument 'size' ..."), a bool or
-    # complex passed for 1 or 2, an array's comparison raised numpy's "truth value ... ambiguous".
-    with pytest.raises(ValueError, match=f"^UpsampleConv2d: {name}=.* is not supported"):
+@pytest.mark.parametrize("kwargs,message", [
+    ({"kernel_size": 3.0}, "kernel_size must be an int or a pair of them, got 3.0"),
+    ({"kernel_size": True}, "kernel_size must be an int"),
+    ({"padding": True}, "padding must be an int"),
+    ({"padding": 1.0}, "padding must be an int"),
+    ({"padding": "valid"}, "padding must be an int"),
+    ({"kernel_size": (3, torch.tensor(3.0))}, "kernel_size must be an int"),
+    ({"scale_factor": 2 + 0j}, "scale_factor must be a number"),
+    ({"scale_factor": "2"}, "scale_factor must be a number"),
+    ({"scale_factor": 10**400}, "scale_factor must be a number"),
+    ({"padding": (1, 1, 1)}, r"padding=\(1, 1, 1\) is not supported"),
+    ({"kernel_size": np.array([3, 5])}, r"kernel_size=\[.*\] is not supported")])
+def test_module_rejects_configuration_that_only_compares_equal(kwargs, message):
+    # A bool or complex passed for 1 or 2, an array's comparison raised numpy's "truth value ...
+    # ambiguous", a huge int float()'s OverflowError naming nothing.
+    with pytest.raises(ValueError, match=f"^UpsampleConv2d: {message}"):
         UpsampleConv2d(3, 4, **kwargs)
 
 
@@ -743,11 +747,15 @@ def test_module_takes_the_supported_configuration_however_given():
     conv = nn.Conv2d(3, 4, 3, padding=1).double()
     x = torch.randn(2, 3, 4, 5, dtype=torch.float64)
     expected = conv(nn.Upsample(scale_factor=2, mode="nearest")(x))
+    # what nn.Conv2d (and nn.Upsample, for the scale) take: numpy and 0-dim tensor numbers, alone
+    # or in pairs
     for kwargs in ({"kernel_size": np.int64(3), "padding": np.int64(1), "scale_factor": 2.0},
                    {"kernel_size": np.array([3, 3]), "padding": torch.tensor([1, 1]),
                     "scale_factor": (np.float64(2), 2)},
-                   {"kernel_size": [3, 3], "padding": (1, 1), "scale_factor": torch.tensor(2)}):
-        fused = UpsampleConv2d(3, 4, **kwargs).double()
+                   {"kernel_size": list(torch.tensor([3, 3])), "padding": (torch.tensor(1), 1),
+                    "scale_factor": torch.tensor(2)},
+                   {"kernel_size": (np.array(3), np.array(3)), "padding": [1, 1]}):
+        fused = UpsampleConv2d(torch.tensor(3), np.int64(4), **kwargs).double()
         fused.load_state_dict(conv.state_dict())
         torch.testing.assert_close(fused(x), expected, rtol=1e-12, atol=1e-12)
         # the supported values themselves, as a layer given plain ints shows them

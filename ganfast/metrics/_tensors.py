@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 import torch
+
+from .._numbers import integer
 
 # How far from symmetric a covariance may be, relative to its largest entry: a covariance made in
 # float32 (np.cov of float32 features, torch.cov) is symmetric to ~1e-7 of it; a matrix that is
@@ -78,15 +79,16 @@ def first_device(*values) -> torch.device | None:
 
 
 def check_int(value, name: str, minimum: int, why: str = "", maximum: int | None = None) -> int:
-    """`value` as an int (numpy integers included; bools and floats refused), at least
+    """`value` as an int (numpy integers and 0-dim integer tensors included; bools and floats
+    refused: _numbers.integer), at least
     `minimum` (and at most `maximum`), or a ValueError naming the argument (`why`: a
     parenthetical reason)."""
-    if (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum
-            or (maximum is not None and value > maximum)):
+    number = integer(value)
+    if number is None or number < minimum or (maximum is not None and number > maximum):
         reason = f" ({why})" if why else ""
         bounds = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
         raise ValueError(f"{name} must be an int {bounds}{reason}, got {value!r}")
-    return int(value)
+    return number
 
 
 def finite_range(value: torch.Tensor, name: str, cause: str = "") -> tuple[float, float]:

@@ -17,13 +17,13 @@ the residual of the fp32-rounded batch mean is corrected in float64.
 
 from __future__ import annotations
 
-import numbers
 import os
 
 import numpy as np
 import torch
 
 from .._files import write_atomically
+from .._numbers import integer
 from ._tensors import (
     SYMMETRY_TOLERANCE,
     check_has_values,
@@ -100,10 +100,10 @@ class FeatureStats:
     """Running count, mean and unbiased covariance (as np.cov) of [N, D] feature batches."""
 
     def __init__(self, num_features: int, device=None):
-        if isinstance(num_features, bool) or not isinstance(num_features, numbers.Integral) \
-                or num_features < 1:
+        number = integer(num_features)
+        if number is None or number < 1:
             raise ValueError(f"num_features must be a positive int, got {num_features!r}")
-        num_features = int(num_features)
+        num_features = number
         if device is not None and torch.device(device).type == "meta":  # no values to hold
             raise ValueError(f"device must hold values (the CPU or a GPU), got {device!r}: a "
                              "'meta' tensor has a shape and a dtype only")

@@ -10,16 +10,14 @@ torch.nn.utils.spectral_norm (weight_orig, weight_u, weight_v) load through a pr
 
 import functools
 import math
-import numbers
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.compiler import is_compiling
 from torch.nn.utils import parametrize
 
-from .._numbers import real_number
+from .._numbers import integer, real_number
 from ..backends import resolve
 from ..ops import spectral_norm as ops
 
@@ -194,14 +192,10 @@ def _integer(value, argument: str) -> int:
     """An int, or anything that is one (numpy's integers, a 0-dim integer tensor or array, as
     PyTorch's spectral norm takes them); bools and floats are refused (with ValueError, as
     before these checks named the type)."""
-    if isinstance(value, torch.Tensor) and value.ndim == 0 and not (
-            value.is_floating_point() or value.is_complex()):
-        value = value.item()  # an int (or a bool, refused below)
-    elif isinstance(value, np.ndarray) and value.ndim == 0:
-        value = value[()]  # its numpy scalar: an integer one is a numbers.Integral
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    number = integer(value)
+    if number is None:
         raise ValueError(f"spectral_norm: {argument} must be an int, got {value!r}")
-    return int(value)
+    return number
 
 
 def _has_legacy_spectral_norm(module: nn.Module, name: str) -> bool:

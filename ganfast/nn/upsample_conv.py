@@ -1,11 +1,10 @@
 """UpsampleConv2d: nn.Upsample(scale_factor=2, mode="nearest") + nn.Conv2d(k=3, padding=1)
 as one fused layer (see ganfast/ops/upsample_conv.py for the folding)."""
 
-import numbers
-
 import torch
 from torch import nn
 
+from .._numbers import integer
 from ..ops.upsample_conv import (
     ACTIVATIONS,
     KERNEL_SIZE,
@@ -32,15 +31,11 @@ class UpsampleConv2d(nn.Conv2d):
     def __init__(self, in_channels: int, out_channels: int, kernel_size=3, padding=1,
                  bias: bool = True, scale_factor=2, *, activation: str | None = None,
                  negative_slope: float = 0.01, device=None, dtype=None):
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
-            # (nn.Conv2d's own errors name neither: "not all arguments converted during string
-            # formatting" for a str, "in_channels must be divisible by groups" for 3.5, a
-            # negative dimension from torch.empty; a bool passed for 1)
-            is_int = isinstance(value, numbers.Integral) and not isinstance(value, bool)
-            if not (is_int and value >= 0):
-                raise (ValueError if is_int else TypeError)(
-                    f"UpsampleConv2d: {name} must be an int >= 0 (a channel count, as for "
-                    f"nn.Conv2d), got {value!r}")
+        # (nn.Conv2d's own errors name neither: "not all arguments converted during string
+        # formatting" for a str, "in_channels must be divisible by groups" for 3.5, a negative
+        # dimension from torch.empty; a bool passed for 1)
+        in_channels, out_channels = (_channel_count(value, name) for name, value in
+                                     (("in_channels", in_channels), ("out_channels", out_channels)))
         check_configuration(kernel_size, padding, scale_factor)
         if activation not in ACTIVATIONS:
             raise ValueError(f"UpsampleConv2d: activation must be one of {ACTIVATIONS}; "
@@ -65,3 +60,16 @@ class UpsampleConv2d(nn.Conv2d):
         if self.activation == "leaky_relu":
             text += f", negative_slope={self.negative_slope}"
         return text
+
+
+def _channel_count(value, name: str) -> int:
+    """value as an int >= 0 (numpy's, a 0-dim integer tensor: as nn.Conv2d takes it), or an
+    error naming the argument."""
+    count = integer(value)
+    if count is None:
+        raise TypeError(f"UpsampleConv2d: {name} must be an int >= 0 (a channel count, as for "
+                        f"nn.Conv2d), got {value!r}")
+    if count < 0:
+        raise ValueError(f"UpsampleConv2d: {name} must be an int >= 0 (a channel count, as for "
+                         f"nn.Conv2d), got {value!r}")
+    return count

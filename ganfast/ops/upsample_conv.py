@@ -38,14 +38,13 @@ formulation, on CPU the one cpu_route picks.
 """
 
 import math
-import numbers
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .. import backends
-from .._numbers import real_number
+from .._numbers import integer, real_number
 from ._library import define, kernel, transformed
 from .layout import image_format, matching_layout
 from .upsample_conv_taps import tap_weight, taps_backward, taps_forward
@@ -158,28 +157,27 @@ def apply_activation(out, activation, negative_slope, inplace=False):
 def check_configuration(kernel_size, padding, scale_factor) -> None:
     """Raise naming the argument unless it is the supported kernel 3, padding 1, scale 2: the
     arguments of UpsampleConv2d, named as its (upsample_conv2d() has none of them). Each is one
-    number or a pair, as a tuple, list, tensor or array; kernel_size and padding integers (a
-    float kernel_size=3.0 failed later inside nn.Conv2d, padding=True passed for 1), the scale
-    a real number (2.0, as nn.Upsample takes it)."""
+    number or a pair (a tuple, list, tensor or array, of numbers or 0-dim tensors or arrays, as
+    nn.Conv2d takes them); kernel_size and padding integers (padding=True passed for 1, and
+    kernel_size=3.0 for 3), the scale a real number (2.0, as nn.Upsample takes it)."""
     for name, value, supported in (("kernel_size", kernel_size, KERNEL_SIZE),
                                    ("padding", padding, PADDING),
                                    ("scale_factor", scale_factor, SCALE_FACTOR)):
         if name == "padding" and isinstance(value, str) and value == "same":
             continue  # a 3x3 kernel's "same" padding is 1, as Conv2d computes it
-        if isinstance(value, (torch.Tensor, np.ndarray)):
-            value = value.tolist()  # (an array's truth value in == was ambiguous)
-        pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-        number = real_number if name == "scale_factor" else _integer
-        if len(pair) != 2 or any(number(v) != supported for v in pair):
+        if isinstance(value, (torch.Tensor, np.ndarray)) and value.ndim == 1:
+            value = list(value)  # (an array's truth value in == was ambiguous)
+        pair = list(value) if isinstance(value, (tuple, list)) else [value, value]
+        number, kind = (real_number, "a number") if name == "scale_factor" else (integer, "an int")
+        values = [number(v) for v in pair]
+        if None in values:
+            raise ValueError(f"UpsampleConv2d: {name} must be {kind} or a pair of them, got "
+                             f"{value!r}")
+        if values != [supported, supported]:
             raise ValueError(
                 f"UpsampleConv2d: {name}={value!r} is not supported; the fused op is "
                 f"nearest upsampling by scale_factor=2 followed by a 3x3 conv with padding=1 "
                 f"(kernel_size=3, padding=1, scale_factor=2)")
-
-
-def _integer(value) -> int | None:
-    """value as an int when it is an integer other than a bool (numpy's included), else None."""
-    return int(value) if isinstance(value, numbers.Integral) and not isinstance(value, bool) else None
 
 
 def checked_slope(negative_slope, caller: str = "upsample_conv2d") -> float:
