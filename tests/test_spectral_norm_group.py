@@ -298,3 +298,9 @@ def test_a_model_that_is_not_a_module_is_named_and_the_group_has_a_repr():
                           ganfast.nn.spectral_norm(nn.Linear(4, 2)))
     assert repr(ganfast.nn.SpectralNormGroup(model)) == \
         "SpectralNormGroup(2 layers: 0.weight, 2.weight; backend='auto')"
+    assert repr(ganfast.nn.SpectralNormGroup(model[0])) == \
+        "SpectralNormGroup(1 layer: Linear.weight; backend='auto')"
+    many = nn.Sequential(*(ganfast.nn.spectral_norm(nn.Linear(2, 2)) for _ in range(10)))
+    assert repr(ganfast.nn.SpectralNormGroup(many)).startswith(
+        "SpectralNormGroup(10 layers: 0.weight, 1.weight, ") and ", 7.weight, ...;" in repr(
+            ganfast.nn.SpectralNormGroup(many))

@@ -22,7 +22,10 @@ the model made inside a block (an EMA copy) is not part of it, nor is a call tha
 tensors in the layers' place (torch.func.functional_call with other parameters, torch.func
 transforms): those normalize the tensors they are given, on access. Removing a layer's spectral
 norm (or removing and applying it again) leaves the group stale: once() then says so, and a new
-group is made for the model as it is. Outside a block nothing changes.
+group is made for the model as it is; so is a layer replaced by another (model[1] = ...), which
+the group cannot see: it keeps the old layer. Under nn.DataParallel the replicas' weights are
+copies, normalized on access as above: a block gives them nothing. Outside a block nothing
+changes.
 """
 
 import contextlib
@@ -34,6 +37,8 @@ from ..backends import _check_name, resolve
 from ..ops import spectral_norm as ops
 from ..ops._library import transformed
 from .spectral_norm import SpectralNorm, _is_spectral_norm
+
+REPR_NAMES = 8  # the layers a group's repr names (a large model has hundreds)
 
 
 class SpectralNormGroup:
@@ -115,8 +120,9 @@ class SpectralNormGroup:
                 vars(self.layers[i][2]).update(_group_weight=None, _group_original=None)
 
     def __repr__(self) -> str:
-        return (f"SpectralNormGroup({len(self.layers)} layers: {', '.join(self._names)}; "
-                f"backend={self.backend!r})")
+        shown = self._names[:REPR_NAMES] + (["..."] if len(self._names) > REPR_NAMES else [])
+        count = f"{len(self.layers)} layer{'s' if len(self.layers) != 1 else ''}"
+        return f"SpectralNormGroup({count}: {', '.join(shown)}; backend={self.backend!r})"
 
     def normalize(self, indices=None) -> list:
         """W / sigma of every layer (or of the layers at `indices`), after its power-iteration
