@@ -1109,3 +1109,30 @@ def test_a_finished_run_taken_further_keeps_the_grid_of_its_last_step(tmp_path):
     make(tmp_path, resume=True, steps=5).run()
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "samples_0000003.png")), final)
     assert not np.array_equal(np.asarray(Image.open(tmp_path / "samples_final.png")), final)
+
+
+def test_a_grid_is_drawn_by_batches_and_names_the_classes_it_leaves_out(tmp_path, monkeypatch):
+    # A grid of up to GRID_MAX_CLASSES samples is drawn GRID_BATCH at a time, as generate(); the
+    # classes past GRID_MAX_CLASSES are left out with a note (here 10 classes, of which 6 shown).
+    from PIL import Image
+
+    from ganfast.train import monitor
+
+    def grid(folder, batch):
+        monkeypatch.setattr(trainer_module, "GRID_BATCH", batch)
+        said = []
+        t = Trainer(TrainConfig(tensorboard=False, conditional=True, steps=1, batch_size=8),
+                    out=folder, log=said.append)
+        t.run()
+        return np.asarray(Image.open(folder / "samples_final.png")).astype(int), said
+
+    whole, _ = grid(tmp_path / "whole", 500)
+    batched, _ = grid(tmp_path / "batched", 7)
+    assert whole.shape == batched.shape and np.abs(whole - batched).max() <= 1
+    monkeypatch.setattr(monitor, "GRID_MAX_CLASSES", 6)
+    monkeypatch.setattr(trainer_module, "GRID_MAX_CLASSES", 6)
+    shown, said = grid(tmp_path / "six", 500)
+    assert "note: the sample grids show the first 6 of the 10 classes" in said
+    labels, rows, cols = monitor.class_grid(10)
+    assert labels.tolist() == [c for c in range(6) for _ in range(10)] and (rows, cols) == (6, 10)
+    assert shown.shape[0] < whole.shape[0] and shown.shape[1] == whole.shape[1]  # 6 rows of 10

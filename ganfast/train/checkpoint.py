@@ -19,8 +19,8 @@ def is_run_output(name: str) -> bool:
 
 
 def is_run_folder(folder: Path) -> bool:
-    """Whether a ganfast run wrote into this folder: it holds a checkpoint and the metrics rows
-    (both written before the run's first picture)."""
+    """Whether a ganfast run wrote into this folder: it holds a checkpoint and metrics.jsonl
+    (both written before the run's first picture; metrics.jsonl may hold no rows yet)."""
     return (folder / CHECKPOINT).is_file() and (folder / METRICS_FILE).is_file()
 
 

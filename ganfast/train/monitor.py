@@ -15,7 +15,8 @@ METRICS_FILE, METRICS_PLOT, TENSORBOARD_FOLDER = "metrics.jsonl", "metrics.png",
 
 # The PNG mode of a sample grid by the images' channels
 GRID_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
-# A conditional run's grid holds about this many samples, however many classes (class_grid).
+# A conditional run's grid holds about GRID_SAMPLES samples up to that many classes, one per
+# class beyond, of the first GRID_MAX_CLASSES classes at most (class_grid).
 GRID_SAMPLES, GRID_MAX_CLASSES = 100, 1024
 
 
@@ -110,7 +111,9 @@ def save_points(points: torch.Tensor, centers, path: Path, title: str, data=None
     ax.scatter(p[:, 0], p[:, 1], s=2, alpha=0.5, c="tab:blue", label="samples")
     if centers is not None:
         ax.scatter(centers[:, 0], centers[:, 1], s=30, c="red", marker="x", label="modes")
-    ax.legend(loc="best", fontsize="small", markerscale=2, framealpha=0.8)
+    # below the axes: inside, "best" still covered modes at the border (grid25's top row)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.04), ncol=3, fontsize="small",
+              markerscale=2, frameon=False)
     ax.set_title(title)
     ax.set_aspect("equal")
     fig.tight_layout()
@@ -186,7 +189,8 @@ def read_metrics(path: Path) -> list:
 
 def keep_rows_until(path: Path, step: int) -> list:
     """Rewrite metrics.jsonl (atomically) with the rows a run resumed at `step` keeps: those of
-    steps up to it (none when it starts again from step 0, which logs step 0 again). Rows of
+    steps up to it (none when it starts again from step 0, which logs its step-0 row again if
+    it has one: data with nothing to measure have none). Rows of
     steps after the checkpoint would repeat, and a torn last line would swallow the next row.
     Returns the rows kept."""
     rows = [r for r in read_metrics(path) if 0 < step and r["step"] <= step]

@@ -30,7 +30,15 @@ from . import checkpoint, objectives, quality
 from . import data as datasets
 from . import models as model_zoo
 from .config import AMP_MODES, PRESETS, TrainConfig
-from .monitor import METRICS_FILE, Monitor, border_level, class_grid, save_image_grid, save_points
+from .monitor import (
+    GRID_MAX_CLASSES,
+    METRICS_FILE,
+    Monitor,
+    border_level,
+    class_grid,
+    save_image_grid,
+    save_points,
+)
 
 
 class TrainingError(RuntimeError):
@@ -40,6 +48,8 @@ class TrainingError(RuntimeError):
 class NonFiniteLoss(TrainingError):
     """A loss became NaN or infinite: the run stops there, its last checkpoint kept."""
 
+
+GRID_BATCH = 500  # samples of a grid drawn at once (as generate()'s batch)
 
 # Settings a resumed run may change: how it runs and reports, not what it trains. The others are
 # the saved run's; a flag that contradicts them is refused rather than ignored.
@@ -575,7 +585,8 @@ class Trainer:
             self._say(f"note: --inception-weights measures images; {c.data} holds points, so "
                       "the run reports its built-in measures only")
         if self.evaluator is None and c.eval_every is not None:
-            # (else a flag silently without effect: metrics.jsonl holds losses only)
+            # (else a flag seemingly without effect: it only sets which steps log a row of
+            # losses, when no measure comes with them)
             fid = ", and --inception-weights adds the FID of images" if ds.is_image else ""
             self._say(f"note: --eval-every {c.eval_every}: {c.data} has no built-in quality "
                       f"measure (digits, ring8 and grid25 have){fid}; this run logs losses only")
@@ -586,6 +597,9 @@ class Trainer:
         if self.num_classes:
             labels, self.grid_rows, self.grid_cols = class_grid(self.num_classes)
             self.fixed_y = labels.to(self.device)
+            if self.num_classes > GRID_MAX_CLASSES:
+                self._say(f"note: the sample grids show the first {GRID_MAX_CLASSES} of the "
+                          f"{self.num_classes} classes")
         else:
             labels, self.grid_rows, self.grid_cols, self.fixed_y = None, 8, 8, None
         count = len(labels) if labels is not None else self.grid_rows * self.grid_cols
@@ -761,8 +775,11 @@ class Trainer:
         if not self.writer:
             return
         if self.dataset.is_image:
+            # by batches, as generate(): up to GRID_MAX_CLASSES samples for a conditional run
+            fixed_y = self.fixed_y.split(GRID_BATCH) if self.fixed_y is not None else None
             with torch.no_grad():
-                images = self.G_ema(self.fixed_z, self.fixed_y)
+                images = torch.cat([self.G_ema(z, fixed_y[i] if fixed_y else None) for i, z
+                                    in enumerate(self.fixed_z.split(GRID_BATCH))])
             save_image_grid(images, self.grid_rows, self.out / name,
                             scale=max(1, 64 // images.shape[-1]), cols=self.grid_cols,
                             border=self.grid_border)
