@@ -155,7 +155,8 @@ exec {sys.executable} "$@"
 
 @pytest.mark.parametrize("setting, value", [
     ("GPU_CHECK_DEADLINE", "420s"), ("GPU_CHECK_DEADLINE", "7m"), ("GPU_CHECK_GRACE", "ten"),
-    ("GPU_CHECK_SCALE", "half"), ("GPU_CHECK_SCALE", "0")])
+    ("GPU_CHECK_SCALE", "half"), ("GPU_CHECK_SCALE", "0"), ("GPU_CHECK_GRACE", "0"),
+    ("GPU_CHECK_DRY_RUN", "yes"), ("GPU_CHECK_DRY_BUILD_S", "10s")])
 def test_a_setting_that_is_not_a_number_is_refused_before_any_stage(tmp_path, setting, value):
     # GPU_CHECK_DEADLINE=420s made every stage fail its deadline check: all skipped, exit 0, a
     # device call spent on nothing; GPU_CHECK_SCALE=half ran each stage for 1 s.
@@ -238,3 +239,19 @@ def test_a_dry_run_runs_no_stage_and_shows_the_limits_of_the_worst_case(tmp_path
     assert re.fullmatch(r"bench-upsample_conv: dry run, limit 3[0-5]s", summary[1])
     assert summary[2].startswith("bench-spectral_norm: skipped")
     assert sorted(p.name for p in out.iterdir()) == ["logs.tar.gz", "summary.txt"]
+
+
+def test_a_dry_run_shows_a_warm_machines_limits_with_the_build_time_given(tmp_path):
+    # The two calls of a session as documented, on a warm machine (the build kept: seconds):
+    # every stage keeps its whole limit, but the last, which gets what the others leave.
+    out, calls = tmp_path / "out", tmp_path / "calls"
+    result = _run(out, "build", "bench-upsample", "bench-sn", "bench-fid", "bench-train",
+                  python=_python(tmp_path, RECORDING_PYTHON), CALLS=str(calls),
+                  GPU_CHECK_DRY_RUN="1", GPU_CHECK_DEADLINE="300", GPU_CHECK_DRY_BUILD_S="10")
+    assert result.returncode == 0, result.stderr
+    assert not calls.exists()
+    summary = _summary(out)
+    # 300 s less the build's 10, each stage's limit and 10 s of grace, and a 5 s margin
+    assert summary == ["build: dry run, limit 240s", "bench-upsample_conv: dry run, limit 100s",
+                       "bench-spectral_norm: dry run, limit 60s", "bench-fid: dry run, limit 45s",
+                       "bench-train_step: dry run, limit 40s"]

@@ -43,10 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated from fp32,fp16,bf16 (default on CPU: fp32; on GPU: "
                              "gradient_penalty all three, upsample_conv and train_step fp32,bf16; "
                              "gradient_penalty's full WGAN-GP step runs in the first only; "
-                             "spectral_norm and fid take no --dtype). On CPU, fp16 "
-                             "convolutions and matrix products are emulated, tens of times "
-                             "slower than fp32 (an upsample_conv or train_step run can take "
-                             "many minutes), and bf16 is fast only on CPUs with AVX512-BF16 or "
+                             "spectral_norm and fid take no --dtype). On most CPUs fp16 "
+                             "convolutions and matrix products are emulated (not with "
+                             "AVX512-FP16 or AMX-FP16), tens of times slower than fp32 (an "
+                             "upsample_conv or train_step run can take many minutes), and "
+                             "bf16 is fast only on CPUs with AVX512-BF16 or "
                              "AMX: such rows time the emulation")
     parser.add_argument("--shape", type=_parse_shape, action="append",
                         help="gradient_penalty: a gradient shape such as 64x3x64x64 "
