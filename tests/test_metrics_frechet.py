@@ -197,7 +197,9 @@ def test_a_collapsed_generators_raw_sum_covariance_is_rounding_of_the_distances_
     # Identical features (a collapsed generator) through raw sums, as ganfast train's digits
     # measure accumulates them: the covariance is 0 up to rounding of either sign, tiny beside
     # its own largest eigenvalue but not beside the other covariance. The FID is the means'
-    # distance plus the real covariance's trace, on either side, and FrechetReference agrees.
+    # distance plus the real covariance's trace, on either side, and FrechetReference agrees
+    # on either side too: as the reference, the collapsed covariance's rounding is judged
+    # against its raw second moments (the other covariance is not known yet; it was refused).
     rng = np.random.default_rng(2)
     real = torch.from_numpy(rng.normal(5.0, 3.0, (500, 64)))
     same = torch.from_numpy(np.abs(rng.normal(0.0, 40.0, (1, 64)))).expand(200, 64)
@@ -208,6 +210,9 @@ def test_a_collapsed_generators_raw_sum_covariance_is_rounding_of_the_distances_
     assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(expected, rel=1e-7)
     assert frechet_distance(mu2, s2, mu1, s1) == pytest.approx(expected, rel=1e-7)
     assert FrechetReference(mu2, s2).distance(mu1, s1) == pytest.approx(expected, rel=1e-7)
+    collapsed_reference = FrechetReference(mu1, s1)
+    assert collapsed_reference.distance(mu2, s2) == pytest.approx(expected, rel=1e-7)
+    assert collapsed_reference.distance_to_features(real) == pytest.approx(expected, rel=1e-7)
 
 
 @pytest.mark.gpu

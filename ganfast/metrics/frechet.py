@@ -45,6 +45,17 @@ def distance_scale(*sigmas: torch.Tensor) -> float:
     return max((float(sigma.diagonal().max()) for sigma in sigmas if sigma.numel()), default=0.0)
 
 
+def raw_moment_scale(mu: torch.Tensor, sigma: torch.Tensor) -> float:
+    """The largest raw second moment (variance + mean^2) of statistics given alone (a file's, a
+    reference's), the scale their rounding is judged against where no other covariance gives
+    one: a covariance formed from raw sums of the features (StyleGAN's metric_utils,
+    torchmetrics) is exact only to that, and of a dead feature or a collapsed generator it is
+    rounding of either sign. 0 for statistics of no [D] and [D, D] (check_stats refuses them)."""
+    if mu.numel() == 0 or sigma.shape != (mu.shape[0], mu.shape[0]):
+        return 0.0
+    return float((sigma.diagonal() + mu.square()).max())
+
+
 def psd_factor(sigma: torch.Tensor, name: str = "sigma",
                scale: float = 0.0) -> tuple[torch.Tensor, bool]:
     """(L, whether L is lower triangular) with L @ L.T == sigma for a symmetric PSD float64

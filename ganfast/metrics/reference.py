@@ -17,6 +17,7 @@ from .frechet import (
     clamped_distance,
     distance_scale,
     psd_factor,
+    raw_moment_scale,
     sum_sqrt_eigenvalues,
     trace_sqrt_product,
 )
@@ -32,8 +33,13 @@ class FrechetReference:
         device = first_device(sigma, mu)
         self.mu = as_float64(mu, "mu", 1, device)
         self.sigma = as_float64(sigma, "sigma", 2, device)
-        check_stats(self.mu, self.sigma, "mu", "sigma")
-        self.factor, self.factor_is_lower_triangular = psd_factor(self.sigma, "sigma")
+        # its rounding judged against its raw second moments, as FeatureStats.load judges a
+        # file's: the covariance a distance is taken to, whose variances frechet_distance counts
+        # as well, is not known yet, and a collapsed generator's covariance from raw sums
+        # (rounding of either sign, which frechet_distance takes) was refused
+        scale = raw_moment_scale(self.mu, self.sigma)
+        check_stats(self.mu, self.sigma, "mu", "sigma", scale)
+        self.factor, self.factor_is_lower_triangular = psd_factor(self.sigma, "sigma", scale)
         self.trace = self.sigma.trace()
 
     @property

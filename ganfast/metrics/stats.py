@@ -31,7 +31,7 @@ from ._tensors import (
     finite_range,
     tensor_from_numpy,
 )
-from .frechet import check_covariance
+from .frechet import check_covariance, raw_moment_scale
 
 
 def open_npz(path):
@@ -257,16 +257,14 @@ class FeatureStats:
             raise ValueError(f"{path}: mu {mu.shape} and sigma {sigma.shape} do not form D and [D, D]")
         if mu.shape[0] == 0:  # was FeatureStats(0)'s error, naming an argument the caller never gave
             raise ValueError(f"{path}: mu and sigma are empty: expected at least 1 feature")
-        # Rounding is judged against the raw second moments (variance + mean^2), what sums of
-        # the features round at: a collapsed generator's covariance from raw sums is rounding
-        # of either sign (check_covariance)
-        moments = float(np.max(np.diagonal(sigma) + mu.astype(np.float64) ** 2, initial=0.0))
-        scale = max(float(np.abs(sigma).max(initial=0.0)), moments, np.finfo(np.float64).tiny)
-        if np.abs(sigma - sigma.T).max(initial=0.0) > SYMMETRY_TOLERANCE * scale:
-            raise ValueError(f"{path}: sigma is not symmetric, so it is no covariance matrix")
         # float64 in the machine's byte order: torch.from_numpy refused big-endian arrays ('>f8',
         # as another machine or np.dtype('>f8') writes them) with an error naming no file
+        mu = torch.from_numpy(np.asarray(mu, dtype=np.float64))
         sigma = torch.from_numpy(np.asarray(sigma, dtype=np.float64))
+        moments = raw_moment_scale(mu, sigma)  # what rounding is judged against (check_covariance)
+        scale = max(float(sigma.abs().max()), moments, np.finfo(np.float64).tiny)
+        if float((sigma - sigma.T).abs().max()) > SYMMETRY_TOLERANCE * scale:
+            raise ValueError(f"{path}: sigma is not symmetric, so it is no covariance matrix")
         try:  # an indefinite sigma gave frechet_distance's "sigma1 is not a covariance ...",
             # naming no file, or, merged into other statistics, a wrong number
             check_covariance(sigma, "sigma", moments)
@@ -284,7 +282,7 @@ class FeatureStats:
             raise ValueError(f"{path} stores no count: pass count= (the number of samples behind it)")
         stats = cls(mu.shape[0])
         stats._count = count
-        stats._mean = torch.from_numpy(np.asarray(mu, dtype=np.float64))
+        stats._mean = mu
         stats._m2 = sigma * (count - 1)
         return stats
 
