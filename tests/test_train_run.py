@@ -1059,23 +1059,24 @@ def test_a_conditional_folder_of_thirty_classes_draws_a_bounded_grid_of_every_cl
 def test_data_with_nothing_to_measure_logs_loss_rows_only_and_rgba_grids(tmp_path, capsys):
     # A .npy of dark RGBA images: its grids were RGB (the generated alpha dropped) with black
     # borders lost against the dark backgrounds; with nothing to measure, metrics.jsonl began
-    # with {"step": 0}, a row of no figures, and --eval-every was taken without a word.
+    # with {"step": 0}, a row of no figures, and --eval-every was taken without a word, setting
+    # which steps logged a row of losses (rows now come by --log-every alone).
     from PIL import Image
 
     pixels = np.random.default_rng(0).integers(0, 60, (12, 8, 8, 4), dtype=np.uint8)
     pixels[..., 3] = 255
     np.save(tmp_path / "rgba.npy", pixels)
     out = tmp_path / "run"
-    assert cli.main(["train", "--data", str(tmp_path / "rgba.npy"), "--steps", "2", "--batch-size",
-                     "4", "--width", "4", "--out", str(out), "--eval-every", "1",
-                     "--no-tensorboard"]) == 0
+    assert cli.main(["train", "--data", str(tmp_path / "rgba.npy"), "--steps", "6", "--batch-size",
+                     "4", "--width", "4", "--out", str(out), "--eval-every", "1", "--log-every",
+                     "3", "--sample-every", "6", "--no-tensorboard"]) == 0
     said = capsys.readouterr().out
     assert (f"note: --eval-every 1: {tmp_path / 'rgba.npy'} has no built-in quality measure "
             "(digits, ring8 and grid25 have), and --inception-weights adds the FID of images; "
             "this run logs losses only") in said
-    assert "done: step 2, loss_d" in said
+    assert "done: step 6, loss_d" in said
     table = rows(out)
-    assert [r["step"] for r in table] == [1, 2]
+    assert [r["step"] for r in table] == [3, 6]
     assert all(set(r) == {"step", "loss_d", "loss_g", "steps_per_s"} for r in table)
     for name in ("samples_0000000.png", "samples_final.png"):
         with Image.open(out / name) as grid:

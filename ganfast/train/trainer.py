@@ -585,8 +585,8 @@ class Trainer:
             self._say(f"note: --inception-weights measures images; {c.data} holds points, so "
                       "the run reports its built-in measures only")
         if self.evaluator is None and c.eval_every is not None:
-            # (else a flag seemingly without effect: it only sets which steps log a row of
-            # losses, when no measure comes with them)
+            # (else a flag taken without a word and without effect: no measure, and the rows
+            # of losses come by --log-every)
             fid = ", and --inception-weights adds the FID of images" if ds.is_image else ""
             self._say(f"note: --eval-every {c.eval_every}: {c.data} has no built-in quality "
                       f"measure (digits, ring8 and grid25 have){fid}; this run logs losses only")
@@ -924,8 +924,9 @@ class Trainer:
                 self.step += 1
                 pending.append((self.step, loss_d, loss_g))
                 monitor.advance(1, {})
-                if self.step % self.log_every == 0 or self.step % self.eval_every == 0 \
-                        or self.step == c.steps:  # (an evaluation comes with a row)
+                if self.step % self.log_every == 0 or self.step == c.steps or (
+                        self.evaluator is not None and self.step % self.eval_every == 0):
+                    # (an evaluation comes with a row; without a measure, rows by --log-every)
                     self._flush(monitor, pending, started, started_step)
                 if self.step % self.sample_every == 0 and self.step != c.steps:
                     self.save_samples(f"samples_{self.step:07d}.png")
