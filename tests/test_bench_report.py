@@ -477,7 +477,10 @@ def test_readme_help_names_both_pairs_of_markers_the_report_needs(tmp_path, caps
 
 def test_a_readme_that_is_a_symlink_is_updated_through_the_link(tmp_path, capsys):
     # `--readme README.md` where README.md links to the file the user keeps: the target gets the
-    # new table (replaced whole, through a temporary file beside it), the link stays a link.
+    # new table (replaced whole, through a temporary file beside it), the link stays a link, and
+    # the plots' links lead to the plots from the target's folder (they were relative to the
+    # link's, one folder up: broken where the target is read).
+    import re
     pytest.importorskip("matplotlib")
     import os
 
@@ -497,6 +500,8 @@ def test_a_readme_that_is_a_symlink_is_updated_through_the_link(tmp_path, capsys
     assert "old table" not in text and "| fwd | 64x3x64x64 | float16 | cuda | 0.125 |" in text
     assert text.startswith("# ganfast\n\nintro\n") and text.endswith("\n\ntail\n")
     assert (target.stat().st_mode & 0o777) == 0o640  # the target's permissions kept
+    plots = re.findall(r"!\[[^]]*\]\(([^)]+)\)", text)
+    assert plots and all((target.parent / p).resolve().is_file() for p in plots), plots
     assert sorted(p.name for p in target.parent.iterdir()) == ["README.md"]  # no temp file left
 
 

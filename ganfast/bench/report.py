@@ -386,7 +386,8 @@ def write_report(paths, out_dir, readme=None) -> dict:
     new_readme = None
     if readme is not None:
         readme = Path(readme)
-        new_readme = spliced(readme.read_text(), markdown(rows, images=links(readme.parent)),
+        # (relative to the file the links are written in: a symlink's target, elsewhere perhaps)
+        new_readme = spliced(readme.read_text(), markdown(rows, images=links(readme.resolve().parent)),
                              name=str(readme))
         steps = [row for row in rows if row["op"] == "train_step"]
         if steps:
