@@ -75,6 +75,11 @@ def test_reference_refuses_what_is_no_covariance_and_non_finite_values():
         FrechetReference(mu, -s)
     with pytest.raises(ValueError, match="mu holds NaN or infinite values"):
         FrechetReference(np.full(8, np.nan), s)
+    # Its own raw second moments (what raw sums round at) count only at 1e-4: an eigenvalue of
+    # -1 beside variances of 1 is no rounding at a mean of 100 (a distance while all counted)
+    for mean in (100.0, 1e160):  # (the moment overflows at 1e160: no scale, not an infinite one)
+        with pytest.raises(ValueError, match="sigma is not a covariance matrix"):
+            FrechetReference(np.full(2, mean), np.array([[1.0, 2.0], [2.0, 1.0]]))
     ref = FrechetReference(mu, s)
     with pytest.raises(ValueError, match="sigma is not a covariance matrix"):
         ref.distance(mu, np.diag([1.0] * 7 + [-1.0]))  # was a distance, the -1 clamped away

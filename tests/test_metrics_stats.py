@@ -286,6 +286,11 @@ def test_float32_features_fewer_than_dimensions_give_np_cov_fid():
      r"sigma is not a covariance matrix \(positive semi-definite\): it has the eigenvalue -1"),
     (dict(mu=np.zeros(3), sigma=np.diag([1.0, -1e-3, 1.0]), count=5),
      "sigma has negative variances on its diagonal"),
+    # the raw second moments count at 1e-4 only: at a mean of 100 these passed as rounding
+    (dict(mu=np.full(3, 100.0), sigma=np.array([[1.0, 2, 0], [2, 1, 0], [0, 0, 1]]), count=5),
+     r"sigma is not a covariance matrix \(positive semi-definite\): it has the eigenvalue -1"),
+    (dict(mu=np.full(3, 100.0), sigma=np.diag([1.0, -1e-3, 1.0]), count=5),
+     "sigma has negative variances on its diagonal"),
 ])
 def test_load_refuses_statistics_that_are_not_a_covariance(tmp_path, contents, message):
     path = tmp_path / "bad.npz"

@@ -128,7 +128,8 @@ def check_stats(mu: torch.Tensor, sigma: torch.Tensor, mu_name: str, sigma_name:
                 scale: float = 0.0) -> None:
     """mu [D] and sigma [D, D], D >= 1, both finite, sigma symmetric (SYMMETRY_TOLERANCE of the
     larger of its largest entry and `scale`: the distance's, when the other covariance is
-    larger, as a collapsed generator's covariance is rounding alone)."""
+    larger, as a collapsed generator's covariance is rounding alone; of statistics given alone,
+    frechet.raw_moment_scale)."""
     d = mu.shape[0]
     if d == 0:
         raise ValueError(f"{mu_name} is empty: expected at least 1 feature")

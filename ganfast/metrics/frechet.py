@@ -13,19 +13,21 @@ All of it runs in float64 on the tensors' device.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ._tensors import as_float64, check_stats, first_device
 
-# How negative a covariance's eigenvalue may be and still count as rounding, relative to the
-# scale of the distance: the largest eigenvalue of the matrix or, where given, the largest
-# variance of either covariance. Covariances of fewer samples than features, or of float32
-# features (whose batch products FeatureStats forms in float32), have eigenvalues of ~1e-8 of
-# the largest below 0 (measured up to D = 2048); a covariance made from raw sums of a collapsed
-# generator's identical features is 0 up to rounding of either sign (-2.6e-12 against 1.7e-12),
-# which only the other covariance's scale shows to be rounding; an indefinite matrix passed as
-# a covariance has negative eigenvalues of its own scale, and clamping them would give a wrong,
-# even negative, distance.
+# How negative a covariance's eigenvalue may be and still count as rounding, relative to the scale
+# of the distance: the largest eigenvalue of the matrix or, where given, the largest variance of
+# either covariance (of statistics given alone, raw_moment_scale's). Covariances of fewer samples
+# than features, or of float32 features (whose batch products FeatureStats forms in float32), have
+# eigenvalues of ~1e-8 of the largest below 0 (measured up to D = 2048); a covariance made from raw
+# sums of a collapsed generator's identical features is 0 up to rounding of either sign (-2.6e-12
+# against 1.7e-12), which only the other covariance's scale, or its own raw second moments, show to
+# be rounding; an indefinite matrix passed as a covariance has negative eigenvalues of its own
+# scale, and clamping them would give a wrong, even negative, distance.
 NEGATIVE_EIGENVALUE_TOLERANCE = 1e-4
 
 
@@ -45,15 +47,25 @@ def distance_scale(*sigmas: torch.Tensor) -> float:
     return max((float(sigma.diagonal().max()) for sigma in sigmas if sigma.numel()), default=0.0)
 
 
+# The share of the largest raw second moment (variance + mean^2) that statistics given alone
+# are judged against besides their own scale. A covariance formed from float64 raw sums of the
+# features (StyleGAN's metric_utils, torchmetrics: E[x x^T] - mu mu^T) rounds at up to n * eps
+# of that moment (1.1e-10 for a million samples), and of a dead feature or a collapsed generator
+# it is that rounding alone, of either sign; the tolerances take 1e-4 (eigenvalues) and 1e-6
+# (symmetry) of a scale, 1e-8 and 1e-10 of the moment. The whole moment was too much: a sigma
+# with an eigenvalue of -1 beside variances of 1 passed as rounding once the mean was 100.
+RAW_MOMENT_SHARE = 1e-4
+
+
 def raw_moment_scale(mu: torch.Tensor, sigma: torch.Tensor) -> float:
-    """The largest raw second moment (variance + mean^2) of statistics given alone (a file's, a
-    reference's), the scale their rounding is judged against where no other covariance gives
-    one: a covariance formed from raw sums of the features (StyleGAN's metric_utils,
-    torchmetrics) is exact only to that, and of a dead feature or a collapsed generator it is
-    rounding of either sign. 0 for statistics of no [D] and [D, D] (check_stats refuses them)."""
+    """The scale that rounding of statistics given alone (a file's, a reference's) is judged
+    against where no other covariance gives one: RAW_MOMENT_SHARE of their largest raw second
+    moment. 0 for statistics of no [D] and [D, D] (check_stats refuses them) and where the
+    moment overflows (no float64 sums formed it)."""
     if mu.numel() == 0 or sigma.shape != (mu.shape[0], mu.shape[0]):
         return 0.0
-    return float((sigma.diagonal() + mu.square()).max())
+    moment = float((sigma.diagonal() + mu.square()).max())
+    return RAW_MOMENT_SHARE * moment if math.isfinite(moment) else 0.0
 
 
 def psd_factor(sigma: torch.Tensor, name: str = "sigma",
@@ -89,13 +101,12 @@ def check_positive_semidefinite(sigma: torch.Tensor, name: str, scale: float = 0
 
 def check_covariance(sigma: torch.Tensor, name: str, scale: float = 0.0) -> None:
     """A ValueError naming `name` unless the symmetric float64 matrix sigma is a covariance up to
-    rounding: no variance and no eigenvalue below -tolerance * the larger of its largest
-    variance and `scale`. For statistics read from a file (FeatureStats.load), where the file is
-    what to name, with `scale` the largest raw second moment (variance + mean^2): a covariance
-    formed from raw sums (StyleGAN's metric_utils, torchmetrics) is exact only to that, and of a
-    dead feature or a collapsed generator it is rounding of either sign, which frechet_distance
-    takes. One Cholesky where that proves it (0.13 to 0.25 s at D = 2048 on 2 busy CPU cores,
-    beside 2.5 s and more for the distance)."""
+    rounding: no variance and no eigenvalue below -tolerance * the larger of its largest variance
+    and `scale`. For statistics read from a file (FeatureStats.load), where the file is what to
+    name, with `scale` raw_moment_scale's: a covariance formed from raw sums (StyleGAN's
+    metric_utils, torchmetrics) of a dead feature or a collapsed generator is rounding of either
+    sign, which frechet_distance takes. One Cholesky where that proves it (0.13 to 0.25 s at D =
+    2048 on 2 busy CPU cores, beside 2.5 s and more for the distance)."""
     if sigma.numel() and float(sigma.diagonal().min()) < -NEGATIVE_EIGENVALUE_TOLERANCE * max(
             distance_scale(sigma), scale):
         raise ValueError(f"{name} has negative variances on its diagonal, so it is no covariance "

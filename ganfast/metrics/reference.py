@@ -33,10 +33,11 @@ class FrechetReference:
         device = first_device(sigma, mu)
         self.mu = as_float64(mu, "mu", 1, device)
         self.sigma = as_float64(sigma, "sigma", 2, device)
-        # its rounding judged against its raw second moments, as FeatureStats.load judges a
-        # file's: the covariance a distance is taken to, whose variances frechet_distance counts
-        # as well, is not known yet, and a collapsed generator's covariance from raw sums
-        # (rounding of either sign, which frechet_distance takes) was refused
+        # its rounding judged against its raw second moments too (raw_moment_scale), as
+        # FeatureStats.load judges a file's: the covariance a distance is taken to, whose
+        # variances frechet_distance counts as well, is not known yet, and a collapsed
+        # generator's covariance from raw sums (rounding of either sign, which frechet_distance
+        # takes) was refused
         scale = raw_moment_scale(self.mu, self.sigma)
         check_stats(self.mu, self.sigma, "mu", "sigma", scale)
         self.factor, self.factor_is_lower_triangular = psd_factor(self.sigma, "sigma", scale)

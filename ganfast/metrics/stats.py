@@ -29,6 +29,7 @@ from ._tensors import (
     check_has_values,
     check_int,
     finite_range,
+    largest_asymmetry,
     tensor_from_numpy,
 )
 from .frechet import check_covariance, raw_moment_scale
@@ -263,7 +264,7 @@ class FeatureStats:
         sigma = torch.from_numpy(np.asarray(sigma, dtype=np.float64))
         moments = raw_moment_scale(mu, sigma)  # what rounding is judged against (check_covariance)
         scale = max(float(sigma.abs().max()), moments, np.finfo(np.float64).tiny)
-        if float((sigma - sigma.T).abs().max()) > SYMMETRY_TOLERANCE * scale:
+        if largest_asymmetry(sigma) > SYMMETRY_TOLERANCE * scale:
             raise ValueError(f"{path}: sigma is not symmetric, so it is no covariance matrix")
         try:  # an indefinite sigma gave frechet_distance's "sigma1 is not a covariance ...",
             # naming no file, or, merged into other statistics, a wrong number
