@@ -14,7 +14,7 @@ import ganfast
 from ganfast import _extension
 from ganfast.ops import _library
 from ganfast.ops import gradient_penalty as gp
-from ganfast.ops.gradient_penalty import interpolate, per_sample_norm
+from ganfast.ops.gradient_penalty import interpolate, norm_penalty, per_sample_norm
 
 from . import canonical
 from .dispatch_count import RecordOps
@@ -164,6 +164,134 @@ def test_layouts_give_the_contiguous_result(make_layout):
     torch.testing.assert_close(norms, real.flatten(1).norm(dim=1))  # order-free per sample
     (grad,) = torch.autograd.grad(norms.sum(), g)
     torch.testing.assert_close(grad, make_layout(real) / per_sample_norm(real).view(-1, 1, 1, 1))
+
+
+# ---------------------------------------------------------------- the ops over layouts and dtypes
+
+# Every dtype the ops take, with the tolerance of their result against float64 (of the largest
+# magnitude: fp16 and bf16 round the inputs and the result alike)
+OP_DTYPE_TOL = {torch.float64: 1e-10, torch.float32: 2e-5, torch.float16: 2e-3,
+                torch.bfloat16: 1.6e-2}
+LAYOUTS = ["contiguous", "transposed", "stepped", "expanded", "batch inner", "channels_last"]
+# 1-D (a score per sample) to 5-D, odd sizes and batches of 1
+op_shapes = st.integers(1, 5).flatmap(lambda dims: st.tuples(
+    st.sampled_from([1, 2, 3, 5, 7]), *[st.sampled_from([1, 2, 3, 5])] * (dims - 1)))
+
+
+def _in_layout(shape, dtype, layout, generator):
+    """A fresh random tensor of `shape` and `dtype` in a layout: transposed (its last two dims),
+    every other element of a larger tensor, expanded (stride 0 along the batch and the last
+    dim), its batch dim innermost in memory, or channels_last (4-D and 5-D; else contiguous)."""
+    def randn(size):
+        return torch.randn(size, dtype=torch.float64, generator=generator).to(dtype)
+
+    if layout == "transposed" and len(shape) >= 2:
+        return randn([*shape[:-2], shape[-1], shape[-2]]).transpose(-1, -2)
+    if layout == "stepped":
+        return randn([2 * n + 1 for n in shape])[tuple(slice(1, None, 2) for _ in shape)]
+    if layout == "expanded":
+        base = [1, *shape[1:-1], 1] if len(shape) > 1 else [1]
+        return randn(base).expand(shape)
+    if layout == "batch inner":
+        return randn([*shape[1:], shape[0]]).movedim(-1, 0)
+    if layout == "channels_last" and len(shape) in (4, 5):
+        return randn(shape).contiguous(memory_format=torch.channels_last if len(shape) == 4
+                                       else torch.channels_last_3d)
+    return randn(shape)
+
+
+def _assert_close_to(got, expected, tol, what):
+    scale = max(float(expected.detach().abs().max()) if expected.numel() else 0.0, 1.0)
+    torch.testing.assert_close(got.double(), expected, rtol=tol, atol=tol * scale,
+                               msg=lambda message: f"{what}: {message}")
+
+
+@settings(max_examples=60, deadline=None)
+@given(shape=op_shapes, dtype=st.sampled_from(list(OP_DTYPE_TOL)),
+       real_layout=st.sampled_from(LAYOUTS), fake_layout=st.sampled_from(LAYOUTS),
+       alpha_dtype=st.sampled_from(list(OP_DTYPE_TOL)), alpha_broadcast=st.booleans(),
+       seed=st.integers(0, 2**30))
+def test_interpolate_over_layouts_and_dtypes_matches_float64(shape, dtype, real_layout,
+                                                             fake_layout, alpha_dtype,
+                                                             alpha_broadcast, seed):
+    # Values and the gradients to real, fake and alpha, real and fake in layouts of their own;
+    # alpha [B] or [B, 1, ..., 1] of any dtype, which does not promote the result.
+    gen = torch.Generator().manual_seed(seed)
+    real = _in_layout(shape, dtype, real_layout, gen).requires_grad_(True)
+    fake = _in_layout(shape, dtype, fake_layout, gen).requires_grad_(True)
+    alpha64 = torch.rand(shape[0], dtype=torch.float64, generator=gen)
+    per_sample = [-1] + [1] * (len(shape) - 1)
+    alpha = alpha64.to(alpha_dtype)
+    alpha = (alpha.view(per_sample) if alpha_broadcast else alpha).requires_grad_(True)
+    out = interpolate(real, fake, alpha)
+    assert out.dtype == dtype and out.shape == real.shape
+
+    real64, fake64, alpha64 = (t.detach().double().requires_grad_(True)
+                               for t in (real, fake, alpha.reshape(-1)))
+    a = alpha64.view(per_sample)
+    expected = a * real64 + (1 - a) * fake64
+    tol = max(OP_DTYPE_TOL[dtype], OP_DTYPE_TOL[alpha_dtype])
+    _assert_close_to(out, expected, 2 * tol, "interpolate")
+    upstream = torch.randn(shape, dtype=torch.float64, generator=gen)
+    grads = torch.autograd.grad(out, (real, fake, alpha), upstream.to(dtype))
+    expected_grads = torch.autograd.grad(expected, (real64, fake64, alpha64), upstream)
+    assert [g.dtype for g in grads] == [dtype, dtype, alpha_dtype] and grads[2].shape == alpha.shape
+    _assert_close_to(grads[0], expected_grads[0], 2 * tol, "grad of real")
+    _assert_close_to(grads[1], expected_grads[1], 2 * tol, "grad of fake")
+    # alpha's gradient sums a sample's elements: its rounding grows with their number
+    per_sample_elements = upstream[0].numel()
+    _assert_close_to(grads[2].reshape(-1), expected_grads[2], 4 * tol * per_sample_elements ** 0.5,
+                     "grad of alpha")
+
+
+@settings(max_examples=60, deadline=None)
+@given(shape=op_shapes, dtype=st.sampled_from(list(OP_DTYPE_TOL)), layout=st.sampled_from(LAYOUTS),
+       center=st.sampled_from([1.0, 0.0, 0.5, -0.3]), weight=st.sampled_from([10.0, 2.5, 0.0]),
+       zero_sample=st.booleans(), seed=st.integers(0, 2**30))
+def test_norm_ops_over_layouts_and_dtypes_match_float64(shape, dtype, layout, center, weight,
+                                                        zero_sample, seed):
+    # per_sample_norm and norm_penalty on gradients in every layout and dtype: values, first
+    # derivatives and, away from a zero sample (where the norm has none), Hessian-vector
+    # products; a zero sample's first derivative is 0, and finite (center 0 is smooth there).
+    gen = torch.Generator().manual_seed(seed)
+    x = _in_layout(shape, dtype, layout, gen)
+    zero_sample = zero_sample and shape[0] > 1 and layout != "expanded"  # (expanded: all alike)
+    if zero_sample:
+        x = x.clone()  # (keeps the layout)
+        x[0] = 0
+    x.requires_grad_(True)
+    x64 = x.detach().double().requires_grad_(True)
+    tol = OP_DTYPE_TOL[dtype]
+    direction = torch.randn(shape, dtype=torch.float64, generator=gen)
+
+    norms, norms64 = per_sample_norm(x), x64.reshape(shape[0], -1).norm(2, dim=1)
+    assert norms.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
+    _assert_close_to(norms, norms64, tol, "per_sample_norm")
+    weights = torch.randn(shape[0], dtype=torch.float64, generator=gen)
+    (grad,) = torch.autograd.grad(norms, x, weights.to(norms.dtype), create_graph=True)
+    (grad64,) = torch.autograd.grad(norms64, x64, weights, create_graph=True)
+    assert grad.dtype == dtype and torch.isfinite(grad).all()
+    _assert_close_to(grad, grad64, 2 * tol, "per_sample_norm's gradient")
+    if not zero_sample:
+        (hvp,) = torch.autograd.grad((grad.double() * direction).sum(), x)
+        (hvp64,) = torch.autograd.grad((grad64 * direction).sum(), x64)
+        _assert_close_to(hvp, hvp64, 20 * tol, "per_sample_norm's Hessian-vector product")
+
+    penalty = norm_penalty(x, weight=weight, center=center)
+    flat64 = x64.reshape(shape[0], -1)
+    penalty64 = weight * (flat64.square().sum(1) if center == 0
+                          else (flat64.norm(2, dim=1) - center) ** 2).mean()
+    assert penalty.dtype == norms.dtype and penalty.dim() == 0
+    _assert_close_to(penalty, penalty64, 4 * tol, "norm_penalty")
+    (grad,) = torch.autograd.grad(penalty, x, create_graph=True)
+    (grad64,) = torch.autograd.grad(penalty64, x64, create_graph=True)
+    assert grad.dtype == dtype and torch.isfinite(grad).all()
+    _assert_close_to(grad, grad64, 4 * tol, "norm_penalty's gradient")
+    if not zero_sample or center == 0:
+        (hvp,) = torch.autograd.grad((grad.double() * direction).sum(), x)
+        (hvp64,) = torch.autograd.grad((grad64 * direction).sum(), x64)
+        assert torch.isfinite(hvp).all()
+        _assert_close_to(hvp, hvp64, 40 * tol, "norm_penalty's Hessian-vector product")
 
 
 # ---------------------------------------------------------------- zero gradients
