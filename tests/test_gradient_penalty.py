@@ -575,6 +575,17 @@ def test_compiles_fullgraph_and_matches_eager(compiler, backend):
     torch.testing.assert_close(grad_got, grad_expected)
 
 
+def test_norm_penalty_compiles_with_a_weight_and_center_that_change():
+    # Numbers that change between calls of a compiled function become symbolic floats, which
+    # check_number's math.isfinite could not read ("torch.* op returned non-Tensor").
+    g = torch.randn(4, 3, 5, requires_grad=True)
+    compiled = torch.compile(lambda g, weight, center: gp.norm_penalty(g, weight, center),
+                             backend="aot_eager", fullgraph=True)
+    for weight, center in ((10.0, 1.0), (5.0, 0.5), (2.5, -0.3), (1.0, 0.0)):
+        expected = weight * ((g.detach().double().flatten(1).norm(dim=1) - center) ** 2).mean()
+        torch.testing.assert_close(compiled(g, weight, center).double(), expected)
+
+
 def test_backend_resolution_traces_under_compile():
     # On a GPU the ops resolve "auto"/"cuda"/"triton" inside compiled code; that resolution
     # reads files and imports modules, so it must be a constant to dynamo, not a graph break.

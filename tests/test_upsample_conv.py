@@ -255,6 +255,28 @@ def test_compiles_fullgraph(backend_compiler):
     got.sum().backward()
 
 
+@pytest.mark.parametrize("backend_compiler", ["aot_eager", "inductor"])
+def test_compiles_fullgraph_with_a_symbolic_slope(backend_compiler):
+    # dynamic=True, or a slope that changes between calls of one compiled function, makes
+    # negative_slope a symbolic float, which math.isfinite could not read ("torch.* op
+    # returned non-Tensor"). A negative slope takes its own branch (guarded, not a failure).
+    x = torch.randn(2, 3, 5, 7, requires_grad=True)
+    layer = UpsampleConv2d(3, 4, activation="leaky_relu", negative_slope=0.2)
+    got = torch.compile(layer, backend=backend_compiler, fullgraph=True, dynamic=True)(x)
+    torch.testing.assert_close(got, unfused(x, layer.weight, layer.bias, "leaky_relu", 0.2),
+                               rtol=1e-5, atol=1e-5)
+    compiled = torch.compile(lambda x, slope: upsample_conv2d(
+        x, layer.weight, layer.bias, activation="leaky_relu", negative_slope=slope),
+        backend=backend_compiler, fullgraph=True)
+    for slope in (0.2, 0.1, 0.3, -0.5):
+        got = compiled(x, slope)
+        expected = unfused(x, layer.weight, layer.bias, "leaky_relu", slope)
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+        (grad,) = torch.autograd.grad(got.sum(), x)
+        torch.testing.assert_close(grad, torch.autograd.grad(expected.sum(), x)[0],
+                                   rtol=1e-5, atol=1e-5)
+
+
 # ---------------------------------------------------------------- the triton backend's op
 
 def test_kernel_op_opcheck():
@@ -883,6 +905,39 @@ def test_meta_tensors_give_the_shapes():
 def test_module_rejects_wrong_channel_count():
     with pytest.raises(ValueError, match="channels"):
         UpsampleConv2d(3, 4)(torch.randn(1, 5, 4, 4))
+
+
+@pytest.mark.parametrize("x,match", [
+    (torch.randn(3, 5, 5), r"x must be a 4-D \[B, C, H, W\] tensor; got \(3, 5, 5\)"),
+    (torch.randn(1, 2, 5, 5), "x has 2 channels but weight expects in_channels=3"),
+    (torch.randn(1, 3, 5, 5, dtype=torch.float64), "weight is torch.float32 but x is torch.float64"),
+    (torch.ones(1, 3, 5, 5, dtype=torch.int64), "x must have a floating-point dtype"),
+])
+def test_the_layers_refusals_name_the_layer(x, match):
+    # They named upsample_conv2d, a function the user of the layer never called.
+    with pytest.raises((TypeError, ValueError), match=f"^UpsampleConv2d: {match}"):
+        UpsampleConv2d(3, 4)(x)
+
+
+@pytest.mark.parametrize("route", ["taps", "folded"])
+def test_an_output_changed_in_place_fails_a_fused_leaky_relus_backward(monkeypatch, route):
+    # As the README says: the fused activation's backward reads the saved output (PyTorch's
+    # leaky_relu saves its input, and takes `y += skip`); out of place matches the stock pair.
+    monkeypatch.setattr(uc, "cpu_route", lambda x, weight: route)
+    x, weight, bias = _inputs(2, 3, 4, 5, 3)
+    skip = torch.randn(2, 4, 10, 6, dtype=torch.float64)
+    y = upsample_conv2d(x, weight, bias, activation="leaky_relu", negative_slope=0.2)
+    y += skip
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.sum().backward()
+    got = upsample_conv2d(x, weight, bias, activation="leaky_relu", negative_slope=0.2) + skip
+    expected = unfused(x, weight, bias, "leaky_relu", 0.2)
+    expected += skip  # (the stock pair takes it)
+    grads = torch.autograd.grad(got.square().sum(), (x, weight, bias))
+    expected_grads = torch.autograd.grad(expected.square().sum(), (x, weight, bias))
+    torch.testing.assert_close(got, expected)
+    for grad, expected_grad in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(grad, expected_grad)
 
 
 def test_gpu_backend_by_name_is_refused_with_reason():

@@ -209,9 +209,12 @@ def check_number(value, name: str, nonnegative: bool = False) -> None:
     if number is None:
         raise TypeError(f"{name} must be a real number (a float, or a 0-dim tensor that needs "
                         f"no gradient: the penalty's would not reach it), got {value!r}")
-    if math.isfinite(number) and (not nonnegative or number >= 0):
+    # comparisons, not math.isfinite, which torch.compile cannot trace on a symbolic number (a
+    # weight that changed between calls of a compiled function: "torch.* op returned non-Tensor")
+    finite = -math.inf < number < math.inf
+    if finite and (not nonnegative or number >= 0):
         return
-    if not math.isfinite(number):
+    if not finite:
         raise ValueError(f"{name} must be finite, got {float(number)}")
     raise ValueError(f"{name} must be >= 0 (a negative one rewards large critic gradients "
                      f"instead of penalizing them; 0 turns the penalty off), got {number}")

@@ -190,10 +190,11 @@ def checked_slope(negative_slope, caller: str = "upsample_conv2d") -> float:
                      f"{negative_slope!r}")
 
 
-def check_inputs(x, weight, bias, activation) -> None:
-    """Raise naming the argument unless x, weight, bias and activation make a valid call."""
+def check_inputs(x, weight, bias, activation, caller: str = "upsample_conv2d") -> None:
+    """Raise naming the argument unless x, weight, bias and activation make a valid call;
+    `caller`: the public name the user called (the function, or the UpsampleConv2d layer)."""
     if not inputs_valid(x, weight, bias, activation):
-        raise_for_inputs(x, weight, bias, activation)
+        raise_for_inputs(x, weight, bias, activation, caller)
 
 
 def inputs_valid(x, weight, bias, activation) -> bool:
@@ -208,30 +209,30 @@ def inputs_valid(x, weight, bias, activation) -> bool:
             and activation in ACTIVATIONS)
 
 
-def raise_for_inputs(x, weight, bias, activation) -> None:
-    """The argument checks one by one, each error naming its argument."""
+def raise_for_inputs(x, weight, bias, activation, caller: str = "upsample_conv2d") -> None:
+    """The argument checks one by one, each error naming `caller` and its argument."""
     for name, t in (("x", x), ("weight", weight), ("bias", bias)):
         if not (isinstance(t, torch.Tensor) or (name == "bias" and t is None)):
-            raise TypeError(f"upsample_conv2d: {name} must be a torch.Tensor; got "
+            raise TypeError(f"{caller}: {name} must be a torch.Tensor; got "
                             f"{type(t).__name__}")
     if x.dim() != 4:
-        raise ValueError(f"upsample_conv2d: x must be a 4-D [B, C, H, W] tensor; got "
+        raise ValueError(f"{caller}: x must be a 4-D [B, C, H, W] tensor; got "
                          f"{tuple(x.shape)}")
     if not x.is_floating_point():
-        raise TypeError(f"upsample_conv2d: x must have a floating-point dtype; got {x.dtype}")
+        raise TypeError(f"{caller}: x must have a floating-point dtype; got {x.dtype}")
     if weight.dim() != 4 or tuple(weight.shape[2:]) != (KERNEL_SIZE, KERNEL_SIZE):
         raise ValueError(
-            f"upsample_conv2d: weight must be [out_channels, in_channels, 3, 3] (a Conv2d's "
+            f"{caller}: weight must be [out_channels, in_channels, 3, 3] (a Conv2d's "
             f"weight with kernel_size=3); got {tuple(weight.shape)}")
     if weight.shape[1] != x.shape[1]:
         raise ValueError(
-            f"upsample_conv2d: x has {x.shape[1]} channels but weight expects in_channels="
+            f"{caller}: x has {x.shape[1]} channels but weight expects in_channels="
             f"{weight.shape[1]} (weight is {tuple(weight.shape)})")
     if bias is not None and tuple(bias.shape) != (weight.shape[0],):
-        raise ValueError(f"upsample_conv2d: bias must be [{weight.shape[0]}] (out_channels); "
+        raise ValueError(f"{caller}: bias must be [{weight.shape[0]}] (out_channels); "
                          f"got {tuple(bias.shape)}")
     if activation not in ACTIVATIONS:
-        raise ValueError(f"upsample_conv2d: activation must be one of {ACTIVATIONS}; "
+        raise ValueError(f"{caller}: activation must be one of {ACTIVATIONS}; "
                          f"got {activation!r}")
 
 
@@ -347,7 +348,7 @@ def _autocast_inputs(x, weight, bias):
 
 
 def upsample_conv2d_with(backend: str, x, weight, bias=None, activation=None,
-                         negative_slope=0.01) -> torch.Tensor:
+                         negative_slope=0.01, caller: str = "upsample_conv2d") -> torch.Tensor:
     """upsample_conv2d() with the backend already resolved ("torch" or "triton"); inputs
     checked. The triton backend also runs on CPU tensors under TRITON_INTERPRET=1."""
     # x.device builds an object per call (7 us with caches cold on the 2-core machine): CUDA and
@@ -360,18 +361,22 @@ def upsample_conv2d_with(backend: str, x, weight, bias=None, activation=None,
         # fused routes' backward would otherwise meet a half gradient and float32 inputs).
         x, weight, bias = _autocast_inputs(x, weight, bias)
         with torch.autocast(device_type, enabled=False):
-            return upsample_conv2d_with(backend, x, weight, bias, activation, negative_slope)
+            return upsample_conv2d_with(backend, x, weight, bias, activation, negative_slope,
+                                        caller)
     if weight.dtype != x.dtype or (bias is not None and bias.dtype != x.dtype):
         name, t = ("weight", weight) if weight.dtype != x.dtype else ("bias", bias)
-        raise ValueError(f"upsample_conv2d: {name} is {t.dtype} but x is {x.dtype}; they must "
+        raise ValueError(f"{caller}: {name} is {t.dtype} but x is {x.dtype}; they must "
                          f"match (or run under autocast)")  # as conv2d: no silent promotion
-    if not (type(negative_slope) is float and math.isfinite(negative_slope)):  # noqa: E721
-        negative_slope = checked_slope(negative_slope)
+    # Comparisons, not math.isfinite, which torch.compile cannot trace on a symbolic slope
+    # (dynamic=True, or a slope that changed between calls): "torch.* op returned non-Tensor"
+    if not (type(negative_slope) is float and -math.inf < negative_slope < math.inf):  # noqa: E721
+        negative_slope = checked_slope(negative_slope, caller)
     if activation == "leaky_relu" and negative_slope < 0:
         # The fused epilogue overwrites the conv's output, and its backward reads the sign of
         # the activation's input from the output's, which a negative slope flips (ATen refuses
         # it): for such a slope the activation runs after the fused conv, out of place.
-        return F.leaky_relu(upsample_conv2d_with(backend, x, weight, bias), negative_slope)
+        return F.leaky_relu(upsample_conv2d_with(backend, x, weight, bias, caller=caller),
+                            negative_slope)
     if transformed(x, weight, bias):  # the fused routes' Function and out= carry no tangents
         return upsample_conv2d_reference(x, weight, bias, activation, negative_slope)
     form = backend  # "triton", or on CPU the formulation cpu_route picks
@@ -399,7 +404,15 @@ def upsample_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
     [B, Cout, 2H, 2W]. activation: None, "relu" or "leaky_relu" (with negative_slope).
     backend: "auto" (torch until GPU measurements choose, ops/auto_backends.json), "torch",
     "triton" (CUDA tensors)."""
-    check_inputs(x, weight, bias, activation)
-    return upsample_conv2d_with(backends.resolve(OP, backend, x.is_cuda, "upsample_conv2d"), x,
-                                weight, bias, activation, negative_slope)
+    return upsample_conv2d_called_as("upsample_conv2d", x, weight, bias, activation,
+                                     negative_slope, backend)
+
+
+def upsample_conv2d_called_as(caller: str, x, weight, bias, activation, negative_slope,
+                              backend: str = "auto") -> torch.Tensor:
+    """upsample_conv2d(), its refusals naming `caller`: the public name the user called
+    (UpsampleConv2d's forward calls it with the layer's)."""
+    check_inputs(x, weight, bias, activation, caller)
+    return upsample_conv2d_with(backends.resolve(OP, backend, x.is_cuda, caller), x, weight,
+                                bias, activation, negative_slope, caller)
 
