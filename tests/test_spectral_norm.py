@@ -129,6 +129,91 @@ def test_drawn_layers_equal_pytorch(kind, c_in, c_out, kernel, n_power_iteration
     _train_side_by_side(theirs, ours, inputs, torch.float64)
 
 
+# Tolerances of the drawn comparison below, relative to the largest magnitude: fp16 and bf16
+# outputs round alike in both, their gradients through sigma's division differently
+DRAWN_TOL = {torch.float64: 1e-10, torch.float32: 2e-5, torch.float16: 2e-2, torch.bfloat16: 5e-2}
+DRAWN_LAYERS = {
+    "linear": (lambda c_in, c_out, k: nn.Linear(c_in, c_out), lambda b, c_in: [(b, c_in)]),
+    "bilinear": (lambda c_in, c_out, k: nn.Bilinear(c_in, 2, c_out),
+                 lambda b, c_in: [(b, c_in), (b, 2)]),
+    "conv1d": (lambda c_in, c_out, k: nn.Conv1d(c_in, c_out, k), lambda b, c_in: [(b, c_in, 5)]),
+    "conv3d": (lambda c_in, c_out, k: nn.Conv3d(c_in, c_out, k, padding=k // 2),
+               lambda b, c_in: [(b, c_in, 3, 4, 3)]),
+    "convT2d": (lambda c_in, c_out, k: nn.ConvTranspose2d(c_in, c_out, k, stride=2),
+                lambda b, c_in: [(b, c_in, 3, 4)]),
+}
+
+
+def _assert_drawn_close(got, expected, dtype, what, scale=1.0):
+    tol = DRAWN_TOL[dtype] * max(scale, float(expected.detach().abs().max()))
+    torch.testing.assert_close(got.double(), expected.double(), rtol=DRAWN_TOL[dtype], atol=tol,
+                               msg=lambda message: f"{what}: {message}")
+
+
+@settings(max_examples=40, deadline=None)
+@given(kind=st.sampled_from(list(DRAWN_LAYERS)), c_in=st.integers(1, 6), c_out=st.integers(1, 6),
+       kernel=st.integers(1, 3), batch=st.integers(1, 3), dtype=st.sampled_from(list(DRAWN_TOL)),
+       dim=st.sampled_from([None, 0, 1, -1]), n_power_iterations=st.integers(1, 3),
+       strided_weight=st.booleans(), seed=st.integers(0, 2**16))
+def test_drawn_dtypes_dims_and_weight_layouts_equal_pytorch(kind, c_in, c_out, kernel, batch,
+                                                            dtype, dim, n_power_iterations,
+                                                            strided_weight, seed):
+    # Every dtype (fp16 and bf16 too), an explicit dim, Bilinear's 3-D weight, and a weight
+    # whose strides run backwards: initial u and v, then outputs, weight gradients, u and v
+    # over SGD steps, an eval forward and state_dicts loaded both ways, beside PyTorch's.
+    make_layer, input_shapes = DRAWN_LAYERS[kind]
+    torch.manual_seed(seed)
+    base = make_layer(c_in, c_out, kernel).to(dtype)
+    if strided_weight:
+        weight = base.weight.detach()
+        order = list(reversed(range(weight.dim())))
+        base.weight = nn.Parameter(weight.permute(order).contiguous().permute(order))
+    settings_ = {"n_power_iterations": n_power_iterations, **({} if dim is None else {"dim": dim})}
+    theirs, ours = copy.deepcopy(base), copy.deepcopy(base)
+    torch.manual_seed(seed + 1)
+    parametrizations.spectral_norm(theirs, **settings_)
+    torch.manual_seed(seed + 1)
+    ganfast.nn.spectral_norm(ours, **settings_)
+    for name, a, b in zip("Wuv", sn_state(theirs), sn_state(ours), strict=True):
+        _assert_drawn_close(b, a, dtype, f"initial {name}")
+    optimizers = [torch.optim.SGD(m.parameters(), lr=0.05) for m in (theirs, ours)]
+    gen = torch.Generator().manual_seed(seed)
+
+    def inputs():
+        return [torch.randn(shape, dtype=torch.float64, generator=gen).to(dtype)
+                for shape in input_shapes(batch, c_in)]
+
+    for step in range(3):
+        x = inputs()
+        outs = []
+        for m, optimizer in zip((theirs, ours), optimizers, strict=True):
+            optimizer.zero_grad()
+            y = m(*x)
+            (y.float().square().mean() + y.float().mean()).backward()
+            outs.append(y)
+        _assert_drawn_close(outs[1], outs[0], dtype, f"output, step {step}")
+        # The gradient through W / sigma rounds at the scale of 1 / sigma: a 1 x 1 weight's is
+        # 0 (W / sigma = sign(W)), which fp16 rounding in PyTorch's makes 0.125, not ganfast's
+        # (sigma from the weight, not theirs.weight: reading that in training advances u)
+        matrix = sn_state(theirs)[0].detach().double().movedim(
+            theirs.parametrizations.weight[0].dim, 0).flatten(1)
+        sigma = float(torch.linalg.matrix_norm(matrix, 2))
+        _assert_drawn_close(sn_state(ours)[0].grad, sn_state(theirs)[0].grad, dtype,
+                            f"weight gradient, step {step}", scale=max(1.0, 1.0 / sigma))
+        for optimizer in optimizers:
+            optimizer.step()
+        for name, a, b in zip("Wuv", sn_state(theirs), sn_state(ours), strict=True):
+            _assert_drawn_close(b, a, dtype, f"{name} after step {step}")
+    theirs.eval(), ours.eval()
+    x = inputs()
+    _assert_drawn_close(ours(*x), theirs(*x), dtype, "eval output")
+    theirs_loaded, ours_loaded = copy.deepcopy(theirs), copy.deepcopy(ours)
+    theirs_loaded.load_state_dict(ours.state_dict())
+    ours_loaded.load_state_dict(theirs.state_dict())
+    _assert_drawn_close(theirs_loaded(*x), ours(*x), dtype, "ganfast's state_dict in PyTorch's")
+    _assert_drawn_close(ours_loaded(*x), theirs(*x), dtype, "PyTorch's state_dict in ganfast's")
+
+
 @settings(max_examples=40, deadline=None)
 @given(size=st.integers(1, 300), scale=st.sampled_from([1e-30, 1e-3, 1.0, 1e4]),
        dtype=st.sampled_from([torch.float32, torch.float64, torch.float16, torch.bfloat16]),
