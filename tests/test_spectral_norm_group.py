@@ -7,6 +7,8 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 from torch.nn.utils import parametrizations, parametrize
 
@@ -53,6 +55,73 @@ def test_once_equals_pytorch_with_one_call_per_step():
         for a, b in zip(sn_buffers(theirs), sn_buffers(ours), strict=True):
             torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-12)
         with torch.no_grad():  # an optimizer step between blocks is seen by the next block
+            for a, b in zip(theirs.parameters(), ours.parameters(), strict=True):
+                a.sub_(0.1 * a.grad)
+                b.sub_(0.1 * b.grad)
+
+
+class MixedDiscriminator(nn.Module):
+    """Spectral-normed layers of every weight kind a discriminator holds: Conv2d,
+    ConvTranspose2d (normalized along dim 1), Conv1d, Linear and, with `classes`, a projection
+    Embedding (a conditional D's)."""
+
+    def __init__(self, sn, channels: int, n_power_iterations: int, classes: int = 0):
+        super().__init__()
+        def normed(layer):
+            return sn(layer, n_power_iterations=n_power_iterations)
+        self.conv = normed(nn.Conv2d(3, channels, 3, padding=1))
+        self.up = normed(nn.ConvTranspose2d(channels, channels, 2, stride=2))
+        self.mix = normed(nn.Conv1d(channels, channels, 1))
+        self.score = normed(nn.Linear(channels, 1))
+        self.embed = normed(nn.Embedding(classes, channels)) if classes else None
+
+    def forward(self, x, labels=None):
+        h = F.leaky_relu(self.up(F.leaky_relu(self.conv(x), 0.2)), 0.2)
+        h = self.mix(h.flatten(2)).sum(2)
+        out = self.score(h).squeeze(1)
+        return out if self.embed is None else out + (self.embed(labels) * h).sum(1)
+
+
+@settings(max_examples=25, deadline=None)
+@given(channels=st.integers(2, 5), n_power_iterations=st.integers(1, 3),
+       conditional=st.booleans(), batch=st.integers(1, 3),
+       dtype_tol=st.sampled_from([(torch.float64, 1e-10), (torch.float32, 1e-4)]),
+       backend=st.sampled_from(["auto", "torch"]), training=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_once_equals_pytorch_over_drawn_discriminators(channels, n_power_iterations, conditional,
+                                                      batch, dtype_tol, backend, training, seed):
+    # The block against PyTorch's D called once on torch.cat([real, fake]) (as the README
+    # says), for layers of every weight kind, more power iterations and eval; float32 at the
+    # first step only: later, u's rounding grows as 1 / (the gap between the two largest
+    # singular values), which steps can close, in PyTorch's float32 as in ganfast's.
+    dtype, tol = dtype_tol
+    models = []
+    for sn in (parametrizations.spectral_norm, ganfast.nn.spectral_norm):
+        torch.manual_seed(seed)
+        models.append(MixedDiscriminator(sn, channels, n_power_iterations,
+                                         4 if conditional else 0).to(dtype).train(training))
+    theirs, ours = models
+    group = ganfast.nn.SpectralNormGroup(ours, backend=backend)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(3 if dtype == torch.float64 else 1):
+        real, fake = (torch.randn(batch, 3, 3, 4, dtype=torch.float64, generator=gen).to(dtype)
+                      for _ in range(2))
+        labels = torch.randint(0, 4, (2 * batch,), generator=gen) if conditional else None
+        for model in (theirs, ours):
+            model.zero_grad()
+        out = theirs(torch.cat([real, fake]), labels)
+        hinge(out[:batch], out[batch:]).backward()
+        with group.once():
+            d_real = ours(real, None if labels is None else labels[:batch])
+            d_fake = ours(fake, None if labels is None else labels[batch:])
+            loss = hinge(d_real, d_fake)
+        loss.backward()
+        torch.testing.assert_close(torch.cat([d_real, d_fake]), out, rtol=tol, atol=tol)
+        for a, b in zip(theirs.parameters(), ours.parameters(), strict=True):
+            torch.testing.assert_close(b.grad, a.grad, rtol=tol, atol=tol)
+        for a, b in zip(sn_buffers(theirs), sn_buffers(ours), strict=True):
+            torch.testing.assert_close(b, a, rtol=tol, atol=tol)
+        with torch.no_grad():
             for a, b in zip(theirs.parameters(), ours.parameters(), strict=True):
                 a.sub_(0.1 * a.grad)
                 b.sub_(0.1 * b.grad)
