@@ -25,11 +25,10 @@ import torch
 from .._files import write_atomically
 from .._numbers import integer
 from ._tensors import (
-    SYMMETRY_TOLERANCE,
     check_has_values,
     check_int,
+    check_stats,
     finite_range,
-    largest_asymmetry,
     tensor_from_numpy,
 )
 from .frechet import check_covariance, raw_moment_scale
@@ -262,12 +261,10 @@ class FeatureStats:
         # as another machine or np.dtype('>f8') writes them) with an error naming no file
         mu = torch.from_numpy(np.asarray(mu, dtype=np.float64))
         sigma = torch.from_numpy(np.asarray(sigma, dtype=np.float64))
-        moments = raw_moment_scale(mu, sigma)  # what rounding is judged against (check_covariance)
-        scale = max(float(sigma.abs().max()), moments, np.finfo(np.float64).tiny)
-        if largest_asymmetry(sigma) > SYMMETRY_TOLERANCE * scale:
-            raise ValueError(f"{path}: sigma is not symmetric, so it is no covariance matrix")
+        moments = raw_moment_scale(mu, sigma)  # what rounding is judged against
         try:  # an indefinite sigma gave frechet_distance's "sigma1 is not a covariance ...",
             # naming no file, or, merged into other statistics, a wrong number
+            check_stats(mu, sigma, "mu", "sigma", moments)  # symmetry, as the distance checks it
             check_covariance(sigma, "sigma", moments)
         except ValueError as error:
             raise ValueError(f"{path}: {error}") from None
