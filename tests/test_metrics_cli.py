@@ -434,24 +434,41 @@ def test_decoding_threads_decide_in_file_order_not_as_they_finish(tmp_path):
 
 def test_a_caller_that_stops_leaves_no_decoding_queued(tmp_path, monkeypatch):
     """An error, Ctrl-C or a caller done early: the batch decoding ahead is dropped, its queued
-    files never decoded, and closing does not wait for it."""
-    import time
+    files never decoded, and closing does not wait for it. (Events, not sleeps, order the
+    threads: a loaded machine's scheduling cannot change what is decoded.)"""
+    import threading
 
     from ganfast.metrics import cli as fid_cli
 
-    decoded = []
+    files = [tmp_path / f"{i}.png" for i in range(12)]
+    started, decoded, release = [], [], threading.Event()
 
-    def slow_decode(path):
-        time.sleep(0.2)
+    def held_decode(path):  # batch 1 at once; later files wait until released
+        started.append(path)
+        if files.index(path) >= 4:
+            assert release.wait(30), "the decoding was never released"
         decoded.append(path)
         return torch.zeros(3, 1, 1, dtype=torch.uint8)
 
-    monkeypatch.setattr(fid_cli, "_decode", slow_decode)
-    batches = fid_cli._image_batches([tmp_path / f"{i}.png" for i in range(12)], 4, 2)
-    next(batches)  # batch 1 decoded; batch 2: two files decoding, two queued
-    batches.close()
-    time.sleep(0.5)
-    assert len(decoded) == 6
+    def wait_until(condition):
+        for _ in range(3000):
+            if condition():
+                return True
+            threading.Event().wait(0.01)
+        return False
+
+    monkeypatch.setattr(fid_cli, "_decode", held_decode)
+    batches = fid_cli._image_batches(files, 4, 2)
+    next(batches)  # batch 1 decoded; batch 2: two files decoding (held), two queued
+    assert wait_until(lambda: len(started) == 6), started
+    closer = threading.Thread(target=batches.close)
+    closer.start()
+    closer.join(10)
+    assert not closer.is_alive()  # closed while two decodes were still held
+    release.set()
+    assert wait_until(lambda: len(decoded) == 6), decoded
+    threading.Event().wait(0.3)  # time for a queued file to start, were it not dropped
+    assert sorted(started) == sorted(decoded) == sorted(files[:6])
 
 
 def test_default_workers_are_for_a_gpu(monkeypatch):
