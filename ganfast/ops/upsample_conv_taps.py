@@ -40,6 +40,12 @@ additions are fastest so: measured 2.1-2.4x the unfused block against 1.7-2.0x k
 which gives the same values). The output follows x's layout: an NCHW output receives the
 column sums through a channels_last tile and one copy, and an NCHW output gradient is copied to
 channels_last per tile before the gather (across the products' order both ran 2-4x slower).
+
+Half precision (fp16, bf16): the GEMMs run in the input's dtype, as conv2d's, and everything
+between them in float32 (accumulate_dtype): the products are copied to float32 before their
+sums, the output's gradient gathered in float32 and rounded once for the GEMMs. Each product
+and each result is rounded once; the half-precision and float32 copies of a tile both live in
+scratch, and the tiles' budget counts float32 bytes.
 """
 
 import math
@@ -191,35 +197,37 @@ def taps_forward(x: torch.Tensor, taps: torch.Tensor, bias: torch.Tensor | None,
     while it is in cache."""
     b, _, h, w = x.shape
     c_out = taps.shape[0] // 9
+    tap_bias = _tap_bias(bias, c_out)
     out = torch.empty(b, c_out, 2 * h, 2 * w, dtype=x.dtype, device=x.device,
                       memory_format=image_format(x))
-    # Half precision computes in float32 and rounds once, into the output, as conv2d does:
-    # products and sums rounded to the input's dtype at each of their 3 steps erred up to 2.1x
-    # the stock pair against float64 (docs/ops.md). x's float32 copy is made whole (x-sized; the
-    # temporaries are tiles), and in float32 the tiles hold half as many rows.
-    compute = accumulate_dtype(x.dtype)
-    x = x.to(compute, memory_format=CHANNELS_LAST)
-    taps = taps.to(compute)
-    tap_bias = _tap_bias(None if bias is None else bias.to(compute), c_out)
-    for b0, b1, r0, r1 in tiles(b, h, 9 * c_out * w * x.element_size()):
+    # Half precision: the GEMM in the input's dtype, as conv2d's (a CPU's half-precision matrix
+    # units: in float32 the bf16 forward ran 3x slower with AMX), each product rounded once;
+    # their sums in float32, rounded once into the output (summed in the input's dtype they
+    # erred up to 1.9x the stock pair; docs/ops.md).
+    sum_dtype = accumulate_dtype(x.dtype)
+    x = x.contiguous(memory_format=CHANNELS_LAST)
+    for b0, b1, r0, r1 in tiles(b, h, 9 * c_out * w * sum_dtype.itemsize):
         lo, hi = max(r0 - 1, 0), min(r1 + 1, h)  # the band and its halo rows
         rows_of_x = _rows(x[b0:b1, :, lo:hi])
-        p = _scratch("products", (rows_of_x.shape[0], 9 * c_out), compute)  # [b*rows*W, 9*Cout]
+        p = _scratch("products" if sum_dtype == x.dtype else "GEMM products",
+                     (rows_of_x.shape[0], 9 * c_out), x.dtype)  # [b*rows*W, 9*Cout]
         if tap_bias is None:
             torch.mm(rows_of_x, taps.t(), out=p)
         else:
             torch.addmm(tap_bias, rows_of_x, taps.t(), out=p)
+        if sum_dtype != x.dtype:  # the copy that is summed
+            p = _scratch("products", p.shape, sum_dtype).copy_(p)
         p = p.view(b1 - b0, hi - lo, w, 3, 3, c_out)
         p = p.permute(0, 3, 4, 5, 1, 2)  # [b, ky, kx, Cout, rows, W]
         # Rows first, into [b, kx, Cout, 2n, W]; then columns, into the output tile.
-        rows = _channels_last_scratch("rows", compute, b1 - b0, 3, c_out, 2 * (r1 - r0), w)
+        rows = _channels_last_scratch("rows", sum_dtype, b1 - b0, 3, c_out, 2 * (r1 - r0), w)
         _sum_taps_along_rows(p, rows.unflatten(3, (r1 - r0, 2)), first=r0 - lo)
         # The column sums go out in channels_last order, the products': written across that
         # order (an NCHW output) they ran 2-4x slower than into a buffer and one copy per tile.
         out_tile = out[b0:b1, :, 2 * r0:2 * r1]
-        direct = out_tile.is_contiguous(memory_format=CHANNELS_LAST) and out.dtype == compute
+        direct = out_tile.is_contiguous(memory_format=CHANNELS_LAST) and out.dtype == sum_dtype
         sums = out_tile if direct else \
-            _channels_last_scratch("image", compute, b1 - b0, 1, c_out, 2 * (r1 - r0), 2 * w)[:, 0]
+            _channels_last_scratch("image", sum_dtype, b1 - b0, 1, c_out, 2 * (r1 - r0), 2 * w)[:, 0]
         _sum_taps_along_rows(rows.transpose(-1, -2), _column_pairs(sums, w))
         if epilogue is not None:
             epilogue(sums)
@@ -237,42 +245,44 @@ def taps_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, nee
     b, c_in, h, w = x.shape
     c_out = weight.shape[0]
     layout = image_format(x)
-    # In float32 for half precision, as the forward: each gradient rounded once, at its end.
-    compute = accumulate_dtype(x.dtype)
-    # The input's gradient in channels_last order, each tile's GEMM writing its rows into it
-    # (through a tile of scratch where it is to be rounded).
-    grad_x = torch.empty_like(x, memory_format=CHANNELS_LAST) if needs[0] else None
-    taps = taps.to(compute) if needs[0] else None
-    x = x.to(compute, memory_format=CHANNELS_LAST) if needs[1] else None
-    # The taps' gradient [9*Cout, Cin] is a sum over tiles, in scratch, rounded to the weight's
+    # Half precision as in the forward: the gathers in float32, the GEMMs in the input's dtype.
+    sum_dtype = accumulate_dtype(x.dtype)
+    x = x.contiguous(memory_format=CHANNELS_LAST)
+    # The input's gradient in channels_last order, each tile's GEMM writing its rows in place.
+    grad_x = torch.empty_like(x) if needs[0] else None
+    # The taps' gradient [9*Cout, Cin] is a sum over tiles: in float32 at least (each
+    # half-precision partial would add its own rounding), in scratch, rounded to the weight's
     # dtype once at the end, in the weight's layout.
-    grad_taps = _scratch("weight", (9 * c_out, c_in), compute) if needs[1] else None
-    for tile, (b0, b1, r0, r1) in enumerate(tiles(b, h, 9 * c_out * w * compute.itemsize)):
+    grad_taps = _scratch("weight", (9 * c_out, c_in), sum_dtype) if needs[1] else None
+    for tile, (b0, b1, r0, r1) in enumerate(tiles(b, h, 9 * c_out * w * sum_dtype.itemsize)):
         lo, hi = max(r0 - 1, 0), min(r1 + 1, h)  # the band and its halo rows of the gradient
         # Columns first (the forward's last step) into [b, kx, Cout, 2*rows, W], then rows into
         # [b, ky, kx, Cout, n, W], stored as the GEMM's output rows [b, n, W, 9*Cout].
         # Gathered in channels_last order (an NCHW gradient is copied so, tile by tile: read
         # across its order the gather ran 2x slower than the copy and the gather together).
         grad_tile = grad[b0:b1, :, 2 * lo:2 * hi]
-        if not (grad_tile.is_contiguous(memory_format=CHANNELS_LAST) and grad.dtype == compute):
-            grad_tile = _channels_last_scratch("image", compute, b1 - b0, 1, c_out,
+        if not (grad_tile.is_contiguous(memory_format=CHANNELS_LAST) and grad.dtype == sum_dtype):
+            grad_tile = _channels_last_scratch("image", sum_dtype, b1 - b0, 1, c_out,
                                                2 * (hi - lo), 2 * w)[:, 0].copy_(grad_tile)
-        rows = _channels_last_scratch("rows", compute, b1 - b0, 3, c_out, 2 * (hi - lo), w)
+        rows = _channels_last_scratch("rows", sum_dtype, b1 - b0, 3, c_out, 2 * (hi - lo), w)
         _gather_rows(_column_pairs(grad_tile, w), rows.transpose(-1, -2))
-        grad_p = _scratch("products", (b1 - b0, r1 - r0, w, 3, 3, c_out), compute)
+        grad_p = _scratch("products", (b1 - b0, r1 - r0, w, 3, 3, c_out), sum_dtype)
         _gather_rows(rows.unflatten(3, (hi - lo, 2)), grad_p.permute(0, 3, 4, 5, 1, 2),
                      first=r0 - lo)
         grad_p = grad_p.view(-1, 9 * c_out)
+        if sum_dtype != x.dtype:  # rounded once, for the GEMMs
+            grad_p = _scratch("GEMM products", grad_p.shape, x.dtype).copy_(grad_p)
         if needs[0]:  # view(): a tile (whole samples or a band of rows) is one block of rows
-            grad_x_rows = grad_x[b0:b1, :, r0:r1].permute(0, 2, 3, 1).view(-1, c_in)
-            if grad_x.dtype == compute:
-                torch.mm(grad_p, taps, out=grad_x_rows)
-            else:
-                grad_x_rows.copy_(torch.mm(grad_p, taps, out=_scratch(
-                    "input", grad_x_rows.shape, compute)))
+            torch.mm(grad_p, taps, out=grad_x[b0:b1, :, r0:r1].permute(0, 2, 3, 1).view(-1, c_in))
         if needs[1]:
             rows_of_x = _rows(x[b0:b1, :, r0:r1])
-            if tile == 0:
+            if grad_p.dtype != sum_dtype:
+                partial = grad_p.t() @ rows_of_x
+                if tile == 0:
+                    grad_taps.copy_(partial)
+                else:
+                    grad_taps.add_(partial)
+            elif tile == 0:
                 torch.mm(grad_p.t(), rows_of_x, out=grad_taps)
             else:
                 grad_taps.addmm_(grad_p.t(), rows_of_x)  # the GEMM adds the partial itself
