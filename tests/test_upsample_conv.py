@@ -589,11 +589,13 @@ def _relative_error(got, expected):
     return ((got.double() - expected).norm() / expected.norm()).item()
 
 
-def _rounded_taps_oracle(x, weight, bias, grad_out, dtype):
+def _rounded_taps_oracle(x, weight, bias, grad_out, dtype, activation=None):
     """In float64 from half-precision values, what the taps route is meant to compute: each
-    tap's product rounded to `dtype` once (the GEMM's result), their sums exact and rounded
-    once; backward, each tap's gathered gradient rounded once, the GEMMs' results rounded once.
-    Built from single-tap convolutions of the canonical block, not from the route's code."""
+    tap's product rounded to `dtype` once (the GEMM's result), their sums exact, the activation
+    on them, rounded once; backward (without the activation), each tap's gathered gradient
+    rounded once, the GEMMs' results rounded once (untiled: under tiles each tile's partial of
+    the weight's gradient is rounded too). Built from single-tap convolutions of the canonical
+    block, not from the route's code."""
     def rounded(t):
         return t.to(dtype).double()
 
@@ -615,6 +617,8 @@ def _rounded_taps_oracle(x, weight, bias, grad_out, dtype):
         w_k = weight[:, :, k // 3, k % 3]
         grad_x = grad_x + torch.einsum("bohw,oc->bchw", grad_p, w_k)
         grad_weight = grad_weight + torch.einsum("bohw,bchw->oc", grad_p, x)[..., None, None] * tap
+    if activation == "leaky_relu":
+        out = torch.nn.functional.leaky_relu(out, 0.2)
     return rounded(out), rounded(grad_x), rounded(grad_weight)
 
 
@@ -625,15 +629,15 @@ def _rounded_taps_oracle(x, weight, bias, grad_out, dtype):
     (2, 8, 4, 5, 6),
 ])
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_half_precision_taps_round_each_product_once_and_sum_exactly(dtype, b, cin, cout, h, w,
-                                                                      channels_last):
+def test_half_precision_taps_round_each_product_once_and_sum_exactly(monkeypatch, dtype, b, cin,
+                                                                      cout, h, w, channels_last):
     # The taps route in fp16/bf16 runs its GEMMs in the input's dtype (a CPU's half-precision
     # matrix units, as conv2d's) and sums their products in float32, rounding once into the
     # output and the gradients. Its results are the oracle's above but where the GEMMs' own
-    # float32 accumulation order tips a rounding: at most 0.35% of the elements over 12 seeds of
-    # these shapes, where products summed in the input's dtype at each step differed in 43-59%.
-    # Against float64 that is at most 1.5x the error of the stock pair (interpolate + conv2d) in
-    # the same dtype: forward 1.1-1.3x over 30 seeds (products summed in the input's dtype:
+    # float32 accumulation order tips a rounding: at most 0.73% of the elements over 100 seeds
+    # of these shapes, where products summed in the input's dtype at each step differed in
+    # 42-61%. Against float64 that is at most 1.5x the error of the stock pair (interpolate +
+    # conv2d) in the same dtype: forward 1.03-1.37x (products summed in the input's dtype:
     # 1.3-1.9x), gradients 0.9-1.3x.
     x, weight, bias = (t.detach() for t in _inputs(b, cin, cout, h, w))
     weight = weight / (3 * cin ** 0.5)  # outputs of order one
@@ -661,6 +665,16 @@ def test_half_precision_taps_round_each_product_once_and_sum_exactly(dtype, b, c
         assert (result.double() != wanted).double().mean() <= 0.02
         assert _relative_error(result, float64_result) <= 1.5 * _relative_error(stock_result,
                                                                                  float64_result)
+    # The activation runs on the float32 sums, before their one rounding
+    fused = upsample_conv2d(*low, activation="leaky_relu", negative_slope=0.2)
+    wanted = _rounded_taps_oracle(*low, grad_out.to(dtype), dtype, "leaky_relu")[0]
+    assert (fused.double() != wanted).double().mean() <= 0.02
+    # Bands of rows: the output and the input's gradient rounded once all the same
+    _small_tiles(monkeypatch, 3 * _products_bytes_per_row(cout, w, torch.float32))
+    banded = upsample_conv2d(*low)
+    banded = (banded, torch.autograd.grad(banded, low[0], grad_out.to(dtype))[0])
+    for result, wanted in zip(banded, oracle[:2], strict=True):
+        assert (result.double() != wanted).double().mean() <= 0.02
 
 
 @given(batch=st.integers(0, 6), height=st.integers(1, 40), row_bytes=st.integers(1, 50),

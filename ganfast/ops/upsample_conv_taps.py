@@ -43,9 +43,10 @@ channels_last per tile before the gather (across the products' order both ran 2-
 
 Half precision (fp16, bf16): the GEMMs run in the input's dtype, as conv2d's, and everything
 between them in float32 (accumulate_dtype): the products are copied to float32 before their
-sums, the output's gradient gathered in float32 and rounded once for the GEMMs. Each product
-and each result is rounded once; the half-precision and float32 copies of a tile both live in
-scratch, and the tiles' budget counts float32 bytes.
+sums, the output's gradient gathered in float32 and rounded once for the GEMMs. Each product,
+the output and the input's gradient are rounded once (the weight's gradient once per tile, its
+partials summed in float32); the tiles' budget counts float32 bytes, and a tile's products also
+have their half-precision copy (half as large) in scratch.
 """
 
 import math
@@ -203,12 +204,13 @@ def taps_forward(x: torch.Tensor, taps: torch.Tensor, bias: torch.Tensor | None,
     # Half precision: the GEMM in the input's dtype, as conv2d's (a CPU's half-precision matrix
     # units: in float32 the bf16 forward ran 3x slower with AMX), each product rounded once;
     # their sums in float32, rounded once into the output (summed in the input's dtype they
-    # erred up to 1.9x the stock pair; docs/ops.md).
+    # erred up to 1.9x the stock pair against float64; docs/ops.md).
     sum_dtype = accumulate_dtype(x.dtype)
     x = x.contiguous(memory_format=CHANNELS_LAST)
     for b0, b1, r0, r1 in tiles(b, h, 9 * c_out * w * sum_dtype.itemsize):
         lo, hi = max(r0 - 1, 0), min(r1 + 1, h)  # the band and its halo rows
         rows_of_x = _rows(x[b0:b1, :, lo:hi])
+        # (named so that "products" is the buffer summed, in every dtype: float32's as before)
         p = _scratch("products" if sum_dtype == x.dtype else "GEMM products",
                      (rows_of_x.shape[0], 9 * c_out), x.dtype)  # [b*rows*W, 9*Cout]
         if tap_bias is None:
@@ -250,9 +252,9 @@ def taps_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, nee
     x = x.contiguous(memory_format=CHANNELS_LAST)
     # The input's gradient in channels_last order, each tile's GEMM writing its rows in place.
     grad_x = torch.empty_like(x) if needs[0] else None
-    # The taps' gradient [9*Cout, Cin] is a sum over tiles: in float32 at least (each
-    # half-precision partial would add its own rounding), in scratch, rounded to the weight's
-    # dtype once at the end, in the weight's layout.
+    # The taps' gradient [9*Cout, Cin] is a sum over tiles: in float32 at least (a
+    # half-precision GEMM's partial is rounded once, the running sum not at each tile), in
+    # scratch, rounded to the weight's dtype once at the end, in the weight's layout.
     grad_taps = _scratch("weight", (9 * c_out, c_in), sum_dtype) if needs[1] else None
     for tile, (b0, b1, r0, r1) in enumerate(tiles(b, h, 9 * c_out * w * sum_dtype.itemsize)):
         lo, hi = max(r0 - 1, 0), min(r1 + 1, h)  # the band and its halo rows of the gradient
